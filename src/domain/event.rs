@@ -1,0 +1,141 @@
+//! Events: the append-only, gap-free log of each run. The same JSON shape is used by
+//! `nofx runs events`, the library's `subscribe()` and (later) HTTP and SSE.
+
+use crate::domain::correlation::CorrelationId;
+use crate::domain::ids::{RunId, TaskKey};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize, Serializer};
+
+macro_rules! event_types {
+    ($( $(#[$doc:meta])* $variant:ident => $text:literal ),+ $(,)?) => {
+        /// What an event records.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum EventType {
+            $( $(#[$doc])* #[serde(rename = $text)] $variant ),+
+        }
+
+        impl EventType {
+            /// The dotted name, e.g. `task.succeeded`.
+            pub fn as_str(self) -> &'static str {
+                match self { $( Self::$variant => $text ),+ }
+            }
+
+            /// Parses the dotted name.
+            ///
+            /// # Errors
+            /// When `s` is not an event type.
+            pub fn parse(s: &str) -> Result<Self, String> {
+                match s {
+                    $( $text => Ok(Self::$variant), )+
+                    other => Err(format!("unknown event type `{other}`")),
+                }
+            }
+        }
+    };
+}
+
+event_types! {
+    /// The run was stored.
+    RunCreated => "run.created",
+    /// A process started (or resumed) executing the run.
+    RunStarted => "run.started",
+    /// Every dependency of the task succeeded.
+    TaskReady => "task.ready",
+    /// The supervisor chose an agent; `data` lists every candidate's score.
+    TaskDelegated => "task.delegated",
+    /// An agent started an attempt.
+    TaskStarted => "task.started",
+    /// The task succeeded and its result is committed.
+    TaskSucceeded => "task.succeeded",
+    /// The task failed after its last attempt.
+    TaskFailed => "task.failed",
+    /// The task will not run because a dependency failed.
+    TaskSkipped => "task.skipped",
+    /// An attempt failed and the retry policy allows another.
+    TaskRetrying => "task.retrying",
+    /// The task was stopped by a cancel or the run's timeout.
+    TaskCancelled => "task.cancelled",
+    /// A gate accepted the task's outputs.
+    GatePassed => "gate.passed",
+    /// A gate rejected the task's outputs.
+    GateFailed => "gate.failed",
+    /// Every task succeeded.
+    RunSucceeded => "run.succeeded",
+    /// The run failed; `data.reason` says why.
+    RunFailed => "run.failed",
+    /// The run was cancelled; `data.reason` says by whom.
+    RunCancelled => "run.cancelled",
+    /// The process executing the run stopped (interrupt); the run stays resumable.
+    RunInterrupted => "run.interrupted",
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl EventType {
+    /// Whether this event ends the run.
+    pub fn ends_run(self) -> bool {
+        matches!(
+            self,
+            Self::RunSucceeded | Self::RunFailed | Self::RunCancelled | Self::RunInterrupted
+        )
+    }
+}
+
+/// One event of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Position in the run's log: 1, 2, 3, … with no gaps.
+    pub seq: i64,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// When, in UTC.
+    #[serde(serialize_with = "rfc3339_ms")]
+    pub at: DateTime<Utc>,
+    /// The run.
+    pub run_id: RunId,
+    /// The task, for task and gate events.
+    pub task_id: Option<TaskKey>,
+    /// The run's correlation id.
+    pub correlation_id: CorrelationId,
+    /// Details, by type.
+    pub data: serde_json::Value,
+}
+
+fn rfc3339_ms<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// Milliseconds since the Unix epoch to a UTC time (clamped to the epoch when out of range).
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_serializes_with_contract_keys() {
+        let e = Event {
+            seq: 3,
+            kind: EventType::TaskReady,
+            at: from_ms(1_700_000_000_123),
+            run_id: RunId::new(),
+            task_id: Some(TaskKey::parse("a").unwrap()),
+            correlation_id: CorrelationId::generate(),
+            data: serde_json::json!({}),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        for key in ["seq", "type", "at", "runId", "taskId", "correlationId", "data"] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["type"], "task.ready");
+        assert_eq!(v["at"], "2023-11-14T22:13:20.123Z");
+    }
+}

@@ -1,0 +1,19 @@
+//! Domain types: ids, statuses, plans, references, the task graph, events and agents.
+//! Everything here is plain data and pure logic; no actors, no I/O.
+
+pub mod agent;
+pub mod correlation;
+pub mod event;
+pub mod graph;
+pub mod ids;
+pub mod plan;
+pub mod reference;
+pub mod status;
+
+pub use agent::{AgentSpec, Role};
+pub use correlation::{Correlation, CorrelationId};
+pub use event::{Event, EventType};
+pub use graph::TaskGraph;
+pub use ids::{RunId, TaskKey};
+pub use plan::{Complexity, GateSpec, Plan, Priority, RetryPolicy, TaskSpec};
+pub use status::{IllegalTransition, RunStatus, TaskStatus};

@@ -1,0 +1,13 @@
+//! nofx: an actor-based multi-agent runtime.
+//!
+//! A plan (YAML/JSON, or built in code) becomes a DAG of tasks; a supervisor delegates each
+//! ready task to the best-scored agent actor; gate actors check results; a persistence actor
+//! commits every state change to SQLite (the embedded default) or Postgres, so a run survives
+//! crashes and resumes where it stopped.
+
+pub mod domain;
+
+pub use domain::{
+    AgentSpec, Correlation, CorrelationId, Event, EventType, Plan, Priority, Role, RunId,
+    RunStatus, TaskKey, TaskStatus,
+};
