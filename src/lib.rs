@@ -5,7 +5,10 @@
 //! commits every state change to SQLite (the embedded default) or Postgres, so a run survives
 //! crashes and resumes where it stopped.
 
+pub mod config;
 pub mod domain;
+pub mod store;
+pub mod tools;
 
 pub use domain::{
     AgentSpec, Correlation, CorrelationId, Event, EventType, Plan, Priority, Role, RunId,

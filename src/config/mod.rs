@@ -1,0 +1,81 @@
+//! Configuration files: agent manifests (`agents/*.toml`) and policies (`policies/*.toml`).
+//! Each file is parsed into plain serde structs (`deny_unknown_fields`), then validated into
+//! domain types; a load reports every bad entry, each naming file, line and key.
+
+mod agents;
+
+pub use agents::{builtin_agents, load_agents, parse_agent};
+
+use crate::tools::{CommandPolicy, PolicyError};
+use std::fmt;
+use std::path::Path;
+
+/// The 1-based line of a byte offset in `text`.
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// The file.
+    pub file: String,
+    /// 1-based line (when known).
+    pub line: Option<usize>,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{l}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// Every problem found while loading configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigIssue>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<PolicyError> for ConfigIssue {
+    fn from(e: PolicyError) -> Self {
+        Self {
+            file: e.file,
+            line: Some(e.line),
+            message: e.message,
+        }
+    }
+}
+
+/// Loads `tools.toml` from a policies directory; without the file, `default` applies.
+///
+/// # Errors
+/// Every bad entry.
+pub fn load_command_policy(dir: &Path, default: CommandPolicy) -> Result<CommandPolicy, ConfigErrors> {
+    let path = dir.join("tools.toml");
+    let display = path.display().to_string();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => CommandPolicy::from_toml(&text, &display)
+            .map_err(|es| ConfigErrors(es.into_iter().map(ConfigIssue::from).collect())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(default),
+        Err(e) => Err(ConfigErrors(vec![ConfigIssue {
+            file: display,
+            line: None,
+            message: format!("cannot read: {e}"),
+        }])),
+    }
+}

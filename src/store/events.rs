@@ -1,0 +1,62 @@
+//! Reads of the event log.
+
+use super::{q, with_pool, Store, StoreError};
+use crate::domain::event::from_ms;
+use crate::domain::{CorrelationId, Event, EventType, RunId, TaskKey};
+use sqlx::Row;
+
+impl Store {
+    /// Events of a run with `seq > after`, in order, at most `limit`.
+    ///
+    /// # Errors
+    /// Query failures and undecodable rows.
+    pub async fn events(&self, run: RunId, after: i64, limit: i64) -> Result<Vec<Event>, StoreError> {
+        let sql = "SELECT seq, type, at, task_id, correlation_id, data FROM events \
+                   WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+        with_pool!(self, |p, _b| {
+            let rows = sqlx::query(sql)
+                .bind(run.to_string())
+                .bind(after)
+                .bind(limit)
+                .fetch_all(p)
+                .await
+                .map_err(q("read events"))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let kind: String = r.try_get("type").map_err(q("read events"))?;
+                let data: String = r.try_get("data").map_err(q("read events"))?;
+                let task: Option<String> = r.try_get("task_id").map_err(q("read events"))?;
+                out.push(Event {
+                    seq: r.try_get("seq").map_err(q("read events"))?,
+                    kind: EventType::parse(&kind).map_err(|why| StoreError::Corrupt { what: "event type", why })?,
+                    at: from_ms(r.try_get("at").map_err(q("read events"))?),
+                    run_id: run,
+                    task_id: task.map(TaskKey::from_trusted),
+                    correlation_id: CorrelationId::from_trusted(
+                        r.try_get("correlation_id").map_err(q("read events"))?,
+                    ),
+                    data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt {
+                        what: "event data",
+                        why: e.to_string(),
+                    })?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// The highest event sequence number of a run (0 when it has none).
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn last_seq(&self, run: RunId) -> Result<i64, StoreError> {
+        with_pool!(self, |p, _b| {
+            let n: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE run_id = $1")
+                .bind(run.to_string())
+                .fetch_one(p)
+                .await
+                .map_err(q("read last event"))?;
+            Ok(n.unwrap_or(0))
+        })
+    }
+}

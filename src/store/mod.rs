@@ -1,0 +1,247 @@
+//! The store: SQLite (embedded default, WAL) or Postgres, behind one type. All SQL lives in
+//! this folder, one file per group of tables; the same queries serve both backends. Only the
+//! persistence actor calls the write functions.
+
+mod artifacts;
+mod batch;
+mod blobs;
+mod commands;
+mod events;
+mod leases;
+mod records;
+mod runs;
+
+pub use batch::Batch;
+pub use blobs::{BlobError, Blobs, StoredBlob};
+pub use commands::Command;
+pub use leases::{Claim, LeaseHolder, LeaseInfo};
+pub use records::{ArtifactRow, MetricRow, RunRecord, RunUpdate, TaskRow};
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is not one nofx understands.
+    #[error("unsupported database URL `{0}` (expected sqlite://PATH or postgres://…)")]
+    BadUrl(String),
+    /// Could not open or reach the database.
+    #[error("cannot open the {backend} store: {source}")]
+    Open {
+        /// `sqlite` or `postgres`.
+        backend: &'static str,
+        /// The cause.
+        source: sqlx::Error,
+    },
+    /// Applying migrations failed.
+    #[error("cannot apply {backend} migrations: {source}")]
+    Migrate {
+        /// `sqlite` or `postgres`.
+        backend: &'static str,
+        /// The cause.
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A query failed.
+    #[error("store query failed ({what}): {source}")]
+    Query {
+        /// Which operation.
+        what: &'static str,
+        /// The cause.
+        source: sqlx::Error,
+    },
+    /// A stored value could not be read back.
+    #[error("stored {what} is corrupt: {why}")]
+    Corrupt {
+        /// What was being read.
+        what: &'static str,
+        /// Why it could not be decoded.
+        why: String,
+    },
+    /// No run has this id.
+    #[error("no run `{0}` in the store")]
+    NoSuchRun(String),
+}
+
+pub(crate) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { what, source }
+}
+
+/// A handle to the store; cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// SQLite (a file, or in memory).
+    Sqlite(SqlitePool),
+    /// Postgres.
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$p` bound to the concrete pool, and `$begin` to the statement that opens
+/// a write transaction (`BEGIN IMMEDIATE` on SQLite, so a second process waits for the lock
+/// instead of failing half-way).
+macro_rules! with_pool {
+    ($store:expr, |$p:ident, $begin:ident| $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($p) => {
+                #[allow(unused_variables)]
+                let $begin: &'static str = "BEGIN IMMEDIATE";
+                $body
+            }
+            $crate::store::Store::Postgres($p) => {
+                #[allow(unused_variables)]
+                let $begin: &'static str = "BEGIN";
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_pool;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl Store {
+    /// Opens the store a URL names (`sqlite://PATH`, `sqlite::memory:`, `postgres://…`) and
+    /// applies migrations.
+    ///
+    /// # Errors
+    /// An unsupported URL, an unreachable database or a failed migration.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave a migration half-applied only where the database itself
+    /// allows it; sqlx applies each migration in its own transaction.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url).map_err(|_| StoreError::BadUrl(url.into()))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await
+                .map_err(|source| StoreError::Open {
+                    backend: "postgres",
+                    source,
+                })?;
+            let store = Self::Postgres(pool);
+            store.migrate().await?;
+            Ok(store)
+        } else if url == "sqlite::memory:" || url == "memory" {
+            Self::memory().await
+        } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            Self::sqlite_file(Path::new(path)).await
+        } else {
+            Err(StoreError::BadUrl(url.into()))
+        }
+    }
+
+    /// Opens (creating when missing) a SQLite file in WAL mode and applies migrations.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or migrated.
+    pub async fn sqlite_file(path: &Path) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await
+            .map_err(|source| StoreError::Open {
+                backend: "sqlite",
+                source,
+            })?;
+        let store = Self::Sqlite(pool);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A private in-memory SQLite store, for tests and benchmarks.
+    ///
+    /// # Errors
+    /// When SQLite cannot be initialised.
+    pub async fn memory() -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(|source| StoreError::Open {
+                backend: "sqlite",
+                source,
+            })?
+            .foreign_keys(true);
+        // One connection that never closes: each connection to `:memory:` is its own database.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts)
+            .await
+            .map_err(|source| StoreError::Open {
+                backend: "sqlite",
+                source,
+            })?;
+        let store = Self::Sqlite(pool);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations.
+    ///
+    /// # Errors
+    /// When a migration fails.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(p) => SQLITE_MIGRATIONS
+                .run(p)
+                .await
+                .map_err(|source| StoreError::Migrate {
+                    backend: "sqlite",
+                    source,
+                }),
+            Self::Postgres(p) => POSTGRES_MIGRATIONS
+                .run(p)
+                .await
+                .map_err(|source| StoreError::Migrate {
+                    backend: "postgres",
+                    source,
+                }),
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A round trip to the database, for health checks.
+    ///
+    /// # Errors
+    /// When the database does not answer.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, |p, _b| {
+            sqlx::query("SELECT 1").execute(p).await.map_err(q("ping"))?;
+        });
+        Ok(())
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        with_pool!(self, |p, _b| p.close().await)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

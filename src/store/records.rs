@@ -1,0 +1,118 @@
+//! Rows as the store reads and writes them.
+
+use crate::domain::{CorrelationId, Plan, RunId, RunStatus, TaskKey, TaskStatus};
+use serde_json::{Map, Value};
+
+/// A run as stored.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    /// Id.
+    pub id: RunId,
+    /// Plan name.
+    pub name: String,
+    /// Status.
+    pub status: RunStatus,
+    /// Why it failed or was cancelled.
+    pub reason: Option<String>,
+    /// Correlation id.
+    pub correlation_id: CorrelationId,
+    /// The plan as submitted.
+    pub plan: Plan,
+    /// Resolved plan inputs.
+    pub inputs: Map<String, Value>,
+    /// Absolute path of the run workspace.
+    pub workspace: String,
+    /// Creation time (ms).
+    pub created_at: i64,
+    /// First start (ms).
+    pub started_at: Option<i64>,
+    /// End (ms).
+    pub finished_at: Option<i64>,
+    /// Deadline from the plan's `timeout_s` (ms), fixed at first start.
+    pub deadline_at: Option<i64>,
+}
+
+/// A change to a run's row.
+#[derive(Debug, Clone)]
+pub struct RunUpdate {
+    /// The run.
+    pub id: RunId,
+    /// New status.
+    pub status: RunStatus,
+    /// New reason (kept when `None`).
+    pub reason: Option<String>,
+    /// Set `started_at` when not yet set.
+    pub started_at: Option<i64>,
+    /// Set `finished_at`.
+    pub finished_at: Option<i64>,
+    /// Set `deadline_at` when not yet set.
+    pub deadline_at: Option<i64>,
+}
+
+/// A task's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRow {
+    /// The run.
+    pub run_id: RunId,
+    /// The task id.
+    pub task_id: TaskKey,
+    /// Position in the plan.
+    pub idx: i64,
+    /// Tool.
+    pub tool: String,
+    /// Status.
+    pub status: TaskStatus,
+    /// Attempts started so far.
+    pub attempt: i64,
+    /// The agent of the last attempt.
+    pub agent: Option<String>,
+    /// Outputs of the last attempt.
+    pub outputs: Option<Value>,
+    /// Why it failed, was skipped or was cancelled.
+    pub error: Option<String>,
+    /// First start (ms).
+    pub started_at: Option<i64>,
+    /// End (ms).
+    pub finished_at: Option<i64>,
+}
+
+/// One task attempt's metrics.
+#[derive(Debug, Clone)]
+pub struct MetricRow {
+    /// The run.
+    pub run_id: RunId,
+    /// The task.
+    pub task_id: TaskKey,
+    /// Tool.
+    pub tool: String,
+    /// Agent.
+    pub agent: Option<String>,
+    /// Attempt number (1-based).
+    pub attempt: i64,
+    /// Wall time of the attempt.
+    pub duration_ms: i64,
+    /// Whether it succeeded (gates included).
+    pub success: bool,
+    /// Kind of failure: `tool`, `gate`, `timeout`, `cancelled`, `input`.
+    pub error_type: Option<String>,
+    /// When it ended (ms).
+    pub at: i64,
+}
+
+/// An artifact row; the bytes are a content-addressed file under the data directory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactRow {
+    /// The run.
+    pub run_id: RunId,
+    /// The task.
+    pub task_id: TaskKey,
+    /// Name, e.g. `stdout`.
+    pub name: String,
+    /// sha256, hex.
+    pub hash: String,
+    /// Bytes.
+    pub size: i64,
+    /// When stored (ms).
+    pub created_at: i64,
+}

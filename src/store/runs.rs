@@ -1,0 +1,147 @@
+//! Reads of runs and tasks.
+
+use super::{q, with_pool, RunRecord, Store, StoreError, TaskRow};
+use crate::domain::{CorrelationId, RunId, RunStatus, TaskKey, TaskStatus};
+use sqlx::Row;
+
+fn corrupt(what: &'static str) -> impl Fn(String) -> StoreError {
+    move |why| StoreError::Corrupt { what, why }
+}
+
+macro_rules! run_from_row {
+    ($r:expr) => {{
+        let r = $r;
+        let id: String = r.try_get("id").map_err(q("read run"))?;
+        let status: String = r.try_get("status").map_err(q("read run"))?;
+        let plan: String = r.try_get("plan").map_err(q("read run"))?;
+        let inputs: String = r.try_get("inputs").map_err(q("read run"))?;
+        RunRecord {
+            id: id.parse().map_err(|e: crate::domain::ids::BadRunId| corrupt("run id")(e.to_string()))?,
+            name: r.try_get("name").map_err(q("read run"))?,
+            status: RunStatus::parse(&status).map_err(corrupt("run status"))?,
+            reason: r.try_get("reason").map_err(q("read run"))?,
+            correlation_id: CorrelationId::from_trusted(r.try_get("correlation_id").map_err(q("read run"))?),
+            plan: serde_json::from_str(&plan).map_err(|e| corrupt("plan")(e.to_string()))?,
+            inputs: serde_json::from_str(&inputs).map_err(|e| corrupt("inputs")(e.to_string()))?,
+            workspace: r.try_get("workspace").map_err(q("read run"))?,
+            created_at: r.try_get("created_at").map_err(q("read run"))?,
+            started_at: r.try_get("started_at").map_err(q("read run"))?,
+            finished_at: r.try_get("finished_at").map_err(q("read run"))?,
+            deadline_at: r.try_get("deadline_at").map_err(q("read run"))?,
+        }
+    }};
+}
+
+macro_rules! task_from_row {
+    ($r:expr, $run:expr) => {{
+        let r = $r;
+        let status: String = r.try_get("status").map_err(q("read task"))?;
+        let outputs: Option<String> = r.try_get("outputs").map_err(q("read task"))?;
+        TaskRow {
+            run_id: $run,
+            task_id: TaskKey::from_trusted(r.try_get("task_id").map_err(q("read task"))?),
+            idx: r.try_get("idx").map_err(q("read task"))?,
+            tool: r.try_get("tool").map_err(q("read task"))?,
+            status: TaskStatus::parse(&status).map_err(corrupt("task status"))?,
+            attempt: r.try_get("attempt").map_err(q("read task"))?,
+            agent: r.try_get("agent").map_err(q("read task"))?,
+            outputs: match outputs {
+                Some(s) => Some(serde_json::from_str(&s).map_err(|e| corrupt("outputs")(e.to_string()))?),
+                None => None,
+            },
+            error: r.try_get("error").map_err(q("read task"))?,
+            started_at: r.try_get("started_at").map_err(q("read task"))?,
+            finished_at: r.try_get("finished_at").map_err(q("read task"))?,
+        }
+    }};
+}
+
+const RUN_COLUMNS: &str = "id, name, status, reason, correlation_id, plan, inputs, workspace, \
+                           created_at, started_at, finished_at, deadline_at";
+
+impl Store {
+    /// One run.
+    ///
+    /// # Errors
+    /// `NoSuchRun` when absent; query failures.
+    pub async fn run(&self, id: RunId) -> Result<RunRecord, StoreError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+        with_pool!(self, |p, _b| {
+            let row = sqlx::query(&sql)
+                .bind(id.to_string())
+                .fetch_optional(p)
+                .await
+                .map_err(q("read run"))?
+                .ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?;
+            Ok(run_from_row!(row))
+        })
+    }
+
+    /// Runs, newest first, optionally only those with one of `statuses`.
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn runs(&self, statuses: &[RunStatus], limit: i64) -> Result<Vec<RunRecord>, StoreError> {
+        let filter = if statuses.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
+            format!("WHERE status IN ({})", list.join(", "))
+        };
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs {filter} ORDER BY created_at DESC, id DESC LIMIT $1");
+        with_pool!(self, |p, _b| {
+            let rows = sqlx::query(&sql).bind(limit).fetch_all(p).await.map_err(q("list runs"))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push(run_from_row!(row));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Finds a run by a unique prefix of its id (as users type it).
+    ///
+    /// # Errors
+    /// `NoSuchRun` when none or several match.
+    pub async fn find_run(&self, prefix: &str) -> Result<RunId, StoreError> {
+        if let Ok(id) = prefix.parse::<RunId>() {
+            return Ok(id);
+        }
+        let clean: String = prefix.chars().filter(|c| c.is_ascii_hexdigit() || *c == '-').collect();
+        if clean.len() != prefix.len() || clean.len() < 4 {
+            return Err(StoreError::NoSuchRun(prefix.to_string()));
+        }
+        let ids: Vec<String> = with_pool!(self, |p, _b| {
+            sqlx::query_scalar("SELECT id FROM runs WHERE id LIKE $1 LIMIT 2")
+                .bind(format!("{clean}%"))
+                .fetch_all(p)
+                .await
+                .map_err(q("find run"))?
+        });
+        match ids.as_slice() {
+            [one] => one.parse().map_err(|_| StoreError::NoSuchRun(prefix.to_string())),
+            _ => Err(StoreError::NoSuchRun(prefix.to_string())),
+        }
+    }
+
+    /// The tasks of a run, in plan order.
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn tasks(&self, run: RunId) -> Result<Vec<TaskRow>, StoreError> {
+        let sql = "SELECT task_id, idx, tool, status, attempt, agent, outputs, error, started_at, \
+                   finished_at FROM tasks WHERE run_id = $1 ORDER BY idx";
+        with_pool!(self, |p, _b| {
+            let rows = sqlx::query(sql)
+                .bind(run.to_string())
+                .fetch_all(p)
+                .await
+                .map_err(q("read tasks"))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push(task_from_row!(row, run));
+            }
+            Ok(out)
+        })
+    }
+}

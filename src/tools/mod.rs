@@ -1,0 +1,139 @@
+//! Tools: what agents run. A tool is a trait object with a name, an input JSON Schema and an
+//! async `run`; it never writes to the store (the persistence actor does). Built in:
+//! `test:echo`, `test:validate`, `test:healthcheck` and `shell`; users register their own.
+
+mod echo;
+mod healthcheck;
+mod policy;
+mod registry;
+mod shell;
+mod validate;
+
+pub use echo::Echo;
+pub use healthcheck::{Healthcheck, Probe, ProbeReport};
+pub use policy::{CommandPolicy, PolicyError};
+pub use registry::ToolRegistry;
+pub use shell::{run_guard, Shell, GUARD_ARG};
+pub use validate::Validate;
+
+use crate::domain::Correlation;
+use crate::store::{Blobs, StoredBlob};
+use futures::future::BoxFuture;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Services a tool may use.
+#[derive(Clone)]
+pub struct ToolEnv {
+    /// The artifact directory.
+    pub blobs: Blobs,
+    /// Which commands `shell` and command gates may run.
+    pub policy: Arc<CommandPolicy>,
+    /// When set, child processes are started through this executable's guard mode, which
+    /// kills the child's process group if the owning process dies.
+    pub guard: Option<PathBuf>,
+    /// What `test:healthcheck` asks about the runtime.
+    pub probe: Arc<dyn Probe>,
+}
+
+/// What a tool gets for one attempt.
+#[derive(Clone)]
+pub struct ToolContext {
+    /// Inputs, with every reference resolved.
+    pub inputs: Value,
+    /// The run workspace (shared by the run's tasks).
+    pub workspace: PathBuf,
+    /// Run, task and correlation id.
+    pub corr: Correlation,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// The same for every attempt of this task in this run, so a tool can make a repeat safe.
+    pub idempotency_key: String,
+    /// Cancelled on run cancel, task timeout and shutdown; a tool must stop soon after.
+    pub cancel: CancellationToken,
+    /// Services.
+    pub env: ToolEnv,
+}
+
+/// What a tool returns on success.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolOutput {
+    /// Outputs, referenced downstream as `${tasks.ID.outputs.NAME}`.
+    pub outputs: Map<String, Value>,
+    /// Artifacts already stored in the blob directory, by name.
+    pub artifacts: Vec<(String, StoredBlob)>,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ToolError {
+    /// The inputs are not what the tool accepts.
+    #[error("invalid inputs: {0}")]
+    InvalidInput(String),
+    /// The tool ran and reported failure; its outputs are kept.
+    #[error("{message}")]
+    Failed {
+        /// What went wrong.
+        message: String,
+        /// Outputs produced anyway.
+        outputs: Map<String, Value>,
+        /// Artifacts produced anyway.
+        artifacts: Vec<(String, StoredBlob)>,
+    },
+    /// The command policy forbids the command.
+    #[error("{0}")]
+    Denied(String),
+    /// The attempt was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// An I/O failure in the runtime's own plumbing.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl ToolError {
+    /// The `error_type` recorded in metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidInput(_) => "input",
+            Self::Failed { .. } => "tool",
+            Self::Denied(_) => "policy",
+            Self::Cancelled => "cancelled",
+            Self::Io(_) => "io",
+        }
+    }
+}
+
+/// A tool.
+///
+/// ```
+/// use futures::future::BoxFuture;
+/// use nofx::tools::{Tool, ToolContext, ToolError, ToolOutput};
+/// use serde_json::{json, Value};
+///
+/// struct Upper;
+/// impl Tool for Upper {
+///     fn name(&self) -> &str { "text:upper" }
+///     fn input_schema(&self) -> Value {
+///         json!({"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}})
+///     }
+///     fn run<'a>(&'a self, ctx: ToolContext) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
+///         Box::pin(async move {
+///             let text = ctx.inputs["text"].as_str().unwrap_or_default().to_uppercase();
+///             let mut out = ToolOutput::default();
+///             out.outputs.insert("text".into(), Value::String(text));
+///             Ok(out)
+///         })
+///     }
+/// }
+/// ```
+pub trait Tool: Send + Sync + 'static {
+    /// The name plans use in `tool:`.
+    fn name(&self) -> &str;
+    /// JSON Schema of the inputs (checked at validation and before each attempt).
+    fn input_schema(&self) -> Value;
+    /// Runs one attempt.
+    fn run<'a>(&'a self, ctx: ToolContext) -> BoxFuture<'a, Result<ToolOutput, ToolError>>;
+}

@@ -1,0 +1,159 @@
+//! Command policy (`policies/tools.toml`): which commands `shell` tasks and command gates may
+//! run. The CLI allows any command when no policy file exists; a server allows none until the
+//! policy lists them.
+//!
+//! ```toml
+//! [commands]
+//! allow = ["sh", "wc", "/usr/local/bin/report"]   # or ["*"] for any command
+//! deny = ["rm"]
+//! ```
+
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use crate::config::line_at;
+use toml::Spanned;
+
+/// A policy file problem.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct PolicyError {
+    /// The file.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+/// Which commands may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandPolicy {
+    allow_any: bool,
+    allow: BTreeSet<String>,
+    deny: BTreeSet<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    commands: Option<RawCommands>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommands {
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    deny: Vec<Spanned<String>>,
+}
+
+impl CommandPolicy {
+    /// Any command may run.
+    pub fn allow_all() -> Self {
+        Self {
+            allow_any: true,
+            allow: BTreeSet::new(),
+            deny: BTreeSet::new(),
+        }
+    }
+
+    /// No command may run.
+    pub fn deny_all() -> Self {
+        Self {
+            allow_any: false,
+            allow: BTreeSet::new(),
+            deny: BTreeSet::new(),
+        }
+    }
+
+    /// Parses `tools.toml`.
+    ///
+    /// # Errors
+    /// Every bad entry, each naming file, line and key.
+    pub fn from_toml(text: &str, file: &str) -> Result<Self, Vec<PolicyError>> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            vec![PolicyError {
+                file: file.to_string(),
+                line: e.span().map(|s| line_at(text, s.start)).unwrap_or(1),
+                message: e.message().to_string(),
+            }]
+        })?;
+        let Some(cmds) = raw.commands else {
+            return Ok(Self::deny_all());
+        };
+        let mut errors = Vec::new();
+        let mut check = |list: &[Spanned<String>], key: &str| -> BTreeSet<String> {
+            let mut out = BTreeSet::new();
+            for item in list {
+                let v = item.get_ref().trim();
+                if v.is_empty() || v.contains(char::is_whitespace) {
+                    errors.push(PolicyError {
+                        file: file.to_string(),
+                        line: line_at(text, item.span().start),
+                        message: format!("`commands.{key}` entries must be command names or paths, got {:?}", item.get_ref()),
+                    });
+                } else {
+                    out.insert(v.to_string());
+                }
+            }
+            out
+        };
+        let mut allow = check(&cmds.allow, "allow");
+        let deny = check(&cmds.deny, "deny");
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let allow_any = allow.remove("*");
+        Ok(Self { allow_any, allow, deny })
+    }
+
+    /// Whether `program` (as written in `argv[0]`) may run.
+    ///
+    /// # Errors
+    /// A sentence naming the command and the rule that refuses it.
+    ///
+    /// ```
+    /// let p = nofx::tools::CommandPolicy::from_toml("[commands]\nallow = [\"sh\"]\n", "tools.toml").unwrap();
+    /// assert!(p.check("sh").is_ok());
+    /// assert!(p.check("/bin/sh").is_ok());
+    /// assert!(p.check("curl").is_err());
+    /// ```
+    pub fn check(&self, program: &str) -> Result<(), String> {
+        let base = std::path::Path::new(program)
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or(program);
+        let listed = |set: &BTreeSet<String>| set.contains(program) || set.contains(base);
+        if listed(&self.deny) {
+            return Err(format!("command `{program}` is denied by the command policy (commands.deny)"));
+        }
+        if self.allow_any || listed(&self.allow) {
+            return Ok(());
+        }
+        Err(format!(
+            "command `{program}` is not allowed by the command policy; add it to `commands.allow` in policies/tools.toml"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_entries_name_file_line_and_key() {
+        let e = CommandPolicy::from_toml("[commands]\nallow = [\n  \"sh\",\n  \"\",\n]\n", "policies/tools.toml").unwrap_err();
+        assert_eq!(e[0].to_string(), "policies/tools.toml:4: `commands.allow` entries must be command names or paths, got \"\"");
+        let e = CommandPolicy::from_toml("[commands]\nallows = []\n", "t.toml").unwrap_err();
+        assert!(e[0].to_string().starts_with("t.toml:2: unknown field `allows`"), "{}", e[0]);
+    }
+
+    #[test]
+    fn deny_wins_over_allow_any() {
+        let p = CommandPolicy::from_toml("[commands]\nallow = [\"*\"]\ndeny = [\"rm\"]\n", "t").unwrap();
+        assert!(p.check("ls").is_ok());
+        assert!(p.check("/bin/rm").is_err());
+    }
+}

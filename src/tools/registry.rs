@@ -1,0 +1,86 @@
+//! The tool registry: tools by name, with their compiled input schemas.
+
+use super::Tool;
+use crate::domain::graph::ToolCatalog;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A registry error.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The tool's input schema does not compile.
+    #[error("tool `{tool}` has an invalid input schema: {why}")]
+    BadSchema {
+        /// The tool.
+        tool: String,
+        /// Why.
+        why: String,
+    },
+}
+
+struct Entry {
+    tool: Arc<dyn Tool>,
+    schema: jsonschema::Validator,
+}
+
+/// Tools by name.
+#[derive(Clone, Default)]
+pub struct ToolRegistry {
+    tools: BTreeMap<String, Arc<Entry>>,
+}
+
+impl ToolRegistry {
+    /// The built-in tools: `test:echo`, `test:validate`, `test:healthcheck`, `shell`.
+    pub fn builtin() -> Self {
+        let mut r = Self::default();
+        for t in [
+            Arc::new(super::Echo) as Arc<dyn Tool>,
+            Arc::new(super::Validate),
+            Arc::new(super::Healthcheck),
+            Arc::new(super::Shell),
+        ] {
+            r.register(t).expect("built-in tool schemas compile");
+        }
+        r
+    }
+
+    /// Adds (or replaces) a tool.
+    ///
+    /// # Errors
+    /// When its input schema does not compile.
+    pub fn register(&mut self, tool: Arc<dyn Tool>) -> Result<(), RegistryError> {
+        let schema = jsonschema::validator_for(&tool.input_schema()).map_err(|e| RegistryError::BadSchema {
+            tool: tool.name().to_string(),
+            why: e.to_string(),
+        })?;
+        self.tools.insert(tool.name().to_string(), Arc::new(Entry { tool, schema }));
+        Ok(())
+    }
+
+    /// A tool by name.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
+        self.tools.get(name).map(|e| e.tool.clone())
+    }
+
+    /// Schema violations of `inputs` for `tool` (`None` when the tool is unknown).
+    pub fn input_errors(&self, tool: &str, inputs: &Value) -> Option<Vec<(String, String)>> {
+        let e = self.tools.get(tool)?;
+        Some(
+            e.schema
+                .iter_errors(inputs)
+                .map(|err| (err.instance_path.to_string(), err.to_string()))
+                .collect(),
+        )
+    }
+}
+
+impl ToolCatalog for ToolRegistry {
+    fn check_inputs(&self, tool: &str, inputs: &Value) -> Option<Vec<(String, String)>> {
+        self.input_errors(tool, inputs)
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.tools.keys().cloned().collect()
+    }
+}

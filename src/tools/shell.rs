@@ -1,0 +1,302 @@
+//! `shell`: runs `argv` (no shell string) in the run workspace, in its own process group,
+//! with a clean environment. The group is killed on timeout, cancel, drop and, when a guard
+//! executable is configured, when the owning process dies. stdout and stderr are stored whole
+//! as artifacts; outputs hold `exit_code` and the first 64 KiB of each stream as text.
+
+use super::{Tool, ToolContext, ToolEnv, ToolError, ToolOutput};
+use crate::store::{BlobError, StoredBlob};
+use futures::future::BoxFuture;
+use serde_json::{json, Map, Value};
+use std::path::{Component, Path};
+use std::process::{ExitStatus, Stdio};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::sync::CancellationToken;
+
+/// Bytes of each stream kept in the outputs.
+pub const OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// The hidden first argument that runs the nofx binary as a process guard.
+pub const GUARD_ARG: &str = "__nofx-guard";
+
+/// Runs commands.
+pub struct Shell;
+
+/// Kills a process group when dropped (unless the group was already reaped and killed).
+struct GroupKill(Option<i32>);
+
+impl GroupKill {
+    fn kill_now(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        self.kill_now();
+    }
+}
+
+/// How a command ended.
+pub(crate) enum Ended {
+    /// It exited.
+    Exited(ExitStatus),
+    /// The token was cancelled; the group is killed.
+    Cancelled,
+}
+
+/// A finished command: how it ended and its two streams.
+pub(crate) struct Finished {
+    pub ended: Ended,
+    pub stdout: Captured,
+    pub stderr: Captured,
+}
+
+/// A captured stream: its head as text, and the whole as a blob.
+pub(crate) struct Captured {
+    pub head: String,
+    pub blob: StoredBlob,
+}
+
+async fn capture<R: AsyncRead + Unpin>(mut r: R, env: &ToolEnv) -> Result<Captured, BlobError> {
+    let mut w = env.blobs.writer().await?;
+    let mut head = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if head.len() < OUTPUT_LIMIT {
+            let take = n.min(OUTPUT_LIMIT - head.len());
+            head.extend_from_slice(&buf[..take]);
+        }
+        w.write(&buf[..n]).await?;
+    }
+    Ok(Captured {
+        head: String::from_utf8_lossy(&head).into_owned(),
+        blob: w.finish().await?,
+    })
+}
+
+/// Runs `argv` in `cwd` in its own process group, capturing both streams, until it exits or
+/// `cancel` fires. Shared by the `shell` tool and command gates.
+pub(crate) async fn run_command(
+    argv: &[String],
+    extra_env: &[(String, String)],
+    cwd: &Path,
+    env: &ToolEnv,
+    cancel: &CancellationToken,
+) -> Result<Finished, ToolError> {
+    let program = argv.first().ok_or_else(|| ToolError::InvalidInput("`argv` is empty".into()))?;
+    env.policy.check(program).map_err(ToolError::Denied)?;
+    tokio::fs::create_dir_all(cwd)
+        .await
+        .map_err(|e| ToolError::Io(format!("cannot create workspace {}: {e}", cwd.display())))?;
+    let mut cmd = match &env.guard {
+        Some(guard) => {
+            let mut c = tokio::process::Command::new(guard);
+            c.arg(GUARD_ARG).arg(std::process::id().to_string()).arg("--").args(argv);
+            c
+        }
+        None => {
+            let mut c = tokio::process::Command::new(program);
+            c.args(&argv[1..]);
+            c
+        }
+    };
+    cmd.current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
+        .env("LANG", std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(home) = std::env::var_os("HOME") {
+        cmd.env("HOME", home);
+    }
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().map_err(|e| ToolError::Failed {
+        message: format!("cannot start `{program}`: {e}"),
+        outputs: Map::new(),
+        artifacts: Vec::new(),
+    })?;
+    let mut group = GroupKill(child.id().and_then(|p| i32::try_from(p).ok()));
+    let stdout = child.stdout.take().ok_or_else(|| ToolError::Io("child stdout missing".into()))?;
+    let stderr = child.stderr.take().ok_or_else(|| ToolError::Io("child stderr missing".into()))?;
+    let streams = async { tokio::try_join!(capture(stdout, env), capture(stderr, env)) };
+    let waited = async {
+        let (out, err) = streams.await?;
+        let status = child.wait().await;
+        Ok::<_, BlobError>((out, err, status))
+    };
+    tokio::select! {
+        res = waited => {
+            // The leader is gone; stop anything it left behind in its group.
+            group.kill_now();
+            let (stdout, stderr, status) = res.map_err(|e| ToolError::Io(e.to_string()))?;
+            let status = status.map_err(|e| ToolError::Io(format!("waiting for `{program}`: {e}")))?;
+            Ok(Finished { ended: Ended::Exited(status), stdout, stderr })
+        }
+        _ = cancel.cancelled() => {
+            group.kill_now();
+            Ok(Finished {
+                ended: Ended::Cancelled,
+                stdout: Captured { head: String::new(), blob: StoredBlob { hash: String::new(), size: 0 } },
+                stderr: Captured { head: String::new(), blob: StoredBlob { hash: String::new(), size: 0 } },
+            })
+        }
+    }
+}
+
+/// The exit code of a status: the code, or 128 + the signal that killed it.
+pub(crate) fn exit_code(status: &ExitStatus) -> i64 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => i64::from(c),
+        (None, Some(s)) => 128 + i64::from(s),
+        (None, None) => -1,
+    }
+}
+
+fn relative_path(p: &str) -> Result<&Path, String> {
+    let path = Path::new(p);
+    if path.is_absolute() || path.components().any(|c| matches!(c, Component::ParentDir)) || p.is_empty() {
+        return Err(format!("artifact path `{p}` must be relative to the workspace and stay inside it"));
+    }
+    Ok(path)
+}
+
+impl Tool for Shell {
+    fn name(&self) -> &str {
+        "shell"
+    }
+
+    fn input_schema(&self) -> Value {
+        json!({
+            "type": "object",
+            "required": ["argv"],
+            "properties": {
+                "argv": {"type": "array", "minItems": 1, "items": {"type": "string"},
+                         "description": "The command and its arguments (no shell is involved)."},
+                "env": {"type": "object", "additionalProperties": {"type": "string"},
+                        "description": "Extra environment variables."},
+                "artifacts": {"type": "array", "items": {"type": "string"},
+                              "description": "Workspace files to keep as artifacts after success."}
+            },
+            "additionalProperties": false
+        })
+    }
+
+    fn run<'a>(&'a self, ctx: ToolContext) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
+        Box::pin(async move {
+            let argv: Vec<String> = serde_json::from_value(ctx.inputs.get("argv").cloned().unwrap_or_default())
+                .map_err(|_| ToolError::InvalidInput("`argv` must be a list of strings".into()))?;
+            let user_env: Map<String, Value> = ctx.inputs.get("env").and_then(Value::as_object).cloned().unwrap_or_default();
+            let keep: Vec<String> = serde_json::from_value(ctx.inputs.get("artifacts").cloned().unwrap_or(json!([])))
+                .map_err(|_| ToolError::InvalidInput("`artifacts` must be a list of strings".into()))?;
+            for p in &keep {
+                relative_path(p).map_err(ToolError::InvalidInput)?;
+            }
+            let mut env: Vec<(String, String)> = user_env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            env.push(("NOFX_RUN_ID".into(), ctx.corr.run.to_string()));
+            env.push(("NOFX_TASK_ID".into(), ctx.corr.task.as_ref().map(|t| t.to_string()).unwrap_or_default()));
+            env.push(("NOFX_ATTEMPT".into(), ctx.attempt.to_string()));
+            env.push(("NOFX_IDEMPOTENCY_KEY".into(), ctx.idempotency_key.clone()));
+            env.push(("NOFX_CORRELATION_ID".into(), ctx.corr.id.to_string()));
+            let done = run_command(&argv, &env, &ctx.workspace, &ctx.env, &ctx.cancel).await?;
+            let status = match done.ended {
+                Ended::Cancelled => return Err(ToolError::Cancelled),
+                Ended::Exited(s) => s,
+            };
+            let code = exit_code(&status);
+            let mut outputs = Map::new();
+            outputs.insert("exit_code".into(), json!(code));
+            outputs.insert("stdout".into(), Value::String(done.stdout.head));
+            outputs.insert("stderr".into(), Value::String(done.stderr.head));
+            let mut artifacts = vec![("stdout".to_string(), done.stdout.blob), ("stderr".to_string(), done.stderr.blob)];
+            if code != 0 {
+                return Err(ToolError::Failed {
+                    message: format!("`{}` exited with code {code}", argv[0]),
+                    outputs,
+                    artifacts,
+                });
+            }
+            for p in keep {
+                let path = ctx.workspace.join(relative_path(&p).map_err(ToolError::InvalidInput)?);
+                match ctx.env.blobs.put_file(&path).await {
+                    Ok(blob) => artifacts.push((p, blob)),
+                    Err(e) => {
+                        return Err(ToolError::Failed {
+                            message: format!("artifact `{p}` could not be stored: {e}"),
+                            outputs,
+                            artifacts,
+                        })
+                    }
+                }
+            }
+            Ok(ToolOutput { outputs, artifacts })
+        })
+    }
+}
+
+/// Guard mode: `nofx __nofx-guard PARENT_PID -- ARGV…`. Runs ARGV in the guard's own process
+/// group and kills that group when the parent process dies (the kernel signals the guard), so
+/// no child of a crashed nofx keeps running. Returns the exit code to exit with.
+pub fn run_guard(args: &[String]) -> i32 {
+    use nix::sys::signal::{killpg, Signal};
+    let (Some(parent), Some("--")) = (args.first().and_then(|p| p.parse::<i32>().ok()), args.get(1).map(String::as_str)) else {
+        eprintln!("nofx guard: usage: {GUARD_ARG} PARENT_PID -- COMMAND [ARGS…]");
+        return 2;
+    };
+    let argv = &args[2..];
+    let Some(program) = argv.first() else {
+        eprintln!("nofx guard: no command given");
+        return 2;
+    };
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).is_err() || nix::unistd::getppid().as_raw() != parent {
+        // The parent is already gone (or cannot be watched): run nothing.
+        return 137;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nofx guard: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("nofx guard: {e}");
+                return 1;
+            }
+        };
+        let mut child = match tokio::process::Command::new(program).args(&argv[1..]).spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("nofx: cannot start `{program}`: {e}");
+                return 127;
+            }
+        };
+        tokio::select! {
+            status = child.wait() => match status {
+                Ok(s) => exit_code(&s) as i32,
+                Err(_) => 1,
+            },
+            _ = term.recv() => {
+                let _ = killpg(nix::unistd::getpgrp(), Signal::SIGKILL);
+                137
+            }
+        }
+    })
+}
