@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod runtime;
 pub mod store;
 pub mod tools;
 
@@ -14,3 +15,4 @@ pub use domain::{
     AgentSpec, Correlation, CorrelationId, Event, EventType, Plan, Priority, Role, RunId,
     RunStatus, TaskKey, TaskStatus,
 };
+pub use runtime::{Outcome, RunHandle, Runtime, RuntimeBuilder, RuntimeError};

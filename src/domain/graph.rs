@@ -87,6 +87,14 @@ pub enum PlanError {
         /// The capability.
         capability: String,
     },
+    /// Each capability exists, but no one agent has them all.
+    #[error("task `{task}` requires capabilities {capabilities}, which no single agent has together")]
+    NoSingleAgent {
+        /// The task.
+        task: String,
+        /// The capabilities.
+        capabilities: String,
+    },
     /// A required plan input was not given.
     #[error("missing required plan input `{0}`")]
     MissingInput(String),
@@ -345,8 +353,8 @@ fn positive_seconds(v: Option<f64>, field: String, errors: &mut Vec<(Option<usiz
 
 /// Validates a plan and builds its graph.
 ///
-/// `inputs` are the caller's values (already typed); `capabilities` is the union of what the
-/// registered agents offer.
+/// `inputs` are the caller's values (already typed); `agents` are the registered agents (a
+/// task needs one agent that has all its capabilities).
 ///
 /// # Errors
 /// Every problem found, each naming its task and line.
@@ -354,8 +362,9 @@ pub fn validate(
     source: &PlanSource,
     inputs: &Map<String, Value>,
     tools: &dyn ToolCatalog,
-    capabilities: &HashSet<String>,
+    agents: &[crate::domain::AgentSpec],
 ) -> Result<ValidatedPlan, PlanErrors> {
+    let capabilities: HashSet<&str> = agents.iter().flat_map(|a| a.capabilities.iter().map(String::as_str)).collect();
     let plan = &source.plan;
     let line_of = |i: usize| source.task_lines.get(i).copied().flatten();
     let mut errors: Vec<(Option<usize>, PlanError)> = Vec::new();
@@ -535,8 +544,10 @@ pub fn validate(
                 }
             }
         }
+        let mut all_known = true;
         for c in &t.capabilities {
-            if !capabilities.contains(c) {
+            if !capabilities.contains(c.as_str()) {
+                all_known = false;
                 errors.push((
                     line,
                     PlanError::MissingCapability {
@@ -545,6 +556,15 @@ pub fn validate(
                     },
                 ));
             }
+        }
+        if all_known && t.capabilities.len() > 1 && !agents.iter().any(|a| a.has_all(&t.capabilities)) {
+            errors.push((
+                line,
+                PlanError::NoSingleAgent {
+                    task: t.id.clone(),
+                    capabilities: t.capabilities.join(", "),
+                },
+            ));
         }
         for (g, gate) in t.gates.iter().enumerate() {
             if let Some(why) = gate_problem(gate) {
@@ -708,7 +728,8 @@ mod tests {
 
     fn check(text: &str) -> Result<ValidatedPlan, PlanErrors> {
         let src = PlanSource::parse(text, Format::Yaml, Some("p.yaml")).unwrap();
-        validate(&src, &Map::new(), &Tools, &HashSet::from(["shell".to_string()]))
+        let agents = [crate::domain::AgentSpec::new("a", crate::domain::Role::Worker).with_capabilities(["shell"])];
+        validate(&src, &Map::new(), &Tools, &agents)
     }
 
     #[test]

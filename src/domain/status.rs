@@ -148,7 +148,8 @@ impl TaskStatus {
         let legal = match (self, to) {
             (from, _) if from.is_terminal() => false,
             (Pending, Ready | Skipped | Cancelled) => true,
-            (Ready, Running | Cancelled | Skipped) => true,
+            // A task whose inputs cannot be resolved fails before it runs.
+            (Ready, Running | Failed | Cancelled | Skipped) => true,
             // A retry, or a task that was in flight when its process died, is ready again.
             (Running, Ready | Waiting | Succeeded | Failed | Cancelled) => true,
             (Waiting, Ready | Running | Succeeded | Failed | Cancelled) => true,

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 const CHUNK: usize = 256;
 
 /// A group of writes committed together.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Batch {
     /// New runs.
     pub new_runs: Vec<RunRecord>,
@@ -106,7 +106,7 @@ impl Store {
     ///
     /// # Cancel safety
     /// Dropping the future rolls the transaction back.
-    pub async fn write(&self, mut batch: Batch) -> Result<(), StoreError> {
+    pub async fn write(&self, batch: &mut Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }

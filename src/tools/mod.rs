@@ -6,7 +6,7 @@ mod echo;
 mod healthcheck;
 mod policy;
 mod registry;
-mod shell;
+pub(crate) mod shell;
 mod validate;
 
 pub use echo::Echo;

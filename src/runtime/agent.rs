@@ -1,0 +1,104 @@
+//! Agent actors: each runs the tasks the supervisor delegates to it, at most
+//! `max_concurrency` at once (its mailbox is bounded to that). Results go back to the
+//! coordinator and the freed slot to the supervisor with `do_send`, so a result never waits
+//! on a full mailbox and no send cycle can deadlock.
+
+use super::coordinator::{AttemptError, TaskAttempted, TaskStarted};
+use super::scoring::Candidate;
+use super::supervisor::{Delegate, SlotFreed, Supervisor};
+use crate::domain::AgentSpec;
+use crate::tools::{ToolContext, ToolEnv, ToolError};
+use actix::prelude::*;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// Runs one attempt of a task.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RunTask {
+    /// The task.
+    pub delegate: Delegate,
+    /// This agent's index at the supervisor.
+    pub agent: usize,
+    /// Every eligible agent's score.
+    pub candidates: Vec<Candidate>,
+}
+
+/// An agent actor.
+pub struct AgentActor {
+    spec: AgentSpec,
+    supervisor: Addr<Supervisor>,
+    env: ToolEnv,
+}
+
+impl AgentActor {
+    /// An agent for `spec`, reporting freed slots to `supervisor`, giving tools `env`.
+    pub fn new(spec: AgentSpec, supervisor: Addr<Supervisor>, env: ToolEnv) -> Self {
+        Self { spec, supervisor, env }
+    }
+}
+
+impl Actor for AgentActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.spec.max_concurrency as usize + 1);
+    }
+}
+
+impl Handler<RunTask> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RunTask, ctx: &mut Context<Self>) {
+        let RunTask { delegate: d, agent, candidates } = msg;
+        let agent_id = self.spec.id.clone();
+        d.coordinator.do_send(TaskStarted {
+            index: d.index,
+            attempt: d.attempt,
+            agent: agent_id.clone(),
+            candidates,
+        });
+        let supervisor = self.supervisor.clone();
+        let env = self.env.clone();
+        let span = d.corr.span("task");
+        let tool_ctx = ToolContext {
+            inputs: d.inputs,
+            workspace: d.workspace,
+            corr: d.corr,
+            attempt: d.attempt,
+            idempotency_key: d.idempotency_key,
+            cancel: d.cancel.clone(),
+            env,
+        };
+        let (tool, timeout, cancel, coordinator, index, attempt) =
+            (d.tool, d.timeout, d.cancel, d.coordinator, d.index, d.attempt);
+        let fut = async move {
+            let started = Instant::now();
+            tracing::debug!(agent = %agent_id, tool = tool.name(), attempt, "attempt started");
+            let result = if cancel.is_cancelled() {
+                Err(AttemptError::from(ToolError::Cancelled))
+            } else {
+                let run = tool.run(tool_ctx);
+                tokio::select! {
+                    r = run => r.map_err(AttemptError::from),
+                    _ = cancel.cancelled() => Err(AttemptError::from(ToolError::Cancelled)),
+                    _ = async {
+                        match timeout {
+                            Some(t) => tokio::time::sleep(t).await,
+                            None => std::future::pending::<()>().await,
+                        }
+                    } => {
+                        let secs = timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
+                        Err(AttemptError::new("timeout", format!("timed out after {secs}s")))
+                    }
+                }
+            };
+            let duration_ms = started.elapsed().as_millis() as i64;
+            supervisor.do_send(SlotFreed(agent));
+            coordinator.do_send(TaskAttempted { index, attempt, agent: agent_id, duration_ms, result });
+        }
+        .instrument(span);
+        ctx.spawn(fut.into_actor(self));
+    }
+}
+

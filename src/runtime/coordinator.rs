@@ -1,0 +1,890 @@
+//! Coordinator: one actor per run. It owns the run's `TaskGraph` and readiness counters,
+//! hands ready tasks to the supervisor, runs gates on results, and decides when the run has
+//! succeeded, failed or been cancelled. Every state change goes to the persistence actor; a
+//! task counts as finished (and its dependents become ready) only once its commit returns.
+
+use super::gate::{CheckGate, GateActor, Verdict};
+use super::node::{Node, RunEnded};
+use super::persistence::{Persist, Persistence};
+use super::scoring::{Candidate, TaskNeeds};
+use super::supervisor::{Delegate, Supervisor, Withdraw};
+use super::Shared;
+use crate::domain::event::EventType;
+use crate::domain::graph::TaskGraph;
+use crate::domain::reference::{self, Lookup};
+use crate::domain::{Correlation, CorrelationId, Event, RunId, RunStatus, TaskKey, TaskStatus};
+use crate::store::{ArtifactRow, Batch, MetricRow, RunUpdate, StoredBlob, TaskRow};
+use crate::tools::{ToolError, ToolOutput};
+use actix::prelude::*;
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+/// Rows sent to the persistence actor and not yet committed above which the coordinator stops
+/// dispatching new tasks until commits catch up (backpressure on the write path).
+const MAX_PENDING_ROWS: usize = 20_000;
+
+/// An agent started an attempt.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TaskStarted {
+    /// Task index.
+    pub index: usize,
+    /// Attempt.
+    pub attempt: u32,
+    /// The agent.
+    pub agent: String,
+    /// Every eligible agent's score.
+    pub candidates: Vec<Candidate>,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone)]
+pub struct AttemptError {
+    /// `tool`, `gate`, `timeout`, `cancelled`, `input`, `policy`, `io`.
+    pub kind: &'static str,
+    /// What went wrong.
+    pub message: String,
+    /// Outputs produced anyway.
+    pub outputs: Map<String, Value>,
+    /// Artifacts produced anyway.
+    pub artifacts: Vec<(String, StoredBlob)>,
+}
+
+impl AttemptError {
+    /// An error without outputs.
+    pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), outputs: Map::new(), artifacts: Vec::new() }
+    }
+}
+
+impl From<ToolError> for AttemptError {
+    fn from(e: ToolError) -> Self {
+        let kind = e.kind();
+        match e {
+            ToolError::Failed { message, outputs, artifacts } => Self { kind, message, outputs, artifacts },
+            other => Self::new(kind, other.to_string()),
+        }
+    }
+}
+
+/// An agent finished an attempt.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TaskAttempted {
+    /// Task index.
+    pub index: usize,
+    /// Attempt.
+    pub attempt: u32,
+    /// The agent.
+    pub agent: String,
+    /// Wall time.
+    pub duration_ms: i64,
+    /// What the tool returned.
+    pub result: Result<ToolOutput, AttemptError>,
+}
+
+/// Cancels the run: stop dispatching, stop tasks in flight, end as `status` with `reason`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelRun {
+    /// Why (shown as the run's reason).
+    pub reason: String,
+}
+
+/// Stops executing without ending the run (shutdown, Ctrl-C): in-flight tasks are stopped and
+/// the run stays resumable. `done` is told once the interruption is committed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Interrupt(pub Option<oneshot::Sender<()>>);
+
+/// Stops at once, writing nothing: another process owns the run now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Abandon;
+
+/// How a coordinator starts.
+pub enum Start {
+    /// A run that has not started: every task is pending.
+    Fresh,
+    /// A run that was executing when its process stopped: these are its stored task rows.
+    Resume(Vec<TaskRow>),
+    /// A run to cancel without executing anything (its owner is gone).
+    CancelOnly(Vec<TaskRow>, String),
+}
+
+/// What a coordinator is told at start.
+pub struct Setup {
+    /// Shared services.
+    pub shared: Arc<Shared>,
+    /// The run.
+    pub run: RunId,
+    /// Its correlation id.
+    pub corr: CorrelationId,
+    /// Its graph.
+    pub graph: Arc<TaskGraph>,
+    /// Resolved plan inputs.
+    pub inputs: Map<String, Value>,
+    /// Workspace.
+    pub workspace: PathBuf,
+    /// Highest event seq already stored.
+    pub last_seq: i64,
+    /// Status in the store.
+    pub status: RunStatus,
+    /// Deadline (ms) when already fixed.
+    pub deadline_at: Option<i64>,
+    /// Plan timeout.
+    pub timeout: Option<Duration>,
+    /// How to start.
+    pub start: Start,
+    /// Actors.
+    pub supervisor: Addr<Supervisor>,
+    /// Actors.
+    pub persistence: Addr<Persistence>,
+    /// Gate actors by kind.
+    pub gates: Arc<HashMap<&'static str, Addr<GateActor>>>,
+    /// Actors.
+    pub node: Addr<Node>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Mode {
+    Running,
+    /// Ending as `status` with `reason` once in-flight tasks stop.
+    Stopping { status: RunStatus, reason: String },
+    /// The run's end is being committed.
+    Finishing,
+    /// Interrupted or abandoned: nothing more is written.
+    Halted,
+}
+
+struct TaskState {
+    status: TaskStatus,
+    attempt: u32,
+    agent: Option<String>,
+    outputs: Option<Value>,
+    error: Option<String>,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    cancel: Option<CancellationToken>,
+    ready_at: Option<Instant>,
+    /// True while an attempt is with the supervisor or an agent.
+    dispatched: bool,
+}
+
+enum After {
+    TaskDone(usize, bool),
+    RunDone,
+    Interrupted(Option<oneshot::Sender<()>>),
+}
+
+/// The coordinator actor.
+pub struct Coordinator {
+    s: Setup,
+    tasks: Vec<TaskState>,
+    remaining: Vec<u32>,
+    seq: i64,
+    mode: Mode,
+    open: usize,
+    first_failure: Option<String>,
+    outbox: Batch,
+    pending_rows: usize,
+    deferred: VecDeque<usize>,
+    latencies: Vec<f32>,
+    span: tracing::Span,
+}
+
+struct Refs<'a> {
+    inputs: &'a Map<String, Value>,
+    graph: &'a TaskGraph,
+    tasks: &'a [TaskState],
+}
+
+impl Lookup for Refs<'_> {
+    fn input(&self, name: &str) -> Option<&Value> {
+        self.inputs.get(name)
+    }
+    fn outputs(&self, task: &str) -> Option<&Value> {
+        let i = self.graph.index_of(task)?;
+        let t = &self.tasks[i];
+        (t.status == TaskStatus::Succeeded).then_some(t.outputs.as_ref()).flatten()
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Coordinator {
+    /// A coordinator for a run.
+    pub fn new(s: Setup) -> Self {
+        let n = s.graph.len();
+        let rows: HashMap<String, TaskRow> = match &s.start {
+            Start::Fresh => HashMap::new(),
+            Start::Resume(rows) | Start::CancelOnly(rows, _) => {
+                rows.iter().map(|r| (r.task_id.to_string(), r.clone())).collect()
+            }
+        };
+        let tasks: Vec<TaskState> = s
+            .graph
+            .tasks()
+            .iter()
+            .map(|t| match rows.get(t.key.as_str()) {
+                Some(r) => TaskState {
+                    status: r.status,
+                    attempt: r.attempt as u32,
+                    agent: r.agent.clone(),
+                    outputs: r.outputs.clone(),
+                    error: r.error.clone(),
+                    started_at: r.started_at,
+                    finished_at: r.finished_at,
+                    cancel: None,
+                    ready_at: None,
+                    dispatched: false,
+                },
+                None => TaskState {
+                    status: TaskStatus::Pending,
+                    attempt: 0,
+                    agent: None,
+                    outputs: None,
+                    error: None,
+                    started_at: None,
+                    finished_at: None,
+                    cancel: None,
+                    ready_at: None,
+                    dispatched: false,
+                },
+            })
+            .collect();
+        let mut remaining = s.graph.in_degrees();
+        for (i, t) in s.graph.tasks().iter().enumerate() {
+            remaining[i] = t.deps.iter().filter(|&&d| tasks[d].status != TaskStatus::Succeeded).count() as u32;
+        }
+        let open = tasks.iter().filter(|t| !t.status.is_terminal()).count();
+        let span = tracing::info_span!("run", corr = %s.corr, run = %s.run);
+        let seq = s.last_seq;
+        debug_assert_eq!(tasks.len(), n);
+        Self {
+            s,
+            tasks,
+            remaining,
+            seq,
+            mode: Mode::Running,
+            open,
+            first_failure: None,
+            outbox: Batch::default(),
+            pending_rows: 0,
+            deferred: VecDeque::new(),
+            latencies: Vec::new(),
+            span,
+        }
+    }
+
+    fn key(&self, i: usize) -> &TaskKey {
+        &self.s.graph.task(i).key
+    }
+
+    fn corr(&self, i: Option<usize>) -> Correlation {
+        Correlation { run: self.s.run, task: i.map(|i| self.key(i).clone()), id: self.s.corr.clone() }
+    }
+
+    fn emit(&mut self, kind: EventType, task: Option<usize>, data: Value) {
+        self.seq += 1;
+        let task_id = task.map(|i| self.key(i).clone());
+        self.outbox.events.push(Event {
+            seq: self.seq,
+            kind,
+            at: chrono::Utc::now(),
+            run_id: self.s.run,
+            task_id,
+            correlation_id: self.s.corr.clone(),
+            data,
+        });
+    }
+
+    fn write_row(&mut self, i: usize) {
+        let t = &self.tasks[i];
+        let spec = self.s.graph.task(i);
+        self.outbox.tasks.push(TaskRow {
+            run_id: self.s.run,
+            task_id: spec.key.clone(),
+            idx: i as i64,
+            tool: spec.tool.clone(),
+            status: t.status,
+            attempt: i64::from(t.attempt),
+            agent: t.agent.clone(),
+            outputs: t.outputs.clone(),
+            error: t.error.clone(),
+            started_at: t.started_at,
+            finished_at: t.finished_at,
+        });
+    }
+
+    fn set_status(&mut self, i: usize, to: TaskStatus) -> bool {
+        match self.tasks[i].status.transition(to) {
+            Ok(s) => {
+                let was_open = !self.tasks[i].status.is_terminal();
+                self.tasks[i].status = s;
+                if was_open && s.is_terminal() {
+                    self.open -= 1;
+                    self.tasks[i].finished_at = Some(now_ms());
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(parent: &self.span, task = %self.key(i), error = %e, "ignored transition");
+                false
+            }
+        }
+    }
+
+    /// Sends what the outbox holds; `after` runs once it is committed.
+    fn flush(&mut self, ctx: &mut Context<Self>, after: Option<After>) {
+        if self.outbox.is_empty() && after.is_none() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.outbox);
+        let rows = batch.len();
+        self.pending_rows += rows;
+        let (tx, rx) = oneshot::channel();
+        self.s.persistence.do_send(Persist { batch, ack: Some(tx) });
+        ctx.spawn(rx.into_actor(self).map(move |res, act, ctx| {
+            act.pending_rows -= rows;
+            match res {
+                Ok(Ok(())) => {
+                    if let Some(a) = after {
+                        act.after_commit(a, ctx);
+                    }
+                    act.pump_deferred(ctx);
+                }
+                Ok(Err(e)) => act.halt_on_store_error(e.to_string(), ctx),
+                Err(_) => act.halt_on_store_error("the persistence actor stopped".into(), ctx),
+            }
+        }));
+    }
+
+    fn halt_on_store_error(&mut self, why: String, ctx: &mut Context<Self>) {
+        if self.mode == Mode::Halted {
+            return;
+        }
+        tracing::error!(parent: &self.span, error = %why, "store write failed; the run stops here and stays resumable");
+        self.halt(ctx);
+        self.s.node.do_send(RunEnded { run: self.s.run, latencies: None, error: Some(why) });
+        ctx.stop();
+    }
+
+    fn halt(&mut self, _ctx: &mut Context<Self>) {
+        self.mode = Mode::Halted;
+        self.s.supervisor.do_send(Withdraw(self.s.run));
+        for t in &self.tasks {
+            if let Some(c) = &t.cancel {
+                c.cancel();
+            }
+        }
+    }
+
+    fn after_commit(&mut self, after: After, ctx: &mut Context<Self>) {
+        match after {
+            After::TaskDone(i, success) => {
+                if success {
+                    if let Some(at) = self.tasks[i].ready_at {
+                        self.latencies.push(at.elapsed().as_secs_f32() * 1000.0);
+                    }
+                    let mut ready: Vec<usize> = Vec::new();
+                    let graph = self.s.graph.clone();
+                    for d in graph.dependents(i) {
+                        self.remaining[d] = self.remaining[d].saturating_sub(1);
+                        if self.remaining[d] == 0 && self.tasks[d].status == TaskStatus::Pending {
+                            ready.push(d);
+                        }
+                    }
+                    if self.mode == Mode::Running && !ready.is_empty() {
+                        ready.sort_unstable();
+                        for d in ready {
+                            self.make_ready(d, ctx);
+                        }
+                        self.flush(ctx, None);
+                    }
+                }
+                self.maybe_finish(ctx);
+            }
+            After::RunDone => {
+                let latencies = std::mem::take(&mut self.latencies);
+                self.s.node.do_send(RunEnded { run: self.s.run, latencies: Some(latencies), error: None });
+                ctx.stop();
+            }
+            After::Interrupted(done) => {
+                self.s.node.do_send(RunEnded { run: self.s.run, latencies: None, error: None });
+                if let Some(d) = done {
+                    let _ = d.send(());
+                }
+                ctx.stop();
+            }
+        }
+    }
+
+    fn make_ready(&mut self, i: usize, ctx: &mut Context<Self>) {
+        if !self.set_status(i, TaskStatus::Ready) {
+            return;
+        }
+        self.tasks[i].ready_at = Some(Instant::now());
+        self.emit(EventType::TaskReady, Some(i), json!({}));
+        self.write_row(i);
+        self.dispatch(i, ctx);
+    }
+
+    fn dispatch(&mut self, i: usize, ctx: &mut Context<Self>) {
+        if self.mode != Mode::Running || self.tasks[i].status != TaskStatus::Ready || self.tasks[i].dispatched {
+            return;
+        }
+        if self.pending_rows + self.outbox.len() > MAX_PENDING_ROWS {
+            self.deferred.push_back(i);
+            return;
+        }
+        let spec = self.s.graph.task(i).clone();
+        let refs = Refs { inputs: &self.s.inputs, graph: &self.s.graph, tasks: &self.tasks };
+        let inputs = match reference::resolve(&spec.inputs, &refs, reference::all) {
+            Ok(v) => v,
+            Err(e) => return self.fail(i, AttemptError::new("input", e.to_string()), ctx),
+        };
+        if let Some(problems) = self.s.shared.tools.input_errors(&spec.tool, &inputs) {
+            if let Some((pointer, message)) = problems.into_iter().next() {
+                let msg = format!("inputs of tool `{}` are invalid at `{pointer}`: {message}", spec.tool);
+                return self.fail(i, AttemptError::new("input", msg), ctx);
+            }
+        }
+        let Some(tool) = self.s.shared.tools.get(&spec.tool) else {
+            return self.fail(i, AttemptError::new("input", format!("unknown tool `{}`", spec.tool)), ctx);
+        };
+        let parent_agent = spec.deps.first().and_then(|&d| self.tasks[d].agent.clone());
+        let cancel = CancellationToken::new();
+        let t = &mut self.tasks[i];
+        t.attempt += 1;
+        t.cancel = Some(cancel.clone());
+        t.dispatched = true;
+        self.s.supervisor.do_send(Delegate {
+            corr: self.corr(Some(i)),
+            index: i,
+            attempt: self.tasks[i].attempt,
+            tool,
+            inputs,
+            timeout: spec.timeout,
+            cancel,
+            workspace: self.s.workspace.clone(),
+            idempotency_key: format!("nofx-{}-{}", self.s.run, spec.key),
+            priority: spec.priority,
+            needs: TaskNeeds { capabilities: spec.capabilities.clone(), complexity: spec.complexity, parent_agent },
+            coordinator: ctx.address(),
+        });
+    }
+
+    fn pump_deferred(&mut self, ctx: &mut Context<Self>) {
+        let mut sent = false;
+        while self.pending_rows + self.outbox.len() <= MAX_PENDING_ROWS {
+            let Some(i) = self.deferred.pop_front() else { break };
+            self.dispatch(i, ctx);
+            sent = true;
+        }
+        if sent {
+            self.flush(ctx, None);
+        }
+    }
+
+    fn succeed(&mut self, i: usize, output: ToolOutput, ctx: &mut Context<Self>) {
+        if !self.set_status(i, TaskStatus::Succeeded) {
+            return;
+        }
+        let t = &mut self.tasks[i];
+        t.outputs = Some(Value::Object(output.outputs));
+        t.error = None;
+        t.dispatched = false;
+        let data = json!({"attempt": t.attempt, "agent": t.agent});
+        self.push_artifacts(i, output.artifacts);
+        self.emit(EventType::TaskSucceeded, Some(i), data);
+        self.write_row(i);
+        self.flush(ctx, Some(After::TaskDone(i, true)));
+    }
+
+    fn push_artifacts(&mut self, i: usize, artifacts: Vec<(String, StoredBlob)>) {
+        let now = now_ms();
+        for (name, blob) in artifacts {
+            if blob.hash.is_empty() {
+                continue;
+            }
+            self.outbox.artifacts.push(ArtifactRow {
+                run_id: self.s.run,
+                task_id: self.key(i).clone(),
+                name,
+                hash: blob.hash,
+                size: blob.size,
+                created_at: now,
+            });
+        }
+    }
+
+    /// Fails the task, or schedules a retry when its policy allows one.
+    fn fail(&mut self, i: usize, err: AttemptError, ctx: &mut Context<Self>) {
+        let retry = self.s.graph.task(i).retry;
+        let attempt = self.tasks[i].attempt;
+        let retryable = !matches!(err.kind, "input" | "policy" | "cancelled");
+        self.tasks[i].dispatched = false;
+        if !err.outputs.is_empty() {
+            self.tasks[i].outputs = Some(Value::Object(err.outputs.clone()));
+        }
+        self.push_artifacts(i, err.artifacts.clone());
+        if retryable && self.mode == Mode::Running && attempt <= retry.max {
+            if self.tasks[i].status == TaskStatus::Running {
+                self.set_status(i, TaskStatus::Ready);
+            }
+            self.tasks[i].error = Some(err.message.clone());
+            self.emit(
+                EventType::TaskRetrying,
+                Some(i),
+                json!({"attempt": attempt, "error": err.message, "errorType": err.kind, "backoffMs": retry.backoff_ms}),
+            );
+            self.write_row(i);
+            self.flush(ctx, None);
+            ctx.run_later(Duration::from_millis(retry.backoff_ms), move |act, ctx| {
+                act.dispatch(i, ctx);
+                act.flush(ctx, None);
+            });
+            return;
+        }
+        if matches!(self.mode, Mode::Stopping { .. }) && err.kind == "cancelled" {
+            self.cancel_task(i);
+            self.flush(ctx, Some(After::TaskDone(i, false)));
+            return;
+        }
+        if !self.set_status(i, TaskStatus::Failed) {
+            return;
+        }
+        let key = self.key(i).clone();
+        self.tasks[i].error = Some(err.message.clone());
+        if self.first_failure.is_none() {
+            self.first_failure = Some(format!("task `{key}` failed: {}", err.message));
+        }
+        self.emit(
+            EventType::TaskFailed,
+            Some(i),
+            json!({"attempt": attempt, "error": err.message, "errorType": err.kind}),
+        );
+        self.write_row(i);
+        self.skip_dependents(i);
+        self.flush(ctx, Some(After::TaskDone(i, false)));
+    }
+
+    fn skip_dependents(&mut self, failed: usize) {
+        let graph = self.s.graph.clone();
+        let mut stack = vec![failed];
+        while let Some(i) = stack.pop() {
+            let cause = self.key(i).clone();
+            let verb = if i == failed { "failed" } else { "was skipped" };
+            for d in graph.dependents(i) {
+                if self.tasks[d].status == TaskStatus::Pending && self.set_status(d, TaskStatus::Skipped) {
+                    let reason = format!("dependency `{cause}` {verb}");
+                    self.tasks[d].error = Some(reason.clone());
+                    self.emit(EventType::TaskSkipped, Some(d), json!({"reason": reason}));
+                    self.write_row(d);
+                    stack.push(d);
+                }
+            }
+        }
+    }
+
+    fn cancel_task(&mut self, i: usize) {
+        if let Some(c) = &self.tasks[i].cancel {
+            c.cancel();
+        }
+        let reason = match &self.mode {
+            Mode::Stopping { reason, .. } => reason.clone(),
+            _ => "cancelled".to_string(),
+        };
+        if self.set_status(i, TaskStatus::Cancelled) {
+            self.tasks[i].dispatched = false;
+            self.tasks[i].error = Some(reason.clone());
+            self.emit(EventType::TaskCancelled, Some(i), json!({"reason": reason}));
+            self.write_row(i);
+        }
+    }
+
+    /// Stops the run: pending and waiting tasks are cancelled now, running ones are told to
+    /// stop and are cancelled when their agent reports back.
+    fn stop_run(&mut self, status: RunStatus, reason: String, ctx: &mut Context<Self>) {
+        if self.mode != Mode::Running {
+            return;
+        }
+        tracing::info!(parent: &self.span, %status, %reason, "stopping run");
+        self.mode = Mode::Stopping { status, reason };
+        self.s.supervisor.do_send(Withdraw(self.s.run));
+        self.deferred.clear();
+        for i in 0..self.tasks.len() {
+            match self.tasks[i].status {
+                TaskStatus::Running => {
+                    if let Some(c) = &self.tasks[i].cancel {
+                        c.cancel();
+                    }
+                }
+                s if !s.is_terminal() => self.cancel_task(i),
+                _ => {}
+            }
+        }
+        self.flush(ctx, None);
+        self.maybe_finish(ctx);
+    }
+
+    fn maybe_finish(&mut self, ctx: &mut Context<Self>) {
+        if self.open > 0 || matches!(self.mode, Mode::Finishing | Mode::Halted) {
+            return;
+        }
+        let (status, reason) = match std::mem::replace(&mut self.mode, Mode::Finishing) {
+            Mode::Stopping { status, reason } => (status, Some(reason)),
+            _ => match &self.first_failure {
+                Some(f) => (RunStatus::Failed, Some(f.clone())),
+                None => (RunStatus::Succeeded, None),
+            },
+        };
+        let kind = match status {
+            RunStatus::Succeeded => EventType::RunSucceeded,
+            RunStatus::Cancelled => EventType::RunCancelled,
+            _ => EventType::RunFailed,
+        };
+        let counts = self.counts();
+        self.emit(kind, None, json!({"reason": reason, "tasks": counts}));
+        self.outbox.run_updates.push(RunUpdate {
+            id: self.s.run,
+            status,
+            reason,
+            started_at: None,
+            finished_at: Some(now_ms()),
+            deadline_at: None,
+        });
+        tracing::info!(parent: &self.span, %status, "run ended");
+        self.flush(ctx, Some(After::RunDone));
+    }
+
+    fn counts(&self) -> Value {
+        let mut m: HashMap<&'static str, usize> = HashMap::new();
+        for t in &self.tasks {
+            *m.entry(t.status.as_str()).or_default() += 1;
+        }
+        json!(m)
+    }
+
+    fn gates_done(&mut self, i: usize, output: ToolOutput, verdicts: Vec<Verdict>, ctx: &mut Context<Self>) {
+        let gates = self.s.graph.task(i).gates.clone();
+        let mut failed = None;
+        for (g, v) in verdicts.iter().enumerate() {
+            let kind = if v.passed { EventType::GatePassed } else { EventType::GateFailed };
+            self.emit(
+                kind,
+                Some(i),
+                json!({"gate": g + 1, "kind": gates[g].kind(), "reason": v.reason, "detail": v.detail, "attempt": self.tasks[i].attempt}),
+            );
+            if !v.passed {
+                failed = Some(format!("gate #{} ({}) failed: {}", g + 1, gates[g].kind(), v.reason));
+            }
+        }
+        match failed {
+            None => self.succeed(i, output, ctx),
+            Some(message) => {
+                let err = AttemptError { kind: "gate", message, outputs: output.outputs, artifacts: output.artifacts };
+                self.fail(i, err, ctx);
+            }
+        }
+    }
+
+    fn start_run(&mut self, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        let resumed = self.s.status != RunStatus::Pending;
+        let deadline = self
+            .s
+            .deadline_at
+            .or_else(|| self.s.timeout.map(|t| now + t.as_millis() as i64));
+        self.outbox.run_updates.push(RunUpdate {
+            id: self.s.run,
+            status: RunStatus::Running,
+            reason: None,
+            started_at: Some(now),
+            finished_at: None,
+            deadline_at: deadline,
+        });
+        self.emit(EventType::RunStarted, None, json!({"resumed": resumed, "tasks": self.tasks.len()}));
+        // Tasks that were ready, running or retrying when the last process stopped run again.
+        let mut again = Vec::new();
+        let mut fresh = Vec::new();
+        for i in 0..self.tasks.len() {
+            let st = self.tasks[i].status;
+            if matches!(st, TaskStatus::Ready | TaskStatus::Running | TaskStatus::Waiting) {
+                self.tasks[i].status = TaskStatus::Ready;
+                self.tasks[i].ready_at = Some(Instant::now());
+                self.write_row(i);
+                again.push(i);
+            } else if st == TaskStatus::Pending && self.remaining[i] == 0 {
+                fresh.push(i);
+            }
+        }
+        for i in again {
+            self.dispatch(i, ctx);
+        }
+        for i in fresh {
+            self.make_ready(i, ctx);
+        }
+        if let Some(d) = deadline {
+            let left = Duration::from_millis((d - now).max(0) as u64);
+            ctx.run_later(left, |act, ctx| {
+                act.stop_run(RunStatus::Failed, "timeout".into(), ctx);
+            });
+        }
+        self.flush(ctx, None);
+        self.maybe_finish(ctx);
+    }
+}
+
+impl Actor for Coordinator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        match std::mem::replace(&mut self.s.start, Start::Fresh) {
+            Start::CancelOnly(_, reason) => {
+                self.emit(EventType::RunStarted, None, json!({"resumed": true, "tasks": self.tasks.len(), "cancelOnly": true}));
+                self.stop_run(RunStatus::Cancelled, reason, ctx);
+            }
+            _ => self.start_run(ctx),
+        }
+    }
+}
+
+impl Handler<TaskStarted> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: TaskStarted, ctx: &mut Context<Self>) {
+        let i = msg.index;
+        if self.mode == Mode::Halted || self.tasks[i].attempt != msg.attempt || self.tasks[i].status != TaskStatus::Ready {
+            return;
+        }
+        self.set_status(i, TaskStatus::Running);
+        let t = &mut self.tasks[i];
+        t.agent = Some(msg.agent.clone());
+        t.started_at.get_or_insert_with(now_ms);
+        let attempt = t.attempt;
+        self.emit(
+            EventType::TaskDelegated,
+            Some(i),
+            json!({"agent": msg.agent, "attempt": attempt, "candidates": msg.candidates}),
+        );
+        self.emit(EventType::TaskStarted, Some(i), json!({"agent": msg.agent, "attempt": attempt}));
+        self.write_row(i);
+        self.flush(ctx, None);
+    }
+}
+
+impl Handler<TaskAttempted> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: TaskAttempted, ctx: &mut Context<Self>) {
+        let i = msg.index;
+        if self.mode == Mode::Halted || self.tasks[i].attempt != msg.attempt || self.tasks[i].status != TaskStatus::Running {
+            return;
+        }
+        let spec = self.s.graph.task(i);
+        let (success, error_type) = match &msg.result {
+            Ok(_) => (true, None),
+            Err(e) => (false, Some(e.kind.to_string())),
+        };
+        self.outbox.metrics.push(MetricRow {
+            run_id: self.s.run,
+            task_id: spec.key.clone(),
+            tool: spec.tool.clone(),
+            agent: Some(msg.agent.clone()),
+            attempt: i64::from(msg.attempt),
+            duration_ms: msg.duration_ms,
+            success: success && spec.gates.is_empty(),
+            error_type,
+            at: now_ms(),
+        });
+        match msg.result {
+            Err(e) => self.fail(i, e, ctx),
+            Ok(output) if spec.gates.is_empty() => self.succeed(i, output, ctx),
+            Ok(output) => {
+                let gates = spec.gates.clone();
+                let actors = self.s.gates.clone();
+                let corr = self.corr(Some(i));
+                let workspace = self.s.workspace.clone();
+                let cancel = self.tasks[i].cancel.clone().unwrap_or_default();
+                let outputs = output.outputs.clone();
+                let attempt = msg.attempt;
+                let fut = async move {
+                    let mut verdicts = Vec::with_capacity(gates.len());
+                    for gate in gates {
+                        let kind = gate.kind();
+                        let verdict = match actors.get(kind) {
+                            None => Verdict { passed: false, reason: format!("no gate actor for `{kind}`"), detail: Value::Null },
+                            Some(a) => a
+                                .send(CheckGate {
+                                    corr: corr.clone(),
+                                    gate,
+                                    outputs: outputs.clone(),
+                                    workspace: workspace.clone(),
+                                    attempt,
+                                    cancel: cancel.clone(),
+                                })
+                                .await
+                                .unwrap_or_else(|e| Verdict { passed: false, reason: format!("gate actor failed: {e}"), detail: Value::Null }),
+                        };
+                        let passed = verdict.passed;
+                        verdicts.push(verdict);
+                        if !passed {
+                            break;
+                        }
+                    }
+                    verdicts
+                };
+                ctx.spawn(fut.into_actor(self).map(move |verdicts, act, ctx| {
+                    if act.mode == Mode::Halted || act.tasks[i].status != TaskStatus::Running {
+                        return;
+                    }
+                    act.gates_done(i, output, verdicts, ctx);
+                }));
+                self.flush(ctx, None);
+            }
+        }
+    }
+}
+
+impl Handler<CancelRun> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: CancelRun, ctx: &mut Context<Self>) {
+        self.stop_run(RunStatus::Cancelled, msg.reason, ctx);
+    }
+}
+
+impl Handler<Interrupt> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Interrupt, ctx: &mut Context<Self>) {
+        if matches!(self.mode, Mode::Halted | Mode::Finishing) {
+            if let Some(d) = msg.0 {
+                let _ = d.send(());
+            }
+            return;
+        }
+        self.halt(ctx);
+        self.emit(EventType::RunInterrupted, None, json!({"reason": "the process executing the run stopped; resume it with `nofx resume`"}));
+        self.flush(ctx, Some(After::Interrupted(msg.0)));
+    }
+}
+
+impl Handler<Abandon> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, _: Abandon, ctx: &mut Context<Self>) {
+        tracing::warn!(parent: &self.span, "lease lost to another process; stopping without writing");
+        self.halt(ctx);
+        ctx.stop();
+    }
+}

@@ -1,0 +1,230 @@
+//! Gate actors: one per gate kind (`pattern`, `json_schema`, `command`). Each checks a task's
+//! outputs and answers with a verdict that says why; compiled regexes and schemas are cached.
+
+use crate::domain::{Correlation, GateSpec};
+use crate::tools::shell::{exit_code, run_command, Ended};
+use crate::tools::ToolEnv;
+use actix::prelude::*;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Default deadline of a command gate.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Checks one gate.
+#[derive(Message)]
+#[rtype(result = "Verdict")]
+pub struct CheckGate {
+    /// Run, task and correlation id.
+    pub corr: Correlation,
+    /// The gate.
+    pub gate: GateSpec,
+    /// The task's outputs.
+    pub outputs: Map<String, Value>,
+    /// The run workspace (command gates run there).
+    pub workspace: PathBuf,
+    /// Idempotency key and attempt for the command's environment.
+    pub attempt: u32,
+    /// Cancelled on run cancel or shutdown.
+    pub cancel: CancellationToken,
+}
+
+/// A gate's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// Whether the outputs pass.
+    pub passed: bool,
+    /// Why, in one sentence.
+    pub reason: String,
+    /// Details (errors, exit code, …).
+    pub detail: Value,
+}
+
+impl Verdict {
+    fn pass(reason: impl Into<String>, detail: Value) -> Self {
+        Self { passed: true, reason: reason.into(), detail }
+    }
+    fn fail(reason: impl Into<String>, detail: Value) -> Self {
+        Self { passed: false, reason: reason.into(), detail }
+    }
+}
+
+/// A gate actor for one kind.
+pub struct GateActor {
+    env: ToolEnv,
+    regexes: HashMap<String, Arc<regex::Regex>>,
+    schemas: HashMap<String, Arc<jsonschema::Validator>>,
+}
+
+impl GateActor {
+    /// A gate actor whose command gates use `env` (policy, guard).
+    pub fn new(env: ToolEnv) -> Self {
+        Self { env, regexes: HashMap::new(), schemas: HashMap::new() }
+    }
+}
+
+impl Actor for GateActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(256);
+    }
+}
+
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn excerpt(s: &str) -> String {
+    let mut out: String = s.chars().take(200).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+fn missing_output(name: &str, outputs: &Map<String, Value>) -> Verdict {
+    let have: Vec<&str> = outputs.keys().map(String::as_str).collect();
+    Verdict::fail(
+        format!("output `{name}` is missing (outputs: {})", if have.is_empty() { "none".into() } else { have.join(", ") }),
+        json!({"output": name}),
+    )
+}
+
+impl Handler<CheckGate> for GateActor {
+    type Result = ResponseFuture<Verdict>;
+
+    fn handle(&mut self, msg: CheckGate, _: &mut Context<Self>) -> Self::Result {
+        match &msg.gate {
+            GateSpec::Pattern { output, regex } => {
+                let re = match self.regexes.get(regex) {
+                    Some(r) => r.clone(),
+                    None => match regex::RegexBuilder::new(regex).multi_line(true).build() {
+                        Ok(r) => {
+                            let r = Arc::new(r);
+                            self.regexes.insert(regex.clone(), r.clone());
+                            r
+                        }
+                        Err(e) => {
+                            let v = Verdict::fail(format!("bad regex: {e}"), json!({"regex": regex}));
+                            return Box::pin(async move { v });
+                        }
+                    },
+                };
+                let verdict = match msg.outputs.get(output) {
+                    None => missing_output(output, &msg.outputs),
+                    Some(v) => {
+                        let text = as_text(v);
+                        if re.is_match(&text) {
+                            Verdict::pass(format!("output `{output}` matches /{regex}/"), json!({"output": output, "regex": regex}))
+                        } else {
+                            Verdict::fail(
+                                format!("output `{output}` does not match /{regex}/ (got {:?})", excerpt(&text)),
+                                json!({"output": output, "regex": regex}),
+                            )
+                        }
+                    }
+                };
+                Box::pin(async move { verdict })
+            }
+            GateSpec::JsonSchema { output, schema } => {
+                let key = schema.to_string();
+                let validator = match self.schemas.get(&key) {
+                    Some(v) => v.clone(),
+                    None => match jsonschema::validator_for(schema) {
+                        Ok(v) => {
+                            let v = Arc::new(v);
+                            self.schemas.insert(key, v.clone());
+                            v
+                        }
+                        Err(e) => {
+                            let v = Verdict::fail(format!("bad schema: {e}"), Value::Null);
+                            return Box::pin(async move { v });
+                        }
+                    },
+                };
+                let whole = Value::Object(msg.outputs.clone());
+                let (instance, what) = match output {
+                    Some(name) => match msg.outputs.get(name) {
+                        Some(v) => (v, format!("output `{name}`")),
+                        None => {
+                            let v = missing_output(name, &msg.outputs);
+                            return Box::pin(async move { v });
+                        }
+                    },
+                    None => (&whole, "outputs".to_string()),
+                };
+                let errors: Vec<Value> = validator
+                    .iter_errors(instance)
+                    .take(20)
+                    .map(|e| json!({"pointer": e.instance_path.to_string(), "message": e.to_string()}))
+                    .collect();
+                let verdict = if errors.is_empty() {
+                    Verdict::pass(format!("{what} match the schema"), json!({}))
+                } else {
+                    let first = &errors[0];
+                    Verdict::fail(
+                        format!(
+                            "{what} fail the schema at `{}`: {}",
+                            first["pointer"].as_str().unwrap_or(""),
+                            first["message"].as_str().unwrap_or("")
+                        ),
+                        json!({"errors": errors}),
+                    )
+                };
+                Box::pin(async move { verdict })
+            }
+            GateSpec::Command { argv, timeout_s } => {
+                let env = self.env.clone();
+                let argv = argv.clone();
+                let limit = timeout_s.map(Duration::from_secs_f64).unwrap_or(COMMAND_TIMEOUT);
+                Box::pin(async move {
+                    let vars = vec![
+                        ("NOFX_RUN_ID".to_string(), msg.corr.run.to_string()),
+                        ("NOFX_TASK_ID".to_string(), msg.corr.task.as_ref().map(|t| t.to_string()).unwrap_or_default()),
+                        ("NOFX_ATTEMPT".to_string(), msg.attempt.to_string()),
+                        ("NOFX_CORRELATION_ID".to_string(), msg.corr.id.to_string()),
+                    ];
+                    let stop = msg.cancel.child_token();
+                    let run = run_command(&argv, &vars, &msg.workspace, &env, &stop);
+                    let outcome = tokio::time::timeout(limit, run).await;
+                    let program = argv.first().cloned().unwrap_or_default();
+                    match outcome {
+                        Err(_) => Verdict::fail(
+                            format!("command `{program}` timed out after {}s", limit.as_secs_f64()),
+                            json!({"argv": argv}),
+                        ),
+                        Ok(Err(e)) => Verdict::fail(format!("command `{program}`: {e}"), json!({"argv": argv})),
+                        Ok(Ok(done)) => match done.ended {
+                            Ended::Cancelled => Verdict::fail("cancelled", json!({"argv": argv})),
+                            Ended::Exited(status) => {
+                                let code = exit_code(&status);
+                                let detail = json!({"argv": argv, "exit_code": code, "stdout": excerpt(&done.stdout.head), "stderr": excerpt(&done.stderr.head)});
+                                if code == 0 {
+                                    Verdict::pass(format!("command `{program}` exited with 0"), detail)
+                                } else {
+                                    let tail = done.stderr.head.trim();
+                                    Verdict::fail(
+                                        if tail.is_empty() {
+                                            format!("command `{program}` exited with code {code}")
+                                        } else {
+                                            format!("command `{program}` exited with code {code}: {}", excerpt(tail))
+                                        },
+                                        detail,
+                                    )
+                                }
+                            }
+                        },
+                    }
+                })
+            }
+        }
+    }
+}

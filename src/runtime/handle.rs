@@ -1,0 +1,197 @@
+//! `RunHandle`: a run as the embedding program sees it: its ids, a gap-free stream of its
+//! events, cancel, and the outcome with every task's outputs.
+
+use super::{Cancelled, Runtime, RuntimeError};
+use crate::domain::{CorrelationId, Event, RunId, RunStatus, TaskKey, TaskStatus};
+use futures::stream::{self, Stream};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::VecDeque;
+use tokio::sync::broadcast::{self, error::RecvError};
+
+/// A submitted run.
+#[derive(Clone)]
+pub struct RunHandle {
+    rt: Runtime,
+    id: RunId,
+    corr: CorrelationId,
+}
+
+/// One task in an outcome.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskOutcome {
+    /// Task id.
+    pub id: TaskKey,
+    /// Final status.
+    pub status: TaskStatus,
+    /// Outputs of its last attempt.
+    pub outputs: Option<Value>,
+    /// Why it failed, was skipped or cancelled.
+    pub error: Option<String>,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Agent of the last attempt.
+    pub agent: Option<String>,
+}
+
+/// A run as it stands in the store.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    /// Run id.
+    pub id: RunId,
+    /// Plan name.
+    pub name: String,
+    /// Status.
+    pub status: RunStatus,
+    /// Why it failed or was cancelled.
+    pub reason: Option<String>,
+    /// Correlation id.
+    pub correlation_id: CorrelationId,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// Duration from first start to end, in ms, when both are known.
+    pub duration_ms: Option<i64>,
+    /// The run workspace.
+    pub workspace: String,
+    /// Every task, in plan order.
+    pub tasks: Vec<TaskOutcome>,
+}
+
+impl Outcome {
+    /// Reads a run's current state.
+    ///
+    /// # Errors
+    /// Unknown run, store failures.
+    pub async fn load(store: &crate::store::Store, id: RunId) -> Result<Self, RuntimeError> {
+        let r = store.run(id).await?;
+        let tasks = store.tasks(id).await?;
+        Ok(Self {
+            id,
+            name: r.name,
+            status: r.status,
+            reason: r.reason,
+            correlation_id: r.correlation_id,
+            created_at: crate::domain::event::from_ms(r.created_at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            duration_ms: r.started_at.zip(r.finished_at).map(|(s, f)| f - s),
+            workspace: r.workspace,
+            tasks: tasks
+                .into_iter()
+                .map(|t| TaskOutcome {
+                    id: t.task_id,
+                    status: t.status,
+                    outputs: t.outputs,
+                    error: t.error,
+                    attempts: t.attempt,
+                    agent: t.agent,
+                })
+                .collect(),
+        })
+    }
+}
+
+struct Follow {
+    store: crate::store::Store,
+    run: RunId,
+    rx: broadcast::Receiver<Event>,
+    last: i64,
+    backlog: VecDeque<Event>,
+    done: bool,
+}
+
+impl RunHandle {
+    pub(crate) fn new(rt: Runtime, id: RunId, corr: CorrelationId) -> Self {
+        Self { rt, id, corr }
+    }
+
+    /// The run id.
+    pub fn id(&self) -> RunId {
+        self.id
+    }
+
+    /// The correlation id.
+    pub fn correlation_id(&self) -> &CorrelationId {
+        &self.corr
+    }
+
+    /// Every event of the run from the first, in order and without gaps, then live ones as
+    /// they are committed; ends after the event that ends the run (or after `run.interrupted`).
+    pub fn events(&self) -> impl Stream<Item = Result<Event, RuntimeError>> + Send + 'static {
+        let state = Follow {
+            store: self.rt.store().clone(),
+            run: self.id,
+            rx: self.rt.hub().subscribe(self.id),
+            last: 0,
+            backlog: VecDeque::new(),
+            done: false,
+        };
+        stream::unfold(state, |mut st| async move {
+            loop {
+                if st.done {
+                    return None;
+                }
+                if let Some(e) = st.backlog.pop_front() {
+                    if e.seq <= st.last {
+                        continue;
+                    }
+                    st.last = e.seq;
+                    st.done = e.kind.ends_run();
+                    return Some((Ok(e), st));
+                }
+                // Catch up from the store first (events committed before subscribing, or
+                // missed after falling behind), then wait for live ones.
+                match st.store.events(st.run, st.last, 1000).await {
+                    Err(e) => {
+                        st.done = true;
+                        return Some((Err(RuntimeError::Store(e)), st));
+                    }
+                    Ok(evs) if !evs.is_empty() => {
+                        st.backlog.extend(evs);
+                        continue;
+                    }
+                    Ok(_) => {}
+                }
+                match st.rx.recv().await {
+                    Ok(e) if e.seq == st.last + 1 => st.backlog.push_back(e),
+                    // Out of order means we missed some: the store has them.
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => {
+                        st.done = true;
+                        return Some((Err(RuntimeError::Stopped), st));
+                    }
+                }
+            }
+        })
+    }
+
+    /// Cancels the run.
+    ///
+    /// # Errors
+    /// Store failures, a stopped runtime.
+    ///
+    /// # Cancel safety
+    /// Safe.
+    pub async fn cancel(&self) -> Result<Cancelled, RuntimeError> {
+        self.rt.cancel(self.id, "cancelled by the caller").await
+    }
+
+    /// Waits for the run to end (or be interrupted) and returns its outcome.
+    ///
+    /// # Errors
+    /// Store failures, a stopped runtime.
+    ///
+    /// # Cancel safety
+    /// Safe: dropping it only stops waiting.
+    pub async fn wait(&self) -> Result<Outcome, RuntimeError> {
+        use futures::StreamExt;
+        let events = self.events();
+        futures::pin_mut!(events);
+        while let Some(e) = events.next().await {
+            if e?.kind.ends_run() {
+                break;
+            }
+        }
+        Outcome::load(self.rt.store(), self.id).await
+    }
+}

@@ -1,0 +1,460 @@
+//! The runtime: actors (node, coordinators, supervisor, agents, gates, persistence) on one
+//! actix system in a thread of its own, and the embedding API around them.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), nofx::RuntimeError> {
+//! use nofx::domain::plan::{Format, PlanSource};
+//! let rt = nofx::Runtime::builder().memory_store().data_dir("/tmp/nofx-demo").build().await?;
+//! let src = PlanSource::parse("name: hi\ntasks:\n  - { id: a, tool: test:echo, inputs: { x: 1 } }\n", Format::Yaml, None)
+//!     .expect("a valid plan");
+//! let run = rt.submit(&src, Default::default()).await?;
+//! let outcome = run.wait().await?;
+//! assert_eq!(outcome.status, nofx::RunStatus::Succeeded);
+//! rt.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod agent;
+pub(crate) mod coordinator;
+pub mod dispatch;
+mod gate;
+mod handle;
+pub(crate) mod hub;
+pub(crate) mod node;
+mod persistence;
+mod probe;
+pub mod scoring;
+mod supervisor;
+
+pub use handle::{Outcome, RunHandle, TaskOutcome};
+pub use node::{Cancelled, Resumed};
+pub use supervisor::{AgentLoad, QueueReport};
+
+use crate::config::ConfigErrors;
+use crate::domain::graph::{self, PlanErrors};
+use crate::domain::plan::PlanSource;
+use crate::domain::{AgentSpec, CorrelationId, RunId};
+use crate::store::{Blobs, LeaseHolder, LeaseInfo, Store, StoreError};
+use crate::tools::{CommandPolicy, Tool, ToolEnv, ToolRegistry};
+use actix::prelude::*;
+use hub::EventHub;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A runtime failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The plan is invalid.
+    #[error("{0}")]
+    Plan(PlanErrors),
+    /// Configuration is invalid.
+    #[error("{0}")]
+    Config(ConfigErrors),
+    /// A store read or setup failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A write failed to commit.
+    #[error("{0}")]
+    Write(Arc<StoreError>),
+    /// Another live process executes the run.
+    #[error("run {run} is executed by process {} on {} (its lease runs until {}); wait for it to finish or stop that process", info.pid, info.host, crate::domain::event::from_ms(info.expires_at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))]
+    LeaseHeld {
+        /// The run.
+        run: RunId,
+        /// Who holds it.
+        info: LeaseInfo,
+    },
+    /// A file or directory could not be prepared.
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The runtime has stopped.
+    #[error("the runtime has stopped")]
+    Stopped,
+}
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// How often commands from other processes are read.
+    pub command_poll: Duration,
+    /// Keep task latencies of finished runs (benchmarks).
+    pub record_latencies: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { lease_ttl: Duration::from_secs(15), command_poll: Duration::from_millis(500), record_latencies: false }
+    }
+}
+
+/// What every actor may read.
+pub struct Shared {
+    /// The store (reads; writes go through the persistence actor).
+    pub store: Store,
+    /// Tools.
+    pub tools: ToolRegistry,
+    /// Agents.
+    pub agents: Vec<AgentSpec>,
+    /// Data directory (workspaces, artifacts).
+    pub data_dir: PathBuf,
+    /// This process as a lease holder.
+    pub holder: LeaseHolder,
+    /// Tunables.
+    pub options: Options,
+}
+
+enum StoreSpec {
+    Url(String),
+    Memory,
+}
+
+/// Builds a [`Runtime`].
+pub struct RuntimeBuilder {
+    store: StoreSpec,
+    data_dir: PathBuf,
+    agents: Option<Vec<AgentSpec>>,
+    tools: ToolRegistry,
+    policy: CommandPolicy,
+    guard: Option<PathBuf>,
+    options: Options,
+    extra_tools: Vec<Arc<dyn Tool>>,
+}
+
+impl RuntimeBuilder {
+    /// Uses the store at `url` (`sqlite://PATH`, `postgres://…`).
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.store = StoreSpec::Url(url.into());
+        self
+    }
+
+    /// Uses a private in-memory SQLite store.
+    pub fn memory_store(mut self) -> Self {
+        self.store = StoreSpec::Memory;
+        self
+    }
+
+    /// Where workspaces and artifacts live (default `.nofx`); the default SQLite file is
+    /// `nofx.db` there.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = dir.into();
+        self
+    }
+
+    /// The agents (default: a coordinator `lead`, a specialist `builder`, a worker `worker`).
+    pub fn agents(mut self, agents: Vec<AgentSpec>) -> Self {
+        self.agents = Some(agents);
+        self
+    }
+
+    /// Adds one agent to the configured (or default) ones.
+    pub fn agent(mut self, agent: AgentSpec) -> Self {
+        self.agents.get_or_insert_with(crate::config::builtin_agents).push(agent);
+        self
+    }
+
+    /// Registers a tool (besides the built-in ones).
+    pub fn tool(mut self, tool: Arc<dyn Tool>) -> Self {
+        self.extra_tools.push(tool);
+        self
+    }
+
+    /// Which commands `shell` and command gates may run (default: any).
+    pub fn command_policy(mut self, policy: CommandPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Starts child processes through `exe` in guard mode (`exe __nofx-guard …`), so they
+    /// die with this process. The `nofx` binary sets this to itself.
+    pub fn process_guard(mut self, exe: impl Into<PathBuf>) -> Self {
+        self.guard = Some(exe.into());
+        self
+    }
+
+    /// Lease time-to-live (default 15 s); heartbeats run every third of it.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.options.lease_ttl = ttl.max(Duration::from_millis(300));
+        self
+    }
+
+    /// Keeps per-task latencies of finished runs, for [`Runtime::take_latencies`].
+    pub fn record_latencies(mut self, on: bool) -> Self {
+        self.options.record_latencies = on;
+        self
+    }
+
+    /// Opens the store, applies migrations and starts the actors.
+    ///
+    /// # Errors
+    /// Store failures, a data directory that cannot be created, an invalid tool schema.
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it completes leaves the actor thread to stop on its own.
+    pub async fn build(self) -> Result<Runtime, RuntimeError> {
+        std::fs::create_dir_all(&self.data_dir)
+            .map_err(|source| RuntimeError::Io { path: self.data_dir.display().to_string(), source })?;
+        let data_dir = std::fs::canonicalize(&self.data_dir)
+            .map_err(|source| RuntimeError::Io { path: self.data_dir.display().to_string(), source })?;
+        let mut tools = self.tools;
+        for t in self.extra_tools {
+            let name = t.name().to_string();
+            tools.register(t).map_err(|e| {
+                RuntimeError::Config(ConfigErrors(vec![crate::config::ConfigIssue {
+                    file: format!("tool {name}"),
+                    line: None,
+                    message: e.to_string(),
+                }]))
+            })?;
+        }
+        let agents = self.agents.unwrap_or_else(crate::config::builtin_agents);
+        let url = match self.store {
+            StoreSpec::Memory => None,
+            StoreSpec::Url(u) => Some(u),
+        };
+        let holder = LeaseHolder::this_process();
+        let hub = EventHub::default();
+        let blobs = Blobs::new(data_dir.join("artifacts"));
+        let policy = Arc::new(self.policy);
+        let guard = self.guard;
+        let options = self.options;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("nofx-runtime".into())
+            .spawn({
+                let hub = hub.clone();
+                move || {
+                    let system = System::new();
+                    let started = system.block_on(async move {
+                        let store = match url {
+                            None => Store::memory().await,
+                            Some(u) => Store::open(&u).await,
+                        }?;
+                        let shared = Arc::new(Shared {
+                            store: store.clone(),
+                            tools,
+                            agents: agents.clone(),
+                            data_dir,
+                            holder: holder.clone(),
+                            options: options.clone(),
+                        });
+                        let persistence =
+                            persistence::Persistence::new(store.clone(), hub, holder, options.lease_ttl.as_millis() as i64)
+                                .start();
+                        let mut env_slot = None;
+                        let supervisor = supervisor::Supervisor::launch(agents.clone(), |sup| {
+                            let env = ToolEnv {
+                                blobs,
+                                policy,
+                                guard,
+                                probe: Arc::new(probe::RuntimeProbe::new(store.clone(), sup, agents)),
+                            };
+                            env_slot = Some(env.clone());
+                            env
+                        });
+                        let env = env_slot.expect("launch builds the tool environment synchronously");
+                        let mut gates = HashMap::new();
+                        for kind in ["pattern", "json_schema", "command"] {
+                            gates.insert(kind, gate::GateActor::new(env.clone()).start());
+                        }
+                        let node = node::Node::new(shared.clone(), supervisor.clone(), persistence, gates).start();
+                        Ok::<_, RuntimeError>((node, supervisor, shared))
+                    });
+                    match started {
+                        Ok(parts) => {
+                            let _ = tx.send(Ok(parts));
+                            if let Err(e) = system.run() {
+                                tracing::error!(error = %e, "actor system stopped with an error");
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                        }
+                    }
+                }
+            })
+            .map_err(|source| RuntimeError::Io { path: "runtime thread".into(), source })?;
+        let (node, supervisor, shared) = rx.await.map_err(|_| RuntimeError::Stopped)??;
+        Ok(Runtime {
+            inner: Arc::new(Inner { node, supervisor, shared, hub, thread: Mutex::new(Some(thread)) }),
+        })
+    }
+}
+
+struct Inner {
+    node: Addr<node::Node>,
+    supervisor: Addr<supervisor::Supervisor>,
+    shared: Arc<Shared>,
+    hub: EventHub,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Best effort when `shutdown` was not awaited: interrupt runs and stop the system.
+        self.node.do_send(node::Shutdown);
+    }
+}
+
+/// A running nofx runtime; cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl Runtime {
+    /// A builder with defaults: SQLite in `.nofx/nofx.db`, built-in agents and tools, any
+    /// command allowed.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            store: StoreSpec::Url("sqlite://.nofx/nofx.db".into()),
+            data_dir: PathBuf::from(".nofx"),
+            agents: None,
+            tools: ToolRegistry::builtin(),
+            policy: CommandPolicy::allow_all(),
+            guard: None,
+            options: Options::default(),
+            extra_tools: Vec::new(),
+        }
+    }
+
+    /// The store, for reads.
+    pub fn store(&self) -> &Store {
+        &self.inner.shared.store
+    }
+
+    /// The agents.
+    pub fn agents(&self) -> &[AgentSpec] {
+        &self.inner.shared.agents
+    }
+
+    /// The tools.
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.inner.shared.tools
+    }
+
+    /// The data directory (absolute).
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.shared.data_dir
+    }
+
+    /// Validates a plan against this runtime's tools and agents.
+    ///
+    /// # Errors
+    /// Every problem, each naming its task and line.
+    pub fn validate(&self, plan: &PlanSource, inputs: &Map<String, Value>) -> Result<graph::ValidatedPlan, PlanErrors> {
+        graph::validate(plan, inputs, &self.inner.shared.tools, &self.inner.shared.agents)
+    }
+
+    /// Validates and stores a plan, then executes it; returns once the run is committed.
+    ///
+    /// # Errors
+    /// An invalid plan, a failed write, a stopped runtime.
+    ///
+    /// # Cancel safety
+    /// If dropped after the run was committed, the run still executes.
+    pub async fn submit(&self, plan: &PlanSource, inputs: Map<String, Value>) -> Result<RunHandle, RuntimeError> {
+        self.submit_with(plan, inputs, None, false).await
+    }
+
+    /// Like [`Runtime::submit`], with the caller's correlation id and the option to only
+    /// store the run (`detach`), for another process (`nofx resume`) to execute.
+    ///
+    /// # Errors
+    /// As `submit`.
+    ///
+    /// # Cancel safety
+    /// As `submit`.
+    pub async fn submit_with(
+        &self,
+        plan: &PlanSource,
+        inputs: Map<String, Value>,
+        correlation: Option<CorrelationId>,
+        detach: bool,
+    ) -> Result<RunHandle, RuntimeError> {
+        let plan = self.validate(plan, &inputs).map_err(RuntimeError::Plan)?;
+        let corr = correlation.unwrap_or_else(CorrelationId::generate);
+        let run = self
+            .inner
+            .node
+            .send(node::Submit { plan, corr: corr.clone(), detach })
+            .await
+            .map_err(|_| RuntimeError::Stopped)??;
+        Ok(RunHandle::new(self.clone(), run, corr))
+    }
+
+    /// Claims and executes a stored, unfinished run.
+    ///
+    /// # Errors
+    /// `LeaseHeld` when a live process executes it; store failures; a stored plan that no
+    /// longer validates against this runtime's tools and agents.
+    ///
+    /// # Cancel safety
+    /// If dropped after the claim, the run still executes.
+    pub async fn resume(&self, run: RunId) -> Result<(Resumed, RunHandle), RuntimeError> {
+        let r = self.inner.node.send(node::Resume(run)).await.map_err(|_| RuntimeError::Stopped)??;
+        let corr = self.store().run(run).await?.correlation_id;
+        Ok((r, RunHandle::new(self.clone(), run, corr)))
+    }
+
+    /// Cancels a run, wherever it executes: here, through a command row its owner picks up,
+    /// or directly when no live process owns it.
+    ///
+    /// # Errors
+    /// Unknown run, store failures.
+    ///
+    /// # Cancel safety
+    /// Safe; the cancel may or may not have been requested.
+    pub async fn cancel(&self, run: RunId, reason: &str) -> Result<Cancelled, RuntimeError> {
+        self.inner
+            .node
+            .send(node::Cancel { run, reason: reason.to_string() })
+            .await
+            .map_err(|_| RuntimeError::Stopped)?
+    }
+
+    /// A handle to an existing run.
+    ///
+    /// # Errors
+    /// Unknown run.
+    pub async fn run(&self, run: RunId) -> Result<RunHandle, RuntimeError> {
+        let corr = self.store().run(run).await?.correlation_id;
+        Ok(RunHandle::new(self.clone(), run, corr))
+    }
+
+    /// The supervisor's queue and agent load.
+    ///
+    /// # Errors
+    /// A stopped runtime.
+    pub async fn queue(&self) -> Result<QueueReport, RuntimeError> {
+        self.inner.supervisor.send(supervisor::QueueStats).await.map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// Task latencies (ready → committed, in ms) of a finished run, when recording is on.
+    pub async fn take_latencies(&self, run: RunId) -> Option<Vec<f32>> {
+        self.inner.node.send(node::TakeLatencies(run)).await.ok().flatten()
+    }
+
+    pub(crate) fn hub(&self) -> &EventHub {
+        &self.inner.hub
+    }
+
+    /// Interrupts every run it executes (they stay resumable), commits what is pending,
+    /// releases leases and stops the actor thread.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.node.send(node::Shutdown).await;
+        let thread = self.inner.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! Node: the root actor of a runtime. It creates runs and their coordinators, claims and
+//! renews the leases of the runs it executes (heartbeat), picks up commands other processes
+//! left for its runs (cancel), and on shutdown interrupts every run so it stays resumable.
+
+use super::coordinator::{Abandon, CancelRun, Coordinator, Interrupt, Setup, Start};
+use super::gate::GateActor;
+use super::persistence::{ClaimLease, Drain, Persist, Persistence, ReleaseLease, RenewLeases};
+use super::supervisor::Supervisor;
+use super::{RuntimeError, Shared};
+use crate::domain::event::EventType;
+use crate::domain::graph::{self, ValidatedPlan};
+use crate::domain::plan::PlanSource;
+use crate::domain::{CorrelationId, Event, RunId, RunStatus, TaskStatus};
+use crate::store::{Batch, Claim, LeaseInfo, RunRecord, TaskRow};
+use actix::prelude::*;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Stores a validated plan as a new run; unless `detach`, starts executing it.
+#[derive(Message)]
+#[rtype(result = "Result<RunId, RuntimeError>")]
+pub struct Submit {
+    /// The plan.
+    pub plan: ValidatedPlan,
+    /// Correlation id of the run.
+    pub corr: CorrelationId,
+    /// Store only.
+    pub detach: bool,
+}
+
+/// Claims and executes a stored, unfinished run.
+#[derive(Message)]
+#[rtype(result = "Result<Resumed, RuntimeError>")]
+pub struct Resume(pub RunId);
+
+/// What `Resume` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resumed {
+    /// This process now executes it.
+    Started,
+    /// This process already executes it.
+    AlreadyRunning,
+    /// It had already ended.
+    Finished(RunStatus),
+}
+
+/// Cancels a run, wherever it executes.
+#[derive(Message)]
+#[rtype(result = "Result<Cancelled, RuntimeError>")]
+pub struct Cancel {
+    /// The run.
+    pub run: RunId,
+    /// Shown as the run's reason.
+    pub reason: String,
+}
+
+/// What `Cancel` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// This process is stopping it.
+    Stopping,
+    /// Another live process executes it; a command row asks it to stop.
+    Requested(LeaseInfo),
+    /// It had already ended.
+    Finished(RunStatus),
+}
+
+/// A coordinator ended (the run finished, was interrupted, or stopped on a store error).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RunEnded {
+    /// The run.
+    pub run: RunId,
+    /// Task latencies (ready → committed, ms) when the run finished.
+    pub latencies: Option<Vec<f32>>,
+    /// The store error that stopped it, if any.
+    pub error: Option<String>,
+}
+
+/// Interrupts every run and stops the actor system.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Takes the recorded latencies of a finished run.
+#[derive(Message)]
+#[rtype(result = "Option<Vec<f32>>")]
+pub struct TakeLatencies(pub RunId);
+
+/// The node actor.
+pub struct Node {
+    shared: Arc<Shared>,
+    supervisor: Addr<Supervisor>,
+    persistence: Addr<Persistence>,
+    gates: Arc<HashMap<&'static str, Addr<GateActor>>>,
+    coordinators: HashMap<RunId, Addr<Coordinator>>,
+    latencies: HashMap<RunId, Vec<f32>>,
+    polling: bool,
+    stopping: bool,
+}
+
+impl Node {
+    /// A node over started actors.
+    pub fn new(
+        shared: Arc<Shared>,
+        supervisor: Addr<Supervisor>,
+        persistence: Addr<Persistence>,
+        gates: HashMap<&'static str, Addr<GateActor>>,
+    ) -> Self {
+        Self {
+            shared,
+            supervisor,
+            persistence,
+            gates: Arc::new(gates),
+            coordinators: HashMap::new(),
+            latencies: HashMap::new(),
+            polling: false,
+            stopping: false,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        &mut self,
+        record: &RunRecord,
+        graph: ValidatedPlan,
+        last_seq: i64,
+        start: Start,
+        ctx: &mut Context<Self>,
+    ) {
+        let setup = Setup {
+            shared: self.shared.clone(),
+            run: record.id,
+            corr: record.correlation_id.clone(),
+            graph: Arc::new(graph.graph),
+            inputs: graph.inputs,
+            workspace: record.workspace.clone().into(),
+            last_seq,
+            status: record.status,
+            deadline_at: record.deadline_at,
+            timeout: record.plan.timeout_s.map(Duration::from_secs_f64),
+            start,
+            supervisor: self.supervisor.clone(),
+            persistence: self.persistence.clone(),
+            gates: self.gates.clone(),
+            node: ctx.address(),
+        };
+        let addr = Coordinator::new(setup).start();
+        self.coordinators.insert(record.id, addr);
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.coordinators.is_empty() {
+            return;
+        }
+        let before: Vec<RunId> = self.coordinators.keys().copied().collect();
+        ctx.spawn(self.persistence.send(RenewLeases).into_actor(self).map(move |res, act, _| match res {
+            Ok(Ok(held)) => {
+                for run in before {
+                    if !held.contains(&run) {
+                        if let Some(c) = act.coordinators.remove(&run) {
+                            c.do_send(Abandon);
+                        }
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed; will retry"),
+            Err(_) => {}
+        }));
+    }
+
+    fn poll_commands(&mut self, ctx: &mut Context<Self>) {
+        if self.coordinators.is_empty() || self.polling {
+            return;
+        }
+        self.polling = true;
+        let store = self.shared.store.clone();
+        let holder = self.shared.holder.id.clone();
+        ctx.spawn(async move { store.open_commands(&holder).await }.into_actor(self).map(|res, act, _| {
+            act.polling = false;
+            let cmds = match res {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading commands failed; will retry");
+                    return;
+                }
+            };
+            let mut handled = Batch::default();
+            for c in cmds {
+                if c.kind == "cancel" {
+                    if let Some(addr) = act.coordinators.get(&c.run_id) {
+                        addr.do_send(CancelRun { reason: c.reason.clone().unwrap_or_else(|| "cancelled".into()) });
+                    }
+                }
+                handled.handled_commands.push(c.id);
+            }
+            if !handled.is_empty() {
+                act.persistence.do_send(Persist { batch: handled, ack: None });
+            }
+        }));
+    }
+}
+
+impl Actor for Node {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let ttl = self.shared.options.lease_ttl;
+        ctx.run_interval(ttl / 3, |act, ctx| act.heartbeat(ctx));
+        ctx.run_interval(self.shared.options.command_poll, |act, ctx| act.poll_commands(ctx));
+    }
+}
+
+fn new_run(plan: &ValidatedPlan, corr: &CorrelationId, shared: &Shared) -> Result<(RunRecord, Batch), RuntimeError> {
+    let id = RunId::new();
+    let workspace = shared.data_dir.join("runs").join(id.to_string()).join("workspace");
+    std::fs::create_dir_all(&workspace).map_err(|source| RuntimeError::Io { path: workspace.display().to_string(), source })?;
+    let now = chrono::Utc::now();
+    let record = RunRecord {
+        id,
+        name: plan.plan.name.clone(),
+        status: RunStatus::Pending,
+        reason: None,
+        correlation_id: corr.clone(),
+        plan: plan.plan.clone(),
+        inputs: plan.inputs.clone(),
+        workspace: workspace.display().to_string(),
+        created_at: now.timestamp_millis(),
+        started_at: None,
+        finished_at: None,
+        deadline_at: None,
+    };
+    let mut batch = Batch::default();
+    for t in plan.graph.tasks() {
+        batch.tasks.push(TaskRow {
+            run_id: id,
+            task_id: t.key.clone(),
+            idx: t.index as i64,
+            tool: t.tool.clone(),
+            status: TaskStatus::Pending,
+            attempt: 0,
+            agent: None,
+            outputs: None,
+            error: None,
+            started_at: None,
+            finished_at: None,
+        });
+    }
+    batch.events.push(Event {
+        seq: 1,
+        kind: EventType::RunCreated,
+        at: now,
+        run_id: id,
+        task_id: None,
+        correlation_id: corr.clone(),
+        data: json!({"name": plan.plan.name, "tasks": plan.graph.len(), "inputs": plan.inputs}),
+    });
+    batch.new_runs.push(record.clone());
+    Ok((record, batch))
+}
+
+impl Handler<Submit> for Node {
+    type Result = ResponseActFuture<Self, Result<RunId, RuntimeError>>;
+
+    fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
+        if self.stopping {
+            return Box::pin(fut::ready(Err(RuntimeError::Stopped)));
+        }
+        let (record, batch) = match new_run(&msg.plan, &msg.corr, &self.shared) {
+            Ok(x) => x,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let (tx, rx) = oneshot::channel();
+        self.persistence.do_send(Persist { batch, ack: Some(tx) });
+        let persistence = self.persistence.clone();
+        let run = record.id;
+        let detach = msg.detach;
+        Box::pin(
+            async move {
+                rx.await.map_err(|_| RuntimeError::Stopped)?.map_err(RuntimeError::Write)?;
+                if detach {
+                    return Ok(false);
+                }
+                match persistence.send(ClaimLease(run)).await.map_err(|_| RuntimeError::Stopped)?? {
+                    Claim::Granted { .. } => Ok(true),
+                    Claim::Held(info) => Err(RuntimeError::LeaseHeld { run, info }),
+                }
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                let execute = res?;
+                if execute {
+                    act.launch(&record, msg.plan, 1, Start::Fresh, ctx);
+                }
+                Ok(run)
+            }),
+        )
+    }
+}
+
+async fn load_for_resume(
+    shared: Arc<Shared>,
+    run: RunId,
+) -> Result<(RunRecord, Vec<TaskRow>, i64, Result<ValidatedPlan, RuntimeError>), RuntimeError> {
+    let record = shared.store.run(run).await?;
+    let rows = shared.store.tasks(run).await?;
+    let last_seq = shared.store.last_seq(run).await?;
+    let plan = graph::validate(
+        &PlanSource::from_plan(record.plan.clone()),
+        &record.inputs,
+        &shared.tools,
+        &shared.agents,
+    )
+    .map_err(RuntimeError::Plan);
+    Ok((record, rows, last_seq, plan))
+}
+
+impl Handler<Resume> for Node {
+    type Result = ResponseActFuture<Self, Result<Resumed, RuntimeError>>;
+
+    fn handle(&mut self, msg: Resume, _: &mut Context<Self>) -> Self::Result {
+        let run = msg.0;
+        if self.stopping {
+            return Box::pin(fut::ready(Err(RuntimeError::Stopped)));
+        }
+        if self.coordinators.contains_key(&run) {
+            return Box::pin(fut::ready(Ok(Resumed::AlreadyRunning)));
+        }
+        let persistence = self.persistence.clone();
+        let shared = self.shared.clone();
+        Box::pin(
+            async move {
+                // The run must exist before a lease row can point at it.
+                shared.store.run(run).await?;
+                match persistence.send(ClaimLease(run)).await.map_err(|_| RuntimeError::Stopped)?? {
+                    Claim::Held(info) => return Err(RuntimeError::LeaseHeld { run, info }),
+                    Claim::Granted { .. } => {}
+                }
+                let loaded = load_for_resume(shared, run).await;
+                if loaded.is_err() || matches!(&loaded, Ok((r, ..)) if r.status.is_terminal()) {
+                    let _ = persistence.send(ReleaseLease(run)).await;
+                }
+                loaded
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                let (record, rows, last_seq, plan) = res?;
+                if record.status.is_terminal() {
+                    return Ok(Resumed::Finished(record.status));
+                }
+                if act.coordinators.contains_key(&run) {
+                    return Ok(Resumed::AlreadyRunning);
+                }
+                let plan = match plan {
+                    Ok(p) => p,
+                    Err(e) => {
+                        act.persistence.do_send(ReleaseLease(run));
+                        return Err(e);
+                    }
+                };
+                let start = if record.status == RunStatus::Pending { Start::Fresh } else { Start::Resume(rows) };
+                act.launch(&record, plan, last_seq, start, ctx);
+                Ok(Resumed::Started)
+            }),
+        )
+    }
+}
+
+impl Handler<Cancel> for Node {
+    type Result = ResponseActFuture<Self, Result<Cancelled, RuntimeError>>;
+
+    fn handle(&mut self, msg: Cancel, _: &mut Context<Self>) -> Self::Result {
+        let Cancel { run, reason } = msg;
+        if let Some(addr) = self.coordinators.get(&run) {
+            addr.do_send(CancelRun { reason });
+            return Box::pin(fut::ready(Ok(Cancelled::Stopping)));
+        }
+        let persistence = self.persistence.clone();
+        let shared = self.shared.clone();
+        let why = reason.clone();
+        type Loaded = (RunRecord, Vec<TaskRow>, i64, Result<ValidatedPlan, RuntimeError>);
+        Box::pin(
+            async move {
+                let record = shared.store.run(run).await?;
+                if record.status.is_terminal() {
+                    return Ok::<Result<Loaded, Cancelled>, RuntimeError>(Err(Cancelled::Finished(record.status)));
+                }
+                match persistence.send(ClaimLease(run)).await.map_err(|_| RuntimeError::Stopped)?? {
+                    Claim::Held(info) => {
+                        // A live process executes it: leave it a command and let it stop the run.
+                        let mut batch = Batch::default();
+                        batch.new_commands.push((run, "cancel".into(), Some(why)));
+                        let (tx, rx) = oneshot::channel();
+                        persistence.do_send(Persist { batch, ack: Some(tx) });
+                        rx.await.map_err(|_| RuntimeError::Stopped)?.map_err(RuntimeError::Write)?;
+                        Ok(Err(Cancelled::Requested(info)))
+                    }
+                    Claim::Granted { .. } => {
+                        let loaded = load_for_resume(shared, run).await;
+                        if loaded.is_err() {
+                            let _ = persistence.send(ReleaseLease(run)).await;
+                        }
+                        Ok(Ok(loaded?))
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| match res? {
+                Err(done) => Ok(done),
+                Ok((record, rows, last_seq, plan)) => {
+                    if record.status.is_terminal() {
+                        act.persistence.do_send(ReleaseLease(run));
+                        return Ok(Cancelled::Finished(record.status));
+                    }
+                    let plan = match plan {
+                        Ok(p) => p,
+                        Err(e) => {
+                            act.persistence.do_send(ReleaseLease(run));
+                            return Err(e);
+                        }
+                    };
+                    act.launch(&record, plan, last_seq, Start::CancelOnly(rows, reason), ctx);
+                    Ok(Cancelled::Stopping)
+                }
+            }),
+        )
+    }
+}
+
+impl Handler<RunEnded> for Node {
+    type Result = ();
+
+    fn handle(&mut self, msg: RunEnded, _: &mut Context<Self>) {
+        self.coordinators.remove(&msg.run);
+        if let Some(l) = msg.latencies {
+            if self.shared.options.record_latencies {
+                self.latencies.insert(msg.run, l);
+            }
+        }
+        if let Some(e) = msg.error {
+            tracing::error!(run = %msg.run, error = %e, "run stopped on a store error");
+        }
+        self.persistence.do_send(ReleaseLease(msg.run));
+    }
+}
+
+impl Handler<TakeLatencies> for Node {
+    type Result = Option<Vec<f32>>;
+
+    fn handle(&mut self, msg: TakeLatencies, _: &mut Context<Self>) -> Self::Result {
+        self.latencies.remove(&msg.0)
+    }
+}
+
+impl Handler<Shutdown> for Node {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        self.stopping = true;
+        let mut waits = Vec::new();
+        let runs: Vec<RunId> = self.coordinators.keys().copied().collect();
+        for addr in self.coordinators.values() {
+            let (tx, rx) = oneshot::channel();
+            addr.do_send(Interrupt(Some(tx)));
+            waits.push(rx);
+        }
+        let persistence = self.persistence.clone();
+        Box::pin(
+            async move {
+                let _ = tokio::time::timeout(Duration::from_secs(15), futures::future::join_all(waits)).await;
+                let (tx, rx) = oneshot::channel();
+                persistence.do_send(Drain(tx));
+                let _ = rx.await;
+                for run in runs {
+                    let _ = persistence.send(ReleaseLease(run)).await;
+                }
+            }
+            .into_actor(self)
+            .map(|_, _, _| {
+                System::current().stop();
+            }),
+        )
+    }
+}

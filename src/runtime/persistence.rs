@@ -1,0 +1,188 @@
+//! Persistence actor: the only writer to the store. Writes from every run queue here and are
+//! committed as a group: everything queued while a commit is in flight goes into the next
+//! transaction, one multi-row statement per table. A write's acknowledgement is sent only
+//! after its transaction commits; committed events are then published to subscribers.
+
+use super::hub::EventHub;
+use crate::domain::RunId;
+use crate::store::{Batch, Claim, LeaseHolder, Store, StoreError};
+use actix::prelude::*;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Acknowledgement of a write: `Ok` once committed.
+pub type Ack = oneshot::Sender<Result<(), Arc<StoreError>>>;
+
+/// Queue a batch; `ack` (when given) learns the outcome of its commit.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Persist {
+    /// Rows to write.
+    pub batch: Batch,
+    /// Told after the commit.
+    pub ack: Option<Ack>,
+}
+
+/// Claims a run's lease for this process.
+#[derive(Message)]
+#[rtype(result = "Result<Claim, StoreError>")]
+pub struct ClaimLease(pub RunId);
+
+/// Renews every lease of this process; returns the runs still held.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<RunId>, StoreError>")]
+pub struct RenewLeases;
+
+/// Gives a lease up.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReleaseLease(pub RunId);
+
+/// Resolves once everything queued so far is committed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain(pub oneshot::Sender<()>);
+
+/// Rows committed in one transaction at most (more waits for the next).
+const MAX_ROWS: usize = 8192;
+/// Attempts of a failing transaction before its writers are told.
+const ATTEMPTS: u32 = 3;
+
+/// The persistence actor.
+pub struct Persistence {
+    store: Store,
+    hub: EventHub,
+    holder: LeaseHolder,
+    lease_ttl_ms: i64,
+    queue: VecDeque<Persist>,
+    drains: Vec<oneshot::Sender<()>>,
+    busy: bool,
+}
+
+impl Persistence {
+    /// A writer to `store` that publishes to `hub` and holds leases as `holder`.
+    pub fn new(store: Store, hub: EventHub, holder: LeaseHolder, lease_ttl_ms: i64) -> Self {
+        Self { store, hub, holder, lease_ttl_ms, queue: VecDeque::new(), drains: Vec::new(), busy: false }
+    }
+
+    fn commit_next(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        if self.queue.is_empty() {
+            for d in self.drains.drain(..) {
+                let _ = d.send(());
+            }
+            return;
+        }
+        let mut batch = Batch::default();
+        let mut acks = Vec::new();
+        while let Some(p) = self.queue.front() {
+            if !batch.is_empty() && batch.len() + p.batch.len() > MAX_ROWS {
+                break;
+            }
+            let Some(p) = self.queue.pop_front() else { break };
+            batch.append(p.batch);
+            if let Some(a) = p.ack {
+                acks.push(a);
+            }
+        }
+        self.busy = true;
+        let store = self.store.clone();
+        let hub = self.hub.clone();
+        let fut = async move {
+            let mut result = Ok(());
+            for attempt in 1..=ATTEMPTS {
+                // A failed transaction wrote nothing, so the same batch is tried again.
+                match store.write(&mut batch).await {
+                    Ok(()) => {
+                        result = Ok(());
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(attempt, error = %e, "group commit failed");
+                        result = Err(Arc::new(e));
+                        if attempt < ATTEMPTS {
+                            tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+                        }
+                    }
+                }
+            }
+            if result.is_ok() {
+                hub.publish(&batch.events);
+            } else if let Err(e) = &result {
+                tracing::error!(error = %e, rows = batch.len(), "group commit failed; its runs stop");
+            }
+            for a in acks {
+                let _ = a.send(result.clone());
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(|_, act, ctx| {
+            act.busy = false;
+            act.commit_next(ctx);
+        }));
+    }
+}
+
+impl Actor for Persistence {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Handler<Persist> for Persistence {
+    type Result = ();
+
+    fn handle(&mut self, msg: Persist, ctx: &mut Context<Self>) {
+        self.queue.push_back(msg);
+        self.commit_next(ctx);
+    }
+}
+
+impl Handler<Drain> for Persistence {
+    type Result = ();
+
+    fn handle(&mut self, msg: Drain, ctx: &mut Context<Self>) {
+        self.drains.push(msg.0);
+        self.commit_next(ctx);
+    }
+}
+
+impl Handler<ClaimLease> for Persistence {
+    type Result = ResponseFuture<Result<Claim, StoreError>>;
+
+    fn handle(&mut self, msg: ClaimLease, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let me = self.holder.clone();
+        let ttl = self.lease_ttl_ms;
+        Box::pin(async move { store.claim_lease(msg.0, &me, ttl).await })
+    }
+}
+
+impl Handler<RenewLeases> for Persistence {
+    type Result = ResponseFuture<Result<Vec<RunId>, StoreError>>;
+
+    fn handle(&mut self, _: RenewLeases, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let me = self.holder.clone();
+        let ttl = self.lease_ttl_ms;
+        Box::pin(async move { store.renew_leases(&me, ttl).await })
+    }
+}
+
+impl Handler<ReleaseLease> for Persistence {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: ReleaseLease, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let me = self.holder.clone();
+        Box::pin(async move {
+            if let Err(e) = store.release_lease(msg.0, &me).await {
+                tracing::warn!(run = %msg.0, error = %e, "could not release lease; it will expire");
+            }
+        })
+    }
+}
