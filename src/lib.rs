@@ -5,6 +5,7 @@
 //! commits every state change to SQLite (the embedded default) or Postgres, so a run survives
 //! crashes and resumes where it stopped.
 
+pub mod bench;
 pub mod config;
 pub mod domain;
 pub mod runtime;

@@ -1,0 +1,237 @@
+//! Benchmark: runs generated plans of `test:echo` tasks through the full actor path and
+//! reports throughput, task latency (ready → committed) and peak memory as one JSON line.
+//!
+//! Shapes: `chain` (N in sequence), `fanout` (1 → N → 1), `layered` (N/100 layers of 100,
+//! each layer depending on the whole previous one).
+
+use crate::domain::plan::{Plan, PlanSource, TaskSpec};
+use crate::domain::{AgentSpec, Role, RunStatus};
+use crate::runtime::{Runtime, RuntimeError};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::time::Instant;
+
+/// Plan shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Shape {
+    /// N tasks in sequence.
+    Chain,
+    /// One root, N parallel tasks, one sink.
+    Fanout,
+    /// N/100 layers of 100 tasks, each depending on the whole previous layer.
+    Layered,
+}
+
+/// Which store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchStore {
+    /// In-memory SQLite.
+    Memory,
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on a Postgres server.
+    Postgres,
+}
+
+/// One benchmark's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Shape.
+    pub shape: Shape,
+    /// Tasks in the plan.
+    pub tasks: usize,
+    /// Store.
+    pub store: BenchStore,
+    /// Submit to outcome, in seconds.
+    pub seconds: f64,
+    /// Tasks per second.
+    pub tasks_per_s: f64,
+    /// Median task latency (ready → committed), ms.
+    pub p50_ms: f64,
+    /// 99th percentile task latency, ms.
+    pub p99_ms: f64,
+    /// Peak resident memory of the process, MB.
+    pub peak_rss_mb: f64,
+}
+
+/// A benchmark failure.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Bad parameters.
+    #[error("{0}")]
+    Input(String),
+    /// The runtime failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The run did not succeed.
+    #[error("benchmark run ended {status}: {reason}")]
+    RunFailed {
+        /// Status.
+        status: RunStatus,
+        /// Reason.
+        reason: String,
+    },
+    /// Postgres setup failed.
+    #[error("postgres setup: {0}")]
+    Postgres(String),
+}
+
+fn echo(id: String, deps: Vec<String>) -> TaskSpec {
+    TaskSpec {
+        id,
+        tool: "test:echo".into(),
+        inputs: Map::from_iter([("n".to_string(), Value::from(1))]),
+        depends_on: deps,
+        capabilities: Vec::new(),
+        complexity: Default::default(),
+        priority: Default::default(),
+        gates: Vec::new(),
+        retry: Default::default(),
+        timeout_s: None,
+    }
+}
+
+/// The plan for a shape and size.
+///
+/// # Errors
+/// Sizes the shape cannot take.
+pub fn plan(shape: Shape, n: usize) -> Result<Plan, BenchError> {
+    let tasks = match shape {
+        Shape::Chain => {
+            if n < 1 {
+                return Err(BenchError::Input("--tasks must be at least 1".into()));
+            }
+            (0..n)
+                .map(|i| echo(format!("t{i}"), if i == 0 { vec![] } else { vec![format!("t{}", i - 1)] }))
+                .collect()
+        }
+        Shape::Fanout => {
+            if n < 3 {
+                return Err(BenchError::Input("fanout needs --tasks of at least 3 (root, fan, sink)".into()));
+            }
+            let mid = n - 2;
+            let mut t = vec![echo("root".into(), vec![])];
+            t.extend((0..mid).map(|i| echo(format!("f{i}"), vec!["root".into()])));
+            t.push(echo("sink".into(), (0..mid).map(|i| format!("f{i}")).collect()));
+            t
+        }
+        Shape::Layered => {
+            if n < 100 || n % 100 != 0 {
+                return Err(BenchError::Input("layered needs --tasks as a multiple of 100".into()));
+            }
+            let layers = n / 100;
+            let mut t = Vec::with_capacity(n);
+            for l in 0..layers {
+                let deps: Vec<String> = if l == 0 { vec![] } else { (0..100).map(|j| format!("l{}_{j}", l - 1)).collect() };
+                for j in 0..100 {
+                    t.push(echo(format!("l{l}_{j}"), deps.clone()));
+                }
+            }
+            t
+        }
+    };
+    Ok(Plan { name: format!("bench-{shape:?}-{n}").to_lowercase(), inputs: Default::default(), tasks, timeout_s: None })
+}
+
+fn percentile(sorted: &[f32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[idx.min(sorted.len() - 1)])
+}
+
+/// Peak resident set size of this process in MB (Linux `VmHWM`).
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+async fn pg_scratch(server_url: &str) -> Result<(String, String), BenchError> {
+    use sqlx::Connection;
+    let name = format!("nofx_bench_{}_{}", std::process::id(), rand::random::<u32>());
+    let mut conn = sqlx::PgConnection::connect(server_url).await.map_err(|e| BenchError::Postgres(e.to_string()))?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| BenchError::Postgres(e.to_string()))?;
+    let base = match server_url.rfind('/') {
+        Some(i) if server_url[..i].contains("://") && i > server_url.find("://").unwrap_or(0) + 2 => &server_url[..i],
+        _ => server_url,
+    };
+    Ok((format!("{base}/{name}"), name))
+}
+
+async fn pg_drop(server_url: &str, name: &str) {
+    use sqlx::Connection;
+    if let Ok(mut conn) = sqlx::PgConnection::connect(server_url).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+    }
+}
+
+/// Runs one benchmark. `postgres_url` names a server database to create a scratch database
+/// from (needed for `BenchStore::Postgres`).
+///
+/// # Errors
+/// Bad sizes, store setup, a failed run.
+pub async fn run(shape: Shape, n: usize, store: BenchStore, postgres_url: Option<&str>) -> Result<Report, BenchError> {
+    let plan = plan(shape, n)?;
+    let tmp = std::env::temp_dir().join(format!("nofx-bench-{}-{}", std::process::id(), rand::random::<u32>()));
+    let agents: Vec<AgentSpec> = (0..4)
+        .map(|i| AgentSpec::new(format!("bench-{i}"), Role::Worker).with_limits(4096, None))
+        .collect();
+    let mut builder = Runtime::builder().data_dir(tmp.clone()).agents(agents).record_latencies(true);
+    let mut scratch = None;
+    builder = match store {
+        BenchStore::Memory => builder.memory_store(),
+        BenchStore::Sqlite => builder.database_url(format!("sqlite://{}", tmp.join("bench.db").display())),
+        BenchStore::Postgres => {
+            let server = postgres_url.ok_or_else(|| {
+                BenchError::Input("--store postgres needs --database-url or NOFX_DATABASE_URL".into())
+            })?;
+            let (url, name) = pg_scratch(server).await?;
+            scratch = Some((server.to_string(), name));
+            builder.database_url(url)
+        }
+    };
+    let result = async {
+        let rt = builder.build().await?;
+        let src = PlanSource::from_plan(plan);
+        let started = Instant::now();
+        let handle = rt.submit(&src, Map::new()).await?;
+        let outcome = handle.wait().await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let mut lat = rt.take_latencies(handle.id()).await.unwrap_or_default();
+        rt.shutdown().await;
+        if outcome.status != RunStatus::Succeeded {
+            return Err(BenchError::RunFailed { status: outcome.status, reason: outcome.reason.unwrap_or_default() });
+        }
+        lat.sort_by(|a, b| a.total_cmp(b));
+        Ok(Report {
+            shape,
+            tasks: n,
+            store,
+            seconds,
+            tasks_per_s: n as f64 / seconds,
+            p50_ms: percentile(&lat, 0.50),
+            p99_ms: percentile(&lat, 0.99),
+            peak_rss_mb: peak_rss_mb(),
+        })
+    }
+    .await;
+    if let Some((server, name)) = scratch {
+        pg_drop(&server, &name).await;
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+

@@ -1,0 +1,345 @@
+//! Command-line glue: arguments (clap), configuration lookup, output and exit codes.
+//! Exit codes: 0 success, 1 the run failed or was cancelled, 2 bad input, 130 interrupted.
+
+mod progress;
+mod run;
+mod runs;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use nofx::config::{self, ConfigErrors};
+use nofx::domain::plan::{Format, PlanSource};
+use nofx::tools::CommandPolicy;
+use nofx::{AgentSpec, Runtime, RuntimeBuilder};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// nofx: run plans as durable DAGs of agent actors.
+#[derive(Parser)]
+#[command(name = "nofx", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Args, Clone)]
+pub struct Global {
+    /// Data directory: the default SQLite store, run workspaces and artifacts.
+    #[arg(long, global = true, default_value = ".nofx", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Store URL (sqlite://PATH or postgres://…); default: SQLite in the data directory.
+    #[arg(long, global = true, env = "NOFX_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Policies directory (default: ./policies when present, else built-in defaults).
+    #[arg(long, global = true, value_name = "DIR")]
+    policies: Option<PathBuf>,
+    /// Agents directory (default: ./agents when present, else built-in agents).
+    #[arg(long, global = true, value_name = "DIR")]
+    agents: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log level (error, warn, info, debug, trace) or a tracing filter.
+    #[arg(long, global = true, default_value = "warn", value_name = "FILTER")]
+    log_level: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a plan file (YAML or JSON) and wait for it to finish.
+    Run(run::RunArgs),
+    /// Check a plan file without running it.
+    Validate(ValidateArgs),
+    /// Resume a stored run, or every unfinished run no live process owns.
+    Resume(run::ResumeArgs),
+    /// Inspect and control runs.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Inspect agents.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    /// Apply store migrations.
+    Migrate,
+    /// Print JSON Schemas.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+    /// Benchmark the runtime with generated plans of test:echo tasks.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    /// The plan file.
+    file: PathBuf,
+    /// Plan inputs, NAME=VALUE (repeatable).
+    #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+    inputs: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// List the agents.
+    Ls {
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// The JSON Schema of a plan.
+    Plan,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Plan shape.
+    #[arg(long, value_enum, default_value = "fanout")]
+    shape: nofx::bench::Shape,
+    /// Number of tasks.
+    #[arg(long, default_value_t = 1000)]
+    tasks: usize,
+    /// Store.
+    #[arg(long, value_enum, default_value = "memory")]
+    store: nofx::bench::BenchStore,
+}
+
+/// A failure and its exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad plan, flags or configuration: exit 2.
+    Input(String),
+    /// The run failed or was cancelled (already reported): exit 1.
+    RunFailed,
+    /// Anything else: exit 1.
+    Error(String),
+    /// Interrupted: exit 130.
+    Interrupted,
+}
+
+impl From<ConfigErrors> for Failure {
+    fn from(e: ConfigErrors) -> Self {
+        Failure::Input(e.to_string())
+    }
+}
+
+impl From<nofx::RuntimeError> for Failure {
+    fn from(e: nofx::RuntimeError) -> Self {
+        match e {
+            nofx::RuntimeError::Plan(p) => Failure::Input(p.to_string()),
+            nofx::RuntimeError::Config(c) => Failure::Input(c.to_string()),
+            other => Failure::Error(other.to_string()),
+        }
+    }
+}
+
+impl From<nofx::store::StoreError> for Failure {
+    fn from(e: nofx::store::StoreError) -> Self {
+        match e {
+            nofx::store::StoreError::NoSuchRun(_) | nofx::store::StoreError::BadUrl(_) => Failure::Input(e.to_string()),
+            other => Failure::Error(other.to_string()),
+        }
+    }
+}
+
+pub type CliResult = Result<(), Failure>;
+
+fn init_logging(g: &Global) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&g.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match g.log_format {
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).init(),
+        LogFormat::Text => builder.with_target(false).init(),
+    }
+}
+
+/// Parses arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(dispatch(cli));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::RunFailed) => ExitCode::from(1),
+        Err(Failure::Interrupted) => ExitCode::from(130),
+        Err(Failure::Input(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Error(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> CliResult {
+    let g = cli.global;
+    match cli.command {
+        Command::Run(a) => run::run(&g, a).await,
+        Command::Resume(a) => run::resume(&g, a).await,
+        Command::Validate(a) => validate(&g, a),
+        Command::Runs(c) => runs::dispatch(&g, c).await,
+        Command::Agents(AgentsCommand::Ls { json }) => agents_ls(&g, json),
+        Command::Migrate => {
+            let store = open_store(&g).await?;
+            println!("migrations applied ({} store at {})", store.backend(), describe_store(&g));
+            store.close().await;
+            Ok(())
+        }
+        Command::Schema(SchemaCommand::Plan) => {
+            let schema = serde_json::to_string_pretty(&nofx::domain::plan::plan_schema())
+                .map_err(|e| Failure::Error(e.to_string()))?;
+            println!("{schema}");
+            Ok(())
+        }
+        Command::Bench(a) => {
+            let report = nofx::bench::run(a.shape, a.tasks, a.store, g.database_url.as_deref())
+                .await
+                .map_err(|e| match e {
+                    nofx::bench::BenchError::Input(m) => Failure::Input(m),
+                    other => Failure::Error(other.to_string()),
+                })?;
+            println!("{}", serde_json::to_string(&report).map_err(|e| Failure::Error(e.to_string()))?);
+            Ok(())
+        }
+    }
+}
+
+/// The store URL the flags name.
+pub fn store_url(g: &Global) -> String {
+    match &g.database_url {
+        Some(u) => u.clone(),
+        None => format!("sqlite://{}", g.data_dir.join("nofx.db").display()),
+    }
+}
+
+fn describe_store(g: &Global) -> String {
+    match &g.database_url {
+        Some(u) if u.starts_with("postgres") => {
+            // Never print a password.
+            match (u.find("://"), u.rfind('@')) {
+                (Some(s), Some(at)) if at > s => format!("{}://…@{}", &u[..s], &u[at + 1..]),
+                _ => u.clone(),
+            }
+        }
+        Some(u) => u.clone(),
+        None => g.data_dir.join("nofx.db").display().to_string(),
+    }
+}
+
+/// Opens the store for reads (creating the data directory for the default SQLite file).
+pub async fn open_store(g: &Global) -> Result<nofx::store::Store, Failure> {
+    if g.database_url.is_none() {
+        std::fs::create_dir_all(&g.data_dir)
+            .map_err(|e| Failure::Error(format!("cannot create data directory {}: {e}", g.data_dir.display())))?;
+    }
+    Ok(nofx::store::Store::open(&store_url(g)).await?)
+}
+
+fn dir_or_default(flag: &Option<PathBuf>, default: &str) -> Result<Option<PathBuf>, Failure> {
+    match flag {
+        Some(d) if d.is_dir() => Ok(Some(d.clone())),
+        Some(d) => Err(Failure::Input(format!("{} is not a directory", d.display()))),
+        None => Ok(Some(PathBuf::from(default)).filter(|p| p.is_dir())),
+    }
+}
+
+/// The agents the flags name.
+pub fn load_agents(g: &Global) -> Result<Vec<AgentSpec>, Failure> {
+    Ok(match dir_or_default(&g.agents, "agents")? {
+        Some(dir) => config::load_agents(&dir)?,
+        None => config::builtin_agents(),
+    })
+}
+
+/// The command policy the flags name (the CLI allows any command without a policy file).
+pub fn load_policy(g: &Global) -> Result<CommandPolicy, Failure> {
+    Ok(match dir_or_default(&g.policies, "policies")? {
+        Some(dir) => config::load_command_policy(&dir, CommandPolicy::allow_all())?,
+        None => CommandPolicy::allow_all(),
+    })
+}
+
+/// A runtime configured from the flags.
+pub async fn runtime(g: &Global) -> Result<Runtime, Failure> {
+    let agents = load_agents(g)?;
+    let policy = load_policy(g)?;
+    let mut b: RuntimeBuilder = Runtime::builder()
+        .data_dir(g.data_dir.clone())
+        .database_url(store_url(g))
+        .agents(agents)
+        .command_policy(policy);
+    if let Ok(exe) = std::env::current_exe() {
+        b = b.process_guard(exe);
+    }
+    Ok(b.build().await?)
+}
+
+/// Reads a plan file.
+pub fn read_plan(path: &Path) -> Result<PlanSource, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Input(format!("cannot read plan file {}: {e}", path.display())))?;
+    let name = path.display().to_string();
+    PlanSource::parse(&text, Format::for_path(&name), Some(&name)).map_err(|e| Failure::Input(e.to_string()))
+}
+
+/// Splits `NAME=VALUE` flags and types them by the plan's declared inputs.
+pub fn plan_inputs(src: &PlanSource, raw: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
+    let mut pairs = Vec::new();
+    for r in raw {
+        let (k, v) = r
+            .split_once('=')
+            .ok_or_else(|| Failure::Input(format!("--input `{r}` must be NAME=VALUE")))?;
+        pairs.push((k.trim().to_string(), v.to_string()));
+    }
+    nofx::domain::graph::inputs_from_text(&src.plan, &pairs).map_err(|e| Failure::Input(e.to_string()))
+}
+
+fn validate(g: &Global, a: ValidateArgs) -> CliResult {
+    let src = read_plan(&a.file)?;
+    let inputs = plan_inputs(&src, &a.inputs)?;
+    let agents = load_agents(g)?;
+    let tools = nofx::tools::ToolRegistry::builtin();
+    let v = nofx::domain::graph::validate(&src, &inputs, &tools, &agents).map_err(|e| Failure::Input(e.to_string()))?;
+    println!("{}: plan `{}` is valid ({} tasks)", a.file.display(), v.plan.name, v.graph.len());
+    Ok(())
+}
+
+fn agents_ls(g: &Global, json: bool) -> CliResult {
+    let agents = load_agents(g)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&agents).map_err(|e| Failure::Error(e.to_string()))?);
+        return Ok(());
+    }
+    println!("{:<16} {:<12} {:>4} {:>8}  {:<28} AFFINITY", "ID", "ROLE", "MAX", "RATE/S", "CAPABILITIES");
+    for a in agents {
+        println!(
+            "{:<16} {:<12} {:>4} {:>8}  {:<28} {}",
+            a.id,
+            a.role,
+            a.max_concurrency,
+            a.rate.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+            a.capabilities.join(","),
+            a.affinity.join(",")
+        );
+    }
+    Ok(())
+}

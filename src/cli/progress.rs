@@ -1,0 +1,118 @@
+//! Live progress on stderr: a bar with done/total/running/failed and elapsed time when stderr
+//! is a terminal, plain lines otherwise; a line per finished task; a summary at the end.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use nofx::{Event, EventType, Outcome, RunStatus};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    total: usize,
+    done: usize,
+    running: usize,
+    failed: usize,
+    started: Instant,
+}
+
+impl Progress {
+    pub fn new(total: usize) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::new(total as u64);
+            b.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        Self { bar, total, done: 0, running: 0, failed: 0, started: Instant::now() }
+    }
+
+    fn line(&self, text: String) {
+        match &self.bar {
+            Some(b) => b.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn refresh(&self) {
+        if let Some(b) = &self.bar {
+            b.set_position(self.done as u64);
+            b.set_message(format!("running {} · failed {}", self.running, self.failed));
+        }
+    }
+
+    pub fn event(&mut self, e: &Event) {
+        let task = e.task_id.as_ref().map(|t| t.to_string()).unwrap_or_default();
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let text = |k: &str| e.data.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        match e.kind {
+            EventType::RunStarted if e.data.get("resumed").and_then(|v| v.as_bool()) == Some(true) => {
+                self.line(format!("resuming run {}", e.run_id));
+            }
+            EventType::TaskStarted => self.running += 1,
+            EventType::TaskSucceeded => {
+                self.running = self.running.saturating_sub(1);
+                self.done += 1;
+                let agent = e.data.get("agent").and_then(|v| v.as_str()).unwrap_or("-");
+                self.line(format!("  ok      {task} ({agent}, {elapsed:.1}s)"));
+            }
+            EventType::TaskFailed => {
+                self.running = self.running.saturating_sub(1);
+                self.done += 1;
+                self.failed += 1;
+                self.line(format!("  FAILED  {task}: {}", text("error")));
+            }
+            EventType::TaskRetrying => {
+                self.running = self.running.saturating_sub(1);
+                self.line(format!("  retry   {task} after attempt {}: {}", e.data["attempt"], text("error")));
+            }
+            EventType::TaskSkipped => {
+                self.done += 1;
+                self.line(format!("  skipped {task}: {}", text("reason")));
+            }
+            EventType::TaskCancelled => {
+                if self.running > 0 && e.data.get("reason").is_some() {
+                    self.running = self.running.saturating_sub(1);
+                }
+                self.done += 1;
+                self.line(format!("  cancel  {task}: {}", text("reason")));
+            }
+            EventType::GateFailed => self.line(format!("  gate    {task}: {}", text("reason"))),
+            _ => {}
+        }
+        self.refresh();
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+
+    pub fn summary(&self, o: &Outcome) {
+        self.finish();
+        let count = |s: nofx::TaskStatus| o.tasks.iter().filter(|t| t.status == s).count();
+        let ok = count(nofx::TaskStatus::Succeeded);
+        let secs = o.duration_ms.map(|d| d as f64 / 1000.0).unwrap_or_else(|| self.started.elapsed().as_secs_f64());
+        let verdict = match o.status {
+            RunStatus::Succeeded => "succeeded".to_string(),
+            s => match &o.reason {
+                Some(r) => format!("{s}: {r}"),
+                None => s.to_string(),
+            },
+        };
+        eprintln!("run {verdict}");
+        eprintln!(
+            "  tasks: {ok}/{} succeeded, {} failed, {} skipped, {} cancelled",
+            self.total.max(o.tasks.len()),
+            count(nofx::TaskStatus::Failed),
+            count(nofx::TaskStatus::Skipped),
+            count(nofx::TaskStatus::Cancelled)
+        );
+        eprintln!("  duration: {secs:.2}s");
+        eprintln!("  run id: {}", o.id);
+        eprintln!("  correlation id: {}", o.correlation_id);
+    }
+}

@@ -1,0 +1,212 @@
+//! `nofx run` and `nofx resume`.
+
+use super::progress::Progress;
+use super::{plan_inputs, read_plan, runtime, CliResult, Failure, Global};
+use clap::Args;
+use futures::StreamExt;
+use nofx::runtime::{Outcome, Resumed};
+use nofx::{CorrelationId, RunHandle, RunId, RunStatus, Runtime, RuntimeError};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The plan file (YAML or JSON).
+    file: PathBuf,
+    /// Plan inputs, NAME=VALUE (repeatable).
+    #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+    inputs: Vec<String>,
+    /// Print the final run as JSON on stdout (instead of the run id).
+    #[arg(long)]
+    json: bool,
+    /// Store the run, print its id and exit; `nofx resume` executes it.
+    #[arg(long)]
+    detach: bool,
+    /// Use this correlation id instead of a generated one.
+    #[arg(long, value_name = "ID")]
+    correlation_id: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ResumeArgs {
+    /// The run (id or unique prefix); without it, every unfinished run no live process owns.
+    run: Option<String>,
+    /// Print the final run(s) as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(g: &Global, a: RunArgs) -> CliResult {
+    let src = read_plan(&a.file)?;
+    let inputs = plan_inputs(&src, &a.inputs)?;
+    let corr = match &a.correlation_id {
+        Some(c) => Some(CorrelationId::from_caller(c).map_err(Failure::Input)?),
+        None => None,
+    };
+    let rt = runtime(g).await?;
+    let submitted = rt.submit_with(&src, inputs, corr, a.detach).await;
+    let handle = match submitted {
+        Ok(h) => h,
+        Err(e) => {
+            rt.shutdown().await;
+            return Err(e.into());
+        }
+    };
+    if a.detach {
+        eprintln!("stored run {} (correlation id {}); run it with `nofx resume {}`", handle.id(), handle.correlation_id(), handle.id());
+        println!("{}", handle.id());
+        rt.shutdown().await;
+        return Ok(());
+    }
+    eprintln!("run {} started: plan `{}`, {} tasks, correlation id {}", handle.id(), src.plan.name, src.plan.tasks.len(), handle.correlation_id());
+    let outcome = follow(&rt, &handle, src.plan.tasks.len()).await;
+    finish(&rt, outcome, a.json).await
+}
+
+/// Shows progress until the run ends or Ctrl-C; on Ctrl-C stops the runtime (the run stays
+/// resumable) and reports `Interrupted`.
+async fn follow(rt: &Runtime, handle: &RunHandle, total: usize) -> Result<Outcome, Failure> {
+    let mut progress = Progress::new(total);
+    let events = handle.events();
+    futures::pin_mut!(events);
+    let watch = async {
+        while let Some(e) = events.next().await {
+            let e = e?;
+            progress.event(&e);
+            if e.kind.ends_run() {
+                break;
+            }
+        }
+        Ok::<_, RuntimeError>(())
+    };
+    tokio::select! {
+        r = watch => r?,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("\ninterrupted: stopping tasks in flight…");
+            rt.shutdown().await;
+            eprintln!("run {} is resumable: nofx resume {}", handle.id(), handle.id());
+            return Err(Failure::Interrupted);
+        }
+    }
+    let outcome = Outcome::load(rt.store(), handle.id()).await?;
+    progress.summary(&outcome);
+    Ok(outcome)
+}
+
+async fn finish(rt: &Runtime, outcome: Result<Outcome, Failure>, json: bool) -> CliResult {
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(Failure::Interrupted) => return Err(Failure::Interrupted),
+        Err(e) => {
+            rt.shutdown().await;
+            return Err(e);
+        }
+    };
+    rt.shutdown().await;
+    if outcome.status == RunStatus::Running {
+        return Err(Failure::Error(format!("run {} stopped before it ended; resume it with `nofx resume {}`", outcome.id, outcome.id)));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcome).map_err(|e| Failure::Error(e.to_string()))?);
+    } else {
+        println!("{}", outcome.id);
+    }
+    if outcome.status == RunStatus::Succeeded {
+        Ok(())
+    } else {
+        Err(Failure::RunFailed)
+    }
+}
+
+async fn resume_one(rt: &Runtime, run: RunId, wait_for_lease: bool) -> Result<Option<RunHandle>, Failure> {
+    loop {
+        match rt.resume(run).await {
+            Ok((Resumed::Finished(status), _)) => {
+                eprintln!("run {run} already ended ({status})");
+                return Ok(None);
+            }
+            Ok((_, h)) => return Ok(Some(h)),
+            Err(RuntimeError::LeaseHeld { info, .. }) if wait_for_lease => {
+                let until = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(info.expires_at).unwrap_or_default();
+                eprintln!(
+                    "run {run} is leased by process {} on {} until {}; waiting for it to finish or expire…",
+                    info.pid,
+                    info.host,
+                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+                let wait = (info.expires_at - chrono::Utc::now().timestamp_millis()).clamp(100, 60_000);
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(wait as u64 + 50)) => {}
+                    _ = tokio::signal::ctrl_c() => return Err(Failure::Interrupted),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+pub async fn resume(g: &Global, a: ResumeArgs) -> CliResult {
+    let rt = runtime(g).await?;
+    let result = resume_inner(&rt, a).await;
+    if !matches!(result, Err(Failure::Interrupted)) {
+        rt.shutdown().await;
+    }
+    result
+}
+
+async fn resume_inner(rt: &Runtime, a: ResumeArgs) -> CliResult {
+    if let Some(prefix) = a.run {
+        let run = rt.store().find_run(&prefix).await?;
+        let Some(handle) = resume_one(rt, run, true).await? else {
+            let o = Outcome::load(rt.store(), run).await?;
+            return report(vec![o], a.json);
+        };
+        let total = rt.store().tasks(run).await?.len();
+        let outcome = follow(rt, &handle, total).await?;
+        return report(vec![outcome], a.json);
+    }
+    let open = rt
+        .store()
+        .runs(&[RunStatus::Pending, RunStatus::Running, RunStatus::Waiting], 10_000)
+        .await?;
+    let mut handles = Vec::new();
+    for r in open {
+        match rt.resume(r.id).await {
+            Ok((Resumed::Finished(_), _)) => {}
+            Ok((_, h)) => {
+                eprintln!("resuming run {} (plan `{}`)", r.id, r.name);
+                handles.push((h, r.plan.tasks.len()));
+            }
+            Err(RuntimeError::LeaseHeld { info, .. }) => {
+                eprintln!("skipping run {}: executed by process {} on {}", r.id, info.pid, info.host);
+            }
+            Err(e) => eprintln!("skipping run {}: {e}", r.id),
+        }
+    }
+    if handles.is_empty() {
+        eprintln!("nothing to resume");
+        return Ok(());
+    }
+    let mut outcomes = Vec::new();
+    for (h, total) in handles {
+        outcomes.push(follow(rt, &h, total).await?);
+    }
+    report(outcomes, a.json)
+}
+
+fn report(outcomes: Vec<Outcome>, json: bool) -> CliResult {
+    let all_ok = outcomes.iter().all(|o| o.status == RunStatus::Succeeded);
+    if json {
+        let v = if outcomes.len() == 1 { serde_json::to_value(&outcomes[0]) } else { serde_json::to_value(&outcomes) }
+            .map_err(|e| Failure::Error(e.to_string()))?;
+        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Failure::Error(e.to_string()))?);
+    } else {
+        for o in &outcomes {
+            println!("{}", o.id);
+        }
+    }
+    if all_ok {
+        Ok(())
+    } else {
+        Err(Failure::RunFailed)
+    }
+}
