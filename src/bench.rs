@@ -104,27 +104,47 @@ pub fn plan(shape: Shape, n: usize) -> Result<Plan, BenchError> {
                 return Err(BenchError::Input("--tasks must be at least 1".into()));
             }
             (0..n)
-                .map(|i| echo(format!("t{i}"), if i == 0 { vec![] } else { vec![format!("t{}", i - 1)] }))
+                .map(|i| {
+                    echo(
+                        format!("t{i}"),
+                        if i == 0 {
+                            vec![]
+                        } else {
+                            vec![format!("t{}", i - 1)]
+                        },
+                    )
+                })
                 .collect()
         }
         Shape::Fanout => {
             if n < 3 {
-                return Err(BenchError::Input("fanout needs --tasks of at least 3 (root, fan, sink)".into()));
+                return Err(BenchError::Input(
+                    "fanout needs --tasks of at least 3 (root, fan, sink)".into(),
+                ));
             }
             let mid = n - 2;
             let mut t = vec![echo("root".into(), vec![])];
             t.extend((0..mid).map(|i| echo(format!("f{i}"), vec!["root".into()])));
-            t.push(echo("sink".into(), (0..mid).map(|i| format!("f{i}")).collect()));
+            t.push(echo(
+                "sink".into(),
+                (0..mid).map(|i| format!("f{i}")).collect(),
+            ));
             t
         }
         Shape::Layered => {
             if n < 100 || n % 100 != 0 {
-                return Err(BenchError::Input("layered needs --tasks as a multiple of 100".into()));
+                return Err(BenchError::Input(
+                    "layered needs --tasks as a multiple of 100".into(),
+                ));
             }
             let layers = n / 100;
             let mut t = Vec::with_capacity(n);
             for l in 0..layers {
-                let deps: Vec<String> = if l == 0 { vec![] } else { (0..100).map(|j| format!("l{}_{j}", l - 1)).collect() };
+                let deps: Vec<String> = if l == 0 {
+                    vec![]
+                } else {
+                    (0..100).map(|j| format!("l{}_{j}", l - 1)).collect()
+                };
                 for j in 0..100 {
                     t.push(echo(format!("l{l}_{j}"), deps.clone()));
                 }
@@ -132,7 +152,12 @@ pub fn plan(shape: Shape, n: usize) -> Result<Plan, BenchError> {
             t
         }
     };
-    Ok(Plan { name: format!("bench-{shape:?}-{n}").to_lowercase(), inputs: Default::default(), tasks, timeout_s: None })
+    Ok(Plan {
+        name: format!("bench-{shape:?}-{n}").to_lowercase(),
+        inputs: Default::default(),
+        tasks,
+        timeout_s: None,
+    })
 }
 
 fn percentile(sorted: &[f32], p: f64) -> f64 {
@@ -148,9 +173,11 @@ pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
@@ -158,14 +185,24 @@ pub fn peak_rss_mb() -> f64 {
 
 async fn pg_scratch(server_url: &str) -> Result<(String, String), BenchError> {
     use sqlx::Connection;
-    let name = format!("nofx_bench_{}_{}", std::process::id(), rand::random::<u32>());
-    let mut conn = sqlx::PgConnection::connect(server_url).await.map_err(|e| BenchError::Postgres(e.to_string()))?;
+    let name = format!(
+        "nofx_bench_{}_{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let mut conn = sqlx::PgConnection::connect(server_url)
+        .await
+        .map_err(|e| BenchError::Postgres(e.to_string()))?;
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .await
         .map_err(|e| BenchError::Postgres(e.to_string()))?;
     let base = match server_url.rfind('/') {
-        Some(i) if server_url[..i].contains("://") && i > server_url.find("://").unwrap_or(0) + 2 => &server_url[..i],
+        Some(i)
+            if server_url[..i].contains("://") && i > server_url.find("://").unwrap_or(0) + 2 =>
+        {
+            &server_url[..i]
+        }
         _ => server_url,
     };
     Ok((format!("{base}/{name}"), name))
@@ -174,7 +211,9 @@ async fn pg_scratch(server_url: &str) -> Result<(String, String), BenchError> {
 async fn pg_drop(server_url: &str, name: &str) {
     use sqlx::Connection;
     if let Ok(mut conn) = sqlx::PgConnection::connect(server_url).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
     }
 }
 
@@ -183,20 +222,36 @@ async fn pg_drop(server_url: &str, name: &str) {
 ///
 /// # Errors
 /// Bad sizes, store setup, a failed run.
-pub async fn run(shape: Shape, n: usize, store: BenchStore, postgres_url: Option<&str>) -> Result<Report, BenchError> {
+pub async fn run(
+    shape: Shape,
+    n: usize,
+    store: BenchStore,
+    postgres_url: Option<&str>,
+) -> Result<Report, BenchError> {
     let plan = plan(shape, n)?;
-    let tmp = std::env::temp_dir().join(format!("nofx-bench-{}-{}", std::process::id(), rand::random::<u32>()));
+    let tmp = std::env::temp_dir().join(format!(
+        "nofx-bench-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     let agents: Vec<AgentSpec> = (0..4)
         .map(|i| AgentSpec::new(format!("bench-{i}"), Role::Worker).with_limits(4096, None))
         .collect();
-    let mut builder = Runtime::builder().data_dir(tmp.clone()).agents(agents).record_latencies(true);
+    let mut builder = Runtime::builder()
+        .data_dir(tmp.clone())
+        .agents(agents)
+        .record_latencies(true);
     let mut scratch = None;
     builder = match store {
         BenchStore::Memory => builder.memory_store(),
-        BenchStore::Sqlite => builder.database_url(format!("sqlite://{}", tmp.join("bench.db").display())),
+        BenchStore::Sqlite => {
+            builder.database_url(format!("sqlite://{}", tmp.join("bench.db").display()))
+        }
         BenchStore::Postgres => {
             let server = postgres_url.ok_or_else(|| {
-                BenchError::Input("--store postgres needs --database-url or NOFX_DATABASE_URL".into())
+                BenchError::Input(
+                    "--store postgres needs --database-url or NOFX_DATABASE_URL".into(),
+                )
             })?;
             let (url, name) = pg_scratch(server).await?;
             scratch = Some((server.to_string(), name));
@@ -213,7 +268,10 @@ pub async fn run(shape: Shape, n: usize, store: BenchStore, postgres_url: Option
         let mut lat = rt.take_latencies(handle.id()).await.unwrap_or_default();
         rt.shutdown().await;
         if outcome.status != RunStatus::Succeeded {
-            return Err(BenchError::RunFailed { status: outcome.status, reason: outcome.reason.unwrap_or_default() });
+            return Err(BenchError::RunFailed {
+                status: outcome.status,
+                reason: outcome.reason.unwrap_or_default(),
+            });
         }
         lat.sort_by(|a, b| a.total_cmp(b));
         Ok(Report {
@@ -234,4 +292,3 @@ pub async fn run(shape: Shape, n: usize, store: BenchStore, postgres_url: Option
     let _ = std::fs::remove_dir_all(&tmp);
     result
 }
-

@@ -30,7 +30,13 @@ pub struct Global {
     #[arg(long, global = true, default_value = ".nofx", value_name = "DIR")]
     data_dir: PathBuf,
     /// Store URL (sqlite://PATH or postgres://…); default: SQLite in the data directory.
-    #[arg(long, global = true, env = "NOFX_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "NOFX_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
     /// Policies directory (default: ./policies when present, else built-in defaults).
     #[arg(long, global = true, value_name = "DIR")]
@@ -145,7 +151,9 @@ impl From<nofx::RuntimeError> for Failure {
 impl From<nofx::store::StoreError> for Failure {
     fn from(e: nofx::store::StoreError) -> Self {
         match e {
-            nofx::store::StoreError::NoSuchRun(_) | nofx::store::StoreError::BadUrl(_) => Failure::Input(e.to_string()),
+            nofx::store::StoreError::NoSuchRun(_) | nofx::store::StoreError::BadUrl(_) => {
+                Failure::Input(e.to_string())
+            }
             other => Failure::Error(other.to_string()),
         }
     }
@@ -156,9 +164,15 @@ pub type CliResult = Result<(), Failure>;
 fn init_logging(g: &Global) {
     let filter = tracing_subscriber::EnvFilter::try_new(&g.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match g.log_format {
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
         LogFormat::Text => builder.with_target(false).init(),
     }
 }
@@ -167,7 +181,11 @@ fn init_logging(g: &Global) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.global);
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -200,7 +218,11 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Agents(AgentsCommand::Ls { json }) => agents_ls(&g, json),
         Command::Migrate => {
             let store = open_store(&g).await?;
-            println!("migrations applied ({} store at {})", store.backend(), describe_store(&g));
+            println!(
+                "migrations applied ({} store at {})",
+                store.backend(),
+                describe_store(&g)
+            );
             store.close().await;
             Ok(())
         }
@@ -217,7 +239,10 @@ async fn dispatch(cli: Cli) -> CliResult {
                     nofx::bench::BenchError::Input(m) => Failure::Input(m),
                     other => Failure::Error(other.to_string()),
                 })?;
-            println!("{}", serde_json::to_string(&report).map_err(|e| Failure::Error(e.to_string()))?);
+            println!(
+                "{}",
+                serde_json::to_string(&report).map_err(|e| Failure::Error(e.to_string()))?
+            );
             Ok(())
         }
     }
@@ -248,8 +273,12 @@ fn describe_store(g: &Global) -> String {
 /// Opens the store for reads (creating the data directory for the default SQLite file).
 pub async fn open_store(g: &Global) -> Result<nofx::store::Store, Failure> {
     if g.database_url.is_none() {
-        std::fs::create_dir_all(&g.data_dir)
-            .map_err(|e| Failure::Error(format!("cannot create data directory {}: {e}", g.data_dir.display())))?;
+        std::fs::create_dir_all(&g.data_dir).map_err(|e| {
+            Failure::Error(format!(
+                "cannot create data directory {}: {e}",
+                g.data_dir.display()
+            ))
+        })?;
     }
     Ok(nofx::store::Store::open(&store_url(g)).await?)
 }
@@ -257,7 +286,10 @@ pub async fn open_store(g: &Global) -> Result<nofx::store::Store, Failure> {
 fn dir_or_default(flag: &Option<PathBuf>, default: &str) -> Result<Option<PathBuf>, Failure> {
     match flag {
         Some(d) if d.is_dir() => Ok(Some(d.clone())),
-        Some(d) => Err(Failure::Input(format!("{} is not a directory", d.display()))),
+        Some(d) => Err(Failure::Input(format!(
+            "{} is not a directory",
+            d.display()
+        ))),
         None => Ok(Some(PathBuf::from(default)).filter(|p| p.is_dir())),
     }
 }
@@ -298,11 +330,15 @@ pub fn read_plan(path: &Path) -> Result<PlanSource, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::Input(format!("cannot read plan file {}: {e}", path.display())))?;
     let name = path.display().to_string();
-    PlanSource::parse(&text, Format::for_path(&name), Some(&name)).map_err(|e| Failure::Input(e.to_string()))
+    PlanSource::parse(&text, Format::for_path(&name), Some(&name))
+        .map_err(|e| Failure::Input(e.to_string()))
 }
 
 /// Splits `NAME=VALUE` flags and types them by the plan's declared inputs.
-pub fn plan_inputs(src: &PlanSource, raw: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
+pub fn plan_inputs(
+    src: &PlanSource,
+    raw: &[String],
+) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
     let mut pairs = Vec::new();
     for r in raw {
         let (k, v) = r
@@ -310,7 +346,8 @@ pub fn plan_inputs(src: &PlanSource, raw: &[String]) -> Result<serde_json::Map<S
             .ok_or_else(|| Failure::Input(format!("--input `{r}` must be NAME=VALUE")))?;
         pairs.push((k.trim().to_string(), v.to_string()));
     }
-    nofx::domain::graph::inputs_from_text(&src.plan, &pairs).map_err(|e| Failure::Input(e.to_string()))
+    nofx::domain::graph::inputs_from_text(&src.plan, &pairs)
+        .map_err(|e| Failure::Input(e.to_string()))
 }
 
 fn validate(g: &Global, a: ValidateArgs) -> CliResult {
@@ -318,18 +355,30 @@ fn validate(g: &Global, a: ValidateArgs) -> CliResult {
     let inputs = plan_inputs(&src, &a.inputs)?;
     let agents = load_agents(g)?;
     let tools = nofx::tools::ToolRegistry::builtin();
-    let v = nofx::domain::graph::validate(&src, &inputs, &tools, &agents).map_err(|e| Failure::Input(e.to_string()))?;
-    println!("{}: plan `{}` is valid ({} tasks)", a.file.display(), v.plan.name, v.graph.len());
+    let v = nofx::domain::graph::validate(&src, &inputs, &tools, &agents)
+        .map_err(|e| Failure::Input(e.to_string()))?;
+    println!(
+        "{}: plan `{}` is valid ({} tasks)",
+        a.file.display(),
+        v.plan.name,
+        v.graph.len()
+    );
     Ok(())
 }
 
 fn agents_ls(g: &Global, json: bool) -> CliResult {
     let agents = load_agents(g)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&agents).map_err(|e| Failure::Error(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&agents).map_err(|e| Failure::Error(e.to_string()))?
+        );
         return Ok(());
     }
-    println!("{:<16} {:<12} {:>4} {:>8}  {:<28} AFFINITY", "ID", "ROLE", "MAX", "RATE/S", "CAPABILITIES");
+    println!(
+        "{:<16} {:<12} {:>4} {:>8}  {:<28} AFFINITY",
+        "ID", "ROLE", "MAX", "RATE/S", "CAPABILITIES"
+    );
     for a in agents {
         println!(
             "{:<16} {:<12} {:>4} {:>8}  {:<28} {}",

@@ -20,13 +20,22 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(total as u64);
             b.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             b.enable_steady_tick(Duration::from_millis(120));
             b
         });
-        Self { bar, total, done: 0, running: 0, failed: 0, started: Instant::now() }
+        Self {
+            bar,
+            total,
+            done: 0,
+            running: 0,
+            failed: 0,
+            started: Instant::now(),
+        }
     }
 
     fn line(&self, text: String) {
@@ -44,11 +53,23 @@ impl Progress {
     }
 
     pub fn event(&mut self, e: &Event) {
-        let task = e.task_id.as_ref().map(|t| t.to_string()).unwrap_or_default();
+        let task = e
+            .task_id
+            .as_ref()
+            .map(|t| t.to_string())
+            .unwrap_or_default();
         let elapsed = self.started.elapsed().as_secs_f64();
-        let text = |k: &str| e.data.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let text = |k: &str| {
+            e.data
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
         match e.kind {
-            EventType::RunStarted if e.data.get("resumed").and_then(|v| v.as_bool()) == Some(true) => {
+            EventType::RunStarted
+                if e.data.get("resumed").and_then(|v| v.as_bool()) == Some(true) =>
+            {
                 self.line(format!("resuming run {}", e.run_id));
             }
             EventType::TaskStarted => self.running += 1,
@@ -66,7 +87,11 @@ impl Progress {
             }
             EventType::TaskRetrying => {
                 self.running = self.running.saturating_sub(1);
-                self.line(format!("  retry   {task} after attempt {}: {}", e.data["attempt"], text("error")));
+                self.line(format!(
+                    "  retry   {task} after attempt {}: {}",
+                    e.data["attempt"],
+                    text("error")
+                ));
             }
             EventType::TaskSkipped => {
                 self.done += 1;
@@ -95,7 +120,10 @@ impl Progress {
         self.finish();
         let count = |s: nofx::TaskStatus| o.tasks.iter().filter(|t| t.status == s).count();
         let ok = count(nofx::TaskStatus::Succeeded);
-        let secs = o.duration_ms.map(|d| d as f64 / 1000.0).unwrap_or_else(|| self.started.elapsed().as_secs_f64());
+        let secs = o
+            .duration_ms
+            .map(|d| d as f64 / 1000.0)
+            .unwrap_or_else(|| self.started.elapsed().as_secs_f64());
         let verdict = match o.status {
             RunStatus::Succeeded => "succeeded".to_string(),
             s => match &o.reason {

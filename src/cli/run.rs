@@ -52,12 +52,23 @@ pub async fn run(g: &Global, a: RunArgs) -> CliResult {
         }
     };
     if a.detach {
-        eprintln!("stored run {} (correlation id {}); run it with `nofx resume {}`", handle.id(), handle.correlation_id(), handle.id());
+        eprintln!(
+            "stored run {} (correlation id {}); run it with `nofx resume {}`",
+            handle.id(),
+            handle.correlation_id(),
+            handle.id()
+        );
         println!("{}", handle.id());
         rt.shutdown().await;
         return Ok(());
     }
-    eprintln!("run {} started: plan `{}`, {} tasks, correlation id {}", handle.id(), src.plan.name, src.plan.tasks.len(), handle.correlation_id());
+    eprintln!(
+        "run {} started: plan `{}`, {} tasks, correlation id {}",
+        handle.id(),
+        src.plan.name,
+        src.plan.tasks.len(),
+        handle.correlation_id()
+    );
     let outcome = follow(&rt, &handle, src.plan.tasks.len()).await;
     finish(&rt, outcome, a.json).await
 }
@@ -70,11 +81,7 @@ async fn follow(rt: &Runtime, handle: &RunHandle, total: usize) -> Result<Outcom
     futures::pin_mut!(events);
     let watch = async {
         while let Some(e) = events.next().await {
-            let e = e?;
-            progress.event(&e);
-            if e.kind.ends_run() {
-                break;
-            }
+            progress.event(&e?);
         }
         Ok::<_, RuntimeError>(())
     };
@@ -103,10 +110,16 @@ async fn finish(rt: &Runtime, outcome: Result<Outcome, Failure>, json: bool) -> 
     };
     rt.shutdown().await;
     if outcome.status == RunStatus::Running {
-        return Err(Failure::Error(format!("run {} stopped before it ended; resume it with `nofx resume {}`", outcome.id, outcome.id)));
+        return Err(Failure::Error(format!(
+            "run {} stopped before it ended; resume it with `nofx resume {}`",
+            outcome.id, outcome.id
+        )));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&outcome).map_err(|e| Failure::Error(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome).map_err(|e| Failure::Error(e.to_string()))?
+        );
     } else {
         println!("{}", outcome.id);
     }
@@ -117,7 +130,11 @@ async fn finish(rt: &Runtime, outcome: Result<Outcome, Failure>, json: bool) -> 
     }
 }
 
-async fn resume_one(rt: &Runtime, run: RunId, wait_for_lease: bool) -> Result<Option<RunHandle>, Failure> {
+async fn resume_one(
+    rt: &Runtime,
+    run: RunId,
+    wait_for_lease: bool,
+) -> Result<Option<RunHandle>, Failure> {
     loop {
         match rt.resume(run).await {
             Ok((Resumed::Finished(status), _)) => {
@@ -126,14 +143,16 @@ async fn resume_one(rt: &Runtime, run: RunId, wait_for_lease: bool) -> Result<Op
             }
             Ok((_, h)) => return Ok(Some(h)),
             Err(RuntimeError::LeaseHeld { info, .. }) if wait_for_lease => {
-                let until = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(info.expires_at).unwrap_or_default();
+                let until = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(info.expires_at)
+                    .unwrap_or_default();
                 eprintln!(
                     "run {run} is leased by process {} on {} until {}; waiting for it to finish or expire…",
                     info.pid,
                     info.host,
                     until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 );
-                let wait = (info.expires_at - chrono::Utc::now().timestamp_millis()).clamp(100, 60_000);
+                let wait =
+                    (info.expires_at - chrono::Utc::now().timestamp_millis()).clamp(100, 60_000);
                 tokio::select! {
                     _ = tokio::time::sleep(std::time::Duration::from_millis(wait as u64 + 50)) => {}
                     _ = tokio::signal::ctrl_c() => return Err(Failure::Interrupted),
@@ -166,7 +185,10 @@ async fn resume_inner(rt: &Runtime, a: ResumeArgs) -> CliResult {
     }
     let open = rt
         .store()
-        .runs(&[RunStatus::Pending, RunStatus::Running, RunStatus::Waiting], 10_000)
+        .runs(
+            &[RunStatus::Pending, RunStatus::Running, RunStatus::Waiting],
+            10_000,
+        )
         .await?;
     let mut handles = Vec::new();
     for r in open {
@@ -177,7 +199,10 @@ async fn resume_inner(rt: &Runtime, a: ResumeArgs) -> CliResult {
                 handles.push((h, r.plan.tasks.len()));
             }
             Err(RuntimeError::LeaseHeld { info, .. }) => {
-                eprintln!("skipping run {}: executed by process {} on {}", r.id, info.pid, info.host);
+                eprintln!(
+                    "skipping run {}: executed by process {} on {}",
+                    r.id, info.pid, info.host
+                );
             }
             Err(e) => eprintln!("skipping run {}: {e}", r.id),
         }
@@ -196,9 +221,16 @@ async fn resume_inner(rt: &Runtime, a: ResumeArgs) -> CliResult {
 fn report(outcomes: Vec<Outcome>, json: bool) -> CliResult {
     let all_ok = outcomes.iter().all(|o| o.status == RunStatus::Succeeded);
     if json {
-        let v = if outcomes.len() == 1 { serde_json::to_value(&outcomes[0]) } else { serde_json::to_value(&outcomes) }
-            .map_err(|e| Failure::Error(e.to_string()))?;
-        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Failure::Error(e.to_string()))?);
+        let v = if outcomes.len() == 1 {
+            serde_json::to_value(&outcomes[0])
+        } else {
+            serde_json::to_value(&outcomes)
+        }
+        .map_err(|e| Failure::Error(e.to_string()))?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| Failure::Error(e.to_string()))?
+        );
     } else {
         for o in &outcomes {
             println!("{}", o.id);

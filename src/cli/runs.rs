@@ -66,7 +66,10 @@ pub enum RunsCommand {
 }
 
 fn json_out<T: serde::Serialize>(v: &T) -> CliResult {
-    println!("{}", serde_json::to_string_pretty(v).map_err(|e| Failure::Error(e.to_string()))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).map_err(|e| Failure::Error(e.to_string()))?
+    );
     Ok(())
 }
 
@@ -90,11 +93,17 @@ pub async fn dispatch(g: &Global, c: RunsCommand) -> CliResult {
 
 async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
     match c {
-        RunsCommand::Ls { status, limit, json } => {
-            let statuses = match status {
-                Some(s) => vec![RunStatus::parse(&s).map_err(|e| Failure::Input(format!("--status: {e}")))?],
-                None => vec![],
-            };
+        RunsCommand::Ls {
+            status,
+            limit,
+            json,
+        } => {
+            let statuses =
+                match status {
+                    Some(s) => vec![RunStatus::parse(&s)
+                        .map_err(|e| Failure::Input(format!("--status: {e}")))?],
+                    None => vec![],
+                };
             let runs = store.runs(&statuses, limit.max(1)).await?;
             if json {
                 let list: Vec<_> = runs
@@ -110,7 +119,10 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                     .collect();
                 return json_out(&list);
             }
-            println!("{:<36}  {:<10}  {:<20}  {:>5}  {:<20}  REASON", "ID", "STATUS", "NAME", "TASKS", "CREATED");
+            println!(
+                "{:<36}  {:<10}  {:<20}  {:>5}  {:<20}  REASON",
+                "ID", "STATUS", "NAME", "TASKS", "CREATED"
+            );
             for r in runs {
                 println!(
                     "{:<36}  {:<10}  {:<20}  {:>5}  {:<20}  {}",
@@ -131,14 +143,24 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                 return json_out(&o);
             }
             println!("run {} ({})", o.id, o.name);
-            println!("  status: {}{}", o.status, o.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default());
+            println!(
+                "  status: {}{}",
+                o.status,
+                o.reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            );
             println!("  correlation id: {}", o.correlation_id);
             println!("  created: {}", o.created_at);
             if let Some(d) = o.duration_ms {
                 println!("  duration: {:.2}s", d as f64 / 1000.0);
             }
             println!("  workspace: {}", o.workspace);
-            println!("  {:<24} {:<10} {:>8}  {:<12} ERROR", "TASK", "STATUS", "ATTEMPTS", "AGENT");
+            println!(
+                "  {:<24} {:<10} {:>8}  {:<12} ERROR",
+                "TASK", "STATUS", "ATTEMPTS", "AGENT"
+            );
             for t in o.tasks {
                 println!(
                     "  {:<24} {:<10} {:>8}  {:<12} {}",
@@ -159,16 +181,22 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                 let mut ended = false;
                 for e in &evs {
                     last = e.seq;
-                    ended |= e.kind.ends_run() && e.kind != nofx::EventType::RunInterrupted;
+                    ended |= e.kind.is_terminal();
                     if json {
-                        println!("{}", serde_json::to_string(e).map_err(|x| Failure::Error(x.to_string()))?);
+                        println!(
+                            "{}",
+                            serde_json::to_string(e).map_err(|x| Failure::Error(x.to_string()))?
+                        );
                     } else {
                         println!(
                             "{:>5}  {}  {:<16} {:<20} {}",
                             e.seq,
                             e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                             e.kind,
-                            e.task_id.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                            e.task_id
+                                .as_ref()
+                                .map(|t| t.to_string())
+                                .unwrap_or_else(|| "-".into()),
                             e.data
                         );
                     }
@@ -188,7 +216,12 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                 }
             }
         }
-        RunsCommand::Artifacts { run, name, output, json } => {
+        RunsCommand::Artifacts {
+            run,
+            name,
+            output,
+            json,
+        } => {
             let id = store.find_run(&run).await?;
             let list = store.artifacts(id).await?;
             let Some(name) = name else {
@@ -197,7 +230,13 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                 }
                 println!("{:<24} {:<24} {:>10}  SHA256", "TASK", "NAME", "BYTES");
                 for a in list {
-                    println!("{:<24} {:<24} {:>10}  {}", a.task_id.to_string(), a.name, a.size, a.hash);
+                    println!(
+                        "{:<24} {:<24} {:>10}  {}",
+                        a.task_id.to_string(),
+                        a.name,
+                        a.size,
+                        a.hash
+                    );
                 }
                 return Ok(());
             };
@@ -207,23 +246,41 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                 .collect();
             let a = match matches.as_slice() {
                 [one] => *one,
-                [] => return Err(Failure::Input(format!("run {id} has no artifact `{name}` (see `nofx runs artifacts {id}`)"))),
+                [] => {
+                    return Err(Failure::Input(format!(
+                        "run {id} has no artifact `{name}` (see `nofx runs artifacts {id}`)"
+                    )))
+                }
                 many => {
-                    let names: Vec<String> = many.iter().map(|a| format!("{}/{}", a.task_id, a.name)).collect();
-                    return Err(Failure::Input(format!("artifact `{name}` is ambiguous; use one of: {}", names.join(", "))));
+                    let names: Vec<String> = many
+                        .iter()
+                        .map(|a| format!("{}/{}", a.task_id, a.name))
+                        .collect();
+                    return Err(Failure::Input(format!(
+                        "artifact `{name}` is ambiguous; use one of: {}",
+                        names.join(", ")
+                    )));
                 }
             };
             let blobs = Blobs::new(g.data_dir.join("artifacts"));
             let path = blobs.path_of(&a.hash);
             let bytes = std::fs::read(&path).map_err(|e| {
-                Failure::Error(format!("artifact `{name}` ({}) cannot be read from {}: {e}", a.hash, path.display()))
+                Failure::Error(format!(
+                    "artifact `{name}` ({}) cannot be read from {}: {e}",
+                    a.hash,
+                    path.display()
+                ))
             })?;
             match output {
                 Some(file) => {
-                    std::fs::write(&file, &bytes).map_err(|e| Failure::Error(format!("cannot write {}: {e}", file.display())))?;
+                    std::fs::write(&file, &bytes).map_err(|e| {
+                        Failure::Error(format!("cannot write {}: {e}", file.display()))
+                    })?;
                     eprintln!("wrote {} bytes to {}", bytes.len(), file.display());
                 }
-                None => std::io::stdout().write_all(&bytes).map_err(|e| Failure::Error(e.to_string()))?,
+                None => std::io::stdout()
+                    .write_all(&bytes)
+                    .map_err(|e| Failure::Error(e.to_string()))?,
             }
             Ok(())
         }
@@ -241,19 +298,28 @@ async fn cancel(g: &Global, run: &str, reason: &str) -> CliResult {
                 return Ok(());
             }
             Cancelled::Requested(info) => {
-                eprintln!("asked process {} on {} to cancel run {id}; waiting…", info.pid, info.host);
+                eprintln!(
+                    "asked process {} on {} to cancel run {id}; waiting…",
+                    info.pid, info.host
+                );
             }
             Cancelled::Stopping => {}
         }
         for _ in 0..300 {
             let r = rt.store().run(id).await?;
             if r.status.is_terminal() {
-                eprintln!("run {id} {}{}", r.status, r.reason.map(|x| format!(": {x}")).unwrap_or_default());
+                eprintln!(
+                    "run {id} {}{}",
+                    r.status,
+                    r.reason.map(|x| format!(": {x}")).unwrap_or_default()
+                );
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(Failure::Error(format!("run {id} did not stop within 30s; its owner may be busy — check `nofx runs show {id}`")))
+        Err(Failure::Error(format!(
+            "run {id} did not stop within 30s; its owner may be busy — check `nofx runs show {id}`"
+        )))
     }
     .await;
     rt.shutdown().await;

@@ -10,9 +10,9 @@
 //! affinity = ["lead"]            # agents it works well under
 //! ```
 
+use super::line_at;
 use super::{ConfigErrors, ConfigIssue};
 use crate::domain::{AgentSpec, Role};
-use super::line_at;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -59,10 +59,17 @@ pub fn parse_agent(text: &str, file: &str) -> Result<AgentSpec, Vec<ConfigIssue>
     })?;
     let mut errors = Vec::new();
     let id = raw.id.get_ref().trim().to_string();
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         errors.push(issue(
             raw.id.span().start,
-            format!("`id` must be letters, digits, `_` or `-`, got {:?}", raw.id.get_ref()),
+            format!(
+                "`id` must be letters, digits, `_` or `-`, got {:?}",
+                raw.id.get_ref()
+            ),
         ));
     }
     let role = match raw.role.get_ref().as_str() {
@@ -80,7 +87,10 @@ pub fn parse_agent(text: &str, file: &str) -> Result<AgentSpec, Vec<ConfigIssue>
     let mut capabilities = Vec::new();
     for c in &raw.capabilities {
         if c.get_ref().trim().is_empty() {
-            errors.push(issue(c.span().start, "`capabilities` entries must not be empty".into()));
+            errors.push(issue(
+                c.span().start,
+                "`capabilities` entries must not be empty".into(),
+            ));
         } else {
             capabilities.push(c.get_ref().trim().to_string());
         }
@@ -89,28 +99,45 @@ pub fn parse_agent(text: &str, file: &str) -> Result<AgentSpec, Vec<ConfigIssue>
         None => 1,
         Some(m) if *m.get_ref() >= 1 && *m.get_ref() <= 100_000 => *m.get_ref() as u32,
         Some(m) if *m.get_ref() < 1 => {
-            errors.push(issue(m.span().start, format!("`max_concurrency` must be at least 1, got {}", m.get_ref())));
+            errors.push(issue(
+                m.span().start,
+                format!("`max_concurrency` must be at least 1, got {}", m.get_ref()),
+            ));
             1
         }
         Some(m) => {
-            errors.push(issue(m.span().start, format!("`max_concurrency` must be at most 100000, got {}", m.get_ref())));
+            errors.push(issue(
+                m.span().start,
+                format!(
+                    "`max_concurrency` must be at most 100000, got {}",
+                    m.get_ref()
+                ),
+            ));
             1
         }
     };
     let rate = match &raw.rate {
         None => None,
-        Some(r) if r.get_ref().is_finite() && *r.get_ref() > 0.0 && *r.get_ref() <= 1_000_000.0 => Some(*r.get_ref()),
+        Some(r) if r.get_ref().is_finite() && *r.get_ref() > 0.0 && *r.get_ref() <= 1_000_000.0 => {
+            Some(*r.get_ref())
+        }
         Some(r) => {
             errors.push(issue(
                 r.span().start,
-                format!("`rate` must be a number of tasks per second above 0 (at most 1000000), got {}", r.get_ref()),
+                format!(
+                    "`rate` must be a number of tasks per second above 0 (at most 1000000), got {}",
+                    r.get_ref()
+                ),
             ));
             None
         }
     };
     let model = match &raw.model {
         Some(m) if m.get_ref().trim().is_empty() => {
-            errors.push(issue(m.span().start, "`model` must not be empty (omit it instead)".into()));
+            errors.push(issue(
+                m.span().start,
+                "`model` must not be empty (omit it instead)".into(),
+            ));
             None
         }
         Some(m) => Some(m.get_ref().trim().to_string()),
@@ -124,7 +151,11 @@ pub fn parse_agent(text: &str, file: &str) -> Result<AgentSpec, Vec<ConfigIssue>
             model,
             max_concurrency,
             rate,
-            affinity: raw.affinity.iter().map(|a| a.get_ref().trim().to_string()).collect(),
+            affinity: raw
+                .affinity
+                .iter()
+                .map(|a| a.get_ref().trim().to_string())
+                .collect(),
         }),
         _ => Err(errors),
     }
@@ -157,7 +188,11 @@ pub fn load_agents(dir: &Path) -> Result<Vec<AgentSpec>, ConfigErrors> {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(ConfigIssue { file, line: None, message: format!("cannot read: {e}") });
+                errors.push(ConfigIssue {
+                    file,
+                    line: None,
+                    message: format!("cannot read: {e}"),
+                });
                 continue;
             }
         };

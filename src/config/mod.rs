@@ -65,7 +65,10 @@ impl From<PolicyError> for ConfigIssue {
 ///
 /// # Errors
 /// Every bad entry.
-pub fn load_command_policy(dir: &Path, default: CommandPolicy) -> Result<CommandPolicy, ConfigErrors> {
+pub fn load_command_policy(
+    dir: &Path,
+    default: CommandPolicy,
+) -> Result<CommandPolicy, ConfigErrors> {
     let path = dir.join("tools.toml");
     let display = path.display().to_string();
     match std::fs::read_to_string(&path) {

@@ -71,17 +71,22 @@ event_types! {
 
 impl std::fmt::Display for EventType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
 impl EventType {
-    /// Whether this event ends the run.
-    pub fn ends_run(self) -> bool {
+    /// Whether this event ends the run for good (succeeded, failed or cancelled).
+    pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::RunSucceeded | Self::RunFailed | Self::RunCancelled | Self::RunInterrupted
+            Self::RunSucceeded | Self::RunFailed | Self::RunCancelled
         )
+    }
+
+    /// Whether executing the run stopped here: a terminal event or an interruption.
+    pub fn ends_run(self) -> bool {
+        self.is_terminal() || self == Self::RunInterrupted
     }
 }
 
@@ -132,7 +137,15 @@ mod tests {
             data: serde_json::json!({}),
         };
         let v = serde_json::to_value(&e).unwrap();
-        for key in ["seq", "type", "at", "runId", "taskId", "correlationId", "data"] {
+        for key in [
+            "seq",
+            "type",
+            "at",
+            "runId",
+            "taskId",
+            "correlationId",
+            "data",
+        ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         assert_eq!(v["type"], "task.ready");

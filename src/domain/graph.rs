@@ -88,7 +88,9 @@ pub enum PlanError {
         capability: String,
     },
     /// Each capability exists, but no one agent has them all.
-    #[error("task `{task}` requires capabilities {capabilities}, which no single agent has together")]
+    #[error(
+        "task `{task}` requires capabilities {capabilities}, which no single agent has together"
+    )]
     NoSingleAgent {
         /// The task.
         task: String,
@@ -336,7 +338,12 @@ impl reference::Lookup for InputsOnly<'_> {
     }
 }
 
-fn positive_seconds(v: Option<f64>, field: String, errors: &mut Vec<(Option<usize>, PlanError)>, line: Option<usize>) -> Option<Duration> {
+fn positive_seconds(
+    v: Option<f64>,
+    field: String,
+    errors: &mut Vec<(Option<usize>, PlanError)>,
+    line: Option<usize>,
+) -> Option<Duration> {
     let s = v?;
     if !(s.is_finite() && s > 0.0 && s <= 31_536_000.0) {
         errors.push((
@@ -364,7 +371,10 @@ pub fn validate(
     tools: &dyn ToolCatalog,
     agents: &[crate::domain::AgentSpec],
 ) -> Result<ValidatedPlan, PlanErrors> {
-    let capabilities: HashSet<&str> = agents.iter().flat_map(|a| a.capabilities.iter().map(String::as_str)).collect();
+    let capabilities: HashSet<&str> = agents
+        .iter()
+        .flat_map(|a| a.capabilities.iter().map(String::as_str))
+        .collect();
     let plan = &source.plan;
     let line_of = |i: usize| source.task_lines.get(i).copied().flatten();
     let mut errors: Vec<(Option<usize>, PlanError)> = Vec::new();
@@ -433,7 +443,10 @@ pub fn validate(
                 }
             }
             Err(why) => {
-                errors.push((line_of(i), PlanError::BadTaskId(format!("task #{}: {why}", i + 1))));
+                errors.push((
+                    line_of(i),
+                    PlanError::BadTaskId(format!("task #{}: {why}", i + 1)),
+                ));
                 keys.push(None);
             }
         }
@@ -477,9 +490,7 @@ pub fn validate(
                                 line,
                                 PlanError::BadReference {
                                     task: t.id.clone(),
-                                    why: format!(
-                                        "`${{inputs.{name}}}` names no input of the plan"
-                                    ),
+                                    why: format!("`${{inputs.{name}}}` names no input of the plan"),
                                 },
                             ))
                         }
@@ -514,8 +525,12 @@ pub fn validate(
         }
         // Schema check with plan inputs filled in; values still holding task references are
         // checked again when the task runs.
-        let for_check = reference::resolve(&inputs_value, &InputsOnly(&resolved), reference::inputs_only)
-            .unwrap_or_else(|_| inputs_value.clone());
+        let for_check = reference::resolve(
+            &inputs_value,
+            &InputsOnly(&resolved),
+            reference::inputs_only,
+        )
+        .unwrap_or_else(|_| inputs_value.clone());
         match tools.check_inputs(&t.tool, &for_check) {
             None => errors.push((
                 line,
@@ -557,7 +572,10 @@ pub fn validate(
                 ));
             }
         }
-        if all_known && t.capabilities.len() > 1 && !agents.iter().any(|a| a.has_all(&t.capabilities)) {
+        if all_known
+            && t.capabilities.len() > 1
+            && !agents.iter().any(|a| a.has_all(&t.capabilities))
+        {
             errors.push((
                 line,
                 PlanError::NoSingleAgent {
@@ -579,7 +597,12 @@ pub fn validate(
                 ));
             }
         }
-        let timeout = positive_seconds(t.timeout_s, format!("task `{}`: timeout_s", t.id), &mut errors, line);
+        let timeout = positive_seconds(
+            t.timeout_s,
+            format!("task `{}`: timeout_s", t.id),
+            &mut errors,
+            line,
+        );
         if let Some(key) = keys[i].clone() {
             tasks.push(Task {
                 index: i,
@@ -666,7 +689,10 @@ fn cycles(graph: &DiGraph<usize, ()>) -> Vec<Vec<usize>> {
             continue;
         }
         let members: HashSet<NodeIndex> = scc.iter().copied().collect();
-        let start = *scc.iter().min().expect("a strongly connected component is never empty");
+        let start = *scc
+            .iter()
+            .min()
+            .expect("a strongly connected component is never empty");
         // Walk to the smallest unvisited successor inside the component until back at start.
         let mut path = vec![start];
         let mut seen: HashSet<NodeIndex> = HashSet::from([start]);
@@ -728,23 +754,38 @@ mod tests {
 
     fn check(text: &str) -> Result<ValidatedPlan, PlanErrors> {
         let src = PlanSource::parse(text, Format::Yaml, Some("p.yaml")).unwrap();
-        let agents = [crate::domain::AgentSpec::new("a", crate::domain::Role::Worker).with_capabilities(["shell"])];
+        let agents = [
+            crate::domain::AgentSpec::new("a", crate::domain::Role::Worker)
+                .with_capabilities(["shell"]),
+        ];
         validate(&src, &Map::new(), &Tools, &agents)
     }
 
     #[test]
     fn cycle_lists_every_task_on_it() {
         let e = check("name: c\ntasks:\n  - { id: red, tool: test:echo, depends_on: [blue] }\n  - { id: green, tool: test:echo, depends_on: [red] }\n  - { id: blue, tool: test:echo, depends_on: [green] }\n").unwrap_err();
-        assert_eq!(e.to_string(), "p.yaml:3: dependency cycle: red -> green -> blue -> red");
+        assert_eq!(
+            e.to_string(),
+            "p.yaml:3: dependency cycle: red -> green -> blue -> red"
+        );
     }
 
     #[test]
     fn every_problem_is_reported_with_its_line() {
         let e = check("name: x\ntasks:\n  - { id: a, tool: nope }\n  - { id: a, tool: test:echo }\n  - { id: b, tool: test:echo, depends_on: [zzz], capabilities: [gpu] }\n").unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("p.yaml:3: task `a`: unknown tool `nope`"), "{text}");
-        assert!(text.contains("p.yaml:4: task `a`: duplicate task id"), "{text}");
-        assert!(text.contains("p.yaml:5: task `b` depends on unknown task `zzz`"), "{text}");
+        assert!(
+            text.contains("p.yaml:3: task `a`: unknown tool `nope`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("p.yaml:4: task `a`: duplicate task id"),
+            "{text}"
+        );
+        assert!(
+            text.contains("p.yaml:5: task `b` depends on unknown task `zzz`"),
+            "{text}"
+        );
         assert!(text.contains("capability `gpu`"), "{text}");
     }
 
@@ -755,20 +796,30 @@ mod tests {
         assert_eq!(ok.graph.dependents(0).collect::<Vec<_>>(), vec![1]);
         let e = check("name: x\ntasks:\n  - { id: b, tool: test:echo, inputs: { v: \"${tasks.nope.outputs.x}\", w: \"${inputs.q}\" } }\n").unwrap_err();
         assert!(e.to_string().contains("unknown task `nope`"), "{e}");
-        assert!(e.to_string().contains("`${inputs.q}` names no input"), "{e}");
+        assert!(
+            e.to_string().contains("`${inputs.q}` names no input"),
+            "{e}"
+        );
     }
 
     #[test]
     fn schema_errors_skip_values_that_hold_task_references() {
         check("name: x\ninputs: { n: { type: integer, default: 3 } }\ntasks:\n  - { id: a, tool: needs-n, inputs: { n: \"${inputs.n}\" } }\n").unwrap();
         check("name: x\ntasks:\n  - { id: a, tool: test:echo }\n  - { id: b, tool: needs-n, inputs: { n: \"${tasks.a.outputs.n}\" } }\n").unwrap();
-        let e = check("name: x\ntasks:\n  - { id: a, tool: needs-n, inputs: { n: nope } }\n").unwrap_err();
+        let e = check("name: x\ntasks:\n  - { id: a, tool: needs-n, inputs: { n: nope } }\n")
+            .unwrap_err();
         assert!(e.to_string().contains("invalid at `/n`"), "{e}");
     }
 
     #[test]
     fn missing_required_input_is_an_error() {
-        let e = check("name: x\ninputs: { who: { type: string } }\ntasks:\n  - { id: a, tool: test:echo }\n").unwrap_err();
-        assert!(e.to_string().contains("missing required plan input `who`"), "{e}");
+        let e = check(
+            "name: x\ninputs: { who: { type: string } }\ntasks:\n  - { id: a, tool: test:echo }\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("missing required plan input `who`"),
+            "{e}"
+        );
     }
 }

@@ -282,12 +282,21 @@ impl PlanSource {
     /// let src = PlanSource::parse("name: x\ntasks:\n  - { id: a, tool: test:echo }\n", Format::Yaml, None).unwrap();
     /// assert_eq!(src.task_lines, vec![Some(3)]);
     /// ```
-    pub fn parse(text: &str, format: Format, origin: Option<&str>) -> Result<Self, PlanSyntaxError> {
+    pub fn parse(
+        text: &str,
+        format: Format,
+        origin: Option<&str>,
+    ) -> Result<Self, PlanSyntaxError> {
         let prefix = origin.map(|o| format!("{o}: ")).unwrap_or_default();
         let plan: Plan = match format {
             Format::Json => serde_json::from_str(text).map_err(|e| PlanSyntaxError {
                 origin: prefix.clone(),
-                message: format!("line {}, column {}: {}", e.line(), e.column(), strip_position(&e.to_string())),
+                message: format!(
+                    "line {}, column {}: {}",
+                    e.line(),
+                    e.column(),
+                    strip_position(&e.to_string())
+                ),
             })?,
             Format::Yaml => serde_yaml_ng::from_str(text).map_err(|e| PlanSyntaxError {
                 origin: prefix.clone(),
@@ -333,7 +342,10 @@ fn strip_position(msg: &str) -> String {
 fn task_lines(text: &str, n: usize) -> Vec<Option<usize>> {
     use yaml_rust2::parser::{Event, Parser};
     enum Frame {
-        Map { expect_key: bool, key: Option<String> },
+        Map {
+            expect_key: bool,
+            key: Option<String>,
+        },
         Seq,
     }
     let in_tasks = |stack: &[Frame]| {
@@ -357,7 +369,10 @@ fn task_lines(text: &str, n: usize) -> Vec<Option<usize>> {
                     lines.push(Some(mark.line()));
                 }
                 stack.push(if matches!(event, Event::MappingStart(..)) {
-                    Frame::Map { expect_key: true, key: None }
+                    Frame::Map {
+                        expect_key: true,
+                        key: None,
+                    }
                 } else {
                     Frame::Seq
                 });
@@ -406,9 +421,15 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_line() {
-        let e = PlanSource::parse("name: broken\ntasks:\n  - { id: a, tool: test:echo\n", Format::Yaml, Some("p.yaml")).unwrap_err();
+        let e = PlanSource::parse(
+            "name: broken\ntasks:\n  - { id: a, tool: test:echo\n",
+            Format::Yaml,
+            Some("p.yaml"),
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("p.yaml: line "), "{e}");
-        let e = PlanSource::parse("name: x\ntasks: []\nbogus: 1\n", Format::Yaml, None).unwrap_err();
+        let e =
+            PlanSource::parse("name: x\ntasks: []\nbogus: 1\n", Format::Yaml, None).unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
     }
 

@@ -253,7 +253,11 @@ pub fn inputs_only(r: &Reference) -> bool {
     matches!(r, Reference::Input(_))
 }
 
-fn resolve_str(s: &str, ctx: &dyn Lookup, only: fn(&Reference) -> bool) -> Result<Value, ResolveError> {
+fn resolve_str(
+    s: &str,
+    ctx: &dyn Lookup,
+    only: fn(&Reference) -> bool,
+) -> Result<Value, ResolveError> {
     if !s.contains('$') {
         return Ok(Value::String(s.to_string()));
     }
@@ -308,24 +312,38 @@ mod tests {
     fn ctx() -> Ctx {
         Ctx(
             HashMap::from([("count".to_string(), json!(100))]),
-            HashMap::from([("gen".to_string(), json!({"stdout": "ok\n", "list": [1, {"x": "y"}]}))]),
+            HashMap::from([(
+                "gen".to_string(),
+                json!({"stdout": "ok\n", "list": [1, {"x": "y"}]}),
+            )]),
         )
     }
 
     #[test]
     fn whole_reference_keeps_its_type() {
-        assert_eq!(resolve(&json!("${inputs.count}"), &ctx(), all).unwrap(), json!(100));
+        assert_eq!(
+            resolve(&json!("${inputs.count}"), &ctx(), all).unwrap(),
+            json!(100)
+        );
     }
 
     #[test]
     fn embedded_reference_is_written_into_text() {
-        let v = resolve(&json!("seq 1 ${inputs.count} > n; echo ${HOME}"), &ctx(), all).unwrap();
+        let v = resolve(
+            &json!("seq 1 ${inputs.count} > n; echo ${HOME}"),
+            &ctx(),
+            all,
+        )
+        .unwrap();
         assert_eq!(v, json!("seq 1 100 > n; echo ${HOME}"));
     }
 
     #[test]
     fn escape_writes_a_literal() {
-        assert_eq!(resolve(&json!("$${inputs.count}"), &ctx(), all).unwrap(), json!("${inputs.count}"));
+        assert_eq!(
+            resolve(&json!("$${inputs.count}"), &ctx(), all).unwrap(),
+            json!("${inputs.count}")
+        );
     }
 
     #[test]
@@ -338,7 +356,12 @@ mod tests {
 
     #[test]
     fn inputs_pass_keeps_task_references_and_escapes() {
-        let v = resolve(&json!("${inputs.count}:${tasks.gen.outputs.stdout}:$${x}"), &ctx(), inputs_only).unwrap();
+        let v = resolve(
+            &json!("${inputs.count}:${tasks.gen.outputs.stdout}:$${x}"),
+            &ctx(),
+            inputs_only,
+        )
+        .unwrap();
         assert_eq!(v, json!("100:${tasks.gen.outputs.stdout}:$${x}"));
         let v = resolve(&v, &ctx(), all).unwrap();
         assert_eq!(v, json!("100:ok\n:${x}"));

@@ -77,7 +77,7 @@ macro_rules! status_text {
 
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
     };
@@ -173,7 +173,11 @@ mod tests {
 
     #[test]
     fn terminal_statuses_never_move() {
-        for s in [TaskStatus::Succeeded, TaskStatus::Failed, TaskStatus::Skipped] {
+        for s in [
+            TaskStatus::Succeeded,
+            TaskStatus::Failed,
+            TaskStatus::Skipped,
+        ] {
             assert!(s.transition(TaskStatus::Ready).is_err());
         }
         assert!(RunStatus::Cancelled.transition(RunStatus::Failed).is_err());
@@ -181,7 +185,16 @@ mod tests {
 
     #[test]
     fn text_forms_round_trip() {
-        for s in ["pending", "ready", "running", "waiting", "succeeded", "failed", "skipped", "cancelled"] {
+        for s in [
+            "pending",
+            "ready",
+            "running",
+            "waiting",
+            "succeeded",
+            "failed",
+            "skipped",
+            "cancelled",
+        ] {
             assert_eq!(TaskStatus::parse(s).map(|t| t.as_str()), Ok(s));
         }
     }

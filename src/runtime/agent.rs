@@ -34,7 +34,11 @@ pub struct AgentActor {
 impl AgentActor {
     /// An agent for `spec`, reporting freed slots to `supervisor`, giving tools `env`.
     pub fn new(spec: AgentSpec, supervisor: Addr<Supervisor>, env: ToolEnv) -> Self {
-        Self { spec, supervisor, env }
+        Self {
+            spec,
+            supervisor,
+            env,
+        }
     }
 }
 
@@ -50,7 +54,11 @@ impl Handler<RunTask> for AgentActor {
     type Result = ();
 
     fn handle(&mut self, msg: RunTask, ctx: &mut Context<Self>) {
-        let RunTask { delegate: d, agent, candidates } = msg;
+        let RunTask {
+            delegate: d,
+            agent,
+            candidates,
+        } = msg;
         let agent_id = self.spec.id.clone();
         d.coordinator.do_send(TaskStarted {
             index: d.index,
@@ -70,8 +78,14 @@ impl Handler<RunTask> for AgentActor {
             cancel: d.cancel.clone(),
             env,
         };
-        let (tool, timeout, cancel, coordinator, index, attempt) =
-            (d.tool, d.timeout, d.cancel, d.coordinator, d.index, d.attempt);
+        let (tool, timeout, cancel, coordinator, index, attempt) = (
+            d.tool,
+            d.timeout,
+            d.cancel,
+            d.coordinator,
+            d.index,
+            d.attempt,
+        );
         let fut = async move {
             let started = Instant::now();
             tracing::debug!(agent = %agent_id, tool = tool.name(), attempt, "attempt started");
@@ -95,10 +109,14 @@ impl Handler<RunTask> for AgentActor {
             };
             let duration_ms = started.elapsed().as_millis() as i64;
             supervisor.do_send(SlotFreed(agent));
-            coordinator.do_send(TaskAttempted { index, attempt, agent: agent_id, duration_ms, result });
+            coordinator.do_send(TaskAttempted {
+                index,
+                attempt,
+                duration_ms,
+                result,
+            });
         }
         .instrument(span);
         ctx.spawn(fut.into_actor(self));
     }
 }
-

@@ -58,7 +58,12 @@ pub struct AttemptError {
 impl AttemptError {
     /// An error without outputs.
     pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), outputs: Map::new(), artifacts: Vec::new() }
+        Self {
+            kind,
+            message: message.into(),
+            outputs: Map::new(),
+            artifacts: Vec::new(),
+        }
     }
 }
 
@@ -66,7 +71,16 @@ impl From<ToolError> for AttemptError {
     fn from(e: ToolError) -> Self {
         let kind = e.kind();
         match e {
-            ToolError::Failed { message, outputs, artifacts } => Self { kind, message, outputs, artifacts },
+            ToolError::Failed {
+                message,
+                outputs,
+                artifacts,
+            } => Self {
+                kind,
+                message,
+                outputs,
+                artifacts,
+            },
             other => Self::new(kind, other.to_string()),
         }
     }
@@ -80,8 +94,6 @@ pub struct TaskAttempted {
     pub index: usize,
     /// Attempt.
     pub attempt: u32,
-    /// The agent.
-    pub agent: String,
     /// Wall time.
     pub duration_ms: i64,
     /// What the tool returned.
@@ -155,7 +167,10 @@ pub struct Setup {
 enum Mode {
     Running,
     /// Ending as `status` with `reason` once in-flight tasks stop.
-    Stopping { status: RunStatus, reason: String },
+    Stopping {
+        status: RunStatus,
+        reason: String,
+    },
     /// The run's end is being committed.
     Finishing,
     /// Interrupted or abandoned: nothing more is written.
@@ -174,6 +189,8 @@ struct TaskState {
     ready_at: Option<Instant>,
     /// True while an attempt is with the supervisor or an agent.
     dispatched: bool,
+    /// Wall time of the last attempt's tool run, once it has reported.
+    attempt_ms: Option<i64>,
 }
 
 enum After {
@@ -211,7 +228,9 @@ impl Lookup for Refs<'_> {
     fn outputs(&self, task: &str) -> Option<&Value> {
         let i = self.graph.index_of(task)?;
         let t = &self.tasks[i];
-        (t.status == TaskStatus::Succeeded).then_some(t.outputs.as_ref()).flatten()
+        (t.status == TaskStatus::Succeeded)
+            .then_some(t.outputs.as_ref())
+            .flatten()
     }
 }
 
@@ -225,9 +244,10 @@ impl Coordinator {
         let n = s.graph.len();
         let rows: HashMap<String, TaskRow> = match &s.start {
             Start::Fresh => HashMap::new(),
-            Start::Resume(rows) | Start::CancelOnly(rows, _) => {
-                rows.iter().map(|r| (r.task_id.to_string(), r.clone())).collect()
-            }
+            Start::Resume(rows) | Start::CancelOnly(rows, _) => rows
+                .iter()
+                .map(|r| (r.task_id.to_string(), r.clone()))
+                .collect(),
         };
         let tasks: Vec<TaskState> = s
             .graph
@@ -245,6 +265,7 @@ impl Coordinator {
                     cancel: None,
                     ready_at: None,
                     dispatched: false,
+                    attempt_ms: None,
                 },
                 None => TaskState {
                     status: TaskStatus::Pending,
@@ -257,12 +278,17 @@ impl Coordinator {
                     cancel: None,
                     ready_at: None,
                     dispatched: false,
+                    attempt_ms: None,
                 },
             })
             .collect();
         let mut remaining = s.graph.in_degrees();
         for (i, t) in s.graph.tasks().iter().enumerate() {
-            remaining[i] = t.deps.iter().filter(|&&d| tasks[d].status != TaskStatus::Succeeded).count() as u32;
+            remaining[i] = t
+                .deps
+                .iter()
+                .filter(|&&d| tasks[d].status != TaskStatus::Succeeded)
+                .count() as u32;
         }
         let open = tasks.iter().filter(|t| !t.status.is_terminal()).count();
         let span = tracing::info_span!("run", corr = %s.corr, run = %s.run);
@@ -289,7 +315,11 @@ impl Coordinator {
     }
 
     fn corr(&self, i: Option<usize>) -> Correlation {
-        Correlation { run: self.s.run, task: i.map(|i| self.key(i).clone()), id: self.s.corr.clone() }
+        Correlation {
+            run: self.s.run,
+            task: i.map(|i| self.key(i).clone()),
+            id: self.s.corr.clone(),
+        }
     }
 
     fn emit(&mut self, kind: EventType, task: Option<usize>, data: Value) {
@@ -298,7 +328,7 @@ impl Coordinator {
         self.outbox.events.push(Event {
             seq: self.seq,
             kind,
-            at: chrono::Utc::now(),
+            at: crate::domain::event::from_ms(now_ms()),
             run_id: self.s.run,
             task_id,
             correlation_id: self.s.corr.clone(),
@@ -351,7 +381,10 @@ impl Coordinator {
         let rows = batch.len();
         self.pending_rows += rows;
         let (tx, rx) = oneshot::channel();
-        self.s.persistence.do_send(Persist { batch, ack: Some(tx) });
+        self.s.persistence.do_send(Persist {
+            batch,
+            ack: Some(tx),
+        });
         ctx.spawn(rx.into_actor(self).map(move |res, act, ctx| {
             act.pending_rows -= rows;
             match res {
@@ -373,7 +406,11 @@ impl Coordinator {
         }
         tracing::error!(parent: &self.span, error = %why, "store write failed; the run stops here and stays resumable");
         self.halt(ctx);
-        self.s.node.do_send(RunEnded { run: self.s.run, latencies: None, error: Some(why) });
+        self.s.node.do_send(RunEnded {
+            run: self.s.run,
+            latencies: None,
+            error: Some(why),
+        });
         ctx.stop();
     }
 
@@ -414,11 +451,19 @@ impl Coordinator {
             }
             After::RunDone => {
                 let latencies = std::mem::take(&mut self.latencies);
-                self.s.node.do_send(RunEnded { run: self.s.run, latencies: Some(latencies), error: None });
+                self.s.node.do_send(RunEnded {
+                    run: self.s.run,
+                    latencies: Some(latencies),
+                    error: None,
+                });
                 ctx.stop();
             }
             After::Interrupted(done) => {
-                self.s.node.do_send(RunEnded { run: self.s.run, latencies: None, error: None });
+                self.s.node.do_send(RunEnded {
+                    run: self.s.run,
+                    latencies: None,
+                    error: None,
+                });
                 if let Some(d) = done {
                     let _ = d.send(());
                 }
@@ -438,7 +483,10 @@ impl Coordinator {
     }
 
     fn dispatch(&mut self, i: usize, ctx: &mut Context<Self>) {
-        if self.mode != Mode::Running || self.tasks[i].status != TaskStatus::Ready || self.tasks[i].dispatched {
+        if self.mode != Mode::Running
+            || self.tasks[i].status != TaskStatus::Ready
+            || self.tasks[i].dispatched
+        {
             return;
         }
         if self.pending_rows + self.outbox.len() > MAX_PENDING_ROWS {
@@ -446,19 +494,30 @@ impl Coordinator {
             return;
         }
         let spec = self.s.graph.task(i).clone();
-        let refs = Refs { inputs: &self.s.inputs, graph: &self.s.graph, tasks: &self.tasks };
+        let refs = Refs {
+            inputs: &self.s.inputs,
+            graph: &self.s.graph,
+            tasks: &self.tasks,
+        };
         let inputs = match reference::resolve(&spec.inputs, &refs, reference::all) {
             Ok(v) => v,
             Err(e) => return self.fail(i, AttemptError::new("input", e.to_string()), ctx),
         };
         if let Some(problems) = self.s.shared.tools.input_errors(&spec.tool, &inputs) {
             if let Some((pointer, message)) = problems.into_iter().next() {
-                let msg = format!("inputs of tool `{}` are invalid at `{pointer}`: {message}", spec.tool);
+                let msg = format!(
+                    "inputs of tool `{}` are invalid at `{pointer}`: {message}",
+                    spec.tool
+                );
                 return self.fail(i, AttemptError::new("input", msg), ctx);
             }
         }
         let Some(tool) = self.s.shared.tools.get(&spec.tool) else {
-            return self.fail(i, AttemptError::new("input", format!("unknown tool `{}`", spec.tool)), ctx);
+            return self.fail(
+                i,
+                AttemptError::new("input", format!("unknown tool `{}`", spec.tool)),
+                ctx,
+            );
         };
         let parent_agent = spec.deps.first().and_then(|&d| self.tasks[d].agent.clone());
         let cancel = CancellationToken::new();
@@ -477,7 +536,11 @@ impl Coordinator {
             workspace: self.s.workspace.clone(),
             idempotency_key: format!("nofx-{}-{}", self.s.run, spec.key),
             priority: spec.priority,
-            needs: TaskNeeds { capabilities: spec.capabilities.clone(), complexity: spec.complexity, parent_agent },
+            needs: TaskNeeds {
+                capabilities: spec.capabilities.clone(),
+                complexity: spec.complexity,
+                parent_agent,
+            },
             coordinator: ctx.address(),
         });
     }
@@ -485,7 +548,9 @@ impl Coordinator {
     fn pump_deferred(&mut self, ctx: &mut Context<Self>) {
         let mut sent = false;
         while self.pending_rows + self.outbox.len() <= MAX_PENDING_ROWS {
-            let Some(i) = self.deferred.pop_front() else { break };
+            let Some(i) = self.deferred.pop_front() else {
+                break;
+            };
             self.dispatch(i, ctx);
             sent = true;
         }
@@ -494,10 +559,30 @@ impl Coordinator {
         }
     }
 
+    /// Records the metrics row of the attempt that just ended (if one ran).
+    fn record_attempt(&mut self, i: usize, error_type: Option<&str>) {
+        let Some(duration_ms) = self.tasks[i].attempt_ms.take() else {
+            return;
+        };
+        let spec = self.s.graph.task(i);
+        self.outbox.metrics.push(MetricRow {
+            run_id: self.s.run,
+            task_id: spec.key.clone(),
+            tool: spec.tool.clone(),
+            agent: self.tasks[i].agent.clone(),
+            attempt: i64::from(self.tasks[i].attempt),
+            duration_ms,
+            success: error_type.is_none(),
+            error_type: error_type.map(str::to_string),
+            at: now_ms(),
+        });
+    }
+
     fn succeed(&mut self, i: usize, output: ToolOutput, ctx: &mut Context<Self>) {
         if !self.set_status(i, TaskStatus::Succeeded) {
             return;
         }
+        self.record_attempt(i, None);
         let t = &mut self.tasks[i];
         t.outputs = Some(Value::Object(output.outputs));
         t.error = None;
@@ -532,6 +617,7 @@ impl Coordinator {
         let attempt = self.tasks[i].attempt;
         let retryable = !matches!(err.kind, "input" | "policy" | "cancelled");
         self.tasks[i].dispatched = false;
+        self.record_attempt(i, Some(err.kind));
         if !err.outputs.is_empty() {
             self.tasks[i].outputs = Some(Value::Object(err.outputs.clone()));
         }
@@ -584,7 +670,9 @@ impl Coordinator {
             let cause = self.key(i).clone();
             let verb = if i == failed { "failed" } else { "was skipped" };
             for d in graph.dependents(i) {
-                if self.tasks[d].status == TaskStatus::Pending && self.set_status(d, TaskStatus::Skipped) {
+                if self.tasks[d].status == TaskStatus::Pending
+                    && self.set_status(d, TaskStatus::Skipped)
+                {
                     let reason = format!("dependency `{cause}` {verb}");
                     self.tasks[d].error = Some(reason.clone());
                     self.emit(EventType::TaskSkipped, Some(d), json!({"reason": reason}));
@@ -674,24 +762,44 @@ impl Coordinator {
         json!(m)
     }
 
-    fn gates_done(&mut self, i: usize, output: ToolOutput, verdicts: Vec<Verdict>, ctx: &mut Context<Self>) {
+    fn gates_done(
+        &mut self,
+        i: usize,
+        output: ToolOutput,
+        verdicts: Vec<Verdict>,
+        ctx: &mut Context<Self>,
+    ) {
         let gates = self.s.graph.task(i).gates.clone();
         let mut failed = None;
         for (g, v) in verdicts.iter().enumerate() {
-            let kind = if v.passed { EventType::GatePassed } else { EventType::GateFailed };
+            let kind = if v.passed {
+                EventType::GatePassed
+            } else {
+                EventType::GateFailed
+            };
             self.emit(
                 kind,
                 Some(i),
                 json!({"gate": g + 1, "kind": gates[g].kind(), "reason": v.reason, "detail": v.detail, "attempt": self.tasks[i].attempt}),
             );
             if !v.passed {
-                failed = Some(format!("gate #{} ({}) failed: {}", g + 1, gates[g].kind(), v.reason));
+                failed = Some(format!(
+                    "gate #{} ({}) failed: {}",
+                    g + 1,
+                    gates[g].kind(),
+                    v.reason
+                ));
             }
         }
         match failed {
             None => self.succeed(i, output, ctx),
             Some(message) => {
-                let err = AttemptError { kind: "gate", message, outputs: output.outputs, artifacts: output.artifacts };
+                let err = AttemptError {
+                    kind: "gate",
+                    message,
+                    outputs: output.outputs,
+                    artifacts: output.artifacts,
+                };
                 self.fail(i, err, ctx);
             }
         }
@@ -712,13 +820,20 @@ impl Coordinator {
             finished_at: None,
             deadline_at: deadline,
         });
-        self.emit(EventType::RunStarted, None, json!({"resumed": resumed, "tasks": self.tasks.len()}));
+        self.emit(
+            EventType::RunStarted,
+            None,
+            json!({"resumed": resumed, "tasks": self.tasks.len()}),
+        );
         // Tasks that were ready, running or retrying when the last process stopped run again.
         let mut again = Vec::new();
         let mut fresh = Vec::new();
         for i in 0..self.tasks.len() {
             let st = self.tasks[i].status;
-            if matches!(st, TaskStatus::Ready | TaskStatus::Running | TaskStatus::Waiting) {
+            if matches!(
+                st,
+                TaskStatus::Ready | TaskStatus::Running | TaskStatus::Waiting
+            ) {
                 self.tasks[i].status = TaskStatus::Ready;
                 self.tasks[i].ready_at = Some(Instant::now());
                 self.write_row(i);
@@ -750,7 +865,11 @@ impl Actor for Coordinator {
     fn started(&mut self, ctx: &mut Context<Self>) {
         match std::mem::replace(&mut self.s.start, Start::Fresh) {
             Start::CancelOnly(_, reason) => {
-                self.emit(EventType::RunStarted, None, json!({"resumed": true, "tasks": self.tasks.len(), "cancelOnly": true}));
+                self.emit(
+                    EventType::RunStarted,
+                    None,
+                    json!({"resumed": true, "tasks": self.tasks.len(), "cancelOnly": true}),
+                );
                 self.stop_run(RunStatus::Cancelled, reason, ctx);
             }
             _ => self.start_run(ctx),
@@ -763,7 +882,10 @@ impl Handler<TaskStarted> for Coordinator {
 
     fn handle(&mut self, msg: TaskStarted, ctx: &mut Context<Self>) {
         let i = msg.index;
-        if self.mode == Mode::Halted || self.tasks[i].attempt != msg.attempt || self.tasks[i].status != TaskStatus::Ready {
+        if self.mode == Mode::Halted
+            || self.tasks[i].attempt != msg.attempt
+            || self.tasks[i].status != TaskStatus::Ready
+        {
             return;
         }
         self.set_status(i, TaskStatus::Running);
@@ -776,7 +898,11 @@ impl Handler<TaskStarted> for Coordinator {
             Some(i),
             json!({"agent": msg.agent, "attempt": attempt, "candidates": msg.candidates}),
         );
-        self.emit(EventType::TaskStarted, Some(i), json!({"agent": msg.agent, "attempt": attempt}));
+        self.emit(
+            EventType::TaskStarted,
+            Some(i),
+            json!({"agent": msg.agent, "attempt": attempt}),
+        );
         self.write_row(i);
         self.flush(ctx, None);
     }
@@ -787,25 +913,14 @@ impl Handler<TaskAttempted> for Coordinator {
 
     fn handle(&mut self, msg: TaskAttempted, ctx: &mut Context<Self>) {
         let i = msg.index;
-        if self.mode == Mode::Halted || self.tasks[i].attempt != msg.attempt || self.tasks[i].status != TaskStatus::Running {
+        if self.mode == Mode::Halted
+            || self.tasks[i].attempt != msg.attempt
+            || self.tasks[i].status != TaskStatus::Running
+        {
             return;
         }
+        self.tasks[i].attempt_ms = Some(msg.duration_ms);
         let spec = self.s.graph.task(i);
-        let (success, error_type) = match &msg.result {
-            Ok(_) => (true, None),
-            Err(e) => (false, Some(e.kind.to_string())),
-        };
-        self.outbox.metrics.push(MetricRow {
-            run_id: self.s.run,
-            task_id: spec.key.clone(),
-            tool: spec.tool.clone(),
-            agent: Some(msg.agent.clone()),
-            attempt: i64::from(msg.attempt),
-            duration_ms: msg.duration_ms,
-            success: success && spec.gates.is_empty(),
-            error_type,
-            at: now_ms(),
-        });
         match msg.result {
             Err(e) => self.fail(i, e, ctx),
             Ok(output) if spec.gates.is_empty() => self.succeed(i, output, ctx),
@@ -822,7 +937,11 @@ impl Handler<TaskAttempted> for Coordinator {
                     for gate in gates {
                         let kind = gate.kind();
                         let verdict = match actors.get(kind) {
-                            None => Verdict { passed: false, reason: format!("no gate actor for `{kind}`"), detail: Value::Null },
+                            None => Verdict {
+                                passed: false,
+                                reason: format!("no gate actor for `{kind}`"),
+                                detail: Value::Null,
+                            },
                             Some(a) => a
                                 .send(CheckGate {
                                     corr: corr.clone(),
@@ -833,7 +952,11 @@ impl Handler<TaskAttempted> for Coordinator {
                                     cancel: cancel.clone(),
                                 })
                                 .await
-                                .unwrap_or_else(|e| Verdict { passed: false, reason: format!("gate actor failed: {e}"), detail: Value::Null }),
+                                .unwrap_or_else(|e| Verdict {
+                                    passed: false,
+                                    reason: format!("gate actor failed: {e}"),
+                                    detail: Value::Null,
+                                }),
                         };
                         let passed = verdict.passed;
                         verdicts.push(verdict);

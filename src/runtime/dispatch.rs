@@ -45,12 +45,15 @@ pub struct Placement<T> {
     pub candidates: Vec<Candidate>,
 }
 
+/// Waiting tasks of one capability set, by (priority, arrival).
+type Group<T> = BTreeMap<(Reverse<Priority>, u64), Waiting<T>>;
+
 /// Queue, slots and limiters.
 pub struct Dispatcher<C: Clock, T> {
     clock: C,
     slots: Vec<Slot<C>>,
     /// Waiting tasks grouped by capability set, each group ordered by (priority, arrival).
-    groups: BTreeMap<Vec<String>, BTreeMap<(Reverse<Priority>, u64), Waiting<T>>>,
+    groups: BTreeMap<Vec<String>, Group<T>>,
     eligible: HashMap<Vec<String>, Vec<usize>>,
     arrivals: u64,
     waiting: usize,
@@ -67,7 +70,11 @@ impl<C: Clock + Clone, T> Dispatcher<C, T> {
                     Quota::with_period(Duration::from_secs_f64(1.0 / r))
                         .map(|q| RateLimiter::direct_with_clock(q, clock.clone()))
                 });
-                Slot { spec, in_flight: 0, limiter }
+                Slot {
+                    spec,
+                    in_flight: 0,
+                    limiter,
+                }
             })
             .collect();
         Self {
@@ -103,7 +110,10 @@ impl<C: Clock + Clone, T> Dispatcher<C, T> {
         let mut caps = task.needs.capabilities.clone();
         caps.sort();
         caps.dedup();
-        self.groups.entry(caps).or_default().insert((Reverse(task.priority), id), task);
+        self.groups
+            .entry(caps)
+            .or_default()
+            .insert((Reverse(task.priority), id), task);
         self.waiting += 1;
     }
 
@@ -118,7 +128,11 @@ impl<C: Clock + Clone, T> Dispatcher<C, T> {
     pub fn withdraw(&mut self, run: RunId) -> Vec<Waiting<T>> {
         let mut out = Vec::new();
         for group in self.groups.values_mut() {
-            let keys: Vec<_> = group.iter().filter(|(_, w)| w.run == run).map(|(k, _)| *k).collect();
+            let keys: Vec<_> = group
+                .iter()
+                .filter(|(_, w)| w.run == run)
+                .map(|(k, _)| *k)
+                .collect();
             for k in keys {
                 if let Some(w) = group.remove(&k) {
                     out.push(w);
@@ -149,7 +163,7 @@ impl<C: Clock + Clone, T> Dispatcher<C, T> {
     /// the first by (priority, arrival) that has an eligible agent with a free slot and rate
     /// budget goes to the best-scored such agent. `None` when nothing can be placed now; then
     /// `rate_wait` says when a rate limit that held a task back lifts.
-    pub fn next(&mut self) -> Option<Placement<T>> {
+    pub fn place(&mut self) -> Option<Placement<T>> {
         self.rate_wait = None;
         let mut heads: Vec<(Reverse<Priority>, u64, Vec<String>)> = self
             .groups
@@ -206,12 +220,16 @@ impl<C: Clock + Clone, T> Dispatcher<C, T> {
             }
             self.waiting -= 1;
             self.rate_wait = None;
-            return Some(Placement { task, agent, candidates });
+            return Some(Placement {
+                task,
+                agent,
+                candidates,
+            });
         }
         None
     }
 
-    /// After `next` returned `None`: how long until a rate limit that held a task back lifts.
+    /// After `place` returned `None`: how long until a rate limit that held a task back lifts.
     pub fn rate_wait(&self) -> Option<Duration> {
         self.rate_wait
     }
@@ -240,12 +258,15 @@ mod tests {
     #[test]
     fn higher_priority_goes_first_then_arrival_order() {
         let run = RunId::new();
-        let mut d = Dispatcher::new(vec![AgentSpec::new("a", Role::Worker)], FakeRelativeClock::default());
+        let mut d = Dispatcher::new(
+            vec![AgentSpec::new("a", Role::Worker)],
+            FakeRelativeClock::default(),
+        );
         d.enqueue(task(run, &[], Priority::Normal, 1));
         d.enqueue(task(run, &[], Priority::High, 2));
         d.enqueue(task(run, &[], Priority::Normal, 3));
         let mut order = Vec::new();
-        while let Some(p) = d.next() {
+        while let Some(p) = d.place() {
             order.push(p.task.payload);
             d.release(p.agent);
         }
@@ -263,10 +284,10 @@ mod tests {
         d.enqueue(task(run, &["gpu"], Priority::Normal, 1));
         d.enqueue(task(run, &["gpu"], Priority::Normal, 2));
         d.enqueue(task(run, &["cpu"], Priority::Normal, 3));
-        let a = d.next().unwrap();
-        let b = d.next().unwrap();
+        let a = d.place().unwrap();
+        let b = d.place().unwrap();
         assert_eq!((a.task.payload, b.task.payload), (1, 3));
-        assert!(d.next().is_none());
+        assert!(d.place().is_none());
         assert_eq!(d.waiting(), 1);
     }
 
@@ -276,7 +297,13 @@ mod tests {
         let mut d: Dispatcher<_, u32> = Dispatcher::new(vec![], FakeRelativeClock::default());
         d.enqueue(task(r1, &[], Priority::Normal, 1));
         d.enqueue(task(r2, &[], Priority::Normal, 2));
-        assert_eq!(d.withdraw(r1).into_iter().map(|w| w.payload).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(
+            d.withdraw(r1)
+                .into_iter()
+                .map(|w| w.payload)
+                .collect::<Vec<_>>(),
+            vec![1]
+        );
         assert_eq!(d.waiting(), 1);
     }
 }

@@ -46,10 +46,18 @@ pub struct Verdict {
 
 impl Verdict {
     fn pass(reason: impl Into<String>, detail: Value) -> Self {
-        Self { passed: true, reason: reason.into(), detail }
+        Self {
+            passed: true,
+            reason: reason.into(),
+            detail,
+        }
     }
     fn fail(reason: impl Into<String>, detail: Value) -> Self {
-        Self { passed: false, reason: reason.into(), detail }
+        Self {
+            passed: false,
+            reason: reason.into(),
+            detail,
+        }
     }
 }
 
@@ -63,7 +71,11 @@ pub struct GateActor {
 impl GateActor {
     /// A gate actor whose command gates use `env` (policy, guard).
     pub fn new(env: ToolEnv) -> Self {
-        Self { env, regexes: HashMap::new(), schemas: HashMap::new() }
+        Self {
+            env,
+            regexes: HashMap::new(),
+            schemas: HashMap::new(),
+        }
     }
 }
 
@@ -93,7 +105,14 @@ fn excerpt(s: &str) -> String {
 fn missing_output(name: &str, outputs: &Map<String, Value>) -> Verdict {
     let have: Vec<&str> = outputs.keys().map(String::as_str).collect();
     Verdict::fail(
-        format!("output `{name}` is missing (outputs: {})", if have.is_empty() { "none".into() } else { have.join(", ") }),
+        format!(
+            "output `{name}` is missing (outputs: {})",
+            if have.is_empty() {
+                "none".into()
+            } else {
+                have.join(", ")
+            }
+        ),
         json!({"output": name}),
     )
 }
@@ -113,7 +132,8 @@ impl Handler<CheckGate> for GateActor {
                             r
                         }
                         Err(e) => {
-                            let v = Verdict::fail(format!("bad regex: {e}"), json!({"regex": regex}));
+                            let v =
+                                Verdict::fail(format!("bad regex: {e}"), json!({"regex": regex}));
                             return Box::pin(async move { v });
                         }
                     },
@@ -123,10 +143,16 @@ impl Handler<CheckGate> for GateActor {
                     Some(v) => {
                         let text = as_text(v);
                         if re.is_match(&text) {
-                            Verdict::pass(format!("output `{output}` matches /{regex}/"), json!({"output": output, "regex": regex}))
+                            Verdict::pass(
+                                format!("output `{output}` matches /{regex}/"),
+                                json!({"output": output, "regex": regex}),
+                            )
                         } else {
                             Verdict::fail(
-                                format!("output `{output}` does not match /{regex}/ (got {:?})", excerpt(&text)),
+                                format!(
+                                    "output `{output}` does not match /{regex}/ (got {:?})",
+                                    excerpt(&text)
+                                ),
                                 json!({"output": output, "regex": regex}),
                             )
                         }
@@ -184,11 +210,20 @@ impl Handler<CheckGate> for GateActor {
             GateSpec::Command { argv, timeout_s } => {
                 let env = self.env.clone();
                 let argv = argv.clone();
-                let limit = timeout_s.map(Duration::from_secs_f64).unwrap_or(COMMAND_TIMEOUT);
+                let limit = timeout_s
+                    .map(Duration::from_secs_f64)
+                    .unwrap_or(COMMAND_TIMEOUT);
                 Box::pin(async move {
                     let vars = vec![
                         ("NOFX_RUN_ID".to_string(), msg.corr.run.to_string()),
-                        ("NOFX_TASK_ID".to_string(), msg.corr.task.as_ref().map(|t| t.to_string()).unwrap_or_default()),
+                        (
+                            "NOFX_TASK_ID".to_string(),
+                            msg.corr
+                                .task
+                                .as_ref()
+                                .map(|t| t.to_string())
+                                .unwrap_or_default(),
+                        ),
                         ("NOFX_ATTEMPT".to_string(), msg.attempt.to_string()),
                         ("NOFX_CORRELATION_ID".to_string(), msg.corr.id.to_string()),
                     ];
@@ -198,24 +233,36 @@ impl Handler<CheckGate> for GateActor {
                     let program = argv.first().cloned().unwrap_or_default();
                     match outcome {
                         Err(_) => Verdict::fail(
-                            format!("command `{program}` timed out after {}s", limit.as_secs_f64()),
+                            format!(
+                                "command `{program}` timed out after {}s",
+                                limit.as_secs_f64()
+                            ),
                             json!({"argv": argv}),
                         ),
-                        Ok(Err(e)) => Verdict::fail(format!("command `{program}`: {e}"), json!({"argv": argv})),
+                        Ok(Err(e)) => Verdict::fail(
+                            format!("command `{program}`: {e}"),
+                            json!({"argv": argv}),
+                        ),
                         Ok(Ok(done)) => match done.ended {
                             Ended::Cancelled => Verdict::fail("cancelled", json!({"argv": argv})),
                             Ended::Exited(status) => {
                                 let code = exit_code(&status);
                                 let detail = json!({"argv": argv, "exit_code": code, "stdout": excerpt(&done.stdout.head), "stderr": excerpt(&done.stderr.head)});
                                 if code == 0 {
-                                    Verdict::pass(format!("command `{program}` exited with 0"), detail)
+                                    Verdict::pass(
+                                        format!("command `{program}` exited with 0"),
+                                        detail,
+                                    )
                                 } else {
                                     let tail = done.stderr.head.trim();
                                     Verdict::fail(
                                         if tail.is_empty() {
                                             format!("command `{program}` exited with code {code}")
                                         } else {
-                                            format!("command `{program}` exited with code {code}: {}", excerpt(tail))
+                                            format!(
+                                                "command `{program}` exited with code {code}: {}",
+                                                excerpt(tail)
+                                            )
                                         },
                                         detail,
                                     )

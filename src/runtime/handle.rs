@@ -2,7 +2,7 @@
 //! events, cancel, and the outcome with every task's outputs.
 
 use super::{Cancelled, Runtime, RuntimeError};
-use crate::domain::{CorrelationId, Event, RunId, RunStatus, TaskKey, TaskStatus};
+use crate::domain::{CorrelationId, Event, EventType, RunId, RunStatus, TaskKey, TaskStatus};
 use futures::stream::{self, Stream};
 use serde::Serialize;
 use serde_json::Value;
@@ -73,7 +73,8 @@ impl Outcome {
             status: r.status,
             reason: r.reason,
             correlation_id: r.correlation_id,
-            created_at: crate::domain::event::from_ms(r.created_at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            created_at: crate::domain::event::from_ms(r.created_at)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             duration_ms: r.started_at.zip(r.finished_at).map(|(s, f)| f - s),
             workspace: r.workspace,
             tasks: tasks
@@ -96,7 +97,8 @@ struct Follow {
     run: RunId,
     rx: broadcast::Receiver<Event>,
     last: i64,
-    backlog: VecDeque<Event>,
+    /// Events to yield, each marked live (from the hub) or not (from the store).
+    backlog: VecDeque<(Event, bool)>,
     done: bool,
 }
 
@@ -116,7 +118,8 @@ impl RunHandle {
     }
 
     /// Every event of the run from the first, in order and without gaps, then live ones as
-    /// they are committed; ends after the event that ends the run (or after `run.interrupted`).
+    /// they are committed; ends after the event that ends the run, or after a `run.interrupted`
+    /// committed while following (the runtime executing it stopped).
     pub fn events(&self) -> impl Stream<Item = Result<Event, RuntimeError>> + Send + 'static {
         let state = Follow {
             store: self.rt.store().clone(),
@@ -131,12 +134,14 @@ impl RunHandle {
                 if st.done {
                     return None;
                 }
-                if let Some(e) = st.backlog.pop_front() {
+                if let Some((e, live)) = st.backlog.pop_front() {
                     if e.seq <= st.last {
                         continue;
                     }
                     st.last = e.seq;
-                    st.done = e.kind.ends_run();
+                    // An interruption in the history is followed by a resume; a live one means
+                    // the runtime executing the run is stopping.
+                    st.done = e.kind.is_terminal() || (live && e.kind == EventType::RunInterrupted);
                     return Some((Ok(e), st));
                 }
                 // Catch up from the store first (events committed before subscribing, or
@@ -147,13 +152,13 @@ impl RunHandle {
                         return Some((Err(RuntimeError::Store(e)), st));
                     }
                     Ok(evs) if !evs.is_empty() => {
-                        st.backlog.extend(evs);
+                        st.backlog.extend(evs.into_iter().map(|e| (e, false)));
                         continue;
                     }
                     Ok(_) => {}
                 }
                 match st.rx.recv().await {
-                    Ok(e) if e.seq == st.last + 1 => st.backlog.push_back(e),
+                    Ok(e) if e.seq == st.last + 1 => st.backlog.push_back((e, true)),
                     // Out of order means we missed some: the store has them.
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => {
@@ -188,9 +193,7 @@ impl RunHandle {
         let events = self.events();
         futures::pin_mut!(events);
         while let Some(e) = events.next().await {
-            if e?.kind.ends_run() {
-                break;
-            }
+            e?;
         }
         Outcome::load(self.rt.store(), self.id).await
     }

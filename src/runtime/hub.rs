@@ -19,7 +19,9 @@ impl EventHub {
     /// Receives every event of `run` committed from now on.
     pub fn subscribe(&self, run: RunId) -> broadcast::Receiver<Event> {
         let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        runs.entry(run).or_insert_with(|| broadcast::channel(CAPACITY).0).subscribe()
+        runs.entry(run)
+            .or_insert_with(|| broadcast::channel(CAPACITY).0)
+            .subscribe()
     }
 
     /// Publishes committed events (in commit order); channels nobody listens to are dropped.

@@ -93,7 +93,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { lease_ttl: Duration::from_secs(15), command_poll: Duration::from_millis(500), record_latencies: false }
+        Self {
+            lease_ttl: Duration::from_secs(15),
+            command_poll: Duration::from_millis(500),
+            record_latencies: false,
+        }
     }
 }
 
@@ -158,7 +162,9 @@ impl RuntimeBuilder {
 
     /// Adds one agent to the configured (or default) ones.
     pub fn agent(mut self, agent: AgentSpec) -> Self {
-        self.agents.get_or_insert_with(crate::config::builtin_agents).push(agent);
+        self.agents
+            .get_or_insert_with(crate::config::builtin_agents)
+            .push(agent);
         self
     }
 
@@ -201,10 +207,15 @@ impl RuntimeBuilder {
     /// # Cancel safety
     /// Dropping the future before it completes leaves the actor thread to stop on its own.
     pub async fn build(self) -> Result<Runtime, RuntimeError> {
-        std::fs::create_dir_all(&self.data_dir)
-            .map_err(|source| RuntimeError::Io { path: self.data_dir.display().to_string(), source })?;
-        let data_dir = std::fs::canonicalize(&self.data_dir)
-            .map_err(|source| RuntimeError::Io { path: self.data_dir.display().to_string(), source })?;
+        std::fs::create_dir_all(&self.data_dir).map_err(|source| RuntimeError::Io {
+            path: self.data_dir.display().to_string(),
+            source,
+        })?;
+        let data_dir =
+            std::fs::canonicalize(&self.data_dir).map_err(|source| RuntimeError::Io {
+                path: self.data_dir.display().to_string(),
+                source,
+            })?;
         let mut tools = self.tools;
         for t in self.extra_tools {
             let name = t.name().to_string();
@@ -247,26 +258,37 @@ impl RuntimeBuilder {
                             holder: holder.clone(),
                             options: options.clone(),
                         });
-                        let persistence =
-                            persistence::Persistence::new(store.clone(), hub, holder, options.lease_ttl.as_millis() as i64)
-                                .start();
+                        let persistence = persistence::Persistence::new(
+                            store.clone(),
+                            hub,
+                            holder,
+                            options.lease_ttl.as_millis() as i64,
+                        )
+                        .start();
                         let mut env_slot = None;
                         let supervisor = supervisor::Supervisor::launch(agents.clone(), |sup| {
                             let env = ToolEnv {
                                 blobs,
                                 policy,
                                 guard,
-                                probe: Arc::new(probe::RuntimeProbe::new(store.clone(), sup, agents)),
+                                probe: Arc::new(probe::RuntimeProbe::new(
+                                    store.clone(),
+                                    sup,
+                                    agents,
+                                )),
                             };
                             env_slot = Some(env.clone());
                             env
                         });
-                        let env = env_slot.expect("launch builds the tool environment synchronously");
+                        let env =
+                            env_slot.expect("launch builds the tool environment synchronously");
                         let mut gates = HashMap::new();
                         for kind in ["pattern", "json_schema", "command"] {
                             gates.insert(kind, gate::GateActor::new(env.clone()).start());
                         }
-                        let node = node::Node::new(shared.clone(), supervisor.clone(), persistence, gates).start();
+                        let node =
+                            node::Node::new(shared.clone(), supervisor.clone(), persistence, gates)
+                                .start();
                         Ok::<_, RuntimeError>((node, supervisor, shared))
                     });
                     match started {
@@ -282,10 +304,19 @@ impl RuntimeBuilder {
                     }
                 }
             })
-            .map_err(|source| RuntimeError::Io { path: "runtime thread".into(), source })?;
+            .map_err(|source| RuntimeError::Io {
+                path: "runtime thread".into(),
+                source,
+            })?;
         let (node, supervisor, shared) = rx.await.map_err(|_| RuntimeError::Stopped)??;
         Ok(Runtime {
-            inner: Arc::new(Inner { node, supervisor, shared, hub, thread: Mutex::new(Some(thread)) }),
+            inner: Arc::new(Inner {
+                node,
+                supervisor,
+                shared,
+                hub,
+                thread: Mutex::new(Some(thread)),
+            }),
         })
     }
 }
@@ -351,8 +382,17 @@ impl Runtime {
     ///
     /// # Errors
     /// Every problem, each naming its task and line.
-    pub fn validate(&self, plan: &PlanSource, inputs: &Map<String, Value>) -> Result<graph::ValidatedPlan, PlanErrors> {
-        graph::validate(plan, inputs, &self.inner.shared.tools, &self.inner.shared.agents)
+    pub fn validate(
+        &self,
+        plan: &PlanSource,
+        inputs: &Map<String, Value>,
+    ) -> Result<graph::ValidatedPlan, PlanErrors> {
+        graph::validate(
+            plan,
+            inputs,
+            &self.inner.shared.tools,
+            &self.inner.shared.agents,
+        )
     }
 
     /// Validates and stores a plan, then executes it; returns once the run is committed.
@@ -362,7 +402,11 @@ impl Runtime {
     ///
     /// # Cancel safety
     /// If dropped after the run was committed, the run still executes.
-    pub async fn submit(&self, plan: &PlanSource, inputs: Map<String, Value>) -> Result<RunHandle, RuntimeError> {
+    pub async fn submit(
+        &self,
+        plan: &PlanSource,
+        inputs: Map<String, Value>,
+    ) -> Result<RunHandle, RuntimeError> {
         self.submit_with(plan, inputs, None, false).await
     }
 
@@ -386,7 +430,11 @@ impl Runtime {
         let run = self
             .inner
             .node
-            .send(node::Submit { plan, corr: corr.clone(), detach })
+            .send(node::Submit {
+                plan,
+                corr: corr.clone(),
+                detach,
+            })
             .await
             .map_err(|_| RuntimeError::Stopped)??;
         Ok(RunHandle::new(self.clone(), run, corr))
@@ -401,7 +449,12 @@ impl Runtime {
     /// # Cancel safety
     /// If dropped after the claim, the run still executes.
     pub async fn resume(&self, run: RunId) -> Result<(Resumed, RunHandle), RuntimeError> {
-        let r = self.inner.node.send(node::Resume(run)).await.map_err(|_| RuntimeError::Stopped)??;
+        let r = self
+            .inner
+            .node
+            .send(node::Resume(run))
+            .await
+            .map_err(|_| RuntimeError::Stopped)??;
         let corr = self.store().run(run).await?.correlation_id;
         Ok((r, RunHandle::new(self.clone(), run, corr)))
     }
@@ -417,7 +470,10 @@ impl Runtime {
     pub async fn cancel(&self, run: RunId, reason: &str) -> Result<Cancelled, RuntimeError> {
         self.inner
             .node
-            .send(node::Cancel { run, reason: reason.to_string() })
+            .send(node::Cancel {
+                run,
+                reason: reason.to_string(),
+            })
             .await
             .map_err(|_| RuntimeError::Stopped)?
     }
@@ -436,12 +492,21 @@ impl Runtime {
     /// # Errors
     /// A stopped runtime.
     pub async fn queue(&self) -> Result<QueueReport, RuntimeError> {
-        self.inner.supervisor.send(supervisor::QueueStats).await.map_err(|_| RuntimeError::Stopped)
+        self.inner
+            .supervisor
+            .send(supervisor::QueueStats)
+            .await
+            .map_err(|_| RuntimeError::Stopped)
     }
 
     /// Task latencies (ready → committed, in ms) of a finished run, when recording is on.
     pub async fn take_latencies(&self, run: RunId) -> Option<Vec<f32>> {
-        self.inner.node.send(node::TakeLatencies(run)).await.ok().flatten()
+        self.inner
+            .node
+            .send(node::TakeLatencies(run))
+            .await
+            .ok()
+            .flatten()
     }
 
     pub(crate) fn hub(&self) -> &EventHub {
@@ -452,7 +517,12 @@ impl Runtime {
     /// releases leases and stops the actor thread.
     pub async fn shutdown(&self) {
         let _ = self.inner.node.send(node::Shutdown).await;
-        let thread = self.inner.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(t) = thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }

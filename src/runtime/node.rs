@@ -153,54 +153,68 @@ impl Node {
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
-        if self.coordinators.is_empty() {
+        if self.coordinators.is_empty() || self.stopping {
             return;
         }
         let before: Vec<RunId> = self.coordinators.keys().copied().collect();
-        ctx.spawn(self.persistence.send(RenewLeases).into_actor(self).map(move |res, act, _| match res {
-            Ok(Ok(held)) => {
-                for run in before {
-                    if !held.contains(&run) {
-                        if let Some(c) = act.coordinators.remove(&run) {
-                            c.do_send(Abandon);
+        ctx.spawn(
+            self.persistence
+                .send(RenewLeases)
+                .into_actor(self)
+                .map(move |res, act, _| match res {
+                    Ok(Ok(held)) => {
+                        for run in before {
+                            if !held.contains(&run) {
+                                if let Some(c) = act.coordinators.remove(&run) {
+                                    c.do_send(Abandon);
+                                }
+                            }
                         }
                     }
-                }
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed; will retry"),
-            Err(_) => {}
-        }));
+                    Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed; will retry"),
+                    Err(_) => {}
+                }),
+        );
     }
 
     fn poll_commands(&mut self, ctx: &mut Context<Self>) {
-        if self.coordinators.is_empty() || self.polling {
+        if self.coordinators.is_empty() || self.polling || self.stopping {
             return;
         }
         self.polling = true;
         let store = self.shared.store.clone();
         let holder = self.shared.holder.id.clone();
-        ctx.spawn(async move { store.open_commands(&holder).await }.into_actor(self).map(|res, act, _| {
-            act.polling = false;
-            let cmds = match res {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading commands failed; will retry");
-                    return;
-                }
-            };
-            let mut handled = Batch::default();
-            for c in cmds {
-                if c.kind == "cancel" {
-                    if let Some(addr) = act.coordinators.get(&c.run_id) {
-                        addr.do_send(CancelRun { reason: c.reason.clone().unwrap_or_else(|| "cancelled".into()) });
+        ctx.spawn(
+            async move { store.open_commands(&holder).await }
+                .into_actor(self)
+                .map(|res, act, _| {
+                    act.polling = false;
+                    let cmds = match res {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading commands failed; will retry");
+                            return;
+                        }
+                    };
+                    let mut handled = Batch::default();
+                    for c in cmds {
+                        if c.kind == "cancel" {
+                            if let Some(addr) = act.coordinators.get(&c.run_id) {
+                                addr.do_send(CancelRun {
+                                    reason: c.reason.clone().unwrap_or_else(|| "cancelled".into()),
+                                });
+                            }
+                        }
+                        handled.handled_commands.push(c.id);
                     }
-                }
-                handled.handled_commands.push(c.id);
-            }
-            if !handled.is_empty() {
-                act.persistence.do_send(Persist { batch: handled, ack: None });
-            }
-        }));
+                    if !handled.is_empty() {
+                        act.persistence.do_send(Persist {
+                            batch: handled,
+                            ack: None,
+                        });
+                    }
+                }),
+        );
     }
 }
 
@@ -210,15 +224,28 @@ impl Actor for Node {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let ttl = self.shared.options.lease_ttl;
         ctx.run_interval(ttl / 3, |act, ctx| act.heartbeat(ctx));
-        ctx.run_interval(self.shared.options.command_poll, |act, ctx| act.poll_commands(ctx));
+        ctx.run_interval(self.shared.options.command_poll, |act, ctx| {
+            act.poll_commands(ctx)
+        });
     }
 }
 
-fn new_run(plan: &ValidatedPlan, corr: &CorrelationId, shared: &Shared) -> Result<(RunRecord, Batch), RuntimeError> {
+fn new_run(
+    plan: &ValidatedPlan,
+    corr: &CorrelationId,
+    shared: &Shared,
+) -> Result<(RunRecord, Batch), RuntimeError> {
     let id = RunId::new();
-    let workspace = shared.data_dir.join("runs").join(id.to_string()).join("workspace");
-    std::fs::create_dir_all(&workspace).map_err(|source| RuntimeError::Io { path: workspace.display().to_string(), source })?;
-    let now = chrono::Utc::now();
+    let workspace = shared
+        .data_dir
+        .join("runs")
+        .join(id.to_string())
+        .join("workspace");
+    std::fs::create_dir_all(&workspace).map_err(|source| RuntimeError::Io {
+        path: workspace.display().to_string(),
+        source,
+    })?;
+    let now = crate::domain::event::from_ms(chrono::Utc::now().timestamp_millis());
     let record = RunRecord {
         id,
         name: plan.plan.name.clone(),
@@ -274,17 +301,26 @@ impl Handler<Submit> for Node {
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let (tx, rx) = oneshot::channel();
-        self.persistence.do_send(Persist { batch, ack: Some(tx) });
+        self.persistence.do_send(Persist {
+            batch,
+            ack: Some(tx),
+        });
         let persistence = self.persistence.clone();
         let run = record.id;
         let detach = msg.detach;
         Box::pin(
             async move {
-                rx.await.map_err(|_| RuntimeError::Stopped)?.map_err(RuntimeError::Write)?;
+                rx.await
+                    .map_err(|_| RuntimeError::Stopped)?
+                    .map_err(RuntimeError::Write)?;
                 if detach {
                     return Ok(false);
                 }
-                match persistence.send(ClaimLease(run)).await.map_err(|_| RuntimeError::Stopped)?? {
+                match persistence
+                    .send(ClaimLease(run))
+                    .await
+                    .map_err(|_| RuntimeError::Stopped)??
+                {
                     Claim::Granted { .. } => Ok(true),
                     Claim::Held(info) => Err(RuntimeError::LeaseHeld { run, info }),
                 }
@@ -304,7 +340,15 @@ impl Handler<Submit> for Node {
 async fn load_for_resume(
     shared: Arc<Shared>,
     run: RunId,
-) -> Result<(RunRecord, Vec<TaskRow>, i64, Result<ValidatedPlan, RuntimeError>), RuntimeError> {
+) -> Result<
+    (
+        RunRecord,
+        Vec<TaskRow>,
+        i64,
+        Result<ValidatedPlan, RuntimeError>,
+    ),
+    RuntimeError,
+> {
     let record = shared.store.run(run).await?;
     let rows = shared.store.tasks(run).await?;
     let last_seq = shared.store.last_seq(run).await?;
@@ -335,7 +379,11 @@ impl Handler<Resume> for Node {
             async move {
                 // The run must exist before a lease row can point at it.
                 shared.store.run(run).await?;
-                match persistence.send(ClaimLease(run)).await.map_err(|_| RuntimeError::Stopped)?? {
+                match persistence
+                    .send(ClaimLease(run))
+                    .await
+                    .map_err(|_| RuntimeError::Stopped)??
+                {
                     Claim::Held(info) => return Err(RuntimeError::LeaseHeld { run, info }),
                     Claim::Granted { .. } => {}
                 }
@@ -361,7 +409,11 @@ impl Handler<Resume> for Node {
                         return Err(e);
                     }
                 };
-                let start = if record.status == RunStatus::Pending { Start::Fresh } else { Start::Resume(rows) };
+                let start = if record.status == RunStatus::Pending {
+                    Start::Fresh
+                } else {
+                    Start::Resume(rows)
+                };
                 act.launch(&record, plan, last_seq, start, ctx);
                 Ok(Resumed::Started)
             }),
@@ -381,21 +433,37 @@ impl Handler<Cancel> for Node {
         let persistence = self.persistence.clone();
         let shared = self.shared.clone();
         let why = reason.clone();
-        type Loaded = (RunRecord, Vec<TaskRow>, i64, Result<ValidatedPlan, RuntimeError>);
+        type Loaded = (
+            RunRecord,
+            Vec<TaskRow>,
+            i64,
+            Result<ValidatedPlan, RuntimeError>,
+        );
         Box::pin(
             async move {
                 let record = shared.store.run(run).await?;
                 if record.status.is_terminal() {
-                    return Ok::<Result<Loaded, Cancelled>, RuntimeError>(Err(Cancelled::Finished(record.status)));
+                    return Ok::<Result<Loaded, Cancelled>, RuntimeError>(Err(
+                        Cancelled::Finished(record.status),
+                    ));
                 }
-                match persistence.send(ClaimLease(run)).await.map_err(|_| RuntimeError::Stopped)?? {
+                match persistence
+                    .send(ClaimLease(run))
+                    .await
+                    .map_err(|_| RuntimeError::Stopped)??
+                {
                     Claim::Held(info) => {
                         // A live process executes it: leave it a command and let it stop the run.
                         let mut batch = Batch::default();
                         batch.new_commands.push((run, "cancel".into(), Some(why)));
                         let (tx, rx) = oneshot::channel();
-                        persistence.do_send(Persist { batch, ack: Some(tx) });
-                        rx.await.map_err(|_| RuntimeError::Stopped)?.map_err(RuntimeError::Write)?;
+                        persistence.do_send(Persist {
+                            batch,
+                            ack: Some(tx),
+                        });
+                        rx.await
+                            .map_err(|_| RuntimeError::Stopped)?
+                            .map_err(RuntimeError::Write)?;
                         Ok(Err(Cancelled::Requested(info)))
                     }
                     Claim::Granted { .. } => {
@@ -422,7 +490,13 @@ impl Handler<Cancel> for Node {
                             return Err(e);
                         }
                     };
-                    act.launch(&record, plan, last_seq, Start::CancelOnly(rows, reason), ctx);
+                    act.launch(
+                        &record,
+                        plan,
+                        last_seq,
+                        Start::CancelOnly(rows, reason),
+                        ctx,
+                    );
                     Ok(Cancelled::Stopping)
                 }
             }),
@@ -468,15 +542,20 @@ impl Handler<Shutdown> for Node {
             waits.push(rx);
         }
         let persistence = self.persistence.clone();
+        let store = self.shared.store.clone();
         Box::pin(
             async move {
-                let _ = tokio::time::timeout(Duration::from_secs(15), futures::future::join_all(waits)).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(15), futures::future::join_all(waits))
+                        .await;
                 let (tx, rx) = oneshot::channel();
                 persistence.do_send(Drain(tx));
                 let _ = rx.await;
                 for run in runs {
                     let _ = persistence.send(ReleaseLease(run)).await;
                 }
+                // Return every connection while this runtime still runs.
+                store.close().await;
             }
             .into_actor(self)
             .map(|_, _, _| {

@@ -63,7 +63,15 @@ pub struct Persistence {
 impl Persistence {
     /// A writer to `store` that publishes to `hub` and holds leases as `holder`.
     pub fn new(store: Store, hub: EventHub, holder: LeaseHolder, lease_ttl_ms: i64) -> Self {
-        Self { store, hub, holder, lease_ttl_ms, queue: VecDeque::new(), drains: Vec::new(), busy: false }
+        Self {
+            store,
+            hub,
+            holder,
+            lease_ttl_ms,
+            queue: VecDeque::new(),
+            drains: Vec::new(),
+            busy: false,
+        }
     }
 
     fn commit_next(&mut self, ctx: &mut Context<Self>) {
@@ -82,7 +90,9 @@ impl Persistence {
             if !batch.is_empty() && batch.len() + p.batch.len() > MAX_ROWS {
                 break;
             }
-            let Some(p) = self.queue.pop_front() else { break };
+            let Some(p) = self.queue.pop_front() else {
+                break;
+            };
             batch.append(p.batch);
             if let Some(a) = p.ack {
                 acks.push(a);
@@ -104,7 +114,10 @@ impl Persistence {
                         tracing::warn!(attempt, error = %e, "group commit failed");
                         result = Err(Arc::new(e));
                         if attempt < ATTEMPTS {
-                            tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+                            tokio::time::sleep(std::time::Duration::from_millis(
+                                50 * u64::from(attempt),
+                            ))
+                            .await;
                         }
                     }
                 }

@@ -17,7 +17,11 @@ pub(crate) struct RuntimeProbe {
 
 impl RuntimeProbe {
     pub(crate) fn new(store: Store, supervisor: Addr<Supervisor>, agents: Vec<AgentSpec>) -> Self {
-        Self { store, supervisor, agents }
+        Self {
+            store,
+            supervisor,
+            agents,
+        }
     }
 }
 
@@ -25,8 +29,14 @@ impl Probe for RuntimeProbe {
     fn database(&self) -> BoxFuture<'_, ProbeReport> {
         Box::pin(async move {
             match self.store.ping().await {
-                Ok(()) => ProbeReport { ok: true, detail: json!({"backend": self.store.backend()}) },
-                Err(e) => ProbeReport { ok: false, detail: json!({"backend": self.store.backend(), "error": e.to_string()}) },
+                Ok(()) => ProbeReport {
+                    ok: true,
+                    detail: json!({"backend": self.store.backend()}),
+                },
+                Err(e) => ProbeReport {
+                    ok: false,
+                    detail: json!({"backend": self.store.backend(), "error": e.to_string()}),
+                },
             }
         })
     }
@@ -34,8 +44,14 @@ impl Probe for RuntimeProbe {
     fn queue(&self) -> BoxFuture<'_, ProbeReport> {
         Box::pin(async move {
             match self.supervisor.send(QueueStats).await {
-                Ok(r) => ProbeReport { ok: true, detail: json!(r) },
-                Err(e) => ProbeReport { ok: false, detail: json!({"error": format!("supervisor mailbox: {e}")}) },
+                Ok(r) => ProbeReport {
+                    ok: true,
+                    detail: json!(r),
+                },
+                Err(e) => ProbeReport {
+                    ok: false,
+                    detail: json!({"error": format!("supervisor mailbox: {e}")}),
+                },
             }
         })
     }

@@ -79,7 +79,10 @@ mod tests {
     #[test]
     fn agents_without_every_capability_are_not_eligible() {
         let a = AgentSpec::new("a", Role::Worker).with_capabilities(["shell"]);
-        assert_eq!(score(&a, 0, &needs(&["shell", "gpu"], Complexity::Medium, None)), None);
+        assert_eq!(
+            score(&a, 0, &needs(&["shell", "gpu"], Complexity::Medium, None)),
+            None
+        );
     }
 
     #[test]
@@ -100,6 +103,9 @@ mod tests {
     fn ties_break_by_agent_id() {
         let mut c = vec![(0, 5, "b"), (1, 5, "a"), (2, 7, "z")];
         rank(&mut c);
-        assert_eq!(c.iter().map(|x| x.2).collect::<Vec<_>>(), vec!["z", "a", "b"]);
+        assert_eq!(
+            c.iter().map(|x| x.2).collect::<Vec<_>>(),
+            vec!["z", "a", "b"]
+        );
     }
 }

@@ -114,9 +114,13 @@ impl Supervisor {
     }
 
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        while let Some(p) = self.dispatcher.next() {
+        while let Some(p) = self.dispatcher.place() {
             let agent = p.agent;
-            let msg = RunTask { delegate: p.task.payload, agent, candidates: p.candidates };
+            let msg = RunTask {
+                delegate: p.task.payload,
+                agent,
+                candidates: p.candidates,
+            };
             if let Err(e) = self.agents[agent].try_send(msg) {
                 // The slot accounting keeps an agent's mailbox below its capacity, so this
                 // does not happen; if it does, the task waits again rather than being lost.
@@ -139,10 +143,12 @@ impl Supervisor {
             if let Some(h) = self.wake.take() {
                 ctx.cancel_future(h);
             }
-            self.wake = Some(ctx.run_later(wait.max(Duration::from_millis(1)), |act, ctx| {
-                act.wake = None;
-                act.pump(ctx);
-            }));
+            self.wake = Some(
+                ctx.run_later(wait.max(Duration::from_millis(1)), |act, ctx| {
+                    act.wake = None;
+                    act.pump(ctx);
+                }),
+            );
         }
     }
 }
@@ -194,7 +200,11 @@ impl Handler<QueueStats> for Supervisor {
             agents: self
                 .dispatcher
                 .agents()
-                .map(|(s, n)| AgentLoad { id: s.id.clone(), in_flight: n, max_concurrency: s.max_concurrency })
+                .map(|(s, n)| AgentLoad {
+                    id: s.id.clone(),
+                    in_flight: n,
+                    max_concurrency: s.max_concurrency,
+                })
                 .collect(),
         })
     }

@@ -22,7 +22,9 @@ impl Store {
             for r in rows {
                 out.push(ArtifactRow {
                     run_id: run,
-                    task_id: TaskKey::from_trusted(r.try_get("task_id").map_err(q("read artifacts"))?),
+                    task_id: TaskKey::from_trusted(
+                        r.try_get("task_id").map_err(q("read artifacts"))?,
+                    ),
                     name: r.try_get("name").map_err(q("read artifacts"))?,
                     hash: r.try_get("hash").map_err(q("read artifacts"))?,
                     size: r.try_get("size").map_err(q("read artifacts"))?,

@@ -1,7 +1,9 @@
 //! Group commit: many state changes from many runs written in one transaction, one multi-row
 //! statement per table.
 
-use super::{q, with_pool, ArtifactRow, MetricRow, RunRecord, RunUpdate, Store, StoreError, TaskRow};
+use super::{
+    q, with_pool, ArtifactRow, MetricRow, RunRecord, RunUpdate, Store, StoreError, TaskRow,
+};
 use crate::domain::Event;
 use sqlx::QueryBuilder;
 use std::collections::HashMap;
@@ -72,7 +74,8 @@ impl Batch {
         if self.tasks.len() < 2 {
             return;
         }
-        let mut last: HashMap<(crate::domain::RunId, &str), usize> = HashMap::with_capacity(self.tasks.len());
+        let mut last: HashMap<(crate::domain::RunId, &str), usize> =
+            HashMap::with_capacity(self.tasks.len());
         for (i, t) in self.tasks.iter().enumerate() {
             last.insert((t.run_id, t.task_id.as_str()), i);
         }
@@ -133,7 +136,10 @@ impl Store {
                         .push_bind(r.finished_at)
                         .push_bind(r.deadline_at);
                 });
-                qb.build().execute(&mut *tx).await.map_err(q("insert runs"))?;
+                qb.build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("insert runs"))?;
             }
             for u in &batch.run_updates {
                 sqlx::query(
@@ -175,7 +181,10 @@ impl Store {
                      error = excluded.error, started_at = excluded.started_at, \
                      finished_at = excluded.finished_at",
                 );
-                qb.build().execute(&mut *tx).await.map_err(q("write tasks"))?;
+                qb.build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("write tasks"))?;
             }
             for chunk in batch.events.chunks(CHUNK) {
                 let mut qb = QueryBuilder::new(
@@ -190,7 +199,10 @@ impl Store {
                         .push_bind(e.correlation_id.to_string())
                         .push_bind(json_text(&e.data));
                 });
-                qb.build().execute(&mut *tx).await.map_err(q("append events"))?;
+                qb.build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("append events"))?;
             }
             for chunk in batch.metrics.chunks(CHUNK) {
                 let mut qb = QueryBuilder::new(
@@ -208,7 +220,10 @@ impl Store {
                         .push_bind(m.error_type.clone())
                         .push_bind(m.at);
                 });
-                qb.build().execute(&mut *tx).await.map_err(q("write metrics"))?;
+                qb.build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("write metrics"))?;
             }
             for chunk in batch.artifacts.chunks(CHUNK) {
                 let mut qb = QueryBuilder::new(
@@ -226,7 +241,10 @@ impl Store {
                     " ON CONFLICT (run_id, task_id, name) DO UPDATE SET hash = excluded.hash, \
                      size = excluded.size, created_at = excluded.created_at",
                 );
-                qb.build().execute(&mut *tx).await.map_err(q("write artifacts"))?;
+                qb.build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("write artifacts"))?;
             }
             for (run, kind, reason) in &batch.new_commands {
                 sqlx::query("INSERT INTO run_commands (run_id, kind, reason, created_at) VALUES ($1, $2, $3, $4)")

@@ -67,7 +67,9 @@ impl Blobs {
     /// When the temporary file cannot be created.
     pub async fn writer(&self) -> Result<BlobWriter, BlobError> {
         let tmp_dir = self.root.join("tmp");
-        tokio::fs::create_dir_all(&tmp_dir).await.map_err(io(&tmp_dir))?;
+        tokio::fs::create_dir_all(&tmp_dir)
+            .await
+            .map_err(io(&tmp_dir))?;
         let tmp = tmp_dir.join(uuid::Uuid::new_v4().simple().to_string());
         let file = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
         Ok(BlobWriter {
@@ -98,7 +100,9 @@ impl Blobs {
         let mut w = self.writer().await?;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = tokio::io::AsyncReadExt::read(&mut src, &mut buf).await.map_err(io(path))?;
+            let n = tokio::io::AsyncReadExt::read(&mut src, &mut buf)
+                .await
+                .map_err(io(path))?;
             if n == 0 {
                 break;
             }
@@ -150,9 +154,16 @@ impl BlobWriter {
         let hash = hex::encode(self.hasher.finalize());
         let dest = self.blobs.path_of(&hash);
         if let Some(parent) = dest.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(io(parent))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(io(parent))?;
         }
-        tokio::fs::rename(&self.tmp, &dest).await.map_err(io(&dest))?;
-        Ok(StoredBlob { hash, size: self.size })
+        tokio::fs::rename(&self.tmp, &dest)
+            .await
+            .map_err(io(&dest))?;
+        Ok(StoredBlob {
+            hash,
+            size: self.size,
+        })
     }
 }

@@ -10,7 +10,12 @@ impl Store {
     ///
     /// # Errors
     /// Query failures and undecodable rows.
-    pub async fn events(&self, run: RunId, after: i64, limit: i64) -> Result<Vec<Event>, StoreError> {
+    pub async fn events(
+        &self,
+        run: RunId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError> {
         let sql = "SELECT seq, type, at, task_id, correlation_id, data FROM events \
                    WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
         with_pool!(self, |p, _b| {
@@ -28,7 +33,10 @@ impl Store {
                 let task: Option<String> = r.try_get("task_id").map_err(q("read events"))?;
                 out.push(Event {
                     seq: r.try_get("seq").map_err(q("read events"))?,
-                    kind: EventType::parse(&kind).map_err(|why| StoreError::Corrupt { what: "event type", why })?,
+                    kind: EventType::parse(&kind).map_err(|why| StoreError::Corrupt {
+                        what: "event type",
+                        why,
+                    })?,
                     at: from_ms(r.try_get("at").map_err(q("read events"))?),
                     run_id: run,
                     task_id: task.map(TaskKey::from_trusted),
@@ -51,11 +59,12 @@ impl Store {
     /// Query failures.
     pub async fn last_seq(&self, run: RunId) -> Result<i64, StoreError> {
         with_pool!(self, |p, _b| {
-            let n: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE run_id = $1")
-                .bind(run.to_string())
-                .fetch_one(p)
-                .await
-                .map_err(q("read last event"))?;
+            let n: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE run_id = $1")
+                    .bind(run.to_string())
+                    .fetch_one(p)
+                    .await
+                    .map_err(q("read last event"))?;
             Ok(n.unwrap_or(0))
         })
     }

@@ -52,7 +52,7 @@ impl LeaseInfo {
         if self.expires_at <= now {
             return false;
         }
-        !(self.host == local_host && !process_alive(self.pid))
+        self.host != local_host || process_alive(self.pid)
     }
 }
 
@@ -88,13 +88,20 @@ impl Store {
     ///
     /// # Errors
     /// Query failures.
-    pub async fn claim_lease(&self, run: RunId, me: &LeaseHolder, ttl_ms: i64) -> Result<Claim, StoreError> {
+    pub async fn claim_lease(
+        &self,
+        run: RunId,
+        me: &LeaseHolder,
+        ttl_ms: i64,
+    ) -> Result<Claim, StoreError> {
         let now = super::now_ms();
         let lock = match self {
             Store::Postgres(_) => " FOR UPDATE",
             Store::Sqlite(_) => "",
         };
-        let select = format!("SELECT holder, host, pid, expires_at, token FROM leases WHERE run_id = $1{lock}");
+        let select = format!(
+            "SELECT holder, host, pid, expires_at, token FROM leases WHERE run_id = $1{lock}"
+        );
         with_pool!(self, |p, begin| {
             let mut tx = p.begin_with(begin).await.map_err(q("begin claim"))?;
             let inserted = sqlx::query(
@@ -129,7 +136,11 @@ impl Store {
             if info.holder != me.id && info.is_live(now, &me.host) {
                 return Ok(Claim::Held(info));
             }
-            let token = if info.holder == me.id { info.token } else { info.token + 1 };
+            let token = if info.holder == me.id {
+                info.token
+            } else {
+                info.token + 1
+            };
             sqlx::query("UPDATE leases SET holder = $2, host = $3, pid = $4, expires_at = $5, token = $6 WHERE run_id = $1")
                 .bind(run.to_string())
                 .bind(&me.id)
@@ -149,16 +160,22 @@ impl Store {
     ///
     /// # Errors
     /// Query failures.
-    pub async fn renew_leases(&self, me: &LeaseHolder, ttl_ms: i64) -> Result<Vec<RunId>, StoreError> {
+    pub async fn renew_leases(
+        &self,
+        me: &LeaseHolder,
+        ttl_ms: i64,
+    ) -> Result<Vec<RunId>, StoreError> {
         let now = super::now_ms();
         with_pool!(self, |p, begin| {
             let mut tx = p.begin_with(begin).await.map_err(q("begin renew"))?;
-            let ids: Vec<String> = sqlx::query_scalar("UPDATE leases SET expires_at = $2 WHERE holder = $1 RETURNING run_id")
-                .bind(&me.id)
-                .bind(now + ttl_ms)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(q("renew leases"))?;
+            let ids: Vec<String> = sqlx::query_scalar(
+                "UPDATE leases SET expires_at = $2 WHERE holder = $1 RETURNING run_id",
+            )
+            .bind(&me.id)
+            .bind(now + ttl_ms)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(q("renew leases"))?;
             tx.commit().await.map_err(q("commit renew"))?;
             Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
         })
@@ -186,11 +203,13 @@ impl Store {
     /// Query failures.
     pub async fn lease(&self, run: RunId) -> Result<Option<LeaseInfo>, StoreError> {
         with_pool!(self, |p, _b| {
-            let row = sqlx::query("SELECT holder, host, pid, expires_at, token FROM leases WHERE run_id = $1")
-                .bind(run.to_string())
-                .fetch_optional(p)
-                .await
-                .map_err(q("read lease"))?;
+            let row = sqlx::query(
+                "SELECT holder, host, pid, expires_at, token FROM leases WHERE run_id = $1",
+            )
+            .bind(run.to_string())
+            .fetch_optional(p)
+            .await
+            .map_err(q("read lease"))?;
             match row {
                 None => Ok(None),
                 Some(row) => Ok(Some(LeaseInfo {

@@ -8,6 +8,7 @@ mod blobs;
 mod commands;
 mod events;
 mod leases;
+mod metrics;
 mod records;
 mod runs;
 
@@ -117,7 +118,8 @@ impl Store {
     /// allows it; sqlx applies each migration in its own transaction.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let opts = PgConnectOptions::from_str(url).map_err(|_| StoreError::BadUrl(url.into()))?;
+            let opts =
+                PgConnectOptions::from_str(url).map_err(|_| StoreError::BadUrl(url.into()))?;
             let pool = PgPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(10))
@@ -132,7 +134,10 @@ impl Store {
             Ok(store)
         } else if url == "sqlite::memory:" || url == "memory" {
             Self::memory().await
-        } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        } else if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             Self::sqlite_file(Path::new(path)).await
         } else {
             Err(StoreError::BadUrl(url.into()))
@@ -199,20 +204,24 @@ impl Store {
     /// When a migration fails.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(p) => SQLITE_MIGRATIONS
-                .run(p)
-                .await
-                .map_err(|source| StoreError::Migrate {
-                    backend: "sqlite",
-                    source,
-                }),
-            Self::Postgres(p) => POSTGRES_MIGRATIONS
-                .run(p)
-                .await
-                .map_err(|source| StoreError::Migrate {
-                    backend: "postgres",
-                    source,
-                }),
+            Self::Sqlite(p) => {
+                SQLITE_MIGRATIONS
+                    .run(p)
+                    .await
+                    .map_err(|source| StoreError::Migrate {
+                        backend: "sqlite",
+                        source,
+                    })
+            }
+            Self::Postgres(p) => {
+                POSTGRES_MIGRATIONS
+                    .run(p)
+                    .await
+                    .map_err(|source| StoreError::Migrate {
+                        backend: "postgres",
+                        source,
+                    })
+            }
         }
     }
 
@@ -230,7 +239,10 @@ impl Store {
     /// When the database does not answer.
     pub async fn ping(&self) -> Result<(), StoreError> {
         with_pool!(self, |p, _b| {
-            sqlx::query("SELECT 1").execute(p).await.map_err(q("ping"))?;
+            sqlx::query("SELECT 1")
+                .execute(p)
+                .await
+                .map_err(q("ping"))?;
         });
         Ok(())
     }

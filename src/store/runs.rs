@@ -16,11 +16,15 @@ macro_rules! run_from_row {
         let plan: String = r.try_get("plan").map_err(q("read run"))?;
         let inputs: String = r.try_get("inputs").map_err(q("read run"))?;
         RunRecord {
-            id: id.parse().map_err(|e: crate::domain::ids::BadRunId| corrupt("run id")(e.to_string()))?,
+            id: id
+                .parse()
+                .map_err(|e: crate::domain::ids::BadRunId| corrupt("run id")(e.to_string()))?,
             name: r.try_get("name").map_err(q("read run"))?,
             status: RunStatus::parse(&status).map_err(corrupt("run status"))?,
             reason: r.try_get("reason").map_err(q("read run"))?,
-            correlation_id: CorrelationId::from_trusted(r.try_get("correlation_id").map_err(q("read run"))?),
+            correlation_id: CorrelationId::from_trusted(
+                r.try_get("correlation_id").map_err(q("read run"))?,
+            ),
             plan: serde_json::from_str(&plan).map_err(|e| corrupt("plan")(e.to_string()))?,
             inputs: serde_json::from_str(&inputs).map_err(|e| corrupt("inputs")(e.to_string()))?,
             workspace: r.try_get("workspace").map_err(q("read run"))?,
@@ -46,7 +50,9 @@ macro_rules! task_from_row {
             attempt: r.try_get("attempt").map_err(q("read task"))?,
             agent: r.try_get("agent").map_err(q("read task"))?,
             outputs: match outputs {
-                Some(s) => Some(serde_json::from_str(&s).map_err(|e| corrupt("outputs")(e.to_string()))?),
+                Some(s) => {
+                    Some(serde_json::from_str(&s).map_err(|e| corrupt("outputs")(e.to_string()))?)
+                }
                 None => None,
             },
             error: r.try_get("error").map_err(q("read task"))?,
@@ -81,16 +87,29 @@ impl Store {
     ///
     /// # Errors
     /// Query failures.
-    pub async fn runs(&self, statuses: &[RunStatus], limit: i64) -> Result<Vec<RunRecord>, StoreError> {
+    pub async fn runs(
+        &self,
+        statuses: &[RunStatus],
+        limit: i64,
+    ) -> Result<Vec<RunRecord>, StoreError> {
         let filter = if statuses.is_empty() {
             String::new()
         } else {
-            let list: Vec<String> = statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
+            let list: Vec<String> = statuses
+                .iter()
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect();
             format!("WHERE status IN ({})", list.join(", "))
         };
-        let sql = format!("SELECT {RUN_COLUMNS} FROM runs {filter} ORDER BY created_at DESC, id DESC LIMIT $1");
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs {filter} ORDER BY created_at DESC, id DESC LIMIT $1"
+        );
         with_pool!(self, |p, _b| {
-            let rows = sqlx::query(&sql).bind(limit).fetch_all(p).await.map_err(q("list runs"))?;
+            let rows = sqlx::query(&sql)
+                .bind(limit)
+                .fetch_all(p)
+                .await
+                .map_err(q("list runs"))?;
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
                 out.push(run_from_row!(row));
@@ -107,7 +126,10 @@ impl Store {
         if let Ok(id) = prefix.parse::<RunId>() {
             return Ok(id);
         }
-        let clean: String = prefix.chars().filter(|c| c.is_ascii_hexdigit() || *c == '-').collect();
+        let clean: String = prefix
+            .chars()
+            .filter(|c| c.is_ascii_hexdigit() || *c == '-')
+            .collect();
         if clean.len() != prefix.len() || clean.len() < 4 {
             return Err(StoreError::NoSuchRun(prefix.to_string()));
         }
@@ -119,7 +141,9 @@ impl Store {
                 .map_err(q("find run"))?
         });
         match ids.as_slice() {
-            [one] => one.parse().map_err(|_| StoreError::NoSuchRun(prefix.to_string())),
+            [one] => one
+                .parse()
+                .map_err(|_| StoreError::NoSuchRun(prefix.to_string())),
             _ => Err(StoreError::NoSuchRun(prefix.to_string())),
         }
     }

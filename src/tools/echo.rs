@@ -23,7 +23,9 @@ impl Tool for Echo {
                     outputs,
                     artifacts: Vec::new(),
                 }),
-                other => Err(ToolError::InvalidInput(format!("expected an object, got {other}"))),
+                other => Err(ToolError::InvalidInput(format!(
+                    "expected an object, got {other}"
+                ))),
             }
         })
     }

@@ -77,7 +77,10 @@ impl Tool for Healthcheck {
             outputs.insert("healthy".into(), Value::Bool(failing.is_empty()));
             outputs.insert("checks".into(), Value::Object(checks));
             if failing.is_empty() {
-                Ok(ToolOutput { outputs, artifacts: Vec::new() })
+                Ok(ToolOutput {
+                    outputs,
+                    artifacts: Vec::new(),
+                })
             } else {
                 Err(ToolError::Failed {
                     message: format!("unhealthy: {}", failing.join(", ")),

@@ -8,9 +8,9 @@
 //! deny = ["rm"]
 //! ```
 
+use crate::config::line_at;
 use serde::Deserialize;
 use std::collections::BTreeSet;
-use crate::config::line_at;
 use toml::Spanned;
 
 /// A policy file problem.
@@ -92,7 +92,10 @@ impl CommandPolicy {
                     errors.push(PolicyError {
                         file: file.to_string(),
                         line: line_at(text, item.span().start),
-                        message: format!("`commands.{key}` entries must be command names or paths, got {:?}", item.get_ref()),
+                        message: format!(
+                            "`commands.{key}` entries must be command names or paths, got {:?}",
+                            item.get_ref()
+                        ),
                     });
                 } else {
                     out.insert(v.to_string());
@@ -106,7 +109,11 @@ impl CommandPolicy {
             return Err(errors);
         }
         let allow_any = allow.remove("*");
-        Ok(Self { allow_any, allow, deny })
+        Ok(Self {
+            allow_any,
+            allow,
+            deny,
+        })
     }
 
     /// Whether `program` (as written in `argv[0]`) may run.
@@ -127,7 +134,9 @@ impl CommandPolicy {
             .unwrap_or(program);
         let listed = |set: &BTreeSet<String>| set.contains(program) || set.contains(base);
         if listed(&self.deny) {
-            return Err(format!("command `{program}` is denied by the command policy (commands.deny)"));
+            return Err(format!(
+                "command `{program}` is denied by the command policy (commands.deny)"
+            ));
         }
         if self.allow_any || listed(&self.allow) {
             return Ok(());
@@ -144,15 +153,25 @@ mod tests {
 
     #[test]
     fn bad_entries_name_file_line_and_key() {
-        let e = CommandPolicy::from_toml("[commands]\nallow = [\n  \"sh\",\n  \"\",\n]\n", "policies/tools.toml").unwrap_err();
+        let e = CommandPolicy::from_toml(
+            "[commands]\nallow = [\n  \"sh\",\n  \"\",\n]\n",
+            "policies/tools.toml",
+        )
+        .unwrap_err();
         assert_eq!(e[0].to_string(), "policies/tools.toml:4: `commands.allow` entries must be command names or paths, got \"\"");
         let e = CommandPolicy::from_toml("[commands]\nallows = []\n", "t.toml").unwrap_err();
-        assert!(e[0].to_string().starts_with("t.toml:2: unknown field `allows`"), "{}", e[0]);
+        assert!(
+            e[0].to_string()
+                .starts_with("t.toml:2: unknown field `allows`"),
+            "{}",
+            e[0]
+        );
     }
 
     #[test]
     fn deny_wins_over_allow_any() {
-        let p = CommandPolicy::from_toml("[commands]\nallow = [\"*\"]\ndeny = [\"rm\"]\n", "t").unwrap();
+        let p = CommandPolicy::from_toml("[commands]\nallow = [\"*\"]\ndeny = [\"rm\"]\n", "t")
+            .unwrap();
         assert!(p.check("ls").is_ok());
         assert!(p.check("/bin/rm").is_err());
     }

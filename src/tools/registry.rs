@@ -50,11 +50,14 @@ impl ToolRegistry {
     /// # Errors
     /// When its input schema does not compile.
     pub fn register(&mut self, tool: Arc<dyn Tool>) -> Result<(), RegistryError> {
-        let schema = jsonschema::validator_for(&tool.input_schema()).map_err(|e| RegistryError::BadSchema {
-            tool: tool.name().to_string(),
-            why: e.to_string(),
+        let schema = jsonschema::validator_for(&tool.input_schema()).map_err(|e| {
+            RegistryError::BadSchema {
+                tool: tool.name().to_string(),
+                why: e.to_string(),
+            }
         })?;
-        self.tools.insert(tool.name().to_string(), Arc::new(Entry { tool, schema }));
+        self.tools
+            .insert(tool.name().to_string(), Arc::new(Entry { tool, schema }));
         Ok(())
     }
 

@@ -27,7 +27,10 @@ struct GroupKill(Option<i32>);
 impl GroupKill {
     fn kill_now(&mut self) {
         if let Some(pgid) = self.0.take() {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }
@@ -89,7 +92,9 @@ pub(crate) async fn run_command(
     env: &ToolEnv,
     cancel: &CancellationToken,
 ) -> Result<Finished, ToolError> {
-    let program = argv.first().ok_or_else(|| ToolError::InvalidInput("`argv` is empty".into()))?;
+    let program = argv
+        .first()
+        .ok_or_else(|| ToolError::InvalidInput("`argv` is empty".into()))?;
     env.policy.check(program).map_err(ToolError::Denied)?;
     tokio::fs::create_dir_all(cwd)
         .await
@@ -97,7 +102,10 @@ pub(crate) async fn run_command(
     let mut cmd = match &env.guard {
         Some(guard) => {
             let mut c = tokio::process::Command::new(guard);
-            c.arg(GUARD_ARG).arg(std::process::id().to_string()).arg("--").args(argv);
+            c.arg(GUARD_ARG)
+                .arg(std::process::id().to_string())
+                .arg("--")
+                .args(argv);
             c
         }
         None => {
@@ -108,8 +116,14 @@ pub(crate) async fn run_command(
     };
     cmd.current_dir(cwd)
         .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
-        .env("LANG", std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into()))
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+        )
+        .env(
+            "LANG",
+            std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -127,8 +141,14 @@ pub(crate) async fn run_command(
         artifacts: Vec::new(),
     })?;
     let mut group = GroupKill(child.id().and_then(|p| i32::try_from(p).ok()));
-    let stdout = child.stdout.take().ok_or_else(|| ToolError::Io("child stdout missing".into()))?;
-    let stderr = child.stderr.take().ok_or_else(|| ToolError::Io("child stderr missing".into()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| ToolError::Io("child stdout missing".into()))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| ToolError::Io("child stderr missing".into()))?;
     let streams = async { tokio::try_join!(capture(stdout, env), capture(stderr, env)) };
     let waited = async {
         let (out, err) = streams.await?;
@@ -166,8 +186,13 @@ pub(crate) fn exit_code(status: &ExitStatus) -> i64 {
 
 fn relative_path(p: &str) -> Result<&Path, String> {
     let path = Path::new(p);
-    if path.is_absolute() || path.components().any(|c| matches!(c, Component::ParentDir)) || p.is_empty() {
-        return Err(format!("artifact path `{p}` must be relative to the workspace and stay inside it"));
+    if path.is_absolute()
+        || path.components().any(|c| matches!(c, Component::ParentDir))
+        || p.is_empty()
+    {
+        return Err(format!(
+            "artifact path `{p}` must be relative to the workspace and stay inside it"
+        ));
     }
     Ok(path)
 }
@@ -195,11 +220,22 @@ impl Tool for Shell {
 
     fn run<'a>(&'a self, ctx: ToolContext) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
         Box::pin(async move {
-            let argv: Vec<String> = serde_json::from_value(ctx.inputs.get("argv").cloned().unwrap_or_default())
-                .map_err(|_| ToolError::InvalidInput("`argv` must be a list of strings".into()))?;
-            let user_env: Map<String, Value> = ctx.inputs.get("env").and_then(Value::as_object).cloned().unwrap_or_default();
-            let keep: Vec<String> = serde_json::from_value(ctx.inputs.get("artifacts").cloned().unwrap_or(json!([])))
-                .map_err(|_| ToolError::InvalidInput("`artifacts` must be a list of strings".into()))?;
+            let argv: Vec<String> =
+                serde_json::from_value(ctx.inputs.get("argv").cloned().unwrap_or_default())
+                    .map_err(|_| {
+                        ToolError::InvalidInput("`argv` must be a list of strings".into())
+                    })?;
+            let user_env: Map<String, Value> = ctx
+                .inputs
+                .get("env")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let keep: Vec<String> =
+                serde_json::from_value(ctx.inputs.get("artifacts").cloned().unwrap_or(json!([])))
+                    .map_err(|_| {
+                    ToolError::InvalidInput("`artifacts` must be a list of strings".into())
+                })?;
             for p in &keep {
                 relative_path(p).map_err(ToolError::InvalidInput)?;
             }
@@ -208,7 +244,14 @@ impl Tool for Shell {
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
                 .collect();
             env.push(("NOFX_RUN_ID".into(), ctx.corr.run.to_string()));
-            env.push(("NOFX_TASK_ID".into(), ctx.corr.task.as_ref().map(|t| t.to_string()).unwrap_or_default()));
+            env.push((
+                "NOFX_TASK_ID".into(),
+                ctx.corr
+                    .task
+                    .as_ref()
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+            ));
             env.push(("NOFX_ATTEMPT".into(), ctx.attempt.to_string()));
             env.push(("NOFX_IDEMPOTENCY_KEY".into(), ctx.idempotency_key.clone()));
             env.push(("NOFX_CORRELATION_ID".into(), ctx.corr.id.to_string()));
@@ -222,7 +265,10 @@ impl Tool for Shell {
             outputs.insert("exit_code".into(), json!(code));
             outputs.insert("stdout".into(), Value::String(done.stdout.head));
             outputs.insert("stderr".into(), Value::String(done.stderr.head));
-            let mut artifacts = vec![("stdout".to_string(), done.stdout.blob), ("stderr".to_string(), done.stderr.blob)];
+            let mut artifacts = vec![
+                ("stdout".to_string(), done.stdout.blob),
+                ("stderr".to_string(), done.stderr.blob),
+            ];
             if code != 0 {
                 return Err(ToolError::Failed {
                     message: format!("`{}` exited with code {code}", argv[0]),
@@ -231,7 +277,9 @@ impl Tool for Shell {
                 });
             }
             for p in keep {
-                let path = ctx.workspace.join(relative_path(&p).map_err(ToolError::InvalidInput)?);
+                let path = ctx
+                    .workspace
+                    .join(relative_path(&p).map_err(ToolError::InvalidInput)?);
                 match ctx.env.blobs.put_file(&path).await {
                     Ok(blob) => artifacts.push((p, blob)),
                     Err(e) => {
@@ -253,7 +301,10 @@ impl Tool for Shell {
 /// no child of a crashed nofx keeps running. Returns the exit code to exit with.
 pub fn run_guard(args: &[String]) -> i32 {
     use nix::sys::signal::{killpg, Signal};
-    let (Some(parent), Some("--")) = (args.first().and_then(|p| p.parse::<i32>().ok()), args.get(1).map(String::as_str)) else {
+    let (Some(parent), Some("--")) = (
+        args.first().and_then(|p| p.parse::<i32>().ok()),
+        args.get(1).map(String::as_str),
+    ) else {
         eprintln!("nofx guard: usage: {GUARD_ARG} PARENT_PID -- COMMAND [ARGS…]");
         return 2;
     };
@@ -262,11 +313,16 @@ pub fn run_guard(args: &[String]) -> i32 {
         eprintln!("nofx guard: no command given");
         return 2;
     };
-    if nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).is_err() || nix::unistd::getppid().as_raw() != parent {
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).is_err()
+        || nix::unistd::getppid().as_raw() != parent
+    {
         // The parent is already gone (or cannot be watched): run nothing.
         return 137;
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("nofx guard: {e}");
@@ -274,14 +330,18 @@ pub fn run_guard(args: &[String]) -> i32 {
         }
     };
     rt.block_on(async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("nofx guard: {e}");
-                return 1;
-            }
-        };
-        let mut child = match tokio::process::Command::new(program).args(&argv[1..]).spawn() {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("nofx guard: {e}");
+                    return 1;
+                }
+            };
+        let mut child = match tokio::process::Command::new(program)
+            .args(&argv[1..])
+            .spawn()
+        {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("nofx: cannot start `{program}`: {e}");

@@ -29,8 +29,9 @@ impl Tool for Validate {
         Box::pin(async move {
             let schema = ctx.inputs.get("schema").cloned().unwrap_or(Value::Null);
             let data = ctx.inputs.get("data").cloned().unwrap_or(Value::Null);
-            let validator = jsonschema::validator_for(&schema)
-                .map_err(|e| ToolError::InvalidInput(format!("`schema` is not a valid JSON Schema: {e}")))?;
+            let validator = jsonschema::validator_for(&schema).map_err(|e| {
+                ToolError::InvalidInput(format!("`schema` is not a valid JSON Schema: {e}"))
+            })?;
             let errors: Vec<Value> = validator
                 .iter_errors(&data)
                 .map(|e| json!({"pointer": e.instance_path.to_string(), "message": e.to_string()}))
@@ -42,7 +43,9 @@ impl Tool for Validate {
             outputs.insert("errors".into(), Value::Array(errors));
             outputs.insert(
                 "timestamp".into(),
-                Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                Value::String(
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                ),
             );
             if valid {
                 Ok(ToolOutput {

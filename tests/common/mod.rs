@@ -1,0 +1,131 @@
+//! Test helpers: a fresh store per test (a SQLite file, or a new Postgres database), and the
+//! `both_stores!` macro that runs one test body against each.
+#![allow(dead_code)]
+
+use nofx::domain::plan::{Format, PlanSource};
+use nofx::{Event, Runtime, RuntimeBuilder};
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// The Postgres server tests create their databases on.
+pub fn postgres_server() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh store for one test, with its own data directory.
+pub struct TestStore {
+    pub url: String,
+    pub dir: TempDir,
+    pg: Option<String>,
+}
+
+impl TestStore {
+    pub async fn sqlite() -> Self {
+        let dir = TempDir::new().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("nofx.db").display());
+        Self { url, dir, pg: None }
+    }
+
+    /// A new database on the Postgres server. Postgres tests never skip: set DATABASE_URL to
+    /// a reachable server.
+    pub async fn postgres() -> Self {
+        use sqlx::Connection;
+        let server = postgres_server();
+        let name = format!("nofx_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&server).await.unwrap_or_else(|e| {
+            panic!("Postgres tests need a server: cannot connect to {server} ({e}); set DATABASE_URL")
+        });
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let base = &server[..server.rfind('/').expect("a database URL has a path")];
+        Self {
+            url: format!("{base}/{name}"),
+            dir: TempDir::new().expect("temp dir"),
+            pg: Some(name),
+        }
+    }
+
+    pub fn builder(&self) -> RuntimeBuilder {
+        Runtime::builder()
+            .database_url(self.url.clone())
+            .data_dir(self.dir.path().join("data"))
+    }
+
+    pub async fn runtime(&self) -> Runtime {
+        self.builder().build().await.expect("runtime starts")
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.pg.is_some()
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg.take() {
+            let server = postgres_server();
+            // Drop the database from a thread of its own: Drop cannot await.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&server).await {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut c)
+                                .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Runs the body once on a SQLite file and once on a fresh Postgres database, as tests
+/// `NAME::sqlite` and `NAME::postgres`.
+#[macro_export]
+macro_rules! both_stores {
+    ($(#[$m:meta])* async fn $name:ident($store:ident) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn body($store: $crate::common::TestStore) $body
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { body($crate::common::TestStore::sqlite().await).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { body($crate::common::TestStore::postgres().await).await }
+        }
+    };
+}
+
+pub fn plan(yaml: &str) -> PlanSource {
+    PlanSource::parse(yaml, Format::Yaml, None).expect("test plan parses")
+}
+
+/// Every event of a run, read from the store.
+pub async fn events(rt: &Runtime, run: nofx::RunId) -> Vec<Event> {
+    rt.store().events(run, 0, 100_000).await.expect("events")
+}
+
+/// Waits (on the store, not a timer) until `cond` holds, polling every 20 ms, at most `limit`.
+pub async fn until<F, Fut>(limit: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = std::time::Instant::now() + limit;
+    while !cond().await {
+        assert!(
+            std::time::Instant::now() < end,
+            "condition not reached within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
