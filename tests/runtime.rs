@@ -157,13 +157,12 @@ both_stores! {
         let src = plan("name: r\ntasks:\n  - { id: one, tool: shell, inputs: { argv: [sh, -c, 'echo one >> ledger'] } }\n  - { id: two, tool: shell, depends_on: [one], inputs: { argv: [sh, -c, 'echo two-$NOFX_ATTEMPT >> ledger; sleep 30'] } }\n  - { id: three, tool: shell, depends_on: [two], inputs: { argv: [sh, -c, 'echo three >> ledger'] } }\n");
         let rt = store.runtime().await;
         let run = rt.submit(&src, Map::new()).await.unwrap();
-        let mut evs = Box::pin(run.events());
-        while let Some(e) = evs.next().await {
-            let e = e.unwrap();
-            if e.kind == EventType::TaskStarted && e.task_id.as_ref().unwrap().as_str() == "two" {
-                break;
-            }
-        }
+        let ledger = std::path::PathBuf::from(rt.store().run(run.id()).await.unwrap().workspace).join("ledger");
+        common::until(Duration::from_secs(20), || {
+            let l = ledger.clone();
+            async move { std::fs::read_to_string(l).is_ok_and(|s| s.contains("two-1")) }
+        })
+        .await;
         rt.shutdown().await;
 
         // A second runtime on the same store picks the run up.

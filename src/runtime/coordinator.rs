@@ -194,6 +194,8 @@ struct TaskState {
 }
 
 enum After {
+    /// Hand these attempts to the supervisor: their attempt numbers are committed.
+    Dispatch(Vec<Delegate>),
     TaskDone(usize, bool),
     RunDone,
     Interrupted(Option<oneshot::Sender<()>>),
@@ -209,6 +211,8 @@ pub struct Coordinator {
     open: usize,
     first_failure: Option<String>,
     outbox: Batch,
+    /// Attempts waiting for their attempt number to be committed.
+    delegates: Vec<Delegate>,
     pending_rows: usize,
     deferred: VecDeque<usize>,
     latencies: Vec<f32>,
@@ -255,7 +259,12 @@ impl Coordinator {
             .iter()
             .map(|t| match rows.get(t.key.as_str()) {
                 Some(r) => TaskState {
-                    status: r.status,
+                    // Nothing runs here yet: what was in flight in the last process is ready
+                    // to run again (with the next attempt number).
+                    status: match r.status {
+                        TaskStatus::Running | TaskStatus::Waiting => TaskStatus::Ready,
+                        s => s,
+                    },
                     attempt: r.attempt as u32,
                     agent: r.agent.clone(),
                     outputs: r.outputs.clone(),
@@ -303,6 +312,7 @@ impl Coordinator {
             open,
             first_failure: None,
             outbox: Batch::default(),
+            delegates: Vec::new(),
             pending_rows: 0,
             deferred: VecDeque::new(),
             latencies: Vec::new(),
@@ -372,10 +382,15 @@ impl Coordinator {
         }
     }
 
-    /// Sends what the outbox holds; `after` runs once it is committed.
+    /// Sends what the outbox holds; once it is committed, the attempts it numbered go to the
+    /// supervisor and `after` runs.
     fn flush(&mut self, ctx: &mut Context<Self>, after: Option<After>) {
-        if self.outbox.is_empty() && after.is_none() {
+        if self.outbox.is_empty() && after.is_none() && self.delegates.is_empty() {
             return;
+        }
+        let mut after: Vec<After> = after.into_iter().collect();
+        if !self.delegates.is_empty() {
+            after.insert(0, After::Dispatch(std::mem::take(&mut self.delegates)));
         }
         let batch = std::mem::take(&mut self.outbox);
         let rows = batch.len();
@@ -389,7 +404,7 @@ impl Coordinator {
             act.pending_rows -= rows;
             match res {
                 Ok(Ok(())) => {
-                    if let Some(a) = after {
+                    for a in after {
                         act.after_commit(a, ctx);
                     }
                     act.pump_deferred(ctx);
@@ -426,6 +441,17 @@ impl Coordinator {
 
     fn after_commit(&mut self, after: After, ctx: &mut Context<Self>) {
         match after {
+            After::Dispatch(delegates) => {
+                for d in delegates {
+                    let t = &self.tasks[d.index];
+                    if self.mode == Mode::Running
+                        && t.status == TaskStatus::Ready
+                        && t.attempt == d.attempt
+                    {
+                        self.s.supervisor.do_send(d);
+                    }
+                }
+            }
             After::TaskDone(i, success) => {
                 if success {
                     if let Some(at) = self.tasks[i].ready_at {
@@ -525,7 +551,10 @@ impl Coordinator {
         t.attempt += 1;
         t.cancel = Some(cancel.clone());
         t.dispatched = true;
-        self.s.supervisor.do_send(Delegate {
+        // The attempt number is committed before the attempt starts, so a crash never makes
+        // two attempts with one number.
+        self.write_row(i);
+        self.delegates.push(Delegate {
             corr: self.corr(Some(i)),
             index: i,
             attempt: self.tasks[i].attempt,

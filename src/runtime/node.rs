@@ -370,15 +370,17 @@ impl Handler<Resume> for Node {
         if self.stopping {
             return Box::pin(fut::ready(Err(RuntimeError::Stopped)));
         }
-        if self.coordinators.contains_key(&run) {
-            return Box::pin(fut::ready(Ok(Resumed::AlreadyRunning)));
-        }
         let persistence = self.persistence.clone();
         let shared = self.shared.clone();
+        let here = self.coordinators.contains_key(&run);
         Box::pin(
             async move {
-                // The run must exist before a lease row can point at it.
-                shared.store.run(run).await?;
+                // The run must exist before a lease row can point at it; one that has ended
+                // (perhaps just now, here) is reported as such.
+                let record = shared.store.run(run).await?;
+                if record.status.is_terminal() || here {
+                    return Ok((record, Vec::new(), 0, Err(RuntimeError::Stopped)));
+                }
                 match persistence
                     .send(ClaimLease(run))
                     .await
@@ -398,6 +400,9 @@ impl Handler<Resume> for Node {
                 let (record, rows, last_seq, plan) = res?;
                 if record.status.is_terminal() {
                     return Ok(Resumed::Finished(record.status));
+                }
+                if here {
+                    return Ok(Resumed::AlreadyRunning);
                 }
                 if act.coordinators.contains_key(&run) {
                     return Ok(Resumed::AlreadyRunning);

@@ -1,0 +1,455 @@
+//! The `nofx` binary as users and scripts call it: exit codes, stdout contract, crash safety.
+
+mod common;
+
+use common::TestStore;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn nofx(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nofx"));
+    c.current_dir(dir).env_remove("NOFX_DATABASE_URL");
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("nofx starts")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+/// Waits for a condition on files a child process writes (not a timer).
+fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < end,
+            "condition not reached within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            if let Some(f) = find(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+#[test]
+fn bad_plans_exit_2_naming_the_culprit_and_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("cycle.yaml", "name: c\ntasks:\n  - { id: red, tool: test:echo, depends_on: [blue] }\n  - { id: green, tool: test:echo, depends_on: [red] }\n  - { id: blue, tool: test:echo, depends_on: [green] }\n", vec!["cycle.yaml:3:", "red -> green -> blue -> red"]),
+        ("dep.yaml", "name: u\ntasks:\n  - { id: solo, tool: test:echo, depends_on: [nowhere_task] }\n", vec!["dep.yaml:3:", "nowhere_task"]),
+        ("tool.yaml", "name: t\ntasks:\n  - { id: first, tool: \"made:up_tool\" }\n", vec!["unknown tool `made:up_tool`"]),
+        ("dup.yaml", "name: d\ntasks:\n  - { id: again, tool: test:echo }\n  - { id: again, tool: test:echo }\n", vec!["dup.yaml:4:", "task `again`: duplicate"]),
+        ("ref.yaml", "name: r\ntasks:\n  - { id: reader, tool: test:echo, inputs: { x: \"${tasks.missing_writer.outputs.y}\" } }\n", vec!["missing_writer"]),
+        ("schema.yaml", "name: s\ntasks:\n  - { id: sh, tool: shell, inputs: { argv: \"echo hi\" } }\n", vec!["task `sh`: inputs of tool `shell` are invalid at `/argv`"]),
+        ("caps.yaml", "name: c\ntasks:\n  - { id: g, tool: test:echo, capabilities: [gpu] }\n", vec!["task `g` requires capability `gpu`"]),
+        ("input.yaml", "name: i\ninputs: { who: { type: string } }\ntasks:\n  - { id: a, tool: test:echo }\n", vec!["missing required plan input `who`"]),
+        ("broken.yaml", "name: broken\ntasks:\n  - { id: a, tool: test:echo\n", vec!["broken.yaml: line "]),
+        ("bad.json", "{\"name\": \"j\", \"tasks\": [{\"id\": \"a\", \"tool\": \"test:echo\", \"colour\": 1}]}", vec!["bad.json: line 1", "unknown field `colour`"]),
+    ];
+    for (file, body, words) in cases {
+        write(dir.path(), file, body);
+        let out = run(nofx(dir.path()).args(["validate", file]));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {err}");
+        assert!(!err.contains("panicked"), "{file}: {err}");
+        for w in words {
+            assert!(err.contains(w), "{file}: expected `{w}` in: {err}");
+        }
+    }
+    let out = run(nofx(dir.path()).args(["validate", "nope.yaml"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read plan file nope.yaml"));
+    let out = run(nofx(dir.path()).args(["run", "cycle.yaml", "--input", "x"]));
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_bad_agent_manifest_fails_at_load_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("agents")).unwrap();
+    write(
+        &dir.path().join("agents"),
+        "a.toml",
+        "id = \"a\"\nrole = \"worker\"\nmax_concurrency = 0\n",
+    );
+    write(
+        &dir.path().join("agents"),
+        "b.toml",
+        "id = \"b\"\nrole = \"boss\"\n",
+    );
+    write(
+        dir.path(),
+        "p.yaml",
+        "name: p\ntasks:\n  - { id: a, tool: test:echo }\n",
+    );
+    let out = run(nofx(dir.path()).args(["run", "p.yaml"]));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("agents/a.toml:3: `max_concurrency` must be at least 1, got 0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("agents/b.toml:2: `role` must be coordinator, specialist or worker"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_prints_the_run_id_last_and_json_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.yaml", "name: p\ninputs: { n: { type: integer, default: 3 } }\ntasks:\n  - { id: a, tool: test:echo, inputs: { n: \"${inputs.n}\" } }\n");
+    let out = run(nofx(dir.path()).args(["run", "p.yaml", "--input", "n=5"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let id = text(&out.stdout).lines().last().unwrap().to_string();
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("run succeeded") && err.contains(&id) && err.contains("corr_"),
+        "{err}"
+    );
+    let show = run(nofx(dir.path()).args(["runs", "show", &id, "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(v["tasks"][0]["outputs"]["n"], 5);
+
+    let out = run(nofx(dir.path()).args(["run", "p.yaml", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in ["id", "status", "reason", "correlationId", "tasks"] {
+        assert!(v.get(k).is_some(), "missing {k}");
+    }
+    assert_eq!(v["tasks"][0]["id"], "a");
+
+    let events = run(nofx(dir.path()).args(["runs", "events", &id, "--json"]));
+    let lines: Vec<serde_json::Value> = text(&events.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.first().unwrap()["type"], "run.created");
+    for (i, e) in lines.iter().enumerate() {
+        assert_eq!(e["seq"], i as i64 + 1);
+        for k in [
+            "seq",
+            "type",
+            "at",
+            "runId",
+            "taskId",
+            "correlationId",
+            "data",
+        ] {
+            assert!(e.get(k).is_some(), "event lacks {k}: {e}");
+        }
+    }
+    let out = run(nofx(dir.path()).args(["run", "p.yaml", "--input", "n=five"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("plan input `n`: `five` is not an integer"));
+}
+
+#[test]
+fn a_failing_plan_exits_1_and_a_detached_run_waits_for_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "f.yaml",
+        "name: f\ntasks:\n  - { id: a, tool: shell, inputs: { argv: [\"false\"] } }\n",
+    );
+    let out = run(nofx(dir.path()).args(["run", "f.yaml"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("run failed: task `a` failed: `false` exited with code 1"));
+
+    write(
+        dir.path(),
+        "d.yaml",
+        "name: d\ntasks:\n  - { id: a, tool: test:echo }\n",
+    );
+    let out = run(nofx(dir.path()).args(["run", "d.yaml", "--detach"]));
+    assert_eq!(out.status.code(), Some(0));
+    let id = text(&out.stdout).trim().to_string();
+    let ls = run(nofx(dir.path()).args(["runs", "ls", "--json", "--status", "pending"]));
+    assert!(text(&ls.stdout).contains(&id));
+    let out = run(nofx(dir.path()).args(["resume"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let show = run(nofx(dir.path()).args(["runs", "show", &id, "--json"]));
+    assert!(text(&show.stdout).contains("\"status\": \"succeeded\""));
+}
+
+fn crash_plan(dir: &Path, steps: usize) {
+    let mut p = String::from("name: crash\ntasks:\n");
+    for i in 1..=steps {
+        p.push_str(&format!(
+            "  - id: s{i:02}\n    tool: shell\n    inputs: {{ argv: [sh, -c, 'echo \"start s{i:02} $NOFX_IDEMPOTENCY_KEY $NOFX_ATTEMPT\" >> ledger.txt; sleep 0.3; echo \"end s{i:02}\" >> ledger.txt'] }}\n"
+        ));
+        if i > 1 {
+            p.push_str(&format!("    depends_on: [s{:02}]\n", i - 1));
+        }
+    }
+    write(dir, "crash.yaml", &p);
+}
+
+fn kill_and_resume(store: &TestStore, kill_after_starts: usize) {
+    let dir = store.dir.path();
+    let steps = 8;
+    crash_plan(dir, steps);
+    let data = dir.join("data");
+    let url = store.url.clone();
+    let cmd = |args: &[&str]| {
+        let mut c = nofx(dir);
+        c.args(["--data-dir", data.to_str().unwrap(), "--database-url", &url])
+            .args(args);
+        c
+    };
+    let mut child: Child = cmd(&["run", "crash.yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let starts = |l: &str| l.lines().filter(|x| x.starts_with("start")).count();
+    wait_for(Duration::from_secs(30), || {
+        find(&data, "ledger.txt")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .is_some_and(|l| starts(&l) >= kill_after_starts)
+    });
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let ledger = find(&data, "ledger.txt").unwrap();
+    let before = std::fs::read_to_string(&ledger).unwrap();
+    // The step in flight at the kill was started and its process group dies with the owner:
+    // give an orphan time to write its `end` line if it survived.
+    std::thread::sleep(Duration::from_millis(600));
+    let after_kill = std::fs::read_to_string(&ledger).unwrap();
+    assert_eq!(
+        before, after_kill,
+        "a child of the killed process kept writing"
+    );
+
+    let out = cmd(&["resume"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "resume failed: {}",
+        text(&out.stderr)
+    );
+    let lines = std::fs::read_to_string(&ledger).unwrap();
+    for i in 1..=steps {
+        let ends = lines
+            .lines()
+            .filter(|l| *l == format!("end s{i:02}"))
+            .count();
+        assert_eq!(ends, 1, "step s{i:02} finished {ends} times:\n{lines}");
+    }
+    let started: Vec<&str> = lines.lines().filter(|l| l.starts_with("start")).collect();
+    assert!(
+        started.len() <= steps + 1,
+        "more than the in-flight step ran twice:\n{lines}"
+    );
+    if started.len() == steps + 1 {
+        // The repeated step kept its idempotency key and counted the attempt.
+        let step = &started[kill_after_starts - 1]
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .to_string();
+        let runs: Vec<&&str> = started
+            .iter()
+            .filter(|l| l.split(' ').nth(1) == Some(step))
+            .collect();
+        assert_eq!(runs.len(), 2, "{lines}");
+        let key = |l: &str| l.split(' ').nth(2).unwrap().to_string();
+        assert_eq!(key(runs[0]), key(runs[1]));
+        assert!(
+            runs[0].ends_with(" 1") && runs[1].ends_with(" 2"),
+            "{lines}"
+        );
+    }
+}
+
+macro_rules! crash_tests {
+    ($($name:ident: $n:expr),*) => {
+        mod sigkill_then_resume_finishes_every_step_once {
+            use super::*;
+            $(
+                mod $name {
+                    use super::*;
+                    #[tokio::test(flavor = "multi_thread")]
+                    async fn sqlite() { let s = TestStore::sqlite().await; tokio::task::spawn_blocking(move || kill_and_resume(&s, $n)).await.unwrap(); }
+                    #[tokio::test(flavor = "multi_thread")]
+                    async fn postgres() { let s = TestStore::postgres().await; tokio::task::spawn_blocking(move || kill_and_resume(&s, $n)).await.unwrap(); }
+                }
+            )*
+        }
+    };
+}
+
+crash_tests!(at_first_step: 1, at_third_step: 3, at_seventh_step: 7);
+
+#[test]
+fn ctrl_c_stops_tasks_exits_130_and_leaves_the_run_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.yaml", "name: p\ntasks:\n  - { id: a, tool: shell, inputs: { argv: [sh, -c, 'echo x > started; sleep 30; echo late > late'] } }\n  - { id: b, tool: test:echo, depends_on: [a] }\n");
+    let child = nofx(dir.path())
+        .args(["run", "p.yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(20), || {
+        find(&dir.path().join(".nofx"), "started").is_some()
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("is resumable: nofx resume"), "{err}");
+    let ls = run(nofx(dir.path()).args(["runs", "ls", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(v[0]["status"], "running");
+    let id = v[0]["id"].as_str().unwrap().to_string();
+    // The interrupted process released its lease: another process can cancel at once.
+    let out = run(nofx(dir.path()).args(["runs", "cancel", &id]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let show = run(nofx(dir.path()).args(["runs", "show", &id, "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(v["status"], "cancelled");
+    assert!(find(&dir.path().join(".nofx"), "late").is_none());
+}
+
+#[test]
+fn cancel_from_another_process_reaches_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.yaml", "name: p\ntasks:\n  - { id: a, tool: shell, inputs: { argv: [sh, -c, 'echo x > started; sleep 30'] } }\n");
+    let child = nofx(dir.path())
+        .args(["run", "p.yaml", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(20), || {
+        find(&dir.path().join(".nofx"), "started").is_some()
+    });
+    let ls = run(nofx(dir.path()).args(["runs", "ls", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let id = v[0]["id"].as_str().unwrap().to_string();
+    // Resume refuses while the owner lives and says whose lease it is.
+    let mut resume = nofx(dir.path())
+        .args(["resume", &id])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let out = run(nofx(dir.path()).args(["runs", "cancel", &id, "--reason", "enough"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("asked process {}", child.id())),
+        "{}",
+        text(&out.stderr)
+    );
+    let owner = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(owner.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&owner.stdout).unwrap();
+    assert_eq!(v["status"], "cancelled");
+    assert_eq!(v["reason"], "enough");
+    let _ = resume.kill();
+    let r = resume.wait_with_output().unwrap();
+    assert!(
+        text(&r.stderr).contains("is leased by process"),
+        "{}",
+        text(&r.stderr)
+    );
+}
+
+#[test]
+fn schema_plan_is_json_and_agents_ls_lists_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(nofx(dir.path()).args(["schema", "plan"]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["properties"]["tasks"].is_object());
+    let out = run(nofx(dir.path()).args(["agents", "ls", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let roles: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, vec!["coordinator", "specialist", "worker"]);
+}
+
+#[test]
+fn artifacts_can_be_listed_and_written_out() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.yaml", "name: p\ntasks:\n  - { id: mk, tool: shell, inputs: { argv: [sh, -c, 'printf report > r.md; echo made'], artifacts: [r.md] } }\n");
+    let out = run(nofx(dir.path()).args(["run", "p.yaml"]));
+    let id = text(&out.stdout).trim().to_string();
+    let ls = run(nofx(dir.path()).args(["runs", "artifacts", &id, "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["r.md", "stderr", "stdout"]);
+    let out = run(nofx(dir.path()).args(["runs", "artifacts", &id, "stdout"]));
+    assert_eq!(text(&out.stdout), "made\n");
+    let out = run(nofx(dir.path()).args(["runs", "artifacts", &id, "mk/r.md", "-o", "copy.md"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("copy.md")).unwrap(),
+        "report"
+    );
+    let out = run(nofx(dir.path()).args(["runs", "artifacts", &id, "nope"]));
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(nofx(dir.path()).args(["runs", "show", "ffffffff"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no run `ffffffff`"));
+}
+
+#[test]
+fn a_policy_file_refuses_unlisted_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    write(
+        &dir.path().join("policies"),
+        "tools.toml",
+        "[commands]\nallow = [\"echo\"]\n",
+    );
+    write(
+        dir.path(),
+        "p.yaml",
+        "name: p\ntasks:\n  - { id: a, tool: shell, inputs: { argv: [ls] } }\n",
+    );
+    let out = run(nofx(dir.path()).args(["run", "p.yaml"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("command `ls` is not allowed by the command policy"),
+        "{}",
+        text(&out.stderr)
+    );
+}
