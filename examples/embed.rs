@@ -27,7 +27,8 @@ impl Tool for WordCount {
         Box::pin(async move {
             let text = ctx.inputs["text"].as_str().unwrap_or_default();
             let mut out = ToolOutput::default();
-            out.outputs.insert("words".into(), json!(text.split_whitespace().count()));
+            out.outputs
+                .insert("words".into(), json!(text.split_whitespace().count()));
             Ok(out)
         })
     }
@@ -54,7 +55,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = Runtime::builder()
         .memory_store()
         .data_dir(&data)
-        .agent(AgentSpec::new("linguist", Role::Specialist).with_capabilities(["text"]).with_limits(2, Some(10.0)))
+        .agent(
+            AgentSpec::new("linguist", Role::Specialist)
+                .with_capabilities(["text"])
+                .with_limits(2, Some(10.0)),
+        )
         .tool(Arc::new(WordCount))
         .build()
         .await?;
@@ -66,7 +71,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut events = Box::pin(run.events());
     while let Some(event) = events.next().await {
         let e = event?;
-        println!("  {:>3} {:<15} {}", e.seq, e.kind, e.task_id.map(|t| t.to_string()).unwrap_or_default());
+        println!(
+            "  {:>3} {:<15} {}",
+            e.seq,
+            e.kind,
+            e.task_id.map(|t| t.to_string()).unwrap_or_default()
+        );
     }
 
     let outcome = run.wait().await?;

@@ -192,8 +192,6 @@ pub struct Task {
     pub key: TaskKey,
     /// The tool.
     pub tool: String,
-    /// The inputs as written (references are resolved just before each attempt).
-    pub inputs: Value,
     /// Indices of the tasks it depends on (declared and by reference).
     pub deps: Vec<usize>,
     /// Required capabilities.
@@ -213,6 +211,7 @@ pub struct Task {
 /// The validated DAG of a plan.
 #[derive(Debug, Clone)]
 pub struct TaskGraph {
+    plan: std::sync::Arc<Plan>,
     graph: DiGraph<usize, ()>,
     tasks: Vec<Task>,
     by_key: HashMap<TaskKey, usize>,
@@ -230,6 +229,15 @@ impl TaskGraph {
     /// When `index` is out of range; indices come from this graph.
     pub fn task(&self, index: usize) -> &Task {
         &self.tasks[index]
+    }
+
+    /// The inputs of the task at `index` as written (references are resolved just before
+    /// each attempt).
+    ///
+    /// # Panics
+    /// When `index` is out of range; indices come from this graph.
+    pub fn inputs(&self, index: usize) -> &Map<String, Value> {
+        &self.plan.tasks[index].inputs
     }
 
     /// The index of a task id.
@@ -265,7 +273,7 @@ impl TaskGraph {
 #[derive(Debug, Clone)]
 pub struct ValidatedPlan {
     /// The plan as written.
-    pub plan: Plan,
+    pub plan: std::sync::Arc<Plan>,
     /// Plan inputs: given values, then defaults.
     pub inputs: Map<String, Value>,
     /// The DAG.
@@ -608,7 +616,6 @@ pub fn validate(
                 index: i,
                 key,
                 tool: t.tool.clone(),
-                inputs: inputs_value,
                 deps: deps.into_iter().collect(),
                 capabilities: t.capabilities.clone(),
                 complexity: t.complexity,
@@ -636,9 +643,10 @@ pub fn validate(
         }
         if errors.is_empty() {
             return Ok(ValidatedPlan {
-                plan: plan.clone(),
+                plan: source.plan.clone(),
                 inputs: resolved,
                 graph: TaskGraph {
+                    plan: source.plan.clone(),
                     graph,
                     tasks,
                     by_key,

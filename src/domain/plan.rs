@@ -233,8 +233,8 @@ pub fn plan_schema() -> Value {
 /// A plan read from text, with the line of each task for messages.
 #[derive(Debug, Clone)]
 pub struct PlanSource {
-    /// The plan.
-    pub plan: Plan,
+    /// The plan (shared: a validated plan and its stored run point at the same one).
+    pub plan: std::sync::Arc<Plan>,
     /// Where it came from (a file name), for messages.
     pub origin: Option<String>,
     /// The 1-based line where each task starts, by plan order (when known).
@@ -313,14 +313,15 @@ impl PlanSource {
         };
         let task_lines = task_lines(text, plan.tasks.len());
         Ok(Self {
-            plan,
+            plan: std::sync::Arc::new(plan),
             origin: origin.map(str::to_string),
             task_lines,
         })
     }
 
     /// A plan built in code (no lines).
-    pub fn from_plan(plan: Plan) -> Self {
+    pub fn from_plan(plan: impl Into<std::sync::Arc<Plan>>) -> Self {
+        let plan = plan.into();
         let n = plan.tasks.len();
         Self {
             plan,

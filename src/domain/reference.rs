@@ -234,13 +234,25 @@ pub fn resolve(
                 .map(|v| resolve(v, ctx, only))
                 .collect::<Result<_, _>>()?,
         ),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| Ok((k.clone(), resolve(v, ctx, only)?)))
-                .collect::<Result<_, ResolveError>>()?,
-        ),
+        Value::Object(map) => resolve_map(map, ctx, only)?,
         other => other.clone(),
     })
+}
+
+/// Resolves every reference in the values of `map` (as [`resolve`] does for one value).
+///
+/// # Errors
+/// The first reference that cannot be resolved.
+pub fn resolve_map(
+    map: &serde_json::Map<String, Value>,
+    ctx: &dyn Lookup,
+    only: fn(&Reference) -> bool,
+) -> Result<Value, ResolveError> {
+    Ok(Value::Object(
+        map.iter()
+            .map(|(k, v)| Ok((k.clone(), resolve(v, ctx, only)?)))
+            .collect::<Result<_, ResolveError>>()?,
+    ))
 }
 
 /// Accepts every reference: the final pass before a task runs.

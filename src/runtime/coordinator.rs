@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Rows sent to the persistence actor and not yet committed above which the coordinator stops
 /// dispatching new tasks until commits catch up (backpressure on the write path).
-const MAX_PENDING_ROWS: usize = 20_000;
+const MAX_PENDING_ROWS: usize = 10_000;
 
 /// An agent started an attempt.
 #[derive(Message)]
@@ -213,6 +213,10 @@ pub struct Coordinator {
     outbox: Batch,
     /// Attempts waiting for their attempt number to be committed.
     delegates: Vec<Delegate>,
+    /// What to do once the next flush commits.
+    afters: Vec<After>,
+    /// A flush is scheduled for the end of this burst of messages.
+    flush_scheduled: bool,
     pending_rows: usize,
     deferred: VecDeque<usize>,
     latencies: Vec<f32>,
@@ -313,6 +317,8 @@ impl Coordinator {
             first_failure: None,
             outbox: Batch::default(),
             delegates: Vec::new(),
+            afters: Vec::new(),
+            flush_scheduled: false,
             pending_rows: 0,
             deferred: VecDeque::new(),
             latencies: Vec::new(),
@@ -382,13 +388,31 @@ impl Coordinator {
         }
     }
 
-    /// Sends what the outbox holds; once it is committed, the attempts it numbered go to the
-    /// supervisor and `after` runs.
+    /// Queues `after` for the next commit and schedules a flush at the end of the current
+    /// burst of messages, so the writes of many handlers go to the store as one.
     fn flush(&mut self, ctx: &mut Context<Self>, after: Option<After>) {
-        if self.outbox.is_empty() && after.is_none() && self.delegates.is_empty() {
+        if let Some(a) = after {
+            self.afters.push(a);
+        }
+        if self.flush_scheduled
+            || (self.outbox.is_empty() && self.afters.is_empty() && self.delegates.is_empty())
+        {
             return;
         }
-        let mut after: Vec<After> = after.into_iter().collect();
+        self.flush_scheduled = true;
+        ctx.spawn(fut::ready(()).map(|_, act: &mut Self, ctx| {
+            act.flush_scheduled = false;
+            act.flush_now(ctx);
+        }));
+    }
+
+    /// Sends what the outbox holds; once it is committed, the attempts it numbered go to the
+    /// supervisor and the queued follow-ups run.
+    fn flush_now(&mut self, ctx: &mut Context<Self>) {
+        if self.mode == Mode::Halted && self.afters.is_empty() {
+            return;
+        }
+        let mut after = std::mem::take(&mut self.afters);
         if !self.delegates.is_empty() {
             after.insert(0, After::Dispatch(std::mem::take(&mut self.delegates)));
         }
@@ -457,21 +481,6 @@ impl Coordinator {
                     if let Some(at) = self.tasks[i].ready_at {
                         self.latencies.push(at.elapsed().as_secs_f32() * 1000.0);
                     }
-                    let mut ready: Vec<usize> = Vec::new();
-                    let graph = self.s.graph.clone();
-                    for d in graph.dependents(i) {
-                        self.remaining[d] = self.remaining[d].saturating_sub(1);
-                        if self.remaining[d] == 0 && self.tasks[d].status == TaskStatus::Pending {
-                            ready.push(d);
-                        }
-                    }
-                    if self.mode == Mode::Running && !ready.is_empty() {
-                        ready.sort_unstable();
-                        for d in ready {
-                            self.make_ready(d, ctx);
-                        }
-                        self.flush(ctx, None);
-                    }
                 }
                 self.maybe_finish(ctx);
             }
@@ -515,17 +524,18 @@ impl Coordinator {
         {
             return;
         }
-        if self.pending_rows + self.outbox.len() > MAX_PENDING_ROWS {
+        if self.over_budget() {
             self.deferred.push_back(i);
             return;
         }
-        let spec = self.s.graph.task(i).clone();
+        let graph = self.s.graph.clone();
+        let spec = graph.task(i);
         let refs = Refs {
             inputs: &self.s.inputs,
-            graph: &self.s.graph,
+            graph: &graph,
             tasks: &self.tasks,
         };
-        let inputs = match reference::resolve(&spec.inputs, &refs, reference::all) {
+        let inputs = match reference::resolve_map(graph.inputs(i), &refs, reference::all) {
             Ok(v) => v,
             Err(e) => return self.fail(i, AttemptError::new("input", e.to_string()), ctx),
         };
@@ -574,13 +584,22 @@ impl Coordinator {
         });
     }
 
+    /// Whether enough rows wait for a commit that new work should wait too.
+    fn over_budget(&self) -> bool {
+        self.pending_rows + self.outbox.len() > MAX_PENDING_ROWS
+    }
+
+    /// Takes up work held back by the write budget: tasks to mark ready, attempts to dispatch.
     fn pump_deferred(&mut self, ctx: &mut Context<Self>) {
         let mut sent = false;
-        while self.pending_rows + self.outbox.len() <= MAX_PENDING_ROWS {
+        while !self.over_budget() {
             let Some(i) = self.deferred.pop_front() else {
                 break;
             };
-            self.dispatch(i, ctx);
+            match self.tasks[i].status {
+                TaskStatus::Pending => self.make_ready(i, ctx),
+                _ => self.dispatch(i, ctx),
+            }
             sent = true;
         }
         if sent {
@@ -620,6 +639,26 @@ impl Coordinator {
         self.push_artifacts(i, output.artifacts);
         self.emit(EventType::TaskSucceeded, Some(i), data);
         self.write_row(i);
+        // Dependents that this success makes ready are written in the same transaction; they
+        // are handed to agents only once it commits (with the success).
+        let graph = self.s.graph.clone();
+        let mut ready: Vec<usize> = Vec::new();
+        for d in graph.dependents(i) {
+            self.remaining[d] = self.remaining[d].saturating_sub(1);
+            if self.remaining[d] == 0 && self.tasks[d].status == TaskStatus::Pending {
+                ready.push(d);
+            }
+        }
+        if self.mode == Mode::Running {
+            ready.sort_unstable();
+            for d in ready {
+                if self.over_budget() {
+                    self.deferred.push_back(d);
+                } else {
+                    self.make_ready(d, ctx);
+                }
+            }
+        }
         self.flush(ctx, Some(After::TaskDone(i, true)));
     }
 
@@ -875,7 +914,11 @@ impl Coordinator {
             self.dispatch(i, ctx);
         }
         for i in fresh {
-            self.make_ready(i, ctx);
+            if self.over_budget() {
+                self.deferred.push_back(i);
+            } else {
+                self.make_ready(i, ctx);
+            }
         }
         if let Some(d) = deadline {
             let left = Duration::from_millis((d - now).max(0) as u64);

@@ -1,15 +1,15 @@
 //! Group commit: many state changes from many runs written in one transaction, one multi-row
 //! statement per table.
 
-use super::{
-    q, with_pool, ArtifactRow, MetricRow, RunRecord, RunUpdate, Store, StoreError, TaskRow,
-};
+use super::{q, ArtifactRow, MetricRow, RunRecord, RunUpdate, Store, StoreError, TaskRow};
 use crate::domain::Event;
 use sqlx::QueryBuilder;
 use std::collections::HashMap;
 
 /// Rows per multi-row statement (well under both backends' bind-parameter limits).
 const CHUNK: usize = 256;
+/// SQLite statements sent to its worker thread in one call.
+const STATEMENTS_PER_CALL: usize = 8;
 
 /// A group of writes committed together.
 #[derive(Debug, Default, Clone)]
@@ -101,8 +101,208 @@ fn json_text(v: &serde_json::Value) -> String {
     v.to_string()
 }
 
+// One macro a table: appends that table's statement for `chunk` to the builder `qb`. The
+// same text serves both backends (each builder writes its own placeholders).
+macro_rules! push_runs {
+    ($qb:ident, $chunk:expr) => {
+        $qb.push(
+            "INSERT INTO runs (id, name, status, reason, correlation_id, plan, inputs, workspace, \
+             created_at, started_at, finished_at, deadline_at) ",
+        );
+        $qb.push_values($chunk, |mut b, r| {
+            b.push_bind(r.id.to_string())
+                .push_bind(r.name.clone())
+                .push_bind(r.status.as_str())
+                .push_bind(r.reason.clone())
+                .push_bind(r.correlation_id.to_string())
+                .push_bind(serde_json::to_string(&*r.plan).unwrap_or_default())
+                .push_bind(serde_json::Value::Object(r.inputs.clone()).to_string())
+                .push_bind(r.workspace.clone())
+                .push_bind(r.created_at)
+                .push_bind(r.started_at)
+                .push_bind(r.finished_at)
+                .push_bind(r.deadline_at);
+        });
+    };
+}
+
+macro_rules! push_run_update {
+    ($qb:ident, $u:expr) => {
+        let u = $u;
+        $qb.push("UPDATE runs SET status = ")
+            .push_bind(u.status.as_str());
+        $qb.push(", reason = COALESCE(")
+            .push_bind(u.reason.clone())
+            .push(", reason)");
+        $qb.push(", started_at = COALESCE(started_at, ")
+            .push_bind(u.started_at)
+            .push(")");
+        $qb.push(", finished_at = COALESCE(")
+            .push_bind(u.finished_at)
+            .push(", finished_at)");
+        $qb.push(", deadline_at = COALESCE(deadline_at, ")
+            .push_bind(u.deadline_at)
+            .push(")");
+        $qb.push(" WHERE id = ").push_bind(u.id.to_string());
+    };
+}
+
+macro_rules! push_tasks {
+    ($qb:ident, $chunk:expr) => {
+        $qb.push(
+            "INSERT INTO tasks (run_id, task_id, idx, tool, status, attempt, agent, outputs, \
+             error, started_at, finished_at) ",
+        );
+        $qb.push_values($chunk, |mut b, t| {
+            b.push_bind(t.run_id.to_string())
+                .push_bind(t.task_id.to_string())
+                .push_bind(t.idx)
+                .push_bind(t.tool.clone())
+                .push_bind(t.status.as_str())
+                .push_bind(t.attempt)
+                .push_bind(t.agent.clone())
+                .push_bind(t.outputs.as_ref().map(json_text))
+                .push_bind(t.error.clone())
+                .push_bind(t.started_at)
+                .push_bind(t.finished_at);
+        });
+        $qb.push(
+            " ON CONFLICT (run_id, task_id) DO UPDATE SET status = excluded.status, \
+             attempt = excluded.attempt, agent = excluded.agent, outputs = excluded.outputs, \
+             error = excluded.error, started_at = excluded.started_at, \
+             finished_at = excluded.finished_at",
+        );
+    };
+}
+
+macro_rules! push_events {
+    ($qb:ident, $chunk:expr) => {
+        $qb.push("INSERT INTO events (run_id, seq, type, at, task_id, correlation_id, data) ");
+        $qb.push_values($chunk, |mut b, e| {
+            b.push_bind(e.run_id.to_string())
+                .push_bind(e.seq)
+                .push_bind(e.kind.as_str())
+                .push_bind(e.at.timestamp_millis())
+                .push_bind(e.task_id.as_ref().map(|t| t.to_string()))
+                .push_bind(e.correlation_id.to_string())
+                .push_bind(json_text(&e.data));
+        });
+    };
+}
+
+macro_rules! push_metrics {
+    ($qb:ident, $chunk:expr) => {
+        $qb.push(
+            "INSERT INTO metrics (run_id, task_id, tool, agent, attempt, duration_ms, success, \
+             error_type, at) ",
+        );
+        $qb.push_values($chunk, |mut b, m| {
+            b.push_bind(m.run_id.to_string())
+                .push_bind(m.task_id.to_string())
+                .push_bind(m.tool.clone())
+                .push_bind(m.agent.clone())
+                .push_bind(m.attempt)
+                .push_bind(m.duration_ms)
+                .push_bind(m.success)
+                .push_bind(m.error_type.clone())
+                .push_bind(m.at);
+        });
+    };
+}
+
+macro_rules! push_artifacts {
+    ($qb:ident, $chunk:expr) => {
+        $qb.push("INSERT INTO artifacts (run_id, task_id, name, hash, size, created_at) ");
+        $qb.push_values($chunk, |mut b, a| {
+            b.push_bind(a.run_id.to_string())
+                .push_bind(a.task_id.to_string())
+                .push_bind(a.name.clone())
+                .push_bind(a.hash.clone())
+                .push_bind(a.size)
+                .push_bind(a.created_at);
+        });
+        $qb.push(
+            " ON CONFLICT (run_id, task_id, name) DO UPDATE SET hash = excluded.hash, \
+             size = excluded.size, created_at = excluded.created_at",
+        );
+    };
+}
+
+macro_rules! push_command {
+    ($qb:ident, $c:expr, $now:expr) => {
+        let (run, kind, reason) = $c;
+        $qb.push("INSERT INTO run_commands (run_id, kind, reason, created_at) VALUES (")
+            .push_bind(run.to_string())
+            .push(", ")
+            .push_bind(kind.clone())
+            .push(", ")
+            .push_bind(reason.clone())
+            .push(", ")
+            .push_bind($now)
+            .push(")");
+    };
+}
+
+macro_rules! push_handled {
+    ($qb:ident, $id:expr, $now:expr) => {
+        $qb.push("UPDATE run_commands SET handled_at = ")
+            .push_bind($now)
+            .push(" WHERE id = ")
+            .push_bind($id);
+    };
+}
+
+/// Calls `$each!(qb, …)` for every statement of a batch, in the order rows must be written
+/// (runs before the rows that point at them). `$next` starts each statement.
+macro_rules! for_each_statement {
+    ($batch:expr, $now:expr, $qb:ident, $next:block, $done:block) => {
+        for chunk in $batch.new_runs.chunks(CHUNK) {
+            $next
+            push_runs!($qb, chunk);
+            $done
+        }
+        for u in &$batch.run_updates {
+            $next
+            push_run_update!($qb, u);
+            $done
+        }
+        for chunk in $batch.tasks.chunks(CHUNK) {
+            $next
+            push_tasks!($qb, chunk);
+            $done
+        }
+        for chunk in $batch.events.chunks(CHUNK) {
+            $next
+            push_events!($qb, chunk);
+            $done
+        }
+        for chunk in $batch.metrics.chunks(CHUNK) {
+            $next
+            push_metrics!($qb, chunk);
+            $done
+        }
+        for chunk in $batch.artifacts.chunks(CHUNK) {
+            $next
+            push_artifacts!($qb, chunk);
+            $done
+        }
+        for c in &$batch.new_commands {
+            $next
+            push_command!($qb, c, $now);
+            $done
+        }
+        for id in &$batch.handled_commands {
+            $next
+            push_handled!($qb, *id, $now);
+            $done
+        }
+    };
+}
+
 impl Store {
     /// Writes a batch in one transaction; when this returns `Ok`, every row is committed.
+    /// On SQLite the whole batch is one multi-statement call (one hop to SQLite's worker
+    /// thread); on Postgres it is one multi-row statement per table and chunk.
     ///
     /// # Errors
     /// Any failed statement; then nothing of the batch is written.
@@ -115,157 +315,69 @@ impl Store {
         }
         batch.dedup_tasks();
         let now = super::now_ms();
-        with_pool!(self, |p, begin| {
-            let mut tx = p.begin_with(begin).await.map_err(q("begin write"))?;
-            for chunk in batch.new_runs.chunks(CHUNK) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO runs (id, name, status, reason, correlation_id, plan, inputs, workspace, \
-                     created_at, started_at, finished_at, deadline_at) ",
-                );
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.id.to_string())
-                        .push_bind(r.name.clone())
-                        .push_bind(r.status.as_str())
-                        .push_bind(r.reason.clone())
-                        .push_bind(r.correlation_id.to_string())
-                        .push_bind(serde_json::to_string(&r.plan).unwrap_or_default())
-                        .push_bind(serde_json::Value::Object(r.inputs.clone()).to_string())
-                        .push_bind(r.workspace.clone())
-                        .push_bind(r.created_at)
-                        .push_bind(r.started_at)
-                        .push_bind(r.finished_at)
-                        .push_bind(r.deadline_at);
-                });
-                qb.build()
-                    .execute(&mut *tx)
+        match self {
+            Store::Sqlite(p) => {
+                let mut tx = p
+                    .begin_with("BEGIN IMMEDIATE")
                     .await
-                    .map_err(q("insert runs"))?;
-            }
-            for u in &batch.run_updates {
-                sqlx::query(
-                    "UPDATE runs SET status = $2, reason = COALESCE($3, reason), \
-                     started_at = COALESCE(started_at, $4), finished_at = COALESCE($5, finished_at), \
-                     deadline_at = COALESCE(deadline_at, $6) WHERE id = $1",
-                )
-                .bind(u.id.to_string())
-                .bind(u.status.as_str())
-                .bind(u.reason.clone())
-                .bind(u.started_at)
-                .bind(u.finished_at)
-                .bind(u.deadline_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(q("update run"))?;
-            }
-            for chunk in batch.tasks.chunks(CHUNK) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO tasks (run_id, task_id, idx, tool, status, attempt, agent, outputs, \
-                     error, started_at, finished_at) ",
+                    .map_err(q("begin write"))?;
+                let mut qb: QueryBuilder<sqlx::Sqlite> = QueryBuilder::new("");
+                let mut queued = 0;
+                for_each_statement!(
+                    batch,
+                    now,
+                    qb,
+                    {
+                        if queued > 0 {
+                            qb.push(";\n");
+                        }
+                    },
+                    {
+                        // Several statements go to SQLite's worker thread in one call; a bound
+                        // on them keeps a large batch from building one huge query.
+                        queued += 1;
+                        if queued == STATEMENTS_PER_CALL {
+                            qb.build()
+                                .persistent(false)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(q("write batch"))?;
+                            qb = QueryBuilder::new("");
+                            queued = 0;
+                        }
+                    }
                 );
-                qb.push_values(chunk, |mut b, t| {
-                    b.push_bind(t.run_id.to_string())
-                        .push_bind(t.task_id.to_string())
-                        .push_bind(t.idx)
-                        .push_bind(t.tool.clone())
-                        .push_bind(t.status.as_str())
-                        .push_bind(t.attempt)
-                        .push_bind(t.agent.clone())
-                        .push_bind(t.outputs.as_ref().map(json_text))
-                        .push_bind(t.error.clone())
-                        .push_bind(t.started_at)
-                        .push_bind(t.finished_at);
-                });
-                qb.push(
-                    " ON CONFLICT (run_id, task_id) DO UPDATE SET status = excluded.status, \
-                     attempt = excluded.attempt, agent = excluded.agent, outputs = excluded.outputs, \
-                     error = excluded.error, started_at = excluded.started_at, \
-                     finished_at = excluded.finished_at",
+                if queued > 0 {
+                    qb.build()
+                        .persistent(false)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(q("write batch"))?;
+                }
+                tx.commit().await.map_err(q("commit"))?;
+            }
+            Store::Postgres(p) => {
+                let mut tx = p.begin().await.map_err(q("begin write"))?;
+                let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new("");
+                for_each_statement!(
+                    batch,
+                    now,
+                    qb,
+                    {
+                        qb = QueryBuilder::new("");
+                    },
+                    {
+                        qb.build()
+                            .persistent(false)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(q("write batch"))?;
+                    }
                 );
-                qb.build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(q("write tasks"))?;
+                drop(qb);
+                tx.commit().await.map_err(q("commit"))?;
             }
-            for chunk in batch.events.chunks(CHUNK) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO events (run_id, seq, type, at, task_id, correlation_id, data) ",
-                );
-                qb.push_values(chunk, |mut b, e| {
-                    b.push_bind(e.run_id.to_string())
-                        .push_bind(e.seq)
-                        .push_bind(e.kind.as_str())
-                        .push_bind(e.at.timestamp_millis())
-                        .push_bind(e.task_id.as_ref().map(|t| t.to_string()))
-                        .push_bind(e.correlation_id.to_string())
-                        .push_bind(json_text(&e.data));
-                });
-                qb.build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(q("append events"))?;
-            }
-            for chunk in batch.metrics.chunks(CHUNK) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO metrics (run_id, task_id, tool, agent, attempt, duration_ms, success, \
-                     error_type, at) ",
-                );
-                qb.push_values(chunk, |mut b, m| {
-                    b.push_bind(m.run_id.to_string())
-                        .push_bind(m.task_id.to_string())
-                        .push_bind(m.tool.clone())
-                        .push_bind(m.agent.clone())
-                        .push_bind(m.attempt)
-                        .push_bind(m.duration_ms)
-                        .push_bind(m.success)
-                        .push_bind(m.error_type.clone())
-                        .push_bind(m.at);
-                });
-                qb.build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(q("write metrics"))?;
-            }
-            for chunk in batch.artifacts.chunks(CHUNK) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO artifacts (run_id, task_id, name, hash, size, created_at) ",
-                );
-                qb.push_values(chunk, |mut b, a| {
-                    b.push_bind(a.run_id.to_string())
-                        .push_bind(a.task_id.to_string())
-                        .push_bind(a.name.clone())
-                        .push_bind(a.hash.clone())
-                        .push_bind(a.size)
-                        .push_bind(a.created_at);
-                });
-                qb.push(
-                    " ON CONFLICT (run_id, task_id, name) DO UPDATE SET hash = excluded.hash, \
-                     size = excluded.size, created_at = excluded.created_at",
-                );
-                qb.build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(q("write artifacts"))?;
-            }
-            for (run, kind, reason) in &batch.new_commands {
-                sqlx::query("INSERT INTO run_commands (run_id, kind, reason, created_at) VALUES ($1, $2, $3, $4)")
-                    .bind(run.to_string())
-                    .bind(kind.clone())
-                    .bind(reason.clone())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(q("insert command"))?;
-            }
-            for id in &batch.handled_commands {
-                sqlx::query("UPDATE run_commands SET handled_at = $2 WHERE id = $1")
-                    .bind(*id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(q("mark command handled"))?;
-            }
-            tx.commit().await.map_err(q("commit"))?;
-        });
+        }
         Ok(())
     }
 }

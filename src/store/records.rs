@@ -16,8 +16,8 @@ pub struct RunRecord {
     pub reason: Option<String>,
     /// Correlation id.
     pub correlation_id: CorrelationId,
-    /// The plan as submitted.
-    pub plan: Plan,
+    /// The plan as submitted (shared, never copied: plans can be large).
+    pub plan: std::sync::Arc<Plan>,
     /// Resolved plan inputs.
     pub inputs: Map<String, Value>,
     /// Absolute path of the run workspace.

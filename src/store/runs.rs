@@ -25,7 +25,9 @@ macro_rules! run_from_row {
             correlation_id: CorrelationId::from_trusted(
                 r.try_get("correlation_id").map_err(q("read run"))?,
             ),
-            plan: serde_json::from_str(&plan).map_err(|e| corrupt("plan")(e.to_string()))?,
+            plan: std::sync::Arc::new(
+                serde_json::from_str(&plan).map_err(|e| corrupt("plan")(e.to_string()))?,
+            ),
             inputs: serde_json::from_str(&inputs).map_err(|e| corrupt("inputs")(e.to_string()))?,
             workspace: r.try_get("workspace").map_err(q("read run"))?,
             created_at: r.try_get("created_at").map_err(q("read run"))?,
