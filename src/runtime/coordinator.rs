@@ -28,6 +28,9 @@ use tokio_util::sync::CancellationToken;
 /// dispatching new tasks until commits catch up (backpressure on the write path).
 const MAX_PENDING_ROWS: usize = 10_000;
 
+/// How long start events may wait to share a commit with the task's result.
+const START_LINGER: Duration = Duration::from_millis(20);
+
 /// An agent started an attempt.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -217,6 +220,8 @@ pub struct Coordinator {
     afters: Vec<After>,
     /// A flush is scheduled for the end of this burst of messages.
     flush_scheduled: bool,
+    /// A lingering flush (for start events) is scheduled.
+    linger_scheduled: bool,
     pending_rows: usize,
     deferred: VecDeque<usize>,
     latencies: Vec<f32>,
@@ -319,6 +324,7 @@ impl Coordinator {
             delegates: Vec::new(),
             afters: Vec::new(),
             flush_scheduled: false,
+            linger_scheduled: false,
             pending_rows: 0,
             deferred: VecDeque::new(),
             latencies: Vec::new(),
@@ -404,6 +410,18 @@ impl Coordinator {
             act.flush_scheduled = false;
             act.flush_now(ctx);
         }));
+    }
+
+    /// Flushes within `START_LINGER` unless something flushes sooner.
+    fn flush_soon(&mut self, ctx: &mut Context<Self>) {
+        if self.linger_scheduled {
+            return;
+        }
+        self.linger_scheduled = true;
+        ctx.run_later(START_LINGER, |act, ctx| {
+            act.linger_scheduled = false;
+            act.flush(ctx, None);
+        });
     }
 
     /// Sends what the outbox holds; once it is committed, the attempts it numbered go to the
@@ -976,7 +994,9 @@ impl Handler<TaskStarted> for Coordinator {
             json!({"agent": msg.agent, "attempt": attempt}),
         );
         self.write_row(i);
-        self.flush(ctx, None);
+        // The attempt number is already committed; these events can wait a moment, so a
+        // quick task's start and result go to the store together.
+        self.flush_soon(ctx);
     }
 }
 

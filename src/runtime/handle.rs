@@ -7,6 +7,7 @@ use futures::stream::{self, Stream};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::VecDeque;
+use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 /// A submitted run.
@@ -181,7 +182,9 @@ impl RunHandle {
         self.rt.cancel(self.id, "cancelled by the caller").await
     }
 
-    /// Waits for the run to end (or be interrupted) and returns its outcome.
+    /// Waits for the run to end (or for the runtime executing it to stop) and returns its
+    /// outcome. It reads the run's status once and then only listens for the end, so waiting
+    /// costs the store nothing while the run executes.
     ///
     /// # Errors
     /// Store failures, a stopped runtime.
@@ -189,11 +192,22 @@ impl RunHandle {
     /// # Cancel safety
     /// Safe: dropping it only stops waiting.
     pub async fn wait(&self) -> Result<Outcome, RuntimeError> {
-        use futures::StreamExt;
-        let events = self.events();
-        futures::pin_mut!(events);
-        while let Some(e) = events.next().await {
-            e?;
+        let mut rx = self.rt.hub().subscribe(self.id);
+        'check: loop {
+            if self.rt.store().run(self.id).await?.status.is_terminal() {
+                break 'check;
+            }
+            loop {
+                // A run executing in another process publishes nothing here: look at the
+                // store again now and then.
+                match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+                    Ok(Ok(e)) if e.kind.ends_run() => break 'check,
+                    Ok(Ok(_)) => {}
+                    // Missed events: the store says whether the end was among them.
+                    Ok(Err(RecvError::Lagged(_))) | Err(_) => continue 'check,
+                    Ok(Err(RecvError::Closed)) => return Err(RuntimeError::Stopped),
+                }
+            }
         }
         Outcome::load(self.rt.store(), self.id).await
     }

@@ -97,6 +97,26 @@ impl Batch {
     }
 }
 
+/// A pooled SQLite connection inside a transaction this code opened; dropped before the
+/// transaction ends, the connection is closed instead of going back to the pool.
+struct OpenTransaction<'a>(Option<&'a mut sqlx::pool::PoolConnection<sqlx::Sqlite>>);
+
+impl OpenTransaction<'_> {
+    fn conn(&mut self) -> &mut sqlx::pool::PoolConnection<sqlx::Sqlite> {
+        self.0
+            .as_deref_mut()
+            .expect("the connection is held until the transaction ends")
+    }
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.close_on_drop();
+        }
+    }
+}
+
 fn json_text(v: &serde_json::Value) -> String {
     v.to_string()
 }
@@ -317,44 +337,58 @@ impl Store {
         let now = super::now_ms();
         match self {
             Store::Sqlite(p) => {
-                let mut tx = p
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(q("begin write"))?;
-                let mut qb: QueryBuilder<sqlx::Sqlite> = QueryBuilder::new("");
+                // BEGIN, the statements and COMMIT go to SQLite's worker thread in as few calls
+                // as possible (one for a usual batch). If this future is dropped half-way, the
+                // connection is closed rather than returned inside an open transaction.
+                let mut conn = p.acquire().await.map_err(q("begin write"))?;
+                let mut guard = OpenTransaction(Some(&mut conn));
+                let mut qb: QueryBuilder<sqlx::Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE");
                 let mut queued = 0;
-                for_each_statement!(
-                    batch,
-                    now,
-                    qb,
-                    {
-                        if queued > 0 {
+                let result: Result<(), StoreError> = async {
+                    for_each_statement!(
+                        batch,
+                        now,
+                        qb,
+                        {
                             qb.push(";\n");
+                        },
+                        {
+                            queued += 1;
+                            if queued == STATEMENTS_PER_CALL {
+                                qb.build()
+                                    .persistent(false)
+                                    .execute(&mut **guard.conn())
+                                    .await
+                                    .map_err(q("write batch"))?;
+                                qb = QueryBuilder::new("");
+                                queued = 0;
+                            }
                         }
-                    },
-                    {
-                        // Several statements go to SQLite's worker thread in one call; a bound
-                        // on them keeps a large batch from building one huge query.
-                        queued += 1;
-                        if queued == STATEMENTS_PER_CALL {
-                            qb.build()
-                                .persistent(false)
-                                .execute(&mut *tx)
-                                .await
-                                .map_err(q("write batch"))?;
-                            qb = QueryBuilder::new("");
-                            queued = 0;
-                        }
+                    );
+                    if queued > 0 {
+                        qb.push(";\n");
                     }
-                );
-                if queued > 0 {
+                    qb.push("COMMIT");
                     qb.build()
                         .persistent(false)
-                        .execute(&mut *tx)
+                        .execute(&mut **guard.conn())
                         .await
-                        .map_err(q("write batch"))?;
+                        .map_err(q("commit"))?;
+                    Ok(())
                 }
-                tx.commit().await.map_err(q("commit"))?;
+                .await;
+                let clean = match &result {
+                    Ok(()) => true,
+                    Err(_) => sqlx::query("ROLLBACK")
+                        .execute(&mut **guard.conn())
+                        .await
+                        .is_ok(),
+                };
+                if clean {
+                    guard.0 = None;
+                }
+                drop(guard);
+                result?;
             }
             Store::Postgres(p) => {
                 let mut tx = p.begin().await.map_err(q("begin write"))?;
