@@ -68,7 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let run = rt.submit(&plan, Map::new()).await?;
     println!("run {} (correlation id {})", run.id(), run.correlation_id());
 
-    let mut events = Box::pin(run.events());
+    let mut events = Box::pin(run.subscribe());
     while let Some(event) = events.next().await {
         let e = event?;
         println!(

@@ -5,6 +5,8 @@
 //! commits every state change to SQLite (the embedded default) or Postgres, so a run survives
 //! crashes and resumes where it stopped.
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod config;
 pub mod domain;

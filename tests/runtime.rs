@@ -30,7 +30,7 @@ both_stores! {
         let src = plan("name: ev\ntasks:\n  - { id: a, tool: test:echo }\n  - { id: b, tool: test:echo, depends_on: [a] }\n  - { id: c, tool: test:echo, depends_on: [a] }\n");
         let run = rt.submit(&src, Map::new()).await.unwrap();
         // The stream from the handle and the store agree, event for event.
-        let streamed: Vec<_> = run.events().map(|e| e.unwrap()).collect().await;
+        let streamed: Vec<_> = run.subscribe().map(|e| e.unwrap()).collect().await;
         let stored = events(&rt, run.id()).await;
         assert_eq!(streamed, stored);
         for (i, e) in stored.iter().enumerate() {
@@ -99,7 +99,7 @@ both_stores! {
         let rt = store.runtime().await;
         let src = plan("name: c\ntasks:\n  - { id: slow, tool: shell, inputs: { argv: [sh, -c, 'sleep 30 & sleep 30; echo done > done.txt'] } }\n  - { id: after, tool: test:echo, depends_on: [slow] }\n");
         let run = rt.submit(&src, Map::new()).await.unwrap();
-        let mut evs = Box::pin(run.events());
+        let mut evs = Box::pin(run.subscribe());
         while let Some(e) = evs.next().await {
             if e.unwrap().kind == EventType::TaskStarted {
                 break;

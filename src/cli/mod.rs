@@ -44,6 +44,10 @@ pub struct Global {
     /// Agents directory (default: ./agents when present, else built-in agents).
     #[arg(long, global = true, value_name = "DIR")]
     agents: Option<PathBuf>,
+    /// Seconds a run's lease lasts without a heartbeat; another process may take over a run
+    /// whose owner stopped renewing it after this long.
+    #[arg(long, global = true, default_value_t = 15.0, value_name = "SECONDS")]
+    lease_ttl: f64,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -312,13 +316,20 @@ pub fn load_policy(g: &Global) -> Result<CommandPolicy, Failure> {
 
 /// A runtime configured from the flags.
 pub async fn runtime(g: &Global) -> Result<Runtime, Failure> {
+    if !(g.lease_ttl.is_finite() && (1.0..=3600.0).contains(&g.lease_ttl)) {
+        return Err(Failure::Input(format!(
+            "--lease-ttl must be between 1 and 3600 seconds, got {}",
+            g.lease_ttl
+        )));
+    }
     let agents = load_agents(g)?;
     let policy = load_policy(g)?;
     let mut b: RuntimeBuilder = Runtime::builder()
         .data_dir(g.data_dir.clone())
         .database_url(store_url(g))
         .agents(agents)
-        .command_policy(policy);
+        .command_policy(policy)
+        .lease_ttl(std::time::Duration::from_secs_f64(g.lease_ttl));
     if let Ok(exe) = std::env::current_exe() {
         b = b.process_guard(exe);
     }

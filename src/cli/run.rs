@@ -77,7 +77,7 @@ pub async fn run(g: &Global, a: RunArgs) -> CliResult {
 /// resumable) and reports `Interrupted`.
 async fn follow(rt: &Runtime, handle: &RunHandle, total: usize) -> Result<Outcome, Failure> {
     let mut progress = Progress::new(total);
-    let events = handle.events();
+    let events = handle.subscribe();
     futures::pin_mut!(events);
     let watch = async {
         while let Some(e) = events.next().await {

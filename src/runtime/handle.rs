@@ -121,7 +121,7 @@ impl RunHandle {
     /// Every event of the run from the first, in order and without gaps, then live ones as
     /// they are committed; ends after the event that ends the run, or after a `run.interrupted`
     /// committed while following (the runtime executing it stopped).
-    pub fn events(&self) -> impl Stream<Item = Result<Event, RuntimeError>> + Send + 'static {
+    pub fn subscribe(&self) -> impl Stream<Item = Result<Event, RuntimeError>> + Send + 'static {
         let state = Follow {
             store: self.rt.store().clone(),
             run: self.id,

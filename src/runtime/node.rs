@@ -362,6 +362,13 @@ async fn load_for_resume(
     Ok((record, rows, last_seq, plan))
 }
 
+/// What the asynchronous part of a resume found.
+enum Found {
+    Finished(RunStatus),
+    Here,
+    Ready(Box<(RunRecord, Vec<TaskRow>, i64, ValidatedPlan)>),
+}
+
 impl Handler<Resume> for Node {
     type Result = ResponseActFuture<Self, Result<Resumed, RuntimeError>>;
 
@@ -378,8 +385,11 @@ impl Handler<Resume> for Node {
                 // The run must exist before a lease row can point at it; one that has ended
                 // (perhaps just now, here) is reported as such.
                 let record = shared.store.run(run).await?;
-                if record.status.is_terminal() || here {
-                    return Ok((record, Vec::new(), 0, Err(RuntimeError::Stopped)));
+                if record.status.is_terminal() {
+                    return Ok(Found::Finished(record.status));
+                }
+                if here {
+                    return Ok(Found::Here);
                 }
                 match persistence
                     .send(ClaimLease(run))
@@ -389,38 +399,38 @@ impl Handler<Resume> for Node {
                     Claim::Held(info) => return Err(RuntimeError::LeaseHeld { run, info }),
                     Claim::Granted { .. } => {}
                 }
-                let loaded = load_for_resume(shared, run).await;
-                if loaded.is_err() || matches!(&loaded, Ok((r, ..)) if r.status.is_terminal()) {
-                    let _ = persistence.send(ReleaseLease(run)).await;
+                let loaded = load_for_resume(shared, run)
+                    .await
+                    .and_then(|(r, rows, seq, plan)| Ok((r, rows, seq, plan?)));
+                match loaded {
+                    Ok((r, ..)) if r.status.is_terminal() => {
+                        let _ = persistence.send(ReleaseLease(run)).await;
+                        Ok(Found::Finished(r.status))
+                    }
+                    Ok(found) => Ok(Found::Ready(Box::new(found))),
+                    Err(e) => {
+                        let _ = persistence.send(ReleaseLease(run)).await;
+                        Err(e)
+                    }
                 }
-                loaded
             }
             .into_actor(self)
-            .map(move |res, act, ctx| {
-                let (record, rows, last_seq, plan) = res?;
-                if record.status.is_terminal() {
-                    return Ok(Resumed::Finished(record.status));
+            .map(move |res, act, ctx| match res? {
+                Found::Finished(status) => Ok(Resumed::Finished(status)),
+                Found::Here => Ok(Resumed::AlreadyRunning),
+                Found::Ready(_) if act.coordinators.contains_key(&run) => {
+                    Ok(Resumed::AlreadyRunning)
                 }
-                if here {
-                    return Ok(Resumed::AlreadyRunning);
+                Found::Ready(found) => {
+                    let (record, rows, last_seq, plan) = *found;
+                    let start = if record.status == RunStatus::Pending {
+                        Start::Fresh
+                    } else {
+                        Start::Resume(rows)
+                    };
+                    act.launch(&record, plan, last_seq, start, ctx);
+                    Ok(Resumed::Started)
                 }
-                if act.coordinators.contains_key(&run) {
-                    return Ok(Resumed::AlreadyRunning);
-                }
-                let plan = match plan {
-                    Ok(p) => p,
-                    Err(e) => {
-                        act.persistence.do_send(ReleaseLease(run));
-                        return Err(e);
-                    }
-                };
-                let start = if record.status == RunStatus::Pending {
-                    Start::Fresh
-                } else {
-                    Start::Resume(rows)
-                };
-                act.launch(&record, plan, last_seq, start, ctx);
-                Ok(Resumed::Started)
             }),
         )
     }

@@ -78,6 +78,7 @@ impl Blobs {
             file,
             hasher: Sha256::new(),
             size: 0,
+            finished: false,
         })
     }
 
@@ -116,10 +117,10 @@ impl Blobs {
     /// # Errors
     /// The failure, naming the directory.
     pub async fn check_writable(&self) -> Result<(), BlobError> {
-        let w = self.writer().await?;
-        let tmp = w.tmp.clone();
+        let mut w = self.writer().await?;
+        let res = w.write(b"nofx").await;
         drop(w);
-        tokio::fs::remove_file(&tmp).await.map_err(io(&tmp))
+        res
     }
 }
 
@@ -131,6 +132,16 @@ pub struct BlobWriter {
     file: tokio::fs::File,
     hasher: Sha256,
     size: i64,
+    finished: bool,
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        // An abandoned write (cancel, error) leaves no temporary file behind.
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 impl BlobWriter {
@@ -151,7 +162,7 @@ impl BlobWriter {
     pub async fn finish(mut self) -> Result<StoredBlob, BlobError> {
         self.file.flush().await.map_err(io(&self.tmp))?;
         self.file.sync_all().await.map_err(io(&self.tmp))?;
-        let hash = hex::encode(self.hasher.finalize());
+        let hash = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let dest = self.blobs.path_of(&hash);
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent)
