@@ -22,10 +22,11 @@ pub enum RunStatus {
 }
 
 /// Status of a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
     /// Waiting for its dependencies.
+    #[default]
     Pending,
     /// Every dependency succeeded; waiting for an agent.
     Ready,

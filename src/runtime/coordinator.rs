@@ -180,6 +180,7 @@ enum Mode {
     Halted,
 }
 
+#[derive(Default)]
 struct TaskState {
     status: TaskStatus,
     attempt: u32,
@@ -280,24 +281,9 @@ impl Coordinator {
                     error: r.error.clone(),
                     started_at: r.started_at,
                     finished_at: r.finished_at,
-                    cancel: None,
-                    ready_at: None,
-                    dispatched: false,
-                    attempt_ms: None,
+                    ..TaskState::default()
                 },
-                None => TaskState {
-                    status: TaskStatus::Pending,
-                    attempt: 0,
-                    agent: None,
-                    outputs: None,
-                    error: None,
-                    started_at: None,
-                    finished_at: None,
-                    cancel: None,
-                    ready_at: None,
-                    dispatched: false,
-                    attempt_ms: None,
-                },
+                None => TaskState::default(),
             })
             .collect();
         let mut remaining = s.graph.in_degrees();
@@ -726,7 +712,9 @@ impl Coordinator {
             });
             return;
         }
-        if matches!(self.mode, Mode::Stopping { .. }) && err.kind == "cancelled" {
+        // While the run stops, an attempt that ends (the stop reached it, or it failed on its
+        // own meanwhile) ends as cancelled.
+        if matches!(self.mode, Mode::Stopping { .. }) {
             self.cancel_task(i);
             self.flush(ctx, Some(After::TaskDone(i, false)));
             return;

@@ -95,12 +95,20 @@ impl Outcome {
 
 struct Follow {
     store: crate::store::Store,
+    hub: super::hub::EventHub,
     run: RunId,
-    rx: broadcast::Receiver<Event>,
+    rx: Option<broadcast::Receiver<Event>>,
     last: i64,
     /// Events to yield, each marked live (from the hub) or not (from the store).
     backlog: VecDeque<(Event, bool)>,
     done: bool,
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        self.rx = None;
+        self.hub.forget_if_unused(self.run);
+    }
 }
 
 impl RunHandle {
@@ -124,8 +132,9 @@ impl RunHandle {
     pub fn subscribe(&self) -> impl Stream<Item = Result<Event, RuntimeError>> + Send + 'static {
         let state = Follow {
             store: self.rt.store().clone(),
+            hub: self.rt.hub().clone(),
             run: self.id,
-            rx: self.rt.hub().subscribe(self.id),
+            rx: Some(self.rt.hub().subscribe(self.id)),
             last: 0,
             backlog: VecDeque::new(),
             done: false,
@@ -158,7 +167,8 @@ impl RunHandle {
                     }
                     Ok(_) => {}
                 }
-                match st.rx.recv().await {
+                let rx = st.rx.as_mut()?;
+                match rx.recv().await {
                     Ok(e) if e.seq == st.last + 1 => st.backlog.push_back((e, true)),
                     // Out of order means we missed some: the store has them.
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
@@ -209,6 +219,8 @@ impl RunHandle {
                 }
             }
         }
+        drop(rx);
+        self.rt.hub().forget_if_unused(self.id);
         Outcome::load(self.rt.store(), self.id).await
     }
 }

@@ -24,6 +24,14 @@ impl EventHub {
             .subscribe()
     }
 
+    /// Drops the channel of `run` when nobody listens to it any more.
+    pub fn forget_if_unused(&self, run: RunId) {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        if runs.get(&run).is_some_and(|tx| tx.receiver_count() == 0) {
+            runs.remove(&run);
+        }
+    }
+
     /// Publishes committed events (in commit order); channels nobody listens to are dropped.
     pub fn publish(&self, events: &[Event]) {
         let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
@@ -32,7 +40,9 @@ impl EventHub {
         }
         for e in events {
             if let Some(tx) = runs.get(&e.run_id) {
-                if tx.send(e.clone()).is_err() {
+                // After the last event of an execution the channel is dropped; receivers still
+                // get what it holds.
+                if tx.send(e.clone()).is_err() || e.kind.ends_run() {
                     runs.remove(&e.run_id);
                 }
             }
