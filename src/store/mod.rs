@@ -120,6 +120,15 @@ impl Store {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts =
                 PgConnectOptions::from_str(url).map_err(|_| StoreError::BadUrl(url.into()))?;
+            // One direct connection first: it fails fast and says why (refused, auth, no such
+            // database), where the pool would only report a timeout.
+            let probe = sqlx::ConnectOptions::connect(&opts)
+                .await
+                .map_err(|source| StoreError::Open {
+                    backend: "postgres",
+                    source,
+                })?;
+            let _ = sqlx::Connection::close(probe).await;
             let pool = PgPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(10))
