@@ -147,6 +147,7 @@ impl From<nofx::RuntimeError> for Failure {
         match e {
             nofx::RuntimeError::Plan(p) => Failure::Input(p.to_string()),
             nofx::RuntimeError::Config(c) => Failure::Input(c.to_string()),
+            nofx::RuntimeError::Store(e) => Failure::from(e),
             other => Failure::Error(other.to_string()),
         }
     }
@@ -155,9 +156,9 @@ impl From<nofx::RuntimeError> for Failure {
 impl From<nofx::store::StoreError> for Failure {
     fn from(e: nofx::store::StoreError) -> Self {
         match e {
-            nofx::store::StoreError::NoSuchRun(_) | nofx::store::StoreError::BadUrl(_) => {
-                Failure::Input(e.to_string())
-            }
+            nofx::store::StoreError::NoSuchRun(_)
+            | nofx::store::StoreError::AmbiguousRun(_)
+            | nofx::store::StoreError::BadUrl(_) => Failure::Input(e.to_string()),
             other => Failure::Error(other.to_string()),
         }
     }

@@ -67,6 +67,9 @@ pub enum StoreError {
     /// No run has this id.
     #[error("no run `{0}` in the store")]
     NoSuchRun(String),
+    /// Several runs start with this prefix.
+    #[error("`{0}` matches several runs; give more of the id")]
+    AmbiguousRun(String),
 }
 
 pub(crate) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {

@@ -146,7 +146,8 @@ impl Store {
             [one] => one
                 .parse()
                 .map_err(|_| StoreError::NoSuchRun(prefix.to_string())),
-            _ => Err(StoreError::NoSuchRun(prefix.to_string())),
+            [] => Err(StoreError::NoSuchRun(prefix.to_string())),
+            _ => Err(StoreError::AmbiguousRun(prefix.to_string())),
         }
     }
 
