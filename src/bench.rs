@@ -8,7 +8,7 @@ use crate::domain::plan::{Plan, PlanSource, TaskSpec};
 use crate::domain::{AgentSpec, Role, RunStatus};
 use crate::runtime::{Runtime, RuntimeError};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Map;
 use std::time::Instant;
 
 /// Plan shape.
@@ -82,7 +82,7 @@ fn echo(id: String, deps: Vec<String>) -> TaskSpec {
     TaskSpec {
         id,
         tool: "test:echo".into(),
-        inputs: Map::from_iter([("n".to_string(), Value::from(1))]),
+        inputs: Map::new(),
         depends_on: deps,
         capabilities: Vec::new(),
         complexity: Default::default(),

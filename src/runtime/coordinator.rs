@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Rows sent to the persistence actor and not yet committed above which the coordinator stops
 /// dispatching new tasks until commits catch up (backpressure on the write path).
-const MAX_PENDING_ROWS: usize = 10_000;
+const MAX_PENDING_ROWS: usize = 4_000;
 
 /// How long start events may wait to share a commit with the task's result.
 const START_LINGER: Duration = Duration::from_millis(20);
@@ -370,6 +370,7 @@ impl Coordinator {
                 if was_open && s.is_terminal() {
                     self.open -= 1;
                     self.tasks[i].finished_at = Some(now_ms());
+                    self.tasks[i].cancel = None;
                 }
                 true
             }

@@ -67,7 +67,36 @@ impl Outcome {
     /// Unknown run, store failures.
     pub async fn load(store: &crate::store::Store, id: RunId) -> Result<Self, RuntimeError> {
         let r = store.run(id).await?;
-        let tasks = store.tasks(id).await?;
+        // Tasks without a row have not moved yet: they are pending.
+        let mut rows: std::collections::HashMap<String, crate::store::TaskRow> = store
+            .tasks(id)
+            .await?
+            .into_iter()
+            .map(|t| (t.task_id.to_string(), t))
+            .collect();
+        let tasks: Vec<TaskOutcome> = r
+            .plan
+            .tasks
+            .iter()
+            .map(|spec| match rows.remove(&spec.id) {
+                Some(t) => TaskOutcome {
+                    id: t.task_id,
+                    status: t.status,
+                    outputs: t.outputs,
+                    error: t.error,
+                    attempts: t.attempt,
+                    agent: t.agent,
+                },
+                None => TaskOutcome {
+                    id: TaskKey::from_trusted(spec.id.clone()),
+                    status: TaskStatus::Pending,
+                    outputs: None,
+                    error: None,
+                    attempts: 0,
+                    agent: None,
+                },
+            })
+            .collect();
         Ok(Self {
             id,
             name: r.name,
@@ -78,17 +107,7 @@ impl Outcome {
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             duration_ms: r.started_at.zip(r.finished_at).map(|(s, f)| f - s),
             workspace: r.workspace,
-            tasks: tasks
-                .into_iter()
-                .map(|t| TaskOutcome {
-                    id: t.task_id,
-                    status: t.status,
-                    outputs: t.outputs,
-                    error: t.error,
-                    attempts: t.attempt,
-                    agent: t.agent,
-                })
-                .collect(),
+            tasks,
         })
     }
 }
@@ -202,6 +221,25 @@ impl RunHandle {
     /// # Cancel safety
     /// Safe: dropping it only stops waiting.
     pub async fn wait(&self) -> Result<Outcome, RuntimeError> {
+        self.wait_end().await?;
+        Outcome::load(self.rt.store(), self.id).await
+    }
+
+    /// Like [`RunHandle::wait`], but returns only the run's status and reason (no task
+    /// outputs are read, which matters for runs with very many tasks).
+    ///
+    /// # Errors
+    /// Store failures, a stopped runtime.
+    ///
+    /// # Cancel safety
+    /// Safe: dropping it only stops waiting.
+    pub async fn wait_status(&self) -> Result<(RunStatus, Option<String>), RuntimeError> {
+        self.wait_end().await?;
+        let r = self.rt.store().run(self.id).await?;
+        Ok((r.status, r.reason))
+    }
+
+    async fn wait_end(&self) -> Result<(), RuntimeError> {
         let mut rx = self.rt.hub().subscribe(self.id);
         'check: loop {
             if self.rt.store().run(self.id).await?.status.is_terminal() {
@@ -221,6 +259,6 @@ impl RunHandle {
         }
         drop(rx);
         self.rt.hub().forget_if_unused(self.id);
-        Outcome::load(self.rt.store(), self.id).await
+        Ok(())
     }
 }

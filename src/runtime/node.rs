@@ -10,7 +10,7 @@ use super::{RuntimeError, Shared};
 use crate::domain::event::EventType;
 use crate::domain::graph::{self, ValidatedPlan};
 use crate::domain::plan::PlanSource;
-use crate::domain::{CorrelationId, Event, RunId, RunStatus, TaskStatus};
+use crate::domain::{CorrelationId, Event, RunId, RunStatus};
 use crate::store::{Batch, Claim, LeaseInfo, RunRecord, TaskRow};
 use actix::prelude::*;
 use serde_json::json;
@@ -260,22 +260,8 @@ fn new_run(
         finished_at: None,
         deadline_at: None,
     };
+    // Task rows are written as tasks start to move; until then the plan says they are pending.
     let mut batch = Batch::default();
-    for t in plan.graph.tasks() {
-        batch.tasks.push(TaskRow {
-            run_id: id,
-            task_id: t.key.clone(),
-            idx: t.index as i64,
-            tool: t.tool.clone(),
-            status: TaskStatus::Pending,
-            attempt: 0,
-            agent: None,
-            outputs: None,
-            error: None,
-            started_at: None,
-            finished_at: None,
-        });
-    }
     batch.events.push(Event {
         seq: 1,
         kind: EventType::RunCreated,

@@ -151,7 +151,8 @@ impl Store {
         }
     }
 
-    /// The tasks of a run, in plan order.
+    /// The rows of a run's tasks, in plan order. A task gets its row when it first moves
+    /// (ready); tasks of the plan without one are pending.
     ///
     /// # Errors
     /// Query failures.
