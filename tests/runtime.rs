@@ -324,3 +324,35 @@ both_stores! {
         rt.shutdown().await;
     }
 }
+
+struct Boom;
+
+impl nofx::tools::Tool for Boom {
+    fn name(&self) -> &str {
+        "test:boom"
+    }
+    fn input_schema(&self) -> Value {
+        json!({"type": "object"})
+    }
+    fn run<'a>(
+        &'a self,
+        _: nofx::tools::ToolContext,
+    ) -> futures::future::BoxFuture<'a, Result<nofx::tools::ToolOutput, nofx::tools::ToolError>>
+    {
+        Box::pin(async move { panic!("kaboom") })
+    }
+}
+
+both_stores! {
+    async fn a_panicking_tool_fails_its_task_and_the_runtime_keeps_going(store) {
+        let rt = store.builder().tool(std::sync::Arc::new(Boom)).build().await.unwrap();
+        let src = plan("name: p\ntasks:\n  - { id: b, tool: test:boom, retry: { max: 1 } }\n");
+        let out = rt.submit(&src, Map::new()).await.unwrap().wait().await.unwrap();
+        assert_eq!(out.status, RunStatus::Failed);
+        assert_eq!(out.tasks[0].attempts, 2);
+        assert!(out.tasks[0].error.as_deref().unwrap().contains("tool `test:boom` panicked: kaboom"));
+        let ok = plan("name: ok\ntasks:\n  - { id: a, tool: test:echo }\n");
+        assert_eq!(rt.submit(&ok, Map::new()).await.unwrap().wait().await.unwrap().status, RunStatus::Succeeded);
+        rt.shutdown().await;
+    }
+}

@@ -9,6 +9,7 @@ use super::supervisor::{Delegate, SlotFreed, Supervisor};
 use crate::domain::AgentSpec;
 use crate::tools::{ToolContext, ToolEnv, ToolError};
 use actix::prelude::*;
+use futures::FutureExt;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -92,9 +93,20 @@ impl Handler<RunTask> for AgentActor {
             let result = if cancel.is_cancelled() {
                 Err(AttemptError::from(ToolError::Cancelled))
             } else {
-                let run = tool.run(tool_ctx);
+                // A tool that panics fails its attempt; it never takes the runtime down.
+                let run = std::panic::AssertUnwindSafe(tool.run(tool_ctx)).catch_unwind();
                 tokio::select! {
-                    r = run => r.map_err(AttemptError::from),
+                    r = run => match r {
+                        Ok(r) => r.map_err(AttemptError::from),
+                        Err(panic) => {
+                            let what = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "no message".into());
+                            Err(AttemptError::new("panic", format!("tool `{}` panicked: {what}", tool.name())))
+                        }
+                    },
                     _ = cancel.cancelled() => Err(AttemptError::from(ToolError::Cancelled)),
                     _ = async {
                         match timeout {
