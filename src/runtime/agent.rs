@@ -62,6 +62,7 @@ impl Handler<RunTask> for AgentActor {
         } = msg;
         let agent_id = self.spec.id.clone();
         d.coordinator.do_send(TaskStarted {
+            corr: d.corr.clone(),
             index: d.index,
             attempt: d.attempt,
             agent: agent_id.clone(),
@@ -70,6 +71,7 @@ impl Handler<RunTask> for AgentActor {
         let supervisor = self.supervisor.clone();
         let env = self.env.clone();
         let span = d.corr.span("task");
+        let corr = d.corr.clone();
         let tool_ctx = ToolContext {
             inputs: d.inputs,
             workspace: d.workspace,
@@ -122,6 +124,7 @@ impl Handler<RunTask> for AgentActor {
             let duration_ms = started.elapsed().as_millis() as i64;
             supervisor.do_send(SlotFreed(agent));
             coordinator.do_send(TaskAttempted {
+                corr,
                 index,
                 attempt,
                 duration_ms,

@@ -35,6 +35,8 @@ const START_LINGER: Duration = Duration::from_millis(20);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct TaskStarted {
+    /// Run, task and correlation id.
+    pub corr: Correlation,
     /// Task index.
     pub index: usize,
     /// Attempt.
@@ -93,6 +95,8 @@ impl From<ToolError> for AttemptError {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct TaskAttempted {
+    /// Run, task and correlation id.
+    pub corr: Correlation,
     /// Task index.
     pub index: usize,
     /// Attempt.
@@ -316,6 +320,18 @@ impl Coordinator {
             latencies: Vec::new(),
             span,
         }
+    }
+
+    /// Whether a message about task `index` is for this run (a message for another run is
+    /// logged and dropped; it would be a routing bug).
+    fn owns(&self, corr: &Correlation, index: usize) -> bool {
+        let ok = corr.run == self.s.run
+            && index < self.tasks.len()
+            && corr.task.as_ref() == Some(self.key(index));
+        if !ok {
+            tracing::error!(parent: &self.span, msg_run = %corr.run, index, "message for another run or task dropped");
+        }
+        ok
     }
 
     fn key(&self, i: usize) -> &TaskKey {
@@ -960,6 +976,9 @@ impl Handler<TaskStarted> for Coordinator {
     type Result = ();
 
     fn handle(&mut self, msg: TaskStarted, ctx: &mut Context<Self>) {
+        if !self.owns(&msg.corr, msg.index) {
+            return;
+        }
         let i = msg.index;
         if self.mode == Mode::Halted
             || self.tasks[i].attempt != msg.attempt
@@ -993,6 +1012,9 @@ impl Handler<TaskAttempted> for Coordinator {
     type Result = ();
 
     fn handle(&mut self, msg: TaskAttempted, ctx: &mut Context<Self>) {
+        if !self.owns(&msg.corr, msg.index) {
+            return;
+        }
         let i = msg.index;
         if self.mode == Mode::Halted
             || self.tasks[i].attempt != msg.attempt
