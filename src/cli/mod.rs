@@ -366,6 +366,7 @@ fn validate(g: &Global, a: ValidateArgs) -> CliResult {
     let src = read_plan(&a.file)?;
     let inputs = plan_inputs(&src, &a.inputs)?;
     let agents = load_agents(g)?;
+    load_policy(g)?;
     let tools = nofx::tools::ToolRegistry::builtin();
     let v = nofx::domain::graph::validate(&src, &inputs, &tools, &agents)
         .map_err(|e| Failure::Input(e.to_string()))?;
