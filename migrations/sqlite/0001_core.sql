@@ -31,7 +31,7 @@ CREATE TABLE tasks (
     started_at  INTEGER,
     finished_at INTEGER,
     PRIMARY KEY (run_id, task_id)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE events (
     run_id         TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
@@ -42,7 +42,7 @@ CREATE TABLE events (
     correlation_id TEXT NOT NULL,
     data           TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE metrics (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
