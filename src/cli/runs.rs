@@ -80,15 +80,10 @@ fn ms(t: i64) -> String {
 }
 
 pub async fn dispatch(g: &Global, c: RunsCommand) -> CliResult {
-    match c {
-        RunsCommand::Cancel { run, reason } => return cancel(g, &run, &reason).await,
-        other => {
-            let store = open_store(g).await?;
-            let r = read(g, &store, other).await;
-            store.close().await;
-            r
-        }
-    }
+    let store = open_store(g).await?;
+    let r = read(g, &store, c).await;
+    store.close().await;
+    r
 }
 
 async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
@@ -284,7 +279,8 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
             }
             Ok(())
         }
-        RunsCommand::Cancel { .. } => Ok(()),
+        // Cancelling may execute the run's end here: it needs a runtime, not just the store.
+        RunsCommand::Cancel { run, reason } => cancel(g, &run, &reason).await,
     }
 }
 

@@ -122,7 +122,6 @@ impl Node {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn launch(
         &mut self,
         record: &RunRecord,
