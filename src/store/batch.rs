@@ -8,6 +8,8 @@ use std::collections::HashMap;
 
 /// Rows per multi-row statement (well under both backends' bind-parameter limits).
 const CHUNK: usize = 256;
+/// Longest SQL text whose prepared statements are kept in the connection's cache.
+const CACHED_SQL: usize = 4096;
 /// SQLite statements sent to its worker thread in one call.
 const STATEMENTS_PER_CALL: usize = 8;
 
@@ -369,8 +371,11 @@ impl Store {
                         qb.push(";\n");
                     }
                     qb.push("COMMIT");
+                    // Small batches repeat the same text (a chain writes the same shape every
+                    // step), so their prepared statements are worth caching; large ones are not.
+                    let cache = qb.sql().len() <= CACHED_SQL;
                     qb.build()
-                        .persistent(false)
+                        .persistent(cache)
                         .execute(&mut **guard.conn())
                         .await
                         .map_err(q("commit"))?;

@@ -132,7 +132,10 @@ impl Store {
                     source,
                 })?;
             let _ = sqlx::Connection::close(probe).await;
+            // No ping before each acquire: a broken connection fails its query, and the
+            // persistence actor retries the batch.
             let pool = PgPoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts)
@@ -169,6 +172,7 @@ impl Store {
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts)
@@ -195,6 +199,7 @@ impl Store {
             .foreign_keys(true);
         // One connection that never closes: each connection to `:memory:` is its own database.
         let pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
