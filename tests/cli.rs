@@ -432,20 +432,32 @@ fn artifacts_can_be_listed_and_written_out() {
 }
 
 #[test]
-fn a_policy_file_refuses_unlisted_commands() {
+fn a_policy_file_refuses_unlisted_commands_before_and_while_running() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
     write(
         &dir.path().join("policies"),
         "tools.toml",
-        "[commands]\nallow = [\"echo\"]\n",
+        "[commands]\nallow = [\"echo\", \"sh\"]\n",
     );
-    write(
-        dir.path(),
-        "p.yaml",
-        "name: p\ntasks:\n  - { id: a, tool: shell, inputs: { argv: [ls] } }\n",
-    );
-    let out = run(nofx(dir.path()).args(["run", "p.yaml"]));
+    // Written out: refused at validation, nothing runs (exit 2).
+    write(dir.path(), "p.yaml", "name: p\ntasks:\n  - { id: a, tool: shell, inputs: { argv: [ls] } }\n  - { id: b, tool: test:echo, gates: [ { kind: command, argv: [curl, x] } ] }\n");
+    for cmd in ["validate", "run"] {
+        let out = run(nofx(dir.path()).args([cmd, "p.yaml"]));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(
+            err.contains("p.yaml:3: task `a`: command `ls` is not allowed by the command policy"),
+            "{err}"
+        );
+        assert!(
+            err.contains("p.yaml:4: task `b`: command `curl` is not allowed"),
+            "{err}"
+        );
+    }
+    // Known only at run time (a reference): the task fails with the policy's reason.
+    write(dir.path(), "q.yaml", "name: q\ninputs: { cmd: { type: string, default: ls } }\ntasks:\n  - { id: a, tool: shell, inputs: { argv: [\"${inputs.cmd}\"] } }\n");
+    let out = run(nofx(dir.path()).args(["run", "q.yaml"]));
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("command `ls` is not allowed by the command policy"),

@@ -366,10 +366,15 @@ fn validate(g: &Global, a: ValidateArgs) -> CliResult {
     let src = read_plan(&a.file)?;
     let inputs = plan_inputs(&src, &a.inputs)?;
     let agents = load_agents(g)?;
-    load_policy(g)?;
+    let policy = load_policy(g)?;
     let tools = nofx::tools::ToolRegistry::builtin();
     let v = nofx::domain::graph::validate(&src, &inputs, &tools, &agents)
         .map_err(|e| Failure::Input(e.to_string()))?;
+    let denied = policy.plan_problems(&src.plan);
+    if !denied.is_empty() {
+        let errors = nofx::domain::graph::PlanErrors::at_tasks(&src, denied);
+        return Err(Failure::Input(errors.to_string()));
+    }
     println!(
         "{}: plan `{}` is valid ({} tasks)",
         a.file.display(),

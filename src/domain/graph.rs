@@ -128,6 +128,14 @@ pub enum PlanError {
         /// What is wrong.
         why: String,
     },
+    /// The command policy refuses a command the task runs.
+    #[error("task `{task}`: {why}")]
+    CommandNotAllowed {
+        /// The task.
+        task: String,
+        /// The policy's reason.
+        why: String,
+    },
     /// A field has a value out of range.
     #[error("{field}: {why}")]
     BadField {
@@ -278,6 +286,22 @@ pub struct ValidatedPlan {
     pub inputs: Map<String, Value>,
     /// The DAG.
     pub graph: TaskGraph,
+}
+
+impl PlanErrors {
+    /// Problems of the tasks at the given plan positions, with their lines from `source`.
+    pub fn at_tasks(source: &PlanSource, problems: Vec<(usize, PlanError)>) -> Self {
+        Self(
+            problems
+                .into_iter()
+                .map(|(i, error)| PlanIssue {
+                    origin: source.origin.clone(),
+                    line: source.task_lines.get(i).copied().flatten(),
+                    error,
+                })
+                .collect(),
+        )
+    }
 }
 
 /// Turns `--input NAME=TEXT` pairs into typed values, by the plan's declared types.

@@ -113,6 +113,8 @@ pub struct Shared {
     pub data_dir: PathBuf,
     /// This process as a lease holder.
     pub holder: LeaseHolder,
+    /// Which commands may run.
+    pub policy: Arc<CommandPolicy>,
     /// Tunables.
     pub options: Options,
 }
@@ -257,6 +259,7 @@ impl RuntimeBuilder {
                             data_dir,
                             holder: holder.clone(),
                             options: options.clone(),
+                            policy: policy.clone(),
                         });
                         let persistence = persistence::Persistence::new(
                             store.clone(),
@@ -387,12 +390,14 @@ impl Runtime {
         plan: &PlanSource,
         inputs: &Map<String, Value>,
     ) -> Result<graph::ValidatedPlan, PlanErrors> {
-        graph::validate(
-            plan,
-            inputs,
-            &self.inner.shared.tools,
-            &self.inner.shared.agents,
-        )
+        let shared = &self.inner.shared;
+        let v = graph::validate(plan, inputs, &shared.tools, &shared.agents)?;
+        let denied = shared.policy.plan_problems(&plan.plan);
+        if denied.is_empty() {
+            Ok(v)
+        } else {
+            Err(PlanErrors::at_tasks(plan, denied))
+        }
     }
 
     /// Validates and stores a plan, then executes it; returns once the run is committed.

@@ -9,6 +9,8 @@
 //! ```
 
 use crate::config::line_at;
+use crate::domain::graph::PlanError;
+use crate::domain::plan::{GateSpec, Plan};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use toml::Spanned;
@@ -144,6 +146,49 @@ impl CommandPolicy {
         Err(format!(
             "command `{program}` is not allowed by the command policy; add it to `commands.allow` in policies/tools.toml"
         ))
+    }
+}
+
+impl CommandPolicy {
+    /// Commands of a plan that this policy refuses, found before anything runs: the `argv[0]`
+    /// of `shell` tasks and of command gates, when it is written out (not a reference).
+    pub fn plan_problems(&self, plan: &Plan) -> Vec<(usize, PlanError)> {
+        let mut out = Vec::new();
+        for (i, t) in plan.tasks.iter().enumerate() {
+            let mut programs: Vec<&str> = Vec::new();
+            if t.tool == "shell" {
+                if let Some(p) = t
+                    .inputs
+                    .get("argv")
+                    .and_then(|a| a.get(0))
+                    .and_then(|p| p.as_str())
+                {
+                    programs.push(p);
+                }
+            }
+            for g in &t.gates {
+                if let GateSpec::Command { argv, .. } = g {
+                    if let Some(p) = argv.first() {
+                        programs.push(p);
+                    }
+                }
+            }
+            for p in programs {
+                if p.contains("${") {
+                    continue;
+                }
+                if let Err(why) = self.check(p) {
+                    out.push((
+                        i,
+                        PlanError::CommandNotAllowed {
+                            task: t.id.clone(),
+                            why,
+                        },
+                    ));
+                }
+            }
+        }
+        out
     }
 }
 
