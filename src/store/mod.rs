@@ -72,6 +72,10 @@ pub enum StoreError {
     AmbiguousRun(String),
 }
 
+fn open_err(backend: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Open { backend, source }
+}
+
 pub(crate) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { what, source }
 }
@@ -127,10 +131,7 @@ impl Store {
             // database), where the pool would only report a timeout.
             let probe = sqlx::ConnectOptions::connect(&opts)
                 .await
-                .map_err(|source| StoreError::Open {
-                    backend: "postgres",
-                    source,
-                })?;
+                .map_err(open_err("postgres"))?;
             let _ = sqlx::Connection::close(probe).await;
             // No ping before each acquire: a broken connection fails its query, and the
             // persistence actor retries the batch.
@@ -140,13 +141,8 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts)
                 .await
-                .map_err(|source| StoreError::Open {
-                    backend: "postgres",
-                    source,
-                })?;
-            let store = Self::Postgres(pool);
-            store.migrate().await?;
-            Ok(store)
+                .map_err(open_err("postgres"))?;
+            Self::Postgres(pool).migrated().await
         } else if url == "sqlite::memory:" || url == "memory" {
             Self::memory().await
         } else if let Some(path) = url
@@ -177,13 +173,8 @@ impl Store {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts)
             .await
-            .map_err(|source| StoreError::Open {
-                backend: "sqlite",
-                source,
-            })?;
-        let store = Self::Sqlite(pool);
-        store.migrate().await?;
-        Ok(store)
+            .map_err(open_err("sqlite"))?;
+        Self::Sqlite(pool).migrated().await
     }
 
     /// A private in-memory SQLite store, for tests and benchmarks.
@@ -192,10 +183,7 @@ impl Store {
     /// When SQLite cannot be initialised.
     pub async fn memory() -> Result<Self, StoreError> {
         let opts = SqliteConnectOptions::from_str("sqlite::memory:")
-            .map_err(|source| StoreError::Open {
-                backend: "sqlite",
-                source,
-            })?
+            .map_err(open_err("sqlite"))?
             .foreign_keys(true);
         // One connection that never closes: each connection to `:memory:` is its own database.
         let pool = SqlitePoolOptions::new()
@@ -206,13 +194,13 @@ impl Store {
             .max_lifetime(None)
             .connect_with(opts)
             .await
-            .map_err(|source| StoreError::Open {
-                backend: "sqlite",
-                source,
-            })?;
-        let store = Self::Sqlite(pool);
-        store.migrate().await?;
-        Ok(store)
+            .map_err(open_err("sqlite"))?;
+        Self::Sqlite(pool).migrated().await
+    }
+
+    async fn migrated(self) -> Result<Self, StoreError> {
+        self.migrate().await?;
+        Ok(self)
     }
 
     /// Applies pending migrations.
