@@ -4,7 +4,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), nofx::RuntimeError> {
 //! use nofx::domain::plan::{Format, PlanSource};
-//! let rt = nofx::Runtime::builder().memory_store().data_dir("/tmp/nofx-demo").build().await?;
+//! let rt = nofx::Runtime::builder().memory_store().data_dir(std::env::temp_dir().join("nofx-demo")).build().await?;
 //! let src = PlanSource::parse("name: hi\ntasks:\n  - { id: a, tool: test:echo, inputs: { x: 1 } }\n", Format::Yaml, None)
 //!     .expect("a valid plan");
 //! let run = rt.submit(&src, Default::default()).await?;
