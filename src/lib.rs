@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod config;
 pub mod domain;
+pub mod models;
 pub mod runtime;
 pub mod store;
 pub mod tools;

@@ -1,0 +1,174 @@
+//! Anthropic Messages API: `POST {base}/v1/messages` with `x-api-key` and
+//! `anthropic-version`; the system prompt is a top-level field; usage comes back as
+//! `input_tokens`/`output_tokens`; errors are `{"type":"error","error":{"type","message"}}`.
+
+use super::{
+    http_client, retry_after, ApiKey, Completion, CompletionRequest, ErrorKind, ModelError,
+    Provider, Timeouts,
+};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+/// The API version nofx speaks.
+pub const API_VERSION: &str = "2023-06-01";
+
+/// An Anthropic client.
+pub struct Anthropic {
+    name: String,
+    base_url: String,
+    key: ApiKey,
+    http: reqwest::Client,
+}
+
+impl Anthropic {
+    /// A client for `base_url` (e.g. `https://api.anthropic.com`), named `name` in messages.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(
+        name: impl Into<String>,
+        base_url: &str,
+        key: ApiKey,
+        timeouts: Timeouts,
+    ) -> Result<Self, ModelError> {
+        Ok(Self {
+            name: name.into(),
+            base_url: base_url.trim_end_matches('/').to_string(),
+            key,
+            http: http_client(timeouts)?,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<&'a str>,
+    messages: &'a [super::Message],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    model: Option<String>,
+    content: Vec<Block>,
+    stop_reason: Option<String>,
+    usage: Usage,
+}
+
+#[derive(Deserialize)]
+struct Block {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    #[serde(rename = "type")]
+    kind: String,
+    message: String,
+}
+
+fn classify(status: u16, detail: Option<&ErrorDetail>) -> ErrorKind {
+    match detail.map(|d| (d.kind.as_str(), d.message.to_ascii_lowercase())) {
+        Some(("rate_limit_error", _)) => ErrorKind::RateLimited,
+        Some(("overloaded_error", _)) => ErrorKind::Overloaded,
+        Some(("authentication_error" | "permission_error", _)) => ErrorKind::Auth,
+        Some(("request_too_large", _)) => ErrorKind::ContextTooLong,
+        Some(("invalid_request_error", m)) if m.contains("too long") || m.contains("context") => {
+            ErrorKind::ContextTooLong
+        }
+        Some(("api_error", _)) => ErrorKind::Server,
+        _ => ErrorKind::from_status(status),
+    }
+}
+
+impl Provider for Anthropic {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn complete<'a>(
+        &'a self,
+        req: &'a CompletionRequest,
+    ) -> BoxFuture<'a, Result<Completion, ModelError>> {
+        Box::pin(async move {
+            let body = Body {
+                model: &req.model,
+                max_tokens: req.max_tokens,
+                system: req.system.as_deref(),
+                messages: &req.messages,
+                temperature: req.temperature,
+            };
+            let resp = self
+                .http
+                .post(format!("{}/v1/messages", self.base_url))
+                .header("x-api-key", self.key.expose())
+                .header("anthropic-version", API_VERSION)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| ModelError::from_transport(&self.name, &e))?;
+            let status = resp.status().as_u16();
+            let wait = retry_after(resp.headers());
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| ModelError::from_transport(&self.name, &e))?;
+            if !(200..300).contains(&status) {
+                let detail = serde_json::from_slice::<ErrorBody>(&bytes)
+                    .ok()
+                    .map(|b| b.error);
+                let message = match &detail {
+                    Some(d) => format!("{}: {} ({})", self.name, d.message, d.kind),
+                    None => format!("{}: HTTP {status}", self.name),
+                };
+                return Err(ModelError {
+                    kind: classify(status, detail.as_ref()),
+                    message,
+                    status: Some(status),
+                    retry_after: wait,
+                });
+            }
+            let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| ModelError {
+                kind: ErrorKind::MalformedResponse,
+                message: format!(
+                    "{}: the answer is not a Messages API response: {e}",
+                    self.name
+                ),
+                status: Some(status),
+                retry_after: None,
+            })?;
+            let text = answer
+                .content
+                .iter()
+                .filter(|b| b.kind == "text")
+                .filter_map(|b| b.text.as_deref())
+                .collect::<Vec<_>>()
+                .join("");
+            Ok(Completion {
+                text,
+                model: answer.model.unwrap_or_else(|| req.model.clone()),
+                input_tokens: answer.usage.input_tokens,
+                output_tokens: answer.usage.output_tokens,
+                stop_reason: answer.stop_reason,
+            })
+        })
+    }
+}

@@ -1,0 +1,157 @@
+//! Models: LLM providers behind one trait. Anthropic's Messages API and OpenAI-compatible chat
+//! completions (which also covers local servers such as Ollama, vLLM or llama.cpp) are the two
+//! real implementations; `retry` adds bounded retries with backoff on transient failures.
+//! Keys are held in [`ApiKey`], which never prints its value.
+
+mod anthropic;
+mod error;
+mod openai;
+mod retry;
+
+pub use anthropic::Anthropic;
+pub use error::{ErrorKind, ModelError};
+pub use openai::OpenAi;
+pub use retry::{complete_with_retry, RetryPolicy, Tried};
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// An API key. Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(…)")
+    }
+}
+
+/// Who speaks in a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The caller.
+    User,
+    /// The model.
+    Assistant,
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Who says it.
+    pub role: Role,
+    /// What is said.
+    pub content: String,
+}
+
+impl Message {
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::User,
+            content: content.into(),
+        }
+    }
+
+    /// An assistant message.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::Assistant,
+            content: content.into(),
+        }
+    }
+}
+
+/// A request for one completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionRequest {
+    /// The provider's model name.
+    pub model: String,
+    /// System prompt.
+    pub system: Option<String>,
+    /// The conversation so far.
+    pub messages: Vec<Message>,
+    /// Upper bound on output tokens.
+    pub max_tokens: u32,
+    /// Sampling temperature, when set.
+    pub temperature: Option<f32>,
+}
+
+/// A completion and its usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The answer's text.
+    pub text: String,
+    /// The model that answered (as the provider names it).
+    pub model: String,
+    /// Input tokens billed.
+    pub input_tokens: u64,
+    /// Output tokens billed.
+    pub output_tokens: u64,
+    /// Why the model stopped (`end_turn`, `max_tokens`, `stop`, `length`, …).
+    pub stop_reason: Option<String>,
+}
+
+/// Timeouts of a provider client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing the connection.
+    pub connect: Duration,
+    /// The whole request, answer included.
+    pub request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(120),
+        }
+    }
+}
+
+/// An LLM provider.
+pub trait Provider: Send + Sync + 'static {
+    /// The provider's name in `models.toml`, e.g. `anthropic`.
+    fn name(&self) -> &str;
+
+    /// Asks for one completion (one HTTP request; retries are the caller's).
+    fn complete<'a>(
+        &'a self,
+        req: &'a CompletionRequest,
+    ) -> BoxFuture<'a, Result<Completion, ModelError>>;
+}
+
+pub(crate) fn http_client(t: Timeouts) -> Result<reqwest::Client, ModelError> {
+    reqwest::Client::builder()
+        .connect_timeout(t.connect)
+        .timeout(t.request)
+        .build()
+        .map_err(|e| {
+            ModelError::new(
+                ErrorKind::Connect,
+                format!("cannot build the HTTP client: {e}"),
+            )
+        })
+}
+
+/// Parses a `Retry-After` header given in seconds (fractions allowed).
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let secs: f64 = v.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(600.0)))
+}

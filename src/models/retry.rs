@@ -1,0 +1,86 @@
+//! Retries of one model call: transient failures (429, 529, 500/502/503/504) are tried again,
+//! after `Retry-After` when the provider gives one, else after an exponential backoff with
+//! jitter; other failures return at once, for the caller to fall back to another model.
+
+use super::{Completion, CompletionRequest, ModelError, Provider};
+use std::time::Duration;
+
+/// How a call is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all (at least 1).
+    pub max_attempts: u32,
+    /// Backoff before the second attempt; doubled each time.
+    pub base_backoff: Duration,
+    /// Upper bound of one wait.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.base_backoff.saturating_mul(1 << (attempt - 1).min(16));
+        let capped = exp.min(self.max_backoff);
+        // Full jitter over the upper half keeps clients from retrying in step.
+        let half = capped / 2;
+        half + half.mul_f64(rand::random::<f64>())
+    }
+}
+
+/// The outcome of a call and every failure met on the way.
+#[derive(Debug)]
+pub struct Tried {
+    /// The final result.
+    pub result: Result<Completion, ModelError>,
+    /// Failed attempts before it, in order.
+    pub failures: Vec<ModelError>,
+}
+
+/// Calls `provider` until it succeeds, a failure is not transient, or attempts run out.
+///
+/// # Cancel safety
+/// Dropping the future abandons the call in flight.
+pub async fn complete_with_retry(
+    provider: &dyn Provider,
+    req: &CompletionRequest,
+    policy: RetryPolicy,
+) -> Tried {
+    let mut failures = Vec::new();
+    let attempts = policy.max_attempts.max(1);
+    let mut attempt = 1;
+    loop {
+        match provider.complete(req).await {
+            Ok(c) => {
+                return Tried {
+                    result: Ok(c),
+                    failures,
+                }
+            }
+            Err(e) if e.kind.is_transient() && attempt < attempts => {
+                let wait = e
+                    .retry_after
+                    .unwrap_or_else(|| policy.backoff(attempt))
+                    .min(policy.max_backoff);
+                tracing::warn!(provider = provider.name(), model = %req.model, attempt, error_type = %e.kind, wait_ms = wait.as_millis() as u64, "model call failed; retrying");
+                failures.push(e);
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                return Tried {
+                    result: Err(e),
+                    failures,
+                }
+            }
+        }
+    }
+}

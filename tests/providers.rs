@@ -1,0 +1,400 @@
+//! Provider clients against local HTTP servers that speak each provider's wire format and
+//! check the requests they receive: success with usage, 429 with Retry-After, 529, 5xx, a slow
+//! answer past the timeout, a malformed body, an auth error, a prompt too long.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use nofx::models::{
+    complete_with_retry, Anthropic, ApiKey, CompletionRequest, ErrorKind, Message, OpenAi,
+    Provider, RetryPolicy, Timeouts,
+};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone)]
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, &'static str)>,
+    body: String,
+    delay: Duration,
+}
+
+fn reply(status: u16, body: Value) -> Reply {
+    Reply {
+        status,
+        headers: vec![],
+        body: body.to_string(),
+        delay: Duration::ZERO,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Seen {
+    headers: HeaderMap,
+    body: Value,
+}
+
+#[derive(Clone, Default)]
+struct Script {
+    replies: Arc<Mutex<VecDeque<Reply>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+async fn answer(State(s): State<Script>, headers: HeaderMap, body: Bytes) -> Response {
+    let parsed = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    s.seen.lock().unwrap().push(Seen {
+        headers,
+        body: parsed,
+    });
+    let r = s
+        .replies
+        .lock()
+        .unwrap()
+        .pop_front()
+        .expect("the test scripted enough replies");
+    tokio::time::sleep(r.delay).await;
+    let mut resp = (StatusCode::from_u16(r.status).unwrap(), r.body).into_response();
+    for (k, v) in r.headers {
+        resp.headers_mut().insert(k, v.parse().unwrap());
+    }
+    resp
+}
+
+/// Starts a server on 127.0.0.1:0 answering `path` with `replies` in order.
+async fn server(path: &str, replies: Vec<Reply>) -> (String, Script) {
+    let script = Script {
+        replies: Arc::new(Mutex::new(replies.into())),
+        seen: Default::default(),
+    };
+    let app = axum::Router::new()
+        .route(path, post(answer))
+        .with_state(script.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), script)
+}
+
+fn request() -> CompletionRequest {
+    CompletionRequest {
+        model: "test-model".into(),
+        system: Some("be brief".into()),
+        messages: vec![Message::user("hello")],
+        max_tokens: 64,
+        temperature: None,
+    }
+}
+
+fn fast() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_secs(2),
+    }
+}
+
+fn anthropic_ok() -> Reply {
+    reply(
+        200,
+        json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "test-model",
+            "content": [{"type": "text", "text": "hi "}, {"type": "text", "text": "there"}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 12, "output_tokens": 3}
+        }),
+    )
+}
+
+fn anthropic_error(status: u16, kind: &str, message: &str) -> Reply {
+    reply(
+        status,
+        json!({"type": "error", "error": {"type": kind, "message": message}}),
+    )
+}
+
+fn openai_ok() -> Reply {
+    reply(
+        200,
+        json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "test-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi there"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+        }),
+    )
+}
+
+fn openai_error(status: u16, kind: &str, code: &str, message: &str) -> Reply {
+    reply(
+        status,
+        json!({"error": {"message": message, "type": kind, "param": null, "code": code}}),
+    )
+}
+
+const KEY: &str = "sk-test-secret-0123456789";
+
+fn anthropic(base: &str, timeouts: Timeouts) -> Anthropic {
+    Anthropic::new("anthropic", base, ApiKey::new(KEY), timeouts).unwrap()
+}
+
+fn openai(base: &str, timeouts: Timeouts) -> OpenAi {
+    OpenAi::new(
+        "openai",
+        &format!("{base}/v1"),
+        Some(ApiKey::new(KEY)),
+        timeouts,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn anthropic_sends_the_messages_api_request_and_reads_usage() {
+    let (base, script) = server("/v1/messages", vec![anthropic_ok()]).await;
+    let c = anthropic(&base, Timeouts::default())
+        .complete(&request())
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.text.as_str(), c.input_tokens, c.output_tokens),
+        ("hi there", 12, 3)
+    );
+    assert_eq!(c.stop_reason.as_deref(), Some("end_turn"));
+    let seen = script.seen.lock().unwrap()[0].clone();
+    assert_eq!(seen.headers["x-api-key"], KEY);
+    assert_eq!(seen.headers["anthropic-version"], "2023-06-01");
+    assert_eq!(seen.body["model"], "test-model");
+    assert_eq!(seen.body["max_tokens"], 64);
+    assert_eq!(seen.body["system"], "be brief");
+    assert_eq!(
+        seen.body["messages"],
+        json!([{"role": "user", "content": "hello"}])
+    );
+}
+
+#[tokio::test]
+async fn openai_sends_a_chat_completion_with_a_bearer_key_and_reads_usage() {
+    let (base, script) = server("/v1/chat/completions", vec![openai_ok()]).await;
+    let c = openai(&base, Timeouts::default())
+        .complete(&request())
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.text.as_str(), c.input_tokens, c.output_tokens),
+        ("hi there", 12, 3)
+    );
+    assert_eq!(c.stop_reason.as_deref(), Some("stop"));
+    let seen = script.seen.lock().unwrap()[0].clone();
+    assert_eq!(
+        seen.headers["authorization"],
+        format!("Bearer {KEY}").as_str()
+    );
+    assert_eq!(
+        seen.body["messages"],
+        json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}])
+    );
+    assert_eq!(seen.body["max_tokens"], 64);
+}
+
+#[tokio::test]
+async fn a_local_server_without_a_key_gets_no_authorization_header() {
+    let (base, script) = server("/v1/chat/completions", vec![openai_ok()]).await;
+    let local = OpenAi::new("ollama", &format!("{base}/v1"), None, Timeouts::default()).unwrap();
+    local.complete(&request()).await.unwrap();
+    assert!(script.seen.lock().unwrap()[0]
+        .headers
+        .get("authorization")
+        .is_none());
+}
+
+#[tokio::test]
+async fn rate_limits_are_retried_after_the_providers_retry_after() {
+    let mut limited = anthropic_error(429, "rate_limit_error", "slow down");
+    limited.headers.push(("retry-after", "0.3"));
+    let (base, script) = server("/v1/messages", vec![limited, anthropic_ok()]).await;
+    let client = anthropic(&base, Timeouts::default());
+    let started = Instant::now();
+    let tried = complete_with_retry(&client, &request(), fast()).await;
+    assert!(tried.result.is_ok());
+    assert_eq!(tried.failures.len(), 1);
+    assert_eq!(tried.failures[0].kind, ErrorKind::RateLimited);
+    assert_eq!(
+        tried.failures[0].retry_after,
+        Some(Duration::from_millis(300))
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "Retry-After was not honoured"
+    );
+    assert_eq!(script.seen.lock().unwrap().len(), 2);
+
+    let mut limited = openai_error(429, "requests", "rate_limit_exceeded", "Rate limit reached");
+    limited.headers.push(("retry-after", "0.2"));
+    let (base, _) = server("/v1/chat/completions", vec![limited, openai_ok()]).await;
+    let tried = complete_with_retry(&openai(&base, Timeouts::default()), &request(), fast()).await;
+    assert!(tried.result.is_ok());
+    assert_eq!(tried.failures[0].kind, ErrorKind::RateLimited);
+}
+
+#[tokio::test]
+async fn overloaded_and_server_errors_are_retried_then_given_up() {
+    let (base, _) = server(
+        "/v1/messages",
+        vec![
+            anthropic_error(529, "overloaded_error", "Overloaded"),
+            anthropic_ok(),
+        ],
+    )
+    .await;
+    let tried =
+        complete_with_retry(&anthropic(&base, Timeouts::default()), &request(), fast()).await;
+    assert!(tried.result.is_ok());
+    assert_eq!(tried.failures[0].kind, ErrorKind::Overloaded);
+
+    let five = vec![
+        reply(500, json!({})),
+        reply(502, json!({})),
+        reply(503, json!({})),
+    ];
+    let (base, script) = server("/v1/chat/completions", five).await;
+    let tried = complete_with_retry(&openai(&base, Timeouts::default()), &request(), fast()).await;
+    let err = tried.result.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Server);
+    assert_eq!(err.status, Some(503));
+    assert_eq!(tried.failures.len(), 2);
+    assert_eq!(script.seen.lock().unwrap().len(), 3, "bounded attempts");
+}
+
+#[tokio::test]
+async fn a_slow_answer_past_the_timeout_is_a_timeout() {
+    let mut slow = anthropic_ok();
+    slow.delay = Duration::from_secs(5);
+    let (base, _) = server("/v1/messages", vec![slow]).await;
+    let t = Timeouts {
+        connect: Duration::from_secs(1),
+        request: Duration::from_millis(300),
+    };
+    let started = Instant::now();
+    let err = anthropic(&base, t).complete(&request()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Timeout);
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_errors_not_panics() {
+    let garbage = Reply {
+        status: 200,
+        headers: vec![],
+        body: "<html>oops".into(),
+        delay: Duration::ZERO,
+    };
+    let (base, _) = server(
+        "/v1/messages",
+        vec![
+            garbage.clone(),
+            reply(200, json!({"content": "wrong shape"})),
+        ],
+    )
+    .await;
+    let client = anthropic(&base, Timeouts::default());
+    for _ in 0..2 {
+        let err = client.complete(&request()).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::MalformedResponse);
+    }
+    let (base, _) = server(
+        "/v1/chat/completions",
+        vec![garbage, reply(200, json!({"choices": []}))],
+    )
+    .await;
+    let client = openai(&base, Timeouts::default());
+    for _ in 0..2 {
+        let err = client.complete(&request()).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::MalformedResponse);
+    }
+}
+
+#[tokio::test]
+async fn auth_errors_are_not_retried_and_never_show_the_key() {
+    let (base, script) = server(
+        "/v1/messages",
+        vec![anthropic_error(
+            401,
+            "authentication_error",
+            "invalid x-api-key",
+        )],
+    )
+    .await;
+    let client = anthropic(&base, Timeouts::default());
+    let tried = complete_with_retry(&client, &request(), fast()).await;
+    let err = tried.result.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Auth);
+    assert_eq!(script.seen.lock().unwrap().len(), 1);
+    assert!(!err.to_string().contains(KEY));
+    assert!(!format!("{err:?}").contains(KEY));
+    assert!(!format!("{:?}", ApiKey::new(KEY)).contains(KEY));
+
+    let (base, _) = server(
+        "/v1/chat/completions",
+        vec![openai_error(
+            401,
+            "invalid_request_error",
+            "invalid_api_key",
+            "Incorrect API key provided",
+        )],
+    )
+    .await;
+    let err = openai(&base, Timeouts::default())
+        .complete(&request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Auth);
+}
+
+#[tokio::test]
+async fn a_prompt_too_long_is_classified_as_context_too_long() {
+    let (base, _) = server(
+        "/v1/messages",
+        vec![anthropic_error(
+            400,
+            "invalid_request_error",
+            "prompt is too long: 210000 tokens > 200000 maximum",
+        )],
+    )
+    .await;
+    let err = anthropic(&base, Timeouts::default())
+        .complete(&request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ContextTooLong);
+    let (base, _) = server(
+        "/v1/chat/completions",
+        vec![openai_error(
+            400,
+            "invalid_request_error",
+            "context_length_exceeded",
+            "This model's maximum context length is 8192 tokens",
+        )],
+    )
+    .await;
+    let err = openai(&base, Timeouts::default())
+        .complete(&request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ContextTooLong);
+    assert_eq!(err.kind.as_str(), "context_too_long");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_connect_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let err = anthropic(&format!("http://{addr}"), Timeouts::default())
+        .complete(&request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Connect);
+}
