@@ -4,9 +4,11 @@
 //! Keys are held in [`ApiKey`], which never prints its value.
 
 mod anthropic;
+pub mod catalog;
 mod error;
 mod openai;
 mod retry;
+pub mod routing;
 
 pub use anthropic::Anthropic;
 pub use error::{ErrorKind, ModelError};

@@ -1,0 +1,500 @@
+//! The routing engine (`policies/routing.toml`): ordered rules, first match wins. A rule's
+//! conditions look at estimated tokens, tool, priority, estimated cost, whether reasoning is
+//! required, the agent's role and the task's capabilities; it names a tier or a model, a
+//! reason and fallbacks. A tier resolves to the cheapest available model of that tier whose
+//! context window fits the request, so with one provider every rule maps to its model of the
+//! tier.
+//!
+//! ```toml
+//! [[rules]]
+//! name = "echo-is-cheap"
+//! when = { tool = "test:echo" }
+//! use = "small"
+//! reason = "Simple task can use the small model"
+//!
+//! [default]
+//! use = "mid"
+//! fallbacks = ["small"]
+//! reason = "Default model"
+//! ```
+
+use super::catalog::{Catalog, ModelSpec, Tier};
+use crate::config::{line_at, ConfigIssue};
+use crate::domain::{Priority, Role};
+use serde::{Deserialize, Serialize};
+
+/// What a rule routes to: a tier or one model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The cheapest fitting model of the tier.
+    Tier(Tier),
+    /// This model.
+    Model(String),
+}
+
+/// Conditions of a rule; all given ones must hold.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    /// Estimated tokens (input + output) above this.
+    pub estimated_tokens_over: Option<u64>,
+    /// Estimated tokens at most this.
+    pub estimated_tokens_under: Option<u64>,
+    /// The task's tool.
+    pub tool: Option<String>,
+    /// The task's priority.
+    pub priority: Option<Priority>,
+    /// Estimated cost in USD on the default route below this.
+    pub estimated_cost_under: Option<f64>,
+    /// Whether the task requires reasoning.
+    pub requires_reasoning: Option<bool>,
+    /// The agent's role.
+    pub agent_role: Option<Role>,
+    /// The task requires this capability.
+    pub capability: Option<String>,
+}
+
+/// One rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// Its name, reported in `model.routed`.
+    pub name: String,
+    /// Conditions.
+    pub when: When,
+    /// Where it routes.
+    pub target: Target,
+    /// Why, reported in `model.routed`.
+    pub reason: String,
+    /// Tried in order when the target fails.
+    pub fallbacks: Vec<Target>,
+}
+
+/// What the router looks at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteRequest {
+    /// Estimated input tokens.
+    pub input_tokens: u64,
+    /// Output tokens asked for.
+    pub max_output_tokens: u64,
+    /// The task's tool.
+    pub tool: String,
+    /// The task's priority.
+    pub priority: Priority,
+    /// Whether reasoning is required.
+    pub requires_reasoning: bool,
+    /// The agent's role.
+    pub agent_role: Option<Role>,
+    /// The task's capabilities.
+    pub capabilities: Vec<String>,
+}
+
+/// A routing decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// The rule that matched (`default` when none did).
+    pub rule: String,
+    /// Its reason.
+    pub reason: String,
+    /// The chosen model id.
+    pub model: String,
+    /// Fallback model ids, in order.
+    pub fallbacks: Vec<String>,
+    /// Estimated tokens (input + output).
+    pub estimated_tokens: u64,
+    /// Estimated cost on the chosen model, micro-USD.
+    pub estimated_cost_micro_usd: i64,
+}
+
+/// Why no model could be chosen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no configured model can serve this request (rule `{rule}`): {why}")]
+pub struct NoModel {
+    /// The rule that matched.
+    pub rule: String,
+    /// What is missing.
+    pub why: String,
+}
+
+/// The rules and the default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Router {
+    rules: Vec<Rule>,
+    default: Rule,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    rules: Vec<RawRule>,
+    default: RawRule,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    when: When,
+    #[serde(rename = "use")]
+    target: toml::Spanned<String>,
+    reason: String,
+    #[serde(default)]
+    fallbacks: Vec<toml::Spanned<String>>,
+}
+
+fn target(s: &str, catalog: &Catalog) -> Option<Target> {
+    Tier::parse(s).map(Target::Tier).or_else(|| {
+        catalog
+            .models
+            .contains_key(s)
+            .then(|| Target::Model(s.to_string()))
+    })
+}
+
+impl Router {
+    /// Parses `routing.toml` against a catalogue (model ids must exist in it).
+    ///
+    /// # Errors
+    /// Every bad entry, each naming file, line and key.
+    pub fn from_toml(text: &str, file: &str, catalog: &Catalog) -> Result<Self, Vec<ConfigIssue>> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            vec![ConfigIssue {
+                file: file.into(),
+                line: e.span().map(|s| line_at(text, s.start)),
+                message: e.message().trim_end().to_string(),
+            }]
+        })?;
+        let mut errors = Vec::new();
+        let mut build = |r: RawRule, name: String| -> Option<Rule> {
+            let mut resolve = |s: &toml::Spanned<String>, key: &str| {
+                let t = target(s.get_ref(), catalog);
+                if t.is_none() {
+                    errors.push(ConfigIssue {
+                        file: file.into(),
+                        line: Some(line_at(text, s.span().start)),
+                        message: format!("`{key}` of rule `{name}` must be small, mid, large or a model of models.toml, got {:?}", s.get_ref()),
+                    });
+                }
+                t
+            };
+            let t = resolve(&r.target, "use");
+            let fallbacks: Vec<Option<Target>> = r
+                .fallbacks
+                .iter()
+                .map(|f| resolve(f, "fallbacks"))
+                .collect();
+            Some(Rule {
+                name: name.clone(),
+                when: r.when,
+                target: t?,
+                reason: r.reason,
+                fallbacks: fallbacks.into_iter().collect::<Option<_>>()?,
+            })
+        };
+        let rules: Vec<Option<Rule>> = raw
+            .rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let name = r.name.clone().unwrap_or_else(|| format!("rule {}", i + 1));
+                build(r, name)
+            })
+            .collect();
+        let default = build(raw.default, "default".into());
+        match (
+            rules.into_iter().collect::<Option<Vec<_>>>(),
+            default,
+            errors.is_empty(),
+        ) {
+            (Some(rules), Some(default), true) => Ok(Self { rules, default }),
+            _ => Err(errors),
+        }
+    }
+
+    /// The rules, in order, then the default.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().chain(std::iter::once(&self.default))
+    }
+
+    /// Routes a request among `available` models (those whose provider is configured).
+    ///
+    /// # Errors
+    /// When neither the matched rule's target nor its fallbacks resolve to an available model.
+    pub fn route(
+        &self,
+        req: &RouteRequest,
+        catalog: &Catalog,
+        available: &dyn Fn(&ModelSpec) -> bool,
+    ) -> Result<Decision, NoModel> {
+        let tokens = req.input_tokens + req.max_output_tokens;
+        let pick = |t: &Target| -> Option<&ModelSpec> {
+            let fits = |m: &&ModelSpec| available(m) && m.context_window >= tokens;
+            match t {
+                Target::Model(id) => catalog.models.get(id).filter(fits),
+                Target::Tier(tier) => catalog
+                    .models
+                    .values()
+                    .filter(|m| m.tier == *tier)
+                    .filter(fits)
+                    .min_by(|a, b| {
+                        let ca = a.cost_micro_usd(req.input_tokens, req.max_output_tokens);
+                        let cb = b.cost_micro_usd(req.input_tokens, req.max_output_tokens);
+                        ca.cmp(&cb).then_with(|| a.id.cmp(&b.id))
+                    }),
+            }
+        };
+        let baseline = pick(&self.default.target)
+            .map(|m| m.cost_micro_usd(req.input_tokens, req.max_output_tokens));
+        let rule = self
+            .rules
+            .iter()
+            .find(|r| matches(&r.when, req, tokens, baseline))
+            .unwrap_or(&self.default);
+        let mut chain = std::iter::once(&rule.target)
+            .chain(rule.fallbacks.iter())
+            .filter_map(pick);
+        let Some(chosen) = chain.next() else {
+            return Err(NoModel {
+                rule: rule.name.clone(),
+                why: format!(
+                    "no available model of its targets has a context window of {tokens} tokens"
+                ),
+            });
+        };
+        let mut fallbacks: Vec<String> = Vec::new();
+        for m in chain {
+            if m.id != chosen.id && !fallbacks.contains(&m.id) {
+                fallbacks.push(m.id.clone());
+            }
+        }
+        Ok(Decision {
+            rule: rule.name.clone(),
+            reason: rule.reason.clone(),
+            model: chosen.id.clone(),
+            fallbacks,
+            estimated_tokens: tokens,
+            estimated_cost_micro_usd: chosen
+                .cost_micro_usd(req.input_tokens, req.max_output_tokens),
+        })
+    }
+}
+
+fn matches(w: &When, req: &RouteRequest, tokens: u64, baseline_micro_usd: Option<i64>) -> bool {
+    w.estimated_tokens_over.is_none_or(|n| tokens > n)
+        && w.estimated_tokens_under.is_none_or(|n| tokens <= n)
+        && w.tool.as_ref().is_none_or(|t| *t == req.tool)
+        && w.priority.is_none_or(|p| p == req.priority)
+        && w.estimated_cost_under
+            .is_none_or(|usd| baseline_micro_usd.is_some_and(|c| (c as f64) < usd * 1e6))
+        && w.requires_reasoning
+            .is_none_or(|r| r == req.requires_reasoning)
+        && w.agent_role.is_none_or(|r| Some(r) == req.agent_role)
+        && w.capability
+            .as_ref()
+            .is_none_or(|c| req.capabilities.contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MODELS: &str = r#"
+[providers.anthropic]
+kind = "anthropic"
+base_url = "https://api.anthropic.com"
+api_key_env = "ANTHROPIC_API_KEY"
+[providers.openai]
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+api_key_env = "OPENAI_API_KEY"
+[models.opus]
+provider = "anthropic"
+name = "o"
+tier = "large"
+context_window = 200000
+input_usd_per_mtok = 15.0
+output_usd_per_mtok = 75.0
+[models.sonnet]
+provider = "anthropic"
+name = "s"
+tier = "mid"
+context_window = 200000
+input_usd_per_mtok = 3.0
+output_usd_per_mtok = 15.0
+[models.haiku]
+provider = "anthropic"
+name = "h"
+tier = "small"
+context_window = 200000
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 5.0
+[models.gpt-large]
+provider = "openai"
+name = "g"
+tier = "large"
+context_window = 1000000
+input_usd_per_mtok = 2.0
+output_usd_per_mtok = 8.0
+[models.gpt-small]
+provider = "openai"
+name = "gs"
+tier = "small"
+context_window = 1000000
+input_usd_per_mtok = 0.1
+output_usd_per_mtok = 0.4
+"#;
+
+    const RULES: &str = r#"
+[[rules]]
+name = "long-context"
+when = { estimated_tokens_over = 100000 }
+use = "large"
+reason = "Long context requires the largest-context model"
+[[rules]]
+name = "echo"
+when = { tool = "test:echo" }
+use = "small"
+reason = "Simple task can use the small model"
+[[rules]]
+name = "cheap-low-priority"
+when = { priority = "low", estimated_cost_under = 0.01 }
+use = "small"
+reason = "Low priority, low cost task"
+[[rules]]
+name = "reasoning"
+when = { requires_reasoning = true }
+use = "mid"
+reason = "Complex reasoning required"
+[default]
+use = "mid"
+fallbacks = ["small"]
+reason = "Default model"
+"#;
+
+    fn req(tokens: u64, tool: &str, priority: Priority) -> RouteRequest {
+        RouteRequest {
+            input_tokens: tokens,
+            max_output_tokens: 1000,
+            tool: tool.into(),
+            priority,
+            requires_reasoning: false,
+            agent_role: None,
+            capabilities: vec![],
+        }
+    }
+
+    fn setup() -> (Catalog, Router) {
+        let c = Catalog::from_toml(MODELS, "models.toml").unwrap();
+        let r = Router::from_toml(RULES, "routing.toml", &c).unwrap();
+        (c, r)
+    }
+
+    #[test]
+    fn the_spec_rules_route_as_described() {
+        let (c, r) = setup();
+        let all = |_: &ModelSpec| true;
+        let d = r
+            .route(&req(150_000, "llm:generate", Priority::Normal), &c, &all)
+            .unwrap();
+        assert_eq!(
+            (d.rule.as_str(), d.model.as_str()),
+            ("long-context", "gpt-large")
+        );
+        let d = r
+            .route(&req(500, "test:echo", Priority::Normal), &c, &all)
+            .unwrap();
+        assert_eq!((d.rule.as_str(), d.model.as_str()), ("echo", "gpt-small"));
+        // On the default (mid) model: 500 input + 1000 output tokens cost $0.0165, over $0.01 …
+        let d = r
+            .route(&req(500, "llm:generate", Priority::Low), &c, &all)
+            .unwrap();
+        assert_eq!(d.rule, "default");
+        // … and 500 + 200 cost $0.0045, under it.
+        let cheap = RouteRequest {
+            max_output_tokens: 200,
+            ..req(500, "llm:generate", Priority::Low)
+        };
+        let d = r.route(&cheap, &c, &all).unwrap();
+        assert_eq!(
+            (d.rule.as_str(), d.model.as_str()),
+            ("cheap-low-priority", "gpt-small")
+        );
+        let d = r
+            .route(&req(500, "llm:generate", Priority::Normal), &c, &all)
+            .unwrap();
+        assert_eq!((d.rule.as_str(), d.model.as_str()), ("default", "sonnet"));
+        assert_eq!(d.fallbacks, vec!["gpt-small".to_string()]);
+    }
+
+    #[test]
+    fn with_one_provider_every_rule_maps_to_its_model_of_the_tier() {
+        let (c, r) = setup();
+        let anthropic_only = |m: &ModelSpec| m.provider == "anthropic";
+        let d = r
+            .route(&req(150_000, "x", Priority::Normal), &c, &anthropic_only)
+            .unwrap();
+        assert_eq!(d.model, "opus");
+        let d = r
+            .route(
+                &req(500, "test:echo", Priority::Normal),
+                &c,
+                &anthropic_only,
+            )
+            .unwrap();
+        assert_eq!(d.model, "haiku");
+        let err = r
+            .route(&req(900_000, "x", Priority::Normal), &c, &anthropic_only)
+            .unwrap_err();
+        assert!(err.to_string().contains("context window"), "{err}");
+    }
+
+    #[test]
+    fn rules_that_name_unknown_models_fail_at_load_with_their_line() {
+        let c = Catalog::from_toml(MODELS, "models.toml").unwrap();
+        let e = Router::from_toml(
+            "[default]\nuse = \"nope\"\nreason = \"x\"\n",
+            "routing.toml",
+            &c,
+        )
+        .unwrap_err();
+        assert_eq!(e[0].to_string(), "routing.toml:2: `use` of rule `default` must be small, mid, large or a model of models.toml, got \"nope\"");
+    }
+}
+
+#[cfg(test)]
+mod shipped {
+    use super::*;
+
+    #[test]
+    fn the_shipped_policies_load_and_route_with_either_provider() {
+        let c = Catalog::from_toml(
+            include_str!("../../policies/models.toml"),
+            "policies/models.toml",
+        )
+        .unwrap();
+        let r = Router::from_toml(
+            include_str!("../../policies/routing.toml"),
+            "policies/routing.toml",
+            &c,
+        )
+        .unwrap();
+        let req = RouteRequest {
+            input_tokens: 2000,
+            max_output_tokens: 1000,
+            tool: "llm:generate".into(),
+            priority: Priority::Normal,
+            requires_reasoning: false,
+            agent_role: None,
+            capabilities: vec![],
+        };
+        for (provider, model) in [("anthropic", "claude-sonnet"), ("openai", "gpt-mid")] {
+            let d = r
+                .route(&req, &c, &|m: &ModelSpec| m.provider == provider)
+                .unwrap();
+            assert_eq!(d.model, model);
+        }
+    }
+}
