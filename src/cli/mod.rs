@@ -83,6 +83,100 @@ enum Command {
     Schema(SchemaCommand),
     /// Benchmark the runtime with generated plans of test:echo tasks.
     Bench(BenchArgs),
+    /// Model usage and cost over a time range, by hour, day or ISO week.
+    Usage(UsageArgs),
+}
+
+#[derive(Args)]
+struct UsageArgs {
+    /// Start of the range (inclusive): YYYY-MM-DD (UTC midnight) or RFC 3339; default 7 days ago.
+    #[arg(long, value_name = "DATE")]
+    since: Option<String>,
+    /// End of the range (exclusive): YYYY-MM-DD or RFC 3339; default now.
+    #[arg(long, value_name = "DATE")]
+    until: Option<String>,
+    /// Bucket width.
+    #[arg(long, value_enum, default_value = "day")]
+    group_by: GroupByArg,
+    /// One JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GroupByArg {
+    Hour,
+    Day,
+    Week,
+}
+
+/// Reads `YYYY-MM-DD` (UTC midnight) or an RFC 3339 time as milliseconds since the epoch.
+fn parse_date(flag: &str, s: &str) -> Result<i64, Failure> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis())
+        .ok_or_else(|| {
+            Failure::Input(format!(
+                "{flag} `{s}` is not a date (YYYY-MM-DD) or an RFC 3339 time"
+            ))
+        })
+}
+
+async fn usage(g: &Global, a: UsageArgs) -> CliResult {
+    let now = chrono::Utc::now().timestamp_millis();
+    let until = match &a.until {
+        Some(s) => parse_date("--until", s)?,
+        None => now,
+    };
+    let since = match &a.since {
+        Some(s) => parse_date("--since", s)?,
+        None => until - 7 * 86_400_000,
+    };
+    let group = match a.group_by {
+        GroupByArg::Hour => nofx::store::GroupBy::Hour,
+        GroupByArg::Day => nofx::store::GroupBy::Day,
+        GroupByArg::Week => nofx::store::GroupBy::Week,
+    };
+    let store = open_store(g).await?;
+    let report = store.usage(since, until, group).await;
+    store.close().await;
+    let report = report.map_err(|e| match e {
+        nofx::store::StoreError::BadRange(m) => Failure::Input(m),
+        other => Failure::from(other),
+    })?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| Failure::Error(e.to_string()))?
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<22} {:>6} {:>7} {:>10} {:>12} {:>10} {:>7}",
+        "BUCKET", "RUNS", "CALLS", "TOKENS", "COST (USD)", "AVG MS", "ERRORS"
+    );
+    for b in &report.usage {
+        println!(
+            "{:<22} {:>6} {:>7} {:>10} {:>12.6} {:>10.1} {:>7}",
+            b.bucket, b.runs, b.calls, b.tokens, b.cost, b.avg_duration, b.errors
+        );
+    }
+    let s = &report.summary;
+    println!(
+        "{:<22} {:>6} {:>7} {:>10} {:>12.6} {:>10.1} {:>7}",
+        "total",
+        s.total_runs,
+        s.total_calls,
+        s.total_tokens,
+        s.total_cost,
+        s.average_duration,
+        s.total_errors
+    );
+    Ok(())
 }
 
 #[derive(Args)]
@@ -237,6 +331,7 @@ async fn dispatch(cli: Cli) -> CliResult {
             println!("{schema}");
             Ok(())
         }
+        Command::Usage(a) => usage(&g, a).await,
         Command::Bench(a) => {
             let report = nofx::bench::run(a.shape, a.tasks, a.store, g.database_url.as_deref())
                 .await

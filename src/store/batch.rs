@@ -28,6 +28,8 @@ pub struct Batch {
     pub metrics: Vec<MetricRow>,
     /// Artifact rows.
     pub artifacts: Vec<ArtifactRow>,
+    /// Model-call rows.
+    pub model_calls: Vec<super::ModelCallRow>,
     /// Commands to record: (run, kind, reason).
     pub new_commands: Vec<(crate::domain::RunId, String, Option<String>)>,
     /// Command ids to mark handled.
@@ -43,6 +45,7 @@ impl Batch {
             && self.events.is_empty()
             && self.metrics.is_empty()
             && self.artifacts.is_empty()
+            && self.model_calls.is_empty()
             && self.new_commands.is_empty()
             && self.handled_commands.is_empty()
     }
@@ -55,6 +58,7 @@ impl Batch {
             + self.events.len()
             + self.metrics.len()
             + self.artifacts.len()
+            + self.model_calls.len()
             + self.new_commands.len()
             + self.handled_commands.len()
     }
@@ -67,6 +71,7 @@ impl Batch {
         self.events.append(&mut other.events);
         self.metrics.append(&mut other.metrics);
         self.artifacts.append(&mut other.artifacts);
+        self.model_calls.append(&mut other.model_calls);
         self.new_commands.append(&mut other.new_commands);
         self.handled_commands.append(&mut other.handled_commands);
     }
@@ -250,6 +255,33 @@ macro_rules! push_artifacts {
     };
 }
 
+macro_rules! push_model_calls {
+    ($qb:ident, $chunk:expr) => {
+        $qb.push(
+            "INSERT INTO model_calls (run_id, task_id, tool, agent, model, provider, input_tokens, \
+             output_tokens, estimated_cost_micro_usd, cost_micro_usd, duration_ms, success, \
+             error_type, correlation_id, at) ",
+        );
+        $qb.push_values($chunk, |mut b, m| {
+            b.push_bind(m.run_id.clone())
+                .push_bind(m.task_id.clone())
+                .push_bind(m.tool.clone())
+                .push_bind(m.agent.clone())
+                .push_bind(m.model.clone())
+                .push_bind(m.provider.clone())
+                .push_bind(m.input_tokens)
+                .push_bind(m.output_tokens)
+                .push_bind(m.estimated_cost_micro_usd)
+                .push_bind(m.cost_micro_usd)
+                .push_bind(m.duration_ms)
+                .push_bind(m.success)
+                .push_bind(m.error_type.clone())
+                .push_bind(m.correlation_id.clone())
+                .push_bind(m.at);
+        });
+    };
+}
+
 macro_rules! push_command {
     ($qb:ident, $c:expr, $now:expr) => {
         let (run, kind, reason) = $c;
@@ -306,6 +338,11 @@ macro_rules! for_each_statement {
         for chunk in $batch.artifacts.chunks(CHUNK) {
             $next
             push_artifacts!($qb, chunk);
+            $done
+        }
+        for chunk in $batch.model_calls.chunks(CHUNK) {
+            $next
+            push_model_calls!($qb, chunk);
             $done
         }
         for c in &$batch.new_commands {

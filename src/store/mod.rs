@@ -11,12 +11,14 @@ mod leases;
 mod metrics;
 mod records;
 mod runs;
+mod usage;
 
 pub use batch::Batch;
 pub use blobs::{BlobError, Blobs, StoredBlob};
 pub use commands::Command;
 pub use leases::{Claim, LeaseHolder, LeaseInfo};
 pub use records::{ArtifactRow, MetricRow, RunRecord, RunUpdate, TaskRow};
+pub use usage::{GroupBy, ModelCallRow, UsageBucket, UsageReport, UsageSummary, MAX_BUCKETS};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -67,6 +69,9 @@ pub enum StoreError {
     /// No run has this id.
     #[error("no run `{0}` in the store")]
     NoSuchRun(String),
+    /// A time range that cannot be reported.
+    #[error("{0}")]
+    BadRange(String),
     /// Several runs start with this prefix.
     #[error("`{0}` matches several runs; give more of the id")]
     AmbiguousRun(String),

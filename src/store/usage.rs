@@ -1,0 +1,235 @@
+//! Model-call rows and their aggregation into usage buckets (hour, day, ISO week) over a
+//! half-open time range, with totals. Every bucket of the range is listed, empty ones with
+//! zeros. The JSON shape is the one `nofx usage --json` prints and the HTTP analytics
+//! endpoint serves.
+
+use super::{q, with_pool, Store, StoreError};
+use serde::Serialize;
+use sqlx::Row;
+
+/// One model call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelCallRow {
+    /// The run (none for planner calls made before the run exists).
+    pub run_id: Option<String>,
+    /// The task.
+    pub task_id: Option<String>,
+    /// The tool that called.
+    pub tool: Option<String>,
+    /// The agent that called.
+    pub agent: Option<String>,
+    /// Model id.
+    pub model: String,
+    /// Provider name.
+    pub provider: String,
+    /// Input tokens.
+    pub input_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+    /// Cost estimated before the call, micro-USD.
+    pub estimated_cost_micro_usd: i64,
+    /// Actual cost, micro-USD.
+    pub cost_micro_usd: i64,
+    /// Wall time.
+    pub duration_ms: i64,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// Failure class.
+    pub error_type: Option<String>,
+    /// Correlation id.
+    pub correlation_id: String,
+    /// When it ended (ms).
+    pub at: i64,
+}
+
+/// Bucket width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    /// One hour.
+    Hour,
+    /// One UTC day.
+    Day,
+    /// One ISO week (from Monday 00:00 UTC).
+    Week,
+}
+
+impl GroupBy {
+    fn width_ms(self) -> i64 {
+        match self {
+            Self::Hour => 3_600_000,
+            Self::Day => 86_400_000,
+            Self::Week => 7 * 86_400_000,
+        }
+    }
+
+    /// Buckets start at multiples of the width from this instant (1970-01-05 was a Monday).
+    fn origin_ms(self) -> i64 {
+        match self {
+            Self::Week => 4 * 86_400_000,
+            _ => 0,
+        }
+    }
+
+    /// The start of the bucket holding `at`.
+    pub fn floor(self, at: i64) -> i64 {
+        let (w, o) = (self.width_ms(), self.origin_ms());
+        (at - o).div_euclid(w) * w + o
+    }
+}
+
+/// One bucket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageBucket {
+    /// RFC 3339 UTC start.
+    pub bucket: String,
+    /// Distinct runs with calls in it.
+    pub runs: i64,
+    /// Calls.
+    pub calls: i64,
+    /// Input + output tokens.
+    pub tokens: i64,
+    /// USD.
+    pub cost: f64,
+    /// Average call duration, ms (0 when no calls).
+    pub avg_duration: f64,
+    /// Failed calls.
+    pub errors: i64,
+}
+
+/// Totals over the range.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageSummary {
+    /// Distinct runs.
+    pub total_runs: i64,
+    /// Calls.
+    pub total_calls: i64,
+    /// Tokens.
+    pub total_tokens: i64,
+    /// USD.
+    pub total_cost: f64,
+    /// Average call duration, ms (0 when no calls).
+    pub average_duration: f64,
+    /// Failed calls.
+    pub total_errors: i64,
+}
+
+/// The usage report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageReport {
+    /// Every bucket of the range, in order.
+    pub usage: Vec<UsageBucket>,
+    /// Totals.
+    pub summary: UsageSummary,
+}
+
+/// Most buckets one report lists.
+pub const MAX_BUCKETS: i64 = 100_000;
+
+fn rfc3339(ms: i64) -> String {
+    crate::domain::event::from_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn avg(total: i64, n: i64) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        total as f64 / n as f64
+    }
+}
+
+impl Store {
+    /// Usage over `[since, until)` (ms), grouped by `group`.
+    ///
+    /// # Errors
+    /// An empty or reversed range, too many buckets, query failures.
+    pub async fn usage(
+        &self,
+        since: i64,
+        until: i64,
+        group: GroupBy,
+    ) -> Result<UsageReport, StoreError> {
+        if until <= since {
+            return Err(StoreError::BadRange(format!(
+                "`until` ({}) must be after `since` ({})",
+                rfc3339(until),
+                rfc3339(since)
+            )));
+        }
+        let (w, o) = (group.width_ms(), group.origin_ms());
+        let first = group.floor(since);
+        let n = (until - 1 - first) / w + 1;
+        if n > MAX_BUCKETS {
+            return Err(StoreError::BadRange(format!(
+                "the range holds {n} buckets; at most {MAX_BUCKETS} fit in one report"
+            )));
+        }
+        // Integer bucket index per row; CAST keeps SUM an integer on Postgres too.
+        let sql = "SELECT (at - $3) / $4 AS b, COUNT(DISTINCT run_id) AS runs, COUNT(*) AS calls, \
+                   CAST(SUM(input_tokens + output_tokens) AS BIGINT) AS tokens, \
+                   CAST(SUM(cost_micro_usd) AS BIGINT) AS cost, CAST(SUM(duration_ms) AS BIGINT) AS dur, \
+                   CAST(SUM(CASE WHEN success THEN 0 ELSE 1 END) AS BIGINT) AS errors \
+                   FROM model_calls WHERE at >= $1 AND at < $2 GROUP BY 1";
+        let totals = "SELECT COUNT(DISTINCT run_id) AS runs, COUNT(*) AS calls, \
+                      CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) AS tokens, \
+                      CAST(COALESCE(SUM(cost_micro_usd), 0) AS BIGINT) AS cost, \
+                      CAST(COALESCE(SUM(duration_ms), 0) AS BIGINT) AS dur, \
+                      CAST(COALESCE(SUM(CASE WHEN success THEN 0 ELSE 1 END), 0) AS BIGINT) AS errors \
+                      FROM model_calls WHERE at >= $1 AND at < $2";
+        let mut usage: Vec<UsageBucket> = (0..n)
+            .map(|i| UsageBucket {
+                bucket: rfc3339(first + i * w),
+                runs: 0,
+                calls: 0,
+                tokens: 0,
+                cost: 0.0,
+                avg_duration: 0.0,
+                errors: 0,
+            })
+            .collect();
+        let summary = with_pool!(self, |p, _b| {
+            let rows = sqlx::query(sql)
+                .bind(since)
+                .bind(until)
+                .bind(o)
+                .bind(w)
+                .fetch_all(p)
+                .await
+                .map_err(q("usage buckets"))?;
+            for r in rows {
+                let b: i64 = r.try_get("b").map_err(q("usage buckets"))?;
+                let idx = b * w + o - first;
+                let Some(slot) = usize::try_from(idx / w).ok().and_then(|i| usage.get_mut(i))
+                else {
+                    continue;
+                };
+                let calls: i64 = r.try_get("calls").map_err(q("usage buckets"))?;
+                let dur: i64 = r.try_get("dur").map_err(q("usage buckets"))?;
+                slot.runs = r.try_get("runs").map_err(q("usage buckets"))?;
+                slot.calls = calls;
+                slot.tokens = r.try_get("tokens").map_err(q("usage buckets"))?;
+                slot.cost = r.try_get::<i64, _>("cost").map_err(q("usage buckets"))? as f64 / 1e6;
+                slot.avg_duration = avg(dur, calls);
+                slot.errors = r.try_get("errors").map_err(q("usage buckets"))?;
+            }
+            let t = sqlx::query(totals)
+                .bind(since)
+                .bind(until)
+                .fetch_one(p)
+                .await
+                .map_err(q("usage totals"))?;
+            let calls: i64 = t.try_get("calls").map_err(q("usage totals"))?;
+            let dur: i64 = t.try_get("dur").map_err(q("usage totals"))?;
+            UsageSummary {
+                total_runs: t.try_get("runs").map_err(q("usage totals"))?,
+                total_calls: calls,
+                total_tokens: t.try_get("tokens").map_err(q("usage totals"))?,
+                total_cost: t.try_get::<i64, _>("cost").map_err(q("usage totals"))? as f64 / 1e6,
+                average_duration: avg(dur, calls),
+                total_errors: t.try_get("errors").map_err(q("usage totals"))?,
+            }
+        });
+        Ok(UsageReport { usage, summary })
+    }
+}

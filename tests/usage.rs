@@ -1,0 +1,126 @@
+//! Usage aggregation on both stores, with known model calls across hour, day and ISO-week
+//! boundaries.
+
+mod common;
+
+use nofx::store::{Batch, GroupBy, ModelCallRow, Store};
+
+fn at(s: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .timestamp_millis()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn call(
+    when: &str,
+    run: Option<&str>,
+    input: i64,
+    output: i64,
+    cost: i64,
+    dur: i64,
+    ok: bool,
+) -> ModelCallRow {
+    ModelCallRow {
+        run_id: run.map(str::to_string),
+        task_id: None,
+        tool: Some("llm:generate".into()),
+        agent: Some("lead".into()),
+        model: "claude-sonnet".into(),
+        provider: "anthropic".into(),
+        input_tokens: input,
+        output_tokens: output,
+        estimated_cost_micro_usd: cost,
+        cost_micro_usd: cost,
+        duration_ms: dur,
+        success: ok,
+        error_type: (!ok).then(|| "rate_limited".to_string()),
+        correlation_id: "corr_1_00000000".into(),
+        at: at(when),
+    }
+}
+
+async fn seeded(store: &common::TestStore) -> Store {
+    let s = Store::open(&store.url).await.unwrap();
+    let mut b = Batch {
+        model_calls: vec![
+            call(
+                "2026-11-22T23:30:00Z",
+                Some("run-a"),
+                100,
+                50,
+                1500,
+                100,
+                true,
+            ),
+            call(
+                "2026-11-23T00:10:00Z",
+                Some("run-a"),
+                10,
+                5,
+                200,
+                300,
+                false,
+            ),
+            call("2026-11-23T00:50:00Z", Some("run-b"), 1, 1, 10, 200, true),
+            call("2026-11-24T12:00:00Z", None, 1000, 0, 3000, 50, true),
+            call("2026-11-30T00:00:00Z", Some("run-c"), 7, 7, 7, 7, true),
+        ],
+        ..Batch::default()
+    };
+    s.write(&mut b).await.unwrap();
+    s
+}
+
+both_stores! {
+    async fn usage_buckets_by_hour_list_every_bucket_of_the_range(store) {
+        let s = seeded(&store).await;
+        let r = s.usage(at("2026-11-22T23:00:00Z"), at("2026-11-23T02:00:00Z"), GroupBy::Hour).await.unwrap();
+        let buckets: Vec<&str> = r.usage.iter().map(|b| b.bucket.as_str()).collect();
+        assert_eq!(buckets, vec!["2026-11-22T23:00:00Z", "2026-11-23T00:00:00Z", "2026-11-23T01:00:00Z"]);
+        let midnight = &r.usage[1];
+        assert_eq!((midnight.runs, midnight.calls, midnight.tokens, midnight.errors), (2, 2, 17, 1));
+        assert!((midnight.cost - 0.00021).abs() < 1e-12);
+        assert_eq!(midnight.avg_duration, 250.0);
+        assert_eq!((r.usage[2].calls, r.usage[2].avg_duration), (0, 0.0));
+        // A range that starts inside a bucket lists that bucket, with the rows of the range only.
+        let r = s.usage(at("2026-11-23T00:30:00Z"), at("2026-11-23T01:00:00Z"), GroupBy::Hour).await.unwrap();
+        assert_eq!(r.usage.len(), 1);
+        assert_eq!((r.usage[0].bucket.as_str(), r.usage[0].calls), ("2026-11-23T00:00:00Z", 1));
+    }
+}
+
+both_stores! {
+    async fn usage_by_day_and_iso_week_with_totals(store) {
+        let s = seeded(&store).await;
+        let r = s.usage(at("2026-11-22T00:00:00Z"), at("2026-11-25T00:00:00Z"), GroupBy::Day).await.unwrap();
+        let calls: Vec<i64> = r.usage.iter().map(|b| b.calls).collect();
+        assert_eq!(calls, vec![1, 2, 1]);
+        assert_eq!(r.usage[2].runs, 0, "planner calls have no run");
+
+        let r = s.usage(at("2026-11-16T00:00:00Z"), at("2026-11-30T00:00:00Z"), GroupBy::Week).await.unwrap();
+        let weeks: Vec<(&str, i64)> = r.usage.iter().map(|b| (b.bucket.as_str(), b.calls)).collect();
+        // 2026-11-22 is a Sunday: it belongs to the week of Monday 2026-11-16.
+        assert_eq!(weeks, vec![("2026-11-16T00:00:00Z", 1), ("2026-11-23T00:00:00Z", 3)]);
+        let t = &r.summary;
+        assert_eq!((t.total_runs, t.total_calls, t.total_tokens, t.total_errors), (2, 4, 1167, 1));
+        assert!((t.total_cost - 0.00471).abs() < 1e-12);
+        assert_eq!(t.average_duration, 162.5);
+    }
+}
+
+both_stores! {
+    async fn an_empty_range_reports_zeros_never_nan(store) {
+        let s = seeded(&store).await;
+        let r = s.usage(at("2020-01-01T00:00:00Z"), at("2020-01-03T00:00:00Z"), GroupBy::Day).await.unwrap();
+        assert_eq!(r.usage.len(), 2);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["summary"]["averageDuration"], 0.0);
+        assert_eq!(json["summary"]["totalCost"], 0.0);
+        for k in ["bucket", "runs", "calls", "tokens", "cost", "avgDuration", "errors"] {
+            assert!(json["usage"][0].get(k).is_some(), "missing {k}");
+        }
+        let err = s.usage(at("2026-01-02T00:00:00Z"), at("2026-01-01T00:00:00Z"), GroupBy::Day).await.unwrap_err();
+        assert!(err.to_string().contains("must be after"));
+    }
+}
