@@ -10,7 +10,7 @@
 //! affinity = ["lead"]            # agents it works well under
 //! ```
 
-use super::line_at;
+use super::{line_at, parse_toml};
 use super::{ConfigErrors, ConfigIssue};
 use crate::domain::{AgentSpec, Role};
 use serde::Deserialize;
@@ -50,13 +50,7 @@ pub fn parse_agent(text: &str, file: &str) -> Result<AgentSpec, Vec<ConfigIssue>
         line: Some(line_at(text, offset)),
         message,
     };
-    let raw: RawAgent = toml::from_str(text).map_err(|e| {
-        vec![ConfigIssue {
-            file: file.to_string(),
-            line: e.span().map(|s| line_at(text, s.start)),
-            message: e.message().trim_end().to_string(),
-        }]
-    })?;
+    let raw: RawAgent = parse_toml(text, file)?;
     let mut errors = Vec::new();
     let id = raw.id.get_ref().trim().to_string();
     if id.is_empty()

@@ -15,6 +15,24 @@ pub(crate) fn line_at(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// Parses a TOML file into its raw serde struct; a syntax error, unknown key or wrong type
+/// becomes one issue naming the file and line.
+///
+/// # Errors
+/// The first problem serde meets.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &str,
+) -> Result<T, Vec<ConfigIssue>> {
+    toml::from_str(text).map_err(|e| {
+        vec![ConfigIssue {
+            file: file.to_string(),
+            line: e.span().map(|s| line_at(text, s.start)),
+            message: e.message().trim_end().to_string(),
+        }]
+    })
+}
+
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {

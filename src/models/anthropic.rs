@@ -3,7 +3,7 @@
 //! `input_tokens`/`output_tokens`; errors are `{"type":"error","error":{"type","message"}}`.
 
 use super::{
-    http_client, retry_after, ApiKey, Completion, CompletionRequest, ErrorKind, ModelError,
+    exchange, http_client, malformed, ApiKey, Completion, CompletionRequest, ErrorKind, ModelError,
     Provider, Timeouts,
 };
 use futures::future::BoxFuture;
@@ -116,45 +116,25 @@ impl Provider for Anthropic {
                 messages: &req.messages,
                 temperature: req.temperature,
             };
-            let resp = self
+            let call = self
                 .http
                 .post(format!("{}/v1/messages", self.base_url))
                 .header("x-api-key", self.key.expose())
                 .header("anthropic-version", API_VERSION)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| ModelError::from_transport(&self.name, &e))?;
-            let status = resp.status().as_u16();
-            let wait = retry_after(resp.headers());
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| ModelError::from_transport(&self.name, &e))?;
-            if !(200..300).contains(&status) {
-                let detail = serde_json::from_slice::<ErrorBody>(&bytes)
+                .json(&body);
+            let (status, bytes) = exchange(&self.name, call, |status, body| {
+                let detail = serde_json::from_slice::<ErrorBody>(body)
                     .ok()
                     .map(|b| b.error);
                 let message = match &detail {
-                    Some(d) => format!("{}: {} ({})", self.name, d.message, d.kind),
-                    None => format!("{}: HTTP {status}", self.name),
+                    Some(d) => format!("{} ({})", d.message, d.kind),
+                    None => format!("HTTP {status}"),
                 };
-                return Err(ModelError {
-                    kind: classify(status, detail.as_ref()),
-                    message,
-                    status: Some(status),
-                    retry_after: wait,
-                });
-            }
-            let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| ModelError {
-                kind: ErrorKind::MalformedResponse,
-                message: format!(
-                    "{}: the answer is not a Messages API response: {e}",
-                    self.name
-                ),
-                status: Some(status),
-                retry_after: None,
-            })?;
+                (classify(status, detail.as_ref()), message)
+            })
+            .await?;
+            let answer: Answer = serde_json::from_slice(&bytes)
+                .map_err(|e| malformed(&self.name, status, "a Messages API response", e))?;
             let text = answer
                 .content
                 .iter()

@@ -18,7 +18,7 @@
 //! capabilities = ["reasoning"]
 //! ```
 
-use crate::config::{line_at, ConfigIssue};
+use crate::config::{line_at, parse_toml, ConfigIssue};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use toml::Spanned;
@@ -149,13 +149,7 @@ impl Catalog {
             line: Some(line_at(text, offset)),
             message,
         };
-        let raw: RawFile = toml::from_str(text).map_err(|e| {
-            vec![ConfigIssue {
-                file: file.into(),
-                line: e.span().map(|s| line_at(text, s.start)),
-                message: e.message().trim_end().to_string(),
-            }]
-        })?;
+        let raw: RawFile = parse_toml(text, file)?;
         let mut errors = Vec::new();
         let mut providers = BTreeMap::new();
         for (name, p) in raw.providers {

@@ -151,8 +151,52 @@ pub(crate) fn http_client(t: Timeouts) -> Result<reqwest::Client, ModelError> {
         })
 }
 
+/// Sends a request and reads the whole answer. A non-2xx answer becomes a [`ModelError`]:
+/// `classify` reads the provider's error body into a kind and a message.
+pub(crate) async fn exchange(
+    provider: &str,
+    call: reqwest::RequestBuilder,
+    classify: impl FnOnce(u16, &[u8]) -> (ErrorKind, String),
+) -> Result<(u16, bytes::Bytes), ModelError> {
+    let resp = call
+        .send()
+        .await
+        .map_err(|e| ModelError::from_transport(provider, &e))?;
+    let status = resp.status().as_u16();
+    let wait = retry_after(resp.headers());
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| ModelError::from_transport(provider, &e))?;
+    if (200..300).contains(&status) {
+        return Ok((status, body));
+    }
+    let (kind, message) = classify(status, &body);
+    Err(ModelError {
+        kind,
+        message: format!("{provider}: {message}"),
+        status: Some(status),
+        retry_after: wait,
+    })
+}
+
+/// A 2xx answer that is not what the provider's format promises.
+pub(crate) fn malformed(
+    provider: &str,
+    status: u16,
+    what: &str,
+    why: impl fmt::Display,
+) -> ModelError {
+    ModelError {
+        kind: ErrorKind::MalformedResponse,
+        message: format!("{provider}: the answer is not {what}: {why}"),
+        status: Some(status),
+        retry_after: None,
+    }
+}
+
 /// Parses a `Retry-After` header given in seconds (fractions allowed).
-pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
     let secs: f64 = v.trim().parse().ok()?;
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(600.0)))

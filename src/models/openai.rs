@@ -3,7 +3,7 @@
 //! `prompt_tokens`/`completion_tokens`; errors are `{"error":{"message","type","code"}}`.
 
 use super::{
-    http_client, retry_after, ApiKey, Completion, CompletionRequest, ErrorKind, ModelError,
+    exchange, http_client, malformed, ApiKey, Completion, CompletionRequest, ErrorKind, ModelError,
     Provider, Timeouts,
 };
 use futures::future::BoxFuture;
@@ -149,45 +149,26 @@ impl Provider for OpenAi {
             if let Some(k) = &self.key {
                 call = call.bearer_auth(k.expose());
             }
-            let resp = call
-                .send()
-                .await
-                .map_err(|e| ModelError::from_transport(&self.name, &e))?;
-            let status = resp.status().as_u16();
-            let wait = retry_after(resp.headers());
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| ModelError::from_transport(&self.name, &e))?;
-            if !(200..300).contains(&status) {
-                let detail = serde_json::from_slice::<ErrorBody>(&bytes)
+            let (status, bytes) = exchange(&self.name, call, |status, body| {
+                let detail = serde_json::from_slice::<ErrorBody>(body)
                     .ok()
                     .map(|b| b.error);
                 let message = match &detail {
-                    Some(d) => format!("{}: {}", self.name, d.message),
-                    None => format!("{}: HTTP {status}", self.name),
+                    Some(d) => d.message.clone(),
+                    None => format!("HTTP {status}"),
                 };
-                return Err(ModelError {
-                    kind: classify(status, detail.as_ref()),
-                    message,
-                    status: Some(status),
-                    retry_after: wait,
-                });
-            }
-            let malformed = |why: String| ModelError {
-                kind: ErrorKind::MalformedResponse,
-                message: format!("{}: the answer is not a chat completion: {why}", self.name),
-                status: Some(status),
-                retry_after: None,
-            };
+                (classify(status, detail.as_ref()), message)
+            })
+            .await?;
+            let malformed = |why: &str| malformed(&self.name, status, "a chat completion", why);
             let answer: Answer =
-                serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
+                serde_json::from_slice(&bytes).map_err(|e| malformed(&e.to_string()))?;
             let choice = answer
                 .choices
                 .into_iter()
                 .next()
-                .ok_or_else(|| malformed("no choices".into()))?;
-            let usage = answer.usage.ok_or_else(|| malformed("no usage".into()))?;
+                .ok_or_else(|| malformed("no choices"))?;
+            let usage = answer.usage.ok_or_else(|| malformed("no usage"))?;
             Ok(Completion {
                 text: choice.message.content.unwrap_or_default(),
                 model: answer.model.unwrap_or_else(|| req.model.clone()),

@@ -19,7 +19,7 @@
 //! ```
 
 use super::catalog::{Catalog, ModelSpec, Tier};
-use crate::config::{line_at, ConfigIssue};
+use crate::config::{line_at, parse_toml, ConfigIssue};
 use crate::domain::{Priority, Role};
 use serde::{Deserialize, Serialize};
 
@@ -160,13 +160,7 @@ impl Router {
     /// # Errors
     /// Every bad entry, each naming file, line and key.
     pub fn from_toml(text: &str, file: &str, catalog: &Catalog) -> Result<Self, Vec<ConfigIssue>> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| {
-            vec![ConfigIssue {
-                file: file.into(),
-                line: e.span().map(|s| line_at(text, s.start)),
-                message: e.message().trim_end().to_string(),
-            }]
-        })?;
+        let raw: RawFile = parse_toml(text, file)?;
         let mut errors = Vec::new();
         let mut build = |r: RawRule, name: String| -> Option<Rule> {
             let mut resolve = |s: &toml::Spanned<String>, key: &str| {

@@ -75,12 +75,15 @@ impl CommandPolicy {
     /// # Errors
     /// Every bad entry, each naming file, line and key.
     pub fn from_toml(text: &str, file: &str) -> Result<Self, Vec<PolicyError>> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| {
-            vec![PolicyError {
-                file: file.to_string(),
-                line: e.span().map(|s| line_at(text, s.start)).unwrap_or(1),
-                message: e.message().to_string(),
-            }]
+        let raw: RawFile = crate::config::parse_toml(text, file).map_err(|issues| {
+            issues
+                .into_iter()
+                .map(|i| PolicyError {
+                    file: i.file,
+                    line: i.line.unwrap_or(1),
+                    message: i.message,
+                })
+                .collect::<Vec<_>>()
         })?;
         let Some(cmds) = raw.commands else {
             return Ok(Self::deny_all());
