@@ -157,6 +157,7 @@ pub fn plan(shape: Shape, n: usize) -> Result<Plan, BenchError> {
         inputs: Default::default(),
         tasks,
         timeout_s: None,
+        project: None,
     })
 }
 

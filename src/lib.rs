@@ -11,6 +11,7 @@ pub mod bench;
 pub mod config;
 pub mod domain;
 pub mod models;
+pub mod planner;
 pub mod runtime;
 pub mod store;
 pub mod tools;

@@ -2,83 +2,15 @@
 //! check the requests they receive: success with usage, 429 with Retry-After, 529, 5xx, a slow
 //! answer past the timeout, a malformed body, an auth error, a prompt too long.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+mod common;
+
+use common::llm::{reply, server, Reply};
 use nofx::models::{
     complete_with_retry, Anthropic, ApiKey, CompletionRequest, ErrorKind, Message, OpenAi,
     Provider, RetryPolicy, Timeouts,
 };
-use serde_json::{json, Value};
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use serde_json::json;
 use std::time::{Duration, Instant};
-
-#[derive(Clone)]
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, &'static str)>,
-    body: String,
-    delay: Duration,
-}
-
-fn reply(status: u16, body: Value) -> Reply {
-    Reply {
-        status,
-        headers: vec![],
-        body: body.to_string(),
-        delay: Duration::ZERO,
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Seen {
-    headers: HeaderMap,
-    body: Value,
-}
-
-#[derive(Clone, Default)]
-struct Script {
-    replies: Arc<Mutex<VecDeque<Reply>>>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-async fn answer(State(s): State<Script>, headers: HeaderMap, body: Bytes) -> Response {
-    let parsed = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    s.seen.lock().unwrap().push(Seen {
-        headers,
-        body: parsed,
-    });
-    let r = s
-        .replies
-        .lock()
-        .unwrap()
-        .pop_front()
-        .expect("the test scripted enough replies");
-    tokio::time::sleep(r.delay).await;
-    let mut resp = (StatusCode::from_u16(r.status).unwrap(), r.body).into_response();
-    for (k, v) in r.headers {
-        resp.headers_mut().insert(k, v.parse().unwrap());
-    }
-    resp
-}
-
-/// Starts a server on 127.0.0.1:0 answering `path` with `replies` in order.
-async fn server(path: &str, replies: Vec<Reply>) -> (String, Script) {
-    let script = Script {
-        replies: Arc::new(Mutex::new(replies.into())),
-        seen: Default::default(),
-    };
-    let app = axum::Router::new()
-        .route(path, post(answer))
-        .with_state(script.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), script)
-}
 
 fn request() -> CompletionRequest {
     CompletionRequest {
@@ -163,7 +95,7 @@ async fn anthropic_sends_the_messages_api_request_and_reads_usage() {
         ("hi there", 12, 3)
     );
     assert_eq!(c.stop_reason.as_deref(), Some("end_turn"));
-    let seen = script.seen.lock().unwrap()[0].clone();
+    let seen = script.seen()[0].clone();
     assert_eq!(seen.headers["x-api-key"], KEY);
     assert_eq!(seen.headers["anthropic-version"], "2023-06-01");
     assert_eq!(seen.body["model"], "test-model");
@@ -187,7 +119,7 @@ async fn openai_sends_a_chat_completion_with_a_bearer_key_and_reads_usage() {
         ("hi there", 12, 3)
     );
     assert_eq!(c.stop_reason.as_deref(), Some("stop"));
-    let seen = script.seen.lock().unwrap()[0].clone();
+    let seen = script.seen()[0].clone();
     assert_eq!(
         seen.headers["authorization"],
         format!("Bearer {KEY}").as_str()
@@ -204,10 +136,7 @@ async fn a_local_server_without_a_key_gets_no_authorization_header() {
     let (base, script) = server("/v1/chat/completions", vec![openai_ok()]).await;
     let local = OpenAi::new("ollama", &format!("{base}/v1"), None, Timeouts::default()).unwrap();
     local.complete(&request()).await.unwrap();
-    assert!(script.seen.lock().unwrap()[0]
-        .headers
-        .get("authorization")
-        .is_none());
+    assert!(script.seen()[0].headers.get("authorization").is_none());
 }
 
 #[tokio::test]
@@ -229,7 +158,7 @@ async fn rate_limits_are_retried_after_the_providers_retry_after() {
         started.elapsed() >= Duration::from_millis(300),
         "Retry-After was not honoured"
     );
-    assert_eq!(script.seen.lock().unwrap().len(), 2);
+    assert_eq!(script.seen().len(), 2);
 
     let mut limited = openai_error(429, "requests", "rate_limit_exceeded", "Rate limit reached");
     limited.headers.push(("retry-after", "0.2"));
@@ -265,7 +194,7 @@ async fn overloaded_and_server_errors_are_retried_then_given_up() {
     assert_eq!(err.kind, ErrorKind::Server);
     assert_eq!(err.status, Some(503));
     assert_eq!(tried.failures.len(), 2);
-    assert_eq!(script.seen.lock().unwrap().len(), 3, "bounded attempts");
+    assert_eq!(script.seen().len(), 3, "bounded attempts");
 }
 
 #[tokio::test]
@@ -331,7 +260,7 @@ async fn auth_errors_are_not_retried_and_never_show_the_key() {
     let tried = complete_with_retry(&client, &request(), fast()).await;
     let err = tried.result.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Auth);
-    assert_eq!(script.seen.lock().unwrap().len(), 1);
+    assert_eq!(script.seen().len(), 1);
     assert!(!err.to_string().contains(KEY));
     assert!(!format!("{err:?}").contains(KEY));
     assert!(!format!("{:?}", ApiKey::new(KEY)).contains(KEY));

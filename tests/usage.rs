@@ -37,6 +37,7 @@ fn call(
         error_type: (!ok).then(|| "rate_limited".to_string()),
         correlation_id: "corr_1_00000000".into(),
         at: at(when),
+        project: Some("default".into()),
     }
 }
 

@@ -241,6 +241,7 @@ impl From<nofx::RuntimeError> for Failure {
         match e {
             nofx::RuntimeError::Plan(p) => Failure::Input(p.to_string()),
             nofx::RuntimeError::Config(c) => Failure::Input(c.to_string()),
+            nofx::RuntimeError::BadGoal(m) => Failure::Input(m),
             nofx::RuntimeError::Store(e) => Failure::from(e),
             other => Failure::Error(other.to_string()),
         }
@@ -410,6 +411,13 @@ pub fn load_policy(g: &Global) -> Result<CommandPolicy, Failure> {
     })
 }
 
+/// Models configured from the policies directory and the environment (keys and base URLs
+/// named by `models.toml`).
+pub fn load_models(g: &Global) -> Result<nofx::models::ModelsConfig, Failure> {
+    let dir = dir_or_default(&g.policies, "policies")?;
+    Ok(nofx::models::ModelsConfig::load(dir.as_deref())?.with_env(|k| std::env::var(k).ok()))
+}
+
 /// A runtime configured from the flags.
 pub async fn runtime(g: &Global) -> Result<Runtime, Failure> {
     if !(g.lease_ttl.is_finite() && (1.0..=3600.0).contains(&g.lease_ttl)) {
@@ -425,6 +433,7 @@ pub async fn runtime(g: &Global) -> Result<Runtime, Failure> {
         .database_url(store_url(g))
         .agents(agents)
         .command_policy(policy)
+        .models(load_models(g)?)
         .lease_ttl(std::time::Duration::from_secs_f64(g.lease_ttl));
     if let Ok(exe) = std::env::current_exe() {
         b = b.process_guard(exe);

@@ -11,7 +11,17 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub struct RunArgs {
     /// The plan file (YAML or JSON).
-    file: PathBuf,
+    #[arg(required_unless_present = "goal", conflicts_with = "goal")]
+    file: Option<PathBuf>,
+    /// Decompose this goal into a plan with the planner (a model), then run it.
+    #[arg(long, value_name = "TEXT")]
+    goal: Option<String>,
+    /// With --goal: print the accepted plan (YAML) and exit without running it.
+    #[arg(long, requires = "goal")]
+    dry_run: bool,
+    /// With --goal: answers the planner may ask for in all (the first plus repairs).
+    #[arg(long, requires = "goal", default_value_t = 3, value_name = "N")]
+    planner_rounds: u32,
     /// Plan inputs, NAME=VALUE (repeatable).
     #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
     inputs: Vec<String>,
@@ -36,7 +46,10 @@ pub struct ResumeArgs {
 }
 
 pub async fn run(g: &Global, a: RunArgs) -> CliResult {
-    let src = read_plan(&a.file)?;
+    let Some(file) = &a.file else {
+        return run_goal(g, a).await;
+    };
+    let src = read_plan(file)?;
     let inputs = plan_inputs(&src, &a.inputs)?;
     let corr = match &a.correlation_id {
         Some(c) => Some(CorrelationId::from_caller(c).map_err(Failure::Input)?),
@@ -70,6 +83,57 @@ pub async fn run(g: &Global, a: RunArgs) -> CliResult {
         handle.correlation_id()
     );
     let outcome = follow(&rt, &handle, src.plan.tasks.len()).await;
+    finish(&rt, outcome, a.json).await
+}
+
+async fn run_goal(g: &Global, a: RunArgs) -> CliResult {
+    let goal = a.goal.clone().unwrap_or_default();
+    if a.detach || !a.inputs.is_empty() || a.correlation_id.is_some() {
+        return Err(Failure::Input(
+            "--goal runs take no --input, --detach or --correlation-id".into(),
+        ));
+    }
+    if a.planner_rounds == 0 {
+        return Err(Failure::Input("--planner-rounds must be at least 1".into()));
+    }
+    let options = nofx::planner::PlannerOptions {
+        max_rounds: a.planner_rounds,
+        ..Default::default()
+    };
+    let rt = runtime(g).await?;
+    eprintln!("planning: asking a model to decompose the goal…");
+    if a.dry_run {
+        let planned = rt.plan_goal(&goal, options).await;
+        rt.shutdown().await;
+        let planned = planned?;
+        eprintln!(
+            "plan accepted after {} answer(s) from {}: {} tasks (dry run: nothing was executed)",
+            planned.rounds,
+            planned.model,
+            planned.plan.graph.len()
+        );
+        let yaml = serde_yaml_ng::to_string(planned.source.plan.as_ref())
+            .map_err(|e| Failure::Error(e.to_string()))?;
+        print!("{yaml}");
+        return Ok(());
+    }
+    let (handle, planned) = match rt.submit_goal(&goal, options).await {
+        Ok(x) => x,
+        Err(e) => {
+            rt.shutdown().await;
+            return Err(e.into());
+        }
+    };
+    let total = planned.source.plan.tasks.len();
+    eprintln!(
+        "run {} started: plan `{}` from the planner ({} answer(s), {}), {total} tasks, correlation id {}",
+        handle.id(),
+        planned.source.plan.name,
+        planned.rounds,
+        planned.model,
+        handle.correlation_id()
+    );
+    let outcome = follow(&rt, &handle, total).await;
     finish(&rt, outcome, a.json).await
 }
 

@@ -67,6 +67,18 @@ event_types! {
     RunCancelled => "run.cancelled",
     /// The process executing the run stopped (interrupt); the run stays resumable.
     RunInterrupted => "run.interrupted",
+    /// The planner's plan was accepted; `data` has the goal, rounds and model.
+    PlanGenerated => "plan.generated",
+    /// The routing engine chose a model: rule, reason, model, fallbacks, estimates.
+    ModelRouted => "model.routed",
+    /// A model failed for good and the next fallback is tried; `data.cause` says why.
+    ModelFallback => "model.fallback",
+    /// A model answered: model, tokens, cost, duration and the answer's text.
+    ModelCompleted => "model.completed",
+    /// One call cost more than the alert threshold of `budgets.toml`.
+    CostAlert => "cost.alert",
+    /// Streamed answer text; published to live subscribers only, never stored.
+    ModelDelta => "model.delta",
 }
 
 impl std::fmt::Display for EventType {
@@ -109,6 +121,28 @@ pub struct Event {
     /// The run's correlation id.
     pub correlation_id: CorrelationId,
     /// Details, by type.
+    pub data: serde_json::Value,
+}
+
+/// Streamed answer text of a model call: published to live subscribers as it arrives, never
+/// stored, without a sequence number (a stream resumed from the store skips them). The
+/// answer is stored once, whole, in `model.completed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delta {
+    /// Always `model.delta`.
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// When, in UTC.
+    #[serde(serialize_with = "rfc3339_ms")]
+    pub at: DateTime<Utc>,
+    /// The run.
+    pub run_id: RunId,
+    /// The task.
+    pub task_id: Option<TaskKey>,
+    /// The run's correlation id.
+    pub correlation_id: CorrelationId,
+    /// `{"model": …, "text": …}`.
     pub data: serde_json::Value,
 }
 

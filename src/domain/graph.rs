@@ -136,6 +136,16 @@ pub enum PlanError {
         /// The policy's reason.
         why: String,
     },
+    /// The task calls a model and no provider is configured.
+    #[error("task `{task}`: {what} calls a model, but {how}")]
+    NeedsModel {
+        /// The task.
+        task: String,
+        /// `tool `llm:generate``, `gate #1 (llm_judge)`, …
+        what: String,
+        /// How to configure a provider.
+        how: String,
+    },
     /// A field has a value out of range.
     #[error("{field}: {why}")]
     BadField {
@@ -704,6 +714,15 @@ fn gate_problem(gate: &GateSpec) -> Option<String> {
                 Some("`argv` must name a command".into())
             } else if matches!(timeout_s, Some(s) if !(s.is_finite() && *s > 0.0)) {
                 Some("`timeout_s` must be above 0".into())
+            } else {
+                None
+            }
+        }
+        GateSpec::LlmJudge { rubric, output } => {
+            if rubric.trim().is_empty() {
+                Some("`rubric` must say what the outputs must satisfy".into())
+            } else if output.as_deref().is_some_and(str::is_empty) {
+                Some("`output` must name an output".into())
             } else {
                 None
             }

@@ -12,7 +12,7 @@ pub mod status;
 
 pub use agent::{AgentSpec, Role};
 pub use correlation::{Correlation, CorrelationId};
-pub use event::{Event, EventType};
+pub use event::{Delta, Event, EventType};
 pub use graph::TaskGraph;
 pub use ids::{RunId, TaskKey};
 pub use plan::{Complexity, GateSpec, Plan, Priority, RetryPolicy, TaskSpec};

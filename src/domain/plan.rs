@@ -20,6 +20,35 @@ pub struct Plan {
     /// Deadline of the whole run in seconds; past it the run fails with reason `timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<f64>,
+    /// The project the run's model calls are billed to (monthly budgets are per project);
+    /// `default` when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+impl Plan {
+    /// The project billed: `project`, or `default`.
+    pub fn project(&self) -> &str {
+        self.project.as_deref().unwrap_or("default")
+    }
+
+    /// What in task `i` calls a model: its tool (`llm:generate`, `codegen`) and its
+    /// `llm_judge` gates, described for messages.
+    pub fn model_users(&self, i: usize) -> Vec<String> {
+        let Some(t) = self.tasks.get(i) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if matches!(t.tool.as_str(), "llm:generate" | "codegen") {
+            out.push(format!("tool `{}`", t.tool));
+        }
+        for (g, gate) in t.gates.iter().enumerate() {
+            if matches!(gate, GateSpec::LlmJudge { .. }) {
+                out.push(format!("gate #{} (llm_judge)", g + 1));
+            }
+        }
+        out
+    }
 }
 
 /// A declared plan input.
@@ -212,15 +241,24 @@ pub enum GateSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_s: Option<f64>,
     },
+    /// A model judges the outputs against a rubric and answers pass or fail with reasons.
+    LlmJudge {
+        /// What the outputs must satisfy, in words.
+        rubric: String,
+        /// The output to judge; without it, all outputs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
+    },
 }
 
 impl GateSpec {
-    /// `pattern`, `json_schema` or `command`.
+    /// `pattern`, `json_schema`, `command` or `llm_judge`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Pattern { .. } => "pattern",
             Self::JsonSchema { .. } => "json_schema",
             Self::Command { .. } => "command",
+            Self::LlmJudge { .. } => "llm_judge",
         }
     }
 }

@@ -66,6 +66,8 @@ pub struct ProviderSpec {
     pub base_url: String,
     /// The environment variable holding the key; `None` for servers that need none.
     pub api_key_env: Option<String>,
+    /// The environment variable whose value, when set, replaces `base_url`.
+    pub base_url_env: Option<String>,
 }
 
 /// A model entry.
@@ -123,6 +125,8 @@ struct RawProvider {
     base_url: Spanned<String>,
     #[serde(default)]
     api_key_env: Option<String>,
+    #[serde(default)]
+    base_url_env: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -181,6 +185,7 @@ impl Catalog {
                     kind,
                     base_url: url.to_string(),
                     api_key_env: p.api_key_env,
+                    base_url_env: p.base_url_env,
                 },
             );
         }

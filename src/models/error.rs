@@ -79,6 +79,8 @@ pub struct ModelError {
     pub status: Option<u16>,
     /// How long the provider asked to wait before trying again.
     pub retry_after: Option<Duration>,
+    /// Tokens (input, output) billed before a streamed answer broke off.
+    pub partial_usage: Option<(u64, u64)>,
 }
 
 impl ModelError {
@@ -89,6 +91,7 @@ impl ModelError {
             message: message.into(),
             status: None,
             retry_after: None,
+            partial_usage: None,
         }
     }
 

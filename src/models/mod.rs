@@ -4,14 +4,17 @@
 //! Keys are held in [`ApiKey`], which never prints its value.
 
 mod anthropic;
+pub mod budget;
 pub mod catalog;
 mod error;
+pub mod gateway;
 mod openai;
 mod retry;
 pub mod routing;
 
 pub use anthropic::Anthropic;
 pub use error::{ErrorKind, ModelError};
+pub use gateway::{Answer, Ask, CallError, CallSink, Caller, Models, ModelsConfig};
 pub use openai::OpenAi;
 pub use retry::{complete_with_retry, RetryPolicy, Tried};
 
@@ -136,6 +139,21 @@ pub trait Provider: Send + Sync + 'static {
         &'a self,
         req: &'a CompletionRequest,
     ) -> BoxFuture<'a, Result<Completion, ModelError>>;
+
+    /// Asks for one completion in streaming mode, handing each piece of text to `on_text` as
+    /// it arrives. A stream that breaks off is an error carrying the usage billed so far.
+    /// The default makes a plain call and hands over the whole text at once.
+    fn stream<'a>(
+        &'a self,
+        req: &'a CompletionRequest,
+        on_text: &'a (dyn Fn(&str) + Send + Sync),
+    ) -> BoxFuture<'a, Result<Completion, ModelError>> {
+        Box::pin(async move {
+            let c = self.complete(req).await?;
+            on_text(&c.text);
+            Ok(c)
+        })
+    }
 }
 
 pub(crate) fn http_client(t: Timeouts) -> Result<reqwest::Client, ModelError> {
@@ -177,6 +195,7 @@ pub(crate) async fn exchange(
         message: format!("{provider}: {message}"),
         status: Some(status),
         retry_after: wait,
+        partial_usage: None,
     })
 }
 
@@ -192,6 +211,27 @@ pub(crate) fn malformed(
         message: format!("{provider}: the answer is not {what}: {why}"),
         status: Some(status),
         retry_after: None,
+        partial_usage: None,
+    }
+}
+
+/// The body of a model's answer: the content of its first fenced code block (the language
+/// tag after the opening fence is dropped), or the whole text when it has none.
+///
+/// ```
+/// assert_eq!(nofx::models::answer_body("Here:\n```json\n{\"a\": 1}\n```\nDone."), "{\"a\": 1}");
+/// assert_eq!(nofx::models::answer_body("  {\"a\": 1} "), "{\"a\": 1}");
+/// ```
+pub fn answer_body(text: &str) -> &str {
+    let Some(open) = text.find("```") else {
+        return text.trim();
+    };
+    let after = &text[open + 3..];
+    let body_start = after.find('\n').map_or(after.len(), |n| n + 1);
+    let body = &after[body_start..];
+    match body.find("```") {
+        Some(close) => body[..close].trim(),
+        None => body.trim(),
     }
 }
 

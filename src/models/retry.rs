@@ -27,6 +27,16 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// How long to wait before attempt `attempt + 1` after `err`, or `None` when `err` is
+    /// not transient or attempts are used up.
+    pub fn wait_after(&self, err: &ModelError, attempt: u32) -> Option<Duration> {
+        (err.kind.is_transient() && attempt < self.max_attempts.max(1)).then(|| {
+            err.retry_after
+                .unwrap_or_else(|| self.backoff(attempt))
+                .min(self.max_backoff)
+        })
+    }
+
     fn backoff(&self, attempt: u32) -> Duration {
         let exp = self.base_backoff.saturating_mul(1 << (attempt - 1).min(16));
         let capped = exp.min(self.max_backoff);
@@ -55,7 +65,6 @@ pub async fn complete_with_retry(
     policy: RetryPolicy,
 ) -> Tried {
     let mut failures = Vec::new();
-    let attempts = policy.max_attempts.max(1);
     let mut attempt = 1;
     loop {
         match provider.complete(req).await {
@@ -65,11 +74,8 @@ pub async fn complete_with_retry(
                     failures,
                 }
             }
-            Err(e) if e.kind.is_transient() && attempt < attempts => {
-                let wait = e
-                    .retry_after
-                    .unwrap_or_else(|| policy.backoff(attempt))
-                    .min(policy.max_backoff);
+            Err(e) if policy.wait_after(&e, attempt).is_some() => {
+                let wait = policy.wait_after(&e, attempt).unwrap_or_default();
                 tracing::warn!(provider = provider.name(), model = %req.model, attempt, error_type = %e.kind, wait_ms = wait.as_millis() as u64, "model call failed; retrying");
                 failures.push(e);
                 tokio::time::sleep(wait).await;

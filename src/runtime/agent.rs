@@ -61,6 +61,7 @@ impl Handler<RunTask> for AgentActor {
             candidates,
         } = msg;
         let agent_id = self.spec.id.clone();
+        let models = d.models.clone().for_agent(&agent_id, self.spec.role);
         d.coordinator.do_send(TaskStarted {
             corr: d.corr.clone(),
             index: d.index,
@@ -80,6 +81,7 @@ impl Handler<RunTask> for AgentActor {
             idempotency_key: d.idempotency_key,
             cancel: d.cancel.clone(),
             env,
+            models,
         };
         let (tool, timeout, cancel, coordinator, index, attempt) = (
             d.tool,

@@ -4,6 +4,7 @@
 //! task counts as finished (and its dependents become ready) only once its commit returns.
 
 use super::gate::{CheckGate, GateActor, Verdict};
+use super::model_sink::TaskSink;
 use super::node::{Node, RunEnded};
 use super::persistence::{Persist, Persistence};
 use super::scoring::{Candidate, TaskNeeds};
@@ -13,8 +14,9 @@ use crate::domain::event::EventType;
 use crate::domain::graph::TaskGraph;
 use crate::domain::reference::{self, Lookup};
 use crate::domain::{Correlation, CorrelationId, Event, RunId, RunStatus, TaskKey, TaskStatus};
+use crate::models::Caller;
 use crate::store::{ArtifactRow, Batch, MetricRow, RunUpdate, StoredBlob, TaskRow};
-use crate::tools::{ToolError, ToolOutput};
+use crate::tools::{ModelAccess, ToolError, ToolOutput};
 use actix::prelude::*;
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, VecDeque};
@@ -107,6 +109,30 @@ pub struct TaskAttempted {
     pub result: Result<ToolOutput, AttemptError>,
 }
 
+/// What a task's model call reports: an event for the run's log, or a usage row.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum ModelActivity {
+    /// An event (`model.routed`, `model.fallback`, `model.completed`, `cost.alert`).
+    Event {
+        /// Run, task and correlation id.
+        corr: Correlation,
+        /// Task index.
+        index: usize,
+        /// What happened.
+        kind: EventType,
+        /// Details.
+        data: Value,
+    },
+    /// A usage row (one per HTTP call).
+    Usage {
+        /// Run, task and correlation id.
+        corr: Correlation,
+        /// The row.
+        row: crate::store::ModelCallRow,
+    },
+}
+
 /// Cancels the run: stop dispatching, stop tasks in flight, end as `status` with `reason`.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -168,6 +194,8 @@ pub struct Setup {
     pub gates: Arc<HashMap<&'static str, Addr<GateActor>>>,
     /// Actors.
     pub node: Addr<Node>,
+    /// The project billed for model calls.
+    pub project: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -601,8 +629,37 @@ impl Coordinator {
                 complexity: spec.complexity,
                 parent_agent,
             },
+            models: self.model_access(i, &spec.tool, ctx),
             coordinator: ctx.address(),
         });
+    }
+
+    /// Model access for task `i` calling as `tool`.
+    fn model_access(&self, i: usize, tool: &str, ctx: &Context<Self>) -> ModelAccess {
+        let spec = self.s.graph.task(i);
+        let corr = self.corr(Some(i));
+        let caller = Caller {
+            run: Some(self.s.run),
+            task: corr.task.clone(),
+            correlation: self.s.corr.clone(),
+            tool: tool.to_string(),
+            agent: self.tasks[i].agent.clone(),
+            role: self.tasks[i]
+                .agent
+                .as_ref()
+                .and_then(|a| self.s.shared.agents.iter().find(|s| &s.id == a))
+                .map(|s| s.role),
+            priority: spec.priority,
+            capabilities: spec.capabilities.clone(),
+            project: self.s.project.clone(),
+        };
+        let sink = TaskSink {
+            coordinator: ctx.address(),
+            corr,
+            index: i,
+            hub: self.s.shared.hub.clone(),
+        };
+        ModelAccess::new(self.s.shared.models.clone(), caller, Arc::new(sink))
     }
 
     /// Whether enough rows wait for a commit that new work should wait too.
@@ -704,7 +761,10 @@ impl Coordinator {
     fn fail(&mut self, i: usize, err: AttemptError, ctx: &mut Context<Self>) {
         let retry = self.s.graph.task(i).retry;
         let attempt = self.tasks[i].attempt;
-        let retryable = !matches!(err.kind, "input" | "policy" | "cancelled");
+        let retryable = !matches!(
+            err.kind,
+            "input" | "policy" | "cancelled" | "budget_exceeded" | "unavailable"
+        );
         self.tasks[i].dispatched = false;
         self.record_attempt(i, Some(err.kind));
         if !err.outputs.is_empty() {
@@ -752,6 +812,10 @@ impl Coordinator {
         self.write_row(i);
         self.skip_dependents(i);
         self.flush(ctx, Some(After::TaskDone(i, false)));
+        if err.kind == "budget_exceeded" {
+            // The next model call would pass a budget: nothing else of this run may spend.
+            self.stop_run(RunStatus::Failed, "budget_exceeded".into(), ctx);
+        }
     }
 
     fn skip_dependents(&mut self, failed: usize) {
@@ -874,19 +938,17 @@ impl Coordinator {
                 json!({"gate": g + 1, "kind": gates[g].kind(), "reason": v.reason, "detail": v.detail, "attempt": self.tasks[i].attempt}),
             );
             if !v.passed {
-                failed = Some(format!(
-                    "gate #{} ({}) failed: {}",
-                    g + 1,
-                    gates[g].kind(),
-                    v.reason
+                failed = Some((
+                    format!("gate #{} ({}) failed: {}", g + 1, gates[g].kind(), v.reason),
+                    v.error_type.unwrap_or("gate"),
                 ));
             }
         }
         match failed {
             None => self.succeed(i, output, ctx),
-            Some(message) => {
+            Some((message, kind)) => {
                 let err = AttemptError {
-                    kind: "gate",
+                    kind,
                     message,
                     outputs: output.outputs,
                     artifacts: output.artifacts,
@@ -1035,6 +1097,7 @@ impl Handler<TaskAttempted> for Coordinator {
                 let cancel = self.tasks[i].cancel.clone().unwrap_or_default();
                 let outputs = output.outputs.clone();
                 let attempt = msg.attempt;
+                let models = self.model_access(i, "gate", ctx);
                 let fut = async move {
                     let mut verdicts = Vec::with_capacity(gates.len());
                     for gate in gates {
@@ -1044,9 +1107,11 @@ impl Handler<TaskAttempted> for Coordinator {
                                 passed: false,
                                 reason: format!("no gate actor for `{kind}`"),
                                 detail: Value::Null,
+                                error_type: None,
                             },
                             Some(a) => a
                                 .send(CheckGate {
+                                    models: models.clone(),
                                     corr: corr.clone(),
                                     gate,
                                     outputs: outputs.clone(),
@@ -1059,6 +1124,7 @@ impl Handler<TaskAttempted> for Coordinator {
                                     passed: false,
                                     reason: format!("gate actor failed: {e}"),
                                     detail: Value::Null,
+                                    error_type: None,
                                 }),
                         };
                         let passed = verdict.passed;
@@ -1076,6 +1142,41 @@ impl Handler<TaskAttempted> for Coordinator {
                     act.gates_done(i, output, verdicts, ctx);
                 }));
                 self.flush(ctx, None);
+            }
+        }
+    }
+}
+
+impl Handler<ModelActivity> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: ModelActivity, ctx: &mut Context<Self>) {
+        match msg {
+            ModelActivity::Usage { corr, row } => {
+                if corr.run != self.s.run {
+                    return;
+                }
+                if self.mode == Mode::Halted {
+                    // Money spent is recorded even when the run's log is closed here.
+                    let mut batch = Batch::default();
+                    batch.model_calls.push(row);
+                    self.s.persistence.do_send(Persist { batch, ack: None });
+                    return;
+                }
+                self.outbox.model_calls.push(row);
+                self.flush(ctx, None);
+            }
+            ModelActivity::Event {
+                corr,
+                index,
+                kind,
+                data,
+            } => {
+                if !self.owns(&corr, index) || self.mode == Mode::Halted {
+                    return;
+                }
+                self.emit(kind, Some(index), data);
+                self.flush_soon(ctx);
             }
         }
     }

@@ -2,8 +2,10 @@
 //! outputs and answers with a verdict that says why; compiled regexes and schemas are cached.
 
 use crate::domain::{Correlation, GateSpec};
+use crate::models::{Ask, Message};
+use crate::tools::llm::ask_structured;
 use crate::tools::shell::{exit_code, run_command, Ended};
-use crate::tools::ToolEnv;
+use crate::tools::{ModelAccess, ToolEnv, ToolError};
 use actix::prelude::*;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -31,6 +33,8 @@ pub struct CheckGate {
     pub attempt: u32,
     /// Cancelled on run cancel or shutdown.
     pub cancel: CancellationToken,
+    /// Models, for `llm_judge`.
+    pub models: ModelAccess,
 }
 
 /// A gate's answer.
@@ -42,6 +46,8 @@ pub struct Verdict {
     pub reason: String,
     /// Details (errors, exit code, …).
     pub detail: Value,
+    /// The failure's `error_type` when the gate could not judge (e.g. `budget_exceeded`).
+    pub error_type: Option<&'static str>,
 }
 
 impl Verdict {
@@ -50,6 +56,7 @@ impl Verdict {
             passed: true,
             reason: reason.into(),
             detail,
+            error_type: None,
         }
     }
     fn fail(reason: impl Into<String>, detail: Value) -> Self {
@@ -57,6 +64,7 @@ impl Verdict {
             passed: false,
             reason: reason.into(),
             detail,
+            error_type: None,
         }
     }
 }
@@ -115,6 +123,85 @@ fn missing_output(name: &str, outputs: &Map<String, Value>) -> Verdict {
         ),
         json!({"output": name}),
     )
+}
+
+fn judge_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["verdict", "reasons"],
+        "properties": {
+            "verdict": {"enum": ["pass", "fail"]},
+            "reasons": {"type": "array", "items": {"type": "string"}}
+        }
+    })
+}
+
+/// Asks a model whether the outputs satisfy `rubric`.
+async fn judge(msg: &CheckGate, rubric: &str, output: Option<&str>) -> Verdict {
+    let shown = match output {
+        Some(name) => match msg.outputs.get(name) {
+            Some(v) => as_text(v),
+            None => return missing_output(name, &msg.outputs),
+        },
+        None => serde_json::to_string_pretty(&msg.outputs).unwrap_or_default(),
+    };
+    let what = output.map_or("The task's outputs".to_string(), |n| {
+        format!("Output `{n}`")
+    });
+    let ask = Ask {
+        system: Some(format!(
+            "You are a strict reviewer. Judge whether the work satisfies the rubric. Answer with one JSON object and nothing else: {{\"verdict\": \"pass\" or \"fail\", \"reasons\": [\"…\"]}}.\nJSON Schema of the answer:\n{}",
+            judge_schema()
+        )),
+        messages: vec![Message::user(format!(
+            "Rubric:\n{rubric}\n\n{what}:\n{shown}"
+        ))],
+        max_tokens: 1024,
+        temperature: Some(0.0),
+        requires_reasoning: false,
+    };
+    let models = msg.models.as_tool("gate:llm_judge");
+    match ask_structured(&models, ask, Some(&judge_schema()), "llm_judge").await {
+        Ok(s) => {
+            let j = s.json.unwrap_or_default();
+            let pass = j["verdict"] == "pass";
+            let reasons: Vec<String> = j["reasons"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| r.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let detail = json!({
+                "verdict": j["verdict"],
+                "reasons": reasons,
+                "rubric": rubric,
+                "model": s.model,
+                "cost_usd": s.cost_micro_usd as f64 / 1e6,
+            });
+            let why = if reasons.is_empty() {
+                "no reasons given".to_string()
+            } else {
+                reasons.join("; ")
+            };
+            if pass {
+                Verdict::pass(format!("the judge passed it: {why}"), detail)
+            } else {
+                Verdict::fail(format!("the judge failed it: {why}"), detail)
+            }
+        }
+        Err(e) => {
+            let mut v = Verdict::fail(
+                format!("the judge could not decide: {e}"),
+                json!({"rubric": rubric}),
+            );
+            if matches!(e, ToolError::Budget(_)) {
+                v.error_type = Some("budget_exceeded");
+            }
+            v
+        }
+    }
 }
 
 impl Handler<CheckGate> for GateActor {
@@ -206,6 +293,10 @@ impl Handler<CheckGate> for GateActor {
                     )
                 };
                 Box::pin(async move { verdict })
+            }
+            GateSpec::LlmJudge { rubric, output } => {
+                let (rubric, output) = (rubric.clone(), output.clone());
+                Box::pin(async move { judge(&msg, &rubric, output.as_deref()).await })
             }
             GateSpec::Command { argv, timeout_s } => {
                 let env = self.env.clone();

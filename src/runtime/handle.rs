@@ -2,7 +2,9 @@
 //! events, cancel, and the outcome with every task's outputs.
 
 use super::{Cancelled, Runtime, RuntimeError};
-use crate::domain::{CorrelationId, Event, EventType, RunId, RunStatus, TaskKey, TaskStatus};
+use crate::domain::{
+    CorrelationId, Delta, Event, EventType, RunId, RunStatus, TaskKey, TaskStatus,
+};
 use futures::stream::{self, Stream};
 use serde::Serialize;
 use serde_json::Value;
@@ -195,6 +197,24 @@ impl RunHandle {
                         st.done = true;
                         return Some((Err(RuntimeError::Stopped), st));
                     }
+                }
+            }
+        })
+    }
+
+    /// Streamed model text (`model.delta`) of the run's model calls from now on, until the
+    /// run's execution ends. While someone holds this stream, model calls of the run are
+    /// made in streaming mode. Deltas are never stored and carry no sequence number: a
+    /// subscriber that falls behind misses some, and the whole answer is in the stored
+    /// `model.completed` event.
+    pub fn deltas(&self) -> impl Stream<Item = Delta> + Send + 'static {
+        let rx = self.rt.hub().subscribe_deltas(self.id);
+        stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(d) => return Some((d, rx)),
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return None,
                 }
             }
         })

@@ -1,8 +1,10 @@
 //! Event fan-out: after the persistence actor commits events, it publishes them here; each
 //! run has a broadcast channel created on first subscription. Subscribers that fall behind
-//! re-read what they missed from the store, so no subscriber loses an event.
+//! re-read what they missed from the store, so no subscriber loses an event. Streamed model
+//! text (`model.delta`) has channels of its own: it is never stored, so a subscriber that
+//! falls behind simply misses some.
 
-use crate::domain::{Event, RunId};
+use crate::domain::{Delta, Event, RunId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -13,28 +15,76 @@ const CAPACITY: usize = 4096;
 #[derive(Clone, Default)]
 pub struct EventHub {
     runs: Arc<Mutex<HashMap<RunId, broadcast::Sender<Event>>>>,
+    deltas: Arc<Mutex<HashMap<RunId, broadcast::Sender<Delta>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl EventHub {
     /// Receives every event of `run` committed from now on.
     pub fn subscribe(&self, run: RunId) -> broadcast::Receiver<Event> {
-        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut runs = lock(&self.runs);
         runs.entry(run)
             .or_insert_with(|| broadcast::channel(CAPACITY).0)
             .subscribe()
     }
 
+    /// Receives streamed model text of `run` from now on, until the run's execution ends.
+    pub fn subscribe_deltas(&self, run: RunId) -> broadcast::Receiver<Delta> {
+        lock(&self.deltas)
+            .entry(run)
+            .or_insert_with(|| broadcast::channel(CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Whether anyone listens to streamed model text of `run`.
+    pub fn wants_deltas(&self, run: RunId) -> bool {
+        lock(&self.deltas)
+            .get(&run)
+            .is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
+    /// Publishes streamed model text (never stored).
+    pub fn publish_delta(&self, d: Delta) {
+        let mut deltas = lock(&self.deltas);
+        if let Some(tx) = deltas.get(&d.run_id) {
+            let run = d.run_id;
+            if tx.send(d).is_err() {
+                deltas.remove(&run);
+            }
+        }
+    }
+
     /// Drops the channel of `run` when nobody listens to it any more.
     pub fn forget_if_unused(&self, run: RunId) {
-        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut runs = lock(&self.runs);
         if runs.get(&run).is_some_and(|tx| tx.receiver_count() == 0) {
             runs.remove(&run);
+        }
+        drop(runs);
+        let mut deltas = lock(&self.deltas);
+        if deltas.get(&run).is_some_and(|tx| tx.receiver_count() == 0) {
+            deltas.remove(&run);
         }
     }
 
     /// Publishes committed events (in commit order); channels nobody listens to are dropped.
     pub fn publish(&self, events: &[Event]) {
-        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        let ended: Vec<RunId> = events
+            .iter()
+            .filter(|e| e.kind.ends_run())
+            .map(|e| e.run_id)
+            .collect();
+        if !ended.is_empty() {
+            // Deltas end with the execution: their subscribers see the channel close.
+            let mut deltas = lock(&self.deltas);
+            for r in &ended {
+                deltas.remove(r);
+            }
+        }
+        let mut runs = lock(&self.runs);
         if runs.is_empty() {
             return;
         }

@@ -20,6 +20,7 @@ pub mod dispatch;
 mod gate;
 mod handle;
 pub(crate) mod hub;
+mod model_sink;
 pub(crate) mod node;
 mod persistence;
 mod probe;
@@ -75,6 +76,12 @@ pub enum RuntimeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The goal cannot be planned as given (empty, or no model provider configured).
+    #[error("{0}")]
+    BadGoal(String),
+    /// The planner produced no plan.
+    #[error("{0}")]
+    Planner(String),
     /// The runtime has stopped.
     #[error("the runtime has stopped")]
     Stopped,
@@ -117,6 +124,10 @@ pub struct Shared {
     pub policy: Arc<CommandPolicy>,
     /// Tunables.
     pub options: Options,
+    /// Models (providers, routing, budgets).
+    pub models: Arc<crate::models::Models>,
+    /// Live event fan-out.
+    pub(crate) hub: EventHub,
 }
 
 enum StoreSpec {
@@ -134,9 +145,18 @@ pub struct RuntimeBuilder {
     guard: Option<PathBuf>,
     options: Options,
     extra_tools: Vec<Arc<dyn Tool>>,
+    models: Option<crate::models::ModelsConfig>,
 }
 
 impl RuntimeBuilder {
+    /// Models: catalogue, routing rules, budgets, provider keys and URLs (default: the
+    /// shipped policies with no provider configured, so model tools fail with a message
+    /// saying how to configure one).
+    pub fn models(mut self, config: crate::models::ModelsConfig) -> Self {
+        self.models = Some(config);
+        self
+    }
+
     /// Uses the store at `url` (`sqlite://PATH`, `postgres://…`).
     pub fn database_url(mut self, url: impl Into<String>) -> Self {
         self.store = StoreSpec::Url(url.into());
@@ -240,6 +260,9 @@ impl RuntimeBuilder {
         let policy = Arc::new(self.policy);
         let guard = self.guard;
         let options = self.options;
+        let models_config = self
+            .models
+            .unwrap_or_else(crate::models::ModelsConfig::shipped);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("nofx-runtime".into())
@@ -252,6 +275,10 @@ impl RuntimeBuilder {
                             None => Store::memory().await,
                             Some(u) => Store::open(&u).await,
                         }?;
+                        let models = Arc::new(
+                            crate::models::Models::build(models_config, Some(store.clone()))
+                                .map_err(RuntimeError::Config)?,
+                        );
                         let shared = Arc::new(Shared {
                             store: store.clone(),
                             tools,
@@ -260,6 +287,8 @@ impl RuntimeBuilder {
                             holder: holder.clone(),
                             options: options.clone(),
                             policy: policy.clone(),
+                            models,
+                            hub: hub.clone(),
                         });
                         let persistence = persistence::Persistence::new(
                             store.clone(),
@@ -286,7 +315,7 @@ impl RuntimeBuilder {
                         let env =
                             env_slot.expect("launch builds the tool environment synchronously");
                         let mut gates = HashMap::new();
-                        for kind in ["pattern", "json_schema", "command"] {
+                        for kind in ["pattern", "json_schema", "command", "llm_judge"] {
                             gates.insert(kind, gate::GateActor::new(env.clone()).start());
                         }
                         let node =
@@ -358,6 +387,7 @@ impl Runtime {
             guard: None,
             options: Options::default(),
             extra_tools: Vec::new(),
+            models: None,
         }
     }
 
@@ -392,7 +422,21 @@ impl Runtime {
     ) -> Result<graph::ValidatedPlan, PlanErrors> {
         let shared = &self.inner.shared;
         let v = graph::validate(plan, inputs, &shared.tools, &shared.agents)?;
-        let denied = shared.policy.plan_problems(&plan.plan);
+        let mut denied = shared.policy.plan_problems(&plan.plan);
+        if !shared.models.is_configured() {
+            for (i, t) in plan.plan.tasks.iter().enumerate() {
+                for what in plan.plan.model_users(i) {
+                    denied.push((
+                        i,
+                        graph::PlanError::NeedsModel {
+                            task: t.id.clone(),
+                            what,
+                            how: shared.models.how_to_configure().to_string(),
+                        },
+                    ));
+                }
+            }
+        }
         if denied.is_empty() {
             Ok(v)
         } else {
@@ -439,10 +483,128 @@ impl Runtime {
                 plan,
                 corr: corr.clone(),
                 detach,
+                id: None,
+                prelude: Vec::new(),
             })
             .await
             .map_err(|_| RuntimeError::Stopped)??;
         Ok(RunHandle::new(self.clone(), run, corr))
+    }
+
+    /// Asks the planner for a plan for `goal` without running it (`nofx run --goal … --dry-run`).
+    /// Its model calls are recorded as usage rows without a run.
+    ///
+    /// # Errors
+    /// No provider (the message says how to configure one), a budget, failing models, or a
+    /// plan still invalid after the last round.
+    ///
+    /// # Cancel safety
+    /// Dropping it abandons the call in flight; finished calls are still recorded.
+    pub async fn plan_goal(
+        &self,
+        goal: &str,
+        options: crate::planner::PlannerOptions,
+    ) -> Result<crate::planner::Planned, RuntimeError> {
+        let (planned, _) = self
+            .plan_for(None, &CorrelationId::generate(), goal, options)
+            .await?;
+        Ok(planned)
+    }
+
+    /// Decomposes `goal` into a plan with the planner, then stores and executes it like
+    /// [`Runtime::submit`]. The accepted plan is the run's plan; the planner's calls are
+    /// usage rows of the run and its events (`model.routed`, `plan.generated`, …) open the
+    /// run's log.
+    ///
+    /// # Errors
+    /// As [`Runtime::plan_goal`], then as `submit`.
+    ///
+    /// # Cancel safety
+    /// As `plan_goal` until the run is committed; then the run executes.
+    pub async fn submit_goal(
+        &self,
+        goal: &str,
+        options: crate::planner::PlannerOptions,
+    ) -> Result<(RunHandle, crate::planner::Planned), RuntimeError> {
+        let id = RunId::new();
+        let corr = CorrelationId::generate();
+        let (planned, prelude) = self.plan_for(Some(id), &corr, goal, options).await?;
+        let run = self
+            .inner
+            .node
+            .send(node::Submit {
+                plan: planned.plan.clone(),
+                corr: corr.clone(),
+                detach: false,
+                id: Some(id),
+                prelude,
+            })
+            .await
+            .map_err(|_| RuntimeError::Stopped)??;
+        Ok((RunHandle::new(self.clone(), run, corr), planned))
+    }
+
+    async fn plan_for(
+        &self,
+        run: Option<RunId>,
+        corr: &CorrelationId,
+        goal: &str,
+        options: crate::planner::PlannerOptions,
+    ) -> Result<
+        (
+            crate::planner::Planned,
+            Vec<(crate::domain::EventType, Value)>,
+        ),
+        RuntimeError,
+    > {
+        let shared = &self.inner.shared;
+        if goal.trim().is_empty() {
+            return Err(RuntimeError::BadGoal(
+                "the goal is empty: say what the run should achieve".into(),
+            ));
+        }
+        if !shared.models.is_configured() {
+            return Err(RuntimeError::BadGoal(format!(
+                "cannot plan the goal: {}",
+                shared.models.how_to_configure()
+            )));
+        }
+        let caller = crate::models::Caller {
+            run,
+            task: None,
+            correlation: corr.clone(),
+            tool: "planner".into(),
+            agent: None,
+            role: None,
+            priority: crate::domain::Priority::Normal,
+            capabilities: Vec::new(),
+            project: "default".into(),
+        };
+        let sink = crate::planner::Collected::default();
+        let system = crate::planner::system_prompt(&shared.tools, &shared.agents);
+        let result = crate::planner::plan_goal(
+            &shared.models,
+            &caller,
+            &sink,
+            system,
+            goal,
+            options,
+            |src| self.validate(src, &Map::new()),
+        )
+        .await;
+        // Every planner call is a usage row, whether or not a plan came out of it.
+        let rows = sink.take_rows();
+        if !rows.is_empty() {
+            self.inner
+                .node
+                .send(node::RecordUsage(rows))
+                .await
+                .map_err(|_| RuntimeError::Stopped)??;
+        }
+        let planned = result.map_err(|e| RuntimeError::Planner(e.to_string()))?;
+        let mut events = sink.take_events();
+        events.push(crate::planner::generated_event(goal, &planned));
+        Ok((planned, events))
     }
 
     /// Claims and executes a stored, unfinished run.

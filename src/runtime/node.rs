@@ -13,7 +13,7 @@ use crate::domain::plan::PlanSource;
 use crate::domain::{CorrelationId, Event, RunId, RunStatus};
 use crate::store::{Batch, Claim, LeaseInfo, RunRecord, TaskRow};
 use actix::prelude::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,16 @@ pub struct Submit {
     pub corr: CorrelationId,
     /// Store only.
     pub detach: bool,
+    /// The run's id, when the caller chose it (the planner bills its calls to it).
+    pub id: Option<RunId>,
+    /// Events to log right after `run.created` (the planner's).
+    pub prelude: Vec<(EventType, Value)>,
 }
+
+/// Commits usage rows made outside any run's coordinator (planner calls).
+#[derive(Message)]
+#[rtype(result = "Result<(), RuntimeError>")]
+pub struct RecordUsage(pub Vec<crate::store::ModelCallRow>);
 
 /// Claims and executes a stored, unfinished run.
 #[derive(Message)]
@@ -146,6 +155,7 @@ impl Node {
             persistence: self.persistence.clone(),
             gates: self.gates.clone(),
             node: ctx.address(),
+            project: record.plan.project().to_string(),
         };
         let addr = Coordinator::new(setup).start();
         self.coordinators.insert(record.id, addr);
@@ -229,12 +239,9 @@ impl Actor for Node {
     }
 }
 
-fn new_run(
-    plan: &ValidatedPlan,
-    corr: &CorrelationId,
-    shared: &Shared,
-) -> Result<(RunRecord, Batch), RuntimeError> {
-    let id = RunId::new();
+fn new_run(msg: &Submit, shared: &Shared) -> Result<(RunRecord, Batch), RuntimeError> {
+    let (plan, corr) = (&msg.plan, &msg.corr);
+    let id = msg.id.unwrap_or_default();
     let workspace = shared
         .data_dir
         .join("runs")
@@ -270,8 +277,40 @@ fn new_run(
         correlation_id: corr.clone(),
         data: json!({"name": plan.plan.name, "tasks": plan.graph.len(), "inputs": plan.inputs}),
     });
+    for (n, (kind, data)) in msg.prelude.iter().enumerate() {
+        batch.events.push(Event {
+            seq: 2 + n as i64,
+            kind: *kind,
+            at: now,
+            run_id: id,
+            task_id: None,
+            correlation_id: corr.clone(),
+            data: data.clone(),
+        });
+    }
     batch.new_runs.push(record.clone());
     Ok((record, batch))
+}
+
+impl Handler<RecordUsage> for Node {
+    type Result = ResponseFuture<Result<(), RuntimeError>>;
+
+    fn handle(&mut self, msg: RecordUsage, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let batch = Batch {
+            model_calls: msg.0,
+            ..Batch::default()
+        };
+        self.persistence.do_send(Persist {
+            batch,
+            ack: Some(tx),
+        });
+        Box::pin(async move {
+            rx.await
+                .map_err(|_| RuntimeError::Stopped)?
+                .map_err(RuntimeError::Write)
+        })
+    }
 }
 
 impl Handler<Submit> for Node {
@@ -281,7 +320,7 @@ impl Handler<Submit> for Node {
         if self.stopping {
             return Box::pin(fut::ready(Err(RuntimeError::Stopped)));
         }
-        let (record, batch) = match new_run(&msg.plan, &msg.corr, &self.shared) {
+        let (record, batch) = match new_run(&msg, &self.shared) {
             Ok(x) => x,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
@@ -293,6 +332,7 @@ impl Handler<Submit> for Node {
         let persistence = self.persistence.clone();
         let run = record.id;
         let detach = msg.detach;
+        let last_seq = 1 + msg.prelude.len() as i64;
         Box::pin(
             async move {
                 rx.await
@@ -314,7 +354,7 @@ impl Handler<Submit> for Node {
             .map(move |res, act, ctx| {
                 let execute = res?;
                 if execute {
-                    act.launch(&record, msg.plan, 1, Start::Fresh, ctx);
+                    act.launch(&record, msg.plan, last_seq, Start::Fresh, ctx);
                 }
                 Ok(run)
             }),

@@ -46,6 +46,8 @@ pub struct Delegate {
     pub needs: TaskNeeds,
     /// Where results go.
     pub coordinator: Addr<Coordinator>,
+    /// Models, bound to this task (the agent adds itself).
+    pub models: crate::tools::ModelAccess,
 }
 
 /// An agent finished an attempt; its slot is free.

@@ -260,7 +260,7 @@ macro_rules! push_model_calls {
         $qb.push(
             "INSERT INTO model_calls (run_id, task_id, tool, agent, model, provider, input_tokens, \
              output_tokens, estimated_cost_micro_usd, cost_micro_usd, duration_ms, success, \
-             error_type, correlation_id, at) ",
+             error_type, correlation_id, at, project) ",
         );
         $qb.push_values($chunk, |mut b, m| {
             b.push_bind(m.run_id.clone())
@@ -277,7 +277,8 @@ macro_rules! push_model_calls {
                 .push_bind(m.success)
                 .push_bind(m.error_type.clone())
                 .push_bind(m.correlation_id.clone())
-                .push_bind(m.at);
+                .push_bind(m.at)
+                .push_bind(m.project.clone());
         });
     };
 }

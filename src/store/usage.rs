@@ -40,6 +40,8 @@ pub struct ModelCallRow {
     pub correlation_id: String,
     /// When it ended (ms).
     pub at: i64,
+    /// The project billed.
+    pub project: Option<String>,
 }
 
 /// Bucket width.
@@ -231,5 +233,102 @@ impl Store {
             }
         });
         Ok(UsageReport { usage, summary })
+    }
+
+    /// Micro-USD spent by the model calls of `run`.
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn run_spend(&self, run: crate::domain::RunId) -> Result<i64, StoreError> {
+        self.spend("run_id = $1", &run.to_string(), 0, 0).await
+    }
+
+    /// Micro-USD spent by the model calls billed to `project` in `[since, until)` (ms).
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn project_spend(
+        &self,
+        project: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<i64, StoreError> {
+        self.spend(
+            "project = $1 AND at >= $2 AND at < $3",
+            project,
+            since,
+            until,
+        )
+        .await
+    }
+
+    async fn spend(
+        &self,
+        filter: &str,
+        key: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<i64, StoreError> {
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(cost_micro_usd), 0) AS BIGINT) AS cost FROM model_calls WHERE {filter}"
+        );
+        let bounded = filter.contains("$2");
+        let cost = with_pool!(self, |p, _b| {
+            let mut query = sqlx::query(&sql).bind(key);
+            if bounded {
+                query = query.bind(since).bind(until);
+            }
+            query
+                .fetch_one(p)
+                .await
+                .and_then(|r| r.try_get::<i64, _>("cost"))
+                .map_err(q("model spend"))?
+        });
+        Ok(cost)
+    }
+
+    /// The model calls of `run`, in the order they were recorded.
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn model_calls(
+        &self,
+        run: crate::domain::RunId,
+    ) -> Result<Vec<ModelCallRow>, StoreError> {
+        let sql =
+            "SELECT run_id, task_id, tool, agent, model, provider, input_tokens, output_tokens, \
+                   estimated_cost_micro_usd, cost_micro_usd, duration_ms, success, error_type, \
+                   correlation_id, at, project FROM model_calls WHERE run_id = $1 ORDER BY id";
+        let rows = with_pool!(self, |p, _b| {
+            let rows = sqlx::query(sql)
+                .bind(run.to_string())
+                .fetch_all(p)
+                .await
+                .map_err(q("model calls"))?;
+            rows.iter()
+                .map(|r| {
+                    Ok(ModelCallRow {
+                        run_id: r.try_get("run_id")?,
+                        task_id: r.try_get("task_id")?,
+                        tool: r.try_get("tool")?,
+                        agent: r.try_get("agent")?,
+                        model: r.try_get("model")?,
+                        provider: r.try_get("provider")?,
+                        input_tokens: r.try_get("input_tokens")?,
+                        output_tokens: r.try_get("output_tokens")?,
+                        estimated_cost_micro_usd: r.try_get("estimated_cost_micro_usd")?,
+                        cost_micro_usd: r.try_get("cost_micro_usd")?,
+                        duration_ms: r.try_get("duration_ms")?,
+                        success: r.try_get("success")?,
+                        error_type: r.try_get("error_type")?,
+                        correlation_id: r.try_get("correlation_id")?,
+                        at: r.try_get("at")?,
+                        project: r.try_get("project")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(q("model calls"))?
+        });
+        Ok(rows)
     }
 }

@@ -1,16 +1,23 @@
 //! Tools: what agents run. A tool is a trait object with a name, an input JSON Schema and an
 //! async `run`; it never writes to the store (the persistence actor does). Built in:
-//! `test:echo`, `test:validate`, `test:healthcheck` and `shell`; users register their own.
+//! `test:echo`, `test:validate`, `test:healthcheck`, `shell`, and the model tools
+//! `llm:generate` and `codegen`; users register their own.
 
+mod codegen;
 mod echo;
 mod healthcheck;
+pub(crate) mod llm;
+mod model;
 mod policy;
 mod registry;
 pub(crate) mod shell;
 mod validate;
 
+pub use codegen::Codegen;
 pub use echo::Echo;
 pub use healthcheck::{Healthcheck, Probe, ProbeReport};
+pub use llm::LlmGenerate;
+pub use model::ModelAccess;
 pub use policy::{CommandPolicy, PolicyError};
 pub use registry::ToolRegistry;
 pub use shell::{run_guard, Shell, GUARD_ARG};
@@ -55,6 +62,8 @@ pub struct ToolContext {
     pub cancel: CancellationToken,
     /// Services.
     pub env: ToolEnv,
+    /// Models, bound to this task.
+    pub models: ModelAccess,
 }
 
 /// What a tool returns on success.
@@ -91,6 +100,12 @@ pub enum ToolError {
     /// An I/O failure in the runtime's own plumbing.
     #[error("{0}")]
     Io(String),
+    /// A model call would pass a budget; the run stops.
+    #[error("{0}")]
+    Budget(String),
+    /// What the tool needs is not configured (e.g. no model provider).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ToolError {
@@ -102,6 +117,8 @@ impl ToolError {
             Self::Denied(_) => "policy",
             Self::Cancelled => "cancelled",
             Self::Io(_) => "io",
+            Self::Budget(_) => "budget_exceeded",
+            Self::Unavailable(_) => "unavailable",
         }
     }
 }

@@ -31,7 +31,8 @@ pub struct ToolRegistry {
 }
 
 impl ToolRegistry {
-    /// The built-in tools: `test:echo`, `test:validate`, `test:healthcheck`, `shell`.
+    /// The built-in tools: `test:echo`, `test:validate`, `test:healthcheck`, `shell`,
+    /// `llm:generate`, `codegen`.
     pub fn builtin() -> Self {
         let mut r = Self::default();
         for t in [
@@ -39,6 +40,8 @@ impl ToolRegistry {
             Arc::new(super::Validate),
             Arc::new(super::Healthcheck),
             Arc::new(super::Shell),
+            Arc::new(super::LlmGenerate),
+            Arc::new(super::Codegen),
         ] {
             r.register(t).expect("built-in tool schemas compile");
         }

@@ -2,6 +2,8 @@
 //! `both_stores!` macro that runs one test body against each.
 #![allow(dead_code)]
 
+pub mod llm;
+
 use nofx::domain::plan::{Format, PlanSource};
 use nofx::{Event, Runtime, RuntimeBuilder};
 use std::time::Duration;

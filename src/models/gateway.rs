@@ -1,0 +1,603 @@
+//! The model gateway: how tools, gates and the planner call models. One call is routed
+//! (`model.routed`), checked against budgets (reserve before, settle after), sent with retries
+//! on transient failures, and on a lasting failure handed to the next fallback model
+//! (`model.fallback`). Every HTTP attempt becomes a usage row; an answer becomes a
+//! `model.completed` event; a call above the alert threshold a `cost.alert`. Where these go is
+//! the caller's [`CallSink`]: a task's sink hands them to its run's coordinator, which gives
+//! events their place in the run's log.
+
+use super::budget::{usd, BudgetError, Budgets, Ledger};
+use super::catalog::{Catalog, ModelSpec, ProviderKind};
+use super::routing::{NoModel, RouteRequest, Router};
+use super::{
+    Anthropic, ApiKey, CompletionRequest, ErrorKind, Message, ModelError, OpenAi, Provider,
+    RetryPolicy, Timeouts,
+};
+use crate::config::{ConfigErrors, ConfigIssue};
+use crate::domain::{CorrelationId, EventType, Priority, Role, RunId, TaskKey};
+use crate::store::{ModelCallRow, Store};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where a call's events, usage rows and streamed text go.
+pub trait CallSink: Send + Sync {
+    /// An event for the caller's run log.
+    fn event(&self, kind: EventType, data: Value);
+    /// A usage row.
+    fn usage(&self, row: ModelCallRow);
+    /// Whether someone listens to streamed text (the call then streams).
+    fn wants_stream(&self) -> bool {
+        false
+    }
+    /// A piece of streamed answer text.
+    fn delta(&self, _model: &str, _text: &str) {}
+}
+
+/// Who calls, for routing, usage rows and budgets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller {
+    /// The run (none for a planner call without a run).
+    pub run: Option<RunId>,
+    /// The task.
+    pub task: Option<TaskKey>,
+    /// Correlation id.
+    pub correlation: CorrelationId,
+    /// The calling tool (`llm:generate`, `codegen`, `gate:llm_judge`, `planner`).
+    pub tool: String,
+    /// The calling agent.
+    pub agent: Option<String>,
+    /// Its role.
+    pub role: Option<Role>,
+    /// The task's priority.
+    pub priority: Priority,
+    /// The task's capabilities.
+    pub capabilities: Vec<String>,
+    /// The project billed (budgets per project and month).
+    pub project: String,
+}
+
+/// What to ask.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ask {
+    /// System prompt.
+    pub system: Option<String>,
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// Output token limit.
+    pub max_tokens: u32,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Whether the routing rules should treat this as needing reasoning.
+    pub requires_reasoning: bool,
+}
+
+/// A model's answer with what it cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The text.
+    pub text: String,
+    /// Model id (from `models.toml`).
+    pub model: String,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Cost, micro-USD.
+    pub cost_micro_usd: i64,
+    /// Why the model stopped.
+    pub stop_reason: Option<String>,
+}
+
+/// A call that did not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No provider is configured.
+    #[error("{0}")]
+    NoProvider(String),
+    /// No configured model can serve the request.
+    #[error(transparent)]
+    NoModel(#[from] NoModel),
+    /// A budget would be passed; nothing was sent.
+    #[error("{0}")]
+    Budget(BudgetError),
+    /// Every model of the route failed; the last error is given.
+    #[error("every model of the route failed; last: {model}: {error}")]
+    Failed {
+        /// The last model tried.
+        model: String,
+        /// Its error.
+        error: ModelError,
+    },
+}
+
+/// Model configuration: catalogue, routing rules, budgets, keys and URLs.
+#[derive(Clone)]
+pub struct ModelsConfig {
+    /// The catalogue.
+    pub catalog: Catalog,
+    /// The routing rules.
+    pub router: Router,
+    /// The budgets.
+    pub budgets: Budgets,
+    /// Client timeouts.
+    pub timeouts: Timeouts,
+    /// Retries of one model.
+    pub retry: RetryPolicy,
+    keys: HashMap<String, ApiKey>,
+    base_urls: HashMap<String, String>,
+    custom: Vec<Arc<dyn Provider>>,
+}
+
+const SHIPPED_MODELS: &str = include_str!("../../policies/models.toml");
+const SHIPPED_ROUTING: &str = include_str!("../../policies/routing.toml");
+const SHIPPED_BUDGETS: &str = include_str!("../../policies/budgets.toml");
+
+fn read_or(
+    dir: Option<&Path>,
+    file: &str,
+    shipped: &'static str,
+) -> Result<(String, String), ConfigIssue> {
+    let Some(dir) = dir else {
+        return Ok((shipped.to_string(), format!("policies/{file} (built in)")));
+    };
+    let path = dir.join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok((t, path.display().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok((shipped.to_string(), format!("policies/{file} (built in)")))
+        }
+        Err(e) => Err(ConfigIssue {
+            file: path.display().to_string(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        }),
+    }
+}
+
+impl ModelsConfig {
+    /// The shipped `models.toml`, `routing.toml` and `budgets.toml`, with no keys.
+    ///
+    /// # Panics
+    /// Never: the shipped files are tested to load.
+    pub fn shipped() -> Self {
+        Self::load(None).expect("the shipped policies load (tested)")
+    }
+
+    /// Loads `models.toml`, `routing.toml` and `budgets.toml` from `dir`; a file that is not
+    /// there is replaced by the shipped one.
+    ///
+    /// # Errors
+    /// Every bad entry of every file, each naming file, line and key.
+    pub fn load(dir: Option<&Path>) -> Result<Self, ConfigErrors> {
+        let mut issues = Vec::new();
+        let mut read = |file: &str, shipped: &'static str| match read_or(dir, file, shipped) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                issues.push(e);
+                None
+            }
+        };
+        let files = (
+            read("models.toml", SHIPPED_MODELS),
+            read("routing.toml", SHIPPED_ROUTING),
+            read("budgets.toml", SHIPPED_BUDGETS),
+        );
+        let (Some((mt, mf)), Some((rt, rf)), Some((bt, bf))) = files else {
+            return Err(ConfigErrors(issues));
+        };
+        let catalog = Catalog::from_toml(&mt, &mf).map_err(ConfigErrors)?;
+        let router = Router::from_toml(&rt, &rf, &catalog);
+        let budgets = Budgets::from_toml(&bt, &bf);
+        match (router, budgets) {
+            (Ok(router), Ok(budgets)) => Ok(Self {
+                catalog,
+                router,
+                budgets,
+                timeouts: Timeouts::default(),
+                retry: RetryPolicy::default(),
+                keys: HashMap::new(),
+                base_urls: HashMap::new(),
+                custom: Vec::new(),
+            }),
+            (r, b) => Err(ConfigErrors(
+                r.err()
+                    .into_iter()
+                    .flatten()
+                    .chain(b.err().into_iter().flatten())
+                    .collect(),
+            )),
+        }
+    }
+
+    /// The key of `provider` (a name in `models.toml`).
+    pub fn api_key(mut self, provider: &str, key: ApiKey) -> Self {
+        self.keys.insert(provider.to_string(), key);
+        self
+    }
+
+    /// Replaces the base URL of `provider`; a provider given a URL this way counts as
+    /// configured even without a key (local OpenAI-compatible servers need none).
+    pub fn base_url(mut self, provider: &str, url: impl Into<String>) -> Self {
+        self.base_urls.insert(provider.to_string(), url.into());
+        self
+    }
+
+    /// Serves `provider.name()` (a provider of `models.toml`) with this implementation.
+    pub fn provider(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.custom.push(provider);
+        self
+    }
+
+    /// Applies each provider's `api_key_env` and `base_url_env` through `var` (the CLI
+    /// passes the process environment).
+    pub fn with_env(mut self, var: impl Fn(&str) -> Option<String>) -> Self {
+        let providers: Vec<_> = self.catalog.providers.values().cloned().collect();
+        for p in providers {
+            if let Some(k) = p.api_key_env.as_deref().and_then(&var) {
+                if !k.trim().is_empty() {
+                    self = self.api_key(&p.name, ApiKey::new(k.trim()));
+                }
+            }
+            if let Some(u) = p.base_url_env.as_deref().and_then(&var) {
+                if !u.trim().is_empty() {
+                    self = self.base_url(&p.name, u.trim());
+                }
+            }
+        }
+        self
+    }
+
+    /// One sentence saying how to configure a provider.
+    pub fn how_to_configure(&self) -> String {
+        let keys: Vec<&str> = self
+            .catalog
+            .providers
+            .values()
+            .filter_map(|p| p.api_key_env.as_deref())
+            .collect();
+        let local = self
+            .catalog
+            .providers
+            .values()
+            .find(|p| p.kind == ProviderKind::OpenAi)
+            .and_then(|p| p.base_url_env.as_deref());
+        let mut s = String::from("no model provider is configured: ");
+        if keys.is_empty() {
+            s.push_str("add a provider to policies/models.toml");
+        } else {
+            s.push_str(&format!("set {}", keys.join(" or ")));
+        }
+        if let Some(env) = local {
+            s.push_str(&format!(
+                ", or set {env} to a local OpenAI-compatible server (e.g. http://127.0.0.1:11434/v1 for Ollama)"
+            ));
+        }
+        s
+    }
+}
+
+/// Models ready to call: configured providers, routing, budgets.
+pub struct Models {
+    catalog: Catalog,
+    router: Router,
+    providers: BTreeMap<String, Arc<dyn Provider>>,
+    retry: RetryPolicy,
+    ledger: Ledger,
+    how_to_configure: String,
+}
+
+/// Tokens a text is estimated to hold (about four characters a token).
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Models {
+    /// Builds clients for every configured provider; spend so far is read from `store`.
+    ///
+    /// # Errors
+    /// When an HTTP client cannot be built; a custom provider not in the catalogue.
+    pub fn build(cfg: ModelsConfig, store: Option<Store>) -> Result<Self, ConfigErrors> {
+        let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+        let issue = |name: &str, message: String| ConfigIssue {
+            file: "models.toml".into(),
+            line: None,
+            message: format!("provider `{name}`: {message}"),
+        };
+        let mut issues = Vec::new();
+        for p in cfg.catalog.providers.values() {
+            let key = cfg.keys.get(&p.name).cloned();
+            let url = cfg.base_urls.get(&p.name);
+            let configured = key.is_some() || url.is_some() || p.api_key_env.is_none();
+            if !configured {
+                continue;
+            }
+            let base = url.cloned().unwrap_or_else(|| p.base_url.clone());
+            let client: Result<Arc<dyn Provider>, ModelError> = match p.kind {
+                ProviderKind::Anthropic => Anthropic::new(
+                    &p.name,
+                    &base,
+                    key.unwrap_or_else(|| ApiKey::new("")),
+                    cfg.timeouts,
+                )
+                .map(|c| Arc::new(c) as Arc<dyn Provider>),
+                ProviderKind::OpenAi => OpenAi::new(&p.name, &base, key, cfg.timeouts)
+                    .map(|c| Arc::new(c) as Arc<dyn Provider>),
+            };
+            match client {
+                Ok(c) => {
+                    providers.insert(p.name.clone(), c);
+                }
+                Err(e) => issues.push(issue(&p.name, e.to_string())),
+            }
+        }
+        for c in &cfg.custom {
+            if cfg.catalog.providers.contains_key(c.name()) {
+                providers.insert(c.name().to_string(), c.clone());
+            } else {
+                issues.push(issue(c.name(), "is not a provider of models.toml".into()));
+            }
+        }
+        if !issues.is_empty() {
+            return Err(ConfigErrors(issues));
+        }
+        let how_to_configure = cfg.how_to_configure();
+        Ok(Self {
+            ledger: Ledger::new(cfg.budgets, store),
+            catalog: cfg.catalog,
+            router: cfg.router,
+            providers,
+            retry: cfg.retry,
+            how_to_configure,
+        })
+    }
+
+    /// Whether any provider is configured.
+    pub fn is_configured(&self) -> bool {
+        !self.providers.is_empty()
+    }
+
+    /// One sentence saying how to configure a provider.
+    pub fn how_to_configure(&self) -> &str {
+        &self.how_to_configure
+    }
+
+    /// The catalogue.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The routing rules.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The budgets.
+    pub fn budgets(&self) -> &Budgets {
+        self.ledger.budgets()
+    }
+
+    /// Names of the configured providers.
+    pub fn providers(&self) -> impl Iterator<Item = &str> {
+        self.providers.keys().map(String::as_str)
+    }
+
+    /// Whether `m`'s provider is configured.
+    pub fn available(&self, m: &ModelSpec) -> bool {
+        self.providers.contains_key(&m.provider)
+    }
+
+    /// The routing request for `ask` from `caller`.
+    pub fn route_request(&self, caller: &Caller, ask: &Ask) -> RouteRequest {
+        let text: u64 = ask
+            .system
+            .iter()
+            .map(|s| estimate_tokens(s))
+            .chain(ask.messages.iter().map(|m| estimate_tokens(&m.content) + 4))
+            .sum();
+        RouteRequest {
+            input_tokens: text,
+            max_output_tokens: u64::from(ask.max_tokens),
+            tool: caller.tool.clone(),
+            priority: caller.priority,
+            requires_reasoning: ask.requires_reasoning,
+            agent_role: caller.role,
+            capabilities: caller.capabilities.clone(),
+        }
+    }
+
+    /// Routes, reserves, calls (with retries and fallbacks), records and settles.
+    ///
+    /// # Errors
+    /// No provider, no fitting model, a budget that would be passed (nothing is sent), or
+    /// every model of the route failing.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the HTTP call in flight and releases its reservation;
+    /// rows of attempts that already ended have been handed to the sink.
+    pub async fn complete(
+        &self,
+        caller: &Caller,
+        ask: &Ask,
+        sink: &dyn CallSink,
+    ) -> Result<Answer, CallError> {
+        if self.providers.is_empty() {
+            return Err(CallError::NoProvider(self.how_to_configure.clone()));
+        }
+        let req = self.route_request(caller, ask);
+        let decision = self
+            .router
+            .route(&req, &self.catalog, &|m| self.available(m))?;
+        tracing::info!(rule = %decision.rule, model = %decision.model, fallbacks = ?decision.fallbacks, estimated_tokens = decision.estimated_tokens, tool = %caller.tool, "model routed");
+        sink.event(
+            EventType::ModelRouted,
+            json!({
+                "rule": decision.rule,
+                "reason": decision.reason,
+                "model": decision.model,
+                "fallbacks": decision.fallbacks,
+                "estimatedTokens": decision.estimated_tokens,
+                "estimatedInputTokens": req.input_tokens,
+                "estimatedCost": decision.estimated_cost_micro_usd as f64 / 1e6,
+            }),
+        );
+        let chain: Vec<&ModelSpec> = std::iter::once(&decision.model)
+            .chain(decision.fallbacks.iter())
+            .filter_map(|id| self.catalog.models.get(id))
+            .collect();
+        let mut last: Option<(String, ModelError)> = None;
+        for (n, spec) in chain.iter().enumerate() {
+            if let Some((from, err)) = &last {
+                tracing::warn!(from = %from, to = %spec.id, cause = %err.kind, "falling back to the next model");
+                sink.event(
+                    EventType::ModelFallback,
+                    json!({"from": from, "to": spec.id, "cause": err.kind.as_str(), "error": err.message}),
+                );
+            }
+            match self.try_model(caller, ask, spec, &req, sink).await {
+                Ok(a) => return Ok(a),
+                Err(Attempted::Budget(e)) => return Err(CallError::Budget(e)),
+                Err(Attempted::Model(e)) => {
+                    let last_one = n + 1 == chain.len();
+                    if last_one {
+                        return Err(CallError::Failed {
+                            model: spec.id.clone(),
+                            error: e,
+                        });
+                    }
+                    last = Some((spec.id.clone(), e));
+                }
+            }
+        }
+        Err(CallError::NoModel(NoModel {
+            rule: decision.rule,
+            why: "the route names no model of the catalogue".into(),
+        }))
+    }
+
+    /// One model of the route, with retries of transient failures.
+    async fn try_model(
+        &self,
+        caller: &Caller,
+        ask: &Ask,
+        spec: &ModelSpec,
+        req: &RouteRequest,
+        sink: &dyn CallSink,
+    ) -> Result<Answer, Attempted> {
+        let provider = self
+            .providers
+            .get(&spec.provider)
+            .ok_or_else(|| {
+                Attempted::Model(ModelError::new(
+                    ErrorKind::BadRequest,
+                    format!("provider `{}` is not configured", spec.provider),
+                ))
+            })?
+            .clone();
+        let request = CompletionRequest {
+            model: spec.name.clone(),
+            system: ask.system.clone(),
+            messages: ask.messages.clone(),
+            max_tokens: ask.max_tokens,
+            temperature: ask.temperature,
+        };
+        let estimate = spec.cost_micro_usd(req.input_tokens, req.max_output_tokens);
+        let mut attempt = 1;
+        loop {
+            let reservation = self
+                .ledger
+                .reserve(caller.run, &caller.project, estimate, now_ms())
+                .await
+                .map_err(Attempted::Budget)?;
+            let started = Instant::now();
+            let result = if sink.wants_stream() {
+                provider
+                    .stream(&request, &|t: &str| sink.delta(&spec.id, t))
+                    .await
+            } else {
+                provider.complete(&request).await
+            };
+            let duration_ms = started.elapsed().as_millis() as i64;
+            let (input, output) = match &result {
+                Ok(c) => (c.input_tokens, c.output_tokens),
+                Err(e) => e.partial_usage.unwrap_or((0, 0)),
+            };
+            let cost = spec.cost_micro_usd(input, output);
+            reservation.settle(cost);
+            let error = result.as_ref().err();
+            sink.usage(ModelCallRow {
+                run_id: caller.run.map(|r| r.to_string()),
+                task_id: caller.task.as_ref().map(|t| t.to_string()),
+                tool: Some(caller.tool.clone()),
+                agent: caller.agent.clone(),
+                model: spec.id.clone(),
+                provider: spec.provider.clone(),
+                input_tokens: input as i64,
+                output_tokens: output as i64,
+                estimated_cost_micro_usd: estimate,
+                cost_micro_usd: cost,
+                duration_ms,
+                success: error.is_none(),
+                error_type: error.map(|e| e.kind.as_str().to_string()),
+                correlation_id: caller.correlation.to_string(),
+                at: now_ms(),
+                project: Some(caller.project.clone()),
+            });
+            if let Some(limit) = self.ledger.budgets().per_call_alert {
+                if cost > limit {
+                    tracing::warn!(model = %spec.id, cost = %usd(cost), threshold = %usd(limit), tool = %caller.tool, "model call cost above the alert threshold");
+                    sink.event(
+                        EventType::CostAlert,
+                        json!({"model": spec.id, "cost": cost as f64 / 1e6, "threshold": limit as f64 / 1e6, "inputTokens": input, "outputTokens": output}),
+                    );
+                }
+            }
+            match result {
+                Ok(c) => {
+                    sink.event(
+                        EventType::ModelCompleted,
+                        json!({
+                            "model": spec.id,
+                            "inputTokens": c.input_tokens,
+                            "outputTokens": c.output_tokens,
+                            "cost": cost as f64 / 1e6,
+                            "durationMs": duration_ms,
+                            "stopReason": c.stop_reason,
+                            "text": c.text,
+                        }),
+                    );
+                    return Ok(Answer {
+                        text: c.text,
+                        model: spec.id.clone(),
+                        input_tokens: c.input_tokens,
+                        output_tokens: c.output_tokens,
+                        cost_micro_usd: cost,
+                        stop_reason: c.stop_reason,
+                    });
+                }
+                Err(e) => match self.retry.wait_after(&e, attempt) {
+                    Some(wait) => {
+                        tracing::warn!(model = %spec.id, attempt, error_type = %e.kind, error = %e.message, wait_ms = wait.as_millis() as u64, "model call failed; retrying");
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
+                    None => {
+                        tracing::warn!(model = %spec.id, attempt, error_type = %e.kind, error = %e.message, "model call failed");
+                        return Err(Attempted::Model(e));
+                    }
+                },
+            }
+        }
+    }
+}
+
+enum Attempted {
+    Budget(BudgetError),
+    Model(ModelError),
+}

@@ -1,0 +1,203 @@
+//! The planner: turns a free-text goal into a validated plan. It sends the goal with the plan
+//! schema and the catalogue of tools (with their input schemas) and agents (roles,
+//! capabilities); the answer (JSON or YAML, bare or in one fenced code block) goes through the
+//! same validation as a plan file. On errors, the errors are sent back for a repair, up to
+//! `max_rounds` answers in all; then the planner fails with the last errors.
+
+use crate::domain::graph::{PlanErrors, ToolCatalog, ValidatedPlan};
+use crate::domain::plan::{plan_schema, Format, PlanSource};
+use crate::domain::{AgentSpec, EventType};
+use crate::models::{answer_body, Ask, CallError, CallSink, Caller, Message, Models};
+use crate::store::ModelCallRow;
+use crate::tools::ToolRegistry;
+use serde_json::{json, Value};
+use std::sync::Mutex;
+
+/// How the planner works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannerOptions {
+    /// Answers asked for in all (the first plus repairs); at least 1.
+    pub max_rounds: u32,
+    /// Output token limit of one answer.
+    pub max_tokens: u32,
+}
+
+impl Default for PlannerOptions {
+    fn default() -> Self {
+        Self {
+            max_rounds: 3,
+            max_tokens: 4096,
+        }
+    }
+}
+
+/// An accepted plan.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The plan as parsed from the model's answer.
+    pub source: PlanSource,
+    /// The plan, validated.
+    pub plan: ValidatedPlan,
+    /// Answers it took (1 = accepted at once).
+    pub rounds: u32,
+    /// The model that wrote the accepted answer.
+    pub model: String,
+}
+
+/// Why no plan was accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum PlannerError {
+    /// No model could be asked.
+    #[error("the planner could not ask a model: {0}")]
+    Call(#[from] CallError),
+    /// Every answer was invalid.
+    #[error(
+        "the planner's plan was still invalid after {rounds} answer(s); last errors:\n{errors}"
+    )]
+    Rejected {
+        /// Answers received.
+        rounds: u32,
+        /// The last answer's problems.
+        errors: String,
+    },
+}
+
+/// Events and usage rows of planner calls, kept until there is a run to log them in.
+#[derive(Default)]
+pub struct Collected {
+    events: Mutex<Vec<(EventType, Value)>>,
+    rows: Mutex<Vec<ModelCallRow>>,
+}
+
+impl Collected {
+    /// Takes the events.
+    pub fn take_events(&self) -> Vec<(EventType, Value)> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Takes the usage rows.
+    pub fn take_rows(&self) -> Vec<ModelCallRow> {
+        std::mem::take(&mut *self.rows.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl CallSink for Collected {
+    fn event(&self, kind: EventType, data: Value) {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((kind, data));
+    }
+
+    fn usage(&self, row: ModelCallRow) {
+        self.rows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(row);
+    }
+}
+
+/// The system prompt: the plan schema and what the runtime offers.
+pub fn system_prompt(tools: &ToolRegistry, agents: &[AgentSpec]) -> String {
+    let mut s = String::from(
+        "You are the planner of nofx, a runtime that executes plans: DAGs of tasks that agents run with tools.\n\
+         Turn the user's goal into one plan.\n\
+         Rules:\n\
+         - Answer with the plan as one JSON object in a ```json fenced code block, and nothing else.\n\
+         - The plan must satisfy the plan JSON Schema below.\n\
+         - Every task uses one of the tools below, with inputs that satisfy that tool's input schema.\n\
+         - A task's `capabilities` must all be offered by one agent below; leave them out when unsure.\n\
+         - Order tasks with `depends_on`; pass an output on with `${tasks.ID.outputs.NAME}` in a later task's input.\n\
+         - Keep the plan as small as the goal allows.\n\nTools:\n",
+    );
+    for name in tools.names() {
+        if let Some(t) = tools.get(&name) {
+            s.push_str(&format!("- `{name}`, input schema: {}\n", t.input_schema()));
+        }
+    }
+    s.push_str("\nAgents:\n");
+    for a in agents {
+        s.push_str(&format!(
+            "- `{}` ({}), capabilities: [{}]\n",
+            a.id,
+            a.role,
+            a.capabilities.join(", ")
+        ));
+    }
+    s.push_str(&format!("\nPlan JSON Schema:\n{}\n", plan_schema()));
+    s
+}
+
+/// Parses an answer into a plan source: JSON when the body starts with `{`, else YAML.
+///
+/// # Errors
+/// The syntax error, with its line in the answer's body.
+pub fn parse_answer(text: &str) -> Result<PlanSource, String> {
+    let body = answer_body(text);
+    let format = if body.starts_with('{') {
+        Format::Json
+    } else {
+        Format::Yaml
+    };
+    PlanSource::parse(body, format, Some("plan")).map_err(|e| e.to_string())
+}
+
+/// Asks for a plan for `goal` until one validates (through `validate`) or rounds run out.
+///
+/// # Errors
+/// A call that fails (no provider, budget, every model failing) or every answer invalid.
+///
+/// # Cancel safety
+/// Dropping the future abandons the call in flight; rows of finished calls are in `sink`.
+pub async fn plan_goal(
+    models: &Models,
+    caller: &Caller,
+    sink: &dyn CallSink,
+    system: String,
+    goal: &str,
+    options: PlannerOptions,
+    validate: impl Fn(&PlanSource) -> Result<ValidatedPlan, PlanErrors>,
+) -> Result<Planned, PlannerError> {
+    let mut ask = Ask {
+        system: Some(system),
+        messages: vec![Message::user(format!("Goal: {goal}"))],
+        max_tokens: options.max_tokens,
+        temperature: Some(0.0),
+        requires_reasoning: true,
+    };
+    let rounds = options.max_rounds.max(1);
+    let mut errors = String::new();
+    for round in 1..=rounds {
+        let answer = models.complete(caller, &ask, sink).await?;
+        let checked = parse_answer(&answer.text)
+            .and_then(|src| validate(&src).map(|v| (src, v)).map_err(|e| e.to_string()));
+        match checked {
+            Ok((source, plan)) => {
+                tracing::info!(round, model = %answer.model, tasks = plan.graph.len(), "planner: plan accepted");
+                return Ok(Planned {
+                    source,
+                    plan,
+                    rounds: round,
+                    model: answer.model,
+                });
+            }
+            Err(e) => {
+                tracing::info!(round, errors = %e, "planner: plan rejected");
+                errors = e;
+                ask.messages.push(Message::assistant(answer.text));
+                ask.messages.push(Message::user(format!(
+                    "The plan is not valid:\n{errors}\nReply with the complete corrected plan."
+                )));
+            }
+        }
+    }
+    Err(PlannerError::Rejected { rounds, errors })
+}
+
+/// The `plan.generated` event's data.
+pub fn generated_event(goal: &str, planned: &Planned) -> (EventType, Value) {
+    (
+        EventType::PlanGenerated,
+        json!({"goal": goal, "rounds": planned.rounds, "model": planned.model, "tasks": planned.plan.graph.len()}),
+    )
+}
