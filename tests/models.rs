@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::llm::{anthropic_text, openai_text, reply, server, Reply, Script};
+use common::llm::{anthropic_text, openai_text, reply, server, sse, Reply, Script};
 use common::{events, plan, TestStore};
+use futures::StreamExt;
 use nofx::models::budget::Budgets;
 use nofx::models::{ApiKey, ModelsConfig, RetryPolicy};
 use nofx::planner::PlannerOptions;
@@ -474,4 +475,42 @@ async fn a_plan_still_invalid_after_the_last_round_fails_with_its_errors() {
         .unwrap();
     assert_eq!(report.summary.total_calls, 2);
     rt.shutdown().await;
+}
+
+both_stores! {
+    async fn subscribers_get_streamed_deltas_and_a_cut_stream_is_recorded_then_retried(store) {
+        let chunk = |content: &str| json!({"choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}], "model": "m"});
+        let usage = json!({"choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": 4}});
+        let cut = sse(&[("", chunk("hel"))]);
+        let mut full = sse(&[("", chunk("hello ")), ("", chunk("world")), ("", usage)]);
+        full.body.push_str("data: [DONE]\n\n");
+        let (cfg, script) = openai(vec![cut, full]).await;
+        let rt = runtime(&store, cfg).await;
+        let src = plan("name: s\ntasks:\n  - { id: a, tool: llm:generate, inputs: { prompt: greet } }\n");
+        // Stored only, so the deltas subscription is in place before the call starts.
+        let run = rt.submit_with(&src, Default::default(), None, true).await.unwrap();
+        let deltas = run.deltas();
+        rt.resume(run.id()).await.unwrap();
+        let got: Vec<nofx::domain::Delta> = deltas.collect().await;
+        let texts: Vec<&str> = got.iter().map(|d| d.data["text"].as_str().unwrap()).collect();
+        assert_eq!(texts, vec!["hel", "hello ", "world"]);
+        assert!(got.iter().all(|d| d.kind == EventType::ModelDelta && d.task_id.as_ref().unwrap().as_str() == "a"));
+        assert_eq!(serde_json::to_value(&got[0]).unwrap().get("seq"), None);
+        let out = run.wait().await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded, "{out:?}");
+        assert_eq!(out.tasks[0].outputs.as_ref().unwrap()["text"], "hello world");
+        assert_eq!(script.seen()[0].body["stream"], true);
+
+        let evs = events(&rt, run.id()).await;
+        assert!(!kinds(&evs).contains(&EventType::ModelDelta), "deltas are never stored");
+        let done: Vec<_> = evs.iter().filter(|e| e.kind == EventType::ModelCompleted).collect();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].data["text"], "hello world");
+        let rows = rt.store().model_calls(run.id()).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].error_type.as_deref(), Some("interrupted"));
+        assert!(!rows[0].success);
+        assert_eq!((rows[1].input_tokens, rows[1].output_tokens), (30, 4));
+        rt.shutdown().await;
+    }
 }

@@ -4,12 +4,13 @@
 
 mod common;
 
-use common::llm::{reply, server, Reply};
+use common::llm::{reply, server, sse, Reply};
 use nofx::models::{
     complete_with_retry, Anthropic, ApiKey, CompletionRequest, ErrorKind, Message, OpenAi,
     Provider, RetryPolicy, Timeouts,
 };
 use serde_json::json;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn request() -> CompletionRequest {
@@ -326,4 +327,123 @@ async fn an_unreachable_server_is_a_connect_error() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Connect);
+}
+
+fn collect() -> (
+    Arc<Mutex<Vec<String>>>,
+    impl Fn(&str) + Send + Sync + 'static,
+) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    (got, move |t: &str| sink.lock().unwrap().push(t.to_string()))
+}
+
+fn anthropic_stream(cut: bool) -> Reply {
+    let mut events = vec![
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "test-model", "content": [], "stop_reason": null, "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        ("ping", json!({"type": "ping"})),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi "}}),
+        ),
+    ];
+    if !cut {
+        events.extend([
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "there"}}),
+            ),
+            (
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ),
+            (
+                "message_delta",
+                json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 3}}),
+            ),
+            ("message_stop", json!({"type": "message_stop"})),
+        ]);
+    }
+    sse(&events)
+}
+
+fn openai_stream(cut: bool) -> Reply {
+    let chunk = |content: Option<&str>, finish: Option<&str>| {
+        json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "test-model",
+               "choices": [{"index": 0, "delta": content.map(|c| json!({"content": c})).unwrap_or(json!({})), "finish_reason": finish}]})
+    };
+    let mut events = vec![("", chunk(Some("hi "), None))];
+    if !cut {
+        events.extend([
+            ("", chunk(Some("there"), Some("stop"))),
+            (
+                "",
+                json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "test-model", "choices": [],
+                       "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}}),
+            ),
+        ]);
+    }
+    let mut r = sse(&events);
+    if !cut {
+        r.body.push_str("data: [DONE]\n\n");
+    }
+    r
+}
+
+#[tokio::test]
+async fn anthropic_streams_text_as_it_arrives_and_reads_usage_from_the_stream() {
+    let (base, script) = server("/v1/messages", vec![anthropic_stream(false)]).await;
+    let (got, on_text) = collect();
+    let c = anthropic(&base, Timeouts::default())
+        .stream(&request(), &on_text)
+        .await
+        .unwrap();
+    assert_eq!(*got.lock().unwrap(), vec!["hi ", "there"]);
+    assert_eq!(
+        (c.text.as_str(), c.input_tokens, c.output_tokens),
+        ("hi there", 12, 3)
+    );
+    assert_eq!(c.stop_reason.as_deref(), Some("end_turn"));
+    assert_eq!(script.seen()[0].body["stream"], true);
+}
+
+#[tokio::test]
+async fn openai_streams_text_and_asks_for_usage_in_the_stream() {
+    let (base, script) = server("/v1/chat/completions", vec![openai_stream(false)]).await;
+    let (got, on_text) = collect();
+    let c = openai(&base, Timeouts::default())
+        .stream(&request(), &on_text)
+        .await
+        .unwrap();
+    assert_eq!(*got.lock().unwrap(), vec!["hi ", "there"]);
+    assert_eq!((c.input_tokens, c.output_tokens), (12, 3));
+    let body = &script.seen()[0].body;
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["stream_options"]["include_usage"], true);
+}
+
+#[tokio::test]
+async fn a_stream_cut_midway_is_an_interrupted_error_with_its_partial_usage() {
+    let (base, _) = server("/v1/messages", vec![anthropic_stream(true)]).await;
+    let (_, on_text) = collect();
+    let e = anthropic(&base, Timeouts::default())
+        .stream(&request(), &on_text)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Interrupted);
+    assert!(e.kind.is_transient());
+    assert_eq!(e.partial_usage, Some((12, 1)));
+    let (base, _) = server("/v1/chat/completions", vec![openai_stream(true)]).await;
+    let e = openai(&base, Timeouts::default())
+        .stream(&request(), &on_text)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Interrupted);
 }

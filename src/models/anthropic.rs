@@ -3,8 +3,8 @@
 //! `input_tokens`/`output_tokens`; errors are `{"type":"error","error":{"type","message"}}`.
 
 use super::{
-    exchange, http_client, malformed, ApiKey, Completion, CompletionRequest, ErrorKind, ModelError,
-    Provider, Timeouts,
+    exchange, http_client, malformed, read_events, send, ApiKey, Completion, CompletionRequest,
+    ErrorKind, ModelError, Provider, Timeouts,
 };
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,8 @@ struct Body<'a> {
     messages: &'a [super::Message],
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +101,91 @@ fn classify(status: u16, detail: Option<&ErrorDetail>) -> ErrorKind {
     }
 }
 
+fn read_error(status: u16, body: &[u8]) -> (ErrorKind, String) {
+    let detail = serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .map(|b| b.error);
+    let message = match &detail {
+        Some(d) => format!("{} ({})", d.message, d.kind),
+        None => format!("HTTP {status}"),
+    };
+    (classify(status, detail.as_ref()), message)
+}
+
+/// What a streamed answer has said so far.
+#[derive(Default)]
+struct Streamed {
+    text: String,
+    model: Option<String>,
+    input: u64,
+    output: u64,
+    stop_reason: Option<String>,
+}
+
+impl Anthropic {
+    fn call(&self, req: &CompletionRequest, stream: bool) -> reqwest::RequestBuilder {
+        let body = Body {
+            model: &req.model,
+            max_tokens: req.max_tokens,
+            system: req.system.as_deref(),
+            messages: &req.messages,
+            temperature: req.temperature,
+            stream,
+        };
+        self.http
+            .post(format!("{}/v1/messages", self.base_url))
+            .header("x-api-key", self.key.expose())
+            .header("anthropic-version", API_VERSION)
+            .json(&body)
+    }
+
+    /// Applies one streamed event; `Ok(true)` at `message_stop`.
+    fn on_event(
+        &self,
+        st: &mut Streamed,
+        data: &str,
+        on_text: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<bool, ModelError> {
+        let v: serde_json::Value = serde_json::from_str(data)
+            .map_err(|e| malformed(&self.name, 200, "a Messages API stream event", e))?;
+        match v["type"].as_str().unwrap_or_default() {
+            "message_start" => {
+                let m = &v["message"];
+                st.model = m["model"].as_str().map(str::to_string);
+                st.input = m["usage"]["input_tokens"].as_u64().unwrap_or(0);
+                st.output = m["usage"]["output_tokens"].as_u64().unwrap_or(0);
+            }
+            "content_block_delta" if v["delta"]["type"] == "text_delta" => {
+                let t = v["delta"]["text"].as_str().unwrap_or_default();
+                st.text.push_str(t);
+                on_text(t);
+            }
+            "message_delta" => {
+                if let Some(n) = v["usage"]["output_tokens"].as_u64() {
+                    st.output = n;
+                }
+                if let Some(r) = v["delta"]["stop_reason"].as_str() {
+                    st.stop_reason = Some(r.to_string());
+                }
+            }
+            "message_stop" => return Ok(true),
+            "error" => {
+                let detail: Option<ErrorDetail> = serde_json::from_value(v["error"].clone()).ok();
+                let message = detail.as_ref().map_or_else(
+                    || data.to_string(),
+                    |d| format!("{} ({})", d.message, d.kind),
+                );
+                return Err(ModelError::new(
+                    classify(200, detail.as_ref()),
+                    format!("{}: {message}", self.name),
+                ));
+            }
+            _ => {}
+        }
+        Ok(false)
+    }
+}
+
 impl Provider for Anthropic {
     fn name(&self) -> &str {
         &self.name
@@ -109,30 +196,7 @@ impl Provider for Anthropic {
         req: &'a CompletionRequest,
     ) -> BoxFuture<'a, Result<Completion, ModelError>> {
         Box::pin(async move {
-            let body = Body {
-                model: &req.model,
-                max_tokens: req.max_tokens,
-                system: req.system.as_deref(),
-                messages: &req.messages,
-                temperature: req.temperature,
-            };
-            let call = self
-                .http
-                .post(format!("{}/v1/messages", self.base_url))
-                .header("x-api-key", self.key.expose())
-                .header("anthropic-version", API_VERSION)
-                .json(&body);
-            let (status, bytes) = exchange(&self.name, call, |status, body| {
-                let detail = serde_json::from_slice::<ErrorBody>(body)
-                    .ok()
-                    .map(|b| b.error);
-                let message = match &detail {
-                    Some(d) => format!("{} ({})", d.message, d.kind),
-                    None => format!("HTTP {status}"),
-                };
-                (classify(status, detail.as_ref()), message)
-            })
-            .await?;
+            let (status, bytes) = exchange(&self.name, self.call(req, false), read_error).await?;
             let answer: Answer = serde_json::from_slice(&bytes)
                 .map_err(|e| malformed(&self.name, status, "a Messages API response", e))?;
             let text = answer
@@ -148,6 +212,36 @@ impl Provider for Anthropic {
                 input_tokens: answer.usage.input_tokens,
                 output_tokens: answer.usage.output_tokens,
                 stop_reason: answer.stop_reason,
+            })
+        })
+    }
+
+    fn stream<'a>(
+        &'a self,
+        req: &'a CompletionRequest,
+        on_text: &'a (dyn Fn(&str) + Send + Sync),
+    ) -> BoxFuture<'a, Result<Completion, ModelError>> {
+        Box::pin(async move {
+            let resp = send(&self.name, self.call(req, true), read_error).await?;
+            let st = std::sync::Mutex::new(Streamed::default());
+            let lock = || st.lock().unwrap_or_else(|p| p.into_inner());
+            read_events(
+                &self.name,
+                resp,
+                |_, data| self.on_event(&mut lock(), data, on_text),
+                || {
+                    let s = lock();
+                    Some((s.input, s.output))
+                },
+            )
+            .await?;
+            let s = st.into_inner().unwrap_or_else(|p| p.into_inner());
+            Ok(Completion {
+                text: s.text,
+                model: s.model.unwrap_or_else(|| req.model.clone()),
+                input_tokens: s.input,
+                output_tokens: s.output,
+                stop_reason: s.stop_reason,
             })
         })
     }

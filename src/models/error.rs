@@ -24,6 +24,8 @@ pub enum ErrorKind {
     ContextTooLong,
     /// The answer could not be read.
     MalformedResponse,
+    /// A streamed answer broke off midway.
+    Interrupted,
 }
 
 impl ErrorKind {
@@ -39,12 +41,16 @@ impl ErrorKind {
             Self::BadRequest => "bad_request",
             Self::ContextTooLong => "context_too_long",
             Self::MalformedResponse => "malformed_response",
+            Self::Interrupted => "interrupted",
         }
     }
 
     /// Whether the same request may succeed if tried again.
     pub fn is_transient(self) -> bool {
-        matches!(self, Self::RateLimited | Self::Overloaded | Self::Server)
+        matches!(
+            self,
+            Self::RateLimited | Self::Overloaded | Self::Server | Self::Interrupted
+        )
     }
 
     /// The kind an HTTP status means.

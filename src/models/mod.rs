@@ -169,26 +169,26 @@ pub(crate) fn http_client(t: Timeouts) -> Result<reqwest::Client, ModelError> {
         })
 }
 
-/// Sends a request and reads the whole answer. A non-2xx answer becomes a [`ModelError`]:
-/// `classify` reads the provider's error body into a kind and a message.
-pub(crate) async fn exchange(
+/// Sends a request. A non-2xx answer becomes a [`ModelError`]: `classify` reads the
+/// provider's error body into a kind and a message.
+pub(crate) async fn send(
     provider: &str,
     call: reqwest::RequestBuilder,
     classify: impl FnOnce(u16, &[u8]) -> (ErrorKind, String),
-) -> Result<(u16, bytes::Bytes), ModelError> {
+) -> Result<reqwest::Response, ModelError> {
     let resp = call
         .send()
         .await
         .map_err(|e| ModelError::from_transport(provider, &e))?;
     let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(resp);
+    }
     let wait = retry_after(resp.headers());
     let body = resp
         .bytes()
         .await
         .map_err(|e| ModelError::from_transport(provider, &e))?;
-    if (200..300).contains(&status) {
-        return Ok((status, body));
-    }
     let (kind, message) = classify(status, &body);
     Err(ModelError {
         kind,
@@ -197,6 +197,54 @@ pub(crate) async fn exchange(
         retry_after: wait,
         partial_usage: None,
     })
+}
+
+/// Sends a request and reads the whole answer (see [`send`]).
+pub(crate) async fn exchange(
+    provider: &str,
+    call: reqwest::RequestBuilder,
+    classify: impl FnOnce(u16, &[u8]) -> (ErrorKind, String),
+) -> Result<(u16, bytes::Bytes), ModelError> {
+    let resp = send(provider, call, classify).await?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| ModelError::from_transport(provider, &e))?;
+    Ok((status, body))
+}
+
+/// Reads a server-sent-events answer, handing each event's name and data to `on_event`,
+/// which returns `Ok(true)` once the stream is complete. A stream that ends (or breaks)
+/// before that is an `interrupted` error carrying the usage `partial` reports.
+pub(crate) async fn read_events(
+    provider: &str,
+    resp: reqwest::Response,
+    mut on_event: impl FnMut(&str, &str) -> Result<bool, ModelError>,
+    partial: impl Fn() -> Option<(u64, u64)>,
+) -> Result<(), ModelError> {
+    use eventsource_stream::Eventsource;
+    use futures::StreamExt;
+    let mut events = resp.bytes_stream().eventsource();
+    let cut = |why: String| ModelError {
+        kind: ErrorKind::Interrupted,
+        message: format!("{provider}: the stream broke off: {why}"),
+        status: None,
+        retry_after: None,
+        partial_usage: partial(),
+    };
+    while let Some(ev) = events.next().await {
+        let ev = ev.map_err(|e| cut(e.to_string()))?;
+        match on_event(&ev.event, &ev.data) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(mut e) => {
+                e.partial_usage = partial();
+                return Err(e);
+            }
+        }
+    }
+    Err(cut("it ended before the answer was complete".into()))
 }
 
 /// A 2xx answer that is not what the provider's format promises.

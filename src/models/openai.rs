@@ -3,8 +3,8 @@
 //! `prompt_tokens`/`completion_tokens`; errors are `{"error":{"message","type","code"}}`.
 
 use super::{
-    exchange, http_client, malformed, ApiKey, Completion, CompletionRequest, ErrorKind, ModelError,
-    Provider, Timeouts,
+    exchange, http_client, malformed, read_events, send, ApiKey, Completion, CompletionRequest,
+    ErrorKind, ModelError, Provider, Timeouts,
 };
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,15 @@ struct Body<'a> {
     max_tokens: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
 }
 
 #[derive(Serialize)]
@@ -109,6 +118,109 @@ fn classify(status: u16, detail: Option<&ErrorDetail>) -> ErrorKind {
     }
 }
 
+fn read_error(status: u16, body: &[u8]) -> (ErrorKind, String) {
+    let detail = serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .map(|b| b.error);
+    let message = match &detail {
+        Some(d) => d.message.clone(),
+        None => format!("HTTP {status}"),
+    };
+    (classify(status, detail.as_ref()), message)
+}
+
+/// What a streamed answer has said so far.
+#[derive(Default)]
+struct Streamed {
+    text: String,
+    model: Option<String>,
+    usage: Option<(u64, u64)>,
+    stop_reason: Option<String>,
+}
+
+impl OpenAi {
+    fn call(&self, req: &CompletionRequest, stream: bool) -> reqwest::RequestBuilder {
+        let mut messages = Vec::with_capacity(req.messages.len() + 1);
+        if let Some(s) = &req.system {
+            messages.push(Msg {
+                role: "system",
+                content: s,
+            });
+        }
+        for m in &req.messages {
+            let role = match m.role {
+                super::Role::User => "user",
+                super::Role::Assistant => "assistant",
+            };
+            messages.push(Msg {
+                role,
+                content: &m.content,
+            });
+        }
+        let body = Body {
+            model: &req.model,
+            messages,
+            max_tokens: req.max_tokens,
+            temperature: req.temperature,
+            stream,
+            stream_options: stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
+        };
+        let mut call = self
+            .http
+            .post(format!("{}/chat/completions", self.base_url))
+            .json(&body);
+        if let Some(k) = &self.key {
+            call = call.bearer_auth(k.expose());
+        }
+        call
+    }
+
+    /// Applies one streamed chunk; `Ok(true)` at `[DONE]`.
+    fn on_chunk(
+        &self,
+        st: &mut Streamed,
+        data: &str,
+        on_text: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<bool, ModelError> {
+        if data.trim() == "[DONE]" {
+            return Ok(true);
+        }
+        let v: serde_json::Value = serde_json::from_str(data)
+            .map_err(|e| malformed(&self.name, 200, "a chat completion chunk", e))?;
+        if let Some(err) = v.get("error") {
+            let detail: Option<ErrorDetail> = serde_json::from_value(err.clone()).ok();
+            let message = detail
+                .as_ref()
+                .map_or_else(|| data.to_string(), |d| d.message.clone());
+            return Err(ModelError::new(
+                classify(200, detail.as_ref()),
+                format!("{}: {message}", self.name),
+            ));
+        }
+        if let Some(m) = v["model"].as_str() {
+            st.model = Some(m.to_string());
+        }
+        if let Some(c) = v["choices"].get(0) {
+            if let Some(t) = c["delta"]["content"].as_str() {
+                st.text.push_str(t);
+                on_text(t);
+            }
+            if let Some(r) = c["finish_reason"].as_str() {
+                st.stop_reason = Some(r.to_string());
+            }
+        }
+        if let (Some(i), Some(o)) = (
+            v["usage"]["prompt_tokens"].as_u64(),
+            v["usage"]["completion_tokens"].as_u64(),
+        ) {
+            st.usage = Some((i, o));
+        }
+        Ok(false)
+    }
+}
+
 impl Provider for OpenAi {
     fn name(&self) -> &str {
         &self.name
@@ -119,47 +231,7 @@ impl Provider for OpenAi {
         req: &'a CompletionRequest,
     ) -> BoxFuture<'a, Result<Completion, ModelError>> {
         Box::pin(async move {
-            let mut messages = Vec::with_capacity(req.messages.len() + 1);
-            if let Some(s) = &req.system {
-                messages.push(Msg {
-                    role: "system",
-                    content: s,
-                });
-            }
-            for m in &req.messages {
-                let role = match m.role {
-                    super::Role::User => "user",
-                    super::Role::Assistant => "assistant",
-                };
-                messages.push(Msg {
-                    role,
-                    content: &m.content,
-                });
-            }
-            let body = Body {
-                model: &req.model,
-                messages,
-                max_tokens: req.max_tokens,
-                temperature: req.temperature,
-            };
-            let mut call = self
-                .http
-                .post(format!("{}/chat/completions", self.base_url))
-                .json(&body);
-            if let Some(k) = &self.key {
-                call = call.bearer_auth(k.expose());
-            }
-            let (status, bytes) = exchange(&self.name, call, |status, body| {
-                let detail = serde_json::from_slice::<ErrorBody>(body)
-                    .ok()
-                    .map(|b| b.error);
-                let message = match &detail {
-                    Some(d) => d.message.clone(),
-                    None => format!("HTTP {status}"),
-                };
-                (classify(status, detail.as_ref()), message)
-            })
-            .await?;
+            let (status, bytes) = exchange(&self.name, self.call(req, false), read_error).await?;
             let malformed = |why: &str| malformed(&self.name, status, "a chat completion", why);
             let answer: Answer =
                 serde_json::from_slice(&bytes).map_err(|e| malformed(&e.to_string()))?;
@@ -175,6 +247,36 @@ impl Provider for OpenAi {
                 input_tokens: usage.prompt_tokens,
                 output_tokens: usage.completion_tokens,
                 stop_reason: choice.finish_reason,
+            })
+        })
+    }
+
+    fn stream<'a>(
+        &'a self,
+        req: &'a CompletionRequest,
+        on_text: &'a (dyn Fn(&str) + Send + Sync),
+    ) -> BoxFuture<'a, Result<Completion, ModelError>> {
+        Box::pin(async move {
+            let resp = send(&self.name, self.call(req, true), read_error).await?;
+            let st = std::sync::Mutex::new(Streamed::default());
+            let lock = || st.lock().unwrap_or_else(|p| p.into_inner());
+            read_events(
+                &self.name,
+                resp,
+                |_, data| self.on_chunk(&mut lock(), data, on_text),
+                || lock().usage,
+            )
+            .await?;
+            let s = st.into_inner().unwrap_or_else(|p| p.into_inner());
+            let (input, output) = s.usage.ok_or_else(|| {
+                malformed(&self.name, 200, "a chat completion stream", "no usage")
+            })?;
+            Ok(Completion {
+                text: s.text,
+                model: s.model.unwrap_or_else(|| req.model.clone()),
+                input_tokens: input,
+                output_tokens: output,
+                stop_reason: s.stop_reason,
             })
         })
     }
