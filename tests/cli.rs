@@ -10,6 +10,14 @@ use std::time::{Duration, Instant};
 fn nofx(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nofx"));
     c.current_dir(dir).env_remove("NOFX_DATABASE_URL");
+    for var in [
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+    ] {
+        c.env_remove(var);
+    }
     c
 }
 
@@ -464,4 +472,123 @@ fn a_policy_file_refuses_unlisted_commands_before_and_while_running() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goals_are_planned_through_a_local_openai_compatible_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    // Without a provider: one sentence saying how to configure one, exit 2.
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(nofx(&d).args(["run", "--goal", "count to three"]))
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("error: cannot plan the goal: no model provider is configured: set ANTHROPIC_API_KEY or OPENAI_API_KEY, or set OPENAI_BASE_URL to a local OpenAI-compatible server"),
+        "{err}"
+    );
+
+    let plan = serde_json::json!({"name": "count", "tasks": [
+        {"id": "one", "tool": "test:echo", "inputs": {"n": 1}},
+        {"id": "two", "tool": "test:echo", "inputs": {"n": 2}, "depends_on": ["one"]}
+    ]});
+    let answer = || common::llm::openai_text(&format!("```json\n{plan}\n```"), 700, 90);
+    let (base, script) =
+        common::llm::server("/v1/chat/completions", vec![answer(), answer()]).await;
+    let url = format!("{base}/v1");
+    let out = tokio::task::spawn_blocking({
+        let (d, url) = (d.clone(), url.clone());
+        move || {
+            run(nofx(&d).env("OPENAI_BASE_URL", &url).args([
+                "run",
+                "--goal",
+                "count to two",
+                "--dry-run",
+            ]))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let yaml = text(&out.stdout);
+    assert!(
+        yaml.contains("name: count") && yaml.contains("id: two"),
+        "{yaml}"
+    );
+    // A local server needs no key: none is sent.
+    let seen = script.seen();
+    assert!(seen[0].headers.get("authorization").is_none());
+    assert_eq!(seen[0].body["model"], "gpt-4.1-mini");
+
+    let out = tokio::task::spawn_blocking({
+        let (d, url) = (d.clone(), url.clone());
+        move || {
+            run(nofx(&d).env("OPENAI_BASE_URL", &url).args([
+                "run",
+                "--goal",
+                "count to two",
+                "--json",
+            ]))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let run_doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run_doc["status"], "succeeded");
+    assert_eq!(run_doc["tasks"].as_array().unwrap().len(), 2);
+
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(nofx(&d).args(["usage", "--json", "--group-by", "hour"]))
+    })
+    .await
+    .unwrap();
+    let usage: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(usage["summary"]["totalCalls"], 2, "{usage}");
+    assert_eq!(usage["summary"]["totalTokens"], 1580);
+}
+
+#[test]
+fn route_explain_says_which_rule_matched_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(nofx(dir.path()).args([
+        "route",
+        "--explain",
+        "--tool",
+        "llm:generate",
+        "--tokens",
+        "500",
+        "--output-tokens",
+        "200",
+        "--priority",
+        "low",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("rule 2 `echo`: no — tool is `llm:generate`, not `test:echo`"),
+        "{s}"
+    );
+    assert!(
+        s.contains("rule 3 `cheap-low-priority`: MATCH — priority is low; estimated cost"),
+        "{s}"
+    );
+    assert!(s.contains("model: gpt-small"), "{s}");
+    let out = run(nofx(dir.path()).env("ANTHROPIC_API_KEY", "k").args([
+        "route",
+        "--json",
+        "--tool",
+        "test:echo",
+    ]));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["decision"]["model"], "claude-haiku");
+    assert_eq!(doc["decision"]["rule"], "echo");
+    let out = run(nofx(dir.path()).args(["route", "--tokens", "5000000"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("context window"));
 }

@@ -2,6 +2,7 @@
 //! Exit codes: 0 success, 1 the run failed or was cancelled, 2 bad input, 130 interrupted.
 
 mod progress;
+mod route;
 mod run;
 mod runs;
 
@@ -64,7 +65,8 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a plan file (YAML or JSON) and wait for it to finish.
+    /// Run a plan file (YAML or JSON), or a goal (--goal) the planner decomposes, and wait
+    /// for it to finish.
     Run(run::RunArgs),
     /// Check a plan file without running it.
     Validate(ValidateArgs),
@@ -85,6 +87,8 @@ enum Command {
     Bench(BenchArgs),
     /// Model usage and cost over a time range, by hour, day or ISO week.
     Usage(UsageArgs),
+    /// Which model the routing rules choose for a request (`--explain`: and why).
+    Route(route::RouteArgs),
 }
 
 #[derive(Args)]
@@ -333,6 +337,7 @@ async fn dispatch(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Usage(a) => usage(&g, a).await,
+        Command::Route(a) => route::route(&g, a),
         Command::Bench(a) => {
             let report = nofx::bench::run(a.shape, a.tasks, a.store, g.database_url.as_deref())
                 .await

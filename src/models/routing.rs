@@ -213,6 +213,43 @@ impl Router {
         self.rules.iter().chain(std::iter::once(&self.default))
     }
 
+    /// Cost of `req` on the default rule's target, the figure `estimated_cost_under` reads.
+    fn default_cost(
+        &self,
+        req: &RouteRequest,
+        catalog: &Catalog,
+        available: &dyn Fn(&ModelSpec) -> bool,
+    ) -> Option<i64> {
+        self.pick(&self.default.target, req, catalog, available)
+            .map(|m| m.cost_micro_usd(req.input_tokens, req.max_output_tokens))
+    }
+
+    /// The model a target resolves to for `req`: the model itself, or the cheapest available
+    /// model of the tier, when its context window fits.
+    fn pick<'c>(
+        &self,
+        t: &Target,
+        req: &RouteRequest,
+        catalog: &'c Catalog,
+        available: &dyn Fn(&ModelSpec) -> bool,
+    ) -> Option<&'c ModelSpec> {
+        let tokens = req.input_tokens + req.max_output_tokens;
+        let fits = |m: &&ModelSpec| available(m) && m.context_window >= tokens;
+        match t {
+            Target::Model(id) => catalog.models.get(id).filter(fits),
+            Target::Tier(tier) => catalog
+                .models
+                .values()
+                .filter(|m| m.tier == *tier)
+                .filter(fits)
+                .min_by(|a, b| {
+                    let ca = a.cost_micro_usd(req.input_tokens, req.max_output_tokens);
+                    let cb = b.cost_micro_usd(req.input_tokens, req.max_output_tokens);
+                    ca.cmp(&cb).then_with(|| a.id.cmp(&b.id))
+                }),
+        }
+    }
+
     /// Routes a request among `available` models (those whose provider is configured).
     ///
     /// # Errors
@@ -224,24 +261,8 @@ impl Router {
         available: &dyn Fn(&ModelSpec) -> bool,
     ) -> Result<Decision, NoModel> {
         let tokens = req.input_tokens + req.max_output_tokens;
-        let pick = |t: &Target| -> Option<&ModelSpec> {
-            let fits = |m: &&ModelSpec| available(m) && m.context_window >= tokens;
-            match t {
-                Target::Model(id) => catalog.models.get(id).filter(fits),
-                Target::Tier(tier) => catalog
-                    .models
-                    .values()
-                    .filter(|m| m.tier == *tier)
-                    .filter(fits)
-                    .min_by(|a, b| {
-                        let ca = a.cost_micro_usd(req.input_tokens, req.max_output_tokens);
-                        let cb = b.cost_micro_usd(req.input_tokens, req.max_output_tokens);
-                        ca.cmp(&cb).then_with(|| a.id.cmp(&b.id))
-                    }),
-            }
-        };
-        let baseline = pick(&self.default.target)
-            .map(|m| m.cost_micro_usd(req.input_tokens, req.max_output_tokens));
+        let pick = |t: &Target| self.pick(t, req, catalog, available);
+        let baseline = self.default_cost(req, catalog, available);
         let rule = self
             .rules
             .iter()
@@ -276,19 +297,182 @@ impl Router {
     }
 }
 
+/// Each condition `w` sets, with whether it holds for `req` and why, in words.
+fn conditions(
+    w: &When,
+    req: &RouteRequest,
+    tokens: u64,
+    baseline_micro_usd: Option<i64>,
+) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    if let Some(n) = w.estimated_tokens_over {
+        let ok = tokens > n;
+        out.push((
+            ok,
+            format!(
+                "estimated tokens {tokens} {} over {n}",
+                if ok { "is" } else { "is not" }
+            ),
+        ));
+    }
+    if let Some(n) = w.estimated_tokens_under {
+        let ok = tokens <= n;
+        out.push((
+            ok,
+            format!(
+                "estimated tokens {tokens} {} at most {n}",
+                if ok { "is" } else { "is not" }
+            ),
+        ));
+    }
+    if let Some(t) = &w.tool {
+        let ok = *t == req.tool;
+        out.push((
+            ok,
+            if ok {
+                format!("tool is `{t}`")
+            } else {
+                format!("tool is `{}`, not `{t}`", req.tool)
+            },
+        ));
+    }
+    if let Some(p) = w.priority {
+        let ok = p == req.priority;
+        let name = |p: Priority| format!("{p:?}").to_lowercase();
+        out.push((
+            ok,
+            if ok {
+                format!("priority is {}", name(p))
+            } else {
+                format!("priority is {}, not {}", name(req.priority), name(p))
+            },
+        ));
+    }
+    if let Some(usd) = w.estimated_cost_under {
+        let limit = (usd * 1e6).round() as i64;
+        match baseline_micro_usd {
+            Some(c) => {
+                let ok = c < limit;
+                out.push((
+                    ok,
+                    format!(
+                        "estimated cost {} on the default route {} under {}",
+                        super::budget::usd(c),
+                        if ok { "is" } else { "is not" },
+                        super::budget::usd(limit)
+                    ),
+                ));
+            }
+            None => out.push((
+                false,
+                "no model of the default route is available to estimate the cost".into(),
+            )),
+        }
+    }
+    if let Some(r) = w.requires_reasoning {
+        let ok = r == req.requires_reasoning;
+        out.push((
+            ok,
+            format!(
+                "requires reasoning is {}{}",
+                req.requires_reasoning,
+                if ok {
+                    String::new()
+                } else {
+                    format!(", not {r}")
+                }
+            ),
+        ));
+    }
+    if let Some(r) = w.agent_role {
+        let ok = Some(r) == req.agent_role;
+        let have = req.agent_role.map_or("none".to_string(), |r| r.to_string());
+        out.push((
+            ok,
+            if ok {
+                format!("agent role is {r}")
+            } else {
+                format!("agent role is {have}, not {r}")
+            },
+        ));
+    }
+    if let Some(c) = &w.capability {
+        let ok = req.capabilities.contains(c);
+        out.push((
+            ok,
+            format!(
+                "the task {} capability `{c}`",
+                if ok { "requires" } else { "does not require" }
+            ),
+        ));
+    }
+    out
+}
+
 fn matches(w: &When, req: &RouteRequest, tokens: u64, baseline_micro_usd: Option<i64>) -> bool {
-    w.estimated_tokens_over.is_none_or(|n| tokens > n)
-        && w.estimated_tokens_under.is_none_or(|n| tokens <= n)
-        && w.tool.as_ref().is_none_or(|t| *t == req.tool)
-        && w.priority.is_none_or(|p| p == req.priority)
-        && w.estimated_cost_under
-            .is_none_or(|usd| baseline_micro_usd.is_some_and(|c| (c as f64) < usd * 1e6))
-        && w.requires_reasoning
-            .is_none_or(|r| r == req.requires_reasoning)
-        && w.agent_role.is_none_or(|r| Some(r) == req.agent_role)
-        && w.capability
-            .as_ref()
-            .is_none_or(|c| req.capabilities.contains(c))
+    conditions(w, req, tokens, baseline_micro_usd)
+        .iter()
+        .all(|(ok, _)| *ok)
+}
+
+/// How one rule fared.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleCheck {
+    /// The rule.
+    pub rule: String,
+    /// Whether every condition holds (the default always does).
+    pub matched: bool,
+    /// Each condition and whether it holds.
+    pub conditions: Vec<Condition>,
+}
+
+/// One condition of a rule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Condition {
+    /// Whether it holds.
+    pub holds: bool,
+    /// What it checks and found, in words.
+    pub text: String,
+}
+
+/// Why a request routes where it does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// Rules in order, up to and including the one that matched.
+    pub checks: Vec<RuleCheck>,
+    /// The decision.
+    pub decision: Result<Decision, NoModel>,
+}
+
+impl Router {
+    /// Routes `req` and says why: each rule's conditions up to the first match.
+    pub fn explain(
+        &self,
+        req: &RouteRequest,
+        catalog: &Catalog,
+        available: &dyn Fn(&ModelSpec) -> bool,
+    ) -> Explanation {
+        let decision = self.route(req, catalog, available);
+        let tokens = req.input_tokens + req.max_output_tokens;
+        let baseline = self.default_cost(req, catalog, available);
+        let mut checks = Vec::new();
+        for r in self.rules() {
+            let conds: Vec<Condition> = conditions(&r.when, req, tokens, baseline)
+                .into_iter()
+                .map(|(holds, text)| Condition { holds, text })
+                .collect();
+            let matched = conds.iter().all(|c| c.holds);
+            checks.push(RuleCheck {
+                rule: r.name.clone(),
+                matched,
+                conditions: conds,
+            });
+            if matched {
+                break;
+            }
+        }
+        Explanation { checks, decision }
+    }
 }
 
 #[cfg(test)]
