@@ -370,7 +370,7 @@ async fn model_tools_without_a_provider_fail_validation_saying_how_to_configure_
         .unwrap()
         .to_string();
     assert!(
-        err.contains("task `a`: tool `llm:generate` calls a model, but no model provider is configured: set ANTHROPIC_API_KEY or OPENAI_API_KEY"),
+        err.contains("task `a`: tool `llm:generate` uses a model, but no model provider is configured: set ANTHROPIC_API_KEY or OPENAI_API_KEY"),
         "{err}"
     );
     let err = rt

@@ -137,11 +137,11 @@ pub enum PlanError {
         why: String,
     },
     /// The task calls a model and no provider is configured.
-    #[error("task `{task}`: {what} calls a model, but {how}")]
+    #[error("task `{task}`: {what}, but {how}")]
     NeedsModel {
         /// The task.
         task: String,
-        /// `tool `llm:generate``, `gate #1 (llm_judge)`, …
+        /// `tool `llm:generate` uses a model`, …
         what: String,
         /// How to configure a provider.
         how: String,

@@ -425,12 +425,17 @@ impl Runtime {
         let mut denied = shared.policy.plan_problems(&plan.plan);
         if !shared.models.is_configured() {
             for (i, t) in plan.plan.tasks.iter().enumerate() {
-                for what in plan.plan.model_users(i) {
+                let users = plan.plan.model_users(i);
+                if !users.is_empty() {
                     denied.push((
                         i,
                         graph::PlanError::NeedsModel {
                             task: t.id.clone(),
-                            what,
+                            what: format!(
+                                "{} {} a model",
+                                users.join(" and "),
+                                if users.len() == 1 { "uses" } else { "use" }
+                            ),
                             how: shared.models.how_to_configure().to_string(),
                         },
                     ));
