@@ -514,3 +514,33 @@ both_stores! {
         rt.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_urls_given_to_the_builder_configure_a_provider() {
+    let store = TestStore::sqlite().await;
+    let (base, script) = server("/v1/messages", vec![anthropic_text("hi", 10, 2)]).await;
+    let rt = store
+        .builder()
+        .api_key("anthropic", ApiKey::new(KEY))
+        .base_url("anthropic", base)
+        .build()
+        .await
+        .unwrap();
+    let src = plan("name: b\ntasks:\n  - { id: a, tool: llm:generate, inputs: { prompt: hi } }\n");
+    let out = rt
+        .submit(&src, Default::default())
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(out.status, RunStatus::Succeeded, "{out:?}");
+    assert_eq!(
+        out.tasks[0].outputs.as_ref().unwrap()["model"],
+        "claude-sonnet"
+    );
+    let seen = script.seen();
+    assert_eq!(seen[0].headers["x-api-key"], KEY);
+    assert_eq!(seen[0].body["model"], "claude-sonnet-4-5");
+    rt.shutdown().await;
+}

@@ -56,7 +56,7 @@ pub enum RunsCommand {
         run: String,
         /// An artifact: NAME, or TASK/NAME when several tasks have one of that name.
         name: Option<String>,
-        /// Write it to this file instead of stdout.
+        /// Write it to this file instead of stdout (`-`: stdout).
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
         /// One JSON document on stdout (listing).
@@ -266,7 +266,7 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                     path.display()
                 ))
             })?;
-            match output {
+            match output.filter(|f| f.as_os_str() != "-") {
                 Some(file) => {
                     std::fs::write(&file, &bytes).map_err(|e| {
                         Failure::Error(format!("cannot write {}: {e}", file.display()))

@@ -157,6 +157,26 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The API key of `provider` (a provider of `models.toml`, e.g. `anthropic`).
+    pub fn api_key(mut self, provider: &str, key: crate::models::ApiKey) -> Self {
+        let cfg = self
+            .models
+            .take()
+            .unwrap_or_else(crate::models::ModelsConfig::shipped);
+        self.models = Some(cfg.api_key(provider, key));
+        self
+    }
+
+    /// The base URL of `provider`, e.g. a local OpenAI-compatible server for `openai`.
+    pub fn base_url(mut self, provider: &str, url: impl Into<String>) -> Self {
+        let cfg = self
+            .models
+            .take()
+            .unwrap_or_else(crate::models::ModelsConfig::shipped);
+        self.models = Some(cfg.base_url(provider, url));
+        self
+    }
+
     /// Uses the store at `url` (`sqlite://PATH`, `postgres://…`).
     pub fn database_url(mut self, url: impl Into<String>) -> Self {
         self.store = StoreSpec::Url(url.into());
