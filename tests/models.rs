@@ -544,3 +544,49 @@ async fn keys_and_urls_given_to_the_builder_configure_a_provider() {
     assert_eq!(seen[0].body["model"], "claude-sonnet-4-5");
     rt.shutdown().await;
 }
+
+both_stores! {
+    async fn a_project_over_its_monthly_budget_stops_runs_billed_to_it(store) {
+        // This month the project already spent $0.99 (another process, an earlier run).
+        let s = nofx::store::Store::open(&store.url).await.unwrap();
+        let mut batch = nofx::store::Batch::default();
+        batch.model_calls.push(nofx::store::ModelCallRow {
+            run_id: Some("earlier-run".into()),
+            task_id: None,
+            tool: Some("llm:generate".into()),
+            agent: None,
+            model: "gpt-mid".into(),
+            provider: "openai".into(),
+            input_tokens: 1,
+            output_tokens: 1,
+            estimated_cost_micro_usd: 990_000,
+            cost_micro_usd: 990_000,
+            duration_ms: 10,
+            success: true,
+            error_type: None,
+            correlation_id: "corr_1_00000000".into(),
+            at: chrono::Utc::now().timestamp_millis(),
+            project: Some("acme".into()),
+        });
+        s.write(&mut batch).await.unwrap();
+        s.close().await;
+        let (mut cfg, script) = openai(vec![openai_text("ok", 10, 10)]).await;
+        cfg.budgets = Budgets {
+            per_project_monthly: [("acme".to_string(), 1_000_000), ("default".to_string(), 100_000_000)].into(),
+            ..Budgets::default()
+        };
+        let rt = runtime(&store, cfg).await;
+        let big = plan("name: acme\nproject: acme\ntasks:\n  - { id: a, tool: llm:generate, inputs: { prompt: x, max_tokens: 10000 } }\n");
+        let out = rt.submit(&big, Default::default()).await.unwrap().wait().await.unwrap();
+        assert_eq!(out.reason.as_deref(), Some("budget_exceeded"));
+        let err = out.tasks[0].error.clone().unwrap();
+        assert!(err.starts_with("project \"acme\" ("), "{err}");
+        assert!(err.contains("budget of $1.00 would be exceeded: $0.99 spent"), "{err}");
+        assert!(script.seen().is_empty());
+        // Another project is not held back.
+        let other = plan("name: other\ntasks:\n  - { id: a, tool: llm:generate, inputs: { prompt: x, max_tokens: 10000 } }\n");
+        let out = rt.submit(&other, Default::default()).await.unwrap().wait().await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded, "{out:?}");
+        rt.shutdown().await;
+    }
+}
