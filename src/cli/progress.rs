@@ -13,6 +13,10 @@ pub struct Progress {
     running: usize,
     failed: usize,
     started: Instant,
+    /// Model calls answered, their tokens and cost (micro-USD).
+    model_calls: u64,
+    model_tokens: u64,
+    model_cost: i64,
 }
 
 impl Progress {
@@ -35,6 +39,9 @@ impl Progress {
             running: 0,
             failed: 0,
             started: Instant::now(),
+            model_calls: 0,
+            model_tokens: 0,
+            model_cost: 0,
         }
     }
 
@@ -105,6 +112,25 @@ impl Progress {
                 self.line(format!("  cancel  {task}: {}", text("reason")));
             }
             EventType::GateFailed => self.line(format!("  gate    {task}: {}", text("reason"))),
+            EventType::ModelCompleted => {
+                let n = |k: &str| e.data.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+                self.model_calls += 1;
+                self.model_tokens += n("inputTokens") + n("outputTokens");
+                let usd = e.data.get("cost").and_then(|v| v.as_f64()).unwrap_or(0.0);
+                self.model_cost += (usd * 1e6).round() as i64;
+            }
+            EventType::ModelFallback => self.line(format!(
+                "  model   {task}: {} failed ({}), trying {}",
+                text("from"),
+                text("cause"),
+                text("to")
+            )),
+            EventType::CostAlert => self.line(format!(
+                "  cost    {task}: one call to {} cost ${}, above the ${} alert threshold",
+                text("model"),
+                e.data["cost"],
+                e.data["threshold"]
+            )),
             _ => {}
         }
         self.refresh();
@@ -140,6 +166,14 @@ impl Progress {
             count(nofx::TaskStatus::Cancelled)
         );
         eprintln!("  duration: {secs:.2}s");
+        if self.model_calls > 0 {
+            eprintln!(
+                "  models: {} answer(s), {} tokens, {} (nofx usage has every call)",
+                self.model_calls,
+                self.model_tokens,
+                nofx::models::budget::usd(self.model_cost)
+            );
+        }
         eprintln!("  run id: {}", o.id);
         eprintln!("  correlation id: {}", o.correlation_id);
     }
