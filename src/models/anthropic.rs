@@ -3,8 +3,8 @@
 //! `input_tokens`/`output_tokens`; errors are `{"type":"error","error":{"type","message"}}`.
 
 use super::{
-    exchange, http_client, malformed, read_events, send, ApiKey, Completion, CompletionRequest,
-    ErrorKind, ModelError, Provider, Timeouts,
+    exchange, http_client, malformed, read_stream, send, ApiKey, Completion, CompletionRequest,
+    ErrorKind, ModelError, Provider, Streamed, Timeouts,
 };
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -112,16 +112,6 @@ fn read_error(status: u16, body: &[u8]) -> (ErrorKind, String) {
     (classify(status, detail.as_ref()), message)
 }
 
-/// What a streamed answer has said so far.
-#[derive(Default)]
-struct Streamed {
-    text: String,
-    model: Option<String>,
-    input: u64,
-    output: u64,
-    stop_reason: Option<String>,
-}
-
 impl Anthropic {
     fn call(&self, req: &CompletionRequest, stream: bool) -> reqwest::RequestBuilder {
         let body = Body {
@@ -152,8 +142,10 @@ impl Anthropic {
             "message_start" => {
                 let m = &v["message"];
                 st.model = m["model"].as_str().map(str::to_string);
-                st.input = m["usage"]["input_tokens"].as_u64().unwrap_or(0);
-                st.output = m["usage"]["output_tokens"].as_u64().unwrap_or(0);
+                st.usage = Some((
+                    m["usage"]["input_tokens"].as_u64().unwrap_or(0),
+                    m["usage"]["output_tokens"].as_u64().unwrap_or(0),
+                ));
             }
             "content_block_delta" if v["delta"]["type"] == "text_delta" => {
                 let t = v["delta"]["text"].as_str().unwrap_or_default();
@@ -162,7 +154,8 @@ impl Anthropic {
             }
             "message_delta" => {
                 if let Some(n) = v["usage"]["output_tokens"].as_u64() {
-                    st.output = n;
+                    let input = st.usage.map_or(0, |(i, _)| i);
+                    st.usage = Some((input, n));
                 }
                 if let Some(r) = v["delta"]["stop_reason"].as_str() {
                     st.stop_reason = Some(r.to_string());
@@ -223,26 +216,10 @@ impl Provider for Anthropic {
     ) -> BoxFuture<'a, Result<Completion, ModelError>> {
         Box::pin(async move {
             let resp = send(&self.name, self.call(req, true), read_error).await?;
-            let st = std::sync::Mutex::new(Streamed::default());
-            let lock = || st.lock().unwrap_or_else(|p| p.into_inner());
-            read_events(
-                &self.name,
-                resp,
-                |_, data| self.on_event(&mut lock(), data, on_text),
-                || {
-                    let s = lock();
-                    Some((s.input, s.output))
-                },
-            )
-            .await?;
-            let s = st.into_inner().unwrap_or_else(|p| p.into_inner());
-            Ok(Completion {
-                text: s.text,
-                model: s.model.unwrap_or_else(|| req.model.clone()),
-                input_tokens: s.input,
-                output_tokens: s.output,
-                stop_reason: s.stop_reason,
+            read_stream(&self.name, resp, &req.model, |st, data| {
+                self.on_event(st, data, on_text)
             })
+            .await
         })
     }
 }

@@ -214,37 +214,60 @@ pub(crate) async fn exchange(
     Ok((status, body))
 }
 
-/// Reads a server-sent-events answer, handing each event's name and data to `on_event`,
-/// which returns `Ok(true)` once the stream is complete. A stream that ends (or breaks)
-/// before that is an `interrupted` error carrying the usage `partial` reports.
-pub(crate) async fn read_events(
+/// What a streamed answer has said so far.
+#[derive(Default)]
+pub(crate) struct Streamed {
+    pub text: String,
+    pub model: Option<String>,
+    /// Tokens (input, output) billed so far.
+    pub usage: Option<(u64, u64)>,
+    pub stop_reason: Option<String>,
+}
+
+/// Reads a server-sent-events answer, handing each event's data to `on_event`, which
+/// updates the answer so far and returns `Ok(true)` once the stream is complete. A stream
+/// that ends (or breaks) before that is an `interrupted` error; every error carries the
+/// usage billed so far.
+pub(crate) async fn read_stream(
     provider: &str,
     resp: reqwest::Response,
-    mut on_event: impl FnMut(&str, &str) -> Result<bool, ModelError>,
-    partial: impl Fn() -> Option<(u64, u64)>,
-) -> Result<(), ModelError> {
+    model: &str,
+    mut on_event: impl FnMut(&mut Streamed, &str) -> Result<bool, ModelError>,
+) -> Result<Completion, ModelError> {
     use eventsource_stream::Eventsource;
     use futures::StreamExt;
+    let mut st = Streamed::default();
     let mut events = resp.bytes_stream().eventsource();
-    let cut = |why: String| ModelError {
+    let cut = |st: &Streamed, why: String| ModelError {
         kind: ErrorKind::Interrupted,
         message: format!("{provider}: the stream broke off: {why}"),
         status: None,
         retry_after: None,
-        partial_usage: partial(),
+        partial_usage: st.usage,
     };
     while let Some(ev) = events.next().await {
-        let ev = ev.map_err(|e| cut(e.to_string()))?;
-        match on_event(&ev.event, &ev.data) {
-            Ok(true) => return Ok(()),
+        let ev = ev.map_err(|e| cut(&st, e.to_string()))?;
+        match on_event(&mut st, &ev.data) {
+            Ok(true) => {
+                let (input, output) = st
+                    .usage
+                    .ok_or_else(|| malformed(provider, 200, "a complete stream", "no usage"))?;
+                return Ok(Completion {
+                    text: st.text,
+                    model: st.model.unwrap_or_else(|| model.to_string()),
+                    input_tokens: input,
+                    output_tokens: output,
+                    stop_reason: st.stop_reason,
+                });
+            }
             Ok(false) => {}
             Err(mut e) => {
-                e.partial_usage = partial();
+                e.partial_usage = st.usage;
                 return Err(e);
             }
         }
     }
-    Err(cut("it ended before the answer was complete".into()))
+    Err(cut(&st, "it ended before the answer was complete".into()))
 }
 
 /// A 2xx answer that is not what the provider's format promises.

@@ -3,8 +3,8 @@
 //! `prompt_tokens`/`completion_tokens`; errors are `{"error":{"message","type","code"}}`.
 
 use super::{
-    exchange, http_client, malformed, read_events, send, ApiKey, Completion, CompletionRequest,
-    ErrorKind, ModelError, Provider, Timeouts,
+    exchange, http_client, malformed, read_stream, send, ApiKey, Completion, CompletionRequest,
+    ErrorKind, ModelError, Provider, Streamed, Timeouts,
 };
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -129,15 +129,6 @@ fn read_error(status: u16, body: &[u8]) -> (ErrorKind, String) {
     (classify(status, detail.as_ref()), message)
 }
 
-/// What a streamed answer has said so far.
-#[derive(Default)]
-struct Streamed {
-    text: String,
-    model: Option<String>,
-    usage: Option<(u64, u64)>,
-    stop_reason: Option<String>,
-}
-
 impl OpenAi {
     fn call(&self, req: &CompletionRequest, stream: bool) -> reqwest::RequestBuilder {
         let mut messages = Vec::with_capacity(req.messages.len() + 1);
@@ -258,26 +249,10 @@ impl Provider for OpenAi {
     ) -> BoxFuture<'a, Result<Completion, ModelError>> {
         Box::pin(async move {
             let resp = send(&self.name, self.call(req, true), read_error).await?;
-            let st = std::sync::Mutex::new(Streamed::default());
-            let lock = || st.lock().unwrap_or_else(|p| p.into_inner());
-            read_events(
-                &self.name,
-                resp,
-                |_, data| self.on_chunk(&mut lock(), data, on_text),
-                || lock().usage,
-            )
-            .await?;
-            let s = st.into_inner().unwrap_or_else(|p| p.into_inner());
-            let (input, output) = s.usage.ok_or_else(|| {
-                malformed(&self.name, 200, "a chat completion stream", "no usage")
-            })?;
-            Ok(Completion {
-                text: s.text,
-                model: s.model.unwrap_or_else(|| req.model.clone()),
-                input_tokens: input,
-                output_tokens: output,
-                stop_reason: s.stop_reason,
+            read_stream(&self.name, resp, &req.model, |st, data| {
+                self.on_chunk(st, data, on_text)
             })
+            .await
         })
     }
 }
