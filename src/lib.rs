@@ -20,4 +20,4 @@ pub use domain::{
     AgentSpec, Correlation, CorrelationId, Event, EventType, Plan, Priority, Role, RunId,
     RunStatus, TaskKey, TaskStatus,
 };
-pub use runtime::{Outcome, RunHandle, Runtime, RuntimeBuilder, RuntimeError};
+pub use runtime::{Outcome, RunHandle, Runtime, RuntimeBuilder, RuntimeError, SubmitOptions};

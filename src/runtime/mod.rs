@@ -87,6 +87,17 @@ pub enum RuntimeError {
     Stopped,
 }
 
+/// How a run is submitted.
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOptions {
+    /// The caller's correlation id (default: a new one).
+    pub correlation: Option<CorrelationId>,
+    /// Only store the run, for another process (`nofx resume`) to execute.
+    pub detach: bool,
+    /// The project the run belongs to (default: the plan's `project`, else `default`).
+    pub project: Option<String>,
+}
+
 /// Tunables.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -499,17 +510,39 @@ impl Runtime {
         correlation: Option<CorrelationId>,
         detach: bool,
     ) -> Result<RunHandle, RuntimeError> {
+        let opts = SubmitOptions {
+            correlation,
+            detach,
+            project: None,
+        };
+        self.submit_opts(plan, inputs, opts).await
+    }
+
+    /// Like [`Runtime::submit`], with every option.
+    ///
+    /// # Errors
+    /// As `submit`.
+    ///
+    /// # Cancel safety
+    /// As `submit`.
+    pub async fn submit_opts(
+        &self,
+        plan: &PlanSource,
+        inputs: Map<String, Value>,
+        opts: SubmitOptions,
+    ) -> Result<RunHandle, RuntimeError> {
         let plan = self.validate(plan, &inputs).map_err(RuntimeError::Plan)?;
-        let corr = correlation.unwrap_or_else(CorrelationId::generate);
+        let corr = opts.correlation.unwrap_or_else(CorrelationId::generate);
         let run = self
             .inner
             .node
             .send(node::Submit {
                 plan,
                 corr: corr.clone(),
-                detach,
+                detach: opts.detach,
                 id: None,
                 prelude: Vec::new(),
+                project: opts.project,
             })
             .await
             .map_err(|_| RuntimeError::Stopped)??;
@@ -531,7 +564,7 @@ impl Runtime {
         options: crate::planner::PlannerOptions,
     ) -> Result<crate::planner::Planned, RuntimeError> {
         let (planned, _) = self
-            .plan_for(None, &CorrelationId::generate(), goal, options)
+            .plan_for(None, &CorrelationId::generate(), "default", goal, options)
             .await?;
         Ok(planned)
     }
@@ -551,9 +584,30 @@ impl Runtime {
         goal: &str,
         options: crate::planner::PlannerOptions,
     ) -> Result<(RunHandle, crate::planner::Planned), RuntimeError> {
+        self.submit_goal_opts(goal, options, SubmitOptions::default())
+            .await
+    }
+
+    /// Like [`Runtime::submit_goal`], with the caller's correlation id and project (`detach`
+    /// is ignored: a planned goal runs here).
+    ///
+    /// # Errors
+    /// As `submit_goal`.
+    ///
+    /// # Cancel safety
+    /// As `submit_goal`.
+    pub async fn submit_goal_opts(
+        &self,
+        goal: &str,
+        options: crate::planner::PlannerOptions,
+        opts: SubmitOptions,
+    ) -> Result<(RunHandle, crate::planner::Planned), RuntimeError> {
         let id = RunId::new();
-        let corr = CorrelationId::generate();
-        let (planned, prelude) = self.plan_for(Some(id), &corr, goal, options).await?;
+        let corr = opts.correlation.unwrap_or_else(CorrelationId::generate);
+        let project = opts.project.unwrap_or_else(|| "default".to_string());
+        let (planned, prelude) = self
+            .plan_for(Some(id), &corr, &project, goal, options)
+            .await?;
         let run = self
             .inner
             .node
@@ -563,6 +617,7 @@ impl Runtime {
                 detach: false,
                 id: Some(id),
                 prelude,
+                project: Some(project),
             })
             .await
             .map_err(|_| RuntimeError::Stopped)??;
@@ -573,6 +628,7 @@ impl Runtime {
         &self,
         run: Option<RunId>,
         corr: &CorrelationId,
+        project: &str,
         goal: &str,
         options: crate::planner::PlannerOptions,
     ) -> Result<
@@ -603,7 +659,7 @@ impl Runtime {
             role: None,
             priority: crate::domain::Priority::Normal,
             capabilities: Vec::new(),
-            project: "default".into(),
+            project: project.to_string(),
         };
         let sink = crate::planner::Collected::default();
         let system = crate::planner::system_prompt(&shared.tools, &shared.agents);

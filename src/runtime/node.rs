@@ -33,6 +33,8 @@ pub struct Submit {
     pub id: Option<RunId>,
     /// Events to log right after `run.created` (the planner's).
     pub prelude: Vec<(EventType, Value)>,
+    /// The project, when the caller decides it (the API key's); else the plan's.
+    pub project: Option<String>,
 }
 
 /// Commits usage rows made outside any run's coordinator (planner calls).
@@ -155,7 +157,7 @@ impl Node {
             persistence: self.persistence.clone(),
             gates: self.gates.clone(),
             node: ctx.address(),
-            project: record.plan.project().to_string(),
+            project: record.project.clone(),
         };
         let addr = Coordinator::new(setup).start();
         self.coordinators.insert(record.id, addr);
@@ -265,6 +267,10 @@ fn new_run(msg: &Submit, shared: &Shared) -> Result<(RunRecord, Batch), RuntimeE
         started_at: None,
         finished_at: None,
         deadline_at: None,
+        project: msg
+            .project
+            .clone()
+            .unwrap_or_else(|| plan.plan.project().to_string()),
     };
     // Task rows are written as tasks start to move; until then the plan says they are pending.
     let mut batch = Batch::default();

@@ -134,7 +134,7 @@ macro_rules! push_runs {
     ($qb:ident, $chunk:expr) => {
         $qb.push(
             "INSERT INTO runs (id, name, status, reason, correlation_id, plan, inputs, workspace, \
-             created_at, started_at, finished_at, deadline_at) ",
+             created_at, started_at, finished_at, deadline_at, project) ",
         );
         $qb.push_values($chunk, |mut b, r| {
             b.push_bind(r.id.to_string())
@@ -148,7 +148,8 @@ macro_rules! push_runs {
                 .push_bind(r.created_at)
                 .push_bind(r.started_at)
                 .push_bind(r.finished_at)
-                .push_bind(r.deadline_at);
+                .push_bind(r.deadline_at)
+                .push_bind(r.project.clone());
         });
     };
 }

@@ -30,6 +30,8 @@ pub struct RunRecord {
     pub finished_at: Option<i64>,
     /// Deadline from the plan's `timeout_s` (ms), fixed at first start.
     pub deadline_at: Option<i64>,
+    /// The project it belongs to (budgets, API visibility).
+    pub project: String,
 }
 
 /// A change to a run's row.

@@ -34,6 +34,7 @@ macro_rules! run_from_row {
             started_at: r.try_get("started_at").map_err(q("read run"))?,
             finished_at: r.try_get("finished_at").map_err(q("read run"))?,
             deadline_at: r.try_get("deadline_at").map_err(q("read run"))?,
+            project: r.try_get("project").map_err(q("read run"))?,
         }
     }};
 }
@@ -65,7 +66,7 @@ macro_rules! task_from_row {
 }
 
 const RUN_COLUMNS: &str = "id, name, status, reason, correlation_id, plan, inputs, workspace, \
-                           created_at, started_at, finished_at, deadline_at";
+                           created_at, started_at, finished_at, deadline_at, project";
 
 impl Store {
     /// One run.
