@@ -1,10 +1,12 @@
 //! Command-line glue: arguments (clap), configuration lookup, output and exit codes.
 //! Exit codes: 0 success, 1 the run failed or was cancelled, 2 bad input, 130 interrupted.
 
+mod keys;
 mod progress;
 mod route;
 mod run;
 mod runs;
+mod serve;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nofx::config::{self, ConfigErrors};
@@ -89,6 +91,11 @@ enum Command {
     Usage(UsageArgs),
     /// Which model the routing rules choose for a request (`--explain`: and why).
     Route(route::RouteArgs),
+    /// API keys of `nofx serve`.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Run the runtime and the HTTP API in one process.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Args)]
@@ -338,6 +345,8 @@ async fn dispatch(cli: Cli) -> CliResult {
         }
         Command::Usage(a) => usage(&g, a).await,
         Command::Route(a) => route::route(&g, a),
+        Command::Keys(c) => keys::dispatch(&g, c).await,
+        Command::Serve(a) => serve::serve(&g, a).await,
         Command::Bench(a) => {
             let report = nofx::bench::run(a.shape, a.tasks, a.store, g.database_url.as_deref())
                 .await
@@ -408,11 +417,12 @@ pub fn load_agents(g: &Global) -> Result<Vec<AgentSpec>, Failure> {
     })
 }
 
-/// The command policy the flags name (the CLI allows any command without a policy file).
-pub fn load_policy(g: &Global) -> Result<CommandPolicy, Failure> {
+/// The command policy the flags name; without a policy file, `default` applies (the CLI
+/// allows any command, `nofx serve` none).
+pub fn load_policy(g: &Global, default: CommandPolicy) -> Result<CommandPolicy, Failure> {
     Ok(match dir_or_default(&g.policies, "policies")? {
-        Some(dir) => config::load_command_policy(&dir, CommandPolicy::allow_all())?,
-        None => CommandPolicy::allow_all(),
+        Some(dir) => config::load_command_policy(&dir, default)?,
+        None => default,
     })
 }
 
@@ -425,6 +435,11 @@ pub fn load_models(g: &Global) -> Result<nofx::models::ModelsConfig, Failure> {
 
 /// A runtime configured from the flags.
 pub async fn runtime(g: &Global) -> Result<Runtime, Failure> {
+    runtime_with(g, CommandPolicy::allow_all()).await
+}
+
+/// A runtime configured from the flags, with `default_policy` when no tools.toml exists.
+pub async fn runtime_with(g: &Global, default_policy: CommandPolicy) -> Result<Runtime, Failure> {
     if !(g.lease_ttl.is_finite() && (1.0..=3600.0).contains(&g.lease_ttl)) {
         return Err(Failure::Input(format!(
             "--lease-ttl must be between 1 and 3600 seconds, got {}",
@@ -432,7 +447,7 @@ pub async fn runtime(g: &Global) -> Result<Runtime, Failure> {
         )));
     }
     let agents = load_agents(g)?;
-    let policy = load_policy(g)?;
+    let policy = load_policy(g, default_policy)?;
     let mut b: RuntimeBuilder = Runtime::builder()
         .data_dir(g.data_dir.clone())
         .database_url(store_url(g))
@@ -475,7 +490,7 @@ fn validate(g: &Global, a: ValidateArgs) -> CliResult {
     let src = read_plan(&a.file)?;
     let inputs = plan_inputs(&src, &a.inputs)?;
     let agents = load_agents(g)?;
-    let policy = load_policy(g)?;
+    let policy = load_policy(g, CommandPolicy::allow_all())?;
     let tools = nofx::tools::ToolRegistry::builtin();
     let v = nofx::domain::graph::validate(&src, &inputs, &tools, &agents)
         .map_err(|e| Failure::Input(e.to_string()))?;

@@ -151,7 +151,7 @@ fn rfc3339_ms<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error
 }
 
 /// Milliseconds since the Unix epoch to a UTC time (clamped to the epoch when out of range).
-pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()
 }
 

@@ -452,7 +452,7 @@ impl Runtime {
         inputs: &Map<String, Value>,
     ) -> Result<graph::ValidatedPlan, PlanErrors> {
         let shared = &self.inner.shared;
-        let v = graph::validate(plan, inputs, &shared.tools, &shared.agents)?;
+        let v = graph::validate(plan, inputs, &shared.tools, &shared.agents);
         let mut denied = shared.policy.plan_problems(&plan.plan);
         if !shared.models.is_configured() {
             for (i, t) in plan.plan.tasks.iter().enumerate() {
@@ -473,10 +473,14 @@ impl Runtime {
                 }
             }
         }
-        if denied.is_empty() {
-            Ok(v)
-        } else {
-            Err(PlanErrors::at_tasks(plan, denied))
+        // Every problem at once: the plan's own, then the policy's and the models'.
+        match (v, denied.is_empty()) {
+            (Ok(v), true) => Ok(v),
+            (Ok(_), false) => Err(PlanErrors::at_tasks(plan, denied)),
+            (Err(mut e), _) => {
+                e.0.extend(PlanErrors::at_tasks(plan, denied).0);
+                Err(e)
+            }
         }
     }
 
@@ -745,6 +749,45 @@ impl Runtime {
             .send(supervisor::QueueStats)
             .await
             .map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// Runs this process executes now.
+    ///
+    /// # Errors
+    /// A stopped runtime.
+    pub async fn active_runs(&self) -> Result<Vec<RunId>, RuntimeError> {
+        self.inner
+            .node
+            .send(node::ActiveRuns)
+            .await
+            .map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// Claims and executes every unfinished run no live process owns (a service's start);
+    /// returns the runs it took.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn resume_orphans(&self) -> Result<Vec<RunId>, RuntimeError> {
+        let open = self
+            .store()
+            .runs(
+                &[
+                    crate::domain::RunStatus::Pending,
+                    crate::domain::RunStatus::Running,
+                ],
+                10_000,
+            )
+            .await?;
+        let mut taken = Vec::new();
+        for r in open {
+            match self.resume(r.id).await {
+                Ok((Resumed::Started, _)) => taken.push(r.id),
+                Ok(_) | Err(RuntimeError::LeaseHeld { .. }) => {}
+                Err(e) => tracing::warn!(run = %r.id, error = %e, "could not resume run"),
+            }
+        }
+        Ok(taken)
     }
 
     /// Task latencies (ready → committed, in ms) of a finished run, when recording is on.

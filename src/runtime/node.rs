@@ -101,6 +101,11 @@ pub struct Shutdown;
 #[rtype(result = "Option<Vec<f32>>")]
 pub struct TakeLatencies(pub RunId);
 
+/// Runs this process executes now.
+#[derive(Message)]
+#[rtype(result = "Vec<RunId>")]
+pub struct ActiveRuns;
+
 /// The node actor.
 pub struct Node {
     shared: Arc<Shared>,
@@ -564,6 +569,14 @@ impl Handler<RunEnded> for Node {
             tracing::error!(run = %msg.run, error = %e, "run stopped on a store error");
         }
         self.persistence.do_send(ReleaseLease(msg.run));
+    }
+}
+
+impl Handler<ActiveRuns> for Node {
+    type Result = Vec<RunId>;
+
+    fn handle(&mut self, _: ActiveRuns, _: &mut Context<Self>) -> Self::Result {
+        self.coordinators.keys().copied().collect()
     }
 }
 

@@ -7,6 +7,7 @@ mod batch;
 mod blobs;
 mod commands;
 mod events;
+mod keys;
 mod leases;
 mod metrics;
 mod records;
@@ -16,6 +17,7 @@ mod usage;
 pub use batch::Batch;
 pub use blobs::{BlobError, Blobs, StoredBlob};
 pub use commands::Command;
+pub use keys::{key_hash, KeyRecord};
 pub use leases::{Claim, LeaseHolder, LeaseInfo};
 pub use records::{ArtifactRow, MetricRow, RunRecord, RunUpdate, TaskRow};
 pub use usage::{GroupBy, ModelCallRow, UsageBucket, UsageReport, UsageSummary, MAX_BUCKETS};
@@ -72,6 +74,9 @@ pub enum StoreError {
     /// A time range that cannot be reported.
     #[error("{0}")]
     BadRange(String),
+    /// A value given to the store is malformed.
+    #[error("{0}")]
+    BadInput(String),
     /// Several runs start with this prefix.
     #[error("`{0}` matches several runs; give more of the id")]
     AmbiguousRun(String),

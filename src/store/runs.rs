@@ -121,6 +121,42 @@ impl Store {
         })
     }
 
+    /// Runs of `project`, newest first, optionally of one status, after `cursor` (the
+    /// `(created_at, id)` of the last run of the previous page).
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn project_runs(
+        &self,
+        project: &str,
+        status: Option<RunStatus>,
+        cursor: Option<(i64, RunId)>,
+        limit: i64,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        // One statement for every case: no status filters nothing, no cursor starts at the top.
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE project = $1 AND ($3 = '' OR status = $3) \
+             AND (created_at < $4 OR (created_at = $4 AND id < $5)) \
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        );
+        let (at, id) = cursor.map_or((i64::MAX, String::new()), |(t, id)| (t, id.to_string()));
+        let status = status.map_or("", |s| s.as_str());
+        with_pool!(self, |p, _b| {
+            let query = sqlx::query(&sql)
+                .bind(project)
+                .bind(limit)
+                .bind(status)
+                .bind(at)
+                .bind(id.clone());
+            let rows = query.fetch_all(p).await.map_err(q("list runs"))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push(run_from_row!(row));
+            }
+            Ok(out)
+        })
+    }
+
     /// Finds a run by a unique prefix of its id (as users type it).
     ///
     /// # Errors

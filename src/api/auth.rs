@@ -1,0 +1,78 @@
+//! Who calls: the `Authorization: Bearer` key decides the project (never the request body);
+//! the `X-Correlation-Id` header is accepted when well formed, else a new id is made, and it
+//! is echoed on every response.
+
+use super::error::ApiError;
+use super::ApiState;
+use crate::domain::CorrelationId;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The key's id.
+    pub key_id: String,
+    /// The key's project.
+    pub project: String,
+}
+
+/// The request's correlation id.
+#[derive(Debug, Clone)]
+pub struct RequestCorrelation(pub CorrelationId);
+
+/// Header carrying the correlation id.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// Sets the request's correlation id and echoes it on the response.
+pub async fn correlation(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| CorrelationId::from_caller(s).ok())
+        .unwrap_or_else(CorrelationId::generate);
+    req.extensions_mut().insert(RequestCorrelation(id.clone()));
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+        resp.headers_mut().insert(CORRELATION_HEADER, v);
+    }
+    resp
+}
+
+/// Requires a live API key.
+pub async fn require_key(State(st): State<ApiState>, mut req: Request, next: Next) -> Response {
+    let secret = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let Some(secret) = secret else {
+        return unauthorized("send an API key as `Authorization: Bearer KEY` (create one with `nofx keys create --project P`)");
+    };
+    match st.rt.store().key_by_secret(&secret).await {
+        Ok(Some(k)) => {
+            req.extensions_mut().insert(Caller {
+                key_id: k.id,
+                project: k.project,
+            });
+            next.run(req).await
+        }
+        Ok(None) => unauthorized("the API key is unknown or revoked"),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    resp.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer"),
+    );
+    resp
+}

@@ -1,0 +1,119 @@
+//! API errors: every failure answers with a JSON body `{"error": {"code", "message", …}}`
+//! and the status its kind means. Internal causes are logged once and never shown.
+
+use crate::runtime::RuntimeError;
+use crate::store::StoreError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code, e.g. `invalid_plan`.
+    pub code: &'static str,
+    /// What is wrong, for people.
+    pub message: String,
+    /// More fields of the error object (e.g. `problems`).
+    pub extra: Map<String, Value>,
+}
+
+impl ApiError {
+    /// An error with `status`, `code` and `message`.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            extra: Map::new(),
+        }
+    }
+
+    /// 400 naming what is wrong.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 404 for a run (or another resource) the key cannot see.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    /// A request the framework refused (body too large, malformed query, …).
+    pub fn rejected(status: StatusCode, message: String) -> Self {
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+            s if s.is_server_error() => return Self::internal(message),
+            _ => "bad_request",
+        };
+        Self::new(status, code, message)
+    }
+
+    /// Adds a field to the error object.
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.extra.insert(key.into(), value);
+        self
+    }
+
+    /// 500, logging the cause once; the client learns nothing internal.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the request failed inside the server; its cause is in the server log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = Map::new();
+        error.insert("code".into(), json!(self.code));
+        error.insert("message".into(), json!(self.message));
+        error.extend(self.extra);
+        (self.status, axum::Json(json!({ "error": error }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NoSuchRun(_) => Self::not_found("no such run"),
+            StoreError::BadRange(m) | StoreError::BadInput(m) => Self::bad_request(m),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::Plan(p) => {
+                let problems: Vec<Value> =
+                    p.0.iter()
+                        .map(|i| json!({"line": i.line, "message": i.error.to_string()}))
+                        .collect();
+                Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_plan",
+                    format!("the plan has {} problem(s)", problems.len()),
+                )
+                .with("problems", Value::Array(problems))
+            }
+            RuntimeError::BadGoal(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_goal", m),
+            RuntimeError::Planner(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "planner_failed", m)
+            }
+            RuntimeError::Store(s) => s.into(),
+            RuntimeError::Stopped => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopping",
+                "the server is shutting down",
+            ),
+            other => Self::internal(other),
+        }
+    }
+}

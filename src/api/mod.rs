@@ -1,0 +1,71 @@
+//! The HTTP API of `nofx serve` (axum): runs, events, keys-based access per project, JSON
+//! errors, correlation ids. One process runs the runtime and the API.
+
+mod auth;
+mod error;
+mod runs;
+
+pub use auth::{Caller, CORRELATION_HEADER};
+pub use error::ApiError;
+
+use crate::runtime::Runtime;
+use axum::routing::{get, post};
+use axum::Router;
+use std::future::Future;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The runtime.
+    pub rt: Runtime,
+}
+
+/// Largest request body accepted (413 above it).
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
+
+/// The API's routes.
+pub fn router(rt: Runtime) -> Router {
+    let st = ApiState { rt };
+    let authed = Router::new()
+        .route("/runs", post(runs::create).get(runs::list))
+        .route("/runs/{id}", get(runs::get))
+        .route("/runs/{id}/cancel", post(runs::cancel))
+        .route("/runs/{id}/events", get(runs::events))
+        .route_layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            auth::require_key,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .merge(authed)
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(auth::correlation))
+        .with_state(st)
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no endpoint `{}`", uri.path()))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves; then stops taking requests and
+/// lets requests in flight finish.
+///
+/// # Errors
+/// When the server fails.
+///
+/// # Cancel safety
+/// Dropping the future stops serving at once.
+pub async fn serve(
+    rt: Runtime,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(rt))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

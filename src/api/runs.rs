@@ -1,0 +1,294 @@
+//! Runs over HTTP: submit (plan in JSON or YAML, or a goal), read, list, cancel, events.
+
+use super::auth::{Caller, RequestCorrelation};
+use super::error::ApiError;
+use super::ApiState;
+use crate::domain::plan::{Format, PlanSource};
+use crate::domain::{RunId, RunStatus};
+use crate::runtime::{Outcome, SubmitOptions};
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+/// A run as the API shows it: what `nofx run --json` prints, plus the last event's `seq`
+/// (stream from there to miss nothing) and the model cost so far.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunView {
+    #[serde(flatten)]
+    outcome: Value,
+    project: String,
+    event_seq: i64,
+    cost: f64,
+}
+
+/// Reads a run the caller may see; another project's run is "not found".
+pub(crate) async fn visible_run(
+    st: &ApiState,
+    caller: &Caller,
+    id: &str,
+) -> Result<crate::store::RunRecord, ApiError> {
+    let id: RunId = id
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("no run `{id}`")))?;
+    match st.rt.store().run(id).await {
+        Ok(r) if r.project == caller.project => Ok(r),
+        Ok(_) | Err(crate::store::StoreError::NoSuchRun(_)) => {
+            Err(ApiError::not_found(format!("no run `{id}`")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn view(st: &ApiState, run: RunId, project: String) -> Result<RunView, ApiError> {
+    let store = st.rt.store();
+    let event_seq = store.last_seq(run).await?;
+    let mut outcome =
+        serde_json::to_value(Outcome::load(store, run).await?).map_err(ApiError::internal)?;
+    // Where the server keeps files is its own business.
+    if let Some(o) = outcome.as_object_mut() {
+        o.remove("workspace");
+    }
+    let cost = store.run_spend(run).await? as f64 / 1e6;
+    Ok(RunView {
+        outcome,
+        project,
+        event_seq,
+        cost,
+    })
+}
+
+/// What `POST /runs` accepts besides a bare plan.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    plan: Option<Value>,
+    #[serde(default)]
+    inputs: Map<String, Value>,
+    goal: Option<String>,
+}
+
+enum Submission {
+    Plan(PlanSource, Map<String, Value>),
+    Goal(String),
+}
+
+fn parse_submission(headers: &HeaderMap, body: &[u8]) -> Result<Submission, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "the body is empty: send a plan (JSON or YAML), {\"plan\": …, \"inputs\": …} or {\"goal\": \"…\"}",
+        ));
+    }
+    let yaml = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.contains("yaml"));
+    let bad_plan = |e: crate::domain::plan::PlanSyntaxError| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_plan",
+            "the body is not a plan",
+        )
+        .with("problems", json!([{"line": null, "message": e.message}]))
+    };
+    if !yaml {
+        if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) {
+            if m.contains_key("goal") || m.contains_key("plan") {
+                let env: Envelope = serde_json::from_value(Value::Object(m))
+                    .map_err(|e| ApiError::bad_request(format!("the body: {e}")))?;
+                return match (env.goal, env.plan) {
+                    (Some(g), None) if env.inputs.is_empty() => Ok(Submission::Goal(g)),
+                    (None, Some(p)) => {
+                        let src = PlanSource::parse(&p.to_string(), Format::Json, None)
+                            .map_err(bad_plan)?;
+                        Ok(Submission::Plan(src, env.inputs))
+                    }
+                    _ => Err(ApiError::bad_request(
+                        "send either {\"plan\": …, \"inputs\": …} or {\"goal\": \"…\"}, not both",
+                    )),
+                };
+            }
+        }
+    }
+    let format = if !yaml && text.trim_start().starts_with('{') {
+        Format::Json
+    } else {
+        Format::Yaml
+    };
+    let src = PlanSource::parse(text, format, None).map_err(bad_plan)?;
+    Ok(Submission::Plan(src, Map::new()))
+}
+
+/// `POST /runs`.
+pub async fn create(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Extension(corr): Extension<RequestCorrelation>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
+    let opts = SubmitOptions {
+        correlation: Some(corr.0),
+        detach: false,
+        project: Some(caller.project.clone()),
+    };
+    let handle = match parse_submission(&headers, &body)? {
+        Submission::Plan(src, inputs) => st.rt.submit_opts(&src, inputs, opts).await?,
+        Submission::Goal(goal) => {
+            st.rt
+                .submit_goal_opts(&goal, crate::planner::PlannerOptions::default(), opts)
+                .await?
+                .0
+        }
+    };
+    let v = view(&st, handle.id(), caller.project).await?;
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+/// `GET /runs/{id}`.
+pub async fn get(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<RunView>, ApiError> {
+    let r = visible_run(&st, &caller, &id).await?;
+    Ok(Json(view(&st, r.id, r.project).await?))
+}
+
+/// Query of `GET /runs`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// `GET /runs`: newest first; `nextCursor` continues the listing.
+pub async fn list(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(RunStatus::parse(s).map_err(|_| {
+            ApiError::bad_request(format!(
+                "`status` must be pending, running, succeeded, failed or cancelled, got `{s}`"
+            ))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "`limit` must be between 1 and 500, got {limit}"
+        )));
+    }
+    let cursor = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+            ApiError::bad_request("`cursor` is not a cursor this server gave out")
+        })?),
+    };
+    let page = st
+        .rt
+        .store()
+        .project_runs(&caller.project, status, cursor, limit + 1)
+        .await?;
+    let more = page.len() as i64 > limit;
+    let runs: Vec<&crate::store::RunRecord> = page.iter().take(limit as usize).collect();
+    let next = if more {
+        runs.last().map(|r| encode_cursor(r.created_at, r.id))
+    } else {
+        None
+    };
+    let items: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "name": r.name,
+                "status": r.status,
+                "reason": r.reason,
+                "correlationId": r.correlation_id,
+                "createdAt": crate::domain::event::from_ms(r.created_at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "tasks": r.plan.tasks.len(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"runs": items, "nextCursor": next})))
+}
+
+fn encode_cursor(created_at: i64, id: RunId) -> String {
+    format!("{created_at}.{id}")
+}
+
+fn decode_cursor(c: &str) -> Option<(i64, RunId)> {
+    let (t, id) = c.split_once('.')?;
+    Some((t.parse().ok()?, id.parse().ok()?))
+}
+
+/// `POST /runs/{id}/cancel`.
+pub async fn cancel(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let r = visible_run(&st, &caller, &id).await?;
+    let outcome = st
+        .rt
+        .cancel(
+            r.id,
+            &format!("cancelled through the API (key {})", caller.key_id),
+        )
+        .await?;
+    let (code, state) = match outcome {
+        crate::runtime::Cancelled::Stopping => (StatusCode::ACCEPTED, "stopping".to_string()),
+        crate::runtime::Cancelled::Requested(_) => (StatusCode::ACCEPTED, "requested".to_string()),
+        crate::runtime::Cancelled::Finished(s) => (StatusCode::CONFLICT, format!("already {s}")),
+    };
+    if code == StatusCode::CONFLICT {
+        return Err(ApiError::new(
+            code,
+            "run_ended",
+            format!("run {} has already ended ({state})", r.id),
+        ));
+    }
+    Ok((code, Json(json!({"id": r.id, "cancel": state}))).into_response())
+}
+
+/// Query of `GET /runs/{id}/events`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /runs/{id}/events?after=SEQ`.
+pub async fn events(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
+    let r = visible_run(&st, &caller, &id).await?;
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "`limit` must be between 1 and 10000, got {limit}"
+        )));
+    }
+    let after = q.after.unwrap_or(0).max(0);
+    let evs = st.rt.store().events(r.id, after, limit).await?;
+    Ok(Json(json!({"events": evs})))
+}

@@ -1,0 +1,68 @@
+//! `nofx serve`: the runtime and the HTTP API in one process.
+
+use super::{runtime_with, CliResult, Failure, Global};
+use clap::Args;
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    bind: String,
+    /// Seconds runs in flight may take to finish after SIGTERM before they are interrupted
+    /// (they stay resumable).
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    grace: f64,
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+pub async fn serve(g: &Global, a: ServeArgs) -> CliResult {
+    if !(a.grace.is_finite() && a.grace >= 0.0) {
+        return Err(Failure::Input(format!(
+            "--grace must be 0 or more seconds, got {}",
+            a.grace
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind(&a.bind)
+        .await
+        .map_err(|e| Failure::Input(format!("cannot listen on {}: {e}", a.bind)))?;
+    // A service runs no command that policies/tools.toml does not allow.
+    let rt = runtime_with(g, nofx::tools::CommandPolicy::deny_all()).await?;
+    let taken = rt.resume_orphans().await?;
+    if !taken.is_empty() {
+        tracing::info!(runs = taken.len(), "resumed unfinished runs");
+    }
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Failure::Error(e.to_string()))?;
+    eprintln!(
+        "nofx serving on http://{addr} (resumed {} run(s))",
+        taken.len()
+    );
+    let served = nofx::api::serve(rt.clone(), listener, stop_signal()).await;
+    eprintln!(
+        "stopping: no new requests; waiting up to {}s for runs in flight",
+        a.grace
+    );
+    let end = Instant::now() + Duration::from_secs_f64(a.grace);
+    while Instant::now() < end && !rt.active_runs().await.unwrap_or_default().is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rt.shutdown().await;
+    eprintln!("stopped");
+    served.map_err(|e| Failure::Error(format!("server failed: {e}")))
+}

@@ -1,0 +1,229 @@
+//! The HTTP API over real HTTP against a server on an ephemeral port, on SQLite and Postgres:
+//! keys and projects, runs (submit, read, list, cancel, events), JSON errors, correlation ids.
+
+mod common;
+
+use common::TestStore;
+use nofx::{RunId, Runtime};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+struct Server {
+    base: String,
+    rt: Runtime,
+    http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    async fn start(store: &TestStore) -> Self {
+        let rt = store.runtime().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(nofx::api::serve(rt.clone(), listener, async {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            rt,
+            http: reqwest::Client::new(),
+            stop: Some(tx),
+        }
+    }
+
+    async fn key(&self, project: &str) -> String {
+        self.rt.store().create_key(project, None).await.unwrap().1
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn get(&self, key: &str, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, key: &str, path: &str, ctype: &str, body: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(key)
+            .header("content-type", ctype)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn wait(&self, id: &str) {
+        let id: RunId = id.parse().unwrap();
+        self.rt.run(id).await.unwrap().wait().await.unwrap();
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.rt.shutdown().await;
+    }
+}
+
+const PLAN: &str = "name: hi\ntasks:\n  - { id: a, tool: test:echo, inputs: { x: 1 } }\n  - { id: b, tool: test:echo, inputs: { y: \"${tasks.a.outputs.x}\" } }\n";
+
+both_stores! {
+    async fn a_key_submits_reads_and_lists_its_projects_runs(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        // YAML body, with the caller's correlation id.
+        let r = s
+            .http
+            .post(s.url("/runs"))
+            .bearer_auth(&key)
+            .header("content-type", "application/yaml")
+            .header("x-correlation-id", "order-4711")
+            .body(PLAN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(r.headers()["x-correlation-id"], "order-4711");
+        let created: Value = r.json().await.unwrap();
+        let id = created["id"].as_str().unwrap().to_string();
+        assert_eq!(created["correlationId"], "order-4711");
+        assert_eq!(created["project"], "acme");
+        assert!(created.get("workspace").is_none());
+        s.wait(&id).await;
+
+        let (st, run) = s.get(&key, &format!("/runs/{id}")).await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(run["status"], "succeeded");
+        assert_eq!(run["tasks"][1]["outputs"], json!({"y": 1}));
+        let (_, evs) = s.get(&key, &format!("/runs/{id}/events")).await;
+        let evs = evs["events"].as_array().unwrap().clone();
+        assert_eq!(run["eventSeq"], evs.last().unwrap()["seq"]);
+        assert!(evs.iter().all(|e| e["correlationId"] == "order-4711"));
+        let (_, after) = s.get(&key, &format!("/runs/{id}/events?after=3")).await;
+        let seqs: Vec<i64> = after["events"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+        assert_eq!(seqs, (4..=evs.len() as i64).collect::<Vec<_>>());
+
+        // JSON body with inputs; then list with a cursor, newest first.
+        let body = json!({"plan": {"name": "in", "inputs": {"n": {"type": "integer"}}, "tasks": [{"id": "a", "tool": "test:echo", "inputs": {"n": "${inputs.n}"}}]}, "inputs": {"n": 7}});
+        let (st, second) = s.post(&key, "/runs", "application/json", &body.to_string()).await;
+        assert_eq!(st, StatusCode::CREATED, "{second}");
+        let (_, third) = s.post(&key, "/runs", "application/json", &json!({"name": "j", "tasks": [{"id": "a", "tool": "test:echo"}]}).to_string()).await;
+        for r in [&second, &third] {
+            s.wait(r["id"].as_str().unwrap()).await;
+        }
+        let (_, page1) = s.get(&key, "/runs?limit=2").await;
+        let ids: Vec<&str> = page1["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, vec![third["id"].as_str().unwrap(), second["id"].as_str().unwrap()]);
+        let cursor = page1["nextCursor"].as_str().unwrap();
+        let (_, page2) = s.get(&key, &format!("/runs?limit=2&cursor={cursor}")).await;
+        assert_eq!(page2["runs"].as_array().unwrap().len(), 1);
+        assert_eq!(page2["runs"][0]["id"], id.as_str());
+        assert!(page2["nextCursor"].is_null());
+        let (_, ok) = s.get(&key, "/runs?status=succeeded").await;
+        assert_eq!(ok["runs"].as_array().unwrap().len(), 3);
+        let (st, bad) = s.get(&key, "/runs?status=weird").await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(bad["error"]["message"].as_str().unwrap().contains("`status`"));
+
+        // Another project's key sees none of it: 404, not 403.
+        let other = s.key("globex").await;
+        for path in [format!("/runs/{id}"), format!("/runs/{id}/events")] {
+            let (st, e) = s.get(&other, &path).await;
+            assert_eq!(st, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(e["error"]["code"], "not_found");
+        }
+        let (st, _) = s.post(&other, &format!("/runs/{id}/cancel"), "application/json", "").await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        let (_, none) = s.get(&other, "/runs").await;
+        assert_eq!(none["runs"], json!([]));
+        s.stop().await;
+    }
+}
+
+both_stores! {
+    async fn every_error_is_json_and_a_bad_request_writes_nothing(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        // No key, an unknown key, a revoked key: 401.
+        let r = s.http.get(s.url("/runs")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(r.headers().contains_key("x-correlation-id"));
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "unauthorized");
+        let (st, _) = s.get("nofx_not-a-key", "/runs").await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+        let (rec, revoked) = s.rt.store().create_key("acme", Some("old")).await.unwrap();
+        assert!(s.rt.store().revoke_key(&rec.id).await.unwrap());
+        let (st, _) = s.get(&revoked, "/runs").await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+        // /health needs no key.
+        let r = s.http.get(s.url("/health")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+
+        // An invalid plan: 422 listing every problem.
+        let bad = json!({"name": "bad", "tasks": [
+            {"id": "a", "tool": "nope"},
+            {"id": "b", "tool": "test:echo", "depends_on": ["ghost"]}
+        ]});
+        let (st, e) = s.post(&key, "/runs", "application/json", &bad.to_string()).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(e["error"]["code"], "invalid_plan");
+        let problems = e["error"]["problems"].as_array().unwrap();
+        assert_eq!(problems.len(), 2, "{e}");
+        assert!(problems[0]["message"].as_str().unwrap().contains("unknown tool `nope`"));
+        assert!(problems[1]["message"].as_str().unwrap().contains("ghost"));
+        // Not a plan, empty, too large, a malformed query.
+        let (st, e) = s.post(&key, "/runs", "application/yaml", "tasks: [").await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        let (st, _) = s.post(&key, "/runs", "application/json", "").await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        let huge = format!("name: x\ntasks: []\n#{}", "x".repeat(3 * 1024 * 1024));
+        let (st, e) = s.post(&key, "/runs", "application/yaml", &huge).await;
+        assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e["error"]["code"], "body_too_large");
+        let (st, e) = s.get(&key, "/runs?limit=lots").await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert_eq!(e["error"]["code"], "bad_request");
+        let (st, e) = s.get(&key, "/nowhere").await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        assert_eq!(e["error"]["code"], "not_found");
+        // Nothing was stored by any of these.
+        let (_, list) = s.get(&key, "/runs").await;
+        assert_eq!(list["runs"], json!([]));
+        s.stop().await;
+    }
+}
+
+both_stores! {
+    async fn a_run_can_be_cancelled_over_http(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        let plan = "name: slow\ntasks:\n  - { id: nap, tool: shell, inputs: { argv: [sleep, \"30\"] } }\n";
+        let (st, run) = s.post(&key, "/runs", "application/yaml", plan).await;
+        assert_eq!(st, StatusCode::CREATED, "{run}");
+        let id = run["id"].as_str().unwrap().to_string();
+        let (st, c) = s.post(&key, &format!("/runs/{id}/cancel"), "application/json", "").await;
+        assert_eq!(st, StatusCode::ACCEPTED, "{c}");
+        s.wait(&id).await;
+        let (_, run) = s.get(&key, &format!("/runs/{id}")).await;
+        assert_eq!(run["status"], "cancelled");
+        let (st, e) = s.post(&key, &format!("/runs/{id}/cancel"), "application/json", "").await;
+        assert_eq!(st, StatusCode::CONFLICT);
+        assert_eq!(e["error"]["code"], "run_ended");
+        s.stop().await;
+    }
+}
