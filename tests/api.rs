@@ -227,3 +227,55 @@ both_stores! {
         s.stop().await;
     }
 }
+
+/// Reads SSE frames (id, event) from `resp` until `stop_after` frames with an id, or the end.
+async fn frames(resp: reqwest::Response, stop_after: Option<usize>) -> Vec<(Option<i64>, String)> {
+    use eventsource_stream::Eventsource;
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    let mut es = resp.bytes_stream().eventsource();
+    while let Some(ev) = es.next().await {
+        let ev = ev.unwrap();
+        let id = ev.id.parse::<i64>().ok();
+        out.push((id, ev.event));
+        if stop_after.is_some_and(|n| out.iter().filter(|(i, _)| i.is_some()).count() >= n) {
+            break;
+        }
+    }
+    out
+}
+
+both_stores! {
+    async fn a_run_stream_resumed_with_last_event_id_has_no_gap_and_no_repeat(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        let plan = "name: steps\ntasks:\n  - { id: a, tool: shell, inputs: { argv: [sleep, \"0.2\"] } }\n  - { id: b, tool: shell, inputs: { argv: [sleep, \"0.2\"] }, depends_on: [a] }\n  - { id: c, tool: shell, inputs: { argv: [sleep, \"0.2\"] }, depends_on: [b] }\n";
+        let (_, run) = s.post(&key, "/runs", "application/yaml", plan).await;
+        let id = run["id"].as_str().unwrap().to_string();
+        let open = |last: Option<i64>| {
+            let mut r = s.http.get(s.url(&format!("/runs/{id}/stream"))).bearer_auth(&key);
+            if let Some(l) = last {
+                r = r.header("last-event-id", l.to_string());
+            }
+            r.send()
+        };
+        let first = open(None).await.unwrap();
+        assert_eq!(first.status(), StatusCode::OK);
+        assert!(first.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        // Read five events, then drop the connection mid-run.
+        let part1 = frames(first, Some(5)).await;
+        let last = part1.iter().filter_map(|(i, _)| *i).max().unwrap();
+        // Resume: the rest, up to the end of the run, when the server closes the stream.
+        let part2 = frames(open(Some(last)).await.unwrap(), None).await;
+        let seqs: Vec<i64> = part1.iter().chain(part2.iter()).filter_map(|(i, _)| *i).collect();
+        let stored = common::events(&s.rt, id.parse().unwrap()).await;
+        assert_eq!(seqs, stored.iter().map(|e| e.seq).collect::<Vec<_>>());
+        assert_eq!(part2.last().unwrap().1, "run.succeeded");
+        // A stream opened after the end replays from the given point and closes.
+        let tail = frames(open(Some(last)).await.unwrap(), None).await;
+        assert_eq!(tail.len(), part2.len());
+        let (st, e) = s.get(&key, &format!("/runs/{id}/stream?after=x")).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+        s.stop().await;
+    }
+}

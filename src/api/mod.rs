@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod runs;
+mod stream;
 
 pub use auth::{Caller, CORRELATION_HEADER};
 pub use error::ApiError;
@@ -31,6 +32,7 @@ pub fn router(rt: Runtime) -> Router {
         .route("/runs/{id}", get(runs::get))
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/events", get(runs::events))
+        .route("/runs/{id}/stream", get(stream::run_stream))
         .route_layer(axum::middleware::from_fn_with_state(
             st.clone(),
             auth::require_key,

@@ -123,6 +123,11 @@ struct Follow {
     /// Events to yield, each marked live (from the hub) or not (from the store).
     backlog: VecDeque<(Event, bool)>,
     done: bool,
+    /// Whether the run's status was read once after catching up (a run that ended before
+    /// the subscription publishes nothing more).
+    checked_end: bool,
+    /// The run had ended when its status was read: once caught up, the stream ends.
+    ended: bool,
 }
 
 impl Drop for Follow {
@@ -151,14 +156,26 @@ impl RunHandle {
     /// they are committed; ends after the event that ends the run, or after a `run.interrupted`
     /// committed while following (the runtime executing it stopped).
     pub fn subscribe(&self) -> impl Stream<Item = Result<Event, RuntimeError>> + Send + 'static {
+        self.subscribe_after(0)
+    }
+
+    /// Like [`RunHandle::subscribe`], starting after event `seq` (a client resuming a stream
+    /// gets no gap and no repeat). A run that already ended yields its remaining events, then
+    /// the stream ends.
+    pub fn subscribe_after(
+        &self,
+        seq: i64,
+    ) -> impl Stream<Item = Result<Event, RuntimeError>> + Send + 'static {
         let state = Follow {
             store: self.rt.store().clone(),
             hub: self.rt.hub().clone(),
             run: self.id,
             rx: Some(self.rt.hub().subscribe(self.id)),
-            last: 0,
+            last: seq.max(0),
             backlog: VecDeque::new(),
             done: false,
+            checked_end: false,
+            ended: false,
         };
         stream::unfold(state, |mut st| async move {
             loop {
@@ -186,7 +203,23 @@ impl RunHandle {
                         st.backlog.extend(evs.into_iter().map(|e| (e, false)));
                         continue;
                     }
+                    Ok(_) if st.ended => return None,
                     Ok(_) => {}
+                }
+                if !st.checked_end {
+                    st.checked_end = true;
+                    match st.store.run(st.run).await {
+                        Ok(r) if r.status.is_terminal() => {
+                            // Read once more: its last events may have landed meanwhile.
+                            st.ended = true;
+                            continue;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            st.done = true;
+                            return Some((Err(RuntimeError::Store(e)), st));
+                        }
+                    }
                 }
                 let rx = st.rx.as_mut()?;
                 match rx.recv().await {
