@@ -279,3 +279,65 @@ both_stores! {
         s.stop().await;
     }
 }
+
+both_stores! {
+    async fn agents_readiness_and_usage_analytics_of_the_keys_project(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        let r = s.http.get(s.url("/ready")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let (st, a) = s.get(&key, "/agents").await;
+        assert_eq!(st, StatusCode::OK);
+        let ids: Vec<&str> = a["agents"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, vec!["lead", "builder", "worker"]);
+        assert!(a["agents"][0]["maxConcurrency"].as_u64().unwrap() >= 1);
+        assert_eq!(a["queued"], 0);
+
+        let row = |project: &str, at: &str, cost: i64| nofx::store::ModelCallRow {
+            run_id: Some(format!("run-{project}")),
+            task_id: None,
+            tool: Some("llm:generate".into()),
+            agent: None,
+            model: "gpt-mid".into(),
+            provider: "openai".into(),
+            input_tokens: 100,
+            output_tokens: 10,
+            estimated_cost_micro_usd: cost,
+            cost_micro_usd: cost,
+            duration_ms: 40,
+            success: true,
+            error_type: None,
+            correlation_id: "corr_1_00000000".into(),
+            at: chrono::DateTime::parse_from_rfc3339(at).unwrap().timestamp_millis(),
+            project: Some(project.into()),
+        };
+        let mut batch = nofx::store::Batch::default();
+        batch.model_calls = vec![
+            row("acme", "2026-11-02T10:00:00Z", 1_500),
+            row("acme", "2026-11-03T10:00:00Z", 2_500),
+            row("globex", "2026-11-02T11:00:00Z", 9_000_000),
+        ];
+        s.rt.store().write(&mut batch).await.unwrap();
+        let (st, u) = s.get(&key, "/analytics/usage?startDate=2026-11-01&endDate=2026-11-05&groupBy=day").await;
+        assert_eq!(st, StatusCode::OK, "{u}");
+        assert_eq!(u["usage"].as_array().unwrap().len(), 4);
+        assert_eq!(u["usage"][1]["bucket"], "2026-11-02T00:00:00Z");
+        assert_eq!(u["usage"][1]["calls"], 1);
+        assert_eq!(u["usage"][0]["cost"], json!(0.0));
+        assert_eq!(u["summary"]["totalCalls"], 2, "only the key's project: {u}");
+        assert_eq!(u["summary"]["totalCost"], json!(0.004));
+        for (query, param) in [
+            ("startDate=yesterday", "startDate"),
+            ("endDate=2026-13-01", "endDate"),
+            ("groupBy=month", "groupBy"),
+        ] {
+            let (st, e) = s.get(&key, &format!("/analytics/usage?{query}")).await;
+            assert_eq!(st, StatusCode::BAD_REQUEST, "{query}");
+            assert_eq!(e["error"]["parameter"], param);
+        }
+        let (_, empty) = s.get(&key, "/analytics/usage?startDate=2020-01-01&endDate=2020-01-02&groupBy=hour").await;
+        assert_eq!(empty["summary"]["averageDuration"], json!(0.0));
+        assert_eq!(empty["usage"].as_array().unwrap().len(), 24);
+        s.stop().await;
+    }
+}

@@ -470,7 +470,7 @@ async fn a_plan_still_invalid_after_the_last_round_fails_with_its_errors() {
     let now = chrono::Utc::now().timestamp_millis();
     let report = rt
         .store()
-        .usage(now - 60_000, now + 60_000, nofx::store::GroupBy::Hour)
+        .usage(now - 60_000, now + 60_000, nofx::store::GroupBy::Hour, None)
         .await
         .unwrap();
     assert_eq!(report.summary.total_calls, 2);

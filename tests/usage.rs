@@ -76,7 +76,7 @@ async fn seeded(store: &common::TestStore) -> Store {
 both_stores! {
     async fn usage_buckets_by_hour_list_every_bucket_of_the_range(store) {
         let s = seeded(&store).await;
-        let r = s.usage(at("2026-11-22T23:00:00Z"), at("2026-11-23T02:00:00Z"), GroupBy::Hour).await.unwrap();
+        let r = s.usage(at("2026-11-22T23:00:00Z"), at("2026-11-23T02:00:00Z"), GroupBy::Hour, None).await.unwrap();
         let buckets: Vec<&str> = r.usage.iter().map(|b| b.bucket.as_str()).collect();
         assert_eq!(buckets, vec!["2026-11-22T23:00:00Z", "2026-11-23T00:00:00Z", "2026-11-23T01:00:00Z"]);
         let midnight = &r.usage[1];
@@ -85,7 +85,7 @@ both_stores! {
         assert_eq!(midnight.avg_duration, 250.0);
         assert_eq!((r.usage[2].calls, r.usage[2].avg_duration), (0, 0.0));
         // A range that starts inside a bucket lists that bucket, with the rows of the range only.
-        let r = s.usage(at("2026-11-23T00:30:00Z"), at("2026-11-23T01:00:00Z"), GroupBy::Hour).await.unwrap();
+        let r = s.usage(at("2026-11-23T00:30:00Z"), at("2026-11-23T01:00:00Z"), GroupBy::Hour, None).await.unwrap();
         assert_eq!(r.usage.len(), 1);
         assert_eq!((r.usage[0].bucket.as_str(), r.usage[0].calls), ("2026-11-23T00:00:00Z", 1));
     }
@@ -94,12 +94,12 @@ both_stores! {
 both_stores! {
     async fn usage_by_day_and_iso_week_with_totals(store) {
         let s = seeded(&store).await;
-        let r = s.usage(at("2026-11-22T00:00:00Z"), at("2026-11-25T00:00:00Z"), GroupBy::Day).await.unwrap();
+        let r = s.usage(at("2026-11-22T00:00:00Z"), at("2026-11-25T00:00:00Z"), GroupBy::Day, None).await.unwrap();
         let calls: Vec<i64> = r.usage.iter().map(|b| b.calls).collect();
         assert_eq!(calls, vec![1, 2, 1]);
         assert_eq!(r.usage[2].runs, 0, "planner calls have no run");
 
-        let r = s.usage(at("2026-11-16T00:00:00Z"), at("2026-11-30T00:00:00Z"), GroupBy::Week).await.unwrap();
+        let r = s.usage(at("2026-11-16T00:00:00Z"), at("2026-11-30T00:00:00Z"), GroupBy::Week, None).await.unwrap();
         let weeks: Vec<(&str, i64)> = r.usage.iter().map(|b| (b.bucket.as_str(), b.calls)).collect();
         // 2026-11-22 is a Sunday: it belongs to the week of Monday 2026-11-16.
         assert_eq!(weeks, vec![("2026-11-16T00:00:00Z", 1), ("2026-11-23T00:00:00Z", 3)]);
@@ -113,7 +113,7 @@ both_stores! {
 both_stores! {
     async fn an_empty_range_reports_zeros_never_nan(store) {
         let s = seeded(&store).await;
-        let r = s.usage(at("2020-01-01T00:00:00Z"), at("2020-01-03T00:00:00Z"), GroupBy::Day).await.unwrap();
+        let r = s.usage(at("2020-01-01T00:00:00Z"), at("2020-01-03T00:00:00Z"), GroupBy::Day, None).await.unwrap();
         assert_eq!(r.usage.len(), 2);
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["summary"]["averageDuration"], 0.0);
@@ -121,7 +121,7 @@ both_stores! {
         for k in ["bucket", "runs", "calls", "tokens", "cost", "avgDuration", "errors"] {
             assert!(json["usage"][0].get(k).is_some(), "missing {k}");
         }
-        let err = s.usage(at("2026-01-02T00:00:00Z"), at("2026-01-01T00:00:00Z"), GroupBy::Day).await.unwrap_err();
+        let err = s.usage(at("2026-01-02T00:00:00Z"), at("2026-01-01T00:00:00Z"), GroupBy::Day, None).await.unwrap_err();
         assert!(err.to_string().contains("must be after"));
     }
 }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod error;
+mod info;
 mod runs;
 mod stream;
 
@@ -33,12 +34,15 @@ pub fn router(rt: Runtime) -> Router {
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/events", get(runs::events))
         .route("/runs/{id}/stream", get(stream::run_stream))
+        .route("/agents", get(info::agents))
+        .route("/analytics/usage", get(info::usage))
         .route_layer(axum::middleware::from_fn_with_state(
             st.clone(),
             auth::require_key,
         ));
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(info::ready))
         .merge(authed)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))

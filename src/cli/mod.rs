@@ -109,6 +109,9 @@ struct UsageArgs {
     /// Bucket width.
     #[arg(long, value_enum, default_value = "day")]
     group_by: GroupByArg,
+    /// Only this project's calls.
+    #[arg(long, value_name = "NAME")]
+    project: Option<String>,
     /// One JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -153,7 +156,7 @@ async fn usage(g: &Global, a: UsageArgs) -> CliResult {
         GroupByArg::Week => nofx::store::GroupBy::Week,
     };
     let store = open_store(g).await?;
-    let report = store.usage(since, until, group).await;
+    let report = store.usage(since, until, group, a.project.as_deref()).await;
     store.close().await;
     let report = report.map_err(|e| match e {
         nofx::store::StoreError::BadRange(m) => Failure::Input(m),

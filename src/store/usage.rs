@@ -142,7 +142,7 @@ fn avg(total: i64, n: i64) -> f64 {
 }
 
 impl Store {
-    /// Usage over `[since, until)` (ms), grouped by `group`.
+    /// Usage over `[since, until)` (ms), grouped by `group`, of every project or of one.
     ///
     /// # Errors
     /// An empty or reversed range, too many buckets, query failures.
@@ -151,7 +151,9 @@ impl Store {
         since: i64,
         until: i64,
         group: GroupBy,
+        project: Option<&str>,
     ) -> Result<UsageReport, StoreError> {
+        let project = project.unwrap_or("");
         if until <= since {
             return Err(StoreError::BadRange(format!(
                 "`until` ({}) must be after `since` ({})",
@@ -172,13 +174,13 @@ impl Store {
                    CAST(SUM(input_tokens + output_tokens) AS BIGINT) AS tokens, \
                    CAST(SUM(cost_micro_usd) AS BIGINT) AS cost, CAST(SUM(duration_ms) AS BIGINT) AS dur, \
                    CAST(SUM(CASE WHEN success THEN 0 ELSE 1 END) AS BIGINT) AS errors \
-                   FROM model_calls WHERE at >= $1 AND at < $2 GROUP BY 1";
+                   FROM model_calls WHERE at >= $1 AND at < $2 AND ($5 = '' OR project = $5) GROUP BY 1";
         let totals = "SELECT COUNT(DISTINCT run_id) AS runs, COUNT(*) AS calls, \
                       CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) AS tokens, \
                       CAST(COALESCE(SUM(cost_micro_usd), 0) AS BIGINT) AS cost, \
                       CAST(COALESCE(SUM(duration_ms), 0) AS BIGINT) AS dur, \
                       CAST(COALESCE(SUM(CASE WHEN success THEN 0 ELSE 1 END), 0) AS BIGINT) AS errors \
-                      FROM model_calls WHERE at >= $1 AND at < $2";
+                      FROM model_calls WHERE at >= $1 AND at < $2 AND ($3 = '' OR project = $3)";
         let mut usage: Vec<UsageBucket> = (0..n)
             .map(|i| UsageBucket {
                 bucket: rfc3339(first + i * w),
@@ -196,6 +198,7 @@ impl Store {
                 .bind(until)
                 .bind(o)
                 .bind(w)
+                .bind(project)
                 .fetch_all(p)
                 .await
                 .map_err(q("usage buckets"))?;
@@ -218,6 +221,7 @@ impl Store {
             let t = sqlx::query(totals)
                 .bind(since)
                 .bind(until)
+                .bind(project)
                 .fetch_one(p)
                 .await
                 .map_err(q("usage totals"))?;
