@@ -21,9 +21,14 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(nofx::api::serve(rt.clone(), listener, async {
-            let _ = rx.await;
-        }));
+        tokio::spawn(nofx::api::serve(
+            rt.clone(),
+            Default::default(),
+            listener,
+            async {
+                let _ = rx.await;
+            },
+        ));
         Self {
             base,
             rt,
@@ -342,4 +347,89 @@ both_stores! {
         assert_eq!(empty["usage"].as_array().unwrap().len(), 24);
         s.stop().await;
     }
+}
+
+both_stores! {
+    async fn artifacts_are_listed_and_downloaded_with_type_and_hash(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        let plan = "name: art\ntasks:\n  - { id: w, tool: shell, inputs: { argv: [sh, -c, \"printf '# hi' > report.md\"], artifacts: [report.md] } }\n";
+        let (_, run) = s.post(&key, "/runs", "application/yaml", plan).await;
+        let id = run["id"].as_str().unwrap().to_string();
+        s.wait(&id).await;
+        let (st, list) = s.get(&key, &format!("/runs/{id}/artifacts")).await;
+        assert_eq!(st, StatusCode::OK);
+        let names: Vec<&str> = list["artifacts"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+        assert!(names.contains(&"report.md"), "{list}");
+        let r = s.http.get(s.url(&format!("/runs/{id}/artifacts/report.md"))).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-type"], "text/markdown; charset=utf-8");
+        let sha = r.headers()["x-content-sha256"].to_str().unwrap().to_string();
+        assert_eq!(r.text().await.unwrap(), "# hi");
+        assert_eq!(sha, nofx::store::key_hash("# hi"), "sha256 of the content");
+        let (st, e) = s.get(&key, &format!("/runs/{id}/artifacts/nope.txt")).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        assert_eq!(e["error"]["code"], "not_found");
+        let other = s.key("globex").await;
+        let (st, _) = s.get(&other, &format!("/runs/{id}/artifacts/report.md")).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        s.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_refuses_commands_its_policy_does_not_allow_and_limits_each_keys_rate() {
+    let store = TestStore::sqlite().await;
+    let rt = store
+        .builder()
+        .command_policy(nofx::tools::CommandPolicy::deny_all())
+        .build()
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let opts = nofx::api::ApiOptions {
+        requests_per_second: std::num::NonZeroU32::new(2).unwrap(),
+    };
+    tokio::spawn(nofx::api::serve(
+        rt.clone(),
+        opts,
+        listener,
+        std::future::pending(),
+    ));
+    let key = rt.store().create_key("acme", None).await.unwrap().1;
+    let plan =
+        "name: p\ntasks:\n  - { id: rm, tool: shell, inputs: { argv: [rm, -rf, /tmp/x] } }\n";
+    let r = reqwest::Client::new()
+        .post(format!("{base}/runs"))
+        .bearer_auth(&key)
+        .header("content-type", "application/yaml")
+        .body(plan)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let e: Value = r.json().await.unwrap();
+    let msg = e["error"]["problems"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("task `rm`") && msg.contains("rm"), "{msg}");
+    // Two requests a second per key: the third in a burst is refused with Retry-After.
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!("{base}/runs"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = http
+        .get(format!("{base}/runs"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "rate_limited");
+    rt.shutdown().await;
 }

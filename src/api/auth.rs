@@ -57,6 +57,22 @@ pub async fn require_key(State(st): State<ApiState>, mut req: Request, next: Nex
     };
     match st.rt.store().key_by_secret(&secret).await {
         Ok(Some(k)) => {
+            if let Err(not_until) = st.limiter.check_key(&k.id) {
+                use governor::clock::{Clock, DefaultClock};
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                let mut resp = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("this key is over its request rate; retry in {secs}s"),
+                )
+                .into_response();
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    resp.headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, v);
+                }
+                return resp;
+            }
             req.extensions_mut().insert(Caller {
                 key_id: k.id,
                 project: k.project,

@@ -1,6 +1,7 @@
 //! The HTTP API of `nofx serve` (axum): runs, events, keys-based access per project, JSON
 //! errors, correlation ids. One process runs the runtime and the API.
 
+mod artifacts;
 mod auth;
 mod error;
 mod info;
@@ -15,25 +16,51 @@ use axum::routing::{get, post};
 use axum::Router;
 use std::future::Future;
 
+/// Requests per second each key may make (bursts up to the same number).
+pub type KeyLimiter = governor::DefaultKeyedRateLimiter<String>;
+
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct ApiState {
     /// The runtime.
     pub rt: Runtime,
+    /// Per-key request rate.
+    pub limiter: std::sync::Arc<KeyLimiter>,
+}
+
+/// Settings of the API.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiOptions {
+    /// Requests per second one key may make (and its burst).
+    pub requests_per_second: std::num::NonZeroU32,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self {
+            requests_per_second: std::num::NonZeroU32::new(50).unwrap_or(std::num::NonZeroU32::MIN),
+        }
+    }
 }
 
 /// Largest request body accepted (413 above it).
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
 
 /// The API's routes.
-pub fn router(rt: Runtime) -> Router {
-    let st = ApiState { rt };
+pub fn router(rt: Runtime, opts: ApiOptions) -> Router {
+    let quota = governor::Quota::per_second(opts.requests_per_second);
+    let st = ApiState {
+        rt,
+        limiter: std::sync::Arc::new(governor::RateLimiter::keyed(quota)),
+    };
     let authed = Router::new()
         .route("/runs", post(runs::create).get(runs::list))
         .route("/runs/{id}", get(runs::get))
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/events", get(runs::events))
         .route("/runs/{id}/stream", get(stream::run_stream))
+        .route("/runs/{id}/artifacts", get(artifacts::list))
+        .route("/runs/{id}/artifacts/{*name}", get(artifacts::get))
         .route("/agents", get(info::agents))
         .route("/analytics/usage", get(info::usage))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -68,10 +95,11 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 /// Dropping the future stops serving at once.
 pub async fn serve(
     rt: Runtime,
+    opts: ApiOptions,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(rt))
+    axum::serve(listener, router(rt, opts))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -235,22 +235,14 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                 }
                 return Ok(());
             };
-            let matches: Vec<_> = list
-                .iter()
-                .filter(|a| a.name == name || format!("{}/{}", a.task_id, a.name) == name)
-                .collect();
-            let a = match matches.as_slice() {
-                [one] => *one,
-                [] => {
+            let a = match nofx::store::find_artifact(&list, &name) {
+                Ok(a) => a,
+                Err(nofx::store::ArtifactLookup::Missing) => {
                     return Err(Failure::Input(format!(
                         "run {id} has no artifact `{name}` (see `nofx runs artifacts {id}`)"
                     )))
                 }
-                many => {
-                    let names: Vec<String> = many
-                        .iter()
-                        .map(|a| format!("{}/{}", a.task_id, a.name))
-                        .collect();
+                Err(nofx::store::ArtifactLookup::Ambiguous(names)) => {
                     return Err(Failure::Input(format!(
                         "artifact `{name}` is ambiguous; use one of: {}",
                         names.join(", ")

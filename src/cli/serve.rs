@@ -13,6 +13,9 @@ pub struct ServeArgs {
     /// (they stay resumable).
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     grace: f64,
+    /// Requests per second each API key may make (and its burst).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    rate_limit: u32,
 }
 
 async fn stop_signal() {
@@ -37,6 +40,12 @@ pub async fn serve(g: &Global, a: ServeArgs) -> CliResult {
             a.grace
         )));
     }
+    let Some(rate) = std::num::NonZeroU32::new(a.rate_limit) else {
+        return Err(Failure::Input("--rate-limit must be at least 1".into()));
+    };
+    let opts = nofx::api::ApiOptions {
+        requests_per_second: rate,
+    };
     let listener = tokio::net::TcpListener::bind(&a.bind)
         .await
         .map_err(|e| Failure::Input(format!("cannot listen on {}: {e}", a.bind)))?;
@@ -53,7 +62,7 @@ pub async fn serve(g: &Global, a: ServeArgs) -> CliResult {
         "nofx serving on http://{addr} (resumed {} run(s))",
         taken.len()
     );
-    let served = nofx::api::serve(rt.clone(), listener, stop_signal()).await;
+    let served = nofx::api::serve(rt.clone(), opts, listener, stop_signal()).await;
     eprintln!(
         "stopping: no new requests; waiting up to {}s for runs in flight",
         a.grace

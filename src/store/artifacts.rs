@@ -35,3 +35,35 @@ impl Store {
         })
     }
 }
+
+/// Why an artifact name does not pick one artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactLookup {
+    /// No artifact has that name.
+    Missing,
+    /// Several tasks have one of that name: these `TASK/NAME`s tell them apart.
+    Ambiguous(Vec<String>),
+}
+
+/// The artifact `name` (or `TASK/NAME`) names among `list`.
+///
+/// # Errors
+/// None or several match.
+pub fn find_artifact<'a>(
+    list: &'a [super::ArtifactRow],
+    name: &str,
+) -> Result<&'a super::ArtifactRow, ArtifactLookup> {
+    let matches: Vec<&super::ArtifactRow> = list
+        .iter()
+        .filter(|a| a.name == name || format!("{}/{}", a.task_id, a.name) == name)
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => Err(ArtifactLookup::Missing),
+        many => Err(ArtifactLookup::Ambiguous(
+            many.iter()
+                .map(|a| format!("{}/{}", a.task_id, a.name))
+                .collect(),
+        )),
+    }
+}

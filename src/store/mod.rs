@@ -3,6 +3,7 @@
 //! persistence actor calls the write functions.
 
 mod artifacts;
+pub use artifacts::{find_artifact, ArtifactLookup};
 mod batch;
 mod blobs;
 mod commands;
