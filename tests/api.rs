@@ -433,3 +433,46 @@ async fn a_service_refuses_commands_its_policy_does_not_allow_and_limits_each_ke
     assert_eq!(e["error"]["code"], "rate_limited");
     rt.shutdown().await;
 }
+
+both_stores! {
+    async fn a_retry_with_the_same_idempotency_key_gets_the_same_run(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        let post = |idem: &'static str, body: &'static str| {
+            s.http
+                .post(s.url("/runs"))
+                .bearer_auth(&key)
+                .header("content-type", "application/yaml")
+                .header("idempotency-key", idem)
+                .body(body)
+                .send()
+        };
+        // Two at once, then a late retry: one run.
+        let (a, b) = tokio::join!(post("order-1", PLAN), post("order-1", PLAN));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!((a.status(), b.status()), (StatusCode::CREATED, StatusCode::CREATED));
+        let (a, b): (Value, Value) = (a.json().await.unwrap(), b.json().await.unwrap());
+        assert_eq!(a["id"], b["id"]);
+        let c: Value = post("order-1", PLAN).await.unwrap().json().await.unwrap();
+        assert_eq!(a["id"], c["id"]);
+        s.wait(a["id"].as_str().unwrap()).await;
+        let (_, list) = s.get(&key, "/runs").await;
+        assert_eq!(list["runs"].as_array().unwrap().len(), 1);
+        // The same key with another body is refused.
+        let r = post("order-1", "name: other\ntasks:\n  - { id: a, tool: test:echo }\n").await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "idempotency_key_reused");
+        // A request that fails stores nothing and leaves its key free.
+        let r = post("order-2", "name: bad\ntasks:\n  - { id: a, tool: nope }\n").await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let r = post("order-2", PLAN).await.unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        // Keys are per project.
+        let other = s.key("globex").await;
+        let r = s.http.post(s.url("/runs")).bearer_auth(&other).header("content-type", "application/yaml").header("idempotency-key", "order-1").body(PLAN).send().await.unwrap();
+        let o: Value = r.json().await.unwrap();
+        assert_ne!(o["id"], a["id"]);
+        s.stop().await;
+    }
+}

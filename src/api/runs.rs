@@ -125,7 +125,70 @@ fn parse_submission(headers: &HeaderMap, body: &[u8]) -> Result<Submission, ApiE
     Ok(Submission::Plan(src, Map::new()))
 }
 
-/// `POST /runs`.
+/// The `Idempotency-Key` header, checked.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let k = v
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| {
+            ApiError::bad_request("`Idempotency-Key` must be 1 to 255 visible ASCII characters")
+        })?;
+    Ok(Some(k.to_string()))
+}
+
+/// How long a retry waits for the run of the request that holds its idempotency key.
+const IDEMPOTENT_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Claims the idempotency key for `run`; returns the earlier request's run when it holds
+/// the key (after waiting for that run to be stored), or `None` when this request owns it.
+async fn claim(
+    st: &ApiState,
+    project: &str,
+    key: &str,
+    body: &[u8],
+    run: RunId,
+) -> Result<Option<RunId>, ApiError> {
+    use crate::store::Claimed;
+    let hash = crate::store::key_hash(&String::from_utf8_lossy(body));
+    let store = st.rt.store();
+    let end = std::time::Instant::now() + IDEMPOTENT_WAIT;
+    loop {
+        match store.claim_idempotency(project, key, &hash, run).await? {
+            Claimed::New => return Ok(None),
+            Claimed::Existing { same_body: false, .. } => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used with a different body",
+                ))
+            }
+            Claimed::Existing { run: earlier, .. } => match store.run(earlier).await {
+                Ok(_) => return Ok(Some(earlier)),
+                Err(crate::store::StoreError::NoSuchRun(_)) if std::time::Instant::now() < end => {
+                    // The first request is still creating it (or failed and gave the key
+                    // up, in which case the next claim is ours).
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(crate::store::StoreError::NoSuchRun(_)) => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "idempotency_key_pending",
+                        "the request holding this Idempotency-Key has not created its run yet; retry later",
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            },
+        }
+    }
+}
+
+/// `POST /runs`: a plan (JSON or YAML), `{"plan", "inputs"}` or `{"goal"}`; with an
+/// `Idempotency-Key`, a retry gets the first request's run.
 pub async fn create(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -134,18 +197,39 @@ pub async fn create(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
+    let idem = idempotency_key(&headers)?;
+    let submission = parse_submission(&headers, &body)?;
+    let id = RunId::new();
+    if let Some(k) = &idem {
+        if let Some(earlier) = claim(&st, &caller.project, k, &body, id).await? {
+            let v = view(&st, earlier, caller.project).await?;
+            return Ok((StatusCode::CREATED, Json(v)).into_response());
+        }
+    }
     let opts = SubmitOptions {
         correlation: Some(corr.0),
         detach: false,
         project: Some(caller.project.clone()),
+        id: Some(id),
     };
-    let handle = match parse_submission(&headers, &body)? {
-        Submission::Plan(src, inputs) => st.rt.submit_opts(&src, inputs, opts).await?,
-        Submission::Goal(goal) => {
-            st.rt
-                .submit_goal_opts(&goal, crate::planner::PlannerOptions::default(), opts)
-                .await?
-                .0
+    let submitted = match submission {
+        Submission::Plan(src, inputs) => st.rt.submit_opts(&src, inputs, opts).await,
+        Submission::Goal(goal) => st
+            .rt
+            .submit_goal_opts(&goal, crate::planner::PlannerOptions::default(), opts)
+            .await
+            .map(|(h, _)| h),
+    };
+    let handle = match submitted {
+        Ok(h) => h,
+        Err(e) => {
+            if let Some(k) = &idem {
+                // Nothing was stored: a retry may try again.
+                if let Err(re) = st.rt.store().release_idempotency(&caller.project, k).await {
+                    tracing::warn!(error = %re, "could not release an idempotency key");
+                }
+            }
+            return Err(e.into());
         }
     };
     let v = view(&st, handle.id(), caller.project).await?;

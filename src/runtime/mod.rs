@@ -96,6 +96,8 @@ pub struct SubmitOptions {
     pub detach: bool,
     /// The project the run belongs to (default: the plan's `project`, else `default`).
     pub project: Option<String>,
+    /// The run's id, when the caller chose it (default: a new one).
+    pub id: Option<RunId>,
 }
 
 /// Tunables.
@@ -517,7 +519,7 @@ impl Runtime {
         let opts = SubmitOptions {
             correlation,
             detach,
-            project: None,
+            ..SubmitOptions::default()
         };
         self.submit_opts(plan, inputs, opts).await
     }
@@ -544,7 +546,7 @@ impl Runtime {
                 plan,
                 corr: corr.clone(),
                 detach: opts.detach,
-                id: None,
+                id: opts.id,
                 prelude: Vec::new(),
                 project: opts.project,
             })
@@ -606,7 +608,7 @@ impl Runtime {
         options: crate::planner::PlannerOptions,
         opts: SubmitOptions,
     ) -> Result<(RunHandle, crate::planner::Planned), RuntimeError> {
-        let id = RunId::new();
+        let id = opts.id.unwrap_or_default();
         let corr = opts.correlation.unwrap_or_else(CorrelationId::generate);
         let project = opts.project.unwrap_or_else(|| "default".to_string());
         let (planned, prelude) = self
