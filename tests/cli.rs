@@ -592,3 +592,112 @@ fn route_explain_says_which_rule_matched_and_why() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("context window"));
 }
+
+/// Starts `nofx serve` on an ephemeral port in `dir`; returns the child and its base URL.
+fn start_serve(dir: &Path, grace: &str) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = nofx(dir)
+        .args(["serve", "--bind", "127.0.0.1:0", "--grace", grace])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("nofx serve starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let base = loop {
+        let line = lines.next().expect("serve says where it listens").unwrap();
+        if let Some(rest) = line.strip_prefix("nofx serving on ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
+}
+
+fn sigterm(child: &Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_finishes_runs_within_its_grace_on_sigterm_and_resumes_the_rest_on_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    std::fs::create_dir(d.join("policies")).unwrap();
+    write(
+        &d.join("policies"),
+        "tools.toml",
+        "[commands]\nallow = [\"sleep\"]\n",
+    );
+    let key = text(&run(nofx(&d).args(["keys", "create", "--project", "ops"])).stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let http = reqwest::Client::new();
+    let plan =
+        "name: nap\ntasks:\n  - { id: nap, tool: shell, inputs: { argv: [sleep, \"1\"] } }\n";
+    let submit = |base: String| {
+        let (http, key) = (http.clone(), key.clone());
+        async move {
+            let r = http
+                .post(format!("{base}/runs"))
+                .bearer_auth(&key)
+                .header("content-type", "application/yaml")
+                .body(plan)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+            let v: serde_json::Value = r.json().await.unwrap();
+            v["id"].as_str().unwrap().to_string()
+        }
+    };
+    let status = |id: String| {
+        let d = d.clone();
+        async move {
+            let out = tokio::task::spawn_blocking(move || {
+                run(nofx(&d).args(["runs", "show", &id, "--json"]))
+            })
+            .await
+            .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            v["status"].as_str().unwrap().to_string()
+        }
+    };
+
+    // With a grace period, the run in flight finishes before the server exits (cleanly).
+    let (mut child, base) = start_serve(&d, "20");
+    let id = submit(base).await;
+    sigterm(&child);
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code.code(), Some(0));
+    assert_eq!(status(id).await, "succeeded");
+
+    // Without one, it is interrupted (resumable), and the next server takes it up.
+    let (mut child, base) = start_serve(&d, "0");
+    let id = submit(base).await;
+    sigterm(&child);
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code.code(), Some(0));
+    assert_eq!(status(id.clone()).await, "running");
+    let (child, _) = start_serve(&d, "20");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(id.clone()).await != "succeeded" {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted server did not finish the run"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sigterm(&child);
+}
