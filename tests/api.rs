@@ -476,3 +476,34 @@ both_stores! {
         s.stop().await;
     }
 }
+
+both_stores! {
+    async fn metrics_are_prometheus_text_with_runs_tasks_durations_agents_and_requests(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        let (_, run) = s.post(&key, "/runs", "application/yaml", PLAN).await;
+        s.wait(run["id"].as_str().unwrap()).await;
+        let (st, _) = s.get(&key, "/runs/not-a-run").await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        let r = s.http.get(s.url("/metrics")).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+        let text = r.text().await.unwrap();
+        for want in [
+            "nofx_runs{status=\"succeeded\"} 1",
+            "nofx_tasks{status=\"succeeded\"} 2",
+            "# TYPE nofx_task_duration_seconds histogram",
+            "nofx_task_duration_seconds_count 2",
+            "nofx_task_duration_seconds_bucket{le=\"+Inf\"} 2",
+            "nofx_queue_depth 0",
+            "nofx_agent_in_flight{agent=\"worker\"} 0",
+            "nofx_http_requests_total{route=\"POST /runs\",status=\"201\"} 1",
+            "nofx_http_requests_total{route=\"GET /runs/{id}\",status=\"404\"} 1",
+        ] {
+            assert!(text.contains(want), "missing `{want}` in\n{text}");
+        }
+        let r = s.http.get(s.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        s.stop().await;
+    }
+}

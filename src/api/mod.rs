@@ -5,6 +5,7 @@ mod artifacts;
 mod auth;
 mod error;
 mod info;
+mod metrics;
 mod runs;
 mod stream;
 
@@ -26,6 +27,8 @@ pub struct ApiState {
     pub rt: Runtime,
     /// Per-key request rate.
     pub limiter: std::sync::Arc<KeyLimiter>,
+    /// HTTP requests served, for `/metrics`.
+    pub http: std::sync::Arc<metrics::HttpCounts>,
 }
 
 /// Settings of the API.
@@ -52,6 +55,7 @@ pub fn router(rt: Runtime, opts: ApiOptions) -> Router {
     let st = ApiState {
         rt,
         limiter: std::sync::Arc::new(governor::RateLimiter::keyed(quota)),
+        http: std::sync::Arc::default(),
     };
     let authed = Router::new()
         .route("/runs", post(runs::create).get(runs::list))
@@ -63,6 +67,7 @@ pub fn router(rt: Runtime, opts: ApiOptions) -> Router {
         .route("/runs/{id}/artifacts/{*name}", get(artifacts::get))
         .route("/agents", get(info::agents))
         .route("/analytics/usage", get(info::usage))
+        .route("/metrics", get(metrics::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             st.clone(),
             auth::require_key,
@@ -71,6 +76,10 @@ pub fn router(rt: Runtime, opts: ApiOptions) -> Router {
         .route("/health", get(health))
         .route("/ready", get(info::ready))
         .merge(authed)
+        .route_layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            metrics::count,
+        ))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(auth::correlation))

@@ -14,6 +14,7 @@ mod leases;
 mod metrics;
 mod records;
 mod runs;
+mod stats;
 mod usage;
 
 pub use batch::Batch;
@@ -23,6 +24,7 @@ pub use idempotency::Claimed;
 pub use keys::{key_hash, KeyRecord};
 pub use leases::{Claim, LeaseHolder, LeaseInfo};
 pub use records::{ArtifactRow, MetricRow, RunRecord, RunUpdate, TaskRow};
+pub use stats::{Stats, DURATION_BUCKETS};
 pub use usage::{GroupBy, ModelCallRow, UsageBucket, UsageReport, UsageSummary, MAX_BUCKETS};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
