@@ -507,3 +507,86 @@ both_stores! {
         s.stop().await;
     }
 }
+
+both_stores! {
+    async fn templates_are_listed_created_and_instantiated_per_project(store) {
+        let s = Server::start(&store).await;
+        assert_eq!(s.rt.load_templates(std::path::Path::new("templates")).await.unwrap(), 2);
+        // Loading again changes nothing.
+        assert_eq!(s.rt.load_templates(std::path::Path::new("templates")).await.unwrap(), 0);
+        let key = s.key("acme").await;
+        let (_, list) = s.get(&key, "/templates").await;
+        let ids: Vec<&str> = list["templates"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, vec!["prime-fanout", "sales-report"]);
+        assert_eq!(list["templates"][0]["shipped"], true);
+
+        let tpl = json!({
+            "id": "greet", "name": "Greeting", "description": "Says hello", "category": "demo",
+            "metadata": {"owner": "team-a"},
+            "plan": {"name": "greet", "inputs": {"who": {"type": "string"}, "times": {"type": "integer", "default": 2}},
+                     "tasks": [{"id": "say", "tool": "test:echo", "inputs": {"who": "${inputs.who}", "times": "${inputs.times}"}}]}
+        });
+        let (st, t) = s.post(&key, "/templates", "application/json", &tpl.to_string()).await;
+        assert_eq!(st, StatusCode::CREATED, "{t}");
+        assert_eq!(t["usageCount"], 0);
+        let (st, e) = s.post(&key, "/templates", "application/json", &tpl.to_string()).await;
+        assert_eq!(st, StatusCode::CONFLICT);
+        assert_eq!(e["error"]["code"], "template_exists");
+        let bad = json!({"id": "bad one", "name": "", "plan": {"name": "b", "tasks": [{"id": "x", "tool": "nope"}]}});
+        let (st, e) = s.post(&key, "/templates", "application/json", &bad.to_string()).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(e["error"]["problems"].as_array().unwrap().len(), 3, "{e}");
+
+        // Instantiate: inputs over the defaults; usage count goes up with the run.
+        let (st, run) = s.post(&key, "/templates/greet/instantiate", "application/json", r#"{"inputs": {"who": "ada"}}"#).await;
+        assert_eq!(st, StatusCode::CREATED, "{run}");
+        assert_eq!(run["fromTemplate"], "greet");
+        s.wait(run["id"].as_str().unwrap()).await;
+        let (_, done) = s.get(&key, &format!("/runs/{}", run["id"].as_str().unwrap())).await;
+        assert_eq!(done["tasks"][0]["outputs"], json!({"who": "ada", "times": 2}));
+        let (_, t) = s.get(&key, "/templates/greet").await;
+        assert_eq!(t["usageCount"], 1);
+        let (st, e) = s.post(&key, "/templates/greet/instantiate", "application/json", "{}").await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(e["error"]["problems"][0]["message"].as_str().unwrap().contains("who"), "{e}");
+        // POST /runs with a template does the same.
+        let (st, run2) = s.post(&key, "/runs", "application/json", r#"{"template": "greet", "inputs": {"who": "bob"}}"#).await;
+        assert_eq!(st, StatusCode::CREATED, "{run2}");
+        assert_eq!(run2["fromTemplate"], "greet");
+        // An idempotent instantiate: one run, one use.
+        let idem = || {
+            s.http.post(s.url("/templates/greet/instantiate")).bearer_auth(&key)
+                .header("idempotency-key", "k1").header("content-type", "application/json")
+                .body(r#"{"inputs": {"who": "cy"}}"#).send()
+        };
+        let a: Value = idem().await.unwrap().json().await.unwrap();
+        let b: Value = idem().await.unwrap().json().await.unwrap();
+        assert_eq!(a["id"], b["id"]);
+        s.wait(a["id"].as_str().unwrap()).await;
+        s.wait(run2["id"].as_str().unwrap()).await;
+        let (_, t) = s.get(&key, "/templates/greet").await;
+        assert_eq!(t["usageCount"], 3);
+        let (_, demo) = s.get(&key, "/templates?category=demo").await;
+        assert_eq!(demo["templates"].as_array().unwrap().len(), 1);
+        let (_, all) = s.get(&key, "/templates").await;
+        assert_eq!(all["templates"][0]["id"], "greet", "most used first");
+
+        // Another project sees the shipped templates, not acme's.
+        let other = s.key("globex").await;
+        let (st, e) = s.get(&other, "/templates/greet").await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        assert_eq!(e["error"]["code"], "not_found");
+        let (st, _) = s.post(&other, "/templates/greet/instantiate", "application/json", "{}").await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        let (_, theirs) = s.get(&other, "/templates").await;
+        assert_eq!(theirs["templates"].as_array().unwrap().len(), 2);
+        // A shipped template runs for anyone; its id cannot be taken over.
+        let (st, run) = s.post(&other, "/templates/sales-report/instantiate", "application/json", r#"{"inputs": {"rows": 20}}"#).await;
+        assert_eq!(st, StatusCode::CREATED, "{run}");
+        s.wait(run["id"].as_str().unwrap()).await;
+        let shadow = json!({"id": "sales-report", "name": "Mine", "plan": {"name": "m", "tasks": [{"id": "a", "tool": "test:echo"}]}});
+        let (st, _) = s.post(&other, "/templates", "application/json", &shadow.to_string()).await;
+        assert_eq!(st, StatusCode::CONFLICT);
+        s.stop().await;
+    }
+}

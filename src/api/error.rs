@@ -108,6 +108,7 @@ impl From<RuntimeError> for ApiError {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "planner_failed", m)
             }
             RuntimeError::Store(s) => s.into(),
+            RuntimeError::NoSuchTemplate(t) => Self::not_found(format!("no template `{t}`")),
             RuntimeError::Stopped => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "stopping",

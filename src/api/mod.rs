@@ -8,6 +8,7 @@ mod info;
 mod metrics;
 mod runs;
 mod stream;
+mod templates;
 
 pub use auth::{Caller, CORRELATION_HEADER};
 pub use error::ApiError;
@@ -65,6 +66,9 @@ pub fn router(rt: Runtime, opts: ApiOptions) -> Router {
         .route("/runs/{id}/stream", get(stream::run_stream))
         .route("/runs/{id}/artifacts", get(artifacts::list))
         .route("/runs/{id}/artifacts/{*name}", get(artifacts::get))
+        .route("/templates", get(templates::list).post(templates::create))
+        .route("/templates/{id}", get(templates::get))
+        .route("/templates/{id}/instantiate", post(templates::instantiate))
         .route("/agents", get(info::agents))
         .route("/analytics/usage", get(info::usage))
         .route("/metrics", get(metrics::metrics))

@@ -70,11 +70,17 @@ struct Envelope {
     #[serde(default)]
     inputs: Map<String, Value>,
     goal: Option<String>,
+    template: Option<String>,
 }
 
-enum Submission {
+/// What a request asks to run.
+pub(crate) enum Submission {
+    /// A plan and its inputs.
     Plan(PlanSource, Map<String, Value>),
+    /// A goal for the planner.
     Goal(String),
+    /// A template (id) and inputs over its defaults.
+    Template(String, Map<String, Value>),
 }
 
 fn parse_submission(headers: &HeaderMap, body: &[u8]) -> Result<Submission, ApiError> {
@@ -99,18 +105,19 @@ fn parse_submission(headers: &HeaderMap, body: &[u8]) -> Result<Submission, ApiE
     };
     if !yaml {
         if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) {
-            if m.contains_key("goal") || m.contains_key("plan") {
+            if m.contains_key("goal") || m.contains_key("plan") || m.contains_key("template") {
                 let env: Envelope = serde_json::from_value(Value::Object(m))
                     .map_err(|e| ApiError::bad_request(format!("the body: {e}")))?;
-                return match (env.goal, env.plan) {
-                    (Some(g), None) if env.inputs.is_empty() => Ok(Submission::Goal(g)),
-                    (None, Some(p)) => {
+                return match (env.goal, env.plan, env.template) {
+                    (Some(g), None, None) if env.inputs.is_empty() => Ok(Submission::Goal(g)),
+                    (None, Some(p), None) => {
                         let src = PlanSource::parse(&p.to_string(), Format::Json, None)
                             .map_err(bad_plan)?;
                         Ok(Submission::Plan(src, env.inputs))
                     }
+                    (None, None, Some(t)) => Ok(Submission::Template(t, env.inputs)),
                     _ => Err(ApiError::bad_request(
-                        "send either {\"plan\": …, \"inputs\": …} or {\"goal\": \"…\"}, not both",
+                        "send one of {\"plan\": …, \"inputs\": …}, {\"template\": \"ID\", \"inputs\": …} or {\"goal\": \"…\"}",
                     )),
                 };
             }
@@ -187,8 +194,8 @@ async fn claim(
     }
 }
 
-/// `POST /runs`: a plan (JSON or YAML), `{"plan", "inputs"}` or `{"goal"}`; with an
-/// `Idempotency-Key`, a retry gets the first request's run.
+/// `POST /runs`: a plan (JSON or YAML), `{"plan", "inputs"}`, `{"template", "inputs"}` or
+/// `{"goal"}`; with an `Idempotency-Key`, a retry gets the first request's run.
 pub async fn create(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -197,23 +204,49 @@ pub async fn create(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
-    let idem = idempotency_key(&headers)?;
     let submission = parse_submission(&headers, &body)?;
+    submit(&st, &caller, corr, &headers, &body, submission).await
+}
+
+/// Stores and starts what `submission` asks for, once per `Idempotency-Key`; answers 201
+/// with the run (plus `fromTemplate` for template runs).
+pub(crate) async fn submit(
+    st: &ApiState,
+    caller: &Caller,
+    corr: RequestCorrelation,
+    headers: &HeaderMap,
+    body: &[u8],
+    submission: Submission,
+) -> Result<Response, ApiError> {
+    let idem = idempotency_key(headers)?;
+    let from_template = match &submission {
+        Submission::Template(t, _) => Some(t.clone()),
+        _ => None,
+    };
+    let created = |v: RunView| {
+        let mut doc = serde_json::to_value(v).unwrap_or_default();
+        if let (Some(t), Some(o)) = (&from_template, doc.as_object_mut()) {
+            o.insert("fromTemplate".into(), json!(t));
+        }
+        (StatusCode::CREATED, Json(doc)).into_response()
+    };
     let id = RunId::new();
     if let Some(k) = &idem {
-        if let Some(earlier) = claim(&st, &caller.project, k, &body, id).await? {
-            let v = view(&st, earlier, caller.project).await?;
-            return Ok((StatusCode::CREATED, Json(v)).into_response());
+        if let Some(earlier) = claim(st, &caller.project, k, body, id).await? {
+            return Ok(created(view(st, earlier, caller.project.clone()).await?));
         }
     }
     let opts = SubmitOptions {
         correlation: Some(corr.0),
-        detach: false,
         project: Some(caller.project.clone()),
         id: Some(id),
+        ..SubmitOptions::default()
     };
     let submitted = match submission {
         Submission::Plan(src, inputs) => st.rt.submit_opts(&src, inputs, opts).await,
+        Submission::Template(t, inputs) => {
+            st.rt.instantiate(&caller.project, &t, inputs, opts).await
+        }
         Submission::Goal(goal) => st
             .rt
             .submit_goal_opts(&goal, crate::planner::PlannerOptions::default(), opts)
@@ -232,8 +265,9 @@ pub async fn create(
             return Err(e.into());
         }
     };
-    let v = view(&st, handle.id(), caller.project).await?;
-    Ok((StatusCode::CREATED, Json(v)).into_response())
+    Ok(created(
+        view(st, handle.id(), caller.project.clone()).await?,
+    ))
 }
 
 /// `GET /runs/{id}`.

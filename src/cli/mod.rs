@@ -7,6 +7,7 @@ mod route;
 mod run;
 mod runs;
 mod serve;
+mod templates;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nofx::config::{self, ConfigErrors};
@@ -44,6 +45,9 @@ pub struct Global {
     /// Policies directory (default: ./policies when present, else built-in defaults).
     #[arg(long, global = true, value_name = "DIR")]
     policies: Option<PathBuf>,
+    /// Templates directory, loaded at start (default: ./templates when present).
+    #[arg(long, global = true, value_name = "DIR")]
+    templates: Option<PathBuf>,
     /// Agents directory (default: ./agents when present, else built-in agents).
     #[arg(long, global = true, value_name = "DIR")]
     agents: Option<PathBuf>,
@@ -96,6 +100,9 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Run the runtime and the HTTP API in one process.
     Serve(serve::ServeArgs),
+    /// Plan templates.
+    #[command(subcommand)]
+    Templates(templates::TemplatesCommand),
 }
 
 #[derive(Args)]
@@ -350,6 +357,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Route(a) => route::route(&g, a),
         Command::Keys(c) => keys::dispatch(&g, c).await,
         Command::Serve(a) => serve::serve(&g, a).await,
+        Command::Templates(c) => templates::dispatch(&g, c).await,
         Command::Bench(a) => {
             let report = nofx::bench::run(a.shape, a.tasks, a.store, g.database_url.as_deref())
                 .await
@@ -461,7 +469,14 @@ pub async fn runtime_with(g: &Global, default_policy: CommandPolicy) -> Result<R
     if let Ok(exe) = std::env::current_exe() {
         b = b.process_guard(exe);
     }
-    Ok(b.build().await?)
+    let rt = b.build().await?;
+    if let Some(dir) = dir_or_default(&g.templates, "templates")? {
+        if let Err(e) = rt.load_templates(&dir).await {
+            rt.shutdown().await;
+            return Err(e.into());
+        }
+    }
+    Ok(rt)
 }
 
 /// Reads a plan file.

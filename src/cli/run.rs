@@ -139,7 +139,11 @@ async fn run_goal(g: &Global, a: RunArgs) -> CliResult {
 
 /// Shows progress until the run ends or Ctrl-C; on Ctrl-C stops the runtime (the run stays
 /// resumable) and reports `Interrupted`.
-async fn follow(rt: &Runtime, handle: &RunHandle, total: usize) -> Result<Outcome, Failure> {
+pub(crate) async fn follow(
+    rt: &Runtime,
+    handle: &RunHandle,
+    total: usize,
+) -> Result<Outcome, Failure> {
     let mut progress = Progress::new(total);
     let events = handle.subscribe();
     futures::pin_mut!(events);
@@ -163,7 +167,11 @@ async fn follow(rt: &Runtime, handle: &RunHandle, total: usize) -> Result<Outcom
     Ok(outcome)
 }
 
-async fn finish(rt: &Runtime, outcome: Result<Outcome, Failure>, json: bool) -> CliResult {
+pub(crate) async fn finish(
+    rt: &Runtime,
+    outcome: Result<Outcome, Failure>,
+    json: bool,
+) -> CliResult {
     let outcome = match outcome {
         Ok(o) => o,
         Err(Failure::Interrupted) => return Err(Failure::Interrupted),

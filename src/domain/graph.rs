@@ -730,6 +730,26 @@ fn gate_problem(gate: &GateSpec) -> Option<String> {
     }
 }
 
+/// Values for the plan's inputs that have no default (typed placeholders), so a template's
+/// plan can be validated before anyone gives it inputs.
+pub fn placeholder_inputs(plan: &Plan) -> Map<String, Value> {
+    use super::plan::InputType;
+    plan.inputs
+        .iter()
+        .filter(|(_, spec)| spec.default.is_none())
+        .map(|(name, spec)| {
+            let v = match spec.kind {
+                InputType::String => Value::String("placeholder".into()),
+                InputType::Integer | InputType::Number => Value::from(0),
+                InputType::Boolean => Value::Bool(false),
+                InputType::Object => Value::Object(Map::new()),
+                InputType::Array => Value::Array(Vec::new()),
+            };
+            (name.clone(), v)
+        })
+        .collect()
+}
+
 /// Every dependency cycle, each as task indices in edge order starting from its first task
 /// in plan order (the first task repeated at the end).
 fn cycles(graph: &DiGraph<usize, ()>) -> Vec<Vec<usize>> {

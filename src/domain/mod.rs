@@ -9,6 +9,7 @@ pub mod ids;
 pub mod plan;
 pub mod reference;
 pub mod status;
+pub mod template;
 
 pub use agent::{AgentSpec, Role};
 pub use correlation::{Correlation, CorrelationId};

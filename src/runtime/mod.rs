@@ -82,6 +82,9 @@ pub enum RuntimeError {
     /// The planner produced no plan.
     #[error("{0}")]
     Planner(String),
+    /// No template with that id is visible.
+    #[error("no template `{0}`")]
+    NoSuchTemplate(String),
     /// The runtime has stopped.
     #[error("the runtime has stopped")]
     Stopped,
@@ -98,6 +101,9 @@ pub struct SubmitOptions {
     pub project: Option<String>,
     /// The run's id, when the caller chose it (default: a new one).
     pub id: Option<RunId>,
+    /// The template the run is made from: (owner project, id); its usage count goes up in
+    /// the transaction that stores the run.
+    pub template: Option<(String, String)>,
 }
 
 /// Tunables.
@@ -549,6 +555,7 @@ impl Runtime {
                 id: opts.id,
                 prelude: Vec::new(),
                 project: opts.project,
+                template: opts.template,
             })
             .await
             .map_err(|_| RuntimeError::Stopped)??;
@@ -624,6 +631,7 @@ impl Runtime {
                 id: Some(id),
                 prelude,
                 project: Some(project),
+                template: None,
             })
             .await
             .map_err(|_| RuntimeError::Stopped)??;
@@ -751,6 +759,129 @@ impl Runtime {
             .send(supervisor::QueueStats)
             .await
             .map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// Validates a template's plan (its required inputs without defaults get placeholder
+    /// values of their type) against this runtime's tools and agents.
+    ///
+    /// # Errors
+    /// The template's own problems and every problem of its plan.
+    pub fn validate_template(
+        &self,
+        t: &crate::domain::template::TemplateSpec,
+        origin: &str,
+    ) -> Result<(), Vec<String>> {
+        let mut problems = t.problems();
+        let src = PlanSource {
+            plan: Arc::new(t.plan.clone()),
+            origin: Some(origin.to_string()),
+            task_lines: Vec::new(),
+        };
+        let inputs = graph::placeholder_inputs(&t.plan);
+        // The plan's own checks; the command policy and model providers are checked when a
+        // run is made from it (another server may allow what this one does not).
+        let shared = &self.inner.shared;
+        if let Err(e) = graph::validate(&src, &inputs, &shared.tools, &shared.agents) {
+            problems.extend(e.0.iter().map(|i| i.to_string()));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Loads the shipped templates of `dir` (`*.yaml`, `*.yml`, `*.json`), storing new ones
+    /// and updating changed ones; returns how many changed.
+    ///
+    /// # Errors
+    /// Every file that cannot be read, parsed or validated, naming it.
+    pub async fn load_templates(&self, dir: &Path) -> Result<usize, RuntimeError> {
+        let mut specs = Vec::new();
+        let mut issues = Vec::new();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|source| RuntimeError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
+            })
+            .collect();
+        entries.sort();
+        for path in entries {
+            let file = path.display().to_string();
+            let issue = |message: String| crate::config::ConfigIssue {
+                file: file.clone(),
+                line: None,
+                message,
+            };
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    issues.push(issue(format!("cannot read: {e}")));
+                    continue;
+                }
+            };
+            let base = path.parent().unwrap_or(dir);
+            let spec = match crate::domain::template::TemplateFile::parse(&text, base) {
+                Ok(s) => s,
+                Err(e) => {
+                    issues.push(issue(e));
+                    continue;
+                }
+            };
+            match self.validate_template(&spec, &file) {
+                Ok(()) => specs.push(spec),
+                Err(ps) => issues.extend(ps.into_iter().map(&issue)),
+            }
+        }
+        if !issues.is_empty() {
+            return Err(RuntimeError::Config(ConfigErrors(issues)));
+        }
+        let mut changed = 0;
+        for s in &specs {
+            if self.store().upsert_shipped_template(s).await? {
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Makes a run from template `id` as `project` sees it, with `inputs` over the
+    /// template's defaults; its usage count goes up with the run, in one transaction.
+    ///
+    /// # Errors
+    /// `NoSuchTemplate`; missing or mistyped inputs (as plan errors); as `submit`.
+    pub async fn instantiate(
+        &self,
+        project: &str,
+        id: &str,
+        inputs: Map<String, Value>,
+        mut opts: SubmitOptions,
+    ) -> Result<RunHandle, RuntimeError> {
+        let t = self
+            .store()
+            .template(project, id)
+            .await?
+            .ok_or_else(|| RuntimeError::NoSuchTemplate(id.to_string()))?;
+        let owner = if t.shipped {
+            crate::store::SHIPPED.to_string()
+        } else {
+            project.to_string()
+        };
+        let src = PlanSource {
+            plan: Arc::new(t.spec.plan),
+            origin: Some(format!("template {id}")),
+            task_lines: Vec::new(),
+        };
+        opts.project = Some(project.to_string());
+        opts.template = Some((owner, id.to_string()));
+        self.submit_opts(&src, inputs, opts).await
     }
 
     /// Runs this process executes now.

@@ -35,6 +35,8 @@ pub struct Submit {
     pub prelude: Vec<(EventType, Value)>,
     /// The project, when the caller decides it (the API key's); else the plan's.
     pub project: Option<String>,
+    /// The template the run is made from (owner project, id).
+    pub template: Option<(String, String)>,
 }
 
 /// Commits usage rows made outside any run's coordinator (planner calls).
@@ -300,6 +302,7 @@ fn new_run(msg: &Submit, shared: &Shared) -> Result<(RunRecord, Batch), RuntimeE
         });
     }
     batch.new_runs.push(record.clone());
+    batch.template_uses.extend(msg.template.clone());
     Ok((record, batch))
 }
 
@@ -477,9 +480,20 @@ impl Handler<Cancel> for Node {
 
     fn handle(&mut self, msg: Cancel, _: &mut Context<Self>) -> Self::Result {
         let Cancel { run, reason } = msg;
-        if let Some(addr) = self.coordinators.get(&run) {
-            addr.do_send(CancelRun { reason });
-            return Box::pin(fut::ready(Ok(Cancelled::Stopping)));
+        if let Some(addr) = self.coordinators.get(&run).cloned() {
+            // Its coordinator may be committing the end already: the store says.
+            let store = self.shared.store.clone();
+            return Box::pin(
+                async move {
+                    let status = store.run(run).await?.status;
+                    if status.is_terminal() {
+                        return Ok(Cancelled::Finished(status));
+                    }
+                    addr.do_send(CancelRun { reason });
+                    Ok(Cancelled::Stopping)
+                }
+                .into_actor(self),
+            );
         }
         let persistence = self.persistence.clone();
         let shared = self.shared.clone();

@@ -34,6 +34,8 @@ pub struct Batch {
     pub new_commands: Vec<(crate::domain::RunId, String, Option<String>)>,
     /// Command ids to mark handled.
     pub handled_commands: Vec<i64>,
+    /// Templates a new run was made from: (owner project, template id); usage_count + 1.
+    pub template_uses: Vec<(String, String)>,
 }
 
 impl Batch {
@@ -48,6 +50,7 @@ impl Batch {
             && self.model_calls.is_empty()
             && self.new_commands.is_empty()
             && self.handled_commands.is_empty()
+            && self.template_uses.is_empty()
     }
 
     /// Number of rows it writes.
@@ -61,6 +64,7 @@ impl Batch {
             + self.model_calls.len()
             + self.new_commands.len()
             + self.handled_commands.len()
+            + self.template_uses.len()
     }
 
     /// Moves every write of `other` into this batch.
@@ -74,6 +78,7 @@ impl Batch {
         self.model_calls.append(&mut other.model_calls);
         self.new_commands.append(&mut other.new_commands);
         self.handled_commands.append(&mut other.handled_commands);
+        self.template_uses.append(&mut other.template_uses);
     }
 
     /// Keeps only the last row for each task (one statement may not touch a row twice).
@@ -308,6 +313,16 @@ macro_rules! push_handled {
     };
 }
 
+macro_rules! push_template_use {
+    ($qb:ident, $t:expr) => {
+        let (project, id) = $t;
+        $qb.push("UPDATE templates SET usage_count = usage_count + 1 WHERE project = ")
+            .push_bind(project.clone())
+            .push(" AND id = ")
+            .push_bind(id.clone());
+    };
+}
+
 /// Calls `$each!(qb, …)` for every statement of a batch, in the order rows must be written
 /// (runs before the rows that point at them). `$next` starts each statement.
 macro_rules! for_each_statement {
@@ -355,6 +370,11 @@ macro_rules! for_each_statement {
         for id in &$batch.handled_commands {
             $next
             push_handled!($qb, *id, $now);
+            $done
+        }
+        for t in &$batch.template_uses {
+            $next
+            push_template_use!($qb, t);
             $done
         }
     };

@@ -15,6 +15,7 @@ mod metrics;
 mod records;
 mod runs;
 mod stats;
+mod templates;
 mod usage;
 
 pub use batch::Batch;
@@ -25,6 +26,7 @@ pub use keys::{key_hash, KeyRecord};
 pub use leases::{Claim, LeaseHolder, LeaseInfo};
 pub use records::{ArtifactRow, MetricRow, RunRecord, RunUpdate, TaskRow};
 pub use stats::{Stats, DURATION_BUCKETS};
+pub use templates::{CreateTemplateError, SHIPPED};
 pub use usage::{GroupBy, ModelCallRow, UsageBucket, UsageReport, UsageSummary, MAX_BUCKETS};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
