@@ -590,3 +590,47 @@ both_stores! {
         s.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_in_openapi_json_exists_on_the_server() {
+    let store = TestStore::sqlite().await;
+    let s = Server::start(&store).await;
+    let key = s.key("acme").await;
+    let r = s.http.get(s.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(
+        paths
+            .values()
+            .map(|p| p.as_object().unwrap().len())
+            .sum::<usize>(),
+        nofx::api::openapi::OPERATIONS.len()
+    );
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            let url = s.url(
+                &path
+                    .replace("{id}", "01a20000-0000-7000-8000-000000000000")
+                    .replace("{name}", "x"),
+            );
+            let req = match method.as_str() {
+                "get" => s.http.get(&url),
+                "post" => s.http.post(&url).body("{}"),
+                other => panic!("unexpected method {other}"),
+            };
+            let r = req.bearer_auth(&key).send().await.unwrap();
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            let fallback = body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("no endpoint"));
+            assert!(
+                status != StatusCode::METHOD_NOT_ALLOWED && !fallback,
+                "{method} {path} is documented but not served ({status})"
+            );
+        }
+    }
+    s.stop().await;
+}

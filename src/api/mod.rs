@@ -6,6 +6,7 @@ mod auth;
 mod error;
 mod info;
 mod metrics;
+pub mod openapi;
 mod runs;
 mod stream;
 mod templates;
@@ -79,6 +80,10 @@ pub fn router(rt: Runtime, opts: ApiOptions) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(info::ready))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
+        )
         .merge(authed)
         .route_layer(axum::middleware::from_fn_with_state(
             st.clone(),

@@ -1,0 +1,66 @@
+//! `GET /openapi.json`: an OpenAPI 3.1 description of every endpoint. The operations are
+//! listed in [`OPERATIONS`]; a test calls each one on a live server, so the document cannot
+//! name an endpoint the server does not have.
+
+use serde_json::{json, Map, Value};
+
+/// Every operation: method, path, summary, whether it needs a key, success status.
+pub const OPERATIONS: &[(&str, &str, &str, bool, u16)] = &[
+    ("get", "/health", "Liveness", false, 200),
+    ("get", "/ready", "Readiness: the store answers", false, 200),
+    ("get", "/openapi.json", "This document", false, 200),
+    ("post", "/runs", "Submit a plan (JSON or YAML), {plan, inputs}, {template, inputs} or {goal}; Idempotency-Key makes retries safe", true, 201),
+    ("get", "/runs", "The project's runs, newest first (status, limit, cursor)", true, 200),
+    ("get", "/runs/{id}", "A run: status, tasks, outputs, cost, eventSeq", true, 200),
+    ("post", "/runs/{id}/cancel", "Cancel a run", true, 202),
+    ("get", "/runs/{id}/events", "A run's events after a seq", true, 200),
+    ("get", "/runs/{id}/stream", "A run's events as Server-Sent Events (Last-Event-ID resumes)", true, 200),
+    ("get", "/runs/{id}/artifacts", "A run's artifacts", true, 200),
+    ("get", "/runs/{id}/artifacts/{name}", "One artifact's content", true, 200),
+    ("get", "/templates", "Templates the project sees, most used first (category)", true, 200),
+    ("post", "/templates", "Create a template", true, 201),
+    ("get", "/templates/{id}", "One template", true, 200),
+    ("post", "/templates/{id}/instantiate", "Make a run from a template; Idempotency-Key makes retries safe", true, 201),
+    ("get", "/agents", "Agents with limits and live load", true, 200),
+    ("get", "/analytics/usage", "Model usage and cost of the project (startDate, endDate, groupBy)", true, 200),
+    ("get", "/metrics", "Prometheus metrics", true, 200),
+];
+
+/// The document.
+pub fn document() -> Value {
+    let error = json!({"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    let mut paths = Map::new();
+    for (method, path, summary, authed, ok) in OPERATIONS {
+        let params: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let mut responses = Map::new();
+        responses.insert(ok.to_string(), json!({"description": "Success"}));
+        responses.insert("default".into(), error.clone());
+        let mut op = json!({
+            "summary": summary,
+            "parameters": params,
+            "responses": responses,
+        });
+        if !authed {
+            op["security"] = json!([]);
+        }
+        let entry = paths
+            .entry(path.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "nofx", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "The HTTP API of `nofx serve`. Every operation but /health, /ready and /openapi.json needs `Authorization: Bearer KEY`; a key sees only its project."},
+        "components": {
+            "securitySchemes": {"key": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}}
+        },
+        "security": [{"key": []}],
+        "paths": paths,
+    })
+}
