@@ -4,6 +4,7 @@
 mod common;
 
 use common::TestStore;
+use futures::StreamExt;
 use nofx::{RunId, Runtime};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -236,7 +237,6 @@ both_stores! {
 /// Reads SSE frames (id, event) from `resp` until `stop_after` frames with an id, or the end.
 async fn frames(resp: reqwest::Response, stop_after: Option<usize>) -> Vec<(Option<i64>, String)> {
     use eventsource_stream::Eventsource;
-    use futures::StreamExt;
     let mut out = Vec::new();
     let mut es = resp.bytes_stream().eventsource();
     while let Some(ev) = es.next().await {
@@ -622,7 +622,16 @@ async fn every_operation_in_openapi_json_exists_on_the_server() {
             };
             let r = req.bearer_auth(&key).send().await.unwrap();
             let status = r.status();
-            let body: Value = r.json().await.unwrap_or(Value::Null);
+            let sse = r
+                .headers()
+                .get("content-type")
+                .is_some_and(|c| c.to_str().unwrap().starts_with("text/event-stream"));
+            // An event stream stays open: its headers say it is served.
+            let body: Value = if sse {
+                Value::Null
+            } else {
+                r.json().await.unwrap_or(Value::Null)
+            };
             let fallback = body["error"]["message"]
                 .as_str()
                 .is_some_and(|m| m.starts_with("no endpoint"));
@@ -633,4 +642,72 @@ async fn every_operation_in_openapi_json_exists_on_the_server() {
         }
     }
     s.stop().await;
+}
+
+both_stores! {
+    async fn the_project_stream_carries_every_run_change_of_the_project_and_resumes_without_gaps(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        let other = s.key("globex").await;
+        let open = |last: Option<String>| {
+            let mut r = s.http.get(s.url("/runs/stream")).bearer_auth(&key);
+            if let Some(l) = last {
+                r = r.header("last-event-id", l);
+            }
+            r.send()
+        };
+        let first = open(None).await.unwrap();
+        assert_eq!(first.status(), StatusCode::OK);
+        // Two runs of acme, one of globex.
+        let (_, a) = s.post(&key, "/runs", "application/yaml", PLAN).await;
+        let (_, g) = s.post(&other, "/runs", "application/yaml", PLAN).await;
+        s.wait(a["id"].as_str().unwrap()).await;
+        s.wait(g["id"].as_str().unwrap()).await;
+        // run.created, run.started, 2 × task.succeeded, run.succeeded = 5 frames for run a.
+        let got = raw_frames(first, 5).await;
+        let a_id = a["id"].as_str().unwrap();
+        assert!(got.iter().all(|(_, _, d)| d["runId"] == a_id), "only the key's project: {got:?}");
+        let kinds: Vec<&str> = got.iter().map(|(_, k, _)| k.as_str()).collect();
+        assert_eq!(kinds, vec!["run.created", "run.started", "task.succeeded", "task.succeeded", "run.succeeded"]);
+        // A second run while disconnected; resuming from the last frame misses nothing.
+        let last = got.last().unwrap().0.clone();
+        let (_, b) = s.post(&key, "/runs", "application/yaml", PLAN).await;
+        let b_id = b["id"].as_str().unwrap().to_string();
+        s.wait(&b_id).await;
+        let resumed = open(Some(last)).await.unwrap();
+        let mut seen: std::collections::HashSet<(String, i64)> = got.iter().map(|(_, _, d)| (d["runId"].as_str().unwrap().to_string(), d["seq"].as_i64().unwrap())).collect();
+        let mut fresh = Vec::new();
+        let mut frames = resumed_frames(resumed);
+        while fresh.len() < 5 {
+            let (_, kind, d) = frames.next().await.expect("the stream goes on");
+            let key = (d["runId"].as_str().unwrap().to_string(), d["seq"].as_i64().unwrap());
+            if seen.insert(key) {
+                assert_eq!(d["runId"], b_id.as_str());
+                fresh.push(kind);
+            }
+        }
+        assert_eq!(fresh.first().map(String::as_str), Some("run.created"));
+        assert_eq!(fresh.last().map(String::as_str), Some("run.succeeded"));
+        s.stop().await;
+    }
+}
+
+type RawFrame = (String, String, Value);
+
+/// The first `n` frames (id, event, data) of an open SSE response.
+async fn raw_frames(resp: reqwest::Response, n: usize) -> Vec<RawFrame> {
+    resumed_frames(resp).take(n).collect().await
+}
+
+fn resumed_frames(resp: reqwest::Response) -> impl futures::Stream<Item = RawFrame> + Unpin {
+    use eventsource_stream::Eventsource;
+    Box::pin(
+        resp.bytes_stream()
+            .eventsource()
+            .filter_map(|ev| async move {
+                let ev = ev.ok()?;
+                let data: Value = serde_json::from_str(&ev.data).ok()?;
+                Some((ev.id, ev.event, data))
+            }),
+    )
 }

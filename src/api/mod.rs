@@ -61,6 +61,7 @@ pub fn router(rt: Runtime, opts: ApiOptions) -> Router {
     };
     let authed = Router::new()
         .route("/runs", post(runs::create).get(runs::list))
+        .route("/runs/stream", get(stream::project_stream))
         .route("/runs/{id}", get(runs::get))
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/events", get(runs::events))

@@ -11,6 +11,7 @@ pub const OPERATIONS: &[(&str, &str, &str, bool, u16)] = &[
     ("get", "/openapi.json", "This document", false, 200),
     ("post", "/runs", "Submit a plan (JSON or YAML), {plan, inputs}, {template, inputs} or {goal}; Idempotency-Key makes retries safe", true, 201),
     ("get", "/runs", "The project's runs, newest first (status, limit, cursor)", true, 200),
+    ("get", "/runs/stream", "Run-level changes of every run of the project as Server-Sent Events (Last-Event-ID resumes; frames may repeat)", true, 200),
     ("get", "/runs/{id}", "A run: status, tasks, outputs, cost, eventSeq", true, 200),
     ("post", "/runs/{id}/cancel", "Cancel a run", true, 202),
     ("get", "/runs/{id}/events", "A run's events after a seq", true, 200),

@@ -80,3 +80,123 @@ pub async fn run_stream(
         });
     Ok(Sse::new(frames).keep_alive(KeepAlive::new().interval(HEARTBEAT)))
 }
+
+/// How far before the last frame's time a resumed project stream starts reading again
+/// (events are committed a little after their time is taken; repeats are dropped by the
+/// client, gaps could not be).
+const RESUME_MARGIN_MS: i64 = 5_000;
+
+struct ProjectFollow {
+    st: ApiState,
+    project: String,
+    rx: tokio::sync::broadcast::Receiver<crate::domain::Event>,
+    backlog: std::collections::VecDeque<crate::domain::Event>,
+    since: i64,
+    last_at: i64,
+    caught_up: bool,
+    mine: std::collections::HashMap<crate::domain::RunId, bool>,
+}
+
+impl ProjectFollow {
+    async fn is_mine(&mut self, run: crate::domain::RunId) -> bool {
+        if let Some(m) = self.mine.get(&run) {
+            return *m;
+        }
+        let m = self
+            .st
+            .rt
+            .store()
+            .run(run)
+            .await
+            .is_ok_and(|r| r.project == self.project);
+        self.mine.insert(run, m);
+        m
+    }
+}
+
+/// `GET /runs/stream`: run-level changes (created, started, ended, each finished task) of
+/// every run of the key's project. A frame's `id` is its event's time in ms; `Last-Event-ID`
+/// resumes a little before it, so nothing is missed and a frame may repeat (each carries
+/// `runId` and `seq` to drop repeats by).
+pub async fn project_stream(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Frame, Infallible>>>, ApiError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let since = match headers.get("last-event-id") {
+        Some(v) => {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| ApiError::bad_request("`Last-Event-ID` must be a time in ms"))?
+                - RESUME_MARGIN_MS
+        }
+        None => now - RESUME_MARGIN_MS,
+    };
+    let state = ProjectFollow {
+        rx: st.rt.hub().subscribe_all(),
+        st,
+        project: caller.project,
+        backlog: Default::default(),
+        since,
+        last_at: since,
+        caught_up: false,
+        mine: Default::default(),
+    };
+    const PAGE: i64 = 500;
+    let frames = futures::stream::unfold(state, |mut f| async move {
+        loop {
+            if let Some(e) = f.backlog.pop_front() {
+                let at = e.at.timestamp_millis();
+                f.last_at = f.last_at.max(at);
+                let frame = Frame::default()
+                    .id(at.to_string())
+                    .event(e.kind.as_str())
+                    .json_data(&e)
+                    .unwrap_or_else(|_| Frame::default().comment("unencodable event"));
+                return Some((Ok(frame), f));
+            }
+            if !f.caught_up {
+                match f
+                    .st
+                    .rt
+                    .store()
+                    .project_events(&f.project, f.since, PAGE)
+                    .await
+                {
+                    Ok(evs) => {
+                        let full = evs.len() as i64 == PAGE;
+                        if let Some(last) = evs.last() {
+                            let at = last.at.timestamp_millis();
+                            // Inclusive reads repeat the last instant; move on when a whole
+                            // page sits on one instant.
+                            f.since = if at == f.since { at + 1 } else { at };
+                        }
+                        f.caught_up = !full;
+                        f.backlog.extend(evs);
+                        continue;
+                    }
+                    Err(e) => {
+                        let frame = Frame::default().event("error").data(e.to_string());
+                        return Some((Ok(frame), f));
+                    }
+                }
+            }
+            match f.rx.recv().await {
+                Ok(e) => {
+                    if f.is_mine(e.run_id).await {
+                        f.backlog.push_back(e);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Missed some: read them from the store.
+                    f.caught_up = false;
+                    f.since = f.last_at - RESUME_MARGIN_MS;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(frames).keep_alive(KeepAlive::new().interval(HEARTBEAT)))
+}

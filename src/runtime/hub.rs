@@ -11,11 +11,23 @@ use tokio::sync::broadcast;
 
 const CAPACITY: usize = 4096;
 
-/// Per-run broadcast channels of committed events.
-#[derive(Clone, Default)]
+/// Per-run broadcast channels of committed events, and one channel of every run's
+/// run-level events (for project-wide streams).
+#[derive(Clone)]
 pub struct EventHub {
     runs: Arc<Mutex<HashMap<RunId, broadcast::Sender<Event>>>>,
     deltas: Arc<Mutex<HashMap<RunId, broadcast::Sender<Delta>>>>,
+    all: broadcast::Sender<Event>,
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        Self {
+            runs: Arc::default(),
+            deltas: Arc::default(),
+            all: broadcast::channel(CAPACITY).0,
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -29,6 +41,12 @@ impl EventHub {
         runs.entry(run)
             .or_insert_with(|| broadcast::channel(CAPACITY).0)
             .subscribe()
+    }
+
+    /// Receives the run-level events ([`crate::store::RUN_LEVEL`]) of every run committed
+    /// from now on.
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Event> {
+        self.all.subscribe()
     }
 
     /// Receives streamed model text of `run` from now on, until the run's execution ends.
@@ -72,6 +90,13 @@ impl EventHub {
 
     /// Publishes committed events (in commit order); channels nobody listens to are dropped.
     pub fn publish(&self, events: &[Event]) {
+        if self.all.receiver_count() > 0 {
+            for e in events {
+                if crate::store::RUN_LEVEL.contains(&e.kind.as_str()) {
+                    let _ = self.all.send(e.clone());
+                }
+            }
+        }
         let ended: Vec<RunId> = events
             .iter()
             .filter(|e| e.kind.ends_run())

@@ -5,6 +5,46 @@ use crate::domain::event::from_ms;
 use crate::domain::{CorrelationId, Event, EventType, RunId, TaskKey};
 use sqlx::Row;
 
+macro_rules! event_from_row {
+    ($r:expr, $run:expr) => {{
+        let r = $r;
+        let kind: String = r.try_get("type").map_err(q("read events"))?;
+        let data: String = r.try_get("data").map_err(q("read events"))?;
+        let task: Option<String> = r.try_get("task_id").map_err(q("read events"))?;
+        Event {
+            seq: r.try_get("seq").map_err(q("read events"))?,
+            kind: EventType::parse(&kind).map_err(|why| StoreError::Corrupt {
+                what: "event type",
+                why,
+            })?,
+            at: from_ms(r.try_get("at").map_err(q("read events"))?),
+            run_id: $run,
+            task_id: task.map(TaskKey::from_trusted),
+            correlation_id: CorrelationId::from_trusted(
+                r.try_get("correlation_id").map_err(q("read events"))?,
+            ),
+            data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt {
+                what: "event data",
+                why: e.to_string(),
+            })?,
+        }
+    }};
+}
+
+/// Event types a project-wide stream carries: run changes and finished tasks (progress).
+pub const RUN_LEVEL: &[&str] = &[
+    "run.created",
+    "run.started",
+    "run.succeeded",
+    "run.failed",
+    "run.cancelled",
+    "run.interrupted",
+    "task.succeeded",
+    "task.failed",
+    "task.skipped",
+    "task.cancelled",
+];
+
 impl Store {
     /// Events of a run with `seq > after`, in order, at most `limit`.
     ///
@@ -28,26 +68,7 @@ impl Store {
                 .map_err(q("read events"))?;
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
-                let kind: String = r.try_get("type").map_err(q("read events"))?;
-                let data: String = r.try_get("data").map_err(q("read events"))?;
-                let task: Option<String> = r.try_get("task_id").map_err(q("read events"))?;
-                out.push(Event {
-                    seq: r.try_get("seq").map_err(q("read events"))?,
-                    kind: EventType::parse(&kind).map_err(|why| StoreError::Corrupt {
-                        what: "event type",
-                        why,
-                    })?,
-                    at: from_ms(r.try_get("at").map_err(q("read events"))?),
-                    run_id: run,
-                    task_id: task.map(TaskKey::from_trusted),
-                    correlation_id: CorrelationId::from_trusted(
-                        r.try_get("correlation_id").map_err(q("read events"))?,
-                    ),
-                    data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt {
-                        what: "event data",
-                        why: e.to_string(),
-                    })?,
-                });
+                out.push(event_from_row!(r, run));
             }
             Ok(out)
         })
@@ -66,6 +87,46 @@ impl Store {
                     .await
                     .map_err(q("read last event"))?;
             Ok(n.unwrap_or(0))
+        })
+    }
+
+    /// Run-level events ([`RUN_LEVEL`]) of `project`'s runs at or after `since` (ms), in
+    /// time order, at most `limit`.
+    ///
+    /// # Errors
+    /// Query failures and undecodable rows.
+    pub async fn project_events(
+        &self,
+        project: &str,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let kinds: Vec<String> = RUN_LEVEL.iter().map(|k| format!("'{k}'")).collect();
+        let sql = format!(
+            "SELECT e.run_id, e.seq, e.type, e.at, e.task_id, e.correlation_id, e.data \
+             FROM events e JOIN runs r ON r.id = e.run_id \
+             WHERE r.project = $1 AND e.at >= $2 AND e.type IN ({}) \
+             ORDER BY e.at, e.run_id, e.seq LIMIT $3",
+            kinds.join(", ")
+        );
+        with_pool!(self, |p, _b| {
+            let rows = sqlx::query(&sql)
+                .bind(project)
+                .bind(since)
+                .bind(limit)
+                .fetch_all(p)
+                .await
+                .map_err(q("read project events"))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let run: String = r.try_get("run_id").map_err(q("read events"))?;
+                let run: RunId = run.parse().map_err(|_| StoreError::Corrupt {
+                    what: "event run id",
+                    why: run.clone(),
+                })?;
+                out.push(event_from_row!(r, run));
+            }
+            Ok(out)
         })
     }
 }

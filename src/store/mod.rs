@@ -8,6 +8,7 @@ mod batch;
 mod blobs;
 mod commands;
 mod events;
+pub use events::RUN_LEVEL;
 mod idempotency;
 mod keys;
 mod leases;
