@@ -701,3 +701,61 @@ async fn serve_finishes_runs_within_its_grace_on_sigterm_and_resumes_the_rest_on
     }
     sigterm(&child);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_otlp_endpoint_spans_carrying_the_correlation_id_are_exported() {
+    use axum::routing::post;
+    let got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let sink = sink.clone();
+                async move {
+                    assert_eq!(headers["content-type"], "application/json");
+                    sink.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap());
+                    "{}"
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    write(
+        &d,
+        "p.yaml",
+        "name: t\ntasks:\n  - { id: a, tool: test:echo, inputs: { x: 1 } }\n",
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        run(nofx(&d)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+            .args(["run", "p.yaml", "--correlation-id", "trace-me-42"]))
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The exporter flushes before the process exits.
+    let batches = got.lock().unwrap().clone();
+    let mut names = Vec::new();
+    for b in &batches {
+        for rs in b["resourceSpans"].as_array().unwrap() {
+            for ss in rs["scopeSpans"].as_array().unwrap() {
+                for span in ss["spans"].as_array().unwrap() {
+                    let attrs = span["attributes"].as_array().unwrap();
+                    let corr = attrs.iter().find(|a| a["key"] == "corr");
+                    if corr.is_some_and(|c| c["value"]["stringValue"] == "trace-me-42") {
+                        names.push(span["name"].as_str().unwrap().to_string());
+                    }
+                }
+            }
+        }
+    }
+    assert!(names.iter().any(|n| n == "run"), "{names:?}");
+    assert!(names.iter().any(|n| n == "nofx"), "task spans: {names:?}");
+}

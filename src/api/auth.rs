@@ -35,7 +35,18 @@ pub async fn correlation(mut req: Request, next: Next) -> Response {
         .and_then(|s| CorrelationId::from_caller(s).ok())
         .unwrap_or_else(CorrelationId::generate);
     req.extensions_mut().insert(RequestCorrelation(id.clone()));
-    let mut resp = next.run(req).await;
+    let span = tracing::info_span!(
+        "http_request",
+        corr = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        status = tracing::field::Empty,
+    );
+    let mut resp = {
+        use tracing::Instrument;
+        next.run(req).instrument(span.clone()).await
+    };
+    span.record("status", resp.status().as_u16());
     if let Ok(v) = HeaderValue::from_str(id.as_str()) {
         resp.headers_mut().insert(CORRELATION_HEADER, v);
     }

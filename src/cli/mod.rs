@@ -7,6 +7,7 @@ mod route;
 mod run;
 mod runs;
 mod serve;
+mod telemetry;
 mod templates;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -64,7 +65,7 @@ pub struct Global {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
+pub enum LogFormat {
     Text,
     Json,
 }
@@ -282,26 +283,10 @@ impl From<nofx::store::StoreError> for Failure {
 
 pub type CliResult = Result<(), Failure>;
 
-fn init_logging(g: &Global) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&g.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match g.log_format {
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .init(),
-        LogFormat::Text => builder.with_target(false).init(),
-    }
-}
-
 /// Parses arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.global);
+    let telemetry = telemetry::init(&cli.global);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -314,6 +299,8 @@ pub fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(dispatch(cli));
+    drop(rt);
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::RunFailed) => ExitCode::from(1),

@@ -460,7 +460,20 @@ impl Models {
                     json!({"from": from, "to": spec.id, "cause": err.kind.as_str(), "error": err.message}),
                 );
             }
-            match self.try_model(caller, ask, spec, &req, sink).await {
+            let span = tracing::info_span!(
+                "model_call",
+                corr = %caller.correlation,
+                model = %spec.id,
+                provider = %spec.provider,
+                tool = %caller.tool,
+            );
+            let tried = {
+                use tracing::Instrument;
+                self.try_model(caller, ask, spec, &req, sink)
+                    .instrument(span)
+                    .await
+            };
+            match tried {
                 Ok(a) => return Ok(a),
                 Err(Attempted::Budget(e)) => return Err(CallError::Budget(e)),
                 Err(Attempted::Model(e)) => {

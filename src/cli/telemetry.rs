@@ -1,0 +1,78 @@
+//! Logs and traces: logs go to stderr (text or JSON) at `--log-level`; with
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans (run, task, model call, HTTP request; each with
+//! the correlation id as `corr`) are also exported over OTLP/HTTP (JSON) at info level.
+
+use super::{Global, LogFormat};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// What must be flushed before the process exits.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Sends the spans still buffered.
+    pub fn shutdown(self) {
+        if let Some(p) = self.provider {
+            if let Err(e) = p.shutdown() {
+                eprintln!("warning: could not flush traces: {e}");
+            }
+        }
+    }
+}
+
+fn otlp() -> Option<SdkTracerProvider> {
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok()?;
+    if endpoint.trim().is_empty() {
+        return None;
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpJson)
+        .build();
+    match exporter {
+        Ok(exporter) => Some(
+            SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name("nofx")
+                        .build(),
+                )
+                .build(),
+        ),
+        Err(e) => {
+            eprintln!("warning: traces are not exported: OTLP exporter for {endpoint}: {e}");
+            None
+        }
+    }
+}
+
+/// Installs logging (and trace export when configured).
+pub fn init(g: &Global) -> Telemetry {
+    let filter = EnvFilter::try_new(&g.log_level).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match g.log_format {
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Text => fmt.with_target(false).with_filter(filter).boxed(),
+    };
+    let provider = otlp();
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("nofx"))
+            .with_filter(LevelFilter::INFO)
+    });
+    tracing_subscriber::registry().with(fmt).with(otel).init();
+    Telemetry { provider }
+}
