@@ -191,7 +191,9 @@ both_stores! {
         let problems = e["error"]["problems"].as_array().unwrap();
         assert_eq!(problems.len(), 2, "{e}");
         assert!(problems[0]["message"].as_str().unwrap().contains("unknown tool `nope`"));
+        assert_eq!((problems[0]["task"].as_str(), problems[0]["field"].as_str()), (Some("a"), Some("tool")));
         assert!(problems[1]["message"].as_str().unwrap().contains("ghost"));
+        assert_eq!((problems[1]["task"].as_str(), problems[1]["field"].as_str()), (Some("b"), Some("depends_on")));
         // Not a plan, empty, too large, a malformed query.
         let (st, e) = s.post(&key, "/runs", "application/yaml", "tasks: [").await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");

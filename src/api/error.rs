@@ -94,7 +94,14 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Plan(p) => {
                 let problems: Vec<Value> =
                     p.0.iter()
-                        .map(|i| json!({"line": i.line, "message": i.error.to_string()}))
+                        .map(|i| {
+                            json!({
+                                "task": i.error.task(),
+                                "field": i.error.field(),
+                                "line": i.line,
+                                "message": i.error.to_string(),
+                            })
+                        })
                         .collect();
                 Self::new(
                     StatusCode::UNPROCESSABLE_ENTITY,

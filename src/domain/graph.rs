@@ -156,6 +156,45 @@ pub enum PlanError {
     },
 }
 
+impl PlanError {
+    /// The task the problem is in, when it is in one.
+    pub fn task(&self) -> Option<&str> {
+        match self {
+            Self::DuplicateId { task, .. }
+            | Self::UnknownDependency { task, .. }
+            | Self::UnknownTool { task, .. }
+            | Self::BadInputs { task, .. }
+            | Self::BadReference { task, .. }
+            | Self::MissingCapability { task, .. }
+            | Self::NoSingleAgent { task, .. }
+            | Self::BadGate { task, .. }
+            | Self::CommandNotAllowed { task, .. }
+            | Self::NeedsModel { task, .. } => Some(task),
+            _ => None,
+        }
+    }
+
+    /// The field the problem is about, when one is named: `inputs/PATH` of a task,
+    /// `gates[N]`, `inputs.NAME` of the plan, or a plan field.
+    pub fn field(&self) -> Option<String> {
+        match self {
+            Self::BadInputs { pointer, .. } => Some(format!("inputs{pointer}")),
+            Self::UnknownDependency { .. } => Some("depends_on".into()),
+            Self::UnknownTool { .. } => Some("tool".into()),
+            Self::MissingCapability { .. } | Self::NoSingleAgent { .. } => {
+                Some("capabilities".into())
+            }
+            Self::BadGate { index, .. } => Some(format!("gates[{}]", index.saturating_sub(1))),
+            Self::MissingInput(name) => Some(format!("inputs.{name}")),
+            Self::UnknownInput { name, .. } | Self::BadInputValue { name, .. } => {
+                Some(format!("inputs.{name}"))
+            }
+            Self::BadField { field, .. } => Some(field.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// A problem and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanIssue {
