@@ -82,6 +82,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NoSuchRun(_) => Self::not_found("no such run"),
+            StoreError::NoSuchCheckpoint(id) => Self::not_found(format!("no checkpoint `{id}`")),
             StoreError::BadRange(m) | StoreError::BadInput(m) => Self::bad_request(m),
             other => Self::internal(other),
         }

@@ -1,6 +1,7 @@
 //! Command-line glue: arguments (clap), configuration lookup, output and exit codes.
 //! Exit codes: 0 success, 1 the run failed or was cancelled, 2 bad input, 130 interrupted.
 
+mod checkpoints;
 mod keys;
 mod progress;
 mod route;
@@ -104,6 +105,9 @@ enum Command {
     /// Plan templates.
     #[command(subcommand)]
     Templates(templates::TemplatesCommand),
+    /// Checkpoints of runs.
+    #[command(subcommand)]
+    Checkpoints(checkpoints::CheckpointsCommand),
 }
 
 #[derive(Args)]
@@ -274,6 +278,7 @@ impl From<nofx::store::StoreError> for Failure {
     fn from(e: nofx::store::StoreError) -> Self {
         match e {
             nofx::store::StoreError::NoSuchRun(_)
+            | nofx::store::StoreError::NoSuchCheckpoint(_)
             | nofx::store::StoreError::AmbiguousRun(_)
             | nofx::store::StoreError::BadUrl(_) => Failure::Input(e.to_string()),
             other => Failure::Error(other.to_string()),
@@ -345,6 +350,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Keys(c) => keys::dispatch(&g, c).await,
         Command::Serve(a) => serve::serve(&g, a).await,
         Command::Templates(c) => templates::dispatch(&g, c).await,
+        Command::Checkpoints(c) => checkpoints::dispatch(&g, c).await,
         Command::Bench(a) => {
             let report = nofx::bench::run(a.shape, a.tasks, a.store, g.database_url.as_deref())
                 .await

@@ -39,10 +39,11 @@ pub struct Submit {
     pub template: Option<(String, String)>,
 }
 
-/// Commits usage rows made outside any run's coordinator (planner calls).
+/// Commits rows written outside any run's coordinator (planner usage rows, checkpoints);
+/// resolves once they are committed.
 #[derive(Message)]
 #[rtype(result = "Result<(), RuntimeError>")]
-pub struct RecordUsage(pub Vec<crate::store::ModelCallRow>);
+pub struct WriteBatch(pub Batch);
 
 /// Claims and executes a stored, unfinished run.
 #[derive(Message)]
@@ -306,17 +307,13 @@ fn new_run(msg: &Submit, shared: &Shared) -> Result<(RunRecord, Batch), RuntimeE
     Ok((record, batch))
 }
 
-impl Handler<RecordUsage> for Node {
+impl Handler<WriteBatch> for Node {
     type Result = ResponseFuture<Result<(), RuntimeError>>;
 
-    fn handle(&mut self, msg: RecordUsage, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: WriteBatch, _: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        let batch = Batch {
-            model_calls: msg.0,
-            ..Batch::default()
-        };
         self.persistence.do_send(Persist {
-            batch,
+            batch: msg.0,
             ack: Some(tx),
         });
         Box::pin(async move {

@@ -36,6 +36,8 @@ pub struct Batch {
     pub handled_commands: Vec<i64>,
     /// Templates a new run was made from: (owner project, template id); usage_count + 1.
     pub template_uses: Vec<(String, String)>,
+    /// New checkpoints.
+    pub checkpoints: Vec<super::CheckpointRow>,
 }
 
 impl Batch {
@@ -51,6 +53,7 @@ impl Batch {
             && self.new_commands.is_empty()
             && self.handled_commands.is_empty()
             && self.template_uses.is_empty()
+            && self.checkpoints.is_empty()
     }
 
     /// Number of rows it writes.
@@ -65,6 +68,7 @@ impl Batch {
             + self.new_commands.len()
             + self.handled_commands.len()
             + self.template_uses.len()
+            + self.checkpoints.len()
     }
 
     /// Moves every write of `other` into this batch.
@@ -79,6 +83,7 @@ impl Batch {
         self.new_commands.append(&mut other.new_commands);
         self.handled_commands.append(&mut other.handled_commands);
         self.template_uses.append(&mut other.template_uses);
+        self.checkpoints.append(&mut other.checkpoints);
     }
 
     /// Keeps only the last row for each task (one statement may not touch a row twice).
@@ -323,6 +328,25 @@ macro_rules! push_template_use {
     };
 }
 
+macro_rules! push_checkpoints {
+    ($qb:ident, $chunk:expr) => {
+        $qb.push(
+            "INSERT INTO checkpoints (id, run_id, description, step, tasks, artifacts, manifest, \
+             created_at) ",
+        );
+        $qb.push_values($chunk, |mut b, c| {
+            b.push_bind(c.id.clone())
+                .push_bind(c.run_id.to_string())
+                .push_bind(c.description.clone())
+                .push_bind(c.step)
+                .push_bind(c.tasks.to_string())
+                .push_bind(c.artifacts.to_string())
+                .push_bind(c.manifest.to_string())
+                .push_bind(c.created_at);
+        });
+    };
+}
+
 /// Calls `$each!(qb, …)` for every statement of a batch, in the order rows must be written
 /// (runs before the rows that point at them). `$next` starts each statement.
 macro_rules! for_each_statement {
@@ -375,6 +399,11 @@ macro_rules! for_each_statement {
         for t in &$batch.template_uses {
             $next
             push_template_use!($qb, t);
+            $done
+        }
+        for chunk in $batch.checkpoints.chunks(CHUNK) {
+            $next
+            push_checkpoints!($qb, chunk);
             $done
         }
     };

@@ -6,6 +6,7 @@ mod artifacts;
 pub use artifacts::{find_artifact, ArtifactLookup};
 mod batch;
 mod blobs;
+mod checkpoints;
 mod commands;
 mod events;
 pub use events::RUN_LEVEL;
@@ -21,6 +22,7 @@ mod usage;
 
 pub use batch::Batch;
 pub use blobs::{BlobError, Blobs, StoredBlob};
+pub use checkpoints::CheckpointRow;
 pub use commands::Command;
 pub use idempotency::Claimed;
 pub use keys::{key_hash, KeyRecord};
@@ -82,6 +84,9 @@ pub enum StoreError {
     /// A time range that cannot be reported.
     #[error("{0}")]
     BadRange(String),
+    /// No checkpoint has this id.
+    #[error("no checkpoint `{0}` in the store")]
+    NoSuchCheckpoint(String),
     /// A value given to the store is malformed.
     #[error("{0}")]
     BadInput(String),

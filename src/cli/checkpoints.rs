@@ -1,0 +1,78 @@
+//! `nofx checkpoints create|ls`: save what a run has done so far.
+
+use super::{open_store, runtime, CliResult, Failure, Global};
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum CheckpointsCommand {
+    /// Checkpoint a run; prints the checkpoint id alone on the last line of stdout.
+    Create {
+        /// Run id or unique prefix.
+        run: String,
+        /// What the checkpoint is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List a run's checkpoints, oldest first.
+    Ls {
+        /// Run id or unique prefix.
+        run: String,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn dispatch(g: &Global, c: CheckpointsCommand) -> CliResult {
+    match c {
+        CheckpointsCommand::Create { run, description } => {
+            let rt = runtime(g).await?;
+            let result = async {
+                let id = rt.store().find_run(&run).await?;
+                Ok::<_, Failure>(rt.checkpoint(id, description).await?)
+            }
+            .await;
+            rt.shutdown().await;
+            let cp = result?;
+            eprintln!(
+                "checkpoint of run {}: {} succeeded task(s), {} artifact(s), {} workspace file(s)",
+                cp.run_id,
+                cp.step,
+                cp.artifacts.as_array().map_or(0, Vec::len),
+                cp.manifest.as_object().map_or(0, |m| m.len())
+            );
+            println!("{}", cp.id);
+            Ok(())
+        }
+        CheckpointsCommand::Ls { run, json } => {
+            let store = open_store(g).await?;
+            let result = async {
+                let id = store.find_run(&run).await?;
+                Ok::<_, Failure>(store.checkpoints(id).await?)
+            }
+            .await;
+            store.close().await;
+            let cps = result?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&cps)
+                        .map_err(|e| Failure::Error(e.to_string()))?
+                );
+                return Ok(());
+            }
+            println!("{:<42} {:>5} {:<24} DESCRIPTION", "ID", "STEP", "CREATED");
+            for c in cps {
+                println!(
+                    "{:<42} {:>5} {:<24} {}",
+                    c.id,
+                    c.step,
+                    nofx::domain::event::from_ms(c.created_at)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    c.description.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+    }
+}
