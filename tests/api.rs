@@ -723,3 +723,25 @@ fn resumed_frames(resp: reqwest::Response) -> impl futures::Stream<Item = RawFra
             }),
     )
 }
+
+both_stores! {
+    async fn a_run_can_be_checkpointed_over_http(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        let (_, run) = s.post(&key, "/runs", "application/yaml", PLAN).await;
+        let id = run["id"].as_str().unwrap().to_string();
+        s.wait(&id).await;
+        let (st, cp) = s.post(&key, &format!("/runs/{id}/checkpoints"), "application/json", r#"{"description": "done"}"#).await;
+        assert_eq!(st, StatusCode::CREATED, "{cp}");
+        assert_eq!(cp["step"], 2);
+        assert_eq!(cp["description"], "done");
+        let (_, list) = s.get(&key, &format!("/runs/{id}/checkpoints")).await;
+        assert_eq!(list["checkpoints"][0]["id"], cp["id"]);
+        let other = s.key("globex").await;
+        let (st, _) = s.post(&other, &format!("/runs/{id}/checkpoints"), "application/json", "").await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        let (st, _) = s.post(&key, &format!("/runs/{id}/checkpoints"), "application/json", r#"{"nope": 1}"#).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        s.stop().await;
+    }
+}

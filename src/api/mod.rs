@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod auth;
+mod checkpoints;
 mod error;
 mod info;
 mod metrics;
@@ -66,6 +67,10 @@ pub fn router(rt: Runtime, opts: ApiOptions) -> Router {
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/events", get(runs::events))
         .route("/runs/{id}/stream", get(stream::run_stream))
+        .route(
+            "/runs/{id}/checkpoints",
+            get(checkpoints::list).post(checkpoints::create),
+        )
         .route("/runs/{id}/artifacts", get(artifacts::list))
         .route("/runs/{id}/artifacts/{*name}", get(artifacts::get))
         .route("/templates", get(templates::list).post(templates::create))

@@ -17,6 +17,8 @@ pub const OPERATIONS: &[(&str, &str, &str, bool, u16)] = &[
     ("get", "/runs/{id}/events", "A run's events after a seq", true, 200),
     ("get", "/runs/{id}/stream", "A run's events as Server-Sent Events (Last-Event-ID resumes)", true, 200),
     ("get", "/runs/{id}/artifacts", "A run's artifacts", true, 200),
+    ("post", "/runs/{id}/checkpoints", "Checkpoint a run (succeeded tasks, outputs, artifacts, workspace manifest)", true, 201),
+    ("get", "/runs/{id}/checkpoints", "A run's checkpoints", true, 200),
     ("get", "/runs/{id}/artifacts/{name}", "One artifact's content", true, 200),
     ("get", "/templates", "Templates the project sees, most used first (category)", true, 200),
     ("post", "/templates", "Create a template", true, 201),
