@@ -46,19 +46,12 @@ pub struct UsageQuery {
 }
 
 fn date(param: &str, s: &str) -> Result<i64, ApiError> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_millis());
-    }
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc().timestamp_millis())
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "`{param}` must be a date (YYYY-MM-DD) or an RFC 3339 time, got `{s}`"
-            ))
-            .with("parameter", json!(param))
-        })
+    crate::store::parse_date(s).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "`{param}` must be a date (YYYY-MM-DD) or an RFC 3339 time, got `{s}`"
+        ))
+        .with("parameter", json!(param))
+    })
 }
 
 /// `GET /analytics/usage?startDate=&endDate=&groupBy=hour|day|week`: the document

@@ -138,18 +138,11 @@ enum GroupByArg {
 
 /// Reads `YYYY-MM-DD` (UTC midnight) or an RFC 3339 time as milliseconds since the epoch.
 fn parse_date(flag: &str, s: &str) -> Result<i64, Failure> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_millis());
-    }
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc().timestamp_millis())
-        .ok_or_else(|| {
-            Failure::Input(format!(
-                "{flag} `{s}` is not a date (YYYY-MM-DD) or an RFC 3339 time"
-            ))
-        })
+    nofx::store::parse_date(s).ok_or_else(|| {
+        Failure::Input(format!(
+            "{flag} `{s}` is not a date (YYYY-MM-DD) or an RFC 3339 time"
+        ))
+    })
 }
 
 async fn usage(g: &Global, a: UsageArgs) -> CliResult {

@@ -30,7 +30,9 @@ pub use leases::{Claim, LeaseHolder, LeaseInfo};
 pub use records::{ArtifactRow, MetricRow, RunRecord, RunUpdate, TaskRow};
 pub use stats::{Stats, DURATION_BUCKETS};
 pub use templates::{CreateTemplateError, SHIPPED};
-pub use usage::{GroupBy, ModelCallRow, UsageBucket, UsageReport, UsageSummary, MAX_BUCKETS};
+pub use usage::{
+    parse_date, GroupBy, ModelCallRow, UsageBucket, UsageReport, UsageSummary, MAX_BUCKETS,
+};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{

@@ -126,6 +126,23 @@ pub struct UsageReport {
     pub summary: UsageSummary,
 }
 
+/// Reads `YYYY-MM-DD` (UTC midnight) or an RFC 3339 time as milliseconds since the epoch.
+///
+/// ```
+/// assert_eq!(nofx::store::parse_date("1970-01-02"), Some(86_400_000));
+/// assert_eq!(nofx::store::parse_date("1970-01-01T00:00:01Z"), Some(1_000));
+/// assert_eq!(nofx::store::parse_date("yesterday"), None);
+/// ```
+pub fn parse_date(s: &str) -> Option<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_millis());
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis())
+}
+
 /// Most buckets one report lists.
 pub const MAX_BUCKETS: i64 = 100_000;
 
