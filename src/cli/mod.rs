@@ -47,7 +47,7 @@ pub struct Global {
     /// Policies directory (default: ./policies when present, else built-in defaults).
     #[arg(long, global = true, value_name = "DIR")]
     policies: Option<PathBuf>,
-    /// Templates directory, loaded at start (default: ./templates when present).
+    /// Templates directory, loaded by `serve` and `templates` (default: ./templates when present).
     #[arg(long, global = true, value_name = "DIR")]
     templates: Option<PathBuf>,
     /// Agents directory (default: ./agents when present, else built-in agents).
@@ -455,14 +455,16 @@ pub async fn runtime_with(g: &Global, default_policy: CommandPolicy) -> Result<R
     if let Ok(exe) = std::env::current_exe() {
         b = b.process_guard(exe);
     }
-    let rt = b.build().await?;
+    Ok(b.build().await?)
+}
+
+/// Loads the shipped templates the flags name into the store (only the commands that serve
+/// or list templates need them, so other commands start without this work).
+pub async fn load_templates(g: &Global, rt: &Runtime) -> Result<(), Failure> {
     if let Some(dir) = dir_or_default(&g.templates, "templates")? {
-        if let Err(e) = rt.load_templates(&dir).await {
-            rt.shutdown().await;
-            return Err(e.into());
-        }
+        rt.load_templates(&dir).await?;
     }
-    Ok(rt)
+    Ok(())
 }
 
 /// Reads a plan file.

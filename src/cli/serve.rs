@@ -51,6 +51,10 @@ pub async fn serve(g: &Global, a: ServeArgs) -> CliResult {
         .map_err(|e| Failure::Input(format!("cannot listen on {}: {e}", a.bind)))?;
     // A service runs no command that policies/tools.toml does not allow.
     let rt = runtime_with(g, nofx::tools::CommandPolicy::deny_all()).await?;
+    if let Err(e) = super::load_templates(g, &rt).await {
+        rt.shutdown().await;
+        return Err(e);
+    }
     let taken = rt.resume_orphans().await?;
     if !taken.is_empty() {
         tracing::info!(runs = taken.len(), "resumed unfinished runs");

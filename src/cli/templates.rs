@@ -45,14 +45,17 @@ pub enum TemplatesCommand {
 
 pub async fn dispatch(g: &Global, c: TemplatesCommand) -> CliResult {
     let rt = runtime(g).await?;
-    let result = run(g, &rt, c).await;
+    let result = match super::load_templates(g, &rt).await {
+        Ok(()) => run(&rt, c).await,
+        Err(e) => Err(e),
+    };
     if !matches!(result, Err(Failure::Interrupted)) {
         rt.shutdown().await;
     }
     result
 }
 
-async fn run(_g: &Global, rt: &nofx::Runtime, c: TemplatesCommand) -> CliResult {
+async fn run(rt: &nofx::Runtime, c: TemplatesCommand) -> CliResult {
     match c {
         TemplatesCommand::Ls {
             category,
