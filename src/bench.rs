@@ -158,6 +158,7 @@ pub fn plan(shape: Shape, n: usize) -> Result<Plan, BenchError> {
         tasks,
         timeout_s: None,
         project: None,
+        checkpoints: None,
     })
 }
 

@@ -745,3 +745,55 @@ both_stores! {
         s.stop().await;
     }
 }
+
+both_stores! {
+    async fn a_checkpoint_can_be_restored_and_a_run_forked_over_http(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        let (_, run) = s.post(&key, "/runs", "application/yaml", PLAN).await;
+        let id = run["id"].as_str().unwrap().to_string();
+        s.wait(&id).await;
+        let (_, cp) = s.post(&key, &format!("/runs/{id}/checkpoints"), "application/json", "").await;
+        let cp_id = cp["id"].as_str().unwrap().to_string();
+
+        let (st, restored) = s.post(&key, &format!("/checkpoints/{cp_id}/restore"), "application/json", "").await;
+        assert_eq!(st, StatusCode::CREATED, "{restored}");
+        assert_eq!(restored["parentRunId"], id.as_str());
+        assert_eq!(restored["checkpointId"], cp_id.as_str());
+        assert_eq!(restored["project"], "acme");
+        assert!(restored.get("workspace").is_none());
+        let rid = restored["id"].as_str().unwrap().to_string();
+        s.wait(&rid).await;
+        let (_, done) = s.get(&key, &format!("/runs/{rid}")).await;
+        assert_eq!(done["status"], "succeeded");
+        assert_eq!(done["tasks"][0]["restoredFrom"], cp_id.as_str());
+
+        // Another project sees neither the checkpoint nor the run.
+        let other = s.key("globex").await;
+        let (st, _) = s.post(&other, &format!("/checkpoints/{cp_id}/restore"), "application/json", "").await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        let (st, _) = s.post(&other, &format!("/runs/{id}/fork"), "application/json", r#"{"at": "b"}"#).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        let (st, body) = s.post(&key, "/checkpoints/cp-nope/restore", "application/json", "").await;
+        assert_eq!((st, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+
+        let patch = r#"{"at": "b", "patch": {"tasks": {"b": {"inputs": {"y": "changed"}}}}}"#;
+        let (st, forked) = s.post(&key, &format!("/runs/{id}/fork"), "application/json", patch).await;
+        assert_eq!(st, StatusCode::CREATED, "{forked}");
+        assert_eq!(forked["forkedAt"], "b");
+        let fid = forked["id"].as_str().unwrap().to_string();
+        s.wait(&fid).await;
+        let (_, done) = s.get(&key, &format!("/runs/{fid}")).await;
+        assert_eq!(done["tasks"][1]["outputs"]["y"], "changed");
+        assert_eq!(done["tasks"][1]["restoredFrom"], Value::Null);
+        assert!(done["tasks"][0]["restoredFrom"].is_string());
+
+        let (st, body) = s.post(&key, &format!("/runs/{id}/fork"), "application/json", r#"{"at": "zz"}"#).await;
+        assert_eq!((st, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_fork")));
+        let (st, body) = s.post(&key, &format!("/runs/{id}/fork"), "application/json", r#"{"at": "b", "patch": {"tasks": {"b": {"tool": "nope"}}}}"#).await;
+        assert_eq!((st, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_plan")), "{body}");
+        let (st, _) = s.post(&key, &format!("/runs/{id}/fork"), "application/json", "{}").await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        s.stop().await;
+    }
+}

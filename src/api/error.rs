@@ -112,6 +112,7 @@ impl From<RuntimeError> for ApiError {
                 .with("problems", Value::Array(problems))
             }
             RuntimeError::BadGoal(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_goal", m),
+            RuntimeError::BadFork(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_fork", m),
             RuntimeError::Planner(m) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "planner_failed", m)
             }

@@ -71,6 +71,8 @@ pub fn router(rt: Runtime, opts: ApiOptions) -> Router {
             "/runs/{id}/checkpoints",
             get(checkpoints::list).post(checkpoints::create),
         )
+        .route("/checkpoints/{id}/restore", post(checkpoints::restore))
+        .route("/runs/{id}/fork", post(checkpoints::fork))
         .route("/runs/{id}/artifacts", get(artifacts::list))
         .route("/runs/{id}/artifacts/{*name}", get(artifacts::get))
         .route("/templates", get(templates::list).post(templates::create))

@@ -81,6 +81,10 @@ pub(crate) enum Submission {
     Goal(String),
     /// A template (id) and inputs over its defaults.
     Template(String, Map<String, Value>),
+    /// A checkpoint to restore (id).
+    Restore(String),
+    /// A run to fork.
+    Fork(RunId, crate::runtime::Fork),
 }
 
 fn parse_submission(headers: &HeaderMap, body: &[u8]) -> Result<Submission, ApiError> {
@@ -252,6 +256,8 @@ pub(crate) async fn submit(
             .submit_goal_opts(&goal, crate::planner::PlannerOptions::default(), opts)
             .await
             .map(|(h, _)| h),
+        Submission::Restore(cp) => st.rt.restore(&cp, opts).await,
+        Submission::Fork(run, fork) => st.rt.fork(run, fork, opts).await,
     };
     let handle = match submitted {
         Ok(h) => h,

@@ -1,7 +1,39 @@
-//! `nofx checkpoints create|ls`: save what a run has done so far.
+//! `nofx checkpoints create|ls|restore`: save what a run has done so far, and start a new
+//! run from there.
 
 use super::{open_store, runtime, CliResult, Failure, Global};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+use nofx::runtime::SubmitOptions;
+use nofx::CorrelationId;
+
+/// How a restored or forked run is started.
+#[derive(Args)]
+pub struct StartArgs {
+    /// Store the new run, print its id alone on the last line of stdout and exit; `nofx
+    /// resume` executes it.
+    #[arg(long)]
+    pub detach: bool,
+    /// Print the final run as JSON on stdout (instead of the run id).
+    #[arg(long)]
+    pub json: bool,
+    /// Use this correlation id instead of a generated one.
+    #[arg(long, value_name = "ID")]
+    pub correlation_id: Option<String>,
+}
+
+impl StartArgs {
+    /// The submit options these flags ask for.
+    pub fn options(&self) -> Result<SubmitOptions, Failure> {
+        Ok(SubmitOptions {
+            correlation: match &self.correlation_id {
+                Some(c) => Some(CorrelationId::from_caller(c).map_err(Failure::Input)?),
+                None => None,
+            },
+            detach: self.detach,
+            ..SubmitOptions::default()
+        })
+    }
+}
 
 #[derive(Subcommand)]
 pub enum CheckpointsCommand {
@@ -21,10 +53,25 @@ pub enum CheckpointsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Start a new run from a checkpoint: its tasks are restored, the workspace is rebuilt,
+    /// the rest of the plan runs (in the foreground, like `nofx run`).
+    Restore {
+        /// The checkpoint id.
+        checkpoint: String,
+        #[command(flatten)]
+        start: StartArgs,
+    },
 }
 
 pub async fn dispatch(g: &Global, c: CheckpointsCommand) -> CliResult {
     match c {
+        CheckpointsCommand::Restore { checkpoint, start } => {
+            let opts = start.options()?;
+            let rt = runtime(g).await?;
+            let submitted = rt.restore(&checkpoint, opts).await;
+            let headline = format!("restored from checkpoint {checkpoint}");
+            super::run::drive(&rt, submitted, start.detach, start.json, &headline).await
+        }
         CheckpointsCommand::Create { run, description } => {
             let rt = runtime(g).await?;
             let result = async {

@@ -260,7 +260,7 @@ impl From<nofx::RuntimeError> for Failure {
         match e {
             nofx::RuntimeError::Plan(p) => Failure::Input(p.to_string()),
             nofx::RuntimeError::Config(c) => Failure::Input(c.to_string()),
-            nofx::RuntimeError::BadGoal(m) => Failure::Input(m),
+            nofx::RuntimeError::BadGoal(m) | nofx::RuntimeError::BadFork(m) => Failure::Input(m),
             nofx::RuntimeError::Store(e) => Failure::from(e),
             other => Failure::Error(other.to_string()),
         }
@@ -445,7 +445,12 @@ pub async fn runtime_with(g: &Global, default_policy: CommandPolicy) -> Result<R
     }
     let agents = load_agents(g)?;
     let policy = load_policy(g, default_policy)?;
+    let checkpoints = match dir_or_default(&g.policies, "policies")? {
+        Some(dir) => config::load_checkpoint_policy(&dir)?,
+        None => Default::default(),
+    };
     let mut b: RuntimeBuilder = Runtime::builder()
+        .checkpoint_policy(checkpoints)
         .data_dir(g.data_dir.clone())
         .database_url(store_url(g))
         .agents(agents)

@@ -79,6 +79,28 @@ impl Progress {
             {
                 self.line(format!("resuming run {}", e.run_id));
             }
+            EventType::RunRestored => {
+                let list = |k: &str| {
+                    e.data
+                        .get(k)
+                        .and_then(|v| v.as_array())
+                        .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                };
+                let (restored, rerun) = (list("restored"), list("rerun"));
+                self.done += restored.len();
+                self.line(format!(
+                    "restored {} task(s) from checkpoint {} of run {}; to run: {}",
+                    restored.len(),
+                    text("checkpointId"),
+                    text("parentRunId"),
+                    if rerun.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        rerun.join(", ")
+                    }
+                ));
+            }
             EventType::TaskStarted => self.running += 1,
             EventType::TaskSucceeded => {
                 self.running = self.running.saturating_sub(1);

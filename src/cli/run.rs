@@ -57,6 +57,19 @@ pub async fn run(g: &Global, a: RunArgs) -> CliResult {
     };
     let rt = runtime(g).await?;
     let submitted = rt.submit_with(&src, inputs, corr, a.detach).await;
+    let headline = format!("plan `{}`, {} tasks", src.plan.name, src.plan.tasks.len());
+    drive(&rt, submitted, a.detach, a.json, &headline).await
+}
+
+/// After a submit (a plan, a restore, a fork): with `detach`, prints the stored run's id
+/// alone on the last line of stdout; else follows the run to its end like `nofx run`.
+pub(crate) async fn drive(
+    rt: &Runtime,
+    submitted: Result<RunHandle, RuntimeError>,
+    detach: bool,
+    json: bool,
+    headline: &str,
+) -> CliResult {
     let handle = match submitted {
         Ok(h) => h,
         Err(e) => {
@@ -64,7 +77,7 @@ pub async fn run(g: &Global, a: RunArgs) -> CliResult {
             return Err(e.into());
         }
     };
-    if a.detach {
+    if detach {
         eprintln!(
             "stored run {} (correlation id {}); run it with `nofx resume {}`",
             handle.id(),
@@ -75,15 +88,20 @@ pub async fn run(g: &Global, a: RunArgs) -> CliResult {
         rt.shutdown().await;
         return Ok(());
     }
+    let total = match Outcome::load(rt.store(), handle.id()).await {
+        Ok(o) => o.tasks.len(),
+        Err(e) => {
+            rt.shutdown().await;
+            return Err(e.into());
+        }
+    };
     eprintln!(
-        "run {} started: plan `{}`, {} tasks, correlation id {}",
+        "run {} started: {headline}, correlation id {}",
         handle.id(),
-        src.plan.name,
-        src.plan.tasks.len(),
         handle.correlation_id()
     );
-    let outcome = follow(&rt, &handle, src.plan.tasks.len()).await;
-    finish(&rt, outcome, a.json).await
+    let outcome = follow(rt, &handle, total).await;
+    finish(rt, outcome, json).await
 }
 
 async fn run_goal(g: &Global, a: RunArgs) -> CliResult {

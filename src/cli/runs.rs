@@ -50,6 +50,24 @@ pub enum RunsCommand {
         #[arg(long, default_value = "cancelled by user")]
         reason: String,
     },
+    /// Fork a run at a task: it and what depends on it run again, with the plan changed by
+    /// a JSON merge patch; the parent's other results are restored.
+    Fork {
+        /// Run id or unique prefix.
+        run: String,
+        /// The task to start again at.
+        #[arg(long, value_name = "TASK")]
+        at: String,
+        /// A JSON merge patch on the plan (JSON or YAML file); `tasks` may be an object
+        /// keyed by task id.
+        #[arg(long, value_name = "FILE")]
+        patch: Option<PathBuf>,
+        /// Input values over the parent's, NAME=VALUE (repeatable).
+        #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
+        #[command(flatten)]
+        start: super::checkpoints::StartArgs,
+    },
     /// List a run's artifacts, or write one out.
     Artifacts {
         /// Run id or unique prefix.
@@ -80,6 +98,17 @@ fn ms(t: i64) -> String {
 }
 
 pub async fn dispatch(g: &Global, c: RunsCommand) -> CliResult {
+    if let RunsCommand::Fork {
+        run,
+        at,
+        patch,
+        inputs,
+        start,
+    } = c
+    {
+        // A fork executes: it needs a runtime, not only the store.
+        return fork(g, run, at, patch, inputs, start).await;
+    }
     let store = open_store(g).await?;
     let r = read(g, &store, c).await;
     store.close().await;
@@ -88,6 +117,13 @@ pub async fn dispatch(g: &Global, c: RunsCommand) -> CliResult {
 
 async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
     match c {
+        RunsCommand::Fork {
+            run,
+            at,
+            patch,
+            inputs,
+            start,
+        } => fork(g, run, at, patch, inputs, start).await,
         RunsCommand::Ls {
             status,
             limit,
@@ -152,18 +188,28 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                 println!("  duration: {:.2}s", d as f64 / 1000.0);
             }
             println!("  workspace: {}", o.workspace);
+            if let (Some(parent), Some(cp)) = (&o.parent_run_id, &o.checkpoint_id) {
+                match &o.forked_at {
+                    Some(at) => println!("  forked from: run {parent} at task {at} ({cp})"),
+                    None => println!("  restored from: run {parent}, checkpoint {cp}"),
+                }
+            }
             println!(
                 "  {:<24} {:<10} {:>8}  {:<12} ERROR",
                 "TASK", "STATUS", "ATTEMPTS", "AGENT"
             );
             for t in o.tasks {
+                let note = match &t.restored_from {
+                    Some(cp) => format!("restored from {cp}"),
+                    None => t.error.unwrap_or_default(),
+                };
                 println!(
                     "  {:<24} {:<10} {:>8}  {:<12} {}",
                     t.id.to_string(),
                     t.status,
                     t.attempts,
                     t.agent.unwrap_or_else(|| "-".into()),
-                    t.error.unwrap_or_default()
+                    note
                 );
             }
             Ok(())
@@ -312,4 +358,82 @@ async fn cancel(g: &Global, run: &str, reason: &str) -> CliResult {
     .await;
     rt.shutdown().await;
     result
+}
+
+fn read_patch(path: &std::path::Path) -> Result<serde_json::Value, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Input(format!("--patch {}: {e}", path.display())))?;
+    let value: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text)
+            .map_err(|e| Failure::Input(format!("--patch {}: not JSON: {e}", path.display())))?
+    } else {
+        serde_yaml_ng::from_str(&text).map_err(|e| {
+            Failure::Input(format!("--patch {}: not YAML or JSON: {e}", path.display()))
+        })?
+    };
+    if !value.is_object() {
+        return Err(Failure::Input(format!(
+            "--patch {}: a merge patch must be an object (keys of the plan)",
+            path.display()
+        )));
+    }
+    Ok(value)
+}
+
+async fn fork(
+    g: &Global,
+    run: String,
+    at: String,
+    patch: Option<PathBuf>,
+    inputs: Vec<String>,
+    start: super::checkpoints::StartArgs,
+) -> CliResult {
+    let patch = patch.as_deref().map(read_patch).transpose()?;
+    let opts = start.options()?;
+    let rt = runtime(g).await?;
+    let submitted = async {
+        let id = rt.store().find_run(&run).await?;
+        let parent = rt.store().run(id).await?;
+        // Values are typed by the patched plan's inputs when they are declared there.
+        let mut pairs = Vec::new();
+        for r in &inputs {
+            let (k, v) = r
+                .split_once('=')
+                .ok_or_else(|| Failure::Input(format!("--input `{r}` must be NAME=VALUE")))?;
+            pairs.push((k.trim().to_string(), v.to_string()));
+        }
+        let mut plan = (*parent.plan).clone();
+        if let Some(p) = &patch {
+            if let Some(declared) = p.get("inputs").and_then(|v| v.as_object()) {
+                for (k, v) in declared {
+                    match serde_json::from_value(v.clone()) {
+                        Ok(spec) => {
+                            plan.inputs.insert(k.clone(), spec);
+                        }
+                        Err(_) => {
+                            plan.inputs.remove(k);
+                        }
+                    }
+                }
+            }
+        }
+        let typed = nofx::domain::graph::inputs_from_text(&plan, &pairs)
+            .map_err(|e| Failure::Input(e.to_string()))?;
+        let fork = nofx::runtime::Fork {
+            at: at.clone(),
+            patch,
+            inputs: typed,
+        };
+        Ok::<_, Failure>(rt.fork(id, fork, opts).await)
+    }
+    .await;
+    let submitted = match submitted {
+        Ok(s) => s,
+        Err(e) => {
+            rt.shutdown().await;
+            return Err(e);
+        }
+    };
+    let headline = format!("fork of run {run} at task {at}");
+    super::run::drive(&rt, submitted, start.detach, start.json, &headline).await
 }

@@ -100,3 +100,25 @@ pub fn load_command_policy(
         }])),
     }
 }
+
+/// Loads `checkpoints.toml` (`every`, `before_approval`) from a policies directory: when
+/// runs whose plan has no `checkpoints` key are checkpointed. Without the file, the default
+/// (only before manual approvals).
+///
+/// # Errors
+/// A syntax error, unknown key or wrong type, naming file and line.
+pub fn load_checkpoint_policy(
+    dir: &Path,
+) -> Result<crate::domain::plan::CheckpointPolicy, ConfigErrors> {
+    let path = dir.join("checkpoints.toml");
+    let display = path.display().to_string();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_toml(&text, &display).map_err(ConfigErrors),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+        Err(e) => Err(ConfigErrors(vec![ConfigIssue {
+            file: display,
+            line: None,
+            message: format!("cannot read: {e}"),
+        }])),
+    }
+}

@@ -37,6 +37,9 @@ macro_rules! event_types {
 event_types! {
     /// The run was stored.
     RunCreated => "run.created",
+    /// The run starts from a checkpoint: parent run, checkpoint, fork point, the tasks
+    /// restored and those that run again.
+    RunRestored => "run.restored",
     /// A process started (or resumed) executing the run.
     RunStarted => "run.started",
     /// Every dependency of the task succeeded.

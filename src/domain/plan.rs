@@ -24,6 +24,34 @@ pub struct Plan {
     /// `default` when not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
+    /// Automatic checkpoints of the run (default: the runtime's policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<CheckpointPolicy>,
+}
+
+/// When a run is checkpointed without being asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointPolicy {
+    /// After every N succeeded tasks (0: never).
+    #[serde(default)]
+    pub every: u32,
+    /// Before each task waits for a manual approval.
+    #[serde(default = "yes")]
+    pub before_approval: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        Self {
+            every: 0,
+            before_approval: true,
+        }
+    }
 }
 
 impl Plan {

@@ -196,6 +196,8 @@ pub struct Setup {
     pub node: Addr<Node>,
     /// The project billed for model calls.
     pub project: String,
+    /// When to checkpoint without being asked.
+    pub checkpoints: crate::domain::plan::CheckpointPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -227,6 +229,8 @@ struct TaskState {
     dispatched: bool,
     /// Wall time of the last attempt's tool run, once it has reported.
     attempt_ms: Option<i64>,
+    /// The checkpoint its result was restored from.
+    restored_from: Option<String>,
 }
 
 enum After {
@@ -259,6 +263,12 @@ pub struct Coordinator {
     deferred: VecDeque<usize>,
     latencies: Vec<f32>,
     span: tracing::Span,
+    /// Succeeded tasks at the last automatic checkpoint.
+    checkpointed_at: usize,
+    /// The task whose committed success is to be checkpointed.
+    checkpoint_due: Option<usize>,
+    /// A checkpoint is reading the workspace: tasks that become ready wait.
+    pausing: bool,
 }
 
 struct Refs<'a> {
@@ -313,6 +323,7 @@ impl Coordinator {
                     error: r.error.clone(),
                     started_at: r.started_at,
                     finished_at: r.finished_at,
+                    restored_from: r.restored_from.clone(),
                     ..TaskState::default()
                 },
                 None => TaskState::default(),
@@ -347,6 +358,9 @@ impl Coordinator {
             deferred: VecDeque::new(),
             latencies: Vec::new(),
             span,
+            checkpointed_at: 0,
+            checkpoint_due: None,
+            pausing: false,
         }
     }
 
@@ -403,6 +417,7 @@ impl Coordinator {
             error: t.error.clone(),
             started_at: t.started_at,
             finished_at: t.finished_at,
+            restored_from: t.restored_from.clone(),
         });
     }
 
@@ -529,6 +544,14 @@ impl Coordinator {
                 if success {
                     if let Some(at) = self.tasks[i].ready_at {
                         self.latencies.push(at.elapsed().as_secs_f32() * 1000.0);
+                    }
+                    if self.checkpoint_due == Some(i) {
+                        self.checkpoint_due = None;
+                        let step = self.succeeded();
+                        self.auto_checkpoint(
+                            format!("automatic, after {step} succeeded task(s)"),
+                            ctx,
+                        );
                     }
                 }
                 self.maybe_finish(ctx);
@@ -664,7 +687,7 @@ impl Coordinator {
 
     /// Whether enough rows wait for a commit that new work should wait too.
     fn over_budget(&self) -> bool {
-        self.pending_rows + self.outbox.len() > MAX_PENDING_ROWS
+        self.pausing || self.pending_rows + self.outbox.len() > MAX_PENDING_ROWS
     }
 
     /// Takes up work held back by the write budget: tasks to mark ready, attempts to dispatch.
@@ -717,6 +740,19 @@ impl Coordinator {
         self.push_artifacts(i, output.artifacts);
         self.emit(EventType::TaskSucceeded, Some(i), data);
         self.write_row(i);
+        // An automatic checkpoint due now sees the workspace as this task left it: what
+        // becomes ready waits (as for the write budget) until the files are read.
+        let every = self.s.checkpoints.every as usize;
+        let step = self.succeeded();
+        if every > 0
+            && self.open > 0
+            && self.mode == Mode::Running
+            && step >= self.checkpointed_at + every
+        {
+            self.checkpointed_at = step;
+            self.checkpoint_due = Some(i);
+            self.pausing = true;
+        }
         // Dependents that this success makes ready are written in the same transaction; they
         // are handed to agents only once it commits (with the success).
         let graph = self.s.graph.clone();
@@ -907,6 +943,42 @@ impl Coordinator {
         });
         tracing::info!(parent: &self.span, %status, "run ended");
         self.flush(ctx, Some(After::RunDone));
+    }
+
+    fn succeeded(&self) -> usize {
+        self.tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Succeeded)
+            .count()
+    }
+
+    /// Checkpoints the run as committed now; tasks that became ready meanwhile wait until
+    /// the workspace has been read, then go on (the row is written after).
+    fn auto_checkpoint(&mut self, description: String, ctx: &mut Context<Self>) {
+        let shared = self.s.shared.clone();
+        let run = self.s.run;
+        let snap = async move {
+            super::lineage::snapshot(&shared.store, &shared.data_dir, run, Some(description)).await
+        };
+        ctx.spawn(snap.into_actor(self).map(|res, act, ctx| {
+            act.pausing = false;
+            match res {
+                Ok(row) => {
+                    tracing::info!(parent: &act.span, checkpoint = %row.id, step = row.step, "checkpoint");
+                    act.s.persistence.do_send(Persist {
+                        batch: Batch {
+                            checkpoints: vec![row],
+                            ..Batch::default()
+                        },
+                        ack: None,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(parent: &act.span, error = %e, "automatic checkpoint failed")
+                }
+            }
+            act.pump_deferred(ctx);
+        }));
     }
 
     fn counts(&self) -> Value {

@@ -36,6 +36,8 @@ pub struct TaskOutcome {
     pub attempts: i64,
     /// Agent of the last attempt.
     pub agent: Option<String>,
+    /// The checkpoint its result was restored from (it did not run in this run).
+    pub restored_from: Option<String>,
 }
 
 /// A run as it stands in the store.
@@ -58,6 +60,12 @@ pub struct Outcome {
     pub duration_ms: Option<i64>,
     /// The run workspace.
     pub workspace: String,
+    /// The run it was restored or forked from.
+    pub parent_run_id: Option<RunId>,
+    /// The checkpoint it started from.
+    pub checkpoint_id: Option<String>,
+    /// The task a fork started at.
+    pub forked_at: Option<String>,
     /// Every task, in plan order.
     pub tasks: Vec<TaskOutcome>,
 }
@@ -88,6 +96,7 @@ impl Outcome {
                     error: t.error,
                     attempts: t.attempt,
                     agent: t.agent,
+                    restored_from: t.restored_from,
                 },
                 None => TaskOutcome {
                     id: TaskKey::from_trusted(spec.id.clone()),
@@ -96,6 +105,7 @@ impl Outcome {
                     error: None,
                     attempts: 0,
                     agent: None,
+                    restored_from: None,
                 },
             })
             .collect();
@@ -109,6 +119,9 @@ impl Outcome {
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             duration_ms: r.started_at.zip(r.finished_at).map(|(s, f)| f - s),
             workspace: r.workspace,
+            parent_run_id: r.lineage.as_ref().map(|l| l.parent_run_id),
+            checkpoint_id: r.lineage.as_ref().map(|l| l.checkpoint_id.clone()),
+            forked_at: r.lineage.and_then(|l| l.forked_at),
             tasks,
         })
     }

@@ -20,6 +20,7 @@ pub mod dispatch;
 mod gate;
 mod handle;
 pub(crate) mod hub;
+mod lineage;
 mod model_sink;
 pub(crate) mod node;
 mod persistence;
@@ -28,6 +29,7 @@ pub mod scoring;
 mod supervisor;
 
 pub use handle::{Outcome, RunHandle, TaskOutcome};
+pub use lineage::Fork;
 pub use node::{Cancelled, Resumed};
 pub use supervisor::{AgentLoad, QueueReport};
 
@@ -82,6 +84,9 @@ pub enum RuntimeError {
     /// The planner produced no plan.
     #[error("{0}")]
     Planner(String),
+    /// A restore or fork cannot start as asked (unknown task, bad patch, missing files).
+    #[error("{0}")]
+    BadFork(String),
     /// No template with that id is visible.
     #[error("no template `{0}`")]
     NoSuchTemplate(String),
@@ -115,6 +120,8 @@ pub struct Options {
     pub command_poll: Duration,
     /// Keep task latencies of finished runs (benchmarks).
     pub record_latencies: bool,
+    /// When runs whose plan says nothing are checkpointed without being asked.
+    pub checkpoints: crate::domain::plan::CheckpointPolicy,
 }
 
 impl Default for Options {
@@ -123,6 +130,7 @@ impl Default for Options {
             lease_ttl: Duration::from_secs(15),
             command_poll: Duration::from_millis(500),
             record_latencies: false,
+            checkpoints: crate::domain::plan::CheckpointPolicy::default(),
         }
     }
 }
@@ -257,6 +265,13 @@ impl RuntimeBuilder {
     /// Keeps per-task latencies of finished runs, for [`Runtime::take_latencies`].
     pub fn record_latencies(mut self, on: bool) -> Self {
         self.options.record_latencies = on;
+        self
+    }
+
+    /// When runs whose plan has no `checkpoints` key are checkpointed without being asked
+    /// (default: only before manual approvals).
+    pub fn checkpoint_policy(mut self, policy: crate::domain::plan::CheckpointPolicy) -> Self {
+        self.options.checkpoints = policy;
         self
     }
 
@@ -556,6 +571,7 @@ impl Runtime {
                 prelude: Vec::new(),
                 project: opts.project,
                 template: opts.template,
+                restore: None,
             })
             .await
             .map_err(|_| RuntimeError::Stopped)??;
@@ -632,6 +648,7 @@ impl Runtime {
                 prelude,
                 project: Some(project),
                 template: None,
+                restore: None,
             })
             .await
             .map_err(|_| RuntimeError::Stopped)??;
@@ -885,113 +902,12 @@ impl Runtime {
     }
 
     /// Commits rows written outside any coordinator; resolves once committed.
-    async fn write(&self, batch: crate::store::Batch) -> Result<(), RuntimeError> {
+    pub(crate) async fn write(&self, batch: crate::store::Batch) -> Result<(), RuntimeError> {
         self.inner
             .node
             .send(node::WriteBatch(batch))
             .await
             .map_err(|_| RuntimeError::Stopped)?
-    }
-
-    /// Checkpoints a run: its succeeded tasks with their outputs (as committed), its
-    /// artifacts, and a manifest of its workspace whose files are kept content-addressed.
-    /// Returns the stored checkpoint.
-    ///
-    /// # Errors
-    /// Unknown run; a workspace file that cannot be read or stored; store failures.
-    ///
-    /// # Cancel safety
-    /// If dropped before the row is committed, file copies may remain without a checkpoint
-    /// (content-addressed, so harmless).
-    pub async fn checkpoint(
-        &self,
-        run: RunId,
-        description: Option<String>,
-    ) -> Result<crate::store::CheckpointRow, RuntimeError> {
-        let store = self.store();
-        let record = store.run(run).await?;
-        let rows = store.tasks(run).await?;
-        let by_id: HashMap<String, crate::store::TaskRow> = rows
-            .into_iter()
-            .map(|t| (t.task_id.to_string(), t))
-            .collect();
-        let mut tasks = Vec::new();
-        for spec in &record.plan.tasks {
-            if let Some(t) = by_id.get(&spec.id) {
-                if t.status == crate::domain::TaskStatus::Succeeded {
-                    tasks.push(serde_json::json!({
-                        "id": t.task_id, "outputs": t.outputs, "agent": t.agent, "attempts": t.attempt,
-                    }));
-                }
-            }
-        }
-        let artifacts: Vec<Value> = store
-            .artifacts(run)
-            .await?
-            .into_iter()
-            .map(|a| serde_json::json!({"task": a.task_id, "name": a.name, "sha256": a.hash, "size": a.size}))
-            .collect();
-        let blobs = crate::store::Blobs::new(self.data_dir().join("artifacts"));
-        let workspace = PathBuf::from(&record.workspace);
-        let mut manifest = serde_json::Map::new();
-        let mut dirs = vec![workspace.clone()];
-        while let Some(dir) = dirs.pop() {
-            let mut entries = match tokio::fs::read_dir(&dir).await {
-                Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => {
-                    return Err(RuntimeError::Io {
-                        path: dir.display().to_string(),
-                        source,
-                    })
-                }
-            };
-            while let Some(entry) =
-                entries
-                    .next_entry()
-                    .await
-                    .map_err(|source| RuntimeError::Io {
-                        path: dir.display().to_string(),
-                        source,
-                    })?
-            {
-                let path = entry.path();
-                let kind = entry.file_type().await.map_err(|source| RuntimeError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                if kind.is_dir() {
-                    dirs.push(path);
-                } else if kind.is_file() {
-                    let blob = blobs.put_file(&path).await.map_err(|e| RuntimeError::Io {
-                        path: path.display().to_string(),
-                        source: std::io::Error::other(e.to_string()),
-                    })?;
-                    let rel = path
-                        .strip_prefix(&workspace)
-                        .unwrap_or(&path)
-                        .to_string_lossy()
-                        .replace('\\', "/");
-                    manifest.insert(rel, Value::String(blob.hash));
-                }
-            }
-        }
-        let row = crate::store::CheckpointRow {
-            id: format!("cp-{}", uuid::Uuid::now_v7()),
-            run_id: run,
-            description,
-            step: tasks.len() as i64,
-            tasks: Value::Array(tasks),
-            artifacts: Value::Array(artifacts),
-            manifest: Value::Object(manifest),
-            created_at: chrono::Utc::now().timestamp_millis(),
-        };
-        self.write(crate::store::Batch {
-            checkpoints: vec![row.clone()],
-            ..Default::default()
-        })
-        .await?;
-        Ok(row)
     }
 
     /// Runs this process executes now.

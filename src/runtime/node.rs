@@ -37,6 +37,19 @@ pub struct Submit {
     pub project: Option<String>,
     /// The template the run is made from (owner project, id).
     pub template: Option<(String, String)>,
+    /// What a restored or forked run starts with.
+    pub restore: Option<Restore>,
+}
+
+/// What a restored or forked run starts with: its lineage, the tasks restored as succeeded
+/// and their artifacts (shared by hash). Its workspace is already rebuilt.
+pub struct Restore {
+    /// Parent run, checkpoint, fork point.
+    pub lineage: crate::store::Lineage,
+    /// Succeeded task rows (their run id is set here).
+    pub tasks: Vec<TaskRow>,
+    /// Artifact rows of the restored tasks (their run id is set here).
+    pub artifacts: Vec<crate::store::ArtifactRow>,
 }
 
 /// Commits rows written outside any run's coordinator (planner usage rows, checkpoints);
@@ -166,6 +179,10 @@ impl Node {
             gates: self.gates.clone(),
             node: ctx.address(),
             project: record.project.clone(),
+            checkpoints: record
+                .plan
+                .checkpoints
+                .unwrap_or(self.shared.options.checkpoints),
         };
         let addr = Coordinator::new(setup).start();
         self.coordinators.insert(record.id, addr);
@@ -249,14 +266,21 @@ impl Actor for Node {
     }
 }
 
-fn new_run(msg: &Submit, shared: &Shared) -> Result<(RunRecord, Batch), RuntimeError> {
+/// Where a run's workspace lives under the data directory.
+pub(crate) fn workspace_of(data_dir: &std::path::Path, run: RunId) -> std::path::PathBuf {
+    data_dir
+        .join("runs")
+        .join(run.to_string())
+        .join("workspace")
+}
+
+fn new_run(
+    msg: &Submit,
+    shared: &Shared,
+) -> Result<(RunRecord, Batch, Vec<TaskRow>), RuntimeError> {
     let (plan, corr) = (&msg.plan, &msg.corr);
     let id = msg.id.unwrap_or_default();
-    let workspace = shared
-        .data_dir
-        .join("runs")
-        .join(id.to_string())
-        .join("workspace");
+    let workspace = workspace_of(&shared.data_dir, id);
     std::fs::create_dir_all(&workspace).map_err(|source| RuntimeError::Io {
         path: workspace.display().to_string(),
         source,
@@ -279,6 +303,7 @@ fn new_run(msg: &Submit, shared: &Shared) -> Result<(RunRecord, Batch), RuntimeE
             .project
             .clone()
             .unwrap_or_else(|| plan.plan.project().to_string()),
+        lineage: msg.restore.as_ref().map(|r| r.lineage.clone()),
     };
     // Task rows are written as tasks start to move; until then the plan says they are pending.
     let mut batch = Batch::default();
@@ -304,7 +329,25 @@ fn new_run(msg: &Submit, shared: &Shared) -> Result<(RunRecord, Batch), RuntimeE
     }
     batch.new_runs.push(record.clone());
     batch.template_uses.extend(msg.template.clone());
-    Ok((record, batch))
+    let mut restored = Vec::new();
+    if let Some(r) = &msg.restore {
+        restored = r
+            .tasks
+            .iter()
+            .map(|t| TaskRow {
+                run_id: id,
+                ..t.clone()
+            })
+            .collect();
+        batch.tasks.extend(restored.iter().cloned());
+        batch
+            .artifacts
+            .extend(r.artifacts.iter().map(|a| crate::store::ArtifactRow {
+                run_id: id,
+                ..a.clone()
+            }));
+    }
+    Ok((record, batch, restored))
 }
 
 impl Handler<WriteBatch> for Node {
@@ -331,7 +374,7 @@ impl Handler<Submit> for Node {
         if self.stopping {
             return Box::pin(fut::ready(Err(RuntimeError::Stopped)));
         }
-        let (record, batch) = match new_run(&msg, &self.shared) {
+        let (record, batch, restored) = match new_run(&msg, &self.shared) {
             Ok(x) => x,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
@@ -365,7 +408,7 @@ impl Handler<Submit> for Node {
             .map(move |res, act, ctx| {
                 let execute = res?;
                 if execute {
-                    act.launch(&record, msg.plan, last_seq, Start::Fresh, ctx);
+                    act.launch(&record, msg.plan, last_seq, Start::Resume(restored), ctx);
                 }
                 Ok(run)
             }),
@@ -459,12 +502,8 @@ impl Handler<Resume> for Node {
                 }
                 Found::Ready(found) => {
                     let (record, rows, last_seq, plan) = *found;
-                    let start = if record.status == RunStatus::Pending {
-                        Start::Fresh
-                    } else {
-                        Start::Resume(rows)
-                    };
-                    act.launch(&record, plan, last_seq, start, ctx);
+                    // A pending run may have rows already: the tasks it was restored with.
+                    act.launch(&record, plan, last_seq, Start::Resume(rows), ctx);
                     Ok(Resumed::Started)
                 }
             }),

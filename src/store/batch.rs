@@ -144,7 +144,8 @@ macro_rules! push_runs {
     ($qb:ident, $chunk:expr) => {
         $qb.push(
             "INSERT INTO runs (id, name, status, reason, correlation_id, plan, inputs, workspace, \
-             created_at, started_at, finished_at, deadline_at, project) ",
+             created_at, started_at, finished_at, deadline_at, project, parent_run_id, \
+             checkpoint_id, forked_at) ",
         );
         $qb.push_values($chunk, |mut b, r| {
             b.push_bind(r.id.to_string())
@@ -159,7 +160,10 @@ macro_rules! push_runs {
                 .push_bind(r.started_at)
                 .push_bind(r.finished_at)
                 .push_bind(r.deadline_at)
-                .push_bind(r.project.clone());
+                .push_bind(r.project.clone())
+                .push_bind(r.lineage.as_ref().map(|l| l.parent_run_id.to_string()))
+                .push_bind(r.lineage.as_ref().map(|l| l.checkpoint_id.clone()))
+                .push_bind(r.lineage.as_ref().and_then(|l| l.forked_at.clone()));
         });
     };
 }
@@ -189,7 +193,7 @@ macro_rules! push_tasks {
     ($qb:ident, $chunk:expr) => {
         $qb.push(
             "INSERT INTO tasks (run_id, task_id, idx, tool, status, attempt, agent, outputs, \
-             error, started_at, finished_at) ",
+             error, started_at, finished_at, restored_from) ",
         );
         $qb.push_values($chunk, |mut b, t| {
             b.push_bind(t.run_id.to_string())
@@ -202,7 +206,8 @@ macro_rules! push_tasks {
                 .push_bind(t.outputs.as_ref().map(json_text))
                 .push_bind(t.error.clone())
                 .push_bind(t.started_at)
-                .push_bind(t.finished_at);
+                .push_bind(t.finished_at)
+                .push_bind(t.restored_from.clone());
         });
         $qb.push(
             " ON CONFLICT (run_id, task_id) DO UPDATE SET status = excluded.status, \

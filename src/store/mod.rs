@@ -27,7 +27,7 @@ pub use commands::Command;
 pub use idempotency::Claimed;
 pub use keys::{key_hash, KeyRecord};
 pub use leases::{Claim, LeaseHolder, LeaseInfo};
-pub use records::{ArtifactRow, MetricRow, RunRecord, RunUpdate, TaskRow};
+pub use records::{ArtifactRow, Lineage, MetricRow, RunRecord, RunUpdate, TaskRow};
 pub use stats::{Stats, DURATION_BUCKETS};
 pub use templates::{CreateTemplateError, SHIPPED};
 pub use usage::{

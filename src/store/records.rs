@@ -32,6 +32,19 @@ pub struct RunRecord {
     pub deadline_at: Option<i64>,
     /// The project it belongs to (budgets, API visibility).
     pub project: String,
+    /// Where a restored or forked run comes from.
+    pub lineage: Option<Lineage>,
+}
+
+/// Where a restored or forked run comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lineage {
+    /// The run it was restored or forked from.
+    pub parent_run_id: RunId,
+    /// The checkpoint it starts from.
+    pub checkpoint_id: String,
+    /// The task a fork starts at (none for a restore).
+    pub forked_at: Option<String>,
 }
 
 /// A change to a run's row.
@@ -76,6 +89,8 @@ pub struct TaskRow {
     pub started_at: Option<i64>,
     /// End (ms).
     pub finished_at: Option<i64>,
+    /// The checkpoint its result was restored from (it did not run in this run).
+    pub restored_from: Option<String>,
 }
 
 /// One task attempt's metrics.

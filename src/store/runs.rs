@@ -35,6 +35,22 @@ macro_rules! run_from_row {
             finished_at: r.try_get("finished_at").map_err(q("read run"))?,
             deadline_at: r.try_get("deadline_at").map_err(q("read run"))?,
             project: r.try_get("project").map_err(q("read run"))?,
+            lineage: {
+                let parent: Option<String> = r.try_get("parent_run_id").map_err(q("read run"))?;
+                match parent {
+                    None => None,
+                    Some(p) => Some(super::Lineage {
+                        parent_run_id: p.parse().map_err(|e: crate::domain::ids::BadRunId| {
+                            corrupt("parent run id")(e.to_string())
+                        })?,
+                        checkpoint_id: r
+                            .try_get::<Option<String>, _>("checkpoint_id")
+                            .map_err(q("read run"))?
+                            .unwrap_or_default(),
+                        forked_at: r.try_get("forked_at").map_err(q("read run"))?,
+                    }),
+                }
+            },
         }
     }};
 }
@@ -61,12 +77,14 @@ macro_rules! task_from_row {
             error: r.try_get("error").map_err(q("read task"))?,
             started_at: r.try_get("started_at").map_err(q("read task"))?,
             finished_at: r.try_get("finished_at").map_err(q("read task"))?,
+            restored_from: r.try_get("restored_from").map_err(q("read task"))?,
         }
     }};
 }
 
 const RUN_COLUMNS: &str = "id, name, status, reason, correlation_id, plan, inputs, workspace, \
-                           created_at, started_at, finished_at, deadline_at, project";
+                           created_at, started_at, finished_at, deadline_at, project, \
+                           parent_run_id, checkpoint_id, forked_at";
 
 impl Store {
     /// One run.
@@ -195,7 +213,7 @@ impl Store {
     /// Query failures.
     pub async fn tasks(&self, run: RunId) -> Result<Vec<TaskRow>, StoreError> {
         let sql = "SELECT task_id, idx, tool, status, attempt, agent, outputs, error, started_at, \
-                   finished_at FROM tasks WHERE run_id = $1 ORDER BY idx";
+                   finished_at, restored_from FROM tasks WHERE run_id = $1 ORDER BY idx";
         with_pool!(self, |p, _b| {
             let rows = sqlx::query(sql)
                 .bind(run.to_string())

@@ -1,0 +1,512 @@
+//! Checkpoints, restore and fork: a run's progress saved as a row, and new runs that start
+//! from one (restored tasks are not run again; the workspace is rebuilt from the manifest).
+
+use super::node::{self, workspace_of};
+use super::{RunHandle, Runtime, RuntimeError, SubmitOptions};
+use crate::domain::event::EventType;
+use crate::domain::graph::ValidatedPlan;
+use crate::domain::plan::{Format, Plan, PlanSource};
+use crate::domain::reference::{references_in, Reference};
+use crate::domain::{CorrelationId, RunId, TaskKey, TaskStatus};
+use crate::store::{ArtifactRow, Blobs, CheckpointRow, Lineage, RunRecord, TaskRow};
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::path::{Component, Path, PathBuf};
+
+/// What a fork changes: where it starts, a JSON merge patch on the plan, input values.
+#[derive(Debug, Clone, Default)]
+pub struct Fork {
+    /// The task the fork starts at: it and everything downstream of it run again.
+    pub at: String,
+    /// A JSON merge patch (RFC 7386) on the plan. `tasks` may be an object keyed by task id
+    /// (merged into those tasks; `null` removes one, a new key adds one) or a list (replaces
+    /// the tasks).
+    pub patch: Option<Value>,
+    /// Input values over the parent run's.
+    pub inputs: Map<String, Value>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+    move |source| RuntimeError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Every file under `workspace` (relative path with `/` → sha256), each stored in `blobs`.
+async fn manifest_of(workspace: &Path, blobs: &Blobs) -> Result<Map<String, Value>, RuntimeError> {
+    let mut manifest = Map::new();
+    let mut dirs = vec![workspace.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        while let Some(entry) = entries.next_entry().await.map_err(io(&dir))? {
+            let path = entry.path();
+            let kind = entry.file_type().await.map_err(io(&path))?;
+            if kind.is_dir() {
+                dirs.push(path);
+            } else if kind.is_file() {
+                let blob = blobs
+                    .put_file(&path)
+                    .await
+                    .map_err(|e| io(&path)(std::io::Error::other(e.to_string())))?;
+                let rel = path
+                    .strip_prefix(workspace)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                manifest.insert(rel, Value::String(blob.hash));
+            }
+        }
+    }
+    let mut sorted: Vec<(String, Value)> = manifest.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(sorted.into_iter().collect())
+}
+
+/// Writes the files of a manifest under `workspace` (which must not exist yet).
+async fn rebuild(
+    workspace: &Path,
+    manifest: &Map<String, Value>,
+    blobs: &Blobs,
+) -> Result<(), RuntimeError> {
+    tokio::fs::create_dir_all(workspace)
+        .await
+        .map_err(io(workspace))?;
+    for (rel, hash) in manifest {
+        let rel_path = Path::new(rel);
+        let safe = rel_path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+        let hash = hash.as_str().unwrap_or_default();
+        if !safe || hash.is_empty() {
+            return Err(RuntimeError::BadFork(format!(
+                "the checkpoint's manifest has an unusable entry `{rel}`"
+            )));
+        }
+        let to = workspace.join(rel_path);
+        if let Some(dir) = to.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
+        }
+        let from = blobs.path_of(hash);
+        tokio::fs::copy(&from, &to).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                RuntimeError::BadFork(format!(
+                    "the checkpoint's copy of `{rel}` (sha256 {hash}) is gone from the artifact store"
+                ))
+            } else {
+                io(&to)(e)
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Tasks of the checkpoint, by id: (outputs, agent).
+fn checkpoint_tasks(cp: &CheckpointRow) -> HashMap<String, (Option<Value>, Option<String>)> {
+    cp.tasks
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| {
+            let id = t.get("id")?.as_str()?.to_string();
+            let outputs = t.get("outputs").filter(|v| !v.is_null()).cloned();
+            let agent = t.get("agent").and_then(Value::as_str).map(str::to_string);
+            Some((id, (outputs, agent)))
+        })
+        .collect()
+}
+
+/// Applies a merge patch to a plan, with `tasks` addressable as an object keyed by id.
+fn patch_plan(plan: &Plan, patch: &Value) -> Result<Value, RuntimeError> {
+    if !patch.is_object() {
+        return Err(RuntimeError::BadFork(
+            "the patch must be a JSON object (a merge patch on the plan)".into(),
+        ));
+    }
+    let mut doc = serde_json::to_value(plan).map_err(|e| RuntimeError::BadFork(e.to_string()))?;
+    let keyed = patch.get("tasks").is_some_and(Value::is_object);
+    if keyed {
+        let tasks: Map<String, Value> = plan
+            .tasks
+            .iter()
+            .map(|t| {
+                let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("id");
+                }
+                (t.id.clone(), v)
+            })
+            .collect();
+        doc["tasks"] = Value::Object(tasks);
+    }
+    json_patch::merge(&mut doc, patch);
+    if keyed {
+        let tasks = doc
+            .get_mut("tasks")
+            .and_then(Value::as_object_mut)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        let mut list = Vec::with_capacity(tasks.len());
+        for (id, mut t) in tasks {
+            let Some(o) = t.as_object_mut() else {
+                return Err(RuntimeError::BadFork(format!(
+                    "the patch's task `{id}` must be an object (or null to remove it)"
+                )));
+            };
+            if let Some(other) = o.get("id").filter(|v| v.as_str() != Some(id.as_str())) {
+                return Err(RuntimeError::BadFork(format!(
+                    "the patch's task `{id}` has a different id {other}"
+                )));
+            }
+            let mut with_id = Map::new();
+            with_id.insert("id".into(), Value::String(id));
+            with_id.extend(std::mem::take(o));
+            list.push(Value::Object(with_id));
+        }
+        doc["tasks"] = Value::Array(list);
+    }
+    Ok(doc)
+}
+
+/// The input names a task's spec refers to.
+fn input_refs(spec: &Value) -> HashSet<String> {
+    references_in(spec)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(_, r)| match r {
+            Reference::Input(name) => Some(name),
+            Reference::TaskOutput { .. } => None,
+        })
+        .collect()
+}
+
+/// What a run has done now, as a checkpoint row (not yet written): its succeeded tasks
+/// with their committed outputs, its artifacts, and a manifest of its workspace whose files
+/// are stored content-addressed.
+pub(crate) async fn snapshot(
+    store: &crate::store::Store,
+    data_dir: &Path,
+    run: RunId,
+    description: Option<String>,
+) -> Result<CheckpointRow, RuntimeError> {
+    let record = store.run(run).await?;
+    let by_id: HashMap<String, TaskRow> = store
+        .tasks(run)
+        .await?
+        .into_iter()
+        .map(|t| (t.task_id.to_string(), t))
+        .collect();
+    let mut tasks = Vec::new();
+    for spec in &record.plan.tasks {
+        if let Some(t) = by_id.get(&spec.id) {
+            if t.status == TaskStatus::Succeeded {
+                tasks.push(json!({
+                    "id": t.task_id, "outputs": t.outputs, "agent": t.agent, "attempts": t.attempt,
+                }));
+            }
+        }
+    }
+    let artifacts: Vec<Value> = store
+        .artifacts(run)
+        .await?
+        .into_iter()
+        .map(|a| json!({"task": a.task_id, "name": a.name, "sha256": a.hash, "size": a.size}))
+        .collect();
+    let blobs = Blobs::new(data_dir.join("artifacts"));
+    let manifest = manifest_of(Path::new(&record.workspace), &blobs).await?;
+    Ok(CheckpointRow {
+        id: format!("cp-{}", uuid::Uuid::now_v7()),
+        run_id: run,
+        description,
+        step: tasks.len() as i64,
+        tasks: Value::Array(tasks),
+        artifacts: Value::Array(artifacts),
+        manifest: Value::Object(manifest),
+        created_at: chrono::Utc::now().timestamp_millis(),
+    })
+}
+
+impl Runtime {
+    /// Checkpoints a run: its succeeded tasks with their outputs (as committed), its
+    /// artifacts, and a manifest of its workspace whose files are kept content-addressed.
+    /// Returns the stored checkpoint.
+    ///
+    /// # Errors
+    /// Unknown run; a workspace file that cannot be read or stored; store failures.
+    ///
+    /// # Cancel safety
+    /// If dropped before the row is committed, file copies may remain without a checkpoint
+    /// (content-addressed, so harmless).
+    pub async fn checkpoint(
+        &self,
+        run: RunId,
+        description: Option<String>,
+    ) -> Result<CheckpointRow, RuntimeError> {
+        let row = snapshot(self.store(), self.data_dir(), run, description).await?;
+        self.write(crate::store::Batch {
+            checkpoints: vec![row.clone()],
+            ..Default::default()
+        })
+        .await?;
+        Ok(row)
+    }
+
+    /// Starts a new run from a checkpoint: the checkpoint's tasks are succeeded in it
+    /// (`restoredFrom` = the checkpoint) without running, their artifacts are shared by
+    /// hash, its workspace is rebuilt from the manifest before anything runs, and the rest
+    /// of the parent's plan runs. `opts` as for [`Runtime::submit_opts`] (the project is
+    /// the parent's unless given).
+    ///
+    /// # Errors
+    /// Unknown checkpoint; a plan that no longer validates (tools or agents changed); a
+    /// manifest file gone from the artifact store; store failures.
+    ///
+    /// # Cancel safety
+    /// As `submit`; if dropped before the run is committed, a rebuilt workspace may remain
+    /// without a run.
+    pub async fn restore(
+        &self,
+        checkpoint: &str,
+        opts: SubmitOptions,
+    ) -> Result<RunHandle, RuntimeError> {
+        let cp = self.store().checkpoint(checkpoint).await?;
+        let parent = self.store().run(cp.run_id).await?;
+        let src = PlanSource::from_plan(parent.plan.clone());
+        let plan = self
+            .validate(&src, &parent.inputs)
+            .map_err(RuntimeError::Plan)?;
+        let keep: HashSet<String> = checkpoint_tasks(&cp).into_keys().collect();
+        self.branch(&parent, &cp, plan, &keep, None, opts).await
+    }
+
+    /// Forks a run at task `fork.at`: the plan (with `fork.patch` applied) is validated;
+    /// the fork point, every task whose spec or referenced inputs changed, every task that
+    /// had not succeeded, and everything downstream of those run again; the parent's other
+    /// succeeded tasks are restored. A checkpoint of the parent, taken now, records what
+    /// the fork starts from.
+    ///
+    /// # Errors
+    /// Unknown run or task; a patch that is not an object or leaves an invalid plan (every
+    /// problem listed); the rest as [`Runtime::restore`].
+    ///
+    /// # Cancel safety
+    /// As [`Runtime::restore`].
+    pub async fn fork(
+        &self,
+        run: RunId,
+        fork: Fork,
+        opts: SubmitOptions,
+    ) -> Result<RunHandle, RuntimeError> {
+        let parent = self.store().run(run).await?;
+        if !parent.plan.tasks.iter().any(|t| t.id == fork.at) {
+            let ids: Vec<&str> = parent.plan.tasks.iter().map(|t| t.id.as_str()).collect();
+            return Err(RuntimeError::BadFork(format!(
+                "run {run} has no task `{}` (its tasks: {})",
+                fork.at,
+                ids.join(", ")
+            )));
+        }
+        let src = match &fork.patch {
+            None => PlanSource::from_plan(parent.plan.clone()),
+            Some(patch) => {
+                let doc = patch_plan(&parent.plan, patch)?;
+                let text = serde_json::to_string_pretty(&doc)
+                    .map_err(|e| RuntimeError::BadFork(e.to_string()))?;
+                PlanSource::parse(&text, Format::Json, Some("the patched plan")).map_err(|e| {
+                    RuntimeError::BadFork(format!("the patch leaves no valid plan: {e}"))
+                })?
+            }
+        };
+        // Inputs: the parent's values, except those it took from a default the patch
+        // changed (the new default applies), then the caller's.
+        let mut inputs = Map::new();
+        for (name, spec) in &src.plan.inputs {
+            let Some(value) = parent.inputs.get(name) else {
+                continue;
+            };
+            let old_default = parent
+                .plan
+                .inputs
+                .get(name)
+                .and_then(|s| s.default.as_ref());
+            let defaulted = old_default == Some(value) && spec.default.as_ref() != old_default;
+            if !defaulted {
+                inputs.insert(name.clone(), value.clone());
+            }
+        }
+        inputs.extend(fork.inputs.clone());
+        let plan = self.validate(&src, &inputs).map_err(RuntimeError::Plan)?;
+        let cp = self
+            .checkpoint(run, Some(format!("fork at {}", fork.at)))
+            .await?;
+        let done = checkpoint_tasks(&cp);
+        let old: HashMap<&str, Value> = parent
+            .plan
+            .tasks
+            .iter()
+            .map(|t| {
+                (
+                    t.id.as_str(),
+                    serde_json::to_value(t).unwrap_or(Value::Null),
+                )
+            })
+            .collect();
+        let graph = &plan.graph;
+        let mut again: Vec<bool> = vec![false; graph.len()];
+        for (i, t) in plan.plan.tasks.iter().enumerate() {
+            let spec = serde_json::to_value(t).unwrap_or(Value::Null);
+            let inputs_changed = input_refs(&spec)
+                .iter()
+                .any(|name| parent.inputs.get(name) != plan.inputs.get(name));
+            again[i] = t.id == fork.at
+                || !done.contains_key(&t.id)
+                || old.get(t.id.as_str()) != Some(&spec)
+                || inputs_changed;
+        }
+        // Everything downstream of a task that runs again runs again too: propagate until
+        // nothing changes (each pass is linear in the tasks and their edges).
+        loop {
+            let mut moved = false;
+            for i in 0..graph.len() {
+                if !again[i] && graph.task(i).deps.iter().any(|&d| again[d]) {
+                    again[i] = true;
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        let keep: HashSet<String> = (0..graph.len())
+            .filter(|&i| !again[i])
+            .map(|i| graph.task(i).key.to_string())
+            .collect();
+        self.branch(&parent, &cp, plan, &keep, Some(fork.at), opts)
+            .await
+    }
+
+    /// Stores and (unless detached) starts a run of `plan` with the `keep` tasks of `cp`
+    /// restored.
+    async fn branch(
+        &self,
+        parent: &RunRecord,
+        cp: &CheckpointRow,
+        plan: ValidatedPlan,
+        keep: &HashSet<String>,
+        forked_at: Option<String>,
+        opts: SubmitOptions,
+    ) -> Result<RunHandle, RuntimeError> {
+        let id = opts.id.unwrap_or_default();
+        let corr = opts.correlation.unwrap_or_else(CorrelationId::generate);
+        let done = checkpoint_tasks(cp);
+        let mut tasks = Vec::new();
+        let (mut restored, mut rerun) = (Vec::new(), Vec::new());
+        for (i, t) in plan.graph.tasks().iter().enumerate() {
+            match done
+                .get(t.key.as_str())
+                .filter(|_| keep.contains(t.key.as_str()))
+            {
+                Some((outputs, agent)) => {
+                    restored.push(t.key.to_string());
+                    tasks.push(TaskRow {
+                        run_id: id,
+                        task_id: t.key.clone(),
+                        idx: i as i64,
+                        tool: t.tool.clone(),
+                        status: TaskStatus::Succeeded,
+                        attempt: 0,
+                        agent: agent.clone(),
+                        outputs: outputs.clone(),
+                        error: None,
+                        started_at: None,
+                        finished_at: None,
+                        restored_from: Some(cp.id.clone()),
+                    });
+                }
+                None => rerun.push(t.key.to_string()),
+            }
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        let artifacts: Vec<ArtifactRow> = cp
+            .artifacts
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| {
+                let task = a.get("task")?.as_str()?;
+                restored.iter().any(|r| r == task).then(|| ArtifactRow {
+                    run_id: id,
+                    task_id: TaskKey::from_trusted(task.to_string()),
+                    name: a.get("name").and_then(Value::as_str).unwrap_or("").into(),
+                    hash: a.get("sha256").and_then(Value::as_str).unwrap_or("").into(),
+                    size: a.get("size").and_then(Value::as_i64).unwrap_or(0),
+                    created_at: now,
+                })
+            })
+            .collect();
+        let workspace: PathBuf = workspace_of(self.data_dir(), id);
+        let empty = Map::new();
+        let manifest = cp.manifest.as_object().unwrap_or(&empty);
+        let blobs = Blobs::new(self.data_dir().join("artifacts"));
+        if let Err(e) = rebuild(&workspace, manifest, &blobs).await {
+            if let Some(dir) = workspace.parent() {
+                let _ = tokio::fs::remove_dir_all(dir).await;
+            }
+            return Err(e);
+        }
+        let lineage = Lineage {
+            parent_run_id: parent.id,
+            checkpoint_id: cp.id.clone(),
+            forked_at: forked_at.clone(),
+        };
+        let prelude = vec![(
+            EventType::RunRestored,
+            json!({
+                "parentRunId": parent.id,
+                "checkpointId": cp.id,
+                "forkedAt": forked_at,
+                "restored": restored,
+                "rerun": rerun,
+                "files": manifest.len(),
+            }),
+        )];
+        let submitted = self
+            .inner
+            .node
+            .send(node::Submit {
+                plan,
+                corr: corr.clone(),
+                detach: opts.detach,
+                id: Some(id),
+                prelude,
+                project: Some(opts.project.unwrap_or_else(|| parent.project.clone())),
+                template: None,
+                restore: Some(node::Restore {
+                    lineage,
+                    tasks,
+                    artifacts,
+                }),
+            })
+            .await
+            .map_err(|_| RuntimeError::Stopped)
+            .and_then(|r| r);
+        match submitted {
+            Ok(run) => Ok(RunHandle::new(self.clone(), run, corr)),
+            Err(e) => {
+                // Nothing was committed: the rebuilt workspace belongs to no run.
+                if matches!(e, RuntimeError::Write(_)) {
+                    if let Some(dir) = workspace.parent() {
+                        let _ = tokio::fs::remove_dir_all(dir).await;
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+}
