@@ -797,3 +797,43 @@ both_stores! {
         s.stop().await;
     }
 }
+
+both_stores! {
+    async fn a_waiting_task_is_decided_over_http(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        let plan = "name: gated\ntasks:\n  - id: a\n    tool: test:echo\n    inputs: { x: 1 }\n    gates: [{ kind: manual, approvers: [alice] }]\n";
+        let (_, run) = s.post(&key, "/runs", "application/yaml", plan).await;
+        let id = run["id"].as_str().unwrap().to_string();
+        let url = format!("/runs/{id}/tasks/a/approval");
+        let mut waiting = false;
+        for _ in 0..200 {
+            let (_, r) = s.get(&key, &format!("/runs/{id}")).await;
+            if r["status"] == "waiting" {
+                waiting = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert!(waiting);
+        let other = s.key("globex").await;
+        let (st, _) = s.post(&other, &url, "application/json", r#"{"decision": "approve", "by": "alice"}"#).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        let (st, body) = s.post(&key, &url, "application/json", r#"{"decision": "approve", "by": "eve"}"#).await;
+        assert_eq!((st, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("not_an_approver")));
+        let (st, body) = s.post(&key, &url, "application/json", r#"{"decision": "maybe", "by": "alice"}"#).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("\"maybe\""));
+        let (st, body) = s.post(&key, &format!("/runs/{id}/tasks/zz/approval"), "application/json", r#"{"decision": "approve", "by": "alice"}"#).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{body}");
+        let (st, w) = s.post(&key, &url, "application/json", r#"{"decision": "approve", "by": "alice", "reason": "fine"}"#).await;
+        assert_eq!(st, StatusCode::OK, "{w}");
+        assert_eq!((w["decision"].as_str(), w["decidedBy"].as_str(), w["reason"].as_str()), (Some("approve"), Some("alice"), Some("fine")));
+        let (st, body) = s.post(&key, &url, "application/json", r#"{"decision": "reject", "by": "alice"}"#).await;
+        assert_eq!((st, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("not_waiting")));
+        s.wait(&id).await;
+        let (_, r) = s.get(&key, &format!("/runs/{id}")).await;
+        assert_eq!(r["status"], "succeeded");
+        s.stop().await;
+    }
+}

@@ -229,14 +229,7 @@ tasks:
 #[test]
 fn the_cli_prints_the_checkpoint_id_alone_on_the_last_line() {
     let dir = tempfile::tempdir().unwrap();
-    let nofx = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_nofx"))
-            .current_dir(dir.path())
-            .env_remove("NOFX_DATABASE_URL")
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let nofx = |args: &[&str]| common::nofx_out(dir.path(), args);
     std::fs::write(
         dir.path().join("p.yaml"),
         "name: t\ntasks:\n  - { id: a, tool: test:echo, inputs: { x: 1 } }\n",
@@ -271,14 +264,7 @@ fn the_cli_prints_the_checkpoint_id_alone_on_the_last_line() {
 #[test]
 fn the_cli_restores_and_forks_in_the_foreground_or_detached() {
     let dir = tempfile::tempdir().unwrap();
-    let nofx = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_nofx"))
-            .current_dir(dir.path())
-            .env_remove("NOFX_DATABASE_URL")
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let nofx = |args: &[&str]| common::nofx_out(dir.path(), args);
     let last_line = |out: &std::process::Output| {
         String::from_utf8_lossy(&out.stdout)
             .trim()

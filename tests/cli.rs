@@ -8,17 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn nofx(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nofx"));
-    c.current_dir(dir).env_remove("NOFX_DATABASE_URL");
-    for var in [
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_BASE_URL",
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-    ] {
-        c.env_remove(var);
-    }
-    c
+    common::nofx_cmd(dir)
 }
 
 fn run(cmd: &mut Command) -> Output {

@@ -1,6 +1,7 @@
 //! The HTTP API of `nofx serve` (axum): runs, events, keys-based access per project, JSON
 //! errors, correlation ids. One process runs the runtime and the API.
 
+mod approvals;
 mod artifacts;
 mod auth;
 mod checkpoints;
@@ -73,6 +74,7 @@ pub fn router(rt: Runtime, opts: ApiOptions) -> Router {
         )
         .route("/checkpoints/{id}/restore", post(checkpoints::restore))
         .route("/runs/{id}/fork", post(checkpoints::fork))
+        .route("/runs/{id}/tasks/{task}/approval", post(approvals::decide))
         .route("/runs/{id}/artifacts", get(artifacts::list))
         .route("/runs/{id}/artifacts/{*name}", get(artifacts::get))
         .route("/templates", get(templates::list).post(templates::create))

@@ -20,6 +20,7 @@ pub const OPERATIONS: &[(&str, &str, &str, bool, u16)] = &[
     ("post", "/runs/{id}/checkpoints", "Checkpoint a run (succeeded tasks, outputs, artifacts, workspace manifest)", true, 201),
     ("get", "/runs/{id}/checkpoints", "A run's checkpoints", true, 200),
     ("post", "/checkpoints/{id}/restore", "Start a new run from a checkpoint (restored tasks are not run again)", true, 201),
+    ("post", "/runs/{id}/tasks/{task}/approval", "Approve or reject a task waiting at a manual gate (409 not waiting, 403 not an approver)", true, 200),
     ("post", "/runs/{id}/fork", "Fork a run at a task, with a JSON merge patch on the plan", true, 201),
     ("get", "/runs/{id}/artifacts/{name}", "One artifact's content", true, 200),
     ("get", "/templates", "Templates the project sees, most used first (category)", true, 200),

@@ -1,6 +1,7 @@
 //! Command-line glue: arguments (clap), configuration lookup, output and exit codes.
 //! Exit codes: 0 success, 1 the run failed or was cancelled, 2 bad input, 130 interrupted.
 
+mod approve;
 mod checkpoints;
 mod keys;
 mod progress;
@@ -108,6 +109,10 @@ enum Command {
     /// Checkpoints of runs.
     #[command(subcommand)]
     Checkpoints(checkpoints::CheckpointsCommand),
+    /// Approve a task waiting at a manual gate: it succeeds with its outputs.
+    Approve(approve::DecideArgs),
+    /// Reject a task waiting at a manual gate: it fails.
+    Reject(approve::DecideArgs),
 }
 
 #[derive(Args)]
@@ -260,7 +265,11 @@ impl From<nofx::RuntimeError> for Failure {
         match e {
             nofx::RuntimeError::Plan(p) => Failure::Input(p.to_string()),
             nofx::RuntimeError::Config(c) => Failure::Input(c.to_string()),
-            nofx::RuntimeError::BadGoal(m) | nofx::RuntimeError::BadFork(m) => Failure::Input(m),
+            nofx::RuntimeError::BadGoal(m)
+            | nofx::RuntimeError::BadFork(m)
+            | nofx::RuntimeError::NotWaiting(m)
+            | nofx::RuntimeError::NotApprover(m)
+            | nofx::RuntimeError::NoSuchTask(m) => Failure::Input(m),
             nofx::RuntimeError::Store(e) => Failure::from(e),
             other => Failure::Error(other.to_string()),
         }
@@ -344,6 +353,8 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Serve(a) => serve::serve(&g, a).await,
         Command::Templates(c) => templates::dispatch(&g, c).await,
         Command::Checkpoints(c) => checkpoints::dispatch(&g, c).await,
+        Command::Approve(a) => approve::decide(&g, a, true).await,
+        Command::Reject(a) => approve::decide(&g, a, false).await,
         Command::Bench(a) => {
             let report = nofx::bench::run(a.shape, a.tasks, a.store, g.database_url.as_deref())
                 .await

@@ -101,6 +101,47 @@ impl Progress {
                     }
                 ));
             }
+            EventType::ApprovalRequested => {
+                self.running = self.running.saturating_sub(1);
+                let who = e
+                    .data
+                    .get("approvers")
+                    .and_then(|v| v.as_array())
+                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                let who = if who.is_empty() {
+                    "anyone".to_string()
+                } else {
+                    who.join(", ")
+                };
+                let until = match e.data.get("deadline").and_then(|v| v.as_str()) {
+                    Some(d) => format!(" until {d} (then {})", text("onTimeout")),
+                    None => String::new(),
+                };
+                self.line(format!(
+                    "  waiting {task}: approval by {who}{until}: nofx approve {} {task} --as NAME",
+                    e.run_id
+                ));
+            }
+            EventType::ApprovalDecided => {
+                // The task's success or failure follows and counts it.
+                self.running += 1;
+                let reason = text("reason");
+                self.line(format!(
+                    "  {:<7} {task} by {}{}",
+                    if text("decision") == "approve" {
+                        "approved"
+                    } else {
+                        "rejected"
+                    },
+                    text("by"),
+                    if reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {reason}")
+                    }
+                ));
+            }
             EventType::TaskStarted => self.running += 1,
             EventType::TaskSucceeded => {
                 self.running = self.running.saturating_sub(1);

@@ -62,6 +62,13 @@ event_types! {
     GatePassed => "gate.passed",
     /// A gate rejected the task's outputs.
     GateFailed => "gate.failed",
+    /// A task's result waits for a person's decision: who may decide, until when, the
+    /// outputs to decide on.
+    ApprovalRequested => "approval.requested",
+    /// Someone (or the deadline) decided: decision, by, reason.
+    ApprovalDecided => "approval.decided",
+    /// Nothing of the run can go on until someone decides: the tasks waiting.
+    RunWaiting => "run.waiting",
     /// Every task succeeded.
     RunSucceeded => "run.succeeded",
     /// The run failed; `data.reason` says why.

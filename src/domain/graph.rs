@@ -665,8 +665,16 @@ pub fn validate(
                 },
             ));
         }
+        let mut manual = 0;
         for (g, gate) in t.gates.iter().enumerate() {
-            if let Some(why) = gate_problem(gate) {
+            let mut problem = gate_problem(gate);
+            if matches!(gate, GateSpec::Manual { .. }) {
+                manual += 1;
+                if manual > 1 {
+                    problem = Some("a task has at most one manual gate".into());
+                }
+            }
+            if let Some(why) = problem {
                 errors.push((
                     line,
                     PlanError::BadGate {
@@ -751,6 +759,19 @@ fn gate_problem(gate: &GateSpec) -> Option<String> {
         GateSpec::Command { argv, timeout_s } => {
             if argv.is_empty() || argv[0].is_empty() {
                 Some("`argv` must name a command".into())
+            } else if matches!(timeout_s, Some(s) if !(s.is_finite() && *s > 0.0)) {
+                Some("`timeout_s` must be above 0".into())
+            } else {
+                None
+            }
+        }
+        GateSpec::Manual {
+            approvers,
+            timeout_s,
+            ..
+        } => {
+            if approvers.iter().any(|a| a.trim().is_empty()) {
+                Some("`approvers` must be names".into())
             } else if matches!(timeout_s, Some(s) if !(s.is_finite() && *s > 0.0)) {
                 Some("`timeout_s` must be above 0".into())
             } else {

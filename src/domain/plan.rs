@@ -277,6 +277,40 @@ pub enum GateSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<String>,
     },
+    /// A person approves or rejects the outputs; the task waits for the decision. Runs after
+    /// the task's other gates have passed, wherever it is listed.
+    Manual {
+        /// Who may decide (any name when empty).
+        #[serde(default)]
+        approvers: Vec<String>,
+        /// Seconds to wait for a decision; then `on_timeout` decides.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_s: Option<f64>,
+        /// The decision taken when `timeout_s` passes without one.
+        #[serde(default)]
+        on_timeout: OnTimeout,
+    },
+}
+
+/// The decision a manual gate takes when nobody decided in time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    /// The task fails.
+    #[default]
+    Reject,
+    /// The task succeeds with its outputs.
+    Approve,
+}
+
+impl OnTimeout {
+    /// `reject` or `approve`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reject => "reject",
+            Self::Approve => "approve",
+        }
+    }
 }
 
 impl GateSpec {
@@ -287,6 +321,7 @@ impl GateSpec {
             Self::JsonSchema { .. } => "json_schema",
             Self::Command { .. } => "command",
             Self::LlmJudge { .. } => "llm_judge",
+            Self::Manual { .. } => "manual",
         }
     }
 }

@@ -12,10 +12,11 @@ use super::supervisor::{Delegate, Supervisor, Withdraw};
 use super::Shared;
 use crate::domain::event::EventType;
 use crate::domain::graph::TaskGraph;
+use crate::domain::plan::GateSpec;
 use crate::domain::reference::{self, Lookup};
 use crate::domain::{Correlation, CorrelationId, Event, RunId, RunStatus, TaskKey, TaskStatus};
 use crate::models::Caller;
-use crate::store::{ArtifactRow, Batch, MetricRow, RunUpdate, StoredBlob, TaskRow};
+use crate::store::{ArtifactRow, Batch, MetricRow, RunUpdate, StoredBlob, TaskRow, WaitRow};
 use crate::tools::{ModelAccess, ToolError, ToolOutput};
 use actix::prelude::*;
 use serde_json::{json, Map, Value};
@@ -147,6 +148,11 @@ pub struct CancelRun {
 #[rtype(result = "()")]
 pub struct Interrupt(pub Option<oneshot::Sender<()>>);
 
+/// Someone decided on a wait of this run (the decision is in the store): read and apply it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecheckWaits;
+
 /// Stops at once, writing nothing: another process owns the run now.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -231,12 +237,16 @@ struct TaskState {
     attempt_ms: Option<i64>,
     /// The checkpoint its result was restored from.
     restored_from: Option<String>,
+    /// The wait it is held by, while waiting for a decision.
+    wait: Option<String>,
 }
 
 enum After {
     /// Hand these attempts to the supervisor: their attempt numbers are committed.
     Dispatch(Vec<Delegate>),
     TaskDone(usize, bool),
+    /// The task's wait (and its event) is committed: checkpoint, arm the deadline.
+    Waiting(usize, Option<i64>),
     RunDone,
     Interrupted(Option<oneshot::Sender<()>>),
 }
@@ -269,6 +279,10 @@ pub struct Coordinator {
     checkpoint_due: Option<usize>,
     /// A checkpoint is reading the workspace: tasks that become ready wait.
     pausing: bool,
+    /// A task of this run has waited for a decision (the run's status follows its waits).
+    has_waits: bool,
+    /// The status last written for the run while it executes (`running` or `waiting`).
+    run_status: RunStatus,
 }
 
 struct Refs<'a> {
@@ -312,9 +326,10 @@ impl Coordinator {
             .map(|t| match rows.get(t.key.as_str()) {
                 Some(r) => TaskState {
                     // Nothing runs here yet: what was in flight in the last process is ready
-                    // to run again (with the next attempt number).
+                    // to run again (with the next attempt number); a task waiting for a
+                    // decision keeps waiting (its wait row says for what).
                     status: match r.status {
-                        TaskStatus::Running | TaskStatus::Waiting => TaskStatus::Ready,
+                        TaskStatus::Running => TaskStatus::Ready,
                         s => s,
                     },
                     attempt: r.attempt as u32,
@@ -338,6 +353,7 @@ impl Coordinator {
                 .count() as u32;
         }
         let open = tasks.iter().filter(|t| !t.status.is_terminal()).count();
+        let has_waits = tasks.iter().any(|t| t.status == TaskStatus::Waiting);
         let span = tracing::info_span!("run", corr = %s.corr, run = %s.run);
         let seq = s.last_seq;
         debug_assert_eq!(tasks.len(), n);
@@ -361,6 +377,8 @@ impl Coordinator {
             checkpointed_at: 0,
             checkpoint_due: None,
             pausing: false,
+            has_waits,
+            run_status: RunStatus::Running,
         }
     }
 
@@ -476,6 +494,9 @@ impl Coordinator {
         if self.mode == Mode::Halted && self.afters.is_empty() {
             return;
         }
+        if self.has_waits {
+            self.sync_run_status();
+        }
         let mut after = std::mem::take(&mut self.afters);
         if !self.delegates.is_empty() {
             after.insert(0, After::Dispatch(std::mem::take(&mut self.delegates)));
@@ -555,6 +576,19 @@ impl Coordinator {
                     }
                 }
                 self.maybe_finish(ctx);
+            }
+            After::Waiting(i, deadline) => {
+                if self.s.checkpoints.before_approval && self.mode == Mode::Running {
+                    self.pausing = true;
+                    let key = self.key(i).clone();
+                    self.auto_checkpoint(
+                        format!("automatic, before the approval of task {key}"),
+                        ctx,
+                    );
+                }
+                if let (Some(at), Some(wait)) = (deadline, self.tasks[i].wait.clone()) {
+                    self.arm_deadline(i, wait, at, ctx);
+                }
             }
             After::RunDone => {
                 let latencies = std::mem::take(&mut self.latencies);
@@ -799,7 +833,7 @@ impl Coordinator {
         let attempt = self.tasks[i].attempt;
         let retryable = !matches!(
             err.kind,
-            "input" | "policy" | "cancelled" | "budget_exceeded" | "unavailable"
+            "input" | "policy" | "cancelled" | "budget_exceeded" | "unavailable" | "rejected"
         );
         self.tasks[i].dispatched = false;
         self.record_attempt(i, Some(err.kind));
@@ -945,6 +979,232 @@ impl Coordinator {
         self.flush(ctx, Some(After::RunDone));
     }
 
+    /// Holds task `i`'s result for a person's decision: the wait row, the task row (waiting,
+    /// with its outputs) and `approval.requested` commit together.
+    fn request_approval(
+        &mut self,
+        i: usize,
+        gate_number: usize,
+        gate: &GateSpec,
+        output: ToolOutput,
+        ctx: &mut Context<Self>,
+    ) {
+        let GateSpec::Manual {
+            approvers,
+            timeout_s,
+            on_timeout,
+        } = gate
+        else {
+            return;
+        };
+        if !self.set_status(i, TaskStatus::Waiting) {
+            return;
+        }
+        self.has_waits = true;
+        self.record_attempt(i, None);
+        self.push_artifacts(i, output.artifacts);
+        let now = now_ms();
+        let deadline = timeout_s.map(|s| now + (s * 1000.0).round() as i64);
+        let id = format!("wait-{}", uuid::Uuid::now_v7());
+        let t = &mut self.tasks[i];
+        t.outputs = Some(Value::Object(output.outputs));
+        t.dispatched = false;
+        t.wait = Some(id.clone());
+        let attempt = t.attempt;
+        self.outbox.waits.push(WaitRow {
+            id: id.clone(),
+            run_id: self.s.run,
+            task_id: self.key(i).to_string(),
+            attempt: i64::from(attempt),
+            kind: "approval".into(),
+            approvers: approvers.clone(),
+            deadline_at: deadline,
+            on_timeout: on_timeout.as_str().into(),
+            requested_at: now,
+            decision: None,
+            decided_by: None,
+            reason: None,
+            decided_at: None,
+        });
+        self.emit(
+            EventType::ApprovalRequested,
+            Some(i),
+            json!({
+                "waitId": id,
+                "gate": gate_number,
+                "attempt": attempt,
+                "approvers": approvers,
+                "deadline": deadline.map(|d| crate::domain::event::from_ms(d).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                "onTimeout": on_timeout.as_str(),
+                "outputs": self.tasks[i].outputs,
+            }),
+        );
+        self.write_row(i);
+        self.flush(ctx, Some(After::Waiting(i, deadline)));
+    }
+
+    /// At the deadline the wait's `on_timeout` decides, unless someone decided first (the
+    /// store keeps whichever decision came first); then the decision is applied.
+    fn arm_deadline(&mut self, i: usize, wait: String, at: i64, ctx: &mut Context<Self>) {
+        let left = Duration::from_millis((at - now_ms()).max(0) as u64);
+        ctx.run_later(left, move |act, ctx| {
+            if act.tasks[i].status != TaskStatus::Waiting
+                || act.tasks[i].wait.as_deref() != Some(wait.as_str())
+            {
+                return;
+            }
+            let store = act.s.shared.store.clone();
+            let on_timeout = match act.s.graph.task(i).gates.iter().find_map(|g| match g {
+                GateSpec::Manual {
+                    on_timeout,
+                    timeout_s,
+                    ..
+                } => Some((*on_timeout, *timeout_s)),
+                _ => None,
+            }) {
+                Some(x) => x,
+                None => return,
+            };
+            let (decision, after) = on_timeout;
+            let reason = format!(
+                "no decision within {}s",
+                after.map(|s| s.to_string()).unwrap_or_default()
+            );
+            let fut = async move {
+                store
+                    .decide_wait(&wait, decision.as_str(), "timeout", Some(&reason), now_ms())
+                    .await
+            };
+            ctx.spawn(fut.into_actor(act).map(|res, act, ctx| {
+                if let Err(e) = res {
+                    tracing::warn!(parent: &act.span, error = %e, "could not record a wait's timeout; retrying");
+                }
+                act.check_waits(ctx);
+            }));
+        });
+    }
+
+    /// Reads the run's waits and applies every decision to its waiting task; arms the
+    /// deadline of the open ones; a waiting task without a wait row runs again.
+    fn check_waits(&mut self, ctx: &mut Context<Self>) {
+        let store = self.s.shared.store.clone();
+        let run = self.s.run;
+        let fut = async move { store.waits(run).await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            let rows = match res {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(parent: &act.span, error = %e, "reading waits failed; retrying in a second");
+                    ctx.run_later(Duration::from_secs(1), |act, ctx| act.check_waits(ctx));
+                    return;
+                }
+            };
+            if act.mode != Mode::Running {
+                return;
+            }
+            let mut last: HashMap<String, WaitRow> = HashMap::new();
+            for w in rows {
+                last.insert(w.task_id.clone(), w);
+            }
+            for i in 0..act.tasks.len() {
+                if act.tasks[i].status != TaskStatus::Waiting {
+                    continue;
+                }
+                match last.remove(act.key(i).as_str()) {
+                    None => {
+                        act.set_status(i, TaskStatus::Ready);
+                        act.tasks[i].ready_at = Some(Instant::now());
+                        act.write_row(i);
+                        act.dispatch(i, ctx);
+                    }
+                    Some(w) if w.decision.is_some() => act.decided(i, w, ctx),
+                    Some(w) => {
+                        if act.tasks[i].wait.as_deref() != Some(w.id.as_str()) {
+                            act.tasks[i].wait = Some(w.id.clone());
+                            if let Some(at) = w.deadline_at {
+                                act.arm_deadline(i, w.id, at, ctx);
+                            }
+                        }
+                    }
+                }
+            }
+            act.flush(ctx, None);
+        }));
+    }
+
+    /// Applies a decision: approved, the task succeeds with its held outputs; rejected, it
+    /// fails (no retry).
+    fn decided(&mut self, i: usize, w: WaitRow, ctx: &mut Context<Self>) {
+        let decision = w.decision.clone().unwrap_or_default();
+        let by = w.decided_by.clone().unwrap_or_default();
+        self.tasks[i].wait = None;
+        self.emit(
+            EventType::ApprovalDecided,
+            Some(i),
+            json!({"waitId": w.id, "decision": decision, "by": by, "reason": w.reason, "attempt": w.attempt}),
+        );
+        if decision == "approve" {
+            let outputs = match self.tasks[i].outputs.clone() {
+                Some(Value::Object(m)) => m,
+                _ => Map::new(),
+            };
+            self.succeed(
+                i,
+                ToolOutput {
+                    outputs,
+                    artifacts: Vec::new(),
+                },
+                ctx,
+            );
+        } else {
+            let why = match &w.reason {
+                Some(r) if !r.is_empty() => format!("rejected by {by}: {r}"),
+                _ => format!("rejected by {by}"),
+            };
+            self.fail(i, AttemptError::new("rejected", why), ctx);
+        }
+    }
+
+    /// Writes the run's status when its waits change it: `waiting` while a task waits for
+    /// a decision and nothing else of the run can run, else `running`.
+    fn sync_run_status(&mut self) {
+        if self.mode != Mode::Running {
+            return;
+        }
+        let waiting: Vec<String> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.status == TaskStatus::Waiting)
+            .map(|(i, _)| self.key(i).to_string())
+            .collect();
+        let busy = !self.deferred.is_empty()
+            || self
+                .tasks
+                .iter()
+                .any(|t| matches!(t.status, TaskStatus::Ready | TaskStatus::Running));
+        let want = if !waiting.is_empty() && !busy {
+            RunStatus::Waiting
+        } else {
+            RunStatus::Running
+        };
+        if want == self.run_status {
+            return;
+        }
+        self.run_status = want;
+        self.outbox.run_updates.push(RunUpdate {
+            id: self.s.run,
+            status: want,
+            reason: None,
+            started_at: None,
+            finished_at: None,
+            deadline_at: None,
+        });
+        if want == RunStatus::Waiting {
+            self.emit(EventType::RunWaiting, None, json!({"tasks": waiting}));
+        }
+    }
+
     fn succeeded(&self) -> usize {
         self.tasks
             .iter()
@@ -996,7 +1256,19 @@ impl Coordinator {
         verdicts: Vec<Verdict>,
         ctx: &mut Context<Self>,
     ) {
-        let gates = self.s.graph.task(i).gates.clone();
+        let all = &self.s.graph.task(i).gates;
+        // Gate numbers in events are positions in the plan's list.
+        let (numbers, gates): (Vec<usize>, Vec<GateSpec>) = all
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| !matches!(g, GateSpec::Manual { .. }))
+            .map(|(n, g)| (n, g.clone()))
+            .unzip();
+        let manual = all
+            .iter()
+            .enumerate()
+            .find(|(_, g)| matches!(g, GateSpec::Manual { .. }))
+            .map(|(n, g)| (n + 1, g.clone()));
         let mut failed = None;
         for (g, v) in verdicts.iter().enumerate() {
             let kind = if v.passed {
@@ -1007,16 +1279,26 @@ impl Coordinator {
             self.emit(
                 kind,
                 Some(i),
-                json!({"gate": g + 1, "kind": gates[g].kind(), "reason": v.reason, "detail": v.detail, "attempt": self.tasks[i].attempt}),
+                json!({"gate": numbers[g] + 1, "kind": gates[g].kind(), "reason": v.reason, "detail": v.detail, "attempt": self.tasks[i].attempt}),
             );
             if !v.passed {
                 failed = Some((
-                    format!("gate #{} ({}) failed: {}", g + 1, gates[g].kind(), v.reason),
+                    format!(
+                        "gate #{} ({}) failed: {}",
+                        numbers[g] + 1,
+                        gates[g].kind(),
+                        v.reason
+                    ),
                     v.error_type.unwrap_or("gate"),
                 ));
             }
         }
         match failed {
+            None if manual.is_some() => {
+                if let Some((number, gate)) = manual {
+                    self.request_approval(i, number, &gate, output, ctx);
+                }
+            }
             None => self.succeed(i, output, ctx),
             Some((message, kind)) => {
                 let err = AttemptError {
@@ -1055,10 +1337,7 @@ impl Coordinator {
         let mut fresh = Vec::new();
         for i in 0..self.tasks.len() {
             let st = self.tasks[i].status;
-            if matches!(
-                st,
-                TaskStatus::Ready | TaskStatus::Running | TaskStatus::Waiting
-            ) {
+            if matches!(st, TaskStatus::Ready | TaskStatus::Running) {
                 self.tasks[i].status = TaskStatus::Ready;
                 self.tasks[i].ready_at = Some(Instant::now());
                 self.write_row(i);
@@ -1082,6 +1361,9 @@ impl Coordinator {
             ctx.run_later(left, |act, ctx| {
                 act.stop_run(RunStatus::Failed, "timeout".into(), ctx);
             });
+        }
+        if self.has_waits {
+            self.check_waits(ctx);
         }
         self.flush(ctx, None);
         self.maybe_finish(ctx);
@@ -1162,7 +1444,13 @@ impl Handler<TaskAttempted> for Coordinator {
             Err(e) => self.fail(i, e, ctx),
             Ok(output) if spec.gates.is_empty() => self.succeed(i, output, ctx),
             Ok(output) => {
-                let gates = spec.gates.clone();
+                // A manual gate is decided by a person after the others have passed.
+                let gates: Vec<GateSpec> = spec
+                    .gates
+                    .iter()
+                    .filter(|g| !matches!(g, GateSpec::Manual { .. }))
+                    .cloned()
+                    .collect();
                 let actors = self.s.gates.clone();
                 let corr = self.corr(Some(i));
                 let workspace = self.s.workspace.clone();
@@ -1275,6 +1563,16 @@ impl Handler<Interrupt> for Coordinator {
         self.halt(ctx);
         self.emit(EventType::RunInterrupted, None, json!({"reason": "the process executing the run stopped; resume it with `nofx resume`"}));
         self.flush(ctx, Some(After::Interrupted(msg.0)));
+    }
+}
+
+impl Handler<RecheckWaits> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, _: RecheckWaits, ctx: &mut Context<Self>) {
+        if self.mode == Mode::Running {
+            self.check_waits(ctx);
+        }
     }
 }
 

@@ -294,6 +294,13 @@ impl Handler<CheckGate> for GateActor {
                 };
                 Box::pin(async move { verdict })
             }
+            // The coordinator holds the task for a person's decision; it never sends these.
+            GateSpec::Manual { .. } => Box::pin(async {
+                Verdict::fail(
+                    "a manual gate is decided by a person, not checked".to_string(),
+                    Value::Null,
+                )
+            }),
             GateSpec::LlmJudge { rubric, output } => {
                 let (rubric, output) = (rubric.clone(), output.clone());
                 Box::pin(async move { judge(&msg, &rubric, output.as_deref()).await })

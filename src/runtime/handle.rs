@@ -15,7 +15,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 /// A submitted run.
 #[derive(Clone)]
 pub struct RunHandle {
-    rt: Runtime,
+    pub(super) rt: Runtime,
     id: RunId,
     corr: CorrelationId,
 }

@@ -15,6 +15,7 @@
 //! ```
 
 mod agent;
+mod approval;
 pub(crate) mod coordinator;
 pub mod dispatch;
 mod gate;
@@ -28,6 +29,7 @@ mod probe;
 pub mod scoring;
 mod supervisor;
 
+pub use approval::Decision;
 pub use handle::{Outcome, RunHandle, TaskOutcome};
 pub use lineage::Fork;
 pub use node::{Cancelled, Resumed};
@@ -84,6 +86,15 @@ pub enum RuntimeError {
     /// The planner produced no plan.
     #[error("{0}")]
     Planner(String),
+    /// The task is not waiting for a decision (or was already decided).
+    #[error("{0}")]
+    NotWaiting(String),
+    /// The name given may not decide on that task.
+    #[error("{0}")]
+    NotApprover(String),
+    /// The run has no such task.
+    #[error("{0}")]
+    NoSuchTask(String),
     /// A restore or fork cannot start as asked (unknown task, bad patch, missing files).
     #[error("{0}")]
     BadFork(String),
@@ -934,6 +945,7 @@ impl Runtime {
                 &[
                     crate::domain::RunStatus::Pending,
                     crate::domain::RunStatus::Running,
+                    crate::domain::RunStatus::Waiting,
                 ],
                 10_000,
             )

@@ -2,7 +2,7 @@
 //! renews the leases of the runs it executes (heartbeat), picks up commands other processes
 //! left for its runs (cancel), and on shutdown interrupts every run so it stays resumable.
 
-use super::coordinator::{Abandon, CancelRun, Coordinator, Interrupt, Setup, Start};
+use super::coordinator::{Abandon, CancelRun, Coordinator, Interrupt, RecheckWaits, Setup, Start};
 use super::gate::GateActor;
 use super::persistence::{ClaimLease, Drain, Persist, Persistence, ReleaseLease, RenewLeases};
 use super::supervisor::Supervisor;
@@ -94,6 +94,12 @@ pub enum Cancelled {
     /// It had already ended.
     Finished(RunStatus),
 }
+
+/// A decision on one of the run's waits is in the store: its coordinator (here, or in the
+/// process that owns the run, through a command row) applies it.
+#[derive(Message)]
+#[rtype(result = "Result<(), RuntimeError>")]
+pub struct Wake(pub RunId);
 
 /// A coordinator ended (the run finished, was interrupted, or stopped on a store error).
 #[derive(Message)]
@@ -234,11 +240,13 @@ impl Node {
                     };
                     let mut handled = Batch::default();
                     for c in cmds {
-                        if c.kind == "cancel" {
-                            if let Some(addr) = act.coordinators.get(&c.run_id) {
-                                addr.do_send(CancelRun {
+                        if let Some(addr) = act.coordinators.get(&c.run_id) {
+                            match c.kind.as_str() {
+                                "cancel" => addr.do_send(CancelRun {
                                     reason: c.reason.clone().unwrap_or_else(|| "cancelled".into()),
-                                });
+                                }),
+                                "wake" => addr.do_send(RecheckWaits),
+                                _ => {}
                             }
                         }
                         handled.handled_commands.push(c.id);
@@ -602,6 +610,31 @@ impl Handler<Cancel> for Node {
                 }
             }),
         )
+    }
+}
+
+impl Handler<Wake> for Node {
+    type Result = ResponseFuture<Result<(), RuntimeError>>;
+
+    fn handle(&mut self, msg: Wake, _: &mut Context<Self>) -> Self::Result {
+        if let Some(addr) = self.coordinators.get(&msg.0) {
+            addr.do_send(RecheckWaits);
+            return Box::pin(async { Ok(()) });
+        }
+        // Elsewhere or nowhere: the owner picks the command up; a run nobody executes reads
+        // its waits when it is resumed.
+        let mut batch = Batch::default();
+        batch.new_commands.push((msg.0, "wake".into(), None));
+        let (tx, rx) = oneshot::channel();
+        self.persistence.do_send(Persist {
+            batch,
+            ack: Some(tx),
+        });
+        Box::pin(async move {
+            rx.await
+                .map_err(|_| RuntimeError::Stopped)?
+                .map_err(RuntimeError::Write)
+        })
     }
 }
 

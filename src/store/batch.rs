@@ -38,6 +38,8 @@ pub struct Batch {
     pub template_uses: Vec<(String, String)>,
     /// New checkpoints.
     pub checkpoints: Vec<super::CheckpointRow>,
+    /// New waits (manual approvals).
+    pub waits: Vec<super::WaitRow>,
 }
 
 impl Batch {
@@ -54,6 +56,7 @@ impl Batch {
             && self.handled_commands.is_empty()
             && self.template_uses.is_empty()
             && self.checkpoints.is_empty()
+            && self.waits.is_empty()
     }
 
     /// Number of rows it writes.
@@ -69,6 +72,7 @@ impl Batch {
             + self.handled_commands.len()
             + self.template_uses.len()
             + self.checkpoints.len()
+            + self.waits.len()
     }
 
     /// Moves every write of `other` into this batch.
@@ -84,6 +88,7 @@ impl Batch {
         self.handled_commands.append(&mut other.handled_commands);
         self.template_uses.append(&mut other.template_uses);
         self.checkpoints.append(&mut other.checkpoints);
+        self.waits.append(&mut other.waits);
     }
 
     /// Keeps only the last row for each task (one statement may not touch a row twice).
@@ -352,6 +357,26 @@ macro_rules! push_checkpoints {
     };
 }
 
+macro_rules! push_waits {
+    ($qb:ident, $chunk:expr) => {
+        $qb.push(
+            "INSERT INTO waits (id, run_id, task_id, attempt, kind, approvers, deadline_at, \
+             on_timeout, requested_at) ",
+        );
+        $qb.push_values($chunk, |mut b, w| {
+            b.push_bind(w.id.clone())
+                .push_bind(w.run_id.to_string())
+                .push_bind(w.task_id.clone())
+                .push_bind(w.attempt)
+                .push_bind(w.kind.clone())
+                .push_bind(serde_json::json!(w.approvers).to_string())
+                .push_bind(w.deadline_at)
+                .push_bind(w.on_timeout.clone())
+                .push_bind(w.requested_at);
+        });
+    };
+}
+
 /// Calls `$each!(qb, …)` for every statement of a batch, in the order rows must be written
 /// (runs before the rows that point at them). `$next` starts each statement.
 macro_rules! for_each_statement {
@@ -409,6 +434,11 @@ macro_rules! for_each_statement {
         for chunk in $batch.checkpoints.chunks(CHUNK) {
             $next
             push_checkpoints!($qb, chunk);
+            $done
+        }
+        for chunk in $batch.waits.chunks(CHUNK) {
+            $next
+            push_waits!($qb, chunk);
             $done
         }
     };

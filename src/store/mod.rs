@@ -19,6 +19,7 @@ mod runs;
 mod stats;
 mod templates;
 mod usage;
+mod waits;
 
 pub use batch::Batch;
 pub use blobs::{BlobError, Blobs, StoredBlob};
@@ -33,6 +34,7 @@ pub use templates::{CreateTemplateError, SHIPPED};
 pub use usage::{
     parse_date, GroupBy, ModelCallRow, UsageBucket, UsageReport, UsageSummary, MAX_BUCKETS,
 };
+pub use waits::WaitRow;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{

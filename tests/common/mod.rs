@@ -131,3 +131,23 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The `nofx` binary in `dir`, with no store URL or provider settings from this environment.
+pub fn nofx_cmd(dir: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_nofx"));
+    c.current_dir(dir).env_remove("NOFX_DATABASE_URL");
+    for var in [
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// Runs `nofx ARGS` in `dir` to the end.
+pub fn nofx_out(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    nofx_cmd(dir).args(args).output().expect("nofx starts")
+}

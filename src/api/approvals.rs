@@ -1,0 +1,53 @@
+//! Decisions on manual approvals over HTTP.
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::runs::visible_run;
+use super::ApiState;
+use crate::runtime::Decision;
+use crate::store::WaitRow;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, State};
+use axum::Json;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    decision: String,
+    by: String,
+    reason: Option<String>,
+}
+
+/// `POST /runs/{id}/tasks/{task}/approval` with `{"decision": "approve"|"reject", "by":
+/// NAME, "reason": TEXT}` → 200, the decided wait; 409 when the task is not waiting (or was
+/// already decided); 403 when NAME may not decide.
+pub async fn decide(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, task)): Path<(String, String)>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<WaitRow>, ApiError> {
+    let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
+    let b: DecisionBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be {{\"decision\": \"approve\"|\"reject\", \"by\": NAME, \"reason\": TEXT}}: {e}"
+        ))
+    })?;
+    let approve = match b.decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "`decision` must be \"approve\" or \"reject\", not {other:?}"
+            )))
+        }
+    };
+    let r = visible_run(&st, &caller, &id).await?;
+    let decision = Decision {
+        approve,
+        by: b.by,
+        reason: b.reason,
+    };
+    Ok(Json(st.rt.decide(r.id, &task, decision).await?))
+}
