@@ -13,6 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod models;
 pub mod planner;
+pub mod retention;
 pub mod runtime;
 pub mod store;
 pub mod tools;

@@ -3,6 +3,7 @@
 
 mod approve;
 mod checkpoints;
+mod gc;
 mod keys;
 mod progress;
 mod route;
@@ -109,6 +110,9 @@ enum Command {
     /// Checkpoints of runs.
     #[command(subcommand)]
     Checkpoints(checkpoints::CheckpointsCommand),
+    /// Delete what is past retention (policies/retention.toml): old runs' events, metrics,
+    /// checkpoints and workspaces, checkpoints over the limit, unreferenced artifact files.
+    Gc(gc::GcArgs),
     /// Approve a task waiting at a manual gate: it succeeds with its outputs.
     Approve(approve::DecideArgs),
     /// Reject a task waiting at a manual gate: it fails.
@@ -353,6 +357,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Serve(a) => serve::serve(&g, a).await,
         Command::Templates(c) => templates::dispatch(&g, c).await,
         Command::Checkpoints(c) => checkpoints::dispatch(&g, c).await,
+        Command::Gc(a) => gc::gc(&g, a).await,
         Command::Approve(a) => approve::decide(&g, a, true).await,
         Command::Reject(a) => approve::decide(&g, a, false).await,
         Command::Bench(a) => {
@@ -406,7 +411,7 @@ pub async fn open_store(g: &Global) -> Result<nofx::store::Store, Failure> {
     Ok(nofx::store::Store::open(&store_url(g)).await?)
 }
 
-fn dir_or_default(flag: &Option<PathBuf>, default: &str) -> Result<Option<PathBuf>, Failure> {
+pub fn dir_or_default(flag: &Option<PathBuf>, default: &str) -> Result<Option<PathBuf>, Failure> {
     match flag {
         Some(d) if d.is_dir() => Ok(Some(d.clone())),
         Some(d) => Err(Failure::Input(format!(

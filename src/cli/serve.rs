@@ -46,6 +46,7 @@ pub async fn serve(g: &Global, a: ServeArgs) -> CliResult {
     let opts = nofx::api::ApiOptions {
         requests_per_second: rate,
     };
+    let retention = super::gc::load_retention(g)?;
     let listener = tokio::net::TcpListener::bind(&a.bind)
         .await
         .map_err(|e| Failure::Input(format!("cannot listen on {}: {e}", a.bind)))?;
@@ -66,7 +67,13 @@ pub async fn serve(g: &Global, a: ServeArgs) -> CliResult {
         "nofx serving on http://{addr} (resumed {} run(s))",
         taken.len()
     );
+    let sweeper = tokio::spawn(sweep_periodically(
+        rt.clone(),
+        g.data_dir.clone(),
+        retention,
+    ));
     let served = nofx::api::serve(rt.clone(), opts, listener, stop_signal()).await;
+    sweeper.abort();
     eprintln!(
         "stopping: no new requests; waiting up to {}s for runs in flight",
         a.grace
@@ -78,4 +85,26 @@ pub async fn serve(g: &Global, a: ServeArgs) -> CliResult {
     rt.shutdown().await;
     eprintln!("stopped");
     served.map_err(|e| Failure::Error(format!("server failed: {e}")))
+}
+
+/// Applies the retention policy every `sweep_every`, first after one period; a failed sweep
+/// is logged and tried again next time.
+async fn sweep_periodically(
+    rt: nofx::Runtime,
+    data_dir: std::path::PathBuf,
+    policy: nofx::retention::RetentionPolicy,
+) {
+    let mut tick = tokio::time::interval(policy.sweep_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = chrono::Utc::now().timestamp_millis();
+        match nofx::retention::sweep(rt.store(), &data_dir, &policy, false, now).await {
+            Ok(r) => tracing::info!(report = %super::gc::describe(&r), "retention sweep"),
+            Err(e) => {
+                tracing::warn!(error = %e, "retention sweep failed; trying again next period")
+            }
+        }
+    }
 }
