@@ -5,6 +5,7 @@ mod approve;
 mod checkpoints;
 mod gc;
 mod keys;
+mod nodes;
 mod progress;
 mod route;
 mod run;
@@ -113,6 +114,9 @@ enum Command {
     /// Delete what is past retention (policies/retention.toml): old runs' events, metrics,
     /// checkpoints and workspaces, checkpoints over the limit, unreferenced artifact files.
     Gc(gc::GcArgs),
+    /// Nodes of a fleet (processes of `nofx serve` sharing the store), their load and leases.
+    #[command(subcommand)]
+    Nodes(nodes::NodesCommand),
     /// Approve a task waiting at a manual gate: it succeeds with its outputs.
     Approve(approve::DecideArgs),
     /// Reject a task waiting at a manual gate: it fails.
@@ -358,6 +362,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Templates(c) => templates::dispatch(&g, c).await,
         Command::Checkpoints(c) => checkpoints::dispatch(&g, c).await,
         Command::Gc(a) => gc::gc(&g, a).await,
+        Command::Nodes(c) => nodes::dispatch(&g, c).await,
         Command::Approve(a) => approve::decide(&g, a, true).await,
         Command::Reject(a) => approve::decide(&g, a, false).await,
         Command::Bench(a) => {
@@ -453,6 +458,11 @@ pub async fn runtime(g: &Global) -> Result<Runtime, Failure> {
 
 /// A runtime configured from the flags, with `default_policy` when no tools.toml exists.
 pub async fn runtime_with(g: &Global, default_policy: CommandPolicy) -> Result<Runtime, Failure> {
+    Ok(builder(g, default_policy)?.build().await?)
+}
+
+/// The builder of [`runtime_with`], for commands that set more.
+pub fn builder(g: &Global, default_policy: CommandPolicy) -> Result<RuntimeBuilder, Failure> {
     if !(g.lease_ttl.is_finite() && (1.0..=3600.0).contains(&g.lease_ttl)) {
         return Err(Failure::Input(format!(
             "--lease-ttl must be between 1 and 3600 seconds, got {}",
@@ -476,7 +486,7 @@ pub async fn runtime_with(g: &Global, default_policy: CommandPolicy) -> Result<R
     if let Ok(exe) = std::env::current_exe() {
         b = b.process_guard(exe);
     }
-    Ok(b.build().await?)
+    Ok(b)
 }
 
 /// Loads the shipped templates the flags name into the store (only the commands that serve

@@ -1,6 +1,6 @@
 //! `nofx serve`: the runtime and the HTTP API in one process.
 
-use super::{runtime_with, CliResult, Failure, Global};
+use super::{CliResult, Failure, Global};
 use clap::Args;
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,10 @@ pub async fn serve(g: &Global, a: ServeArgs) -> CliResult {
         .await
         .map_err(|e| Failure::Input(format!("cannot listen on {}: {e}", a.bind)))?;
     // A service runs no command that policies/tools.toml does not allow.
-    let rt = runtime_with(g, nofx::tools::CommandPolicy::deny_all()).await?;
+    let rt = super::builder(g, nofx::tools::CommandPolicy::deny_all())?
+        .fleet(true)
+        .build()
+        .await?;
     if let Err(e) = super::load_templates(g, &rt).await {
         rt.shutdown().await;
         return Err(e);

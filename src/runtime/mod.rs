@@ -133,6 +133,10 @@ pub struct Options {
     pub record_latencies: bool,
     /// When runs whose plan says nothing are checkpointed without being asked.
     pub checkpoints: crate::domain::plan::CheckpointPolicy,
+    /// Act as a node of a fleet: keep a node row, claim runs no live process holds.
+    pub fleet: bool,
+    /// How often a fleet node looks for runs to claim.
+    pub claim_every: Duration,
 }
 
 impl Default for Options {
@@ -142,6 +146,8 @@ impl Default for Options {
             command_poll: Duration::from_millis(500),
             record_latencies: false,
             checkpoints: crate::domain::plan::CheckpointPolicy::default(),
+            fleet: false,
+            claim_every: Duration::from_secs(1),
         }
     }
 }
@@ -276,6 +282,16 @@ impl RuntimeBuilder {
     /// Keeps per-task latencies of finished runs, for [`Runtime::take_latencies`].
     pub fn record_latencies(mut self, on: bool) -> Self {
         self.options.record_latencies = on;
+        self
+    }
+
+    /// Makes this runtime a node of a fleet sharing its store (`nofx serve`): it keeps a
+    /// node row with its load, and every `claim_every` it claims runs no live process
+    /// holds (new runs left for the least-loaded node, runs of nodes that died) when no
+    /// other live node is less loaded. A run submitted here is executed here unless another
+    /// live node is less loaded; then it is stored for that node to claim.
+    pub fn fleet(mut self, on: bool) -> Self {
+        self.options.fleet = on;
         self
     }
 

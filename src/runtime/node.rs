@@ -138,6 +138,15 @@ pub struct Node {
     latencies: HashMap<RunId, Vec<f32>>,
     polling: bool,
     stopping: bool,
+    /// A lease renewal is in flight.
+    renewing: bool,
+    /// When this process last renewed its leases (or, with none, took its first).
+    renewed_at: std::time::Instant,
+    /// Fleet: when this node started (ms), the loads of the other live nodes at the last
+    /// heartbeat, and whether a claim is in flight.
+    started_ms: i64,
+    others: Vec<i64>,
+    claiming: bool,
 }
 
 impl Node {
@@ -157,6 +166,11 @@ impl Node {
             latencies: HashMap::new(),
             polling: false,
             stopping: false,
+            renewing: false,
+            renewed_at: std::time::Instant::now(),
+            started_ms: chrono::Utc::now().timestamp_millis(),
+            others: Vec::new(),
+            claiming: false,
         }
     }
 
@@ -190,6 +204,10 @@ impl Node {
                 .checkpoints
                 .unwrap_or(self.shared.options.checkpoints),
         };
+        if self.coordinators.is_empty() {
+            // Its lease was just claimed: that counts as renewed.
+            self.renewed_at = std::time::Instant::now();
+        }
         let addr = Coordinator::new(setup).start();
         self.coordinators.insert(record.id, addr);
     }
@@ -198,23 +216,49 @@ impl Node {
         if self.coordinators.is_empty() || self.stopping {
             return;
         }
+        // Past half the TTL without a renewal, another process may soon take these runs
+        // over: stop their tasks now, so no task ever runs in two places at once.
+        let ttl = self.shared.options.lease_ttl;
+        let since = self.renewed_at.elapsed();
+        if since > ttl / 2 {
+            tracing::error!(
+                runs = self.coordinators.len(),
+                seconds = since.as_secs_f64(),
+                "leases not renewed within half their TTL: stopping these runs' tasks; they resume wherever they are claimed next"
+            );
+            for (_, c) in self.coordinators.drain() {
+                c.do_send(Abandon);
+            }
+            return;
+        }
+        if self.renewing {
+            return;
+        }
+        self.renewing = true;
         let before: Vec<RunId> = self.coordinators.keys().copied().collect();
+        let asked = std::time::Instant::now();
         ctx.spawn(
             self.persistence
                 .send(RenewLeases)
                 .into_actor(self)
-                .map(move |res, act, _| match res {
-                    Ok(Ok(held)) => {
-                        for run in before {
-                            if !held.contains(&run) {
-                                if let Some(c) = act.coordinators.remove(&run) {
-                                    c.do_send(Abandon);
+                .map(move |res, act, _| {
+                    act.renewing = false;
+                    match res {
+                        Ok(Ok(held)) => {
+                            act.renewed_at = asked;
+                            for run in before {
+                                if !held.contains(&run) {
+                                    if let Some(c) = act.coordinators.remove(&run) {
+                                        c.do_send(Abandon);
+                                    }
                                 }
                             }
                         }
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "lease renewal failed; will retry")
+                        }
+                        Err(_) => {}
                     }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed; will retry"),
-                    Err(_) => {}
                 }),
         );
     }
@@ -262,6 +306,65 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Whether a less loaded live node exists (fleet mode): then new runs are left to it.
+    fn others_less_loaded(&self) -> bool {
+        let mine = self.coordinators.len() as i64;
+        self.others.iter().any(|&l| l < mine)
+    }
+
+    /// Fleet: records this node's heartbeat and load, then, unless another live node is less
+    /// loaded, claims runs no live process holds (up to the gap to the next least-loaded
+    /// node, at least one) and executes them.
+    fn fleet_tick(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping || self.claiming {
+            return;
+        }
+        self.claiming = true;
+        let store = self.shared.store.clone();
+        let me = self.shared.holder.clone();
+        let ttl = self.shared.options.lease_ttl.as_millis() as i64;
+        let started = self.started_ms;
+        let load = self.coordinators.len() as i64;
+        let fut = async move {
+            let live = store
+                .node_heartbeat(&me, started, load, ttl, 10 * ttl)
+                .await?;
+            let others: Vec<i64> = live
+                .iter()
+                .filter(|n| n.id != me.id)
+                .map(|n| n.load)
+                .collect();
+            let least_other = others.iter().copied().min();
+            let claimed = match least_other {
+                Some(l) if l < load => Vec::new(),
+                Some(l) => {
+                    store
+                        .claim_open_runs(&me, (l - load + 1).clamp(1, 32), ttl)
+                        .await?
+                }
+                None => store.claim_open_runs(&me, 32, ttl).await?,
+            };
+            Ok::<_, crate::store::StoreError>((others, claimed))
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.claiming = false;
+            match res {
+                Ok((others, claimed)) => {
+                    act.others = others;
+                    if !claimed.is_empty() {
+                        tracing::info!(runs = claimed.len(), "claimed runs no live node held");
+                    }
+                    for (run, _) in claimed {
+                        ctx.notify(Resume(run));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "fleet heartbeat failed; will retry"),
+            }
+        }));
+    }
+}
+
 impl Actor for Node {
     type Context = Context<Self>;
 
@@ -271,6 +374,12 @@ impl Actor for Node {
         ctx.run_interval(self.shared.options.command_poll, |act, ctx| {
             act.poll_commands(ctx)
         });
+        if self.shared.options.fleet {
+            self.fleet_tick(ctx);
+            ctx.run_interval(self.shared.options.claim_every, |act, ctx| {
+                act.fleet_tick(ctx)
+            });
+        }
     }
 }
 
@@ -393,7 +502,9 @@ impl Handler<Submit> for Node {
         });
         let persistence = self.persistence.clone();
         let run = record.id;
-        let detach = msg.detach;
+        // In a fleet, a run is executed by the least-loaded live node: when another is less
+        // loaded than this one, the run is stored for it to claim.
+        let detach = msg.detach || (self.shared.options.fleet && self.others_less_loaded());
         let last_seq = 1 + msg.prelude.len() as i64;
         Box::pin(
             async move {
@@ -685,6 +796,8 @@ impl Handler<Shutdown> for Node {
         }
         let persistence = self.persistence.clone();
         let store = self.shared.store.clone();
+        let fleet = self.shared.options.fleet;
+        let holder = self.shared.holder.clone();
         Box::pin(
             async move {
                 let _ =
@@ -695,6 +808,11 @@ impl Handler<Shutdown> for Node {
                 let _ = rx.await;
                 for run in runs {
                     let _ = persistence.send(ReleaseLease(run)).await;
+                }
+                if fleet {
+                    if let Err(e) = store.remove_node(&holder).await {
+                        tracing::warn!(error = %e, "could not remove this node's row; it ages out");
+                    }
                 }
                 // Return every connection while this runtime still runs.
                 store.close().await;

@@ -5,9 +5,9 @@
 
 use super::hub::EventHub;
 use crate::domain::RunId;
-use crate::store::{Batch, Claim, LeaseHolder, Store, StoreError};
+use crate::store::{Batch, Claim, Fences, LeaseHolder, Store, StoreError};
 use actix::prelude::*;
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -58,6 +58,8 @@ pub struct Persistence {
     queue: VecDeque<Persist>,
     drains: Vec<oneshot::Sender<()>>,
     busy: bool,
+    /// Fencing tokens of the leases this process was granted.
+    tokens: HashMap<RunId, i64>,
 }
 
 impl Persistence {
@@ -71,6 +73,7 @@ impl Persistence {
             queue: VecDeque::new(),
             drains: Vec::new(),
             busy: false,
+            tokens: HashMap::new(),
         }
     }
 
@@ -93,19 +96,30 @@ impl Persistence {
             let Some(p) = self.queue.pop_front() else {
                 break;
             };
+            let runs = if self.tokens.is_empty() {
+                HashSet::new()
+            } else {
+                p.batch.runs_touched()
+            };
             batch.append(p.batch);
             if let Some(a) = p.ack {
-                acks.push(a);
+                acks.push((a, runs));
             }
         }
         self.busy = true;
         let store = self.store.clone();
         let hub = self.hub.clone();
+        let fences = Fences {
+            holder: self.holder.id.clone(),
+            tokens: self.tokens.clone(),
+        };
         let fut = async move {
             let mut result = Ok(());
+            let mut stale: HashSet<RunId> = HashSet::new();
             for attempt in 1..=ATTEMPTS {
-                // A failed transaction wrote nothing, so the same batch is tried again.
-                match store.write(&mut batch).await {
+                // A failed transaction wrote nothing, so the same batch (less the rows of
+                // runs found fenced) is tried again.
+                match store.write_fenced(&mut batch, &fences, &mut stale).await {
                     Ok(()) => {
                         result = Ok(());
                         break;
@@ -127,11 +141,22 @@ impl Persistence {
             } else if let Err(e) = &result {
                 tracing::error!(error = %e, rows = batch.len(), "group commit failed; its runs stop");
             }
-            for a in acks {
-                let _ = a.send(result.clone());
+            for run in &stale {
+                tracing::warn!(run = %run, "lease taken over by another process; late writes dropped");
             }
+            for (a, runs) in acks {
+                let fenced = stale.iter().find(|r| runs.contains(r));
+                let _ = a.send(match fenced {
+                    Some(r) => Err(Arc::new(StoreError::Fenced(r.to_string()))),
+                    None => result.clone(),
+                });
+            }
+            stale
         };
-        ctx.spawn(fut.into_actor(self).map(|_, act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(|stale, act, ctx| {
+            for run in stale {
+                act.tokens.remove(&run);
+            }
             act.busy = false;
             act.commit_next(ctx);
         }));
@@ -165,13 +190,23 @@ impl Handler<Drain> for Persistence {
 }
 
 impl Handler<ClaimLease> for Persistence {
-    type Result = ResponseFuture<Result<Claim, StoreError>>;
+    type Result = ResponseActFuture<Self, Result<Claim, StoreError>>;
 
     fn handle(&mut self, msg: ClaimLease, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let me = self.holder.clone();
         let ttl = self.lease_ttl_ms;
-        Box::pin(async move { store.claim_lease(msg.0, &me, ttl).await })
+        let run = msg.0;
+        Box::pin(
+            async move { store.claim_lease(run, &me, ttl).await }
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    if let Ok(Claim::Granted { token }) = &res {
+                        act.tokens.insert(run, *token);
+                    }
+                    res
+                }),
+        )
     }
 }
 
@@ -190,6 +225,7 @@ impl Handler<ReleaseLease> for Persistence {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, msg: ReleaseLease, _: &mut Context<Self>) -> Self::Result {
+        self.tokens.remove(&msg.0);
         let store = self.store.clone();
         let me = self.holder.clone();
         Box::pin(async move {

@@ -2,9 +2,20 @@
 //! statement per table.
 
 use super::{q, ArtifactRow, MetricRow, RunRecord, RunUpdate, Store, StoreError, TaskRow};
-use crate::domain::Event;
-use sqlx::QueryBuilder;
-use std::collections::HashMap;
+use crate::domain::{Event, RunId};
+use sqlx::{QueryBuilder, Row};
+use std::collections::{HashMap, HashSet};
+
+/// The leases a writer holds: its holder id and, by run, the fencing token it was granted.
+/// A write for one of these runs is kept only while the lease row still names this holder
+/// with this token; otherwise another process owns the run now and the write is late.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fences {
+    /// The writer's lease holder id.
+    pub holder: String,
+    /// Tokens by run.
+    pub tokens: HashMap<RunId, i64>,
+}
 
 /// Rows per multi-row statement (well under both backends' bind-parameter limits).
 const CHUNK: usize = 256;
@@ -89,6 +100,32 @@ impl Batch {
         self.template_uses.append(&mut other.template_uses);
         self.checkpoints.append(&mut other.checkpoints);
         self.waits.append(&mut other.waits);
+    }
+
+    /// The runs whose existing rows this batch changes (not the runs it creates).
+    pub(crate) fn runs_touched(&self) -> HashSet<RunId> {
+        let new: HashSet<RunId> = self.new_runs.iter().map(|r| r.id).collect();
+        let mut out = HashSet::new();
+        out.extend(self.run_updates.iter().map(|u| u.id));
+        out.extend(self.tasks.iter().map(|t| t.run_id));
+        out.extend(self.events.iter().map(|e| e.run_id));
+        out.extend(self.metrics.iter().map(|m| m.run_id));
+        out.extend(self.artifacts.iter().map(|a| a.run_id));
+        out.extend(self.waits.iter().map(|w| w.run_id));
+        out.retain(|r| !new.contains(r));
+        out
+    }
+
+    /// Drops every row of `runs` that states what a run did (its status, tasks, events,
+    /// metrics, artifacts, waits); usage rows stay (money spent is a fact).
+    fn drop_runs(&mut self, runs: &HashSet<RunId>) {
+        self.run_updates.retain(|u| !runs.contains(&u.id));
+        self.tasks.retain(|t| !runs.contains(&t.run_id));
+        self.events.retain(|e| !runs.contains(&e.run_id));
+        self.metrics.retain(|m| !runs.contains(&m.run_id));
+        self.artifacts.retain(|a| !runs.contains(&a.run_id));
+        self.waits.retain(|w| !runs.contains(&w.run_id));
+        self.checkpoints.retain(|c| !runs.contains(&c.run_id));
     }
 
     /// Keeps only the last row for each task (one statement may not touch a row twice).
@@ -455,19 +492,78 @@ impl Store {
     /// # Cancel safety
     /// Dropping the future rolls the transaction back.
     pub async fn write(&self, batch: &mut Batch) -> Result<(), StoreError> {
+        self.write_fenced(batch, &Fences::default(), &mut HashSet::new())
+            .await
+    }
+
+    /// Like [`Store::write`], for a writer holding leases: in the same transaction, the rows
+    /// of every run in `fences` whose lease moved to another holder (or token) are dropped
+    /// from the batch (for good, even if the transaction then fails) and added to `stale`;
+    /// the rest is written.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    ///
+    /// # Cancel safety
+    /// As [`Store::write`].
+    pub async fn write_fenced(
+        &self,
+        batch: &mut Batch,
+        fences: &Fences,
+        stale: &mut HashSet<RunId>,
+    ) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
         batch.dedup_tasks();
         let now = super::now_ms();
+        let fenced: Vec<(RunId, i64)> = if fences.tokens.is_empty() {
+            Vec::new()
+        } else {
+            batch
+                .runs_touched()
+                .into_iter()
+                .filter_map(|r| fences.tokens.get(&r).map(|t| (r, *t)))
+                .collect()
+        };
         match self {
             Store::Sqlite(p) => {
                 // BEGIN, the statements and COMMIT go to SQLite's worker thread in as few calls
-                // as possible (one for a usual batch). If this future is dropped half-way, the
-                // connection is closed rather than returned inside an open transaction.
+                // as possible (one for a usual batch; one more to read the leases it fences).
+                // If this future is dropped half-way, the connection is closed rather than
+                // returned inside an open transaction.
                 let mut conn = p.acquire().await.map_err(q("begin write"))?;
                 let mut guard = OpenTransaction(Some(&mut conn));
                 let mut qb: QueryBuilder<sqlx::Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE");
+                if !fenced.is_empty() {
+                    qb.push(";\n");
+                    push_lease_check(&mut qb, &fenced, "");
+                    let rows = qb
+                        .build()
+                        .persistent(false)
+                        .fetch_all(&mut **guard.conn())
+                        .await;
+                    let found = match rows {
+                        Ok(rows) => stale_runs(&rows, &fenced, &fences.holder),
+                        Err(e) => Err(q("check leases")(e)),
+                    };
+                    let found = match found {
+                        Ok(f) => f,
+                        Err(e) => {
+                            if sqlx::query("ROLLBACK")
+                                .execute(&mut **guard.conn())
+                                .await
+                                .is_ok()
+                            {
+                                guard.0 = None;
+                            }
+                            return Err(e);
+                        }
+                    };
+                    batch.drop_runs(&found);
+                    stale.extend(found);
+                    qb = QueryBuilder::new("SELECT 1");
+                }
                 let mut queued = 0;
                 let result: Result<(), StoreError> = async {
                     for_each_statement!(
@@ -490,7 +586,7 @@ impl Store {
                             }
                         }
                     );
-                    if queued > 0 {
+                    if !qb.sql().is_empty() {
                         qb.push(";\n");
                     }
                     qb.push("COMMIT");
@@ -520,6 +616,20 @@ impl Store {
             }
             Store::Postgres(p) => {
                 let mut tx = p.begin().await.map_err(q("begin write"))?;
+                if !fenced.is_empty() {
+                    // FOR SHARE: a claim (FOR UPDATE) of these leases waits for this commit.
+                    let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new("");
+                    push_lease_check(&mut qb, &fenced, " FOR SHARE");
+                    let rows = qb
+                        .build()
+                        .persistent(false)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(q("check leases"))?;
+                    let found = stale_runs(&rows, &fenced, &fences.holder)?;
+                    batch.drop_runs(&found);
+                    stale.extend(found);
+                }
                 let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new("");
                 for_each_statement!(
                     batch,
@@ -542,4 +652,47 @@ impl Store {
         }
         Ok(())
     }
+}
+
+fn push_lease_check<DB: sqlx::Database>(
+    qb: &mut QueryBuilder<'_, DB>,
+    fenced: &[(RunId, i64)],
+    lock: &str,
+) where
+    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    qb.push("SELECT run_id, holder, token FROM leases WHERE run_id IN (");
+    let mut sep = qb.separated(", ");
+    for (r, _) in fenced {
+        sep.push_bind(r.to_string());
+    }
+    qb.push(")");
+    qb.push(lock);
+}
+
+/// The fenced runs whose lease no longer names `holder` with the token it was granted (or
+/// has no row at all).
+fn stale_runs<R: Row>(
+    rows: &[R],
+    fenced: &[(RunId, i64)],
+    holder: &str,
+) -> Result<HashSet<RunId>, StoreError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let mut current: HashMap<String, (String, i64)> = HashMap::new();
+    for r in rows {
+        let run: String = r.try_get("run_id").map_err(q("check leases"))?;
+        let h: String = r.try_get("holder").map_err(q("check leases"))?;
+        let t: i64 = r.try_get("token").map_err(q("check leases"))?;
+        current.insert(run, (h, t));
+    }
+    Ok(fenced
+        .iter()
+        .filter(|(run, token)| current.get(&run.to_string()) != Some(&(holder.to_string(), *token)))
+        .map(|(run, _)| *run)
+        .collect())
 }

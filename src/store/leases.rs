@@ -181,18 +181,22 @@ impl Store {
         })
     }
 
-    /// Gives a lease up.
+    /// Gives a lease up. The row stays, expired and without a holder, so the fencing token
+    /// keeps growing across owners.
     ///
     /// # Errors
     /// Query failures.
     pub async fn release_lease(&self, run: RunId, me: &LeaseHolder) -> Result<(), StoreError> {
         with_pool!(self, |p, _b| {
-            sqlx::query("DELETE FROM leases WHERE run_id = $1 AND holder = $2")
-                .bind(run.to_string())
-                .bind(&me.id)
-                .execute(p)
-                .await
-                .map_err(q("release lease"))?;
+            sqlx::query(
+                "UPDATE leases SET holder = '', host = '', pid = 0, expires_at = 0 \
+                 WHERE run_id = $1 AND holder = $2",
+            )
+            .bind(run.to_string())
+            .bind(&me.id)
+            .execute(p)
+            .await
+            .map_err(q("release lease"))?;
         });
         Ok(())
     }

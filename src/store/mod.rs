@@ -15,6 +15,7 @@ mod idempotency;
 mod keys;
 mod leases;
 mod metrics;
+mod nodes;
 mod records;
 mod runs;
 mod stats;
@@ -22,7 +23,7 @@ mod templates;
 mod usage;
 mod waits;
 
-pub use batch::Batch;
+pub use batch::{Batch, Fences};
 pub use blobs::{BlobError, Blobs, StoredBlob};
 pub use checkpoints::CheckpointRow;
 pub use commands::Command;
@@ -30,6 +31,7 @@ pub use gc::{ExpiredRun, RunRows};
 pub use idempotency::Claimed;
 pub use keys::{key_hash, KeyRecord};
 pub use leases::{Claim, LeaseHolder, LeaseInfo};
+pub use nodes::{LeaseRow, NodeRow};
 pub use records::{ArtifactRow, Lineage, MetricRow, RunRecord, RunUpdate, TaskRow};
 pub use stats::{Stats, DURATION_BUCKETS};
 pub use templates::{CreateTemplateError, SHIPPED};
@@ -84,6 +86,11 @@ pub enum StoreError {
         /// Why it could not be decoded.
         why: String,
     },
+    /// A write for a run whose lease another process has taken over (fencing).
+    #[error(
+        "run {0}: another process took its lease over; this process's late writes were dropped"
+    )]
+    Fenced(String),
     /// No run has this id.
     #[error("no run `{0}` in the store")]
     NoSuchRun(String),
