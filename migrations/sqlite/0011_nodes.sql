@@ -9,3 +9,11 @@ CREATE TABLE nodes (
     load         INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX runs_open ON runs (created_at) WHERE status IN ('pending', 'running', 'waiting');
+
+-- One row whose CHECK fails a write transaction when a lease the writer fences has moved to
+-- another holder (the writer then reads the leases and drops the stale run's rows).
+CREATE TABLE fence (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    held INTEGER NOT NULL CONSTRAINT fence_held CHECK (held = 1)
+);
+INSERT INTO fence (id, held) VALUES (1, 1);

@@ -529,90 +529,105 @@ impl Store {
         match self {
             Store::Sqlite(p) => {
                 // BEGIN, the statements and COMMIT go to SQLite's worker thread in as few calls
-                // as possible (one for a usual batch; one more to read the leases it fences).
+                // as possible (one for a usual batch). The fence check is the batch's first
+                // statement: it fails the transaction when a lease it fences has moved on;
+                // then the leases are read, the stale runs' rows dropped, and the rest written.
                 // If this future is dropped half-way, the connection is closed rather than
                 // returned inside an open transaction.
                 let mut conn = p.acquire().await.map_err(q("begin write"))?;
-                let mut guard = OpenTransaction(Some(&mut conn));
-                let mut qb: QueryBuilder<sqlx::Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE");
-                if !fenced.is_empty() {
-                    qb.push(";\n");
-                    push_lease_check(&mut qb, &fenced, "");
-                    let rows = qb
-                        .build()
-                        .persistent(false)
-                        .fetch_all(&mut **guard.conn())
-                        .await;
-                    let found = match rows {
-                        Ok(rows) => stale_runs(&rows, &fenced, &fences.holder),
-                        Err(e) => Err(q("check leases")(e)),
-                    };
-                    let found = match found {
-                        Ok(f) => f,
-                        Err(e) => {
-                            if sqlx::query("ROLLBACK")
-                                .execute(&mut **guard.conn())
-                                .await
-                                .is_ok()
-                            {
-                                guard.0 = None;
-                            }
-                            return Err(e);
-                        }
-                    };
-                    batch.drop_runs(&found);
-                    stale.extend(found);
-                    qb = QueryBuilder::new("SELECT 1");
-                }
-                let mut queued = 0;
-                let result: Result<(), StoreError> = async {
-                    for_each_statement!(
-                        batch,
-                        now,
-                        qb,
-                        {
-                            qb.push(";\n");
-                        },
-                        {
-                            queued += 1;
-                            if queued == STATEMENTS_PER_CALL {
-                                qb.build()
-                                    .persistent(false)
+                let mut inline = !fenced.is_empty();
+                loop {
+                    let mut guard = OpenTransaction(Some(&mut conn));
+                    let mut qb: QueryBuilder<sqlx::Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE");
+                    if inline {
+                        qb.push(";\n");
+                        push_fence_update(&mut qb, &fenced, &fences.holder);
+                    } else if !fenced.is_empty() {
+                        qb.push(";\n");
+                        push_lease_check(&mut qb, &fenced, "");
+                        let rows = qb
+                            .build()
+                            .persistent(false)
+                            .fetch_all(&mut **guard.conn())
+                            .await;
+                        let found = match rows {
+                            Ok(rows) => stale_runs(&rows, &fenced, &fences.holder),
+                            Err(e) => Err(q("check leases")(e)),
+                        };
+                        let found = match found {
+                            Ok(f) => f,
+                            Err(e) => {
+                                if sqlx::query("ROLLBACK")
                                     .execute(&mut **guard.conn())
                                     .await
-                                    .map_err(q("write batch"))?;
-                                qb = QueryBuilder::new("");
-                                queued = 0;
+                                    .is_ok()
+                                {
+                                    guard.0 = None;
+                                }
+                                return Err(e);
                             }
-                        }
-                    );
-                    if !qb.sql().is_empty() {
-                        qb.push(";\n");
+                        };
+                        batch.drop_runs(&found);
+                        stale.extend(found);
+                        qb = QueryBuilder::new("SELECT 1");
                     }
-                    qb.push("COMMIT");
-                    // Small batches repeat the same text (a chain writes the same shape every
-                    // step), so their prepared statements are worth caching; large ones are not.
-                    let cache = qb.sql().len() <= CACHED_SQL;
-                    qb.build()
-                        .persistent(cache)
-                        .execute(&mut **guard.conn())
-                        .await
-                        .map_err(q("commit"))?;
-                    Ok(())
+                    let mut queued = 0;
+                    let result: Result<(), StoreError> = async {
+                        for_each_statement!(
+                            batch,
+                            now,
+                            qb,
+                            {
+                                qb.push(";\n");
+                            },
+                            {
+                                queued += 1;
+                                if queued == STATEMENTS_PER_CALL {
+                                    qb.build()
+                                        .persistent(false)
+                                        .execute(&mut **guard.conn())
+                                        .await
+                                        .map_err(q("write batch"))?;
+                                    qb = QueryBuilder::new("");
+                                    queued = 0;
+                                }
+                            }
+                        );
+                        if !qb.sql().is_empty() {
+                            qb.push(";\n");
+                        }
+                        qb.push("COMMIT");
+                        // Small batches repeat the same text (a chain writes the same shape
+                        // every step), so their prepared statements are worth caching; large
+                        // ones are not.
+                        let cache = qb.sql().len() <= CACHED_SQL;
+                        qb.build()
+                            .persistent(cache)
+                            .execute(&mut **guard.conn())
+                            .await
+                            .map_err(q("commit"))?;
+                        Ok(())
+                    }
+                    .await;
+                    let clean = match &result {
+                        Ok(()) => true,
+                        Err(_) => sqlx::query("ROLLBACK")
+                            .execute(&mut **guard.conn())
+                            .await
+                            .is_ok(),
+                    };
+                    if clean {
+                        guard.0 = None;
+                    }
+                    drop(guard);
+                    match result {
+                        Err(e) if inline && clean && is_fence_failure(&e) => inline = false,
+                        other => {
+                            other?;
+                            break;
+                        }
+                    }
                 }
-                .await;
-                let clean = match &result {
-                    Ok(()) => true,
-                    Err(_) => sqlx::query("ROLLBACK")
-                        .execute(&mut **guard.conn())
-                        .await
-                        .is_ok(),
-                };
-                if clean {
-                    guard.0 = None;
-                }
-                drop(guard);
-                result?;
             }
             Store::Postgres(p) => {
                 let mut tx = p.begin().await.map_err(q("begin write"))?;
@@ -668,6 +683,35 @@ fn push_lease_check<DB: sqlx::Database>(
     }
     qb.push(")");
     qb.push(lock);
+}
+
+/// SQLite: sets the `fence` row's `held` to whether every fenced lease still names `holder`
+/// with its token; its CHECK fails the transaction otherwise.
+fn push_fence_update(
+    qb: &mut QueryBuilder<'_, sqlx::Sqlite>,
+    fenced: &[(RunId, i64)],
+    holder: &str,
+) {
+    qb.push("UPDATE fence SET held = ((SELECT COUNT(*) FROM leases WHERE holder = ");
+    qb.push_bind(holder.to_string());
+    qb.push(" AND (");
+    for (i, (run, token)) in fenced.iter().enumerate() {
+        if i > 0 {
+            qb.push(" OR ");
+        }
+        qb.push("(run_id = ")
+            .push_bind(run.to_string())
+            .push(" AND token = ")
+            .push_bind(*token)
+            .push(")");
+    }
+    qb.push(")) = ");
+    qb.push_bind(fenced.len() as i64);
+    qb.push(")");
+}
+
+fn is_fence_failure(e: &StoreError) -> bool {
+    matches!(e, StoreError::Query { source: sqlx::Error::Database(d), .. } if d.message().contains("fence_held"))
 }
 
 /// The fenced runs whose lease no longer names `holder` with the token it was granted (or
