@@ -147,7 +147,7 @@ impl Default for Options {
             record_latencies: false,
             checkpoints: crate::domain::plan::CheckpointPolicy::default(),
             fleet: false,
-            claim_every: Duration::from_secs(1),
+            claim_every: Duration::from_millis(250),
         }
     }
 }

@@ -307,7 +307,9 @@ impl Node {
 }
 
 impl Node {
-    /// Whether a less loaded live node exists (fleet mode): then new runs are left to it.
+    /// Whether a live node is less loaded than this one (fleet mode; the others' loads are
+    /// as of their last heartbeat, a quarter second ago at most): then new runs are left to
+    /// the least loaded to claim.
     fn others_less_loaded(&self) -> bool {
         let mine = self.coordinators.len() as i64;
         self.others.iter().any(|&l| l < mine)
@@ -340,14 +342,14 @@ impl Node {
                 Some(l) if l < load => Vec::new(),
                 Some(l) => {
                     store
-                        .claim_open_runs(&me, (l - load + 1).clamp(1, 32), ttl)
+                        .claim_open_runs(&me, (l - load + 1).clamp(8, 32), ttl)
                         .await?
                 }
                 None => store.claim_open_runs(&me, 32, ttl).await?,
             };
             Ok::<_, crate::store::StoreError>((others, claimed))
         };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.claiming = false;
             match res {
                 Ok((others, claimed)) => {
@@ -491,20 +493,29 @@ impl Handler<Submit> for Node {
         if self.stopping {
             return Box::pin(fut::ready(Err(RuntimeError::Stopped)));
         }
-        let (record, batch, restored) = match new_run(&msg, &self.shared) {
+        let (record, mut batch, restored) = match new_run(&msg, &self.shared) {
             Ok(x) => x,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        let (tx, rx) = oneshot::channel();
-        self.persistence.do_send(Persist {
-            batch,
-            ack: Some(tx),
-        });
         let persistence = self.persistence.clone();
         let run = record.id;
         // In a fleet, a run is executed by the least-loaded live node: when another is less
         // loaded than this one, the run is stored for it to claim.
         let detach = msg.detach || (self.shared.options.fleet && self.others_less_loaded());
+        if !detach {
+            // The lease rides in the run's own transaction: no other node can claim the
+            // run between its commit and its start here.
+            let expires = chrono::Utc::now().timestamp_millis()
+                + self.shared.options.lease_ttl.as_millis() as i64;
+            batch
+                .new_leases
+                .push((record.id, self.shared.holder.clone(), expires));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.persistence.do_send(Persist {
+            batch,
+            ack: Some(tx),
+        });
         let last_seq = 1 + msg.prelude.len() as i64;
         Box::pin(
             async move {
@@ -526,7 +537,7 @@ impl Handler<Submit> for Node {
             .into_actor(self)
             .map(move |res, act, ctx| {
                 let execute = res?;
-                if execute {
+                if execute && !act.coordinators.contains_key(&run) {
                     act.launch(&record, msg.plan, last_seq, Start::Resume(restored), ctx);
                 }
                 Ok(run)

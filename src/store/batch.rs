@@ -51,6 +51,8 @@ pub struct Batch {
     pub checkpoints: Vec<super::CheckpointRow>,
     /// New waits (manual approvals).
     pub waits: Vec<super::WaitRow>,
+    /// Leases of new runs, taken in the transaction that stores them: (run, holder, expiry).
+    pub new_leases: Vec<(RunId, super::LeaseHolder, i64)>,
 }
 
 impl Batch {
@@ -68,6 +70,7 @@ impl Batch {
             && self.template_uses.is_empty()
             && self.checkpoints.is_empty()
             && self.waits.is_empty()
+            && self.new_leases.is_empty()
     }
 
     /// Number of rows it writes.
@@ -84,6 +87,7 @@ impl Batch {
             + self.template_uses.len()
             + self.checkpoints.len()
             + self.waits.len()
+            + self.new_leases.len()
     }
 
     /// Moves every write of `other` into this batch.
@@ -100,6 +104,7 @@ impl Batch {
         self.template_uses.append(&mut other.template_uses);
         self.checkpoints.append(&mut other.checkpoints);
         self.waits.append(&mut other.waits);
+        self.new_leases.append(&mut other.new_leases);
     }
 
     /// The runs whose existing rows this batch changes (not the runs it creates).
@@ -394,6 +399,21 @@ macro_rules! push_checkpoints {
     };
 }
 
+macro_rules! push_new_leases {
+    ($qb:ident, $chunk:expr) => {
+        $qb.push("INSERT INTO leases (run_id, holder, host, pid, expires_at, token) ");
+        $qb.push_values($chunk, |mut b, (run, h, expires)| {
+            b.push_bind(run.to_string())
+                .push_bind(h.id.clone())
+                .push_bind(h.host.clone())
+                .push_bind(h.pid)
+                .push_bind(*expires)
+                .push_bind(1_i64);
+        });
+        $qb.push(" ON CONFLICT (run_id) DO NOTHING");
+    };
+}
+
 macro_rules! push_waits {
     ($qb:ident, $chunk:expr) => {
         $qb.push(
@@ -421,6 +441,11 @@ macro_rules! for_each_statement {
         for chunk in $batch.new_runs.chunks(CHUNK) {
             $next
             push_runs!($qb, chunk);
+            $done
+        }
+        for chunk in $batch.new_leases.chunks(CHUNK) {
+            $next
+            push_new_leases!($qb, chunk);
             $done
         }
         for u in &$batch.run_updates {
