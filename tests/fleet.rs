@@ -205,6 +205,18 @@ async fn a_fleet_of_three_nodes_finishes_every_run_when_one_is_killed() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = common::nofx_cmd(&dir)
+        .env("NOFX_DATABASE_URL", &store.url)
+        .args(["--lease-ttl", "2", "nodes", "ls", "--json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = doc["nodes"].as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(
+        listed.iter().all(|n| n["live"] == true && n["load"] == 0),
+        "{doc}"
+    );
     let http = reqwest::Client::new();
     let mut runs = Vec::new();
     for _ in 0..12 {
@@ -254,6 +266,19 @@ async fn a_fleet_of_three_nodes_finishes_every_run_when_one_is_killed() {
         .map(|l| l.run_id.parse().unwrap())
         .collect();
     assert!(!orphaned.is_empty());
+    let out = common::nofx_cmd(&dir)
+        .env("NOFX_DATABASE_URL", &store.url)
+        .args(["--lease-ttl", "2", "nodes", "ls", "--json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let held: usize = doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["leases"].as_array().unwrap().len())
+        .sum();
+    assert!(held >= 3, "{doc}");
     let mut victim = victim.0;
     victim.kill().unwrap();
     let killed = chrono::Utc::now().timestamp_millis();

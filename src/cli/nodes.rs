@@ -48,6 +48,9 @@ pub async fn dispatch(g: &Global, c: NodesCommand) -> CliResult {
         );
         return Ok(());
     }
+    if nodes.is_empty() {
+        eprintln!("no node has served from this store (nodes are `nofx serve` processes)");
+    }
     println!(
         "{:<40} {:<16} {:>8} {:<5} {:>5} {:>7}  HEARTBEAT",
         "NODE", "HOST", "PID", "LIVE", "LOAD", "LEASES"
