@@ -706,7 +706,8 @@ fn push_lease_check<DB: sqlx::Database>(
     for (r, _) in fenced {
         sep.push_bind(r.to_string());
     }
-    qb.push(")");
+    // Locks are taken in run id order, as a renewal takes them: no deadlock between the two.
+    qb.push(") ORDER BY run_id");
     qb.push(lock);
 }
 

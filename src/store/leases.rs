@@ -166,16 +166,24 @@ impl Store {
         ttl_ms: i64,
     ) -> Result<Vec<RunId>, StoreError> {
         let now = super::now_ms();
+        // Rows are locked in run id order, as a fenced write takes them (no deadlock).
+        let sql = match self {
+            Store::Postgres(_) => {
+                "UPDATE leases SET expires_at = $2 WHERE run_id IN (SELECT run_id FROM leases \
+                 WHERE holder = $1 ORDER BY run_id FOR UPDATE) RETURNING run_id"
+            }
+            Store::Sqlite(_) => {
+                "UPDATE leases SET expires_at = $2 WHERE holder = $1 RETURNING run_id"
+            }
+        };
         with_pool!(self, |p, begin| {
             let mut tx = p.begin_with(begin).await.map_err(q("begin renew"))?;
-            let ids: Vec<String> = sqlx::query_scalar(
-                "UPDATE leases SET expires_at = $2 WHERE holder = $1 RETURNING run_id",
-            )
-            .bind(&me.id)
-            .bind(now + ttl_ms)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(q("renew leases"))?;
+            let ids: Vec<String> = sqlx::query_scalar(sql)
+                .bind(&me.id)
+                .bind(now + ttl_ms)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(q("renew leases"))?;
             tx.commit().await.map_err(q("commit renew"))?;
             Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
         })
