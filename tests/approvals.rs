@@ -226,6 +226,9 @@ fn the_cli_approves_a_run_another_process_executes() {
         assert!(std::time::Instant::now() < deadline, "the run never waited");
         std::thread::sleep(Duration::from_millis(100));
     };
+    let out = nofx(&["runs", "show", &run]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("waiting for approval by alice"), "{shown}");
     let out = nofx(&["approve", &run, "deploy", "--as", "mallory"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("mallory may not decide"));

@@ -195,13 +195,30 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                 }
             }
             println!(
-                "  {:<24} {:<10} {:>8}  {:<12} ERROR",
+                "  {:<24} {:<10} {:>8}  {:<12} NOTE",
                 "TASK", "STATUS", "ATTEMPTS", "AGENT"
             );
+            let waits = store.waits(id).await?;
             for t in o.tasks {
-                let note = match &t.restored_from {
-                    Some(cp) => format!("restored from {cp}"),
-                    None => t.error.unwrap_or_default(),
+                let open = waits
+                    .iter()
+                    .rev()
+                    .find(|w| w.task_id == t.id.as_str() && w.decision.is_none())
+                    .filter(|_| t.status == nofx::TaskStatus::Waiting);
+                let note = match (&t.restored_from, open) {
+                    (Some(cp), _) => format!("restored from {cp}"),
+                    (None, Some(w)) => format!(
+                        "waiting for approval by {}{}",
+                        if w.approvers.is_empty() {
+                            "anyone".to_string()
+                        } else {
+                            w.approvers.join(", ")
+                        },
+                        w.deadline_at
+                            .map(|d| format!(" until {} (then {})", ms(d), w.on_timeout))
+                            .unwrap_or_default()
+                    ),
+                    (None, None) => t.error.unwrap_or_default(),
                 };
                 println!(
                     "  {:<24} {:<10} {:>8}  {:<12} {}",
