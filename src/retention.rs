@@ -68,18 +68,15 @@ pub struct RetentionPolicy {
     pub sweep_every: Duration,
 }
 
+/// The shipped `policies/retention.toml`: what applies without a file, and to the keys a
+/// file leaves out.
+const SHIPPED: &str = include_str!("../policies/retention.toml");
+
 impl Default for RetentionPolicy {
     /// The shipped `policies/retention.toml`.
     fn default() -> Self {
-        Self {
-            default: RetentionRule {
-                days: 30.0,
-                max_checkpoints_per_run: 20,
-            },
-            projects: BTreeMap::new(),
-            artifact_grace: Duration::from_secs(24 * 3600),
-            sweep_every: Duration::from_secs(3600),
-        }
+        Self::from_toml(SHIPPED, "policies/retention.toml (built in)")
+            .expect("the shipped retention policy loads (tested)")
     }
 }
 
@@ -115,7 +112,9 @@ impl RetentionPolicy {
     /// Syntax errors, unknown keys, negative or non-finite numbers.
     pub fn from_toml(text: &str, file: &str) -> Result<Self, ConfigErrors> {
         let raw: RawPolicy = parse_toml(text, file).map_err(ConfigErrors)?;
-        let shipped = Self::default();
+        let shipped: RawPolicy =
+            parse_toml(SHIPPED, "policies/retention.toml").map_err(ConfigErrors)?;
+        let fallback = |n: Option<Number>| n.map(|v| *v.get_ref()).unwrap_or_default();
         let mut issues = Vec::new();
         // A number of 0 or more (`positive`: above 0), else an issue naming its line.
         let mut check = |key: String, v: Option<Number>, default: f64, positive: bool| {
@@ -134,24 +133,25 @@ impl RetentionPolicy {
             }
             n
         };
-        let days = check("days".into(), raw.days, shipped.default.days, false);
+        let days = check("days".into(), raw.days, fallback(shipped.days), false);
         let grace = check(
             "artifact_grace_hours".into(),
             raw.artifact_grace_hours,
-            24.0,
+            fallback(shipped.artifact_grace_hours),
             false,
         );
         let every = check(
             "sweep_every_minutes".into(),
             raw.sweep_every_minutes,
-            60.0,
+            fallback(shipped.sweep_every_minutes),
             true,
         );
         let default = RetentionRule {
             days,
             max_checkpoints_per_run: raw
                 .max_checkpoints_per_run
-                .unwrap_or(shipped.default.max_checkpoints_per_run),
+                .or(shipped.max_checkpoints_per_run)
+                .unwrap_or_default(),
         };
         let mut projects = BTreeMap::new();
         for (name, r) in raw.projects {
@@ -183,17 +183,21 @@ impl RetentionPolicy {
     /// # Errors
     /// As [`RetentionPolicy::from_toml`]; an unreadable file.
     pub fn load(dir: &Path) -> Result<Self, ConfigErrors> {
-        let path = dir.join("retention.toml");
-        let display = path.display().to_string();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Self::from_toml(&text, &display),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(ConfigErrors(vec![ConfigIssue {
-                file: display,
-                line: None,
-                message: format!("cannot read: {e}"),
-            }])),
-        }
+        let (text, file) = crate::config::read_policy(Some(dir), "retention.toml", SHIPPED)
+            .map_err(|e| ConfigErrors(vec![e]))?;
+        Self::from_toml(&text, &file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_shipped_policy_loads() {
+        let p = super::RetentionPolicy::default();
+        assert_eq!(p.default.days, 30.0);
+        assert_eq!(p.default.max_checkpoints_per_run, 20);
+        assert_eq!(p.artifact_grace, std::time::Duration::from_secs(24 * 3600));
+        assert_eq!(p.sweep_every, std::time::Duration::from_secs(3600));
     }
 }
 

@@ -35,6 +35,15 @@ async fn task_status(rt: &Runtime, run: RunId, task: &str) -> Option<TaskStatus>
         .map(|t| t.status)
 }
 
+/// Waits until the task's row says it is running.
+async fn running(rt: &Runtime, run: RunId, task: &'static str) {
+    until(Duration::from_secs(10), || {
+        let rt = rt.clone();
+        async move { task_status(&rt, run, task).await == Some(TaskStatus::Running) }
+    })
+    .await;
+}
+
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -53,11 +62,7 @@ both_stores! {
         );
         let run = rt.submit(&plan(&src), Default::default()).await.unwrap();
         let id = run.id();
-        until(Duration::from_secs(10), || {
-            let rt = rt.clone();
-            async move { task_status(&rt, id, "slow").await == Some(TaskStatus::Running) }
-        })
-        .await;
+        running(&rt, id, "slow").await;
         // Another process takes the run over (as after this one's lease expired).
         sql(&store, &format!("UPDATE leases SET expires_at = 0 WHERE run_id = '{id}'")).await;
         let other = LeaseHolder { id: "other-node".into(), host: "elsewhere".into(), pid: 1 };
@@ -92,11 +97,7 @@ both_stores! {
         );
         let run = rt.submit(&plan(&src), Default::default()).await.unwrap();
         let id = run.id();
-        until(Duration::from_secs(10), || {
-            let rt = rt.clone();
-            async move { task_status(&rt, id, "long").await == Some(TaskStatus::Running) }
-        })
-        .await;
+        running(&rt, id, "long").await;
         // The store stops answering this process's lease renewals for 2.5 s.
         let hold = tokio::spawn({
             let url = store.url.clone();

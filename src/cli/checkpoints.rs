@@ -1,39 +1,9 @@
 //! `nofx checkpoints create|ls|restore`: save what a run has done so far, and start a new
 //! run from there.
 
+use super::run::StartArgs;
 use super::{open_store, runtime, CliResult, Failure, Global};
-use clap::{Args, Subcommand};
-use nofx::runtime::SubmitOptions;
-use nofx::CorrelationId;
-
-/// How a restored or forked run is started.
-#[derive(Args)]
-pub struct StartArgs {
-    /// Store the new run, print its id alone on the last line of stdout and exit; `nofx
-    /// resume` executes it.
-    #[arg(long)]
-    pub detach: bool,
-    /// Print the final run as JSON on stdout (instead of the run id).
-    #[arg(long)]
-    pub json: bool,
-    /// Use this correlation id instead of a generated one.
-    #[arg(long, value_name = "ID")]
-    pub correlation_id: Option<String>,
-}
-
-impl StartArgs {
-    /// The submit options these flags ask for.
-    pub fn options(&self) -> Result<SubmitOptions, Failure> {
-        Ok(SubmitOptions {
-            correlation: match &self.correlation_id {
-                Some(c) => Some(CorrelationId::from_caller(c).map_err(Failure::Input)?),
-                None => None,
-            },
-            detach: self.detach,
-            ..SubmitOptions::default()
-        })
-    }
-}
+use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum CheckpointsCommand {
@@ -70,7 +40,7 @@ pub async fn dispatch(g: &Global, c: CheckpointsCommand) -> CliResult {
             let rt = runtime(g).await?;
             let submitted = rt.restore(&checkpoint, opts).await;
             let headline = format!("restored from checkpoint {checkpoint}");
-            super::run::drive(&rt, submitted, start.detach, start.json, &headline).await
+            super::run::drive(&rt, submitted, &start, &headline).await
         }
         CheckpointsCommand::Create { run, description } => {
             let rt = runtime(g).await?;
@@ -114,8 +84,7 @@ pub async fn dispatch(g: &Global, c: CheckpointsCommand) -> CliResult {
                     "{:<42} {:>5} {:<24} {}",
                     c.id,
                     c.step,
-                    nofx::domain::event::from_ms(c.created_at)
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    super::time_text(c.created_at),
                     c.description.unwrap_or_default()
                 );
             }

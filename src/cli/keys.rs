@@ -70,8 +70,7 @@ async fn run(store: &nofx::store::Store, c: KeysCommand) -> CliResult {
                     k.id,
                     k.project,
                     k.name.unwrap_or_else(|| "-".into()),
-                    nofx::domain::event::from_ms(k.created_at)
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    super::time_text(k.created_at),
                     if k.revoked_at.is_some() {
                         "revoked"
                     } else {

@@ -498,6 +498,11 @@ pub async fn load_templates(g: &Global, rt: &Runtime) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A time (ms since the epoch) as people read it: RFC 3339 in UTC, to the second.
+pub fn time_text(ms: i64) -> String {
+    nofx::domain::event::from_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// Reads a plan file.
 pub fn read_plan(path: &Path) -> Result<PlanSource, Failure> {
     let text = std::fs::read_to_string(path)

@@ -1,6 +1,6 @@
 //! `nofx nodes ls`: the nodes of a fleet sharing this store, their load and leases.
 
-use super::{open_store, CliResult, Failure, Global};
+use super::{open_store, time_text, CliResult, Failure, Global};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -11,10 +11,6 @@ pub enum NodesCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn at(ms: i64) -> String {
-    nofx::domain::event::from_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 pub async fn dispatch(g: &Global, c: NodesCommand) -> CliResult {
@@ -36,7 +32,7 @@ pub async fn dispatch(g: &Global, c: NodesCommand) -> CliResult {
                     leases.iter().filter(|l| l.holder == n.id).collect();
                 serde_json::json!({
                     "id": n.id, "host": n.host, "pid": n.pid,
-                    "startedAt": at(n.started_at), "heartbeatAt": at(n.heartbeat_at),
+                    "startedAt": time_text(n.started_at), "heartbeatAt": time_text(n.heartbeat_at),
                     "live": n.heartbeat_at > now - ttl, "load": n.load, "leases": held,
                 })
             })
@@ -69,7 +65,7 @@ pub async fn dispatch(g: &Global, c: NodesCommand) -> CliResult {
             },
             n.load,
             held,
-            at(n.heartbeat_at)
+            time_text(n.heartbeat_at)
         );
     }
     let others = leases

@@ -73,6 +73,14 @@ impl Progress {
                 .unwrap_or("")
                 .to_string()
         };
+        // A list of strings in the event's data.
+        let list = |k: &str| {
+            e.data
+                .get(k)
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
         match e.kind {
             EventType::RunStarted
                 if e.data.get("resumed").and_then(|v| v.as_bool()) == Some(true) =>
@@ -80,13 +88,6 @@ impl Progress {
                 self.line(format!("resuming run {}", e.run_id));
             }
             EventType::RunRestored => {
-                let list = |k: &str| {
-                    e.data
-                        .get(k)
-                        .and_then(|v| v.as_array())
-                        .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>())
-                        .unwrap_or_default()
-                };
                 let (restored, rerun) = (list("restored"), list("rerun"));
                 self.done += restored.len();
                 self.line(format!(
@@ -103,12 +104,7 @@ impl Progress {
             }
             EventType::ApprovalRequested => {
                 self.running = self.running.saturating_sub(1);
-                let who = e
-                    .data
-                    .get("approvers")
-                    .and_then(|v| v.as_array())
-                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>())
-                    .unwrap_or_default();
+                let who = list("approvers");
                 let who = if who.is_empty() {
                     "anyone".to_string()
                 } else {

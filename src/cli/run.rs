@@ -5,7 +5,7 @@ use super::{plan_inputs, read_plan, runtime, CliResult, Failure, Global};
 use clap::Args;
 use futures::StreamExt;
 use nofx::runtime::{Outcome, Resumed};
-use nofx::{CorrelationId, RunHandle, RunId, RunStatus, Runtime, RuntimeError};
+use nofx::{CorrelationId, RunHandle, RunId, RunStatus, Runtime, RuntimeError, SubmitOptions};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -25,15 +25,37 @@ pub struct RunArgs {
     /// Plan inputs, NAME=VALUE (repeatable).
     #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
     inputs: Vec<String>,
+    #[command(flatten)]
+    start: StartArgs,
+}
+
+/// How a new run (a plan, a restore, a fork) is started.
+#[derive(Args)]
+pub struct StartArgs {
+    /// Store the new run, print its id alone on the last line of stdout and exit; `nofx
+    /// resume` executes it.
+    #[arg(long)]
+    pub detach: bool,
     /// Print the final run as JSON on stdout (instead of the run id).
     #[arg(long)]
-    json: bool,
-    /// Store the run, print its id and exit; `nofx resume` executes it.
-    #[arg(long)]
-    detach: bool,
+    pub json: bool,
     /// Use this correlation id instead of a generated one.
     #[arg(long, value_name = "ID")]
-    correlation_id: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+impl StartArgs {
+    /// The submit options these flags ask for.
+    pub fn options(&self) -> Result<SubmitOptions, Failure> {
+        Ok(SubmitOptions {
+            correlation: match &self.correlation_id {
+                Some(c) => Some(CorrelationId::from_caller(c).map_err(Failure::Input)?),
+                None => None,
+            },
+            detach: self.detach,
+            ..SubmitOptions::default()
+        })
+    }
 }
 
 #[derive(Args)]
@@ -51,14 +73,11 @@ pub async fn run(g: &Global, a: RunArgs) -> CliResult {
     };
     let src = read_plan(file)?;
     let inputs = plan_inputs(&src, &a.inputs)?;
-    let corr = match &a.correlation_id {
-        Some(c) => Some(CorrelationId::from_caller(c).map_err(Failure::Input)?),
-        None => None,
-    };
+    let opts = a.start.options()?;
     let rt = runtime(g).await?;
-    let submitted = rt.submit_with(&src, inputs, corr, a.detach).await;
+    let submitted = rt.submit_opts(&src, inputs, opts).await;
     let headline = format!("plan `{}`, {} tasks", src.plan.name, src.plan.tasks.len());
-    drive(&rt, submitted, a.detach, a.json, &headline).await
+    drive(&rt, submitted, &a.start, &headline).await
 }
 
 /// After a submit (a plan, a restore, a fork): with `detach`, prints the stored run's id
@@ -66,8 +85,7 @@ pub async fn run(g: &Global, a: RunArgs) -> CliResult {
 pub(crate) async fn drive(
     rt: &Runtime,
     submitted: Result<RunHandle, RuntimeError>,
-    detach: bool,
-    json: bool,
+    start: &StartArgs,
     headline: &str,
 ) -> CliResult {
     let handle = match submitted {
@@ -77,7 +95,7 @@ pub(crate) async fn drive(
             return Err(e.into());
         }
     };
-    if detach {
+    if start.detach {
         eprintln!(
             "stored run {} (correlation id {}); run it with `nofx resume {}`",
             handle.id(),
@@ -101,12 +119,12 @@ pub(crate) async fn drive(
         handle.correlation_id()
     );
     let outcome = follow(rt, &handle, total).await;
-    finish(rt, outcome, json).await
+    finish(rt, outcome, start.json).await
 }
 
 async fn run_goal(g: &Global, a: RunArgs) -> CliResult {
     let goal = a.goal.clone().unwrap_or_default();
-    if a.detach || !a.inputs.is_empty() || a.correlation_id.is_some() {
+    if a.start.detach || !a.inputs.is_empty() || a.start.correlation_id.is_some() {
         return Err(Failure::Input(
             "--goal runs take no --input, --detach or --correlation-id".into(),
         ));
@@ -152,7 +170,7 @@ async fn run_goal(g: &Global, a: RunArgs) -> CliResult {
         handle.correlation_id()
     );
     let outcome = follow(&rt, &handle, total).await;
-    finish(&rt, outcome, a.json).await
+    finish(&rt, outcome, a.start.json).await
 }
 
 /// Shows progress until the run ends or Ctrl-C; on Ctrl-C stops the runtime (the run stays

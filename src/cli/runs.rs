@@ -1,6 +1,6 @@
 //! `nofx runs ls|show|events|cancel|artifacts`.
 
-use super::{open_store, runtime, CliResult, Failure, Global};
+use super::{open_store, runtime, time_text, CliResult, Failure, Global};
 use clap::Subcommand;
 use nofx::runtime::{Cancelled, Outcome};
 use nofx::store::{Blobs, Store};
@@ -66,7 +66,7 @@ pub enum RunsCommand {
         #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
         inputs: Vec<String>,
         #[command(flatten)]
-        start: super::checkpoints::StartArgs,
+        start: super::run::StartArgs,
     },
     /// List a run's artifacts, or write one out.
     Artifacts {
@@ -89,12 +89,6 @@ fn json_out<T: serde::Serialize>(v: &T) -> CliResult {
         serde_json::to_string_pretty(v).map_err(|e| Failure::Error(e.to_string()))?
     );
     Ok(())
-}
-
-fn ms(t: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(t)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
 }
 
 pub async fn dispatch(g: &Global, c: RunsCommand) -> CliResult {
@@ -143,7 +137,7 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                         serde_json::json!({
                             "id": r.id, "name": r.name, "status": r.status, "reason": r.reason,
                             "correlationId": r.correlation_id, "tasks": r.plan.tasks.len(),
-                            "createdAt": ms(r.created_at),
+                            "createdAt": time_text(r.created_at),
                             "durationMs": r.started_at.zip(r.finished_at).map(|(s, f)| f - s),
                         })
                     })
@@ -161,7 +155,7 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                     r.status,
                     r.name,
                     r.plan.tasks.len(),
-                    ms(r.created_at),
+                    time_text(r.created_at),
                     r.reason.unwrap_or_default()
                 );
             }
@@ -215,7 +209,7 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                             w.approvers.join(", ")
                         },
                         w.deadline_at
-                            .map(|d| format!(" until {} (then {})", ms(d), w.on_timeout))
+                            .map(|d| format!(" until {} (then {})", time_text(d), w.on_timeout))
                             .unwrap_or_default()
                     ),
                     (None, None) => t.error.unwrap_or_default(),
@@ -403,7 +397,7 @@ async fn fork(
     at: String,
     patch: Option<PathBuf>,
     inputs: Vec<String>,
-    start: super::checkpoints::StartArgs,
+    start: super::run::StartArgs,
 ) -> CliResult {
     let patch = patch.as_deref().map(read_patch).transpose()?;
     let opts = start.options()?;
@@ -452,5 +446,5 @@ async fn fork(
         }
     };
     let headline = format!("fork of run {run} at task {at}");
-    super::run::drive(&rt, submitted, start.detach, start.json, &headline).await
+    super::run::drive(&rt, submitted, &start, &headline).await
 }

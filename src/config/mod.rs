@@ -101,24 +101,44 @@ pub fn load_command_policy(
     }
 }
 
+/// A policy file of `dir` (its text and the name to report), or the shipped text when `dir`
+/// is not given or has no such file.
+///
+/// # Errors
+/// A file that exists but cannot be read.
+pub(crate) fn read_policy(
+    dir: Option<&Path>,
+    file: &str,
+    shipped: &'static str,
+) -> Result<(String, String), ConfigIssue> {
+    let built_in = || (shipped.to_string(), format!("policies/{file} (built in)"));
+    let Some(dir) = dir else {
+        return Ok(built_in());
+    };
+    let path = dir.join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok((t, path.display().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(built_in()),
+        Err(e) => Err(ConfigIssue {
+            file: path.display().to_string(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        }),
+    }
+}
+
+const SHIPPED_CHECKPOINTS: &str = include_str!("../../policies/checkpoints.toml");
+
 /// Loads `checkpoints.toml` (`every`, `before_approval`) from a policies directory: when
-/// runs whose plan has no `checkpoints` key are checkpointed. Without the file, the default
-/// (only before manual approvals).
+/// runs whose plan has no `checkpoints` key are checkpointed. Without the file, the shipped
+/// one.
 ///
 /// # Errors
 /// A syntax error, unknown key or wrong type, naming file and line.
 pub fn load_checkpoint_policy(
     dir: &Path,
 ) -> Result<crate::domain::plan::CheckpointPolicy, ConfigErrors> {
-    let path = dir.join("checkpoints.toml");
-    let display = path.display().to_string();
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse_toml(&text, &display).map_err(ConfigErrors),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
-        Err(e) => Err(ConfigErrors(vec![ConfigIssue {
-            file: display,
-            line: None,
-            message: format!("cannot read: {e}"),
-        }])),
-    }
+    let (text, file) = read_policy(Some(dir), "checkpoints.toml", SHIPPED_CHECKPOINTS)
+        .map_err(|e| ConfigErrors(vec![e]))?;
+    parse_toml(&text, &file).map_err(ConfigErrors)
 }

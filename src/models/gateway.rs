@@ -135,28 +135,6 @@ const SHIPPED_MODELS: &str = include_str!("../../policies/models.toml");
 const SHIPPED_ROUTING: &str = include_str!("../../policies/routing.toml");
 const SHIPPED_BUDGETS: &str = include_str!("../../policies/budgets.toml");
 
-fn read_or(
-    dir: Option<&Path>,
-    file: &str,
-    shipped: &'static str,
-) -> Result<(String, String), ConfigIssue> {
-    let Some(dir) = dir else {
-        return Ok((shipped.to_string(), format!("policies/{file} (built in)")));
-    };
-    let path = dir.join(file);
-    match std::fs::read_to_string(&path) {
-        Ok(t) => Ok((t, path.display().to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok((shipped.to_string(), format!("policies/{file} (built in)")))
-        }
-        Err(e) => Err(ConfigIssue {
-            file: path.display().to_string(),
-            line: None,
-            message: format!("cannot read: {e}"),
-        }),
-    }
-}
-
 impl ModelsConfig {
     /// The shipped `models.toml`, `routing.toml` and `budgets.toml`, with no keys.
     ///
@@ -173,7 +151,9 @@ impl ModelsConfig {
     /// Every bad entry of every file, each naming file, line and key.
     pub fn load(dir: Option<&Path>) -> Result<Self, ConfigErrors> {
         let mut issues = Vec::new();
-        let mut read = |file: &str, shipped: &'static str| match read_or(dir, file, shipped) {
+        let mut read = |file: &str, shipped: &'static str| match crate::config::read_policy(
+            dir, file, shipped,
+        ) {
             Ok(x) => Some(x),
             Err(e) => {
                 issues.push(e);

@@ -105,8 +105,11 @@ async fn rebuild(
     Ok(())
 }
 
-/// Tasks of the checkpoint, by id: (outputs, agent).
-fn checkpoint_tasks(cp: &CheckpointRow) -> HashMap<String, (Option<Value>, Option<String>)> {
+/// What a checkpoint kept of a task: its outputs and agent.
+type Kept = (Option<Value>, Option<String>);
+
+/// Tasks of the checkpoint, by id.
+fn checkpoint_tasks(cp: &CheckpointRow) -> HashMap<String, Kept> {
     cp.tasks
         .as_array()
         .map(Vec::as_slice)
@@ -280,8 +283,8 @@ impl Runtime {
         let plan = self
             .validate(&src, &parent.inputs)
             .map_err(RuntimeError::Plan)?;
-        let keep: HashSet<String> = checkpoint_tasks(&cp).into_keys().collect();
-        self.branch(&parent, &cp, plan, &keep, None, opts).await
+        let done = checkpoint_tasks(&cp);
+        self.branch(&parent, &cp, plan, done, None, opts).await
     }
 
     /// Forks a run at task `fork.at`: the plan (with `fork.patch` applied) is validated;
@@ -344,7 +347,7 @@ impl Runtime {
         let cp = self
             .checkpoint(run, Some(format!("fork at {}", fork.at)))
             .await?;
-        let done = checkpoint_tasks(&cp);
+        let mut done = checkpoint_tasks(&cp);
         let old: HashMap<&str, Value> = parent
             .plan
             .tasks
@@ -382,35 +385,30 @@ impl Runtime {
                 break;
             }
         }
-        let keep: HashSet<String> = (0..graph.len())
-            .filter(|&i| !again[i])
-            .map(|i| graph.task(i).key.to_string())
-            .collect();
-        self.branch(&parent, &cp, plan, &keep, Some(fork.at), opts)
+        for (i, _) in again.iter().enumerate().filter(|(_, &a)| a) {
+            done.remove(graph.task(i).key.as_str());
+        }
+        self.branch(&parent, &cp, plan, done, Some(fork.at), opts)
             .await
     }
 
-    /// Stores and (unless detached) starts a run of `plan` with the `keep` tasks of `cp`
-    /// restored.
+    /// Stores and (unless detached) starts a run of `plan` from checkpoint `cp`, with the
+    /// tasks in `keep` (from the checkpoint) restored.
     async fn branch(
         &self,
         parent: &RunRecord,
         cp: &CheckpointRow,
         plan: ValidatedPlan,
-        keep: &HashSet<String>,
+        keep: HashMap<String, Kept>,
         forked_at: Option<String>,
         opts: SubmitOptions,
     ) -> Result<RunHandle, RuntimeError> {
         let id = opts.id.unwrap_or_default();
         let corr = opts.correlation.unwrap_or_else(CorrelationId::generate);
-        let done = checkpoint_tasks(cp);
         let mut tasks = Vec::new();
         let (mut restored, mut rerun) = (Vec::new(), Vec::new());
         for (i, t) in plan.graph.tasks().iter().enumerate() {
-            match done
-                .get(t.key.as_str())
-                .filter(|_| keep.contains(t.key.as_str()))
-            {
+            match keep.get(t.key.as_str()) {
                 Some((outputs, agent)) => {
                     restored.push(t.key.to_string());
                     tasks.push(TaskRow {

@@ -385,6 +385,30 @@ impl Actor for Node {
     }
 }
 
+/// Queues `batch` with the persistence actor now; the future resolves once it is committed.
+fn committed(
+    persistence: &Addr<Persistence>,
+    batch: Batch,
+) -> impl std::future::Future<Output = Result<(), RuntimeError>> {
+    let (tx, rx) = oneshot::channel();
+    persistence.do_send(Persist {
+        batch,
+        ack: Some(tx),
+    });
+    async move {
+        rx.await
+            .map_err(|_| RuntimeError::Stopped)?
+            .map_err(RuntimeError::Write)
+    }
+}
+
+/// A batch leaving one command row for the process that executes `run`.
+fn command(run: RunId, kind: &str, reason: Option<String>) -> Batch {
+    let mut batch = Batch::default();
+    batch.new_commands.push((run, kind.into(), reason));
+    batch
+}
+
 /// Where a run's workspace lives under the data directory.
 pub(crate) fn workspace_of(data_dir: &std::path::Path, run: RunId) -> std::path::PathBuf {
     data_dir
@@ -473,16 +497,7 @@ impl Handler<WriteBatch> for Node {
     type Result = ResponseFuture<Result<(), RuntimeError>>;
 
     fn handle(&mut self, msg: WriteBatch, _: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
-        self.persistence.do_send(Persist {
-            batch: msg.0,
-            ack: Some(tx),
-        });
-        Box::pin(async move {
-            rx.await
-                .map_err(|_| RuntimeError::Stopped)?
-                .map_err(RuntimeError::Write)
-        })
+        Box::pin(committed(&self.persistence, msg.0))
     }
 }
 
@@ -511,17 +526,11 @@ impl Handler<Submit> for Node {
                 .new_leases
                 .push((record.id, self.shared.holder.clone(), expires));
         }
-        let (tx, rx) = oneshot::channel();
-        self.persistence.do_send(Persist {
-            batch,
-            ack: Some(tx),
-        });
+        let stored = committed(&self.persistence, batch);
         let last_seq = 1 + msg.prelude.len() as i64;
         Box::pin(
             async move {
-                rx.await
-                    .map_err(|_| RuntimeError::Stopped)?
-                    .map_err(RuntimeError::Write)?;
+                stored.await?;
                 if detach {
                     return Ok(false);
                 }
@@ -685,16 +694,7 @@ impl Handler<Cancel> for Node {
                 {
                     Claim::Held(info) => {
                         // A live process executes it: leave it a command and let it stop the run.
-                        let mut batch = Batch::default();
-                        batch.new_commands.push((run, "cancel".into(), Some(why)));
-                        let (tx, rx) = oneshot::channel();
-                        persistence.do_send(Persist {
-                            batch,
-                            ack: Some(tx),
-                        });
-                        rx.await
-                            .map_err(|_| RuntimeError::Stopped)?
-                            .map_err(RuntimeError::Write)?;
+                        committed(&persistence, command(run, "cancel", Some(why))).await?;
                         Ok(Err(Cancelled::Requested(info)))
                     }
                     Claim::Granted { .. } => {
@@ -745,18 +745,7 @@ impl Handler<Wake> for Node {
         }
         // Elsewhere or nowhere: the owner picks the command up; a run nobody executes reads
         // its waits when it is resumed.
-        let mut batch = Batch::default();
-        batch.new_commands.push((msg.0, "wake".into(), None));
-        let (tx, rx) = oneshot::channel();
-        self.persistence.do_send(Persist {
-            batch,
-            ack: Some(tx),
-        });
-        Box::pin(async move {
-            rx.await
-                .map_err(|_| RuntimeError::Stopped)?
-                .map_err(RuntimeError::Write)
-        })
+        Box::pin(committed(&self.persistence, command(msg.0, "wake", None)))
     }
 }
 
