@@ -17,6 +17,7 @@
 //! ```
 
 use crate::config::{parse_toml, ConfigErrors, ConfigIssue};
+use crate::domain::RunId;
 use crate::store::{Blobs, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -232,6 +233,48 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GcError + '_ {
     }
 }
 
+/// Removes (with `dry_run`: counts) the run directories under `runs_dir` whose run is in
+/// `gone` or marked pruned in the store; returns how many.
+async fn sweep_workspaces(
+    store: &Store,
+    runs_dir: &Path,
+    gone: &HashSet<RunId>,
+    dry_run: bool,
+) -> Result<u64, GcError> {
+    let mut entries = match tokio::fs::read_dir(runs_dir).await {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io(runs_dir)(e)),
+    };
+    let mut dirs: Vec<RunId> = Vec::new();
+    while let Some(e) = entries.next_entry().await.map_err(io(runs_dir))? {
+        // Only directories named by a run id; anything else here is not nofx's.
+        if let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<RunId>().ok()) {
+            if e.file_type().await.map_err(io(runs_dir))?.is_dir() {
+                dirs.push(id);
+            }
+        }
+    }
+    let others: Vec<RunId> = dirs.iter().copied().filter(|r| !gone.contains(r)).collect();
+    let pruned = store.pruned_among(&others).await?;
+    let mut removed = 0;
+    for id in dirs {
+        if !(gone.contains(&id) || pruned.contains(&id)) {
+            continue;
+        }
+        removed += 1;
+        if !dry_run {
+            let dir = runs_dir.join(id.to_string());
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&dir)(e)),
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Applies `policy` at time `now` (ms): prunes finished runs past retention, trims
 /// checkpoints over the limit, removes unreferenced artifact files past the grace period.
 /// With `dry_run`, only counts.
@@ -255,6 +298,8 @@ pub async fn sweep(
     for (name, rule) in &policy.projects {
         scopes.push((Some(name.as_str()), *rule));
     }
+    // The stored workspaces are absolute; so is the directory they are compared with.
+    let data_dir = &std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
     let runs_dir = data_dir.join("runs");
     // What this sweep deletes (a dry run: would delete) stops protecting artifact files.
     let mut gone_runs = HashSet::new();
@@ -284,16 +329,6 @@ pub async fn sweep(
                 report.events += rows.events;
                 report.metrics += rows.metrics;
                 report.checkpoints_expired += rows.checkpoints;
-                // Only a workspace under this data directory's runs is removed.
-                let dir = runs_dir.join(run.id.to_string());
-                if Path::new(&run.workspace).starts_with(&dir)
-                    && tokio::fs::try_exists(&dir).await.unwrap_or(false)
-                {
-                    report.workspaces += 1;
-                    if !dry_run {
-                        tokio::fs::remove_dir_all(&dir).await.map_err(io(&dir))?;
-                    }
-                }
             }
             if dry_run {
                 // Nothing was marked: the same runs would come back.
@@ -301,6 +336,10 @@ pub async fn sweep(
             }
         }
     }
+    // Workspaces under this data directory of runs pruned now or by an earlier sweep (a
+    // sweep that could not remove one, or a node with another data directory, leaves it for
+    // the next).
+    report.workspaces = sweep_workspaces(store, &runs_dir, &gone_runs, dry_run).await?;
     // Checkpoints over a run's limit.
     let smallest = std::iter::once(policy.default)
         .chain(policy.projects.values().copied())

@@ -202,15 +202,37 @@ fn the_cli_gc_reports_and_applies_the_policy() {
         (v["dryRun"].as_bool(), v["runsPruned"].as_u64()),
         (Some(true), Some(1))
     );
+    assert_eq!(v["workspaces"], 1, "{v}");
+    let runs = dir.path().join(".nofx/runs");
+    let workspace = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    // With the default, relative `--data-dir .nofx`, the workspace goes with the run.
     let out = common::nofx_out(dir.path(), &["gc"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.starts_with("pruned 1 finished run(s) past retention"),
+        text.starts_with("pruned 1 finished run(s) past retention")
+            && text.contains("1 workspaces"),
         "{text}"
     );
+    assert!(!workspace.exists(), "the pruned run's workspace is deleted");
+    // A workspace a pruned run left behind (an older sweep's leak) goes at the next sweep;
+    // a directory that is not a run's stays.
+    std::fs::create_dir_all(workspace.join("workspace")).unwrap();
+    std::fs::write(workspace.join("workspace/left.txt"), "x").unwrap();
+    std::fs::create_dir_all(runs.join("not-a-run")).unwrap();
     let out = common::nofx_out(dir.path(), &["gc", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["runsPruned"], 0);
+    assert_eq!(
+        (v["runsPruned"].as_u64(), v["workspaces"].as_u64()),
+        (Some(0), Some(1)),
+        "{v}"
+    );
+    assert!(!workspace.exists());
+    assert!(runs.join("not-a-run").exists());
     std::fs::write(dir.path().join("policies/retention.toml"), "days = \"x\"\n").unwrap();
     let out = common::nofx_out(dir.path(), &["gc"]);
     assert_eq!(out.status.code(), Some(2));

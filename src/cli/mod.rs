@@ -461,19 +461,38 @@ pub async fn runtime_with(g: &Global, default_policy: CommandPolicy) -> Result<R
     Ok(builder(g, default_policy)?.build().await?)
 }
 
-/// The builder of [`runtime_with`], for commands that set more.
+/// The builder of [`runtime_with`], for commands that set more. Every problem of the flags,
+/// agents and policies is reported at once.
 pub fn builder(g: &Global, default_policy: CommandPolicy) -> Result<RuntimeBuilder, Failure> {
-    if !(g.lease_ttl.is_finite() && (1.0..=3600.0).contains(&g.lease_ttl)) {
-        return Err(Failure::Input(format!(
-            "--lease-ttl must be between 1 and 3600 seconds, got {}",
-            g.lease_ttl
-        )));
+    fn keep<T>(problems: &mut Vec<String>, r: Result<T, Failure>) -> Option<T> {
+        match r {
+            Ok(x) => Some(x),
+            Err(Failure::Input(m) | Failure::Error(m)) => {
+                problems.push(m);
+                None
+            }
+            Err(_) => None,
+        }
     }
-    let agents = load_agents(g)?;
-    let policy = load_policy(g, default_policy)?;
-    let checkpoints = match dir_or_default(&g.policies, "policies")? {
-        Some(dir) => config::load_checkpoint_policy(&dir)?,
-        None => Default::default(),
+    let mut problems: Vec<String> = Vec::new();
+    let p = &mut problems;
+    let ttl = keep(p, lease_ttl(g));
+    let agents = keep(p, load_agents(g));
+    let policy = keep(p, load_policy(g, default_policy));
+    let checkpoints = keep(
+        p,
+        dir_or_default(&g.policies, "policies").and_then(|dir| {
+            Ok(match dir {
+                Some(dir) => config::load_checkpoint_policy(&dir)?,
+                None => Default::default(),
+            })
+        }),
+    );
+    let models = keep(p, load_models(g));
+    let (Some(ttl), Some(agents), Some(policy), Some(checkpoints), Some(models)) =
+        (ttl, agents, policy, checkpoints, models)
+    else {
+        return Err(Failure::Input(problems.join("\n")));
     };
     let mut b: RuntimeBuilder = Runtime::builder()
         .checkpoint_policy(checkpoints)
@@ -481,12 +500,50 @@ pub fn builder(g: &Global, default_policy: CommandPolicy) -> Result<RuntimeBuild
         .database_url(store_url(g))
         .agents(agents)
         .command_policy(policy)
-        .models(load_models(g)?)
-        .lease_ttl(std::time::Duration::from_secs_f64(g.lease_ttl));
+        .models(models)
+        .lease_ttl(ttl);
     if let Ok(exe) = std::env::current_exe() {
         b = b.process_guard(exe);
     }
     Ok(b)
+}
+
+fn lease_ttl(g: &Global) -> Result<std::time::Duration, Failure> {
+    if !(g.lease_ttl.is_finite() && (1.0..=3600.0).contains(&g.lease_ttl)) {
+        return Err(Failure::Input(format!(
+            "--lease-ttl must be between 1 and 3600 seconds, got {}",
+            g.lease_ttl
+        )));
+    }
+    Ok(std::time::Duration::from_secs_f64(g.lease_ttl))
+}
+
+/// Checks a plan as `nofx run` would before running it, without opening the store: the
+/// configuration (agents, policies, models) and the plan, every problem at once.
+pub fn check_plan(
+    g: &Global,
+    src: &PlanSource,
+    inputs: &serde_json::Map<String, serde_json::Value>,
+) -> Result<nofx::domain::graph::ValidatedPlan, Failure> {
+    match builder(g, CommandPolicy::allow_all()) {
+        Ok(b) => Ok(b.check(src, inputs)?),
+        Err(Failure::Input(config)) => {
+            // The configuration is broken; the plan's own problems are listed too, checked
+            // against the agents that did load (else the built-in ones).
+            let agents = load_agents(g).unwrap_or_else(|_| config::builtin_agents());
+            let plan = nofx::domain::graph::validate(
+                src,
+                inputs,
+                &nofx::tools::ToolRegistry::builtin(),
+                &agents,
+            )
+            .err()
+            .map(|e| format!("\n{e}"))
+            .unwrap_or_default();
+            Err(Failure::Input(format!("{config}{plan}")))
+        }
+        Err(other) => Err(other),
+    }
 }
 
 /// Loads the shipped templates the flags name into the store (only the commands that serve
@@ -503,11 +560,19 @@ pub fn time_text(ms: i64) -> String {
     nofx::domain::event::from_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Reads a plan file.
+/// Reads a plan file; `-` reads the plan from standard input (YAML, or JSON).
 pub fn read_plan(path: &Path) -> Result<PlanSource, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::Input(format!("cannot read plan file {}: {e}", path.display())))?;
-    let name = path.display().to_string();
+    let (text, name) = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| Failure::Input(format!("cannot read the plan from stdin: {e}")))?;
+        (text, "<stdin>".to_string())
+    } else {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure::Input(format!("cannot read plan file {}: {e}", path.display()))
+        })?;
+        (text, path.display().to_string())
+    };
     PlanSource::parse(&text, Format::for_path(&name), Some(&name))
         .map_err(|e| Failure::Input(e.to_string()))
 }
@@ -517,12 +582,18 @@ pub fn plan_inputs(
     src: &PlanSource,
     raw: &[String],
 ) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
-    let mut pairs = Vec::new();
+    let mut pairs: Vec<(String, String)> = Vec::new();
     for r in raw {
         let (k, v) = r
             .split_once('=')
             .ok_or_else(|| Failure::Input(format!("--input `{r}` must be NAME=VALUE")))?;
-        pairs.push((k.trim().to_string(), v.to_string()));
+        let k = k.trim().to_string();
+        if pairs.iter().any(|(seen, _)| *seen == k) {
+            return Err(Failure::Input(format!(
+                "--input `{k}` is given more than once; give each input once"
+            )));
+        }
+        pairs.push((k, v.to_string()));
     }
     nofx::domain::graph::inputs_from_text(&src.plan, &pairs)
         .map_err(|e| Failure::Input(e.to_string()))
@@ -531,21 +602,13 @@ pub fn plan_inputs(
 fn validate(g: &Global, a: ValidateArgs) -> CliResult {
     let src = read_plan(&a.file)?;
     let inputs = plan_inputs(&src, &a.inputs)?;
-    let agents = load_agents(g)?;
-    let policy = load_policy(g, CommandPolicy::allow_all())?;
-    let tools = nofx::tools::ToolRegistry::builtin();
-    let v = nofx::domain::graph::validate(&src, &inputs, &tools, &agents)
-        .map_err(|e| Failure::Input(e.to_string()))?;
-    let denied = policy.plan_problems(&src.plan);
-    if !denied.is_empty() {
-        let errors = nofx::domain::graph::PlanErrors::at_tasks(&src, denied);
-        return Err(Failure::Input(errors.to_string()));
-    }
+    let v = check_plan(g, &src, &inputs)?;
+    let n = v.graph.len();
     println!(
-        "{}: plan `{}` is valid ({} tasks)",
+        "{}: plan `{}` is valid ({n} task{})",
         a.file.display(),
         v.plan.name,
-        v.graph.len()
+        if n == 1 { "" } else { "s" }
     );
     Ok(())
 }

@@ -16,8 +16,9 @@ pub struct RunArgs {
     /// Decompose this goal into a plan with the planner (a model), then run it.
     #[arg(long, value_name = "TEXT")]
     goal: Option<String>,
-    /// With --goal: print the accepted plan (YAML) and exit without running it.
-    #[arg(long, requires = "goal")]
+    /// Check the plan and print it (YAML, plan inputs filled in) without running or storing
+    /// anything; with --goal, the plan the planner accepted.
+    #[arg(long, conflicts_with = "detach")]
     dry_run: bool,
     /// With --goal: answers the planner may ask for in all (the first plus repairs).
     #[arg(long, requires = "goal", default_value_t = 3, value_name = "N")]
@@ -73,6 +74,9 @@ pub async fn run(g: &Global, a: RunArgs) -> CliResult {
     };
     let src = read_plan(file)?;
     let inputs = plan_inputs(&src, &a.inputs)?;
+    if a.dry_run {
+        return dry_run(g, &src, &inputs, a.start.json);
+    }
     let opts = a.start.options()?;
     let rt = runtime(g).await?;
     let submitted = rt.submit_opts(&src, inputs, opts).await;
@@ -120,6 +124,42 @@ pub(crate) async fn drive(
     );
     let outcome = follow(rt, &handle, total).await;
     finish(rt, outcome, start.json).await
+}
+
+/// `nofx run --dry-run FILE`: the plan as it would run, with its inputs resolved; nothing is
+/// executed and the store is not opened.
+fn dry_run(
+    g: &Global,
+    src: &nofx::domain::plan::PlanSource,
+    inputs: &serde_json::Map<String, serde_json::Value>,
+    json: bool,
+) -> CliResult {
+    let v = super::check_plan(g, src, inputs)?;
+    let resolved = v.with_inputs_resolved();
+    let n = v.graph.len();
+    eprintln!(
+        "plan `{}` is valid: {n} task{} (dry run: nothing was executed or stored)",
+        v.plan.name,
+        if n == 1 { "" } else { "s" }
+    );
+    if json {
+        let doc = serde_json::json!({ "inputs": v.inputs, "plan": resolved });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).map_err(|e| Failure::Error(e.to_string()))?
+        );
+    } else {
+        let inputs =
+            serde_yaml_ng::to_string(&v.inputs).map_err(|e| Failure::Error(e.to_string()))?;
+        let plan =
+            serde_yaml_ng::to_string(&resolved).map_err(|e| Failure::Error(e.to_string()))?;
+        println!("# inputs:");
+        for line in inputs.lines() {
+            println!("#   {line}");
+        }
+        print!("{plan}");
+    }
+    Ok(())
 }
 
 async fn run_goal(g: &Global, a: RunArgs) -> CliResult {

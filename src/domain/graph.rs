@@ -337,6 +337,22 @@ pub struct ValidatedPlan {
     pub graph: TaskGraph,
 }
 
+impl ValidatedPlan {
+    /// The plan with every `${inputs.NAME}` in task inputs replaced by its value (references
+    /// to task outputs stay as written): what would run, as a plan that runs the same.
+    pub fn with_inputs_resolved(&self) -> Plan {
+        let mut plan = self.plan.as_ref().clone();
+        for t in &mut plan.tasks {
+            if let Ok(Value::Object(m)) =
+                reference::resolve_map(&t.inputs, &InputsOnly(&self.inputs), reference::inputs_only)
+            {
+                t.inputs = m;
+            }
+        }
+        plan
+    }
+}
+
 impl PlanErrors {
     /// Problems of the tasks at the given plan positions, with their lines from `source`.
     pub fn at_tasks(source: &PlanSource, problems: Vec<(usize, PlanError)>) -> Self {
@@ -708,32 +724,34 @@ pub fn validate(
         }
     }
 
-    if errors.is_empty() {
-        let mut graph = DiGraph::with_capacity(tasks.len(), tasks.len());
-        for t in &tasks {
-            graph.add_node(t.index);
-        }
-        for t in &tasks {
-            for &d in &t.deps {
-                graph.add_edge(NodeIndex::new(d), NodeIndex::new(t.index), ());
+    // Cycles among the tasks that have an id, reported with every other problem.
+    let mut graph = DiGraph::with_capacity(tasks.len(), tasks.len());
+    let mut node_of: HashMap<usize, NodeIndex> = HashMap::with_capacity(tasks.len());
+    for t in &tasks {
+        node_of.insert(t.index, graph.add_node(t.index));
+    }
+    for t in &tasks {
+        for d in &t.deps {
+            if let Some(&from) = node_of.get(d) {
+                graph.add_edge(from, node_of[&t.index], ());
             }
         }
-        for cycle in cycles(&graph) {
-            let names: Vec<String> = cycle.iter().map(|&i| tasks[i].key.to_string()).collect();
-            errors.push((line_of(cycle[0]), PlanError::Cycle(names)));
-        }
-        if errors.is_empty() {
-            return Ok(ValidatedPlan {
+    }
+    for cycle in cycles(&graph) {
+        let names: Vec<String> = cycle.iter().map(|&i| plan.tasks[i].id.clone()).collect();
+        errors.push((line_of(cycle[0]), PlanError::Cycle(names)));
+    }
+    if errors.is_empty() {
+        return Ok(ValidatedPlan {
+            plan: source.plan.clone(),
+            inputs: resolved,
+            graph: TaskGraph {
                 plan: source.plan.clone(),
-                inputs: resolved,
-                graph: TaskGraph {
-                    plan: source.plan.clone(),
-                    graph,
-                    tasks,
-                    by_key,
-                },
-            });
-        }
+                graph,
+                tasks,
+                by_key,
+            },
+        });
     }
     Err(PlanErrors(
         errors

@@ -16,6 +16,7 @@
 
 mod agent;
 mod approval;
+mod check;
 pub(crate) mod coordinator;
 pub mod dispatch;
 mod gate;
@@ -302,6 +303,58 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The built-in tools and the registered ones.
+    fn registry(&self) -> Result<ToolRegistry, RuntimeError> {
+        let mut tools = self.tools.clone();
+        for t in &self.extra_tools {
+            let name = t.name().to_string();
+            tools.register(t.clone()).map_err(|e| {
+                RuntimeError::Config(ConfigErrors(vec![crate::config::ConfigIssue {
+                    file: format!("tool {name}"),
+                    line: None,
+                    message: e.to_string(),
+                }]))
+            })?;
+        }
+        Ok(tools)
+    }
+
+    /// Checks a plan as a runtime built from this builder would before running it (the
+    /// same check as [`Runtime::validate`]), without opening a store or starting anything:
+    /// what `nofx validate` and `nofx run --dry-run` do.
+    ///
+    /// ```
+    /// use nofx::domain::plan::{Format, PlanSource};
+    /// let src = PlanSource::parse("name: hi\ntasks:\n  - { id: a, tool: llm:generate, inputs: { prompt: hi } }\n", Format::Yaml, None)
+    ///     .expect("a plan");
+    /// let err = nofx::Runtime::builder().check(&src, &Default::default()).unwrap_err();
+    /// assert!(err.to_string().contains("no model provider is configured"));
+    /// ```
+    ///
+    /// # Errors
+    /// `Config` for a tool or model configuration that cannot be built; `Plan` with every
+    /// problem of the plan.
+    pub fn check(
+        &self,
+        plan: &PlanSource,
+        inputs: &Map<String, Value>,
+    ) -> Result<graph::ValidatedPlan, RuntimeError> {
+        let tools = self.registry()?;
+        let agents = self
+            .agents
+            .clone()
+            .unwrap_or_else(crate::config::builtin_agents);
+        let models = crate::models::Models::build(
+            self.models
+                .clone()
+                .unwrap_or_else(crate::models::ModelsConfig::shipped),
+            None,
+        )
+        .map_err(RuntimeError::Config)?;
+        check::check_plan(plan, inputs, &tools, &agents, &self.policy, &models)
+            .map_err(RuntimeError::Plan)
+    }
+
     /// Opens the store, applies migrations and starts the actors.
     ///
     /// # Errors
@@ -319,17 +372,7 @@ impl RuntimeBuilder {
                 path: self.data_dir.display().to_string(),
                 source,
             })?;
-        let mut tools = self.tools;
-        for t in self.extra_tools {
-            let name = t.name().to_string();
-            tools.register(t).map_err(|e| {
-                RuntimeError::Config(ConfigErrors(vec![crate::config::ConfigIssue {
-                    file: format!("tool {name}"),
-                    line: None,
-                    message: e.to_string(),
-                }]))
-            })?;
-        }
+        let tools = self.registry()?;
         let agents = self.agents.unwrap_or_else(crate::config::builtin_agents);
         let url = match self.store {
             StoreSpec::Memory => None,
@@ -502,36 +545,14 @@ impl Runtime {
         inputs: &Map<String, Value>,
     ) -> Result<graph::ValidatedPlan, PlanErrors> {
         let shared = &self.inner.shared;
-        let v = graph::validate(plan, inputs, &shared.tools, &shared.agents);
-        let mut denied = shared.policy.plan_problems(&plan.plan);
-        if !shared.models.is_configured() {
-            for (i, t) in plan.plan.tasks.iter().enumerate() {
-                let users = plan.plan.model_users(i);
-                if !users.is_empty() {
-                    denied.push((
-                        i,
-                        graph::PlanError::NeedsModel {
-                            task: t.id.clone(),
-                            what: format!(
-                                "{} {} a model",
-                                users.join(" and "),
-                                if users.len() == 1 { "uses" } else { "use" }
-                            ),
-                            how: shared.models.how_to_configure().to_string(),
-                        },
-                    ));
-                }
-            }
-        }
-        // Every problem at once: the plan's own, then the policy's and the models'.
-        match (v, denied.is_empty()) {
-            (Ok(v), true) => Ok(v),
-            (Ok(_), false) => Err(PlanErrors::at_tasks(plan, denied)),
-            (Err(mut e), _) => {
-                e.0.extend(PlanErrors::at_tasks(plan, denied).0);
-                Err(e)
-            }
-        }
+        check::check_plan(
+            plan,
+            inputs,
+            &shared.tools,
+            &shared.agents,
+            &shared.policy,
+            &shared.models,
+        )
     }
 
     /// Validates and stores a plan, then executes it; returns once the run is committed.

@@ -4,7 +4,7 @@
 
 use super::coordinator::{Abandon, CancelRun, Coordinator, Interrupt, RecheckWaits, Setup, Start};
 use super::gate::GateActor;
-use super::persistence::{ClaimLease, Drain, Persist, Persistence, ReleaseLease, RenewLeases};
+use super::persistence::{ClaimLease, Close, Persist, Persistence, ReleaseLease, RenewLeases};
 use super::supervisor::Supervisor;
 use super::{RuntimeError, Shared};
 use crate::domain::event::EventType;
@@ -231,7 +231,7 @@ impl Node {
             }
             return;
         }
-        if self.renewing {
+        if self.renewing || self.stopping {
             return;
         }
         self.renewing = true;
@@ -762,7 +762,10 @@ impl Handler<RunEnded> for Node {
         if let Some(e) = msg.error {
             tracing::error!(run = %msg.run, error = %e, "run stopped on a store error");
         }
-        self.persistence.do_send(ReleaseLease(msg.run));
+        // While stopping, `Shutdown` releases the leases of the runs it interrupted.
+        if !self.stopping {
+            self.persistence.do_send(ReleaseLease(msg.run));
+        }
     }
 }
 
@@ -803,9 +806,6 @@ impl Handler<Shutdown> for Node {
                 let _ =
                     tokio::time::timeout(Duration::from_secs(15), futures::future::join_all(waits))
                         .await;
-                let (tx, rx) = oneshot::channel();
-                persistence.do_send(Drain(tx));
-                let _ = rx.await;
                 for run in runs {
                     let _ = persistence.send(ReleaseLease(run)).await;
                 }
@@ -814,8 +814,11 @@ impl Handler<Shutdown> for Node {
                         tracing::warn!(error = %e, "could not remove this node's row; it ages out");
                     }
                 }
-                // Return every connection while this runtime still runs.
-                store.close().await;
+                // In order: what is queued commits, lease operations in flight finish, then
+                // every connection is returned while the actor system still runs.
+                let (tx, rx) = oneshot::channel();
+                persistence.do_send(Close(tx));
+                let _ = rx.await;
             }
             .into_actor(self)
             .map(|_, _, _| {

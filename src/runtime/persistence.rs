@@ -39,10 +39,12 @@ pub struct RenewLeases;
 #[rtype(result = "()")]
 pub struct ReleaseLease(pub RunId);
 
-/// Resolves once everything queued so far is committed.
+/// The runtime is stopping: commits everything queued, waits for the lease operations in
+/// flight, then closes the store's connections and resolves. Later writes are refused and
+/// later lease operations do nothing, so no store call outlives the actor system.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Drain(pub oneshot::Sender<()>);
+pub struct Close(pub oneshot::Sender<()>);
 
 /// Rows committed in one transaction at most (more waits for the next).
 const MAX_ROWS: usize = 8192;
@@ -56,7 +58,13 @@ pub struct Persistence {
     holder: LeaseHolder,
     lease_ttl_ms: i64,
     queue: VecDeque<Persist>,
-    drains: Vec<oneshot::Sender<()>>,
+    /// Told once the store is closed.
+    closers: Vec<oneshot::Sender<()>>,
+    /// `Close` was asked for; `closed` once the connections are returned.
+    closing: bool,
+    closed: bool,
+    /// Lease operations in flight.
+    inflight: usize,
     busy: bool,
     /// Fencing tokens of the leases this process was granted.
     tokens: HashMap<RunId, i64>,
@@ -71,7 +79,10 @@ impl Persistence {
             holder,
             lease_ttl_ms,
             queue: VecDeque::new(),
-            drains: Vec::new(),
+            closers: Vec::new(),
+            closing: false,
+            closed: false,
+            inflight: 0,
             busy: false,
             tokens: HashMap::new(),
         }
@@ -82,9 +93,7 @@ impl Persistence {
             return;
         }
         if self.queue.is_empty() {
-            for d in self.drains.drain(..) {
-                let _ = d.send(());
-            }
+            self.close_when_idle(ctx);
             return;
         }
         let mut batch = Batch::default();
@@ -163,6 +172,45 @@ impl Persistence {
     }
 }
 
+impl Persistence {
+    /// Closes the store once `Close` was asked for and nothing is queued or in flight.
+    fn close_when_idle(&mut self, ctx: &mut Context<Self>) {
+        if !self.closing || self.closed || self.busy || self.inflight > 0 || !self.queue.is_empty()
+        {
+            return;
+        }
+        self.closed = true;
+        let store = self.store.clone();
+        ctx.spawn(
+            async move { store.close().await }
+                .into_actor(self)
+                .map(|(), act, _| {
+                    for c in act.closers.drain(..) {
+                        let _ = c.send(());
+                    }
+                }),
+        );
+    }
+
+    /// Runs a lease operation, counted so that `Close` waits for it; after `Close` it is not
+    /// started and `refused` is the answer.
+    fn lease_op<T: 'static>(
+        &mut self,
+        op: impl std::future::Future<Output = T> + 'static,
+        refused: T,
+    ) -> ResponseActFuture<Self, T> {
+        if self.closing {
+            return Box::pin(fut::ready(refused));
+        }
+        self.inflight += 1;
+        Box::pin(op.into_actor(self).map(|res, act, ctx| {
+            act.inflight -= 1;
+            act.close_when_idle(ctx);
+            res
+        }))
+    }
+}
+
 impl Actor for Persistence {
     type Context = Context<Self>;
 
@@ -175,16 +223,30 @@ impl Handler<Persist> for Persistence {
     type Result = ();
 
     fn handle(&mut self, msg: Persist, ctx: &mut Context<Self>) {
+        if self.closed {
+            if let Some(a) = msg.ack {
+                let _ = a.send(Err(Arc::new(StoreError::Closed)));
+            }
+            return;
+        }
         self.queue.push_back(msg);
         self.commit_next(ctx);
     }
 }
 
-impl Handler<Drain> for Persistence {
+impl Handler<Close> for Persistence {
     type Result = ();
 
-    fn handle(&mut self, msg: Drain, ctx: &mut Context<Self>) {
-        self.drains.push(msg.0);
+    fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
+        self.closers.push(msg.0);
+        if self.closed && self.closers.len() == 1 {
+            // Already closed and told: answer this late caller too.
+            for c in self.closers.drain(..) {
+                let _ = c.send(());
+            }
+            return;
+        }
+        self.closing = true;
         self.commit_next(ctx);
     }
 }
@@ -198,40 +260,48 @@ impl Handler<ClaimLease> for Persistence {
         let ttl = self.lease_ttl_ms;
         let run = msg.0;
         Box::pin(
-            async move { store.claim_lease(run, &me, ttl).await }
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    if let Ok(Claim::Granted { token }) = &res {
-                        act.tokens.insert(run, *token);
-                    }
-                    res
-                }),
+            self.lease_op(
+                async move { store.claim_lease(run, &me, ttl).await },
+                Err(StoreError::Closed),
+            )
+            .map(move |res, act, _| {
+                if let Ok(Claim::Granted { token }) = &res {
+                    act.tokens.insert(run, *token);
+                }
+                res
+            }),
         )
     }
 }
 
 impl Handler<RenewLeases> for Persistence {
-    type Result = ResponseFuture<Result<Vec<RunId>, StoreError>>;
+    type Result = ResponseActFuture<Self, Result<Vec<RunId>, StoreError>>;
 
     fn handle(&mut self, _: RenewLeases, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let me = self.holder.clone();
         let ttl = self.lease_ttl_ms;
-        Box::pin(async move { store.renew_leases(&me, ttl).await })
+        self.lease_op(
+            async move { store.renew_leases(&me, ttl).await },
+            Err(StoreError::Closed),
+        )
     }
 }
 
 impl Handler<ReleaseLease> for Persistence {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, msg: ReleaseLease, _: &mut Context<Self>) -> Self::Result {
         self.tokens.remove(&msg.0);
         let store = self.store.clone();
         let me = self.holder.clone();
-        Box::pin(async move {
-            if let Err(e) = store.release_lease(msg.0, &me).await {
-                tracing::warn!(run = %msg.0, error = %e, "could not release lease; it will expire");
-            }
-        })
+        self.lease_op(
+            async move {
+                if let Err(e) = store.release_lease(msg.0, &me).await {
+                    tracing::warn!(run = %msg.0, error = %e, "could not release lease; it will expire");
+                }
+            },
+            (),
+        )
     }
 }

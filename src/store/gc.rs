@@ -117,6 +117,32 @@ impl Store {
         })
     }
 
+    /// Which of `runs` are marked pruned (their workspaces may go).
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn pruned_among(&self, runs: &[RunId]) -> Result<HashSet<RunId>, StoreError> {
+        let mut out = HashSet::new();
+        for chunk in runs.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id FROM runs WHERE pruned_at IS NOT NULL AND id IN ({})",
+                marks.join(", ")
+            );
+            let ids: Vec<String> = with_pool!(self, |p, _b| {
+                let mut query = sqlx::query_scalar::<_, String>(&sql);
+                for r in chunk {
+                    query = query.bind(r.to_string());
+                }
+                query.fetch_all(p).await.map_err(q("read pruned runs"))
+            })?;
+            for id in ids {
+                out.insert(parse_run(&id)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes a run's events, metrics and checkpoints, `chunk` rows a transaction, then
     /// marks it pruned. Returns what was deleted.
     ///

@@ -103,6 +103,9 @@ pub enum StoreError {
     /// A value given to the store is malformed.
     #[error("{0}")]
     BadInput(String),
+    /// The runtime is shutting down and its store is closed.
+    #[error("the store is closed: the runtime is shutting down")]
+    Closed,
     /// Several runs start with this prefix.
     #[error("`{0}` matches several runs; give more of the id")]
     AmbiguousRun(String),

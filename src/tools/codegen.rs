@@ -4,10 +4,11 @@
 //! and paths that leave the workspace through a symlink are refused.
 
 use super::llm::{ask_from, ask_structured, model_tool_schema, prompt_input, str_input};
+use super::workspace::{relative, stays_inside};
 use super::{Tool, ToolContext, ToolError, ToolOutput};
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 
 /// The `codegen` tool.
 pub struct Codegen;
@@ -33,40 +34,6 @@ fn files_schema() -> Value {
         },
         "additionalProperties": false
     })
-}
-
-/// A relative path made only of normal components, or why not.
-fn relative(p: &str, what: &str) -> Result<PathBuf, String> {
-    let path = Path::new(p);
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir => {}
-            Component::ParentDir => return Err(format!("{what} `{p}` uses `..`")),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("{what} `{p}` is absolute"))
-            }
-        }
-    }
-    if out.as_os_str().is_empty() {
-        return Err(format!("{what} `{p}` names no file"));
-    }
-    Ok(out)
-}
-
-/// Whether the nearest existing ancestor of `target` resolves inside `root` (catches
-/// symlinks that point out of the workspace).
-fn stays_inside(root: &Path, target: &Path) -> bool {
-    let mut probe = target.to_path_buf();
-    loop {
-        if probe.exists() {
-            return std::fs::canonicalize(&probe).is_ok_and(|p| p.starts_with(root));
-        }
-        if !probe.pop() {
-            return false;
-        }
-    }
 }
 
 impl Tool for Codegen {
@@ -170,26 +137,5 @@ impl Tool for Codegen {
             answer.usage_outputs(&mut out.outputs);
             Ok(out)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_that_escape_are_refused() {
-        assert!(relative("src/main.rs", "path").is_ok());
-        assert!(relative("./a/b", "path").is_ok());
-        assert_eq!(
-            relative("../x", "path").unwrap_err(),
-            "path `../x` uses `..`"
-        );
-        assert_eq!(
-            relative("/etc/passwd", "path").unwrap_err(),
-            "path `/etc/passwd` is absolute"
-        );
-        assert!(relative("a/../../b", "path").is_err());
-        assert!(relative(".", "path").is_err());
     }
 }

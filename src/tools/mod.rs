@@ -12,6 +12,7 @@ mod policy;
 mod registry;
 pub(crate) mod shell;
 mod validate;
+mod workspace;
 
 pub use codegen::Codegen;
 pub use echo::Echo;
@@ -151,6 +152,12 @@ pub trait Tool: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// JSON Schema of the inputs (checked at validation and before each attempt).
     fn input_schema(&self) -> Value;
+    /// Problems of inputs that match the schema, as (JSON pointer, message): what a schema
+    /// cannot say (e.g. a path that leaves the workspace). Checked like the schema.
+    fn check_inputs(&self, inputs: &Value) -> Vec<(String, String)> {
+        let _ = inputs;
+        Vec::new()
+    }
     /// Runs one attempt.
     fn run<'a>(&'a self, ctx: ToolContext) -> BoxFuture<'a, Result<ToolOutput, ToolError>>;
 }

@@ -72,12 +72,15 @@ impl ToolRegistry {
     /// Schema violations of `inputs` for `tool` (`None` when the tool is unknown).
     pub fn input_errors(&self, tool: &str, inputs: &Value) -> Option<Vec<(String, String)>> {
         let e = self.tools.get(tool)?;
-        Some(
-            e.schema
-                .iter_errors(inputs)
-                .map(|err| (err.instance_path.to_string(), err.to_string()))
-                .collect(),
-        )
+        let mut problems: Vec<(String, String)> = e
+            .schema
+            .iter_errors(inputs)
+            .map(|err| (err.instance_path.to_string(), err.to_string()))
+            .collect();
+        if problems.is_empty() {
+            problems = e.tool.check_inputs(inputs);
+        }
+        Some(problems)
     }
 }
 

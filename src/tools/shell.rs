@@ -7,7 +7,7 @@ use super::{Tool, ToolContext, ToolEnv, ToolError, ToolOutput};
 use crate::store::{BlobError, StoredBlob};
 use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
-use std::path::{Component, Path};
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
@@ -184,22 +184,25 @@ pub(crate) fn exit_code(status: &ExitStatus) -> i64 {
     }
 }
 
-fn relative_path(p: &str) -> Result<&Path, String> {
-    let path = Path::new(p);
-    if path.is_absolute()
-        || path.components().any(|c| matches!(c, Component::ParentDir))
-        || p.is_empty()
-    {
-        return Err(format!(
-            "artifact path `{p}` must be relative to the workspace and stay inside it"
-        ));
-    }
-    Ok(path)
-}
-
 impl Tool for Shell {
     fn name(&self) -> &str {
         "shell"
+    }
+
+    fn check_inputs(&self, inputs: &Value) -> Vec<(String, String)> {
+        let Some(paths) = inputs.get("artifacts").and_then(Value::as_array) else {
+            return Vec::new();
+        };
+        paths
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let p = p.as_str()?;
+                super::workspace::relative(p, "artifact")
+                    .err()
+                    .map(|why| (format!("/artifacts/{i}"), why))
+            })
+            .collect()
     }
 
     fn input_schema(&self) -> Value {
@@ -237,7 +240,7 @@ impl Tool for Shell {
                     ToolError::InvalidInput("`artifacts` must be a list of strings".into())
                 })?;
             for p in &keep {
-                relative_path(p).map_err(ToolError::InvalidInput)?;
+                super::workspace::relative(p, "artifact").map_err(ToolError::InvalidInput)?;
             }
             let mut env: Vec<(String, String)> = user_env
                 .iter()
@@ -277,14 +280,20 @@ impl Tool for Shell {
                 });
             }
             for p in keep {
-                let path = ctx
-                    .workspace
-                    .join(relative_path(&p).map_err(ToolError::InvalidInput)?);
-                match ctx.env.blobs.put_file(&path).await {
+                let stored = match super::workspace::existing_file(&ctx.workspace, &p, "artifact") {
+                    Ok(path) => ctx
+                        .env
+                        .blobs
+                        .put_file(&path)
+                        .await
+                        .map_err(|e| format!("artifact `{p}` could not be stored: {e}")),
+                    Err(why) => Err(why),
+                };
+                match stored {
                     Ok(blob) => artifacts.push((p, blob)),
                     Err(e) => {
                         return Err(ToolError::Failed {
-                            message: format!("artifact `{p}` could not be stored: {e}"),
+                            message: e,
                             outputs,
                             artifacts,
                         })

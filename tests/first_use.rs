@@ -1,0 +1,200 @@
+//! What a new user meets first, through the `nofx` binary: a clean exit, dry runs that run
+//! nothing, quiet pipes, exit codes that tell bad input from a failed run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn nofx(dir: &Path, args: &[&str]) -> Output {
+    common::nofx_out(dir, args)
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/plans")
+        .join(name)
+}
+
+#[test]
+fn thirty_runs_of_the_readme_plan_exit_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = example("report.yaml");
+    let plan = plan.to_str().unwrap();
+    for i in 0..30 {
+        let out = nofx(dir.path(), &["run", plan]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "run {i}: {err}");
+        assert!(!err.contains("panicked"), "run {i}: {err}");
+    }
+    // A stored run resumed, then forked, exits as cleanly.
+    let out = nofx(dir.path(), &["run", "--detach", plan]);
+    let id = text(&out.stdout).trim().to_string();
+    let out = nofx(dir.path(), &["resume", &id]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "resume: {err}");
+    assert!(!err.contains("panicked"), "resume: {err}");
+    let out = nofx(dir.path(), &["runs", "fork", &id, "--at", "check"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "fork: {err}");
+    assert!(!err.contains("panicked"), "fork: {err}");
+}
+
+#[test]
+fn dry_run_of_a_plan_file_checks_and_prints_it_and_runs_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "name: p\ninputs: { n: { type: integer, default: 1 } }\ntasks:\n  - { id: a, tool: shell, inputs: { argv: [\"touch\", \"ran-${inputs.n}\"] } }\n  - { id: b, tool: test:echo, inputs: { x: \"${tasks.a.outputs.stdout}\" } }\n",
+    )
+    .unwrap();
+    let out = nofx(
+        dir.path(),
+        &["run", "--dry-run", "p.yaml", "--input", "n=7"],
+    );
+    let (stdout, err) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("nothing was executed or stored"), "{err}");
+    assert!(stdout.contains("n: 7"), "{stdout}");
+    assert!(stdout.contains("ran-7"), "inputs resolved: {stdout}");
+    assert!(
+        stdout.contains("${tasks.a.outputs.stdout}"),
+        "task references stay: {stdout}"
+    );
+    assert!(!dir.path().join(".nofx").exists(), "nothing stored");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("ran-")),
+        "nothing ran"
+    );
+    // The printed plan is a plan that runs the same.
+    std::fs::write(dir.path().join("printed.yaml"), &stdout).unwrap();
+    let out = nofx(dir.path(), &["validate", "printed.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // JSON, and a bad plan refused with exit 2, and the plan read from stdin.
+    let out = nofx(dir.path(), &["run", "--dry-run", "--json", "p.yaml"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["inputs"]["n"], 1);
+    assert_eq!(doc["plan"]["tasks"][0]["inputs"]["argv"][1], "ran-1");
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "name: b\ntasks:\n  - { id: a, tool: nope }\n",
+    )
+    .unwrap();
+    let out = nofx(dir.path(), &["run", "--dry-run", "bad.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown tool `nope`"));
+    let mut child = common::nofx_cmd(dir.path())
+        .args(["run", "--dry-run", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"name: s\ntasks:\n  - { id: a, tool: test:echo }\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!dir.path().join(".nofx").exists(), "nothing stored");
+}
+
+#[test]
+fn validate_refuses_what_run_refuses_and_lists_every_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "name: p\ntasks:\n  - { id: gen, tool: llm:generate, inputs: { prompt: hi } }\n  - { id: b, tool: test:echo, depends_on: [c] }\n  - { id: c, tool: test:echo, depends_on: [b] }\n  - { id: d, tool: nope }\n  - { id: e, tool: shell, inputs: { argv: [\"true\"], artifacts: [\"../up.txt\"] } }\n",
+    )
+    .unwrap();
+    let out = nofx(dir.path(), &["validate", "p.yaml"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for want in [
+        "p.yaml:3: task `gen`",
+        "no model provider is configured",
+        "dependency cycle: b -> c -> b",
+        "unknown tool `nope`",
+        "artifact `../up.txt` uses `..`",
+    ] {
+        assert!(err.contains(want), "`{want}` missing from: {err}");
+    }
+    // Broken policies are reported too, each naming its file, with the plan's problems.
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("routing.toml"), "[[rule]]\nbogus = 1\n").unwrap();
+    std::fs::write(policies.join("checkpoints.toml"), "every = \"often\"\n").unwrap();
+    let out = nofx(dir.path(), &["validate", "p.yaml"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("routing.toml"), "{err}");
+    assert!(err.contains("checkpoints.toml"), "{err}");
+    assert!(err.contains("unknown tool `nope`"), "{err}");
+    // The same plan is refused by run with the same words, before anything is stored.
+    std::fs::remove_dir_all(&policies).unwrap();
+    let out = nofx(dir.path(), &["run", "p.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("artifact `../up.txt` uses `..`"));
+}
+
+#[test]
+fn shell_artifacts_that_leave_the_workspace_through_symlinks_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "top secret\n").unwrap();
+    let s = secret.display().to_string();
+    let outside = dir.path().display().to_string();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        format!(
+            "name: p\ntasks:\n  - {{ id: file, tool: shell, inputs: {{ argv: [\"ln\", \"-sf\", \"{s}\", \"link.txt\"], artifacts: [link.txt] }} }}\n  - {{ id: dir, tool: shell, inputs: {{ argv: [\"ln\", \"-sfn\", \"{outside}\", \"out\"], artifacts: [out/secret.txt] }} }}\n  - {{ id: inside, tool: shell, inputs: {{ argv: [\"sh\", \"-c\", \"mkdir -p sub && echo ok > sub/real.txt && ln -sf sub/real.txt good.txt\"], artifacts: [good.txt] }} }}\n"
+        ),
+    )
+    .unwrap();
+    let out = nofx(dir.path(), &["run", "--json", "p.yaml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tasks = run["tasks"].as_array().unwrap();
+    let task = |id: &str| tasks.iter().find(|t| t["id"] == id).unwrap().clone();
+    for id in ["file", "dir"] {
+        let t = task(id);
+        assert_eq!(t["status"], "failed", "{t}");
+        assert!(
+            t["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("leaves the workspace through a symlink"),
+            "{t}"
+        );
+    }
+    assert_eq!(task("inside")["status"], "succeeded");
+    // Nothing of the secret was kept.
+    let blobs = dir.path().join(".nofx/artifacts");
+    let mut stack = vec![blobs];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let body = std::fs::read(&p).unwrap_or_default();
+                assert!(
+                    !String::from_utf8_lossy(&body).contains("top secret"),
+                    "{}",
+                    p.display()
+                );
+            }
+        }
+    }
+}
