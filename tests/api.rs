@@ -39,7 +39,12 @@ impl Server {
     }
 
     async fn key(&self, project: &str) -> String {
-        self.rt.store().create_key(project, None).await.unwrap().1
+        self.rt
+            .store()
+            .create_key(project, None, &nofx::store::Scope::ALL)
+            .await
+            .unwrap()
+            .1
     }
 
     fn url(&self, path: &str) -> String {
@@ -172,7 +177,7 @@ both_stores! {
         assert_eq!(e["error"]["code"], "unauthorized");
         let (st, _) = s.get("nofx_not-a-key", "/runs").await;
         assert_eq!(st, StatusCode::UNAUTHORIZED);
-        let (rec, revoked) = s.rt.store().create_key("acme", Some("old")).await.unwrap();
+        let (rec, revoked) = s.rt.store().create_key("acme", Some("old"), &[]).await.unwrap();
         assert!(s.rt.store().revoke_key(&rec.id).await.unwrap());
         let (st, _) = s.get(&revoked, "/runs").await;
         assert_eq!(st, StatusCode::UNAUTHORIZED);
@@ -409,7 +414,12 @@ async fn a_service_refuses_commands_its_policy_does_not_allow_and_limits_each_ke
         listener,
         std::future::pending(),
     ));
-    let key = rt.store().create_key("acme", None).await.unwrap().1;
+    let key = rt
+        .store()
+        .create_key("acme", None, &nofx::store::Scope::ALL)
+        .await
+        .unwrap()
+        .1;
     let plan =
         "name: p\ntasks:\n  - { id: rm, tool: shell, inputs: { argv: [rm, -rf, /tmp/x] } }\n";
     let r = reqwest::Client::new()
@@ -834,6 +844,53 @@ both_stores! {
         s.wait(&id).await;
         let (_, r) = s.get(&key, &format!("/runs/{id}")).await;
         assert_eq!(r["status"], "succeeded");
+        s.stop().await;
+    }
+}
+
+both_stores! {
+    async fn keys_do_what_their_scopes_allow_and_say_which_scope_is_missing(store) {
+        use nofx::store::Scope;
+        let s = Server::start(&store).await;
+        let mk = |scopes: &'static [Scope]| {
+            let rt = s.rt.clone();
+            async move { rt.store().create_key("acme", None, scopes).await.unwrap().1 }
+        };
+        let submit = mk(&[]).await; // no scope given: `submit` only
+        let shell = mk(&[Scope::Submit, Scope::Shell]).await;
+        let admin = mk(&[Scope::Admin]).await;
+        let shell_plan = "name: sh\ntasks:\n  - { id: a, tool: shell, inputs: { argv: [\"true\"] } }\n";
+        let gate_plan = "name: g\ntasks:\n  - { id: a, tool: test:echo, gates: [ { kind: command, argv: [\"true\"] } ] }\n";
+        let echo_plan = "name: e\ntasks:\n  - { id: a, tool: test:echo, inputs: { x: 1 } }\n";
+        let runs_before = s.rt.store().runs(&[], 100).await.unwrap().len();
+        for plan in [shell_plan, gate_plan] {
+            let (st, e) = s.post(&submit, "/runs", "application/yaml", plan).await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "{e}");
+            assert_eq!(e["error"]["code"], "missing_scope");
+            assert_eq!(e["error"]["scope"], "shell");
+            assert!(e["error"]["message"].as_str().unwrap().contains("`shell` scope"), "{e}");
+        }
+        assert_eq!(s.rt.store().runs(&[], 100).await.unwrap().len(), runs_before, "nothing stored");
+        let (st, r) = s.post(&submit, "/runs", "application/yaml", echo_plan).await;
+        assert_eq!(st, StatusCode::CREATED, "{r}");
+        let (st, r) = s.post(&shell, "/runs", "application/yaml", shell_plan).await;
+        assert_eq!(st, StatusCode::CREATED, "{r}");
+        s.wait(r["id"].as_str().unwrap()).await;
+        // A fork of a shell run needs `shell` as much as the run did.
+        let id = r["id"].as_str().unwrap();
+        let (st, e) = s.post(&submit, &format!("/runs/{id}/fork"), "application/json", "{\"at\": \"a\"}").await;
+        assert_eq!((st, e["error"]["scope"].as_str()), (StatusCode::FORBIDDEN, Some("shell")), "{e}");
+        // `admin` alone reads and sees /metrics, but changes nothing.
+        let (st, e) = s.post(&admin, "/runs", "application/yaml", echo_plan).await;
+        assert_eq!((st, e["error"]["scope"].as_str()), (StatusCode::FORBIDDEN, Some("submit")), "{e}");
+        let (st, _) = s.get(&admin, "/runs").await;
+        assert_eq!(st, StatusCode::OK);
+        let r = s.http.get(s.url("/metrics")).bearer_auth(&admin).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = s.http.get(s.url("/metrics")).bearer_auth(&submit).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["scope"], "admin");
         s.stop().await;
     }
 }

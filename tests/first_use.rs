@@ -198,3 +198,109 @@ fn shell_artifacts_that_leave_the_workspace_through_symlinks_are_refused() {
         }
     }
 }
+
+#[test]
+fn keys_are_made_with_scopes_and_a_secret_given_to_revoke_is_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = nofx(dir.path(), &["keys", "create", "--project", "acme"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("with scope submit"));
+    let secret = text(&out.stdout).trim().to_string();
+    let out = nofx(
+        dir.path(),
+        &[
+            "keys",
+            "create",
+            "--project",
+            "acme",
+            "--scope",
+            "submit,shell",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let out = nofx(
+        dir.path(),
+        &["keys", "create", "--project", "acme", "--scope", "root"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("`root` is not a scope"));
+    let out = nofx(dir.path(), &["keys", "ls", "--json"]);
+    let keys: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let scopes: Vec<String> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            k["scopes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    assert!(
+        scopes.contains(&"submit".to_string()) && scopes.contains(&"submit,shell".to_string()),
+        "{scopes:?}"
+    );
+    assert!(
+        keys[0]["createdAt"].as_str().unwrap().ends_with('Z'),
+        "RFC 3339: {keys}"
+    );
+    // Revoking by the secret works and never prints it.
+    let out = nofx(dir.path(), &["keys", "revoke", &secret]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(!all.contains(&secret), "{all}");
+    let out = nofx(dir.path(), &["keys", "revoke", &secret]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!all.contains(&secret), "{all}");
+}
+
+#[test]
+fn the_command_policy_matches_the_file_a_command_runs_not_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/tools.toml"),
+        "[commands]\nallow = [\"cp\", \"true\"]\n",
+    )
+    .unwrap();
+    // A task copies an allowed program and names the copy `true`: the copy is refused, the
+    // real one runs.
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "name: p\ntasks:\n  - { id: copy, tool: shell, inputs: { argv: [cp, /bin/echo, ./true] } }\n  - { id: real, tool: shell, depends_on: [copy], inputs: { argv: [\"true\"] } }\n",
+    )
+    .unwrap();
+    let out = nofx(dir.path(), &["run", "p.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    std::fs::write(
+        dir.path().join("q.yaml"),
+        "name: q\ntasks:\n  - { id: fake, tool: shell, inputs: { argv: [./true] } }\n",
+    )
+    .unwrap();
+    let out = nofx(dir.path(), &["validate", "q.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("runs a file of the workspace"),
+        "{}",
+        text(&out.stderr)
+    );
+    let fake = dir.path().join("true");
+    std::fs::copy("/bin/echo", &fake).unwrap();
+    let plan = format!(
+        "name: r\ntasks:\n  - {{ id: fake, tool: shell, inputs: {{ argv: [\"{}\"] }} }}\n",
+        fake.display()
+    );
+    std::fs::write(dir.path().join("r.yaml"), plan).unwrap();
+    let out = nofx(dir.path(), &["run", "r.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("is not allowed by the command policy"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -5,6 +5,7 @@
 use super::error::ApiError;
 use super::ApiState;
 use crate::domain::CorrelationId;
+use crate::store::Scope;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -17,6 +18,28 @@ pub struct Caller {
     pub key_id: String,
     /// The key's project.
     pub project: String,
+    /// What the key may do.
+    pub scopes: Vec<Scope>,
+}
+
+impl Caller {
+    /// Whether the key has `scope`.
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+}
+
+/// 403 naming the scope the key lacks.
+pub fn missing_scope(scope: Scope, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "missing_scope",
+        format!(
+            "{what} needs an API key with the `{}` scope; this key lacks it",
+            scope.as_str()
+        ),
+    )
+    .with("scope", serde_json::json!(scope.as_str()))
 }
 
 /// The request's correlation id.
@@ -84,9 +107,14 @@ pub async fn require_key(State(st): State<ApiState>, mut req: Request, next: Nex
                 }
                 return resp;
             }
+            // Every change (a POST) needs `submit`; reads need only a live key.
+            if req.method() == axum::http::Method::POST && !k.has(Scope::Submit) {
+                return missing_scope(Scope::Submit, "this request").into_response();
+            }
             req.extensions_mut().insert(Caller {
                 key_id: k.id,
                 project: k.project,
+                scopes: k.scopes,
             });
             next.run(req).await
         }

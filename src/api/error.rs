@@ -115,6 +115,10 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::BadFork(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_fork", m),
             RuntimeError::NotWaiting(m) => Self::new(StatusCode::CONFLICT, "not_waiting", m),
             RuntimeError::NotApprover(m) => Self::new(StatusCode::FORBIDDEN, "not_an_approver", m),
+            RuntimeError::Forbidden { scope, message } => {
+                Self::new(StatusCode::FORBIDDEN, "missing_scope", message)
+                    .with("scope", json!(scope))
+            }
             RuntimeError::NoSuchTask(m) => Self::not_found(m),
             RuntimeError::Planner(m) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "planner_failed", m)

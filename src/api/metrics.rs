@@ -37,8 +37,17 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// `GET /metrics`.
-pub async fn metrics(State(st): State<ApiState>) -> Result<Response, ApiError> {
+/// `GET /metrics`: the operator's view of every project, for keys with the `admin` scope.
+pub async fn metrics(
+    State(st): State<ApiState>,
+    axum::extract::Extension(caller): axum::extract::Extension<super::Caller>,
+) -> Result<Response, ApiError> {
+    if !caller.has(crate::store::Scope::Admin) {
+        return Err(super::auth::missing_scope(
+            crate::store::Scope::Admin,
+            "`GET /metrics` (every project's runs, tasks and model cost)",
+        ));
+    }
     let s = st.rt.store().stats().await?;
     let q = st.rt.queue().await?;
     let mut out = String::new();

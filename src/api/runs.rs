@@ -244,6 +244,7 @@ pub(crate) async fn submit(
         correlation: Some(corr.0),
         project: Some(caller.project.clone()),
         id: Some(id),
+        no_commands: !caller.has(crate::store::Scope::Shell),
         ..SubmitOptions::default()
     };
     let submitted = match submission {

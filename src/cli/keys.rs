@@ -13,6 +13,11 @@ pub enum KeysCommand {
         /// A label.
         #[arg(long)]
         name: Option<String>,
+        /// What the key may do, comma-separated: `submit` (create and control runs), `shell`
+        /// (plans with shell tasks or command gates: any command the policy allows, on this
+        /// host), `admin` (GET /metrics across projects).
+        #[arg(long, value_name = "SCOPES", default_value = "submit")]
+        scope: String,
     },
     /// List keys (never their secrets).
     Ls {
@@ -20,9 +25,9 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a key by its id (`key_…`).
+    /// Revoke a key by its id (`key_…`), or by its secret.
     Revoke {
-        /// The key's id.
+        /// The key's id (or the secret itself, which is never printed).
         id: String,
     },
 }
@@ -36,17 +41,25 @@ pub async fn dispatch(g: &Global, c: KeysCommand) -> CliResult {
 
 async fn run(store: &nofx::store::Store, c: KeysCommand) -> CliResult {
     match c {
-        KeysCommand::Create { project, name } => {
+        KeysCommand::Create {
+            project,
+            name,
+            scope,
+        } => {
+            let scopes = nofx::store::Scope::parse_list(&scope)
+                .map_err(|e| Failure::Input(format!("--scope: {e}")))?;
             let (rec, secret) = store
-                .create_key(&project, name.as_deref())
+                .create_key(&project, name.as_deref(), &scopes)
                 .await
                 .map_err(|e| match e {
                     nofx::store::StoreError::BadInput(m) => Failure::Input(m),
                     other => Failure::from(other),
                 })?;
             eprintln!(
-                "created key {} for project `{}`; it is shown once: keep it now",
-                rec.id, rec.project
+                "created key {} for project `{}` with scope {}; it is shown once: keep it now",
+                rec.id,
+                rec.project,
+                scope_text(&rec.scopes)
             );
             println!("{secret}");
         }
@@ -61,15 +74,16 @@ async fn run(store: &nofx::store::Store, c: KeysCommand) -> CliResult {
                 return Ok(());
             }
             println!(
-                "{:<18} {:<20} {:<20} {:<24} STATUS",
-                "ID", "PROJECT", "NAME", "CREATED"
+                "{:<18} {:<20} {:<20} {:<20} {:<24} STATUS",
+                "ID", "PROJECT", "NAME", "SCOPES", "CREATED"
             );
             for k in keys {
                 println!(
-                    "{:<18} {:<20} {:<20} {:<24} {}",
+                    "{:<18} {:<20} {:<20} {:<20} {:<24} {}",
                     k.id,
                     k.project,
-                    k.name.unwrap_or_else(|| "-".into()),
+                    k.name.clone().unwrap_or_else(|| "-".into()),
+                    scope_text(&k.scopes),
                     super::time_text(k.created_at),
                     if k.revoked_at.is_some() {
                         "revoked"
@@ -80,11 +94,31 @@ async fn run(store: &nofx::store::Store, c: KeysCommand) -> CliResult {
             }
         }
         KeysCommand::Revoke { id } => {
-            if !store.revoke_key(&id).await? {
-                return Err(Failure::Input(format!("no active key `{id}`")));
+            // A secret given by mistake still revokes its key, and is never echoed.
+            let target = match store.key_by_secret(&id).await? {
+                Some(k) => k.id,
+                None => id,
+            };
+            if !store.revoke_key(&target).await? {
+                let shown = if target.starts_with("key_") && target.len() <= 40 {
+                    format!("`{target}`")
+                } else {
+                    "with that id or secret".to_string()
+                };
+                return Err(Failure::Input(format!(
+                    "no active key {shown} (ids look like key_…; see nofx keys ls)"
+                )));
             }
-            eprintln!("revoked key {id}");
+            eprintln!("revoked key {target}");
         }
     }
     Ok(())
+}
+
+fn scope_text(scopes: &[nofx::store::Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -10,6 +10,7 @@ pub mod plan;
 pub mod reference;
 pub mod status;
 pub mod template;
+pub mod time;
 
 pub use agent::{AgentSpec, Role};
 pub use correlation::{Correlation, CorrelationId};

@@ -60,6 +60,20 @@ impl Plan {
         self.project.as_deref().unwrap_or("default")
     }
 
+    /// The first thing of the plan that runs a command on the host (a `shell` task or a
+    /// `command` gate), described for messages.
+    pub fn command_user(&self) -> Option<String> {
+        self.tasks.iter().find_map(|t| {
+            if t.tool == "shell" {
+                return Some(format!("task `{}` (tool `shell`)", t.id));
+            }
+            t.gates
+                .iter()
+                .position(|g| matches!(g, GateSpec::Command { .. }))
+                .map(|g| format!("task `{}` (gate #{}, kind command)", t.id, g + 1))
+        })
+    }
+
     /// What in task `i` calls a model: its tool (`llm:generate`, `codegen`) and its
     /// `llm_judge` gates, described for messages.
     pub fn model_users(&self, i: usize) -> Vec<String> {

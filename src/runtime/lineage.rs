@@ -490,6 +490,7 @@ impl Runtime {
                     tasks,
                     artifacts,
                 }),
+                no_commands: opts.no_commands,
             })
             .await
             .map_err(|_| RuntimeError::Stopped)

@@ -102,6 +102,15 @@ pub enum RuntimeError {
     /// No template with that id is visible.
     #[error("no template `{0}`")]
     NoSuchTemplate(String),
+    /// The caller may not run this plan (e.g. an API key without the `shell` scope and a plan
+    /// that runs commands).
+    #[error("{message}")]
+    Forbidden {
+        /// The scope the caller lacks.
+        scope: &'static str,
+        /// What needs it.
+        message: String,
+    },
     /// The runtime has stopped.
     #[error("the runtime has stopped")]
     Stopped,
@@ -121,6 +130,9 @@ pub struct SubmitOptions {
     /// The template the run is made from: (owner project, id); its usage count goes up in
     /// the transaction that stores the run.
     pub template: Option<(String, String)>,
+    /// Refuse the run (`Forbidden`, nothing stored) when its plan runs commands: `shell`
+    /// tasks or `command` gates. The API sets it for keys without the `shell` scope.
+    pub no_commands: bool,
 }
 
 /// Tunables.
@@ -620,6 +632,7 @@ impl Runtime {
                 project: opts.project,
                 template: opts.template,
                 restore: None,
+                no_commands: opts.no_commands,
             })
             .await
             .map_err(|_| RuntimeError::Stopped)??;
@@ -697,6 +710,7 @@ impl Runtime {
                 project: Some(project),
                 template: None,
                 restore: None,
+                no_commands: opts.no_commands,
             })
             .await
             .map_err(|_| RuntimeError::Stopped)??;

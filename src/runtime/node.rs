@@ -39,6 +39,8 @@ pub struct Submit {
     pub template: Option<(String, String)>,
     /// What a restored or forked run starts with.
     pub restore: Option<Restore>,
+    /// Refuse a plan that runs commands (the caller lacks the `shell` scope).
+    pub no_commands: bool,
 }
 
 /// What a restored or forked run starts with: its lineage, the tasks restored as succeeded
@@ -507,6 +509,16 @@ impl Handler<Submit> for Node {
     fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
         if self.stopping {
             return Box::pin(fut::ready(Err(RuntimeError::Stopped)));
+        }
+        if msg.no_commands {
+            if let Some(what) = msg.plan.plan.command_user() {
+                return Box::pin(fut::ready(Err(RuntimeError::Forbidden {
+                    scope: "shell",
+                    message: format!(
+                        "{what} runs commands on the host; that needs an API key with the `shell` scope (nofx keys create --scope submit,shell)"
+                    ),
+                })));
+            }
         }
         let (record, mut batch, restored) = match new_run(&msg, &self.shared) {
             Ok(x) => x,

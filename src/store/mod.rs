@@ -29,7 +29,7 @@ pub use checkpoints::CheckpointRow;
 pub use commands::Command;
 pub use gc::{ExpiredRun, RunRows};
 pub use idempotency::Claimed;
-pub use keys::{key_hash, KeyRecord};
+pub use keys::{key_hash, KeyRecord, Scope};
 pub use leases::{Claim, LeaseHolder, LeaseInfo};
 pub use nodes::{LeaseRow, NodeRow};
 pub use records::{ArtifactRow, Lineage, MetricRow, RunRecord, RunUpdate, TaskRow};

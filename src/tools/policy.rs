@@ -2,9 +2,16 @@
 //! run. The CLI allows any command when no policy file exists; a server allows none until the
 //! policy lists them.
 //!
+//! Commands are matched by the real file they run: a name in the policy is looked up on
+//! `PATH` when the policy is loaded, and a task's `argv[0]` is looked up the same way (or, with
+//! a `/`, taken as a path in the workspace) and every symlink resolved, so an executable
+//! a task makes and names `sh` is not the `sh` the policy allows. The command that runs is
+//! the file that was checked. Allowing an interpreter (`sh`, `bash`, `python3`, …) allows
+//! whatever it is told to run.
+//!
 //! ```toml
 //! [commands]
-//! allow = ["sh", "wc", "/usr/local/bin/report"]   # or ["*"] for any command
+//! allow = ["wc", "/usr/local/bin/report"]   # or ["*"] for any command
 //! deny = ["rm"]
 //! ```
 
@@ -13,6 +20,8 @@ use crate::domain::graph::PlanError;
 use crate::domain::plan::{GateSpec, Plan};
 use serde::Deserialize;
 use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 /// A policy file problem.
@@ -31,8 +40,43 @@ pub struct PolicyError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandPolicy {
     allow_any: bool,
-    allow: BTreeSet<String>,
-    deny: BTreeSet<String>,
+    /// Real paths of the allowed commands.
+    allow: BTreeSet<PathBuf>,
+    /// Real paths of the denied commands, and their names as written (a denied name is
+    /// refused whatever file it names).
+    deny: BTreeSet<PathBuf>,
+    deny_names: BTreeSet<String>,
+}
+
+/// The `PATH` commands are looked up on (the one child processes get).
+fn search_path() -> OsString {
+    std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
+}
+
+/// The file `program` names: with a `/`, a path (relative ones in `cwd`, unknown without
+/// it); else the first executable of that name on `PATH`.
+fn locate(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = Path::new(program);
+        return if p.is_absolute() {
+            Some(p.to_path_buf())
+        } else {
+            cwd.map(|c| c.join(p))
+        };
+    }
+    std::env::split_paths(&search_path())
+        .map(|dir| dir.join(program))
+        .find(|c| is_executable(c))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The real file (every symlink resolved) an existing path names.
+fn real(p: &Path) -> Option<PathBuf> {
+    std::fs::canonicalize(p).ok()
 }
 
 #[derive(Deserialize)]
@@ -56,8 +100,7 @@ impl CommandPolicy {
     pub fn allow_all() -> Self {
         Self {
             allow_any: true,
-            allow: BTreeSet::new(),
-            deny: BTreeSet::new(),
+            ..Self::deny_all()
         }
     }
 
@@ -67,6 +110,7 @@ impl CommandPolicy {
             allow_any: false,
             allow: BTreeSet::new(),
             deny: BTreeSet::new(),
+            deny_names: BTreeSet::new(),
         }
     }
 
@@ -114,14 +158,32 @@ impl CommandPolicy {
             return Err(errors);
         }
         let allow_any = allow.remove("*");
+        // A command that is not installed cannot run; its entry matches nothing.
+        let resolve = |names: &BTreeSet<String>| -> BTreeSet<PathBuf> {
+            names
+                .iter()
+                .filter_map(|n| locate(n, None).and_then(|p| real(&p)))
+                .collect()
+        };
         Ok(Self {
             allow_any,
-            allow,
-            deny,
+            allow: resolve(&allow),
+            deny: resolve(&deny),
+            deny_names: deny
+                .iter()
+                .map(|d| {
+                    Path::new(d)
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or(d)
+                        .to_string()
+                })
+                .collect(),
         })
     }
 
-    /// Whether `program` (as written in `argv[0]`) may run.
+    /// Whether `program` (as written in `argv[0]`) may run, judged before the workspace
+    /// exists: a path relative to the workspace is only allowed by `"*"`.
     ///
     /// # Errors
     /// A sentence naming the command and the rule that refuses it.
@@ -130,25 +192,50 @@ impl CommandPolicy {
     /// let p = nofx::tools::CommandPolicy::from_toml("[commands]\nallow = [\"sh\"]\n", "tools.toml").unwrap();
     /// assert!(p.check("sh").is_ok());
     /// assert!(p.check("/bin/sh").is_ok());
+    /// assert!(p.check("./sh").is_err());
     /// assert!(p.check("curl").is_err());
     /// ```
     pub fn check(&self, program: &str) -> Result<(), String> {
-        let base = std::path::Path::new(program)
+        self.resolve(program, None).map(|_| ())
+    }
+
+    /// The file to run for `program` in workspace `cwd` when the policy allows it: the very
+    /// file that was checked, so nothing can stand in for it between the check and the start.
+    /// `None` (only with `"*"`) when no such file exists; starting it then fails as usual.
+    ///
+    /// # Errors
+    /// A sentence naming the command and the rule that refuses it.
+    pub fn resolve(&self, program: &str, cwd: Option<&Path>) -> Result<Option<PathBuf>, String> {
+        let name = Path::new(program)
             .file_name()
             .and_then(|s| s.to_str())
             .unwrap_or(program);
-        let listed = |set: &BTreeSet<String>| set.contains(program) || set.contains(base);
-        if listed(&self.deny) {
+        let found = locate(program, cwd);
+        let real_path = found.as_deref().and_then(real);
+        if self.deny_names.contains(name)
+            || real_path.as_ref().is_some_and(|r| self.deny.contains(r))
+        {
             return Err(format!(
                 "command `{program}` is denied by the command policy (commands.deny)"
             ));
         }
-        if self.allow_any || listed(&self.allow) {
-            return Ok(());
+        if self.allow_any {
+            return Ok(found);
         }
-        Err(format!(
-            "command `{program}` is not allowed by the command policy; add it to `commands.allow` in policies/tools.toml"
-        ))
+        match real_path {
+            Some(r) if self.allow.contains(&r) => Ok(found),
+            Some(r) => Err(format!(
+                "command `{program}` (the file {}) is not allowed by the command policy; add it to `commands.allow` in policies/tools.toml",
+                r.display()
+            )),
+            None if program.contains('/') && !Path::new(program).is_absolute() => Err(format!(
+                "command `{program}` runs a file of the workspace, which the command policy does not allow (only `\"*\"` does)"
+            )),
+            None if program.contains('/') => Err(format!("command `{program}` does not exist")),
+            None => Err(format!(
+                "command `{program}` is not found on PATH, so the command policy cannot allow it"
+            )),
+        }
     }
 }
 
@@ -222,5 +309,23 @@ mod tests {
             .unwrap();
         assert!(p.check("ls").is_ok());
         assert!(p.check("/bin/rm").is_err());
+    }
+
+    #[test]
+    fn an_allowed_name_does_not_allow_another_file_of_that_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("sh");
+        std::fs::copy("/bin/true", &fake).unwrap();
+        let p = CommandPolicy::from_toml("[commands]\nallow = [\"sh\"]\n", "t").unwrap();
+        assert!(p.check("sh").is_ok());
+        assert!(p.resolve("sh", Some(dir.path())).unwrap().is_some());
+        let e = p.check(fake.to_str().unwrap()).unwrap_err();
+        assert!(e.contains("is not allowed"), "{e}");
+        let e = p.resolve("./sh", Some(dir.path())).unwrap_err();
+        assert!(e.contains("is not allowed"), "{e}");
+        assert!(p
+            .check("./sh")
+            .unwrap_err()
+            .contains("runs a file of the workspace"));
     }
 }

@@ -7,7 +7,7 @@ use super::{Tool, ToolContext, ToolEnv, ToolError, ToolOutput};
 use crate::store::{BlobError, StoredBlob};
 use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
@@ -95,21 +95,30 @@ pub(crate) async fn run_command(
     let program = argv
         .first()
         .ok_or_else(|| ToolError::InvalidInput("`argv` is empty".into()))?;
-    env.policy.check(program).map_err(ToolError::Denied)?;
     tokio::fs::create_dir_all(cwd)
         .await
         .map_err(|e| ToolError::Io(format!("cannot create workspace {}: {e}", cwd.display())))?;
+    // The file the policy checked is the file that starts.
+    let exe = env
+        .policy
+        .resolve(program, Some(cwd))
+        .map_err(ToolError::Denied)?
+        .map_or_else(
+            || std::ffi::OsString::from(program),
+            PathBuf::into_os_string,
+        );
     let mut cmd = match &env.guard {
         Some(guard) => {
             let mut c = tokio::process::Command::new(guard);
             c.arg(GUARD_ARG)
                 .arg(std::process::id().to_string())
                 .arg("--")
-                .args(argv);
+                .arg(&exe)
+                .args(&argv[1..]);
             c
         }
         None => {
-            let mut c = tokio::process::Command::new(program);
+            let mut c = tokio::process::Command::new(&exe);
             c.args(&argv[1..]);
             c
         }
