@@ -623,12 +623,22 @@ async fn serve_finishes_runs_within_its_grace_on_sigterm_and_resumes_the_rest_on
         "tools.toml",
         "[commands]\nallow = [\"sleep\"]\n",
     );
-    let key = text(&run(nofx(&d).args(["keys", "create", "--project", "ops"])).stdout)
-        .trim()
-        .lines()
-        .last()
-        .unwrap()
-        .to_string();
+    let key = text(
+        &run(nofx(&d).args([
+            "keys",
+            "create",
+            "--project",
+            "ops",
+            "--scope",
+            "submit,shell",
+        ]))
+        .stdout,
+    )
+    .trim()
+    .lines()
+    .last()
+    .unwrap()
+    .to_string();
     let http = reqwest::Client::new();
     let plan =
         "name: nap\ntasks:\n  - { id: nap, tool: shell, inputs: { argv: [sleep, \"1\"] } }\n";

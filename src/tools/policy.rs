@@ -225,7 +225,7 @@ impl CommandPolicy {
         match real_path {
             Some(r) if self.allow.contains(&r) => Ok(found),
             Some(r) => Err(format!(
-                "command `{program}` (the file {}) is not allowed by the command policy; add it to `commands.allow` in policies/tools.toml",
+                "command `{program}` is not allowed by the command policy (it runs {}); add it to `commands.allow` in policies/tools.toml",
                 r.display()
             )),
             None if program.contains('/') && !Path::new(program).is_absolute() => Err(format!(
