@@ -894,3 +894,25 @@ both_stores! {
         s.stop().await;
     }
 }
+
+both_stores! {
+    async fn a_deeply_nested_body_is_a_422_naming_the_limit_and_stores_nothing(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        let n = 50_000;
+        let yaml = format!(
+            "name: x\ntasks:\n  - {{ id: a, tool: test:echo, inputs: {{ x: {}{} }} }}\n",
+            "[".repeat(n),
+            "]".repeat(n)
+        );
+        let (st, e) = s.post(&key, "/runs", "application/yaml", &yaml).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        assert!(e["error"]["problems"][0]["message"].as_str().unwrap().contains("nested deeper than 64 levels"), "{e}");
+        let deep = format!("{{\"plan\": {{\"name\": \"x\", \"tasks\": [{{\"id\": \"a\", \"tool\": \"test:echo\", \"inputs\": {{\"x\": {}{}}}}}]}}}}", "[".repeat(100), "]".repeat(100));
+        let (st, e) = s.post(&key, "/runs", "application/json", &deep).await;
+        assert!(st.is_client_error(), "{st} {e}");
+        let (_, runs) = s.get(&key, "/runs").await;
+        assert_eq!(runs["runs"], json!([]));
+        s.stop().await;
+    }
+}

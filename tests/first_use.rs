@@ -304,3 +304,56 @@ fn the_command_policy_matches_the_file_a_command_runs_not_its_name() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn deeply_nested_documents_are_refused_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100_000;
+    let flow = format!(
+        "name: x\ntasks:\n  - {{ id: a, tool: test:echo, inputs: {{ x: {}{} }} }}\n",
+        "[".repeat(n),
+        "]".repeat(n)
+    );
+    std::fs::write(dir.path().join("deep.yaml"), &flow).unwrap();
+    let json = format!(
+        "{{\"name\": \"x\", \"tasks\": [{{\"id\": \"a\", \"tool\": \"test:echo\", \"inputs\": {{\"x\": {}{}}}}}]}}",
+        "[".repeat(n),
+        "]".repeat(n)
+    );
+    std::fs::write(dir.path().join("deep.json"), &json).unwrap();
+    let compact = format!(
+        "name: x\ntasks:\n  - id: a\n    tool: test:echo\n    inputs:\n      x:\n        {}1\n",
+        "- ".repeat(n)
+    );
+    std::fs::write(dir.path().join("compact.yaml"), &compact).unwrap();
+    for (f, line) in [("deep.yaml", 3), ("deep.json", 1), ("compact.yaml", 7)] {
+        let out = nofx(dir.path(), &["validate", f]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{f}: {err}");
+        assert!(err.contains("nested deeper than 64 levels"), "{f}: {err}");
+        assert!(err.contains(&format!("{f}: line {line}")), "{f}: {err}");
+    }
+    // A fork's patch file is bounded the same way.
+    std::fs::write(
+        dir.path().join("patch.yaml"),
+        format!("x: {}{}\n", "[".repeat(n), "]".repeat(n)),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "name: p\ntasks:\n  - { id: a, tool: test:echo }\n",
+    )
+    .unwrap();
+    let out = nofx(dir.path(), &["run", "p.yaml"]);
+    let id = text(&out.stdout).trim().to_string();
+    let out = nofx(
+        dir.path(),
+        &["runs", "fork", &id, "--at", "a", "--patch", "patch.yaml"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("nested deeper than 64 levels"),
+        "{}",
+        text(&out.stderr)
+    );
+}

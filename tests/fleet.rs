@@ -173,7 +173,14 @@ async fn a_fleet_of_three_nodes_finishes_every_run_when_one_is_killed() {
     let key = {
         let out = common::nofx_cmd(&dir)
             .env("NOFX_DATABASE_URL", &store.url)
-            .args(["keys", "create", "--project", "fleet"])
+            .args([
+                "keys",
+                "create",
+                "--project",
+                "fleet",
+                "--scope",
+                "submit,shell",
+            ])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout)

@@ -378,7 +378,7 @@ fn read_patch(path: &std::path::Path) -> Result<serde_json::Value, Failure> {
         serde_json::from_str(&text)
             .map_err(|e| Failure::Input(format!("--patch {}: not JSON: {e}", path.display())))?
     } else {
-        serde_yaml_ng::from_str(&text).map_err(|e| {
+        nofx::domain::nesting::from_yaml(&text).map_err(|e| {
             Failure::Input(format!("--patch {}: not YAML or JSON: {e}", path.display()))
         })?
     };

@@ -6,6 +6,7 @@ pub mod correlation;
 pub mod event;
 pub mod graph;
 pub mod ids;
+pub mod nesting;
 pub mod plan;
 pub mod reference;
 pub mod status;

@@ -403,6 +403,14 @@ impl PlanSource {
         origin: Option<&str>,
     ) -> Result<Self, PlanSyntaxError> {
         let prefix = origin.map(|o| format!("{o}: ")).unwrap_or_default();
+        let deep = match format {
+            Format::Json => super::nesting::check_json(text),
+            Format::Yaml => super::nesting::check_yaml(text),
+        };
+        deep.map_err(|e| PlanSyntaxError {
+            origin: prefix.clone(),
+            message: e.to_string(),
+        })?;
         let plan: Plan = match format {
             Format::Json => serde_json::from_str(text).map_err(|e| PlanSyntaxError {
                 origin: prefix.clone(),

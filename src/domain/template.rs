@@ -103,7 +103,7 @@ impl TemplateFile {
     /// # Errors
     /// Bad YAML, both or neither of `plan` and `plan_file`, an unreadable or invalid plan file.
     pub fn parse(text: &str, base: &std::path::Path) -> Result<TemplateSpec, String> {
-        let f: TemplateFile = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        let f: TemplateFile = super::nesting::from_yaml(text)?;
         let plan = match (f.plan, f.plan_file) {
             (Some(p), None) => p,
             (None, Some(file)) => {
