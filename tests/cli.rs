@@ -354,12 +354,25 @@ fn cancel_from_another_process_reaches_the_owner() {
     let v: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
     let id = v[0]["id"].as_str().unwrap().to_string();
     // Resume refuses while the owner lives and says whose lease it is.
-    let r = run(nofx(dir.path()).args(["resume", &id]));
-    assert!(
-        text(&r.stderr).contains("is leased by process"),
-        "{}",
-        text(&r.stderr)
-    );
+    let mut resume = nofx(dir.path())
+        .args(["resume", &id])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It says so before anything else happens (the cancel below ends the run).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = resume.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let said = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+    assert!(said.contains("is leased by process"), "{said}");
     let started = Instant::now();
     let out = run(nofx(dir.path()).args(["runs", "cancel", &id, "--reason", "enough"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -374,6 +387,8 @@ fn cancel_from_another_process_reaches_the_owner() {
     let v: serde_json::Value = serde_json::from_slice(&owner.stdout).unwrap();
     assert_eq!(v["status"], "cancelled");
     assert_eq!(v["reason"], "enough");
+    let _ = resume.kill();
+    let _ = resume.wait();
 }
 
 #[test]

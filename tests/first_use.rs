@@ -357,3 +357,35 @@ fn deeply_nested_documents_are_refused_naming_the_limit() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.yaml"), "name: p\ntasks:\n  - { id: a, tool: shell, inputs: { argv: [sh, -c, \"seq 1 20000\"], artifacts: [] } }\n  - { id: b, tool: test:echo, depends_on: [a] }\n").unwrap();
+    for _ in 0..3 {
+        assert_eq!(nofx(dir.path(), &["run", "p.yaml"]).status.code(), Some(0));
+    }
+    let out = nofx(dir.path(), &["runs", "ls", "--json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    for args in [
+        vec!["runs", "ls"],
+        vec!["runs", "events", &id],
+        vec!["runs", "artifacts", &id, "--json"],
+        vec!["runs", "show", &id, "--json"],
+    ] {
+        // The reader is gone before the first byte is written.
+        let child = common::nofx_cmd(dir.path())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut child = child;
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}

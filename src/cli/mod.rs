@@ -241,9 +241,15 @@ struct BenchArgs {
     /// Plan shape.
     #[arg(long, value_enum, default_value = "fanout")]
     shape: nofx::bench::Shape,
-    /// Number of tasks.
-    #[arg(long, default_value_t = 1000)]
-    tasks: usize,
+    /// Number of tasks; several sizes (`10000,100000`) run one after another in this
+    /// process, one JSON line each.
+    #[arg(long, default_value = "1000", value_delimiter = ',', num_args = 1..)]
+    tasks: Vec<usize>,
+    /// With several sizes: exit 1 when the largest run takes more than this many times as
+    /// long as the smallest (a cost per task that grows with the run shows as a ratio above
+    /// the ratio of the sizes, whatever the machine's speed).
+    #[arg(long, value_name = "RATIO")]
+    max_ratio: Option<f64>,
     /// Store.
     #[arg(long, value_enum, default_value = "memory")]
     store: nofx::bench::BenchStore,
@@ -300,6 +306,7 @@ pub type CliResult = Result<(), Failure>;
 
 /// Parses arguments and runs the command.
 pub fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let telemetry = telemetry::init(&cli.global);
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -329,6 +336,25 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `nofx runs ls | head -1`: when the reader of stdout goes away, printing fails with EPIPE;
+/// that ends the command quietly (exit 0), as it does for other command-line tools, instead of
+/// a panic.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 async fn dispatch(cli: Cli) -> CliResult {
@@ -365,20 +391,53 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Nodes(c) => nodes::dispatch(&g, c).await,
         Command::Approve(a) => approve::decide(&g, a, true).await,
         Command::Reject(a) => approve::decide(&g, a, false).await,
-        Command::Bench(a) => {
-            let report = nofx::bench::run(a.shape, a.tasks, a.store, g.database_url.as_deref())
-                .await
-                .map_err(|e| match e {
-                    nofx::bench::BenchError::Input(m) => Failure::Input(m),
-                    other => Failure::Error(other.to_string()),
-                })?;
-            println!(
-                "{}",
-                serde_json::to_string(&report).map_err(|e| Failure::Error(e.to_string()))?
-            );
-            Ok(())
-        }
+        Command::Bench(a) => bench(&g, a).await,
     }
+}
+
+async fn bench(g: &Global, a: BenchArgs) -> CliResult {
+    let mut reports = Vec::new();
+    for &n in &a.tasks {
+        let report = nofx::bench::run(a.shape, n, a.store, g.database_url.as_deref())
+            .await
+            .map_err(|e| match e {
+                nofx::bench::BenchError::Input(m) => Failure::Input(m),
+                other => Failure::Error(other.to_string()),
+            })?;
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| Failure::Error(e.to_string()))?
+        );
+        reports.push(report);
+    }
+    let Some(max) = a.max_ratio else {
+        return Ok(());
+    };
+    let small = reports.iter().min_by_key(|r| r.tasks);
+    let large = reports.iter().max_by_key(|r| r.tasks);
+    let (Some(small), Some(large)) = (small, large) else {
+        return Ok(());
+    };
+    if small.tasks == large.tasks {
+        return Err(Failure::Input(
+            "--max-ratio needs two different --tasks sizes".into(),
+        ));
+    }
+    let ratio = large.seconds / small.seconds.max(1e-9);
+    eprintln!(
+        "{} tasks took {:.2}s, {} tasks {:.2}s: {ratio:.1} times as long for {:.0} times the tasks (limit {max})",
+        small.tasks,
+        small.seconds,
+        large.tasks,
+        large.seconds,
+        large.tasks as f64 / small.tasks as f64
+    );
+    if ratio > max {
+        return Err(Failure::Error(format!(
+            "the cost per task grows with the run: {ratio:.1} times as long is over the limit of {max}"
+        )));
+    }
+    Ok(())
 }
 
 /// The store URL the flags name.

@@ -273,6 +273,9 @@ pub struct Coordinator {
     deferred: VecDeque<usize>,
     latencies: Vec<f32>,
     span: tracing::Span,
+    /// Succeeded tasks of the run (kept as they change: counting them on each success made
+    /// a run's cost per task grow with its size).
+    succeeded: usize,
     /// Succeeded tasks at the last automatic checkpoint.
     checkpointed_at: usize,
     /// The task whose committed success is to be checkpointed.
@@ -354,6 +357,10 @@ impl Coordinator {
         }
         let open = tasks.iter().filter(|t| !t.status.is_terminal()).count();
         let has_waits = tasks.iter().any(|t| t.status == TaskStatus::Waiting);
+        let succeeded = tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Succeeded)
+            .count();
         let span = tracing::info_span!("run", corr = %s.corr, run = %s.run);
         let seq = s.last_seq;
         debug_assert_eq!(tasks.len(), n);
@@ -374,6 +381,7 @@ impl Coordinator {
             deferred: VecDeque::new(),
             latencies: Vec::new(),
             span,
+            succeeded,
             checkpointed_at: 0,
             checkpoint_due: None,
             pausing: false,
@@ -443,6 +451,9 @@ impl Coordinator {
         match self.tasks[i].status.transition(to) {
             Ok(s) => {
                 let was_open = !self.tasks[i].status.is_terminal();
+                if s == TaskStatus::Succeeded && self.tasks[i].status != TaskStatus::Succeeded {
+                    self.succeeded += 1;
+                }
                 self.tasks[i].status = s;
                 if was_open && s.is_terminal() {
                     self.open -= 1;
@@ -1206,10 +1217,7 @@ impl Coordinator {
     }
 
     fn succeeded(&self) -> usize {
-        self.tasks
-            .iter()
-            .filter(|t| t.status == TaskStatus::Succeeded)
-            .count()
+        self.succeeded
     }
 
     /// Checkpoints the run as committed now; tasks that became ready meanwhile wait until

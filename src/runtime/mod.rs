@@ -188,6 +188,8 @@ pub struct Shared {
 }
 
 enum StoreSpec {
+    /// SQLite in `nofx.db` of the data directory.
+    InDataDir,
     Url(String),
     Memory,
 }
@@ -389,6 +391,9 @@ impl RuntimeBuilder {
         let url = match self.store {
             StoreSpec::Memory => None,
             StoreSpec::Url(u) => Some(u),
+            StoreSpec::InDataDir => {
+                Some(format!("sqlite://{}", data_dir.join("nofx.db").display()))
+            }
         };
         let holder = LeaseHolder::this_process();
         let hub = EventHub::default();
@@ -511,11 +516,11 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A builder with defaults: SQLite in `.nofx/nofx.db`, built-in agents and tools, any
-    /// command allowed.
+    /// A builder with defaults: data directory `.nofx` (relative to the working directory)
+    /// with the SQLite store `nofx.db` in it, built-in agents and tools, any command allowed.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
-            store: StoreSpec::Url("sqlite://.nofx/nofx.db".into()),
+            store: StoreSpec::InDataDir,
             data_dir: PathBuf::from(".nofx"),
             agents: None,
             tools: ToolRegistry::builtin(),
