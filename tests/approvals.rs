@@ -220,8 +220,8 @@ fn the_cli_approves_a_run_another_process_executes() {
     let run = loop {
         let out = nofx(&["runs", "ls", "--json"]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if v[0]["status"] == "waiting" {
-            break v[0]["id"].as_str().unwrap().to_string();
+        if v["runs"][0]["status"] == "waiting" {
+            break v["runs"][0]["id"].as_str().unwrap().to_string();
         }
         assert!(std::time::Instant::now() < deadline, "the run never waited");
         std::thread::sleep(Duration::from_millis(100));

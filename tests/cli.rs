@@ -326,8 +326,22 @@ fn ctrl_c_stops_tasks_exits_130_and_leaves_the_run_resumable() {
     assert!(err.contains("is resumable: nofx resume"), "{err}");
     let ls = run(nofx(dir.path()).args(["runs", "ls", "--json"]));
     let v: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
-    assert_eq!(v[0]["status"], "running");
-    let id = v[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(v["runs"][0]["status"], "running");
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    // It says it needs `nofx resume`: in the list, in the table, filtered, and in show.
+    assert_eq!(v["runs"][0]["resumable"], true, "{v}");
+    let ls = run(nofx(dir.path()).args(["runs", "ls", "--status", "interrupted", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(v["runs"][0]["id"], id.as_str(), "{v}");
+    let table = text(&run(nofx(dir.path()).args(["runs", "ls"])).stdout);
+    assert!(table.contains(&format!("nofx resume {id}")), "{table}");
+    let show = run(nofx(dir.path()).args(["runs", "show", &id, "--json"]));
+    let s: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(
+        (s["resumable"].as_bool(), s["owner"].is_null()),
+        (Some(true), true),
+        "{s}"
+    );
     // The interrupted process released its lease: another process can cancel at once.
     let out = run(nofx(dir.path()).args(["runs", "cancel", &id]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -352,7 +366,8 @@ fn cancel_from_another_process_reaches_the_owner() {
     });
     let ls = run(nofx(dir.path()).args(["runs", "ls", "--json"]));
     let v: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
-    let id = v[0]["id"].as_str().unwrap().to_string();
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(v["runs"][0]["resumable"], false, "its owner lives: {v}");
     // Resume refuses while the owner lives and says whose lease it is.
     let mut resume = nofx(dir.path())
         .args(["resume", &id])

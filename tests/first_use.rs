@@ -367,7 +367,7 @@ fn output_into_a_closed_pipe_ends_quietly() {
     }
     let out = nofx(dir.path(), &["runs", "ls", "--json"]);
     let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = runs[0]["id"].as_str().unwrap().to_string();
+    let id = runs["runs"][0]["id"].as_str().unwrap().to_string();
     for args in [
         vec!["runs", "ls"],
         vec!["runs", "events", &id],

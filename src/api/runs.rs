@@ -4,7 +4,7 @@ use super::auth::{Caller, RequestCorrelation};
 use super::error::ApiError;
 use super::ApiState;
 use crate::domain::plan::{Format, PlanSource};
-use crate::domain::{RunId, RunStatus};
+use crate::domain::RunId;
 use crate::runtime::{Outcome, SubmitOptions};
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
@@ -21,7 +21,6 @@ use serde_json::{json, Map, Value};
 pub struct RunView {
     #[serde(flatten)]
     outcome: Value,
-    project: String,
     event_seq: i64,
     cost: f64,
 }
@@ -44,7 +43,7 @@ pub(crate) async fn visible_run(
     }
 }
 
-async fn view(st: &ApiState, run: RunId, project: String) -> Result<RunView, ApiError> {
+async fn view(st: &ApiState, run: RunId) -> Result<RunView, ApiError> {
     let store = st.rt.store();
     let event_seq = store.last_seq(run).await?;
     let mut outcome =
@@ -56,7 +55,6 @@ async fn view(st: &ApiState, run: RunId, project: String) -> Result<RunView, Api
     let cost = store.run_spend(run).await? as f64 / 1e6;
     Ok(RunView {
         outcome,
-        project,
         event_seq,
         cost,
     })
@@ -237,7 +235,7 @@ pub(crate) async fn submit(
     let id = RunId::new();
     if let Some(k) = &idem {
         if let Some(earlier) = claim(st, &caller.project, k, body, id).await? {
-            return Ok(created(view(st, earlier, caller.project.clone()).await?));
+            return Ok(created(view(st, earlier).await?));
         }
     }
     let opts = SubmitOptions {
@@ -272,9 +270,7 @@ pub(crate) async fn submit(
             return Err(e.into());
         }
     };
-    Ok(created(
-        view(st, handle.id(), caller.project.clone()).await?,
-    ))
+    Ok(created(view(st, handle.id()).await?))
 }
 
 /// `GET /runs/{id}`.
@@ -284,7 +280,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<RunView>, ApiError> {
     let r = visible_run(&st, &caller, &id).await?;
-    Ok(Json(view(&st, r.id, r.project).await?))
+    Ok(Json(view(&st, r.id).await?))
 }
 
 /// Query of `GET /runs`.
@@ -303,13 +299,10 @@ pub async fn list(
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => Some(RunStatus::parse(s).map_err(|_| {
-            ApiError::bad_request(format!(
-                "`status` must be pending, running, succeeded, failed or cancelled, got `{s}`"
-            ))
-        })?),
+    let filter = match q.status.as_deref() {
+        None => crate::runtime::RunFilter::All,
+        Some(s) => crate::runtime::RunFilter::parse(s)
+            .map_err(|e| ApiError::bad_request(format!("`status` {e}")))?,
     };
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
@@ -323,32 +316,42 @@ pub async fn list(
             ApiError::bad_request("`cursor` is not a cursor this server gave out")
         })?),
     };
-    let page = st
-        .rt
-        .store()
-        .project_runs(&caller.project, status, cursor, limit + 1)
-        .await?;
-    let more = page.len() as i64 > limit;
-    let runs: Vec<&crate::store::RunRecord> = page.iter().take(limit as usize).collect();
-    let next = if more {
-        runs.last().map(|r| encode_cursor(r.created_at, r.id))
+    let store = st.rt.store();
+    let mut items = Vec::new();
+    let mut next = None;
+    if filter == crate::runtime::RunFilter::Interrupted {
+        // Interrupted runs are the unfinished ones no live process holds: few, one page.
+        let mut open = Vec::new();
+        for s in filter.statuses() {
+            open.extend(
+                store
+                    .project_runs(&caller.project, Some(s), None, 500)
+                    .await?,
+            );
+        }
+        open.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        for r in &open {
+            let s = crate::runtime::RunSummary::of(store, r).await?;
+            if s.resumable && (items.len() as i64) < limit {
+                items.push(s);
+            }
+        }
     } else {
-        None
-    };
-    let items: Vec<Value> = runs
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.id,
-                "name": r.name,
-                "status": r.status,
-                "reason": r.reason,
-                "correlationId": r.correlation_id,
-                "createdAt": crate::domain::event::from_ms(r.created_at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "tasks": r.plan.tasks.len(),
-            })
-        })
-        .collect();
+        let status = match filter {
+            crate::runtime::RunFilter::Status(s) => Some(s),
+            _ => None,
+        };
+        let page = store
+            .project_runs(&caller.project, status, cursor, limit + 1)
+            .await?;
+        let runs: Vec<&crate::store::RunRecord> = page.iter().take(limit as usize).collect();
+        if page.len() as i64 > limit {
+            next = runs.last().map(|r| encode_cursor(r.created_at, r.id));
+        }
+        for r in runs {
+            items.push(crate::runtime::RunSummary::of(store, r).await?);
+        }
+    }
     Ok(Json(json!({"runs": items, "nextCursor": next})))
 }
 

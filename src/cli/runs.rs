@@ -2,9 +2,9 @@
 
 use super::{open_store, runtime, time_text, CliResult, Failure, Global};
 use clap::Subcommand;
-use nofx::runtime::{Cancelled, Outcome};
+use nofx::runtime::{Cancelled, Outcome, RunFilter, RunSummary};
 use nofx::store::{Blobs, Store};
-use nofx::{RunId, RunStatus};
+use nofx::RunId;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,7 +13,9 @@ use std::time::Duration;
 pub enum RunsCommand {
     /// List runs, newest first.
     Ls {
-        /// Only runs with this status.
+        /// Only runs with this status: pending, running, waiting, succeeded, failed,
+        /// cancelled, or interrupted (unfinished runs no live process executes; `nofx
+        /// resume` takes them).
         #[arg(long)]
         status: Option<String>,
         /// At most this many.
@@ -123,40 +125,50 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
             limit,
             json,
         } => {
-            let statuses =
-                match status {
-                    Some(s) => vec![RunStatus::parse(&s)
-                        .map_err(|e| Failure::Input(format!("--status: {e}")))?],
-                    None => vec![],
-                };
-            let runs = store.runs(&statuses, limit.max(1)).await?;
+            if limit < 1 {
+                return Err(Failure::Input(format!(
+                    "--limit must be at least 1, got {limit}"
+                )));
+            }
+            let filter = match status {
+                Some(s) => {
+                    RunFilter::parse(&s).map_err(|e| Failure::Input(format!("--status {e}")))?
+                }
+                None => RunFilter::All,
+            };
+            let fetch = if filter == RunFilter::Interrupted {
+                10_000
+            } else {
+                limit
+            };
+            let mut runs = Vec::new();
+            for r in store.runs(&filter.statuses(), fetch).await? {
+                let s = RunSummary::of(&store, &r).await?;
+                if filter.keeps(&s) && (runs.len() as i64) < limit {
+                    runs.push(s);
+                }
+            }
             if json {
-                let list: Vec<_> = runs
-                    .iter()
-                    .map(|r| {
-                        serde_json::json!({
-                            "id": r.id, "name": r.name, "status": r.status, "reason": r.reason,
-                            "correlationId": r.correlation_id, "tasks": r.plan.tasks.len(),
-                            "createdAt": time_text(r.created_at),
-                            "durationMs": r.started_at.zip(r.finished_at).map(|(s, f)| f - s),
-                        })
-                    })
-                    .collect();
-                return json_out(&list);
+                // The document of `GET /runs`.
+                return json_out(&serde_json::json!({"runs": runs, "nextCursor": null}));
             }
             println!(
-                "{:<36}  {:<10}  {:<20}  {:>5}  {:<20}  REASON",
+                "{:<36}  {:<11}  {:<20}  {:>5}  {:<24}  REASON",
                 "ID", "STATUS", "NAME", "TASKS", "CREATED"
             );
             for r in runs {
-                println!(
-                    "{:<36}  {:<10}  {:<20}  {:>5}  {:<20}  {}",
-                    r.id,
-                    r.status,
-                    r.name,
-                    r.plan.tasks.len(),
-                    time_text(r.created_at),
+                let reason = if r.resumable {
+                    format!("interrupted: resume with `nofx resume {}`", r.id)
+                } else {
                     r.reason.unwrap_or_default()
+                };
+                println!(
+                    "{:<36}  {:<11}  {:<20}  {:>5}  {:<24}  {reason}",
+                    r.id,
+                    r.status.to_string(),
+                    r.name,
+                    r.task_count,
+                    r.created_at,
                 );
             }
             Ok(())
@@ -176,6 +188,19 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                     .map(|r| format!(" ({r})"))
                     .unwrap_or_default()
             );
+            if o.resumable {
+                println!(
+                    "  interrupted: no live process executes it; continue it with `nofx resume {}`",
+                    o.id
+                );
+            }
+            if let Some(w) = &o.owner {
+                println!(
+                    "  executed by: process {} on {} (lease until {})",
+                    w.pid, w.host, w.lease_expires_at
+                );
+            }
+            println!("  project: {}", o.project);
             println!("  correlation id: {}", o.correlation_id);
             println!("  created: {}", o.created_at);
             if let Some(d) = o.duration_ms {

@@ -40,6 +40,130 @@ pub struct TaskOutcome {
     pub restored_from: Option<String>,
 }
 
+/// The live process executing a run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Owner {
+    /// Its host.
+    pub host: String,
+    /// Its process id.
+    pub pid: i64,
+    /// Until when its lease lasts without a heartbeat (RFC 3339).
+    pub lease_expires_at: String,
+}
+
+/// Whether an unfinished run is executed by a live process, and by which.
+async fn liveness(
+    store: &crate::store::Store,
+    r: &crate::store::RunRecord,
+) -> Result<(bool, Option<Owner>), RuntimeError> {
+    if r.status.is_terminal() {
+        return Ok((false, None));
+    }
+    Ok(match store.live_owner(r.id).await? {
+        Some(l) => (
+            false,
+            Some(Owner {
+                host: l.host,
+                pid: l.pid,
+                lease_expires_at: crate::domain::time::rfc3339(l.expires_at),
+            }),
+        ),
+        None => (true, None),
+    })
+}
+
+/// A run in a list: the same document for `nofx runs ls --json` and `GET /runs`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// Run id.
+    pub id: RunId,
+    /// Plan name.
+    pub name: String,
+    /// Status.
+    pub status: RunStatus,
+    /// Why it failed or was cancelled.
+    pub reason: Option<String>,
+    /// Unfinished and executed by no live process: `nofx resume` takes it.
+    pub resumable: bool,
+    /// The project it belongs to.
+    pub project: String,
+    /// Correlation id.
+    pub correlation_id: CorrelationId,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// Duration from first start to end, in ms, when both are known.
+    pub duration_ms: Option<i64>,
+    /// Tasks in its plan.
+    pub task_count: usize,
+}
+
+/// Which runs a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunFilter {
+    /// Every run.
+    All,
+    /// Runs with this status.
+    Status(RunStatus),
+    /// Unfinished runs no live process executes (`resumable`).
+    Interrupted,
+}
+
+impl RunFilter {
+    /// `pending`, `running`, `waiting`, `succeeded`, `failed`, `cancelled` or `interrupted`.
+    ///
+    /// # Errors
+    /// A sentence listing what is accepted.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s == "interrupted" {
+            return Ok(Self::Interrupted);
+        }
+        RunStatus::parse(s).map(Self::Status).map_err(|_| {
+            format!("must be pending, running, waiting, succeeded, failed, cancelled or interrupted, got `{s}`")
+        })
+    }
+
+    /// The stored statuses to read for this filter.
+    pub fn statuses(self) -> Vec<RunStatus> {
+        match self {
+            Self::All => Vec::new(),
+            Self::Status(s) => vec![s],
+            Self::Interrupted => vec![RunStatus::Pending, RunStatus::Running, RunStatus::Waiting],
+        }
+    }
+
+    /// Whether a summary passes (status filters are applied by the query).
+    pub fn keeps(self, s: &RunSummary) -> bool {
+        self != Self::Interrupted || s.resumable
+    }
+}
+
+impl RunSummary {
+    /// The summary of a stored run (reads its lease when it is unfinished).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn of(
+        store: &crate::store::Store,
+        r: &crate::store::RunRecord,
+    ) -> Result<Self, RuntimeError> {
+        let (resumable, _) = liveness(store, r).await?;
+        Ok(Self {
+            id: r.id,
+            name: r.name.clone(),
+            status: r.status,
+            reason: r.reason.clone(),
+            resumable,
+            project: r.project.clone(),
+            correlation_id: r.correlation_id.clone(),
+            created_at: crate::domain::time::rfc3339(r.created_at),
+            duration_ms: r.started_at.zip(r.finished_at).map(|(s, f)| f - s),
+            task_count: r.plan.tasks.len(),
+        })
+    }
+}
+
 /// A run as it stands in the store.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -52,6 +176,13 @@ pub struct Outcome {
     pub status: RunStatus,
     /// Why it failed or was cancelled.
     pub reason: Option<String>,
+    /// Unfinished and executed by no live process (it was interrupted: Ctrl-C, a kill, a
+    /// service stopped past its grace): `nofx resume` (or a `nofx serve` node) takes it.
+    pub resumable: bool,
+    /// The live process executing it, when one does.
+    pub owner: Option<Owner>,
+    /// The project it belongs to.
+    pub project: String,
     /// Correlation id.
     pub correlation_id: CorrelationId,
     /// Creation time (RFC 3339).
@@ -109,14 +240,17 @@ impl Outcome {
                 },
             })
             .collect();
+        let (resumable, owner) = liveness(store, &r).await?;
         Ok(Self {
             id,
             name: r.name,
             status: r.status,
             reason: r.reason,
+            resumable,
+            owner,
+            project: r.project,
             correlation_id: r.correlation_id,
-            created_at: crate::domain::event::from_ms(r.created_at)
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            created_at: crate::domain::time::rfc3339(r.created_at),
             duration_ms: r.started_at.zip(r.finished_at).map(|(s, f)| f - s),
             workspace: r.workspace,
             parent_run_id: r.lineage.as_ref().map(|l| l.parent_run_id),

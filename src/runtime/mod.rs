@@ -31,7 +31,7 @@ pub mod scoring;
 mod supervisor;
 
 pub use approval::Decision;
-pub use handle::{Outcome, RunHandle, TaskOutcome};
+pub use handle::{Outcome, Owner, RunFilter, RunHandle, RunSummary, TaskOutcome};
 pub use lineage::Fork;
 pub use node::{Cancelled, Resumed};
 pub use supervisor::{AgentLoad, QueueReport};

@@ -56,7 +56,8 @@ impl LeaseInfo {
     }
 }
 
-/// Whether a process with this id exists on this host.
+/// Whether a process with this id runs on this host (a zombie — killed, not yet reaped by
+/// its parent — does not).
 pub fn process_alive(pid: i64) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
         return false;
@@ -64,11 +65,25 @@ pub fn process_alive(pid: i64) -> bool {
     if raw <= 0 {
         return false;
     }
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
+    let exists = match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
         Ok(()) => true,
         Err(nix::errno::Errno::ESRCH) => false,
         Err(_) => true,
-    }
+    };
+    exists && !is_zombie(raw)
+}
+
+/// `/proc/PID/stat` says `Z` (Linux; elsewhere nothing is known to be a zombie).
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // The state follows the command name, which is in parentheses and may hold any
+            // character: read after the last `)`.
+            let rest = &s[s.rfind(')')? + 1..];
+            rest.split_whitespace().next().map(|st| st == "Z")
+        })
+        .unwrap_or(false)
 }
 
 /// The outcome of a claim.
@@ -207,6 +222,17 @@ impl Store {
             .map_err(q("release lease"))?;
         });
         Ok(())
+    }
+
+    /// The live process executing `run`, if any (an expired lease, or one of a process of
+    /// this host that is gone, is no owner).
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn live_owner(&self, run: RunId) -> Result<Option<LeaseInfo>, StoreError> {
+        let here = LeaseHolder::this_process().host;
+        let now = chrono::Utc::now().timestamp_millis();
+        Ok(self.lease(run).await?.filter(|l| l.is_live(now, &here)))
     }
 
     /// The lease of a run, if any.
