@@ -389,3 +389,83 @@ fn output_into_a_closed_pipe_ends_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn bad_ids_and_bad_configuration_exit_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Nothing has run here: read commands say so and create no store.
+    let out = nofx(d, &["runs", "ls"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no store at"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = nofx(d, &["--database-url", "sqlite://new.db", "runs", "ls"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!d.join("new.db").exists() && !d.join(".nofx").exists());
+    std::fs::write(
+        d.join("p.yaml"),
+        "name: p\ntasks:\n  - { id: a, tool: shell, inputs: { argv: [\"true\"] } }\n",
+    )
+    .unwrap();
+    assert_eq!(nofx(d, &["run", "p.yaml"]).status.code(), Some(0));
+    let unknown = "01a23c10-6c73-7784-8938-7a3a892945aa";
+    let long = "a".repeat(10_000);
+    for (args, want) in [
+        (vec!["runs", "events", unknown], "no run `01a23c10"),
+        (vec!["runs", "events", unknown, "-f"], "no run `01a23c10"),
+        (vec!["runs", "show", "ab"], "too short"),
+        (vec!["runs", "show", &long], "…` in the store"),
+        (
+            vec!["--data-dir", "/proc/nofx-here", "run", "p.yaml"],
+            "/proc/nofx-here",
+        ),
+        (
+            vec!["--database-url", "mysql://x", "run", "p.yaml"],
+            "unsupported database URL",
+        ),
+        (
+            vec![
+                "--database-url",
+                "postgres://postgres@127.0.0.1:5432/nofx_no_such_db",
+                "runs",
+                "ls",
+            ],
+            "does not exist",
+        ),
+    ] {
+        let out = nofx(d, &args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(err.len() < 600, "{args:?}: the message is short: {err}");
+    }
+    let out = nofx(d, &["runs", "ls", "--json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = runs["runs"][0]["id"].as_str().unwrap().to_string();
+    let out = nofx(
+        d,
+        &[
+            "runs",
+            "artifacts",
+            &id,
+            "stdout",
+            "-o",
+            d.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot write there"),
+        "{}",
+        text(&out.stderr)
+    );
+    for args in [
+        vec!["runs", "ls", "--limit", "0"],
+        vec!["run", "p.yaml", "-i", "k=1", "-i", "k=2"],
+    ] {
+        assert_eq!(nofx(d, &args).status.code(), Some(2), "{args:?}");
+    }
+}

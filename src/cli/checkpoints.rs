@@ -2,7 +2,7 @@
 //! run from there.
 
 use super::run::StartArgs;
-use super::{open_store, runtime, CliResult, Failure, Global};
+use super::{open_existing_store, runtime, CliResult, Failure, Global};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -62,7 +62,7 @@ pub async fn dispatch(g: &Global, c: CheckpointsCommand) -> CliResult {
             Ok(())
         }
         CheckpointsCommand::Ls { run, json } => {
-            let store = open_store(g).await?;
+            let store = open_existing_store(g).await?;
             let result = async {
                 let id = store.find_run(&run).await?;
                 Ok::<_, Failure>(store.checkpoints(id).await?)

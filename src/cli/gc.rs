@@ -1,6 +1,6 @@
 //! `nofx gc [--dry-run]`: apply `policies/retention.toml` now.
 
-use super::{dir_or_default, open_store, CliResult, Failure, Global};
+use super::{dir_or_default, open_existing_store, CliResult, Failure, Global};
 use clap::Args;
 use nofx::retention::{self, GcReport, RetentionPolicy};
 
@@ -40,7 +40,7 @@ pub fn describe(r: &GcReport) -> String {
 
 pub async fn gc(g: &Global, a: GcArgs) -> CliResult {
     let policy = load_retention(g)?;
-    let store = open_store(g).await?;
+    let store = open_existing_store(g).await?;
     let now = chrono::Utc::now().timestamp_millis();
     let report = retention::sweep(&store, &g.data_dir, &policy, a.dry_run, now).await;
     store.close().await;

@@ -33,7 +33,11 @@ pub enum KeysCommand {
 }
 
 pub async fn dispatch(g: &Global, c: KeysCommand) -> CliResult {
-    let store = open_store(g).await?;
+    // Creating a key may make the store; listing and revoking need one.
+    let store = match c {
+        KeysCommand::Create { .. } => open_store(g).await?,
+        _ => super::open_existing_store(g).await?,
+    };
     let result = run(&store, c).await;
     store.close().await;
     result

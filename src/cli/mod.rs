@@ -173,7 +173,7 @@ async fn usage(g: &Global, a: UsageArgs) -> CliResult {
         GroupByArg::Day => nofx::store::GroupBy::Day,
         GroupByArg::Week => nofx::store::GroupBy::Week,
     };
-    let store = open_store(g).await?;
+    let store = open_existing_store(g).await?;
     let report = store.usage(since, until, group, a.project.as_deref()).await;
     store.close().await;
     let report = report.map_err(|e| match e {
@@ -280,11 +280,14 @@ impl From<nofx::RuntimeError> for Failure {
             nofx::RuntimeError::Plan(p) => Failure::Input(p.to_string()),
             nofx::RuntimeError::Config(c) => Failure::Input(c.to_string()),
             nofx::RuntimeError::BadGoal(m)
+            | nofx::RuntimeError::Planner(m)
             | nofx::RuntimeError::BadFork(m)
             | nofx::RuntimeError::NotWaiting(m)
             | nofx::RuntimeError::NotApprover(m)
             | nofx::RuntimeError::NoSuchTask(m) => Failure::Input(m),
             nofx::RuntimeError::Store(e) => Failure::from(e),
+            // A data directory that cannot be made is the caller's configuration.
+            e @ nofx::RuntimeError::Io { .. } => Failure::Input(e.to_string()),
             other => Failure::Error(other.to_string()),
         }
     }
@@ -293,9 +296,12 @@ impl From<nofx::RuntimeError> for Failure {
 impl From<nofx::store::StoreError> for Failure {
     fn from(e: nofx::store::StoreError) -> Self {
         match e {
+            // What the caller named, and where the store is (URL, database, file): exit 2.
             nofx::store::StoreError::NoSuchRun(_)
             | nofx::store::StoreError::NoSuchCheckpoint(_)
             | nofx::store::StoreError::AmbiguousRun(_)
+            | nofx::store::StoreError::BadInput(_)
+            | nofx::store::StoreError::Open { .. }
             | nofx::store::StoreError::BadUrl(_) => Failure::Input(e.to_string()),
             other => Failure::Error(other.to_string()),
         }
@@ -462,11 +468,29 @@ fn describe_store(g: &Global) -> String {
     }
 }
 
+/// Opens a store that must exist already (commands that only read or change what is there):
+/// a SQLite file that is not there is an error, not a new empty store.
+pub async fn open_existing_store(g: &Global) -> Result<nofx::store::Store, Failure> {
+    let url = store_url(g);
+    let file = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .filter(|p| *p != ":memory:");
+    if let Some(f) = file {
+        if !Path::new(f).exists() {
+            return Err(Failure::Input(format!(
+                "no store at {f}: nothing has run with this data directory yet (see --data-dir and --database-url)"
+            )));
+        }
+    }
+    open_store(g).await
+}
+
 /// Opens the store for reads (creating the data directory for the default SQLite file).
 pub async fn open_store(g: &Global) -> Result<nofx::store::Store, Failure> {
     if g.database_url.is_none() {
         std::fs::create_dir_all(&g.data_dir).map_err(|e| {
-            Failure::Error(format!(
+            Failure::Input(format!(
                 "cannot create data directory {}: {e}",
                 g.data_dir.display()
             ))

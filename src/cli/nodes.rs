@@ -1,6 +1,6 @@
 //! `nofx nodes ls`: the nodes of a fleet sharing this store, their load and leases.
 
-use super::{open_store, time_text, CliResult, Failure, Global};
+use super::{open_existing_store, time_text, CliResult, Failure, Global};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -15,7 +15,7 @@ pub enum NodesCommand {
 
 pub async fn dispatch(g: &Global, c: NodesCommand) -> CliResult {
     let NodesCommand::Ls { json } = c;
-    let store = open_store(g).await?;
+    let store = open_existing_store(g).await?;
     let read = async {
         Ok::<_, nofx::store::StoreError>((store.nodes().await?, store.live_leases().await?))
     }

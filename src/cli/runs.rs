@@ -1,6 +1,6 @@
 //! `nofx runs ls|show|events|cancel|artifacts`.
 
-use super::{open_store, runtime, time_text, CliResult, Failure, Global};
+use super::{open_existing_store, runtime, time_text, CliResult, Failure, Global};
 use clap::Subcommand;
 use nofx::runtime::{Cancelled, Outcome, RunFilter, RunSummary};
 use nofx::store::{Blobs, Store};
@@ -105,7 +105,7 @@ pub async fn dispatch(g: &Global, c: RunsCommand) -> CliResult {
         // A fork executes: it needs a runtime, not only the store.
         return fork(g, run, at, patch, inputs, start).await;
     }
-    let store = open_store(g).await?;
+    let store = open_existing_store(g).await?;
     let r = read(g, &store, c).await;
     store.close().await;
     r
@@ -342,14 +342,17 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
             })?;
             match output.filter(|f| f.as_os_str() != "-") {
                 Some(file) => {
+                    // Where the file goes is the caller's input: a bad place is exit 2.
                     std::fs::write(&file, &bytes).map_err(|e| {
-                        Failure::Error(format!("cannot write {}: {e}", file.display()))
+                        Failure::Input(format!("-o {}: cannot write there: {e}", file.display()))
                     })?;
                     eprintln!("wrote {} bytes to {}", bytes.len(), file.display());
                 }
-                None => std::io::stdout()
-                    .write_all(&bytes)
-                    .map_err(|e| Failure::Error(e.to_string()))?,
+                None => match std::io::stdout().write_all(&bytes) {
+                    // The reader went away (`| head`): nothing more to say.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    other => other.map_err(|e| Failure::Error(e.to_string()))?,
+                },
             }
             Ok(())
         }

@@ -297,6 +297,14 @@ impl Store {
     }
 }
 
+/// A value from outside as error messages show it: at most 40 characters.
+pub(crate) fn shown(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -180,15 +180,28 @@ impl Store {
     /// # Errors
     /// `NoSuchRun` when none or several match.
     pub async fn find_run(&self, prefix: &str) -> Result<RunId, StoreError> {
+        let shown = super::shown(prefix);
         if let Ok(id) = prefix.parse::<RunId>() {
-            return Ok(id);
+            let known: Option<String> = with_pool!(self, |p, _b| {
+                sqlx::query_scalar("SELECT id FROM runs WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(p)
+                    .await
+                    .map_err(q("find run"))?
+            });
+            return known.map(|_| id).ok_or(StoreError::NoSuchRun(shown));
         }
         let clean: String = prefix
             .chars()
             .filter(|c| c.is_ascii_hexdigit() || *c == '-')
             .collect();
-        if clean.len() != prefix.len() || clean.len() < 4 {
-            return Err(StoreError::NoSuchRun(prefix.to_string()));
+        if clean.len() != prefix.len() {
+            return Err(StoreError::NoSuchRun(shown));
+        }
+        if clean.len() < 4 {
+            return Err(StoreError::BadInput(format!(
+                "run id prefix `{shown}` is too short: give at least 4 characters of the id"
+            )));
         }
         let ids: Vec<String> = with_pool!(self, |p, _b| {
             sqlx::query_scalar("SELECT id FROM runs WHERE id LIKE $1 LIMIT 2")
@@ -198,11 +211,9 @@ impl Store {
                 .map_err(q("find run"))?
         });
         match ids.as_slice() {
-            [one] => one
-                .parse()
-                .map_err(|_| StoreError::NoSuchRun(prefix.to_string())),
-            [] => Err(StoreError::NoSuchRun(prefix.to_string())),
-            _ => Err(StoreError::AmbiguousRun(prefix.to_string())),
+            [one] => one.parse().map_err(|_| StoreError::NoSuchRun(shown)),
+            [] => Err(StoreError::NoSuchRun(shown)),
+            _ => Err(StoreError::AmbiguousRun(shown)),
         }
     }
 
