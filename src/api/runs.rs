@@ -329,7 +329,7 @@ pub async fn list(
                     .await?,
             );
         }
-        open.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        open.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.id)));
         for r in &open {
             let s = crate::runtime::RunSummary::of(store, r).await?;
             if s.resumable && (items.len() as i64) < limit {
