@@ -143,7 +143,7 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
             };
             let mut runs = Vec::new();
             for r in store.runs(&filter.statuses(), fetch).await? {
-                let s = RunSummary::of(&store, &r).await?;
+                let s = RunSummary::of(store, &r).await?;
                 if filter.keeps(&s) && (runs.len() as i64) < limit {
                     runs.push(s);
                 }
