@@ -253,10 +253,15 @@ fn the_cli_prints_the_checkpoint_id_alone_on_the_last_line() {
     let id = stdout.trim().lines().last().unwrap();
     assert!(id.starts_with("cp-") && !id.contains(' '), "{stdout}");
     let out = nofx(&["checkpoints", "ls", &run, "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = &doc["checkpoints"];
     assert_eq!(v[0]["id"], id);
     assert_eq!(v[0]["description"], "first");
     assert_eq!(v[0]["step"], 1);
+    assert!(
+        v[0]["createdAt"].as_str().unwrap().ends_with('Z'),
+        "RFC 3339: {v}"
+    );
     let out = nofx(&["checkpoints", "ls", "ffffffff"]);
     assert_eq!(out.status.code(), Some(2));
 }

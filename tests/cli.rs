@@ -414,7 +414,7 @@ fn schema_plan_is_json_and_agents_ls_lists_the_defaults() {
     assert!(v["properties"]["tasks"].is_object());
     let out = run(nofx(dir.path()).args(["agents", "ls", "--json"]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let roles: Vec<&str> = v
+    let roles: Vec<&str> = v["agents"]
         .as_array()
         .unwrap()
         .iter()
@@ -431,7 +431,21 @@ fn artifacts_can_be_listed_and_written_out() {
     let id = text(&out.stdout).trim().to_string();
     let ls = run(nofx(dir.path()).args(["runs", "artifacts", &id, "--json"]));
     let v: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
-    let names: Vec<&str> = v
+    // The document of `GET /runs/{id}/artifacts`: task, name, sha256, size, createdAt.
+    assert_eq!(v["artifacts"][0]["task"], "mk", "{v}");
+    assert_eq!(
+        v["artifacts"][0]["sha256"].as_str().map(str::len),
+        Some(64),
+        "{v}"
+    );
+    assert!(
+        v["artifacts"][0]["createdAt"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z'),
+        "{v}"
+    );
+    let names: Vec<&str> = v["artifacts"]
         .as_array()
         .unwrap()
         .iter()

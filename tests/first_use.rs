@@ -225,7 +225,8 @@ fn keys_are_made_with_scopes_and_a_secret_given_to_revoke_is_never_echoed() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("`root` is not a scope"));
     let out = nofx(dir.path(), &["keys", "ls", "--json"]);
-    let keys: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys = &doc["keys"];
     let scopes: Vec<String> = keys
         .as_array()
         .unwrap()

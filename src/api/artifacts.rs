@@ -20,11 +20,7 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let r = visible_run(&st, &caller, &id).await?;
     let list = st.rt.store().artifacts(r.id).await?;
-    let items: Vec<Value> = list
-        .iter()
-        .map(|a| json!({"task": a.task_id, "name": a.name, "size": a.size, "sha256": a.hash}))
-        .collect();
-    Ok(Json(json!({ "artifacts": items })))
+    Ok(Json(json!({ "artifacts": list })))
 }
 
 /// A content type from the file name.

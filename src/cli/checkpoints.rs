@@ -73,7 +73,8 @@ pub async fn dispatch(g: &Global, c: CheckpointsCommand) -> CliResult {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&cps)
+                    // The document of `GET /runs/{id}/checkpoints`.
+                    serde_json::to_string_pretty(&serde_json::json!({ "checkpoints": cps }))
                         .map_err(|e| Failure::Error(e.to_string()))?
                 );
                 return Ok(());

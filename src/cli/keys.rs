@@ -72,7 +72,7 @@ async fn run(store: &nofx::store::Store, c: KeysCommand) -> CliResult {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&keys)
+                    serde_json::to_string_pretty(&serde_json::json!({ "keys": keys }))
                         .map_err(|e| Failure::Error(e.to_string()))?
                 );
                 return Ok(());

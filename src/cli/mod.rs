@@ -701,7 +701,8 @@ fn agents_ls(g: &Global, json: bool) -> CliResult {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&agents).map_err(|e| Failure::Error(e.to_string()))?
+            serde_json::to_string_pretty(&serde_json::json!({ "agents": agents }))
+                .map_err(|e| Failure::Error(e.to_string()))?
         );
         return Ok(());
     }

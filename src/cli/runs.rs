@@ -303,7 +303,8 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
             let list = store.artifacts(id).await?;
             let Some(name) = name else {
                 if json {
-                    return json_out(&list);
+                    // The document of `GET /runs/{id}/artifacts`.
+                    return json_out(&serde_json::json!({ "artifacts": list }));
                 }
                 println!("{:<24} {:<24} {:>10}  SHA256", "TASK", "NAME", "BYTES");
                 for a in list {

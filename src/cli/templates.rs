@@ -66,7 +66,9 @@ async fn run(rt: &nofx::Runtime, c: TemplatesCommand) -> CliResult {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&ts).map_err(|e| Failure::Error(e.to_string()))?
+                    // The document of `GET /templates`.
+                    serde_json::to_string_pretty(&serde_json::json!({ "templates": ts }))
+                        .map_err(|e| Failure::Error(e.to_string()))?
                 );
                 return Ok(());
             }

@@ -45,9 +45,11 @@ pub struct Template {
     pub usage_count: i64,
     /// Shipped with nofx (visible to every project, read-only).
     pub shipped: bool,
-    /// Creation time (ms).
+    /// Creation time (ms; RFC 3339 in documents).
+    #[serde(serialize_with = "crate::domain::time::ms")]
     pub created_at: i64,
-    /// Last change (ms).
+    /// Last change (ms; RFC 3339 in documents).
+    #[serde(serialize_with = "crate::domain::time::ms")]
     pub updated_at: i64,
 }
 

@@ -25,7 +25,8 @@ pub struct CheckpointRow {
     pub artifacts: Value,
     /// `{path: sha256}` of every file of the workspace.
     pub manifest: Value,
-    /// Creation time (ms).
+    /// Creation time (ms; RFC 3339 in documents).
+    #[serde(serialize_with = "crate::domain::time::ms")]
     pub created_at: i64,
 }
 

@@ -18,9 +18,11 @@ pub struct NodeRow {
     pub host: String,
     /// Process id.
     pub pid: i64,
-    /// Start (ms).
+    /// Start (ms; RFC 3339 in documents).
+    #[serde(serialize_with = "crate::domain::time::ms")]
     pub started_at: i64,
-    /// Last heartbeat (ms).
+    /// Last heartbeat (ms; RFC 3339 in documents).
+    #[serde(serialize_with = "crate::domain::time::ms")]
     pub heartbeat_at: i64,
     /// Runs it executed at its last heartbeat.
     pub load: i64,
@@ -34,7 +36,8 @@ pub struct LeaseRow {
     pub run_id: String,
     /// Holder id.
     pub holder: String,
-    /// Expiry (ms).
+    /// Expiry (ms; RFC 3339 in documents).
+    #[serde(serialize_with = "crate::domain::time::ms")]
     pub expires_at: i64,
     /// Fencing token.
     pub token: i64,

@@ -122,14 +122,17 @@ pub struct MetricRow {
 pub struct ArtifactRow {
     /// The run.
     pub run_id: RunId,
-    /// The task.
+    /// The task (`task` in documents, as in checkpoints).
+    #[serde(rename = "task")]
     pub task_id: TaskKey,
     /// Name, e.g. `stdout`.
     pub name: String,
-    /// sha256, hex.
+    /// sha256, hex (`sha256` in documents).
+    #[serde(rename = "sha256")]
     pub hash: String,
     /// Bytes.
     pub size: i64,
-    /// When stored (ms).
+    /// When stored (ms; RFC 3339 in documents).
+    #[serde(serialize_with = "crate::domain::time::ms")]
     pub created_at: i64,
 }

@@ -22,11 +22,13 @@ pub struct WaitRow {
     pub kind: String,
     /// Who may decide (anyone when empty).
     pub approvers: Vec<String>,
-    /// When `on_timeout` decides (ms).
+    /// When `on_timeout` decides (ms; RFC 3339 in documents).
+    #[serde(serialize_with = "crate::domain::time::opt_ms")]
     pub deadline_at: Option<i64>,
     /// `approve` or `reject`.
     pub on_timeout: String,
-    /// When the wait began (ms).
+    /// When the wait began (ms; RFC 3339 in documents).
+    #[serde(serialize_with = "crate::domain::time::ms")]
     pub requested_at: i64,
     /// `approve` or `reject`, once decided.
     pub decision: Option<String>,
@@ -34,7 +36,8 @@ pub struct WaitRow {
     pub decided_by: Option<String>,
     /// Why.
     pub reason: Option<String>,
-    /// When (ms).
+    /// When (ms; RFC 3339 in documents).
+    #[serde(serialize_with = "crate::domain::time::opt_ms")]
     pub decided_at: Option<i64>,
 }
 
