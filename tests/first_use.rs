@@ -470,3 +470,37 @@ fn bad_ids_and_bad_configuration_exit_2_with_a_clear_message() {
         assert_eq!(nofx(d, &args).status.code(), Some(2), "{args:?}");
     }
 }
+
+#[test]
+fn progress_shows_each_tasks_own_time_and_says_resuming_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("p.yaml"),
+        "name: p\ntasks:\n  - { id: slow, tool: shell, inputs: { argv: [sleep, \"0.6\"] } }\n  - { id: quick, tool: test:echo, depends_on: [slow] }\n",
+    )
+    .unwrap();
+    let out = nofx(d, &["run", "p.yaml"]);
+    let err = text(&out.stderr);
+    let secs = |task: &str| -> f64 {
+        let line = err
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("ok      {task} (")))
+            .unwrap_or_else(|| panic!("no line for {task}: {err}"));
+        let inner = line.rsplit_once(", ").unwrap().1.trim_end_matches("s)");
+        inner.parse().unwrap_or_else(|_| panic!("{line}"))
+    };
+    assert!(secs("slow") >= 0.6, "{err}");
+    assert!(
+        secs("quick") < 0.6,
+        "the quick task's own time, not the run's: {err}"
+    );
+    let out = nofx(d, &["run", "--detach", "p.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    for args in [vec!["resume"]] {
+        let out = nofx(d, &args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert_eq!(err.matches("resuming run").count(), 1, "{err}");
+    }
+}

@@ -3,6 +3,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use nofx::{Event, EventType, Outcome, RunStatus};
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,9 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     total: usize,
     done: usize,
-    running: usize,
+    /// Tasks in flight, by id, with when their attempt started (an attempt that a stopped
+    /// process left behind is no longer in flight once the run was interrupted).
+    running: HashMap<String, chrono::DateTime<chrono::Utc>>,
     failed: usize,
     started: Instant,
     /// Model calls answered, their tokens and cost (micro-USD).
@@ -36,7 +39,7 @@ impl Progress {
             bar,
             total,
             done: 0,
-            running: 0,
+            running: HashMap::new(),
             failed: 0,
             started: Instant::now(),
             model_calls: 0,
@@ -55,7 +58,11 @@ impl Progress {
     fn refresh(&self) {
         if let Some(b) = &self.bar {
             b.set_position(self.done as u64);
-            b.set_message(format!("running {} · failed {}", self.running, self.failed));
+            b.set_message(format!(
+                "running {} · failed {}",
+                self.running.len(),
+                self.failed
+            ));
         }
     }
 
@@ -65,7 +72,6 @@ impl Progress {
             .as_ref()
             .map(|t| t.to_string())
             .unwrap_or_default();
-        let elapsed = self.started.elapsed().as_secs_f64();
         let text = |k: &str| {
             e.data
                 .get(k)
@@ -82,11 +88,8 @@ impl Progress {
                 .unwrap_or_default()
         };
         match e.kind {
-            EventType::RunStarted
-                if e.data.get("resumed").and_then(|v| v.as_bool()) == Some(true) =>
-            {
-                self.line(format!("resuming run {}", e.run_id));
-            }
+            // Whatever was in flight stopped with the process that ran it.
+            EventType::RunInterrupted => self.running.clear(),
             EventType::RunRestored => {
                 let (restored, rerun) = (list("restored"), list("rerun"));
                 self.done += restored.len();
@@ -103,7 +106,7 @@ impl Progress {
                 ));
             }
             EventType::ApprovalRequested => {
-                self.running = self.running.saturating_sub(1);
+                self.running.remove(&task);
                 let who = list("approvers");
                 let who = if who.is_empty() {
                     "anyone".to_string()
@@ -121,7 +124,7 @@ impl Progress {
             }
             EventType::ApprovalDecided => {
                 // The task's success or failure follows and counts it.
-                self.running += 1;
+                self.running.insert(task.clone(), e.at);
                 let reason = text("reason");
                 self.line(format!(
                     "  {:<7} {task} by {}{}",
@@ -138,21 +141,29 @@ impl Progress {
                     }
                 ));
             }
-            EventType::TaskStarted => self.running += 1,
+            EventType::TaskStarted => {
+                self.running.insert(task.clone(), e.at);
+            }
             EventType::TaskSucceeded => {
-                self.running = self.running.saturating_sub(1);
+                let took = self
+                    .running
+                    .remove(&task)
+                    .map(|at| (e.at - at).num_milliseconds().max(0) as f64 / 1000.0);
                 self.done += 1;
                 let agent = e.data.get("agent").and_then(|v| v.as_str()).unwrap_or("-");
-                self.line(format!("  ok      {task} ({agent}, {elapsed:.1}s)"));
+                match took {
+                    Some(s) => self.line(format!("  ok      {task} ({agent}, {s:.2}s)")),
+                    None => self.line(format!("  ok      {task} ({agent})")),
+                }
             }
             EventType::TaskFailed => {
-                self.running = self.running.saturating_sub(1);
+                self.running.remove(&task);
                 self.done += 1;
                 self.failed += 1;
                 self.line(format!("  FAILED  {task}: {}", text("error")));
             }
             EventType::TaskRetrying => {
-                self.running = self.running.saturating_sub(1);
+                self.running.remove(&task);
                 self.line(format!(
                     "  retry   {task} after attempt {}: {}",
                     e.data["attempt"],
@@ -164,9 +175,7 @@ impl Progress {
                 self.line(format!("  skipped {task}: {}", text("reason")));
             }
             EventType::TaskCancelled => {
-                if self.running > 0 && e.data.get("reason").is_some() {
-                    self.running = self.running.saturating_sub(1);
-                }
+                self.running.remove(&task);
                 self.done += 1;
                 self.line(format!("  cancel  {task}: {}", text("reason")));
             }

@@ -327,8 +327,9 @@ async fn resume_inner(rt: &Runtime, a: ResumeArgs) -> CliResult {
             let o = Outcome::load(rt.store(), run).await?;
             return report(vec![o], a.json);
         };
-        let total = rt.store().tasks(run).await?.len();
-        let outcome = follow(rt, &handle, total).await?;
+        let o = Outcome::load(rt.store(), run).await?;
+        eprintln!("resuming run {run} (plan `{}`)", o.name);
+        let outcome = follow(rt, &handle, o.tasks.len()).await?;
         return report(vec![outcome], a.json);
     }
     let open = rt

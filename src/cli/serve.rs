@@ -67,7 +67,7 @@ pub async fn serve(g: &Global, a: ServeArgs) -> CliResult {
         .local_addr()
         .map_err(|e| Failure::Error(e.to_string()))?;
     eprintln!(
-        "nofx serving on http://{addr} (resumed {} run(s))",
+        "nofx serving on http://{addr} (took {} unfinished run(s) at start; runs whose process stops are taken as their leases expire)",
         taken.len()
     );
     let sweeper = tokio::spawn(sweep_periodically(
