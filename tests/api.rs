@@ -916,3 +916,32 @@ both_stores! {
         s.stop().await;
     }
 }
+
+both_stores! {
+    async fn small_http_things_answer_clearly(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        // The scheme is case-insensitive.
+        let r = s.http.get(s.url("/runs")).header("authorization", format!("bearer {key}")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        // 405 is JSON naming the operation.
+        let r = s.http.delete(s.url("/runs")).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "method_not_allowed", "{e}");
+        // 413 says the limit.
+        let big = "x".repeat(3 * 1024 * 1024);
+        let (st, e) = s.post(&key, "/runs", "application/yaml", &big).await;
+        assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e["error"]["limit"], 2 * 1024 * 1024, "{e}");
+        // Query errors name their parameter.
+        let (st, e) = s.get(&key, "/runs?limit=abc").await;
+        assert_eq!((st, e["error"]["parameter"].as_str()), (StatusCode::BAD_REQUEST, Some("limit")), "{e}");
+        assert!(e["error"]["message"].as_str().unwrap().contains("`limit`"), "{e}");
+        let (st, e) = s.get(&key, "/analytics/usage?startDate=2026-02-01&endDate=2026-01-01").await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        let m = e["error"]["message"].as_str().unwrap();
+        assert!(m.contains("endDate") && m.contains("startDate") && !m.contains("until"), "{e}");
+        s.stop().await;
+    }
+}

@@ -44,11 +44,33 @@ impl ApiError {
     /// A request the framework refused (body too large, malformed query, …).
     pub fn rejected(status: StatusCode, message: String) -> Self {
         let code = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                return Self::new(
+                    status,
+                    "body_too_large",
+                    format!(
+                        "the body is over the limit of {} bytes (2 MiB)",
+                        super::MAX_BODY
+                    ),
+                )
+                .with("limit", json!(super::MAX_BODY))
+            }
             s if s.is_server_error() => return Self::internal(message),
             _ => "bad_request",
         };
         Self::new(status, code, message)
+    }
+
+    /// A whole-number query parameter, or a 400 naming it.
+    pub fn whole(name: &str, value: &Option<String>) -> Result<Option<i64>, Self> {
+        match value {
+            None => Ok(None),
+            Some(v) => v.trim().parse().map(Some).map_err(|_| {
+                let shown: String = v.chars().take(40).collect();
+                Self::bad_request(format!("`{name}` must be a whole number, got `{shown}`"))
+                    .with("parameter", json!(name))
+            }),
+        }
     }
 
     /// Adds a field to the error object.

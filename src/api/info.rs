@@ -82,6 +82,14 @@ pub async fn usage(
             .with("parameter", json!("groupBy")))
         }
     };
+    if until <= since {
+        return Err(ApiError::bad_request(format!(
+            "`endDate` ({}) must be after `startDate` ({})",
+            crate::domain::time::rfc3339(until),
+            crate::domain::time::rfc3339(since)
+        ))
+        .with("parameter", json!("endDate")));
+    }
     let report = st
         .rt
         .store()

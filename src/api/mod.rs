@@ -100,6 +100,7 @@ pub fn router(rt: Runtime, opts: ApiOptions) -> Router {
             metrics::count,
         ))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(auth::correlation))
         .with_state(st)
@@ -107,6 +108,17 @@ pub fn router(rt: Runtime, opts: ApiOptions) -> Router {
 
 async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "`{method} {}` is not an operation (see /openapi.json)",
+            uri.path()
+        ),
+    )
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

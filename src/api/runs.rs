@@ -288,7 +288,7 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
-    limit: Option<i64>,
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -304,7 +304,7 @@ pub async fn list(
         Some(s) => crate::runtime::RunFilter::parse(s)
             .map_err(|e| ApiError::bad_request(format!("`status` {e}")))?,
     };
-    let limit = q.limit.unwrap_or(50);
+    let limit = ApiError::whole("limit", &q.limit)?.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request(format!(
             "`limit` must be between 1 and 500, got {limit}"
@@ -397,8 +397,8 @@ pub async fn cancel(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
-    after: Option<i64>,
-    limit: Option<i64>,
+    after: Option<String>,
+    limit: Option<String>,
 }
 
 /// `GET /runs/{id}/events?after=SEQ`.
@@ -410,13 +410,13 @@ pub async fn events(
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     let r = visible_run(&st, &caller, &id).await?;
-    let limit = q.limit.unwrap_or(1000);
+    let limit = ApiError::whole("limit", &q.limit)?.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::bad_request(format!(
             "`limit` must be between 1 and 10000, got {limit}"
         )));
     }
-    let after = q.after.unwrap_or(0).max(0);
+    let after = ApiError::whole("after", &q.after)?.unwrap_or(0).max(0);
     let evs = st.rt.store().events(r.id, after, limit).await?;
     Ok(Json(json!({"events": evs})))
 }

@@ -22,7 +22,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
-    after: Option<i64>,
+    after: Option<String>,
 }
 
 enum Item {
@@ -46,7 +46,7 @@ pub async fn run_stream(
             .ok()
             .and_then(|s| s.trim().parse::<i64>().ok())
             .ok_or_else(|| ApiError::bad_request("`Last-Event-ID` must be an event seq"))?,
-        None => q.after.unwrap_or(0),
+        None => ApiError::whole("after", &q.after)?.unwrap_or(0),
     };
     let handle = st.rt.run(r.id).await?;
     let events = handle

@@ -173,6 +173,13 @@ async fn usage(g: &Global, a: UsageArgs) -> CliResult {
         GroupByArg::Day => nofx::store::GroupBy::Day,
         GroupByArg::Week => nofx::store::GroupBy::Week,
     };
+    if until <= since {
+        return Err(Failure::Input(format!(
+            "--until ({}) must be after --since ({})",
+            nofx::domain::time::rfc3339(until),
+            nofx::domain::time::rfc3339(since)
+        )));
+    }
     let store = open_existing_store(g).await?;
     let report = store.usage(since, until, group, a.project.as_deref()).await;
     store.close().await;
