@@ -229,14 +229,21 @@ pub(crate) async fn follow(
         }
         Ok::<_, RuntimeError>(())
     };
-    tokio::select! {
-        r = watch => r?,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("\ninterrupted: stopping tasks in flight…");
-            rt.shutdown().await;
-            eprintln!("run {} is resumable: nofx resume {}", handle.id(), handle.id());
-            return Err(Failure::Interrupted);
-        }
+    // The event stream is dropped before the runtime stops: a read of it left suspended
+    // would hold a store connection that closing the store waits for.
+    let interrupted = tokio::select! {
+        r = watch => { r?; false }
+        _ = tokio::signal::ctrl_c() => true,
+    };
+    if interrupted {
+        eprintln!("\ninterrupted: stopping tasks in flight…");
+        rt.shutdown().await;
+        eprintln!(
+            "run {} is resumable: nofx resume {}",
+            handle.id(),
+            handle.id()
+        );
+        return Err(Failure::Interrupted);
     }
     let outcome = Outcome::load(rt.store(), handle.id()).await?;
     progress.summary(&outcome);

@@ -48,6 +48,8 @@ pub struct Close(pub oneshot::Sender<()>);
 
 /// Rows committed in one transaction at most (more waits for the next).
 const MAX_ROWS: usize = 8192;
+/// How long closing the store waits for connections still in use.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Attempts of a failing transaction before its writers are told.
 const ATTEMPTS: u32 = 3;
 
@@ -182,13 +184,24 @@ impl Persistence {
         self.closed = true;
         let store = self.store.clone();
         ctx.spawn(
-            async move { store.close().await }
-                .into_actor(self)
-                .map(|(), act, _| {
-                    for c in act.closers.drain(..) {
-                        let _ = c.send(());
-                    }
-                }),
+            async move {
+                // A connection someone holds and never returns must not stop the shutdown.
+                if tokio::time::timeout(CLOSE_WAIT, store.close())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        seconds = CLOSE_WAIT.as_secs(),
+                        "store connections still in use at shutdown; stopping without them"
+                    );
+                }
+            }
+            .into_actor(self)
+            .map(|(), act, _| {
+                for c in act.closers.drain(..) {
+                    let _ = c.send(());
+                }
+            }),
         );
     }
 
