@@ -184,15 +184,19 @@ impl<C: Clock + Clone, T> Dispatcher<C, T> {
             scoring::rank(&mut ranked);
             let ranked: Vec<(usize, i64)> = ranked.into_iter().map(|(i, s, _)| (i, s)).collect();
             let mut chosen = None;
+            // Why the better-ranked agents were passed over.
+            let mut passed: Vec<(usize, &'static str)> = Vec::new();
             for &(i, _) in &ranked {
                 let s = &self.slots[i];
                 if s.in_flight >= s.spec.max_concurrency {
+                    passed.push((i, "busy"));
                     continue;
                 }
                 if let Some(l) = &s.limiter {
                     if let Err(not_until) = l.check() {
                         let wait = not_until.wait_time_from(self.clock.now());
                         self.rate_wait = Some(self.rate_wait.map_or(wait, |w| w.min(wait)));
+                        passed.push((i, "rate_limited"));
                         continue;
                     }
                 }
@@ -204,11 +208,13 @@ impl<C: Clock + Clone, T> Dispatcher<C, T> {
                 .iter()
                 .map(|&(i, score)| {
                     let s = &self.slots[i];
+                    let skipped = passed.iter().find(|(j, _)| *j == i).map(|(_, why)| *why);
                     Candidate {
                         agent: s.spec.id.clone(),
                         score,
                         in_flight: s.in_flight,
-                        available: s.in_flight < s.spec.max_concurrency,
+                        available: skipped.is_none() && s.in_flight < s.spec.max_concurrency,
+                        skipped,
                     }
                 })
                 .collect();
@@ -289,6 +295,28 @@ mod tests {
         assert_eq!((a.task.payload, b.task.payload), (1, 3));
         assert!(d.place().is_none());
         assert_eq!(d.waiting(), 1);
+    }
+
+    #[test]
+    fn a_rate_limited_agent_is_reported_as_skipped_and_not_available() {
+        let run = RunId::new();
+        // `fast` ranks first (affinity) but allows one start a second.
+        let fast = AgentSpec::new("fast", Role::Worker)
+            .with_limits(4, Some(1.0))
+            .with_affinity(["lead"]);
+        let slow = AgentSpec::new("slow", Role::Specialist).with_limits(4, None);
+        let mut d = Dispatcher::new(vec![fast, slow], FakeRelativeClock::default());
+        for n in [1, 2] {
+            let mut t = task(run, &[], Priority::Normal, n);
+            t.needs.parent_agent = Some("lead".into());
+            d.enqueue(t);
+        }
+        let first = d.place().unwrap();
+        assert_eq!(d.slots[first.agent].spec.id, "fast");
+        let second = d.place().unwrap();
+        assert_eq!(d.slots[second.agent].spec.id, "slow");
+        let fast = second.candidates.iter().find(|c| c.agent == "fast").unwrap();
+        assert_eq!((fast.available, fast.skipped), (false, Some("rate_limited")));
     }
 
     #[test]

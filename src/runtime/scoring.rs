@@ -27,8 +27,12 @@ pub struct Candidate {
     pub score: i64,
     /// Tasks in flight on it when scored.
     pub in_flight: u32,
-    /// Whether it had a free slot and rate budget.
+    /// Whether it could take the task (a free slot, and rate budget when it was asked).
     pub available: bool,
+    /// Why it was passed over though it ranked higher than the chosen agent: `busy` (no
+    /// free slot) or `rate_limited` (its rate would be exceeded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<&'static str>,
 }
 
 /// The score of an eligible agent (`None` when it lacks a required capability).
