@@ -502,3 +502,40 @@ fn progress_shows_each_tasks_own_time_and_says_resuming_once() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(err.matches("resuming run").count(), 1, "{err}");
 }
+
+#[test]
+fn small_cli_things_are_refused_or_said_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("p.yaml"), "name: p\ntasks:\n  - { id: big, tool: shell, inputs: { argv: [sh, -c, \"head -c 70000 /dev/zero | tr '\\\\0' x\"] } }\n").unwrap();
+    for (args, want) in [
+        (
+            vec!["--log-level", "loud", "runs", "ls"],
+            "--log-level `loud`",
+        ),
+        (vec!["run", "--detach", "--json", "p.yaml"], "--json"),
+    ] {
+        let out = nofx(d, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(want),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = nofx(d, &["schema", "plan", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok());
+    // Output cut at 64 KiB says so; logs into a file carry no colour codes.
+    let out = nofx(d, &["--log-level", "debug", "run", "--json", "p.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outputs = &run["tasks"][0]["outputs"];
+    assert_eq!(outputs["stdout"].as_str().unwrap().len(), 64 * 1024);
+    assert_eq!(outputs["stdout_truncated"], true, "{outputs}");
+    assert!(outputs.get("stderr_truncated").is_none());
+    assert!(
+        !text(&out.stderr).contains('\u{1b}'),
+        "no ANSI escapes in a piped log"
+    );
+}

@@ -239,8 +239,12 @@ enum AgentsCommand {
 
 #[derive(Subcommand)]
 enum SchemaCommand {
-    /// The JSON Schema of a plan.
-    Plan,
+    /// The JSON Schema of a plan (always JSON; `--json` is accepted like every read command).
+    Plan {
+        /// JSON on stdout (the only form).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -321,7 +325,13 @@ pub type CliResult = Result<(), Failure>;
 pub fn main() -> ExitCode {
     quiet_on_closed_stdout();
     let cli = Cli::parse();
-    let telemetry = telemetry::init(&cli.global);
+    let telemetry = match telemetry::init(&cli.global) {
+        Ok(t) => t,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return ExitCode::from(2);
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -388,7 +398,7 @@ async fn dispatch(cli: Cli) -> CliResult {
             store.close().await;
             Ok(())
         }
-        Command::Schema(SchemaCommand::Plan) => {
+        Command::Schema(SchemaCommand::Plan { json: _ }) => {
             let schema = serde_json::to_string_pretty(&nofx::domain::plan::plan_schema())
                 .map_err(|e| Failure::Error(e.to_string()))?;
             println!("{schema}");

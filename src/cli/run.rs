@@ -38,7 +38,7 @@ pub struct StartArgs {
     #[arg(long)]
     pub detach: bool,
     /// Print the final run as JSON on stdout (instead of the run id).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "detach")]
     pub json: bool,
     /// Use this correlation id instead of a generated one.
     #[arg(long, value_name = "ID")]

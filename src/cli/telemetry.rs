@@ -55,9 +55,25 @@ fn otlp() -> Option<SdkTracerProvider> {
 }
 
 /// Installs logging (and trace export when configured).
-pub fn init(g: &Global) -> Telemetry {
-    let filter = EnvFilter::try_new(&g.log_level).unwrap_or_else(|_| EnvFilter::new("warn"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+///
+/// # Errors
+/// A `--log-level` that is neither a level nor a tracing filter.
+pub fn init(g: &Global) -> Result<Telemetry, String> {
+    let level = g.log_level.trim();
+    let levels = ["off", "error", "warn", "info", "debug", "trace"];
+    // A bare word is a level; a filter has `=` or `,` (`nofx=debug,sqlx=warn`).
+    let is_filter = level.contains('=') || level.contains(',');
+    if !is_filter && !levels.contains(&level.to_ascii_lowercase().as_str()) {
+        return Err(format!(
+            "--log-level `{level}` is not a level (off, error, warn, info, debug, trace) or a filter such as `nofx=debug,warn`"
+        ));
+    }
+    let filter = EnvFilter::try_new(level)
+        .map_err(|e| format!("--log-level `{level}` is not a tracing filter: {e}"))?;
+    // Colours only for a person at a terminal, never into a file or a pipe.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let fmt = match g.log_format {
         LogFormat::Json => fmt
             .json()
@@ -74,5 +90,5 @@ pub fn init(g: &Global) -> Telemetry {
             .with_filter(LevelFilter::INFO)
     });
     tracing_subscriber::registry().with(fmt).with(otel).init();
-    Telemetry { provider }
+    Ok(Telemetry { provider })
 }

@@ -315,8 +315,15 @@ mod tests {
         assert_eq!(d.slots[first.agent].spec.id, "fast");
         let second = d.place().unwrap();
         assert_eq!(d.slots[second.agent].spec.id, "slow");
-        let fast = second.candidates.iter().find(|c| c.agent == "fast").unwrap();
-        assert_eq!((fast.available, fast.skipped), (false, Some("rate_limited")));
+        let fast = second
+            .candidates
+            .iter()
+            .find(|c| c.agent == "fast")
+            .unwrap();
+        assert_eq!(
+            (fast.available, fast.skipped),
+            (false, Some("rate_limited"))
+        );
     }
 
     #[test]

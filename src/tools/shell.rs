@@ -275,8 +275,17 @@ impl Tool for Shell {
             let code = exit_code(&status);
             let mut outputs = Map::new();
             outputs.insert("exit_code".into(), json!(code));
+            // The whole stream is the artifact; the output holds its first 64 KiB and says
+            // when there was more.
+            let cut = |c: &Captured| c.blob.size > OUTPUT_LIMIT as i64;
+            let (out_cut, err_cut) = (cut(&done.stdout), cut(&done.stderr));
             outputs.insert("stdout".into(), Value::String(done.stdout.head));
             outputs.insert("stderr".into(), Value::String(done.stderr.head));
+            for (name, was_cut) in [("stdout_truncated", out_cut), ("stderr_truncated", err_cut)] {
+                if was_cut {
+                    outputs.insert(name.into(), Value::Bool(true));
+                }
+            }
             let mut artifacts = vec![
                 ("stdout".to_string(), done.stdout.blob),
                 ("stderr".to_string(), done.stderr.blob),
