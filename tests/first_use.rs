@@ -539,3 +539,49 @@ fn small_cli_things_are_refused_or_said_plainly() {
         "no ANSI escapes in a piped log"
     );
 }
+
+#[test]
+fn the_readme_fork_patch_forks_the_shipped_example_and_bad_patches_name_their_task() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find("# patch.yaml")
+        .expect("the README shows patch.yaml");
+    let patch = &readme[start..start + readme[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("patch.yaml"), patch).unwrap();
+    let plan = example("report.yaml");
+    let out = nofx(d, &["run", plan.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    let out = nofx(
+        d,
+        &[
+            "runs",
+            "fork",
+            &id,
+            "--at",
+            "report",
+            "--patch",
+            "patch.yaml",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["forkedAt"], "report");
+    std::fs::write(
+        d.join("bad.yaml"),
+        "tasks:\n  report:\n    inputs: { argv: 5 }\n",
+    )
+    .unwrap();
+    let out = nofx(
+        d,
+        &["runs", "fork", &id, "--at", "report", "--patch", "bad.yaml"],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("the patched plan: task `report`"), "{err}");
+}

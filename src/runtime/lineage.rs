@@ -320,9 +320,14 @@ impl Runtime {
                 let doc = patch_plan(&parent.plan, patch)?;
                 let text = serde_json::to_string_pretty(&doc)
                     .map_err(|e| RuntimeError::BadFork(e.to_string()))?;
-                PlanSource::parse(&text, Format::Json, Some("the patched plan")).map_err(|e| {
-                    RuntimeError::BadFork(format!("the patch leaves no valid plan: {e}"))
-                })?
+                let mut src = PlanSource::parse(&text, Format::Json, Some("the patched plan"))
+                    .map_err(|e| {
+                        RuntimeError::BadFork(format!("the patch leaves no valid plan: {e}"))
+                    })?;
+                // Lines of a text made here would point nowhere the caller can look: problems
+                // name their task instead.
+                src.task_lines = vec![None; src.plan.tasks.len()];
+                src
             }
         };
         // Inputs: the parent's values, except those it took from a default the patch
