@@ -80,7 +80,12 @@ pub async fn run(g: &Global, a: RunArgs) -> CliResult {
     let opts = a.start.options()?;
     let rt = runtime(g).await?;
     let submitted = rt.submit_opts(&src, inputs, opts).await;
-    let headline = format!("plan `{}`, {} tasks", src.plan.name, src.plan.tasks.len());
+    let n = src.plan.tasks.len();
+    let headline = format!(
+        "plan `{}`, {n} task{}",
+        src.plan.name,
+        if n == 1 { "" } else { "s" }
+    );
     drive(&rt, submitted, &a.start, &headline).await
 }
 

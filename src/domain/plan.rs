@@ -454,12 +454,35 @@ impl PlanSource {
     }
 }
 
-/// serde's messages end with " at line X column Y"; the prefix already says where.
+/// serde's messages end with " at line X column Y" (the prefix already says where) and name
+/// Rust types; a plan's author reads what the value should be instead.
 fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
+    let msg = match msg.rfind(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
+    let mut out = msg.to_string();
+    for (rust, plain) in [
+        (
+            "expected struct Plan",
+            "expected a plan: a mapping with `name` and `tasks`",
+        ),
+        ("expected u32", "expected a whole number, 0 or more"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("a boolean", "true or false"),
+    ] {
+        out = out.replace(rust, plain);
     }
+    if let Some(i) = out.find("expected struct ") {
+        let end = out[i + 16..]
+            .find(|c: char| !c.is_alphanumeric())
+            .map_or(out.len(), |e| i + 16 + e);
+        out.replace_range(i..end, "expected a mapping");
+    }
+    out
 }
 
 /// Finds the line where each item of the top-level `tasks` list starts.
@@ -555,6 +578,29 @@ mod tests {
         let e =
             PlanSource::parse("name: x\ntasks: []\nbogus: 1\n", Format::Yaml, None).unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_say_what_the_value_should_be_not_a_rust_type() {
+        for (text, want) in [
+            (
+                "- a\n",
+                "expected a plan: a mapping with `name` and `tasks`",
+            ),
+            ("name: x\ntimeout_s: abc\ntasks: []\n", "expected a number"),
+            (
+                "name: x\ntasks:\n  - { id: a, tool: t, retry: { max: -1 } }\n",
+                "expected a whole number, 0 or more",
+            ),
+        ] {
+            let e = PlanSource::parse(text, Format::Yaml, None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{e}");
+            for rust in ["u32", "f64", "struct"] {
+                assert!(!e.contains(rust), "{e}");
+            }
+        }
     }
 
     #[test]
