@@ -585,3 +585,53 @@ fn the_readme_fork_patch_forks_the_shipped_example_and_bad_patches_name_their_ta
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("the patched plan: task `report`"), "{err}");
 }
+
+#[test]
+fn templates_with_one_id_are_refused_removed_files_go_and_errors_stay_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = d.join("templates");
+    std::fs::create_dir(&t).unwrap();
+    let tpl = |id: &str| {
+        format!("id: {id}\nname: T\ndescription: d\ncategory: c\nplan:\n  name: p\n  tasks:\n    - {{ id: a, tool: test:echo }}\n")
+    };
+    std::fs::write(t.join("a.yaml"), tpl("one")).unwrap();
+    std::fs::write(t.join("b.yaml"), tpl("two")).unwrap();
+    let ls = |d: &Path| -> Vec<String> {
+        let out = nofx(d, &["templates", "ls", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ls(d), vec!["one", "two"]);
+    // A removed file's template is no longer listed.
+    std::fs::remove_file(t.join("b.yaml")).unwrap();
+    assert_eq!(ls(d), vec!["one"]);
+    // Two files with one id: refused, naming both.
+    std::fs::write(t.join("c.yaml"), tpl("one")).unwrap();
+    let out = nofx(d, &["templates", "ls"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("template id `one` is already used by"),
+        "{err}"
+    );
+    std::fs::remove_file(t.join("c.yaml")).unwrap();
+    // A plan_file that is not a plan: the message quotes its start, not the whole file.
+    let long = "word ".repeat(5_000);
+    std::fs::write(d.join("notes.txt"), &long).unwrap();
+    std::fs::write(
+        t.join("d.yaml"),
+        "id: three\nname: T\ndescription: d\ncategory: c\nplan_file: ../notes.txt\n",
+    )
+    .unwrap();
+    let out = nofx(d, &["templates", "ls"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.len() < 1_000, "{} bytes: {}", err.len(), &err[..200]);
+}

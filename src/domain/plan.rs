@@ -476,6 +476,15 @@ fn strip_position(msg: &str) -> String {
     ] {
         out = out.replace(rust, plain);
     }
+    // A value quoted whole (a text file given as a plan) is cut to its start.
+    if let Some(i) = out.find("invalid type: string \"") {
+        let from = i + "invalid type: string \"".len();
+        if let Some(len) = out[from..].rfind('"') {
+            if let Some((cut, _)) = out[from..from + len].char_indices().nth(60) {
+                out.replace_range(from + cut..from + len, "…");
+            }
+        }
+    }
     if let Some(i) = out.find("expected struct ") {
         let end = out[i + 16..]
             .find(|c: char| !c.is_alphanumeric())

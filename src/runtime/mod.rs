@@ -881,7 +881,7 @@ impl Runtime {
     /// # Errors
     /// Every file that cannot be read, parsed or validated, naming it.
     pub async fn load_templates(&self, dir: &Path) -> Result<usize, RuntimeError> {
-        let mut specs = Vec::new();
+        let mut specs: Vec<(String, crate::domain::template::TemplateSpec)> = Vec::new();
         let mut issues = Vec::new();
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|source| RuntimeError::Io {
@@ -920,7 +920,13 @@ impl Runtime {
                 }
             };
             match self.validate_template(&spec, &file) {
-                Ok(()) => specs.push(spec),
+                Ok(()) => match specs.iter().find(|(_, s)| s.id == spec.id) {
+                    Some((first, _)) => issues.push(issue(format!(
+                        "template id `{}` is already used by {first}; ids are unique",
+                        spec.id
+                    ))),
+                    None => specs.push((file.clone(), spec)),
+                },
                 Err(ps) => issues.extend(ps.into_iter().map(&issue)),
             }
         }
@@ -928,11 +934,14 @@ impl Runtime {
             return Err(RuntimeError::Config(ConfigErrors(issues)));
         }
         let mut changed = 0;
-        for s in &specs {
+        for (_, s) in &specs {
             if self.store().upsert_shipped_template(s).await? {
                 changed += 1;
             }
         }
+        // A shipped template whose file is gone is no longer offered.
+        let ids: Vec<String> = specs.iter().map(|(_, s)| s.id.clone()).collect();
+        changed += self.store().remove_shipped_templates_except(&ids).await? as usize;
         Ok(changed)
     }
 

@@ -144,8 +144,36 @@ impl Store {
         Ok(())
     }
 
-    /// Stores or updates a shipped template (its usage count is kept); returns whether
-    /// anything changed.
+    /// Removes the shipped templates whose files are gone (ids not in `keep`); returns how
+    /// many. Runs made from them keep their plans.
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn remove_shipped_templates_except(
+        &self,
+        keep: &[String],
+    ) -> Result<u64, StoreError> {
+        let mut sql = String::from("DELETE FROM templates WHERE project = $1");
+        if !keep.is_empty() {
+            let marks: Vec<String> = (0..keep.len()).map(|i| format!("${}", i + 2)).collect();
+            sql.push_str(&format!(" AND id NOT IN ({})", marks.join(", ")));
+        }
+        let n = with_pool!(self, |p, _b| {
+            let mut query = sqlx::query(&sql).bind(SHIPPED);
+            for k in keep {
+                query = query.bind(k);
+            }
+            query
+                .execute(p)
+                .await
+                .map_err(q("remove shipped templates"))?
+                .rows_affected()
+        });
+        Ok(n)
+    }
+
+    /// Stores a shipped template, or updates the stored one when it changed; `true` when
+    /// something changed.
     ///
     /// # Errors
     /// Query failures.
