@@ -953,3 +953,24 @@ both_stores! {
         s.stop().await;
     }
 }
+
+both_stores! {
+    async fn guessing_keys_is_slowed_down_per_address(store) {
+        let s = Server::start(&store).await;
+        let mut codes = Vec::new();
+        for i in 0..30 {
+            let (st, _) = s.get(&format!("nofx_guess{i}"), "/runs").await;
+            codes.push(st);
+            if st == StatusCode::TOO_MANY_REQUESTS {
+                break;
+            }
+        }
+        assert_eq!(codes[0], StatusCode::UNAUTHORIZED);
+        assert_eq!(codes.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{codes:?}");
+        // A good key from the same address is not held back by the bad ones.
+        let key = s.key("acme").await;
+        let (st, _) = s.get(&key, "/runs").await;
+        assert_eq!(st, StatusCode::OK);
+        s.stop().await;
+    }
+}

@@ -96,20 +96,7 @@ pub async fn require_key(State(st): State<ApiState>, mut req: Request, next: Nex
     match st.rt.store().key_by_secret(&secret).await {
         Ok(Some(k)) => {
             if let Err(not_until) = st.limiter.check_key(&k.id) {
-                use governor::clock::{Clock, DefaultClock};
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                let mut resp = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!("this key is over its request rate; retry in {secs}s"),
-                )
-                .into_response();
-                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                    resp.headers_mut()
-                        .insert(axum::http::header::RETRY_AFTER, v);
-                }
-                return resp;
+                return too_many(not_until, "this key is over its request rate");
             }
             // Every change (a POST) needs `submit`; reads need only a live key.
             if req.method() == axum::http::Method::POST && !k.has(Scope::Submit) {
@@ -122,9 +109,40 @@ pub async fn require_key(State(st): State<ApiState>, mut req: Request, next: Nex
             });
             next.run(req).await
         }
-        Ok(None) => unauthorized("the API key is unknown or revoked"),
+        Ok(None) => {
+            // Guessing keys is slowed down per client address.
+            let client = req
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+            if let Err(not_until) = st.bad_keys.check_key(&client) {
+                return too_many(
+                    not_until,
+                    "too many requests with unknown or revoked keys from this address",
+                );
+            }
+            unauthorized("the API key is unknown or revoked")
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// 429 with `Retry-After`.
+fn too_many(not_until: governor::NotUntil<governor::clock::QuantaInstant>, why: &str) -> Response {
+    use governor::clock::{Clock, DefaultClock};
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut resp = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("{why}; retry in {secs}s"),
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        resp.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 fn unauthorized(message: &str) -> Response {

@@ -31,6 +31,8 @@ pub struct ApiState {
     pub rt: Runtime,
     /// Per-key request rate.
     pub limiter: std::sync::Arc<KeyLimiter>,
+    /// Requests with an unknown or revoked key, per client address.
+    pub bad_keys: std::sync::Arc<KeyLimiter>,
     /// HTTP requests served, for `/metrics`.
     pub http: std::sync::Arc<metrics::HttpCounts>,
 }
@@ -50,6 +52,12 @@ impl Default for ApiOptions {
     }
 }
 
+/// Requests with a bad key one client address may make: 5 a second, bursts of 10; past it,
+/// 429 instead of 401.
+const BAD_KEY_QUOTA: governor::Quota =
+    governor::Quota::per_second(std::num::NonZeroU32::new(5).expect("5 is not zero"))
+        .allow_burst(std::num::NonZeroU32::new(10).expect("10 is not zero"));
+
 /// Largest request body accepted (413 above it).
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
 
@@ -59,6 +67,7 @@ pub fn router(rt: Runtime, opts: ApiOptions) -> Router {
     let st = ApiState {
         rt,
         limiter: std::sync::Arc::new(governor::RateLimiter::keyed(quota)),
+        bad_keys: std::sync::Arc::new(governor::RateLimiter::keyed(BAD_KEY_QUOTA)),
         http: std::sync::Arc::default(),
     };
     let authed = Router::new()
@@ -139,7 +148,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(rt, opts))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(rt, opts).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
