@@ -635,3 +635,30 @@ fn templates_with_one_id_are_refused_removed_files_go_and_errors_stay_short() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.len() < 1_000, "{} bytes: {}", err.len(), &err[..200]);
 }
+
+#[test]
+fn a_checkpoint_is_named_by_a_unique_prefix_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("p.yaml"),
+        "name: p\ntasks:\n  - { id: a, tool: test:echo }\n",
+    )
+    .unwrap();
+    let id = text(&nofx(d, &["run", "p.yaml"]).stdout).trim().to_string();
+    let out = nofx(d, &["checkpoints", "create", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let cp = text(&out.stdout).trim().lines().last().unwrap().to_string();
+    let out = nofx(
+        d,
+        &["checkpoints", "restore", &cp[..cp.len() - 6], "--detach"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = nofx(d, &["checkpoints", "restore", "cp-", "--detach"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("too short"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -382,6 +382,8 @@ fn quiet_on_closed_stdout() {
 
 async fn dispatch(cli: Cli) -> CliResult {
     let g = cli.global;
+    // Global flags are checked for every command, not only those that start a runtime.
+    lease_ttl(&g)?;
     match cli.command {
         Command::Run(a) => run::run(&g, a).await,
         Command::Resume(a) => run::resume(&g, a).await,

@@ -61,7 +61,7 @@ pub fn parse_agent(text: &str, file: &str) -> Result<AgentSpec, Vec<ConfigIssue>
         errors.push(issue(
             raw.id.span().start,
             format!(
-                "`id` must be letters, digits, `_` or `-`, got {:?}",
+                "`id` must be ASCII letters, digits, `_` or `-`, got {:?}",
                 raw.id.get_ref()
             ),
         ));

@@ -65,7 +65,7 @@ impl TemplateSpec {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !ok_id {
             out.push(format!(
-                "`id` must be 1 to 64 letters, digits, `_` or `-`, got `{}`",
+                "`id` must be 1 to 64 ASCII letters, digits, `_` or `-`, got `{}`",
                 self.id
             ));
         }

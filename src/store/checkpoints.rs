@@ -86,15 +86,55 @@ impl Store {
     /// # Errors
     /// `NoSuchCheckpoint`; query failures.
     pub async fn checkpoint(&self, id: &str) -> Result<CheckpointRow, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM checkpoints WHERE id = $1");
-        with_pool!(self, |p, _b| {
-            let r = sqlx::query(&sql)
+        let shown = super::shown(id);
+        let exact = format!("SELECT {COLUMNS} FROM checkpoints WHERE id = $1");
+        let found = with_pool!(self, |p, _b| {
+            match sqlx::query(&exact)
                 .bind(id)
                 .fetch_optional(p)
                 .await
                 .map_err(q("read checkpoint"))?
-                .ok_or_else(|| StoreError::NoSuchCheckpoint(id.to_string()))?;
-            Ok(checkpoint_from_row!(r))
-        })
+            {
+                Some(r) => Some(checkpoint_from_row!(r)),
+                None => None,
+            }
+        });
+        if let Some(cp) = found {
+            return Ok(cp);
+        }
+        // A unique prefix of at least 4 characters names a checkpoint too.
+        if !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(StoreError::NoSuchCheckpoint(shown));
+        }
+        if id.chars().count() < 4 {
+            return Err(StoreError::BadInput(format!(
+                "checkpoint id prefix `{shown}` is too short: give at least 4 characters of the id"
+            )));
+        }
+        let pattern = format!("{}%", id.replace('_', "\\_"));
+        let like =
+            format!("SELECT {COLUMNS} FROM checkpoints WHERE id LIKE $1 ESCAPE '\\' LIMIT 2");
+        let mut rows = with_pool!(self, |p, _b| {
+            let rows = sqlx::query(&like)
+                .bind(&pattern)
+                .fetch_all(p)
+                .await
+                .map_err(q("read checkpoint"))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(checkpoint_from_row!(r));
+            }
+            out
+        });
+        match rows.len() {
+            1 => Ok(rows.remove(0)),
+            0 => Err(StoreError::NoSuchCheckpoint(shown)),
+            _ => Err(StoreError::BadInput(format!(
+                "`{shown}` matches several checkpoints; give more of the id"
+            ))),
+        }
     }
 }
