@@ -302,6 +302,39 @@ macro_rules! crash_tests {
 
 crash_tests!(at_first_step: 1, at_third_step: 3, at_seventh_step: 7);
 
+/// A Ctrl-C the moment the run is announced (before its progress is shown) stops it in
+/// order as well: the signal is caught from the start of the command.
+#[test]
+fn ctrl_c_right_after_the_run_starts_is_an_orderly_stop() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.yaml", "name: p\ntasks:\n  - { id: a, tool: shell, inputs: { argv: [sleep, '30'] } }\n");
+    for _ in 0..5 {
+        let mut child = nofx(dir.path())
+            .args(["run", "p.yaml"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains(" started") {
+            line.clear();
+            assert!(err.read_line(&mut line).unwrap() > 0, "no start line");
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{line}{rest}");
+        assert!(rest.contains("is resumable: nofx resume"), "{rest}");
+    }
+}
+
 #[test]
 fn ctrl_c_stops_tasks_exits_130_and_leaves_the_run_resumable() {
     let dir = tempfile::tempdir().unwrap();

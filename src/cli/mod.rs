@@ -4,6 +4,7 @@
 mod approve;
 mod checkpoints;
 mod gc;
+mod interrupt;
 mod keys;
 mod nodes;
 mod progress;
@@ -380,10 +381,25 @@ fn quiet_on_closed_stdout() {
     }));
 }
 
+/// Whether the command may follow a run until it ends (and so handles Ctrl-C itself).
+fn follows_a_run(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Run(_)
+            | Command::Resume(_)
+            | Command::Templates(templates::TemplatesCommand::Instantiate { .. })
+            | Command::Checkpoints(checkpoints::CheckpointsCommand::Restore { .. })
+            | Command::Runs(runs::RunsCommand::Fork { .. } | runs::RunsCommand::Events { .. })
+    )
+}
+
 async fn dispatch(cli: Cli) -> CliResult {
     let g = cli.global;
     // Global flags are checked for every command, not only those that start a runtime.
     lease_ttl(&g)?;
+    if follows_a_run(&cli.command) {
+        interrupt::catch();
+    }
     match cli.command {
         Command::Run(a) => run::run(&g, a).await,
         Command::Resume(a) => run::resume(&g, a).await,

@@ -1,7 +1,7 @@
 //! `nofx run` and `nofx resume`.
 
 use super::progress::Progress;
-use super::{plan_inputs, read_plan, runtime, CliResult, Failure, Global};
+use super::{interrupt, plan_inputs, read_plan, runtime, CliResult, Failure, Global};
 use clap::Args;
 use futures::StreamExt;
 use nofx::runtime::{Outcome, Resumed};
@@ -238,7 +238,7 @@ pub(crate) async fn follow(
     // would hold a store connection that closing the store waits for.
     let interrupted = tokio::select! {
         r = watch => { r?; false }
-        _ = tokio::signal::ctrl_c() => true,
+        _ = interrupt::requested() => true,
     };
     if interrupted {
         eprintln!("\ninterrupted: stopping tasks in flight…");
@@ -315,7 +315,7 @@ async fn resume_one(
                     (info.expires_at - chrono::Utc::now().timestamp_millis()).clamp(100, 60_000);
                 tokio::select! {
                     _ = tokio::time::sleep(std::time::Duration::from_millis(wait as u64 + 50)) => {}
-                    _ = tokio::signal::ctrl_c() => return Err(Failure::Interrupted),
+                    _ = interrupt::requested() => return Err(Failure::Interrupted),
                 }
             }
             Err(e) => return Err(e.into()),

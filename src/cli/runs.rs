@@ -288,7 +288,7 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                        _ = tokio::signal::ctrl_c() => return Ok(()),
+                        _ = super::interrupt::requested() => return Ok(()),
                     }
                 }
             }
