@@ -308,7 +308,11 @@ crash_tests!(at_first_step: 1, at_third_step: 3, at_seventh_step: 7);
 fn ctrl_c_right_after_the_run_starts_is_an_orderly_stop() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "p.yaml", "name: p\ntasks:\n  - { id: a, tool: shell, inputs: { argv: [sleep, '30'] } }\n");
+    write(
+        dir.path(),
+        "p.yaml",
+        "name: p\ntasks:\n  - { id: a, tool: shell, inputs: { argv: [sleep, '30'] } }\n",
+    );
     for _ in 0..5 {
         let mut child = nofx(dir.path())
             .args(["run", "p.yaml"])

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod correlation;
 pub mod event;
+pub mod failure;
 pub mod graph;
 pub mod ids;
 pub mod nesting;
@@ -16,6 +17,7 @@ pub mod time;
 pub use agent::{AgentSpec, Role};
 pub use correlation::{Correlation, CorrelationId};
 pub use event::{Delta, Event, EventType};
+pub use failure::FailureKind;
 pub use graph::TaskGraph;
 pub use ids::{RunId, TaskKey};
 pub use plan::{Complexity, GateSpec, Plan, Priority, RetryPolicy, TaskSpec};

@@ -5,6 +5,11 @@
 use chrono::SecondsFormat;
 use serde::Serializer;
 
+/// Now, in ms since the Unix epoch (the form every stored time has).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// RFC 3339 text of a time in ms since the epoch.
 pub fn rfc3339(ms: i64) -> String {
     super::event::from_ms(ms).to_rfc3339_opts(SecondsFormat::Millis, true)

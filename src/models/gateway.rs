@@ -501,13 +501,16 @@ impl Models {
             temperature: ask.temperature,
         };
         let estimate = spec.cost_micro_usd(req.input_tokens, req.max_output_tokens);
-        let mut attempt = 1;
-        loop {
-            let reservation = self
+        let tried = super::retry::retrying(self.retry, &spec.id, || async {
+            let reservation = match self
                 .ledger
                 .reserve(caller.run, &caller.project, estimate, now_ms())
                 .await
-                .map_err(Attempted::Budget)?;
+            {
+                Ok(r) => r,
+                // Not a model failure: never retried.
+                Err(e) => return Ok(Err(e)),
+            };
             let started = Instant::now();
             let result = if sink.wants_stream() {
                 provider
@@ -551,41 +554,33 @@ impl Models {
                     );
                 }
             }
-            match result {
-                Ok(c) => {
-                    sink.event(
-                        EventType::ModelCompleted,
-                        json!({
-                            "model": spec.id,
-                            "inputTokens": c.input_tokens,
-                            "outputTokens": c.output_tokens,
-                            "cost": cost as f64 / 1e6,
-                            "durationMs": duration_ms,
-                            "stopReason": c.stop_reason,
-                            "text": c.text,
-                        }),
-                    );
-                    return Ok(Answer {
-                        text: c.text,
-                        model: spec.id.clone(),
-                        input_tokens: c.input_tokens,
-                        output_tokens: c.output_tokens,
-                        cost_micro_usd: cost,
-                        stop_reason: c.stop_reason,
-                    });
-                }
-                Err(e) => match self.retry.wait_after(&e, attempt) {
-                    Some(wait) => {
-                        tracing::warn!(model = %spec.id, attempt, error_type = %e.kind, error = %e.message, wait_ms = wait.as_millis() as u64, "model call failed; retrying");
-                        tokio::time::sleep(wait).await;
-                        attempt += 1;
-                    }
-                    None => {
-                        tracing::warn!(model = %spec.id, attempt, error_type = %e.kind, error = %e.message, "model call failed");
-                        return Err(Attempted::Model(e));
-                    }
-                },
-            }
+            let c = result?;
+            sink.event(
+                EventType::ModelCompleted,
+                json!({
+                    "model": spec.id,
+                    "inputTokens": c.input_tokens,
+                    "outputTokens": c.output_tokens,
+                    "cost": cost as f64 / 1e6,
+                    "durationMs": duration_ms,
+                    "stopReason": c.stop_reason,
+                    "text": c.text,
+                }),
+            );
+            Ok(Ok(Answer {
+                text: c.text,
+                model: spec.id.clone(),
+                input_tokens: c.input_tokens,
+                output_tokens: c.output_tokens,
+                cost_micro_usd: cost,
+                stop_reason: c.stop_reason,
+            }))
+        })
+        .await;
+        match tried.result {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(budget)) => Err(Attempted::Budget(budget)),
+            Err(e) => Err(Attempted::Model(e)),
         }
     }
 }

@@ -48,11 +48,52 @@ impl RetryPolicy {
 
 /// The outcome of a call and every failure met on the way.
 #[derive(Debug)]
-pub struct Tried {
+pub struct Tried<T = Completion> {
     /// The final result.
-    pub result: Result<Completion, ModelError>,
+    pub result: Result<T, ModelError>,
     /// Failed attempts before it, in order.
     pub failures: Vec<ModelError>,
+}
+
+/// Makes attempts of a call to `model` until one succeeds, a failure is not transient, or
+/// attempts run out, waiting between them as `policy` says. Every model call goes through
+/// here (the gateway's attempts also reserve budget and record usage; a refusal of the budget
+/// is a value of `T`, never retried).
+///
+/// # Cancel safety
+/// Dropping the future abandons the attempt in flight.
+pub async fn retrying<T, F, Fut>(policy: RetryPolicy, model: &str, mut attempt: F) -> Tried<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ModelError>>,
+{
+    let mut failures = Vec::new();
+    let mut n = 1;
+    loop {
+        match attempt().await {
+            Ok(v) => {
+                return Tried {
+                    result: Ok(v),
+                    failures,
+                }
+            }
+            Err(e) => match policy.wait_after(&e, n) {
+                Some(wait) => {
+                    tracing::warn!(model, attempt = n, error_type = %e.kind, error = %e.message, wait_ms = wait.as_millis() as u64, "model call failed; retrying");
+                    failures.push(e);
+                    tokio::time::sleep(wait).await;
+                    n += 1;
+                }
+                None => {
+                    tracing::warn!(model, attempt = n, error_type = %e.kind, error = %e.message, "model call failed");
+                    return Tried {
+                        result: Err(e),
+                        failures,
+                    };
+                }
+            },
+        }
+    }
 }
 
 /// Calls `provider` until it succeeds, a failure is not transient, or attempts run out.
@@ -64,29 +105,5 @@ pub async fn complete_with_retry(
     req: &CompletionRequest,
     policy: RetryPolicy,
 ) -> Tried {
-    let mut failures = Vec::new();
-    let mut attempt = 1;
-    loop {
-        match provider.complete(req).await {
-            Ok(c) => {
-                return Tried {
-                    result: Ok(c),
-                    failures,
-                }
-            }
-            Err(e) if policy.wait_after(&e, attempt).is_some() => {
-                let wait = policy.wait_after(&e, attempt).unwrap_or_default();
-                tracing::warn!(provider = provider.name(), model = %req.model, attempt, error_type = %e.kind, wait_ms = wait.as_millis() as u64, "model call failed; retrying");
-                failures.push(e);
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            Err(e) => {
-                return Tried {
-                    result: Err(e),
-                    failures,
-                }
-            }
-        }
-    }
+    retrying(policy, &req.model, || provider.complete(req)).await
 }

@@ -3,38 +3,24 @@
 //! coordinator and the freed slot to the supervisor with `do_send`, so a result never waits
 //! on a full mailbox and no send cycle can deadlock.
 
-use super::coordinator::{AttemptError, TaskAttempted, TaskStarted};
-use super::scoring::Candidate;
-use super::supervisor::{Delegate, SlotFreed, Supervisor};
-use crate::domain::AgentSpec;
+use super::messages::{AttemptError, RunTask, SlotFreed, TaskAttempted, TaskStarted};
+use crate::domain::{AgentSpec, FailureKind};
 use crate::tools::{ToolContext, ToolEnv, ToolError};
 use actix::prelude::*;
 use futures::FutureExt;
 use std::time::Instant;
 use tracing::Instrument;
 
-/// Runs one attempt of a task.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RunTask {
-    /// The task.
-    pub delegate: Delegate,
-    /// This agent's index at the supervisor.
-    pub agent: usize,
-    /// Every eligible agent's score.
-    pub candidates: Vec<Candidate>,
-}
-
 /// An agent actor.
 pub struct AgentActor {
     spec: AgentSpec,
-    supervisor: Addr<Supervisor>,
+    supervisor: Recipient<SlotFreed>,
     env: ToolEnv,
 }
 
 impl AgentActor {
     /// An agent for `spec`, reporting freed slots to `supervisor`, giving tools `env`.
-    pub fn new(spec: AgentSpec, supervisor: Addr<Supervisor>, env: ToolEnv) -> Self {
+    pub fn new(spec: AgentSpec, supervisor: Recipient<SlotFreed>, env: ToolEnv) -> Self {
         Self {
             spec,
             supervisor,
@@ -62,7 +48,7 @@ impl Handler<RunTask> for AgentActor {
         } = msg;
         let agent_id = self.spec.id.clone();
         let models = d.models.clone().for_agent(&agent_id, self.spec.role);
-        d.coordinator.do_send(TaskStarted {
+        d.reply.started.do_send(TaskStarted {
             corr: d.corr.clone(),
             index: d.index,
             attempt: d.attempt,
@@ -83,11 +69,11 @@ impl Handler<RunTask> for AgentActor {
             env,
             models,
         };
-        let (tool, timeout, cancel, coordinator, index, attempt) = (
+        let (tool, timeout, cancel, reply, index, attempt) = (
             d.tool,
             d.timeout,
             d.cancel,
-            d.coordinator,
+            d.reply.attempted,
             d.index,
             d.attempt,
         );
@@ -108,7 +94,7 @@ impl Handler<RunTask> for AgentActor {
                                 .map(|s| s.to_string())
                                 .or_else(|| panic.downcast_ref::<String>().cloned())
                                 .unwrap_or_else(|| "no message".into());
-                            Err(AttemptError::new("panic", format!("tool `{}` panicked: {what}", tool.name())))
+                            Err(AttemptError::new(FailureKind::Panic, format!("tool `{}` panicked: {what}", tool.name())))
                         }
                     },
                     _ = cancel.cancelled() => Err(AttemptError::from(ToolError::Cancelled)),
@@ -119,13 +105,13 @@ impl Handler<RunTask> for AgentActor {
                         }
                     } => {
                         let secs = timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
-                        Err(AttemptError::new("timeout", format!("timed out after {secs}s")))
+                        Err(AttemptError::new(FailureKind::Timeout, format!("timed out after {secs}s")))
                     }
                 }
             };
             let duration_ms = started.elapsed().as_millis() as i64;
             supervisor.do_send(SlotFreed(agent));
-            coordinator.do_send(TaskAttempted {
+            reply.do_send(TaskAttempted {
                 corr,
                 index,
                 attempt,

@@ -2,7 +2,7 @@
 //! one wins, exactly once), then the run's coordinator — here, or in the process that owns
 //! the run — applies it.
 
-use super::{node, RunHandle, Runtime, RuntimeError};
+use super::{messages, RunHandle, Runtime, RuntimeError};
 use crate::domain::{RunId, TaskStatus};
 use crate::store::WaitRow;
 
@@ -89,7 +89,7 @@ impl Runtime {
         }
         self.inner
             .node
-            .send(node::Wake(run))
+            .send(messages::Wake(run))
             .await
             .map_err(|_| RuntimeError::Stopped)??;
         Ok(WaitRow {

@@ -1,54 +1,22 @@
-//! Gate actors: one per gate kind (`pattern`, `json_schema`, `command`). Each checks a task's
-//! outputs and answers with a verdict that says why; compiled regexes and schemas are cached.
+//! Gate actors: one per automatic gate kind (`pattern`, `json_schema`, `command`,
+//! `llm_judge`). Each checks a task's outputs and answers with a verdict that says why;
+//! compiled regexes and schemas are cached. `manual` gates are decided by people: the run's
+//! coordinator holds the result (`runtime/run/waits.rs`).
 
-use crate::domain::{Correlation, GateSpec};
+use super::messages::{CheckGate, Verdict};
+use crate::domain::{FailureKind, GateSpec};
 use crate::models::{Ask, Message};
 use crate::tools::llm::ask_structured;
 use crate::tools::shell::{exit_code, run_command, Ended};
-use crate::tools::{ModelAccess, ToolEnv, ToolError};
+use crate::tools::{ToolEnv, ToolError};
 use actix::prelude::*;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// Default deadline of a command gate.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Checks one gate.
-#[derive(Message)]
-#[rtype(result = "Verdict")]
-pub struct CheckGate {
-    /// Run, task and correlation id.
-    pub corr: Correlation,
-    /// The gate.
-    pub gate: GateSpec,
-    /// The task's outputs.
-    pub outputs: Map<String, Value>,
-    /// The run workspace (command gates run there).
-    pub workspace: PathBuf,
-    /// Idempotency key and attempt for the command's environment.
-    pub attempt: u32,
-    /// Cancelled on run cancel or shutdown.
-    pub cancel: CancellationToken,
-    /// Models, for `llm_judge`.
-    pub models: ModelAccess,
-}
-
-/// A gate's answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Verdict {
-    /// Whether the outputs pass.
-    pub passed: bool,
-    /// Why, in one sentence.
-    pub reason: String,
-    /// Details (errors, exit code, …).
-    pub detail: Value,
-    /// The failure's `error_type` when the gate could not judge (e.g. `budget_exceeded`).
-    pub error_type: Option<&'static str>,
-}
 
 impl Verdict {
     fn pass(reason: impl Into<String>, detail: Value) -> Self {
@@ -197,7 +165,7 @@ async fn judge(msg: &CheckGate, rubric: &str, output: Option<&str>) -> Verdict {
                 json!({"rubric": rubric}),
             );
             if matches!(e, ToolError::Budget(_)) {
-                v.error_type = Some("budget_exceeded");
+                v.error_type = Some(FailureKind::BudgetExceeded);
             }
             v
         }

@@ -1,7 +1,8 @@
 //! Checkpoints, restore and fork: a run's progress saved as a row, and new runs that start
 //! from one (restored tasks are not run again; the workspace is rebuilt from the manifest).
 
-use super::node::{self, workspace_of};
+use super::messages;
+use super::node::workspace_of;
 use super::{RunHandle, Runtime, RuntimeError, SubmitOptions};
 use crate::domain::event::EventType;
 use crate::domain::graph::ValidatedPlan;
@@ -482,7 +483,7 @@ impl Runtime {
         let submitted = self
             .inner
             .node
-            .send(node::Submit {
+            .send(messages::Submit {
                 plan,
                 corr: corr.clone(),
                 detach: opts.detach,
@@ -490,7 +491,7 @@ impl Runtime {
                 prelude,
                 project: Some(opts.project.unwrap_or_else(|| parent.project.clone())),
                 template: None,
-                restore: Some(node::Restore {
+                restore: Some(messages::Restore {
                     lineage,
                     tasks,
                     artifacts,

@@ -17,24 +17,24 @@
 mod agent;
 mod approval;
 mod check;
-pub(crate) mod coordinator;
 pub mod dispatch;
 mod gate;
 mod handle;
 pub(crate) mod hub;
 mod lineage;
+pub(crate) mod messages;
 mod model_sink;
 pub(crate) mod node;
 mod persistence;
 mod probe;
+pub(crate) mod run;
 pub mod scoring;
 mod supervisor;
 
 pub use approval::Decision;
 pub use handle::{Outcome, Owner, RunFilter, RunHandle, RunSummary, TaskOutcome};
 pub use lineage::Fork;
-pub use node::{Cancelled, Resumed};
-pub use supervisor::{AgentLoad, QueueReport};
+pub use messages::{AgentLoad, Cancelled, QueueReport, Resumed};
 
 use crate::config::ConfigErrors;
 use crate::domain::graph::{self, PlanErrors};
@@ -505,7 +505,7 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Best effort when `shutdown` was not awaited: interrupt runs and stop the system.
-        self.node.do_send(node::Shutdown);
+        self.node.do_send(messages::Shutdown);
     }
 }
 
@@ -628,7 +628,7 @@ impl Runtime {
         let run = self
             .inner
             .node
-            .send(node::Submit {
+            .send(messages::Submit {
                 plan,
                 corr: corr.clone(),
                 detach: opts.detach,
@@ -706,7 +706,7 @@ impl Runtime {
         let run = self
             .inner
             .node
-            .send(node::Submit {
+            .send(messages::Submit {
                 plan: planned.plan.clone(),
                 corr: corr.clone(),
                 detach: false,
@@ -798,7 +798,7 @@ impl Runtime {
         let r = self
             .inner
             .node
-            .send(node::Resume(run))
+            .send(messages::Resume(run))
             .await
             .map_err(|_| RuntimeError::Stopped)??;
         let corr = self.store().run(run).await?.correlation_id;
@@ -816,7 +816,7 @@ impl Runtime {
     pub async fn cancel(&self, run: RunId, reason: &str) -> Result<Cancelled, RuntimeError> {
         self.inner
             .node
-            .send(node::Cancel {
+            .send(messages::Cancel {
                 run,
                 reason: reason.to_string(),
             })
@@ -840,7 +840,7 @@ impl Runtime {
     pub async fn queue(&self) -> Result<QueueReport, RuntimeError> {
         self.inner
             .supervisor
-            .send(supervisor::QueueStats)
+            .send(messages::QueueStats)
             .await
             .map_err(|_| RuntimeError::Stopped)
     }
@@ -981,7 +981,7 @@ impl Runtime {
     pub(crate) async fn write(&self, batch: crate::store::Batch) -> Result<(), RuntimeError> {
         self.inner
             .node
-            .send(node::WriteBatch(batch))
+            .send(messages::WriteBatch(batch))
             .await
             .map_err(|_| RuntimeError::Stopped)?
     }
@@ -993,7 +993,7 @@ impl Runtime {
     pub async fn active_runs(&self) -> Result<Vec<RunId>, RuntimeError> {
         self.inner
             .node
-            .send(node::ActiveRuns)
+            .send(messages::ActiveRuns)
             .await
             .map_err(|_| RuntimeError::Stopped)
     }
@@ -1030,7 +1030,7 @@ impl Runtime {
     pub async fn take_latencies(&self, run: RunId) -> Option<Vec<f32>> {
         self.inner
             .node
-            .send(node::TakeLatencies(run))
+            .send(messages::TakeLatencies(run))
             .await
             .ok()
             .flatten()
@@ -1043,7 +1043,7 @@ impl Runtime {
     /// Interrupts every run it executes (they stay resumable), commits what is pending,
     /// releases leases and stops the actor thread.
     pub async fn shutdown(&self) {
-        let _ = self.inner.node.send(node::Shutdown).await;
+        let _ = self.inner.node.send(messages::Shutdown).await;
         let thread = self
             .inner
             .thread

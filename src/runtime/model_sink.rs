@@ -2,8 +2,8 @@
 //! (which gives events their place in the run's log and commits usage rows with them);
 //! streamed text goes straight to live subscribers.
 
-use super::coordinator::{Coordinator, ModelActivity};
 use super::hub::EventHub;
+use super::messages::ModelActivity;
 use crate::domain::{Correlation, Delta, EventType};
 use crate::models::CallSink;
 use crate::store::ModelCallRow;
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 /// A task's sink.
 pub(crate) struct TaskSink {
-    pub coordinator: Addr<Coordinator>,
+    pub coordinator: Recipient<ModelActivity>,
     pub corr: Correlation,
     pub index: usize,
     pub hub: EventHub,

@@ -2,133 +2,27 @@
 //! renews the leases of the runs it executes (heartbeat), picks up commands other processes
 //! left for its runs (cancel), and on shutdown interrupts every run so it stays resumable.
 
-use super::coordinator::{Abandon, CancelRun, Coordinator, Interrupt, RecheckWaits, Setup, Start};
 use super::gate::GateActor;
-use super::persistence::{ClaimLease, Close, Persist, Persistence, ReleaseLease, RenewLeases};
+use super::messages::{
+    Abandon, ActiveRuns, Cancel, CancelRun, Cancelled, ClaimLease, Close, Interrupt, Persist,
+    RecheckWaits, ReleaseLease, RenewLeases, Resume, Resumed, RunEnded, Shutdown, Submit,
+    TakeLatencies, Wake, WriteBatch,
+};
+use super::persistence::Persistence;
+use super::run::{Coordinator, Setup, Start};
 use super::supervisor::Supervisor;
 use super::{RuntimeError, Shared};
 use crate::domain::event::EventType;
 use crate::domain::graph::{self, ValidatedPlan};
 use crate::domain::plan::PlanSource;
-use crate::domain::{CorrelationId, Event, RunId, RunStatus};
-use crate::store::{Batch, Claim, LeaseInfo, RunRecord, TaskRow};
+use crate::domain::{Event, RunId, RunStatus};
+use crate::store::{Batch, Claim, RunRecord, TaskRow};
 use actix::prelude::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
-
-/// Stores a validated plan as a new run; unless `detach`, starts executing it.
-#[derive(Message)]
-#[rtype(result = "Result<RunId, RuntimeError>")]
-pub struct Submit {
-    /// The plan.
-    pub plan: ValidatedPlan,
-    /// Correlation id of the run.
-    pub corr: CorrelationId,
-    /// Store only.
-    pub detach: bool,
-    /// The run's id, when the caller chose it (the planner bills its calls to it).
-    pub id: Option<RunId>,
-    /// Events to log right after `run.created` (the planner's).
-    pub prelude: Vec<(EventType, Value)>,
-    /// The project, when the caller decides it (the API key's); else the plan's.
-    pub project: Option<String>,
-    /// The template the run is made from (owner project, id).
-    pub template: Option<(String, String)>,
-    /// What a restored or forked run starts with.
-    pub restore: Option<Restore>,
-    /// Refuse a plan that runs commands (the caller lacks the `shell` scope).
-    pub no_commands: bool,
-}
-
-/// What a restored or forked run starts with: its lineage, the tasks restored as succeeded
-/// and their artifacts (shared by hash). Its workspace is already rebuilt.
-pub struct Restore {
-    /// Parent run, checkpoint, fork point.
-    pub lineage: crate::store::Lineage,
-    /// Succeeded task rows (their run id is set here).
-    pub tasks: Vec<TaskRow>,
-    /// Artifact rows of the restored tasks (their run id is set here).
-    pub artifacts: Vec<crate::store::ArtifactRow>,
-}
-
-/// Commits rows written outside any run's coordinator (planner usage rows, checkpoints);
-/// resolves once they are committed.
-#[derive(Message)]
-#[rtype(result = "Result<(), RuntimeError>")]
-pub struct WriteBatch(pub Batch);
-
-/// Claims and executes a stored, unfinished run.
-#[derive(Message)]
-#[rtype(result = "Result<Resumed, RuntimeError>")]
-pub struct Resume(pub RunId);
-
-/// What `Resume` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resumed {
-    /// This process now executes it.
-    Started,
-    /// This process already executes it.
-    AlreadyRunning,
-    /// It had already ended.
-    Finished(RunStatus),
-}
-
-/// Cancels a run, wherever it executes.
-#[derive(Message)]
-#[rtype(result = "Result<Cancelled, RuntimeError>")]
-pub struct Cancel {
-    /// The run.
-    pub run: RunId,
-    /// Shown as the run's reason.
-    pub reason: String,
-}
-
-/// What `Cancel` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cancelled {
-    /// This process is stopping it.
-    Stopping,
-    /// Another live process executes it; a command row asks it to stop.
-    Requested(LeaseInfo),
-    /// It had already ended.
-    Finished(RunStatus),
-}
-
-/// A decision on one of the run's waits is in the store: its coordinator (here, or in the
-/// process that owns the run, through a command row) applies it.
-#[derive(Message)]
-#[rtype(result = "Result<(), RuntimeError>")]
-pub struct Wake(pub RunId);
-
-/// A coordinator ended (the run finished, was interrupted, or stopped on a store error).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RunEnded {
-    /// The run.
-    pub run: RunId,
-    /// Task latencies (ready → committed, ms) when the run finished.
-    pub latencies: Option<Vec<f32>>,
-    /// The store error that stopped it, if any.
-    pub error: Option<String>,
-}
-
-/// Interrupts every run and stops the actor system.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
-
-/// Takes the recorded latencies of a finished run.
-#[derive(Message)]
-#[rtype(result = "Option<Vec<f32>>")]
-pub struct TakeLatencies(pub RunId);
-
-/// Runs this process executes now.
-#[derive(Message)]
-#[rtype(result = "Vec<RunId>")]
-pub struct ActiveRuns;
 
 /// The node actor.
 pub struct Node {
@@ -196,10 +90,11 @@ impl Node {
             deadline_at: record.deadline_at,
             timeout: record.plan.timeout_s.map(Duration::from_secs_f64),
             start,
-            supervisor: self.supervisor.clone(),
+            delegate: self.supervisor.clone().recipient(),
+            withdraw: self.supervisor.clone().recipient(),
             persistence: self.persistence.clone(),
             gates: self.gates.clone(),
-            node: ctx.address(),
+            ended: ctx.address().recipient(),
             project: record.project.clone(),
             checkpoints: record
                 .plan
@@ -210,7 +105,7 @@ impl Node {
             // Its lease was just claimed: that counts as renewed.
             self.renewed_at = std::time::Instant::now();
         }
-        let addr = Coordinator::new(setup).start();
+        let addr = Coordinator::launch(setup);
         self.coordinators.insert(record.id, addr);
     }
 

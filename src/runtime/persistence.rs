@@ -4,47 +4,13 @@
 //! after its transaction commits; committed events are then published to subscribers.
 
 use super::hub::EventHub;
+use super::messages::{ClaimLease, Close, Persist, ReleaseLease, RenewLeases};
 use crate::domain::RunId;
 use crate::store::{Batch, Claim, Fences, LeaseHolder, Store, StoreError};
 use actix::prelude::*;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::oneshot;
-
-/// Acknowledgement of a write: `Ok` once committed.
-pub type Ack = oneshot::Sender<Result<(), Arc<StoreError>>>;
-
-/// Queue a batch; `ack` (when given) learns the outcome of its commit.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Persist {
-    /// Rows to write.
-    pub batch: Batch,
-    /// Told after the commit.
-    pub ack: Option<Ack>,
-}
-
-/// Claims a run's lease for this process.
-#[derive(Message)]
-#[rtype(result = "Result<Claim, StoreError>")]
-pub struct ClaimLease(pub RunId);
-
-/// Renews every lease of this process; returns the runs still held.
-#[derive(Message)]
-#[rtype(result = "Result<Vec<RunId>, StoreError>")]
-pub struct RenewLeases;
-
-/// Gives a lease up.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ReleaseLease(pub RunId);
-
-/// The runtime is stopping: commits everything queued, waits for the lease operations in
-/// flight, then closes the store's connections and resolves. Later writes are refused and
-/// later lease operations do nothing, so no store call outlives the actor system.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Close(pub oneshot::Sender<()>);
 
 /// Rows committed in one transaction at most (more waits for the next).
 const MAX_ROWS: usize = 8192;

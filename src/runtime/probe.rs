@@ -1,7 +1,8 @@
 //! What `test:healthcheck` learns about this runtime: a store round trip, a round trip
 //! through the supervisor's mailbox with its backlog, and which model providers exist.
 
-use super::supervisor::{QueueStats, Supervisor};
+use super::messages::QueueStats;
+use super::supervisor::Supervisor;
 use crate::domain::AgentSpec;
 use crate::store::Store;
 use crate::tools::{Probe, ProbeReport};

@@ -3,91 +3,14 @@
 //! slot frees or a rate limit lifts; it is never dropped. It never runs tasks (agents do) and
 //! never writes to the store (the persistence actor does).
 
-use super::agent::{AgentActor, RunTask};
-use super::coordinator::Coordinator;
+use super::agent::AgentActor;
 use super::dispatch::{Dispatcher, Waiting};
-use super::scoring::TaskNeeds;
-use crate::domain::{AgentSpec, Correlation, Priority, RunId};
-use crate::tools::{Tool, ToolEnv};
+use super::messages::{AgentLoad, Delegate, QueueReport, QueueStats, RunTask, SlotFreed, Withdraw};
+use crate::domain::AgentSpec;
+use crate::tools::ToolEnv;
 use actix::prelude::*;
 use governor::clock::DefaultClock;
-use serde::Serialize;
-use serde_json::Value;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-
-/// A ready task handed to the supervisor by its run's coordinator.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Delegate {
-    /// Run, task and correlation id.
-    pub corr: Correlation,
-    /// Index of the task in its plan.
-    pub index: usize,
-    /// Attempt number, from 1.
-    pub attempt: u32,
-    /// The tool to run.
-    pub tool: Arc<dyn Tool>,
-    /// Inputs with every reference resolved.
-    pub inputs: Value,
-    /// Deadline of the attempt.
-    pub timeout: Option<Duration>,
-    /// Cancelled on run cancel or shutdown.
-    pub cancel: CancellationToken,
-    /// The run workspace.
-    pub workspace: PathBuf,
-    /// Stable across attempts of this task in this run.
-    pub idempotency_key: String,
-    /// Priority.
-    pub priority: Priority,
-    /// What scoring needs.
-    pub needs: TaskNeeds,
-    /// Where results go.
-    pub coordinator: Addr<Coordinator>,
-    /// Models, bound to this task (the agent adds itself).
-    pub models: crate::tools::ModelAccess,
-}
-
-/// An agent finished an attempt; its slot is free.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SlotFreed(pub usize);
-
-/// Drops every waiting task of a run (cancel, shutdown).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Withdraw(pub RunId);
-
-/// Asks for the queue's state (health checks, `agents ls`).
-#[derive(Message)]
-#[rtype(result = "QueueReport")]
-pub struct QueueStats;
-
-/// The queue's state.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct QueueReport {
-    /// Tasks waiting for an agent.
-    pub waiting: usize,
-    /// Tasks in flight on all agents.
-    pub in_flight: u32,
-    /// Per agent: id, tasks in flight, max_concurrency.
-    pub agents: Vec<AgentLoad>,
-}
-
-/// One agent's load.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AgentLoad {
-    /// Agent id.
-    pub id: String,
-    /// Tasks in flight.
-    pub in_flight: u32,
-    /// Its limit.
-    pub max_concurrency: u32,
-}
 
 /// The supervisor actor.
 pub struct Supervisor {
@@ -105,7 +28,7 @@ impl Supervisor {
             let env = env(me.clone());
             let agents = specs
                 .iter()
-                .map(|s| AgentActor::new(s.clone(), me.clone(), env.clone()).start())
+                .map(|s| AgentActor::new(s.clone(), me.clone().recipient(), env.clone()).start())
                 .collect();
             Supervisor {
                 dispatcher: Dispatcher::new(specs, DefaultClock::default()),

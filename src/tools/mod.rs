@@ -24,7 +24,7 @@ pub use registry::ToolRegistry;
 pub use shell::{run_guard, Shell, GUARD_ARG};
 pub use validate::Validate;
 
-use crate::domain::Correlation;
+use crate::domain::{Correlation, FailureKind};
 use crate::store::{Blobs, StoredBlob};
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
@@ -110,16 +110,16 @@ pub enum ToolError {
 }
 
 impl ToolError {
-    /// The `error_type` recorded in metrics.
-    pub fn kind(&self) -> &'static str {
+    /// The failure's kind (the `error_type` recorded in metrics and events).
+    pub fn kind(&self) -> FailureKind {
         match self {
-            Self::InvalidInput(_) => "input",
-            Self::Failed { .. } => "tool",
-            Self::Denied(_) => "policy",
-            Self::Cancelled => "cancelled",
-            Self::Io(_) => "io",
-            Self::Budget(_) => "budget_exceeded",
-            Self::Unavailable(_) => "unavailable",
+            Self::InvalidInput(_) => FailureKind::Input,
+            Self::Failed { .. } => FailureKind::Tool,
+            Self::Denied(_) => FailureKind::Policy,
+            Self::Cancelled => FailureKind::Cancelled,
+            Self::Io(_) => FailureKind::Io,
+            Self::Budget(_) => FailureKind::BudgetExceeded,
+            Self::Unavailable(_) => FailureKind::Unavailable,
         }
     }
 }

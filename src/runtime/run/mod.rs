@@ -1,0 +1,606 @@
+//! A run's coordinator: one actor per run. It owns the run's task states (`state.rs`, pure),
+//! hands ready tasks to the supervisor, has gates check results (`gates.rs`), holds results
+//! for people's decisions (`waits.rs`), and decides when the run has succeeded, failed or
+//! been cancelled. Every change goes through its outbox (`outbox.rs`) to the persistence
+//! actor; a task counts as finished (and its dependents become ready) only once its commit
+//! returns. This file is the actor: its handlers, timers and commit scheduling.
+
+mod gates;
+mod outbox;
+mod state;
+mod tasks;
+mod waits;
+
+use super::gate::GateActor;
+use super::messages::{
+    Abandon, CancelRun, Delegate, Interrupt, ModelActivity, Persist, RecheckWaits, Reply, RunEnded,
+    Withdraw,
+};
+use super::persistence::Persistence;
+use super::Shared;
+use crate::domain::event::EventType;
+use crate::domain::graph::TaskGraph;
+use crate::domain::plan::CheckpointPolicy;
+use crate::domain::time::now_ms;
+use crate::domain::{Correlation, CorrelationId, RunId, RunStatus, TaskStatus};
+use crate::store::{Batch, RunUpdate, TaskRow};
+use actix::prelude::*;
+use outbox::Outbox;
+use serde_json::{json, Map, Value};
+use state::RunState;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How long start events may wait to share a commit with the task's result.
+const START_LINGER: Duration = Duration::from_millis(20);
+
+/// How a coordinator starts.
+pub enum Start {
+    /// A run that has not started: every task is pending.
+    Fresh,
+    /// A run that was executing when its process stopped: these are its stored task rows.
+    Resume(Vec<TaskRow>),
+    /// A run to cancel without executing anything (its owner is gone).
+    CancelOnly(Vec<TaskRow>, String),
+}
+
+/// What a coordinator is told at start.
+pub struct Setup {
+    /// Shared services.
+    pub shared: Arc<Shared>,
+    /// The run.
+    pub run: RunId,
+    /// Its correlation id.
+    pub corr: CorrelationId,
+    /// Its graph.
+    pub graph: Arc<TaskGraph>,
+    /// Resolved plan inputs.
+    pub inputs: Map<String, Value>,
+    /// Workspace.
+    pub workspace: PathBuf,
+    /// Highest event seq already stored.
+    pub last_seq: i64,
+    /// Status in the store.
+    pub status: RunStatus,
+    /// Deadline (ms) when already fixed.
+    pub deadline_at: Option<i64>,
+    /// Plan timeout.
+    pub timeout: Option<Duration>,
+    /// How to start.
+    pub start: Start,
+    /// Where ready tasks go (the supervisor).
+    pub delegate: Recipient<Delegate>,
+    /// Where a stopping run withdraws its waiting tasks (the supervisor).
+    pub withdraw: Recipient<Withdraw>,
+    /// The writer.
+    pub persistence: Addr<Persistence>,
+    /// Gate actors by kind.
+    pub gates: Arc<HashMap<&'static str, Addr<GateActor>>>,
+    /// Told when the coordinator ends (the node).
+    pub ended: Recipient<RunEnded>,
+    /// The project billed for model calls.
+    pub project: String,
+    /// When to checkpoint without being asked.
+    pub checkpoints: CheckpointPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Mode {
+    Running,
+    /// Ending as `status` with `reason` once in-flight tasks stop.
+    Stopping {
+        status: RunStatus,
+        reason: String,
+    },
+    /// The run's end is being committed.
+    Finishing,
+    /// Interrupted or abandoned: nothing more is written.
+    Halted,
+}
+
+enum After {
+    /// Hand these attempts to the supervisor: their attempt numbers are committed.
+    Dispatch(Vec<Delegate>),
+    TaskDone(usize, bool),
+    /// The task's wait (and its event) is committed: checkpoint, arm the deadline.
+    Waiting(usize, Option<i64>),
+    RunDone,
+    Interrupted(Option<oneshot::Sender<()>>),
+}
+
+/// The coordinator actor.
+pub struct Coordinator {
+    s: Setup,
+    state: RunState,
+    out: Outbox,
+    mode: Mode,
+    /// Attempts waiting for their attempt number to be committed.
+    delegates: Vec<Delegate>,
+    /// What to do once the next flush commits.
+    afters: Vec<After>,
+    /// A flush is scheduled for the end of this burst of messages.
+    flush_scheduled: bool,
+    /// A lingering flush (for start events) is scheduled.
+    linger_scheduled: bool,
+    /// Tasks held back by the write budget or a checkpoint: to mark ready or to dispatch.
+    deferred: VecDeque<usize>,
+    latencies: Vec<f32>,
+    span: tracing::Span,
+    /// Succeeded tasks at the last automatic checkpoint.
+    checkpointed_at: usize,
+    /// The task whose committed success is to be checkpointed.
+    checkpoint_due: Option<usize>,
+    /// A checkpoint is reading the workspace: tasks that become ready wait.
+    pausing: bool,
+    /// A task of this run has waited for a decision (the run's status follows its waits).
+    has_waits: bool,
+    /// The status last written for the run while it executes (`running` or `waiting`).
+    run_status: RunStatus,
+    /// Where agents report this run's attempts.
+    reply: Reply,
+}
+
+impl Coordinator {
+    /// A coordinator for a run; `reply` is where agents report to it (its own address).
+    fn new(mut s: Setup, reply: Reply) -> Self {
+        let rows = match &mut s.start {
+            Start::Fresh => Vec::new(),
+            Start::Resume(rows) | Start::CancelOnly(rows, _) => std::mem::take(rows),
+        };
+        let state = RunState::new(s.graph.clone(), &rows);
+        let has_waits = state.any_waiting();
+        let span = tracing::info_span!("run", corr = %s.corr, run = %s.run);
+        let out = Outbox::new(s.run, s.corr.clone(), s.last_seq);
+        Self {
+            s,
+            state,
+            out,
+            mode: Mode::Running,
+            delegates: Vec::new(),
+            afters: Vec::new(),
+            flush_scheduled: false,
+            linger_scheduled: false,
+            deferred: VecDeque::new(),
+            latencies: Vec::new(),
+            span,
+            checkpointed_at: 0,
+            checkpoint_due: None,
+            pausing: false,
+            has_waits,
+            run_status: RunStatus::Running,
+            reply,
+        }
+    }
+
+    /// Starts the coordinator of a run.
+    pub fn launch(s: Setup) -> Addr<Self> {
+        Self::create(|ctx| {
+            let me = ctx.address();
+            let reply = Reply {
+                started: me.clone().recipient(),
+                attempted: me.recipient(),
+            };
+            Self::new(s, reply)
+        })
+    }
+
+    /// Whether a message about task `index` is for this run (a message for another run is
+    /// logged and dropped; it would be a routing bug).
+    fn owns(&self, corr: &Correlation, index: usize) -> bool {
+        let ok = corr.run == self.s.run
+            && index < self.state.len()
+            && corr.task.as_ref() == Some(self.state.key(index));
+        if !ok {
+            tracing::error!(parent: &self.span, msg_run = %corr.run, index, "message for another run or task dropped");
+        }
+        ok
+    }
+
+    fn corr(&self, i: Option<usize>) -> Correlation {
+        Correlation {
+            run: self.s.run,
+            task: i.map(|i| self.state.key(i).clone()),
+            id: self.s.corr.clone(),
+        }
+    }
+
+    fn emit(&mut self, kind: EventType, task: Option<usize>, data: Value) {
+        let key = task.map(|i| self.state.key(i).clone());
+        self.out.emit(kind, key, data, now_ms());
+    }
+
+    fn write_row(&mut self, i: usize) {
+        self.out.task_row(self.s.graph.task(i), self.state.task(i));
+    }
+
+    /// Moves task `i` to `to`; an illegal move is logged and ignored.
+    fn set_status(&mut self, i: usize, to: TaskStatus) -> bool {
+        match self.state.set_status(i, to, now_ms()) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(parent: &self.span, task = %self.state.key(i), error = %e, "ignored transition");
+                false
+            }
+        }
+    }
+
+    /// Queues `after` for the next commit and schedules a flush at the end of the current
+    /// burst of messages, so the writes of many handlers go to the store as one.
+    fn flush(&mut self, ctx: &mut Context<Self>, after: Option<After>) {
+        if let Some(a) = after {
+            self.afters.push(a);
+        }
+        if self.flush_scheduled
+            || (self.out.is_empty() && self.afters.is_empty() && self.delegates.is_empty())
+        {
+            return;
+        }
+        self.flush_scheduled = true;
+        ctx.spawn(fut::ready(()).map(|_, act: &mut Self, ctx| {
+            act.flush_scheduled = false;
+            act.flush_now(ctx);
+        }));
+    }
+
+    /// Flushes within `START_LINGER` unless something flushes sooner.
+    fn flush_soon(&mut self, ctx: &mut Context<Self>) {
+        if self.linger_scheduled {
+            return;
+        }
+        self.linger_scheduled = true;
+        ctx.run_later(START_LINGER, |act, ctx| {
+            act.linger_scheduled = false;
+            act.flush(ctx, None);
+        });
+    }
+
+    /// Sends what the outbox holds; once it is committed, the attempts it numbered go to the
+    /// supervisor and the queued follow-ups run.
+    fn flush_now(&mut self, ctx: &mut Context<Self>) {
+        if self.mode == Mode::Halted && self.afters.is_empty() {
+            return;
+        }
+        if self.has_waits {
+            self.sync_run_status();
+        }
+        let mut after = std::mem::take(&mut self.afters);
+        if !self.delegates.is_empty() {
+            after.insert(0, After::Dispatch(std::mem::take(&mut self.delegates)));
+        }
+        let (batch, rows) = self.out.take();
+        let (tx, rx) = oneshot::channel();
+        self.s.persistence.do_send(Persist {
+            batch,
+            ack: Some(tx),
+        });
+        ctx.spawn(rx.into_actor(self).map(move |res, act, ctx| {
+            act.out.committed(rows);
+            match res {
+                Ok(Ok(())) => {
+                    for a in after {
+                        act.after_commit(a, ctx);
+                    }
+                    act.pump_deferred(ctx);
+                }
+                Ok(Err(e)) => act.halt_on_store_error(e.to_string(), ctx),
+                Err(_) => act.halt_on_store_error("the persistence actor stopped".into(), ctx),
+            }
+        }));
+    }
+
+    fn halt_on_store_error(&mut self, why: String, ctx: &mut Context<Self>) {
+        if self.mode == Mode::Halted {
+            return;
+        }
+        tracing::error!(parent: &self.span, error = %why, "store write failed; the run stops here and stays resumable");
+        self.halt();
+        self.s.ended.do_send(RunEnded {
+            run: self.s.run,
+            latencies: None,
+            error: Some(why),
+        });
+        ctx.stop();
+    }
+
+    fn halt(&mut self) {
+        self.mode = Mode::Halted;
+        self.s.withdraw.do_send(Withdraw(self.s.run));
+        for t in self.state.tasks() {
+            if let Some(c) = &t.cancel {
+                c.cancel();
+            }
+        }
+    }
+
+    fn after_commit(&mut self, after: After, ctx: &mut Context<Self>) {
+        match after {
+            After::Dispatch(delegates) => {
+                for d in delegates {
+                    let t = self.state.task(d.index);
+                    if self.mode == Mode::Running
+                        && t.status == TaskStatus::Ready
+                        && t.attempt == d.attempt
+                    {
+                        self.s.delegate.do_send(d);
+                    }
+                }
+            }
+            After::TaskDone(i, success) => {
+                if success {
+                    if let Some(at) = self.state.task(i).ready_at {
+                        self.latencies.push(at.elapsed().as_secs_f32() * 1000.0);
+                    }
+                    if self.checkpoint_due == Some(i) {
+                        self.checkpoint_due = None;
+                        let step = self.state.succeeded();
+                        self.auto_checkpoint(
+                            format!("automatic, after {step} succeeded task(s)"),
+                            ctx,
+                        );
+                    }
+                }
+                self.maybe_finish(ctx);
+            }
+            After::Waiting(i, deadline) => {
+                if self.s.checkpoints.before_approval && self.mode == Mode::Running {
+                    self.pausing = true;
+                    let key = self.state.key(i).clone();
+                    self.auto_checkpoint(
+                        format!("automatic, before the approval of task {key}"),
+                        ctx,
+                    );
+                }
+                if let (Some(at), Some(wait)) = (deadline, self.state.task(i).wait.clone()) {
+                    self.arm_deadline(i, wait, at, ctx);
+                }
+            }
+            After::RunDone => {
+                let latencies = std::mem::take(&mut self.latencies);
+                self.s.ended.do_send(RunEnded {
+                    run: self.s.run,
+                    latencies: Some(latencies),
+                    error: None,
+                });
+                ctx.stop();
+            }
+            After::Interrupted(done) => {
+                self.s.ended.do_send(RunEnded {
+                    run: self.s.run,
+                    latencies: None,
+                    error: None,
+                });
+                if let Some(d) = done {
+                    let _ = d.send(());
+                }
+                ctx.stop();
+            }
+        }
+    }
+
+    /// Stops the run: pending and waiting tasks are cancelled now, running ones are told to
+    /// stop and are cancelled when their agent reports back.
+    fn stop_run(&mut self, status: RunStatus, reason: String, ctx: &mut Context<Self>) {
+        if self.mode != Mode::Running {
+            return;
+        }
+        tracing::info!(parent: &self.span, %status, %reason, "stopping run");
+        self.mode = Mode::Stopping { status, reason };
+        self.s.withdraw.do_send(Withdraw(self.s.run));
+        self.deferred.clear();
+        for i in 0..self.state.len() {
+            let t = self.state.task(i);
+            match t.status {
+                TaskStatus::Running => {
+                    if let Some(c) = &t.cancel {
+                        c.cancel();
+                    }
+                }
+                s if !s.is_terminal() => self.cancel_task(i),
+                _ => {}
+            }
+        }
+        self.flush(ctx, None);
+        self.maybe_finish(ctx);
+    }
+
+    fn maybe_finish(&mut self, ctx: &mut Context<Self>) {
+        if self.state.open() > 0 || matches!(self.mode, Mode::Finishing | Mode::Halted) {
+            return;
+        }
+        let stopping = match std::mem::replace(&mut self.mode, Mode::Finishing) {
+            Mode::Stopping { status, reason } => Some((status, reason)),
+            _ => None,
+        };
+        let (status, reason) = self.state.outcome(stopping);
+        let kind = match status {
+            RunStatus::Succeeded => EventType::RunSucceeded,
+            RunStatus::Cancelled => EventType::RunCancelled,
+            _ => EventType::RunFailed,
+        };
+        let counts = self.state.counts();
+        self.emit(kind, None, json!({"reason": reason, "tasks": counts}));
+        self.out.batch().run_updates.push(RunUpdate {
+            id: self.s.run,
+            status,
+            reason,
+            started_at: None,
+            finished_at: Some(now_ms()),
+            deadline_at: None,
+        });
+        tracing::info!(parent: &self.span, %status, "run ended");
+        self.flush(ctx, Some(After::RunDone));
+    }
+
+    /// Checkpoints the run as committed now; tasks that became ready meanwhile wait until
+    /// the workspace has been read, then go on (the row is written after).
+    fn auto_checkpoint(&mut self, description: String, ctx: &mut Context<Self>) {
+        let shared = self.s.shared.clone();
+        let run = self.s.run;
+        let snap = async move {
+            super::lineage::snapshot(&shared.store, &shared.data_dir, run, Some(description)).await
+        };
+        ctx.spawn(snap.into_actor(self).map(|res, act, ctx| {
+            act.pausing = false;
+            match res {
+                Ok(row) => {
+                    tracing::info!(parent: &act.span, checkpoint = %row.id, step = row.step, "checkpoint");
+                    act.s.persistence.do_send(Persist {
+                        batch: Batch {
+                            checkpoints: vec![row],
+                            ..Batch::default()
+                        },
+                        ack: None,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(parent: &act.span, error = %e, "automatic checkpoint failed")
+                }
+            }
+            act.pump_deferred(ctx);
+        }));
+    }
+
+    fn start_run(&mut self, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        let resumed = self.s.status != RunStatus::Pending;
+        let deadline = self
+            .s
+            .deadline_at
+            .or_else(|| self.s.timeout.map(|t| now + t.as_millis() as i64));
+        self.out.batch().run_updates.push(RunUpdate {
+            id: self.s.run,
+            status: RunStatus::Running,
+            reason: None,
+            started_at: Some(now),
+            finished_at: None,
+            deadline_at: deadline,
+        });
+        self.emit(
+            EventType::RunStarted,
+            None,
+            json!({"resumed": resumed, "tasks": self.state.len()}),
+        );
+        // Tasks that were ready, running or retrying when the last process stopped run again.
+        let (again, fresh) = self.state.restart();
+        for &i in &again {
+            self.write_row(i);
+        }
+        for i in again {
+            self.dispatch(i, ctx);
+        }
+        for i in fresh {
+            self.ready_or_defer(i, ctx);
+        }
+        if let Some(d) = deadline {
+            let left = Duration::from_millis((d - now).max(0) as u64);
+            ctx.run_later(left, |act, ctx| {
+                act.stop_run(RunStatus::Failed, "timeout".into(), ctx);
+            });
+        }
+        if self.has_waits {
+            self.check_waits(ctx);
+        }
+        self.flush(ctx, None);
+        self.maybe_finish(ctx);
+    }
+}
+
+impl Actor for Coordinator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        match std::mem::replace(&mut self.s.start, Start::Fresh) {
+            Start::CancelOnly(_, reason) => {
+                self.emit(
+                    EventType::RunStarted,
+                    None,
+                    json!({"resumed": true, "tasks": self.state.len(), "cancelOnly": true}),
+                );
+                self.stop_run(RunStatus::Cancelled, reason, ctx);
+            }
+            _ => self.start_run(ctx),
+        }
+    }
+}
+
+impl Handler<ModelActivity> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: ModelActivity, ctx: &mut Context<Self>) {
+        match msg {
+            ModelActivity::Usage { corr, row } => {
+                if corr.run != self.s.run {
+                    return;
+                }
+                if self.mode == Mode::Halted {
+                    // Money spent is recorded even when the run's log is closed here.
+                    let mut batch = Batch::default();
+                    batch.model_calls.push(row);
+                    self.s.persistence.do_send(Persist { batch, ack: None });
+                    return;
+                }
+                self.out.batch().model_calls.push(row);
+                self.flush(ctx, None);
+            }
+            ModelActivity::Event {
+                corr,
+                index,
+                kind,
+                data,
+            } => {
+                if !self.owns(&corr, index) || self.mode == Mode::Halted {
+                    return;
+                }
+                self.emit(kind, Some(index), data);
+                self.flush_soon(ctx);
+            }
+        }
+    }
+}
+
+impl Handler<CancelRun> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: CancelRun, ctx: &mut Context<Self>) {
+        self.stop_run(RunStatus::Cancelled, msg.reason, ctx);
+    }
+}
+
+impl Handler<Interrupt> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Interrupt, ctx: &mut Context<Self>) {
+        if matches!(self.mode, Mode::Halted | Mode::Finishing) {
+            if let Some(d) = msg.0 {
+                let _ = d.send(());
+            }
+            return;
+        }
+        self.halt();
+        self.emit(EventType::RunInterrupted, None, json!({"reason": "the process executing the run stopped; resume it with `nofx resume`"}));
+        self.flush(ctx, Some(After::Interrupted(msg.0)));
+    }
+}
+
+impl Handler<RecheckWaits> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, _: RecheckWaits, ctx: &mut Context<Self>) {
+        if self.mode == Mode::Running {
+            self.check_waits(ctx);
+        }
+    }
+}
+
+impl Handler<Abandon> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, _: Abandon, ctx: &mut Context<Self>) {
+        tracing::warn!(parent: &self.span, "lease lost to another process; stopping without writing");
+        self.halt();
+        ctx.stop();
+    }
+}

@@ -1,0 +1,334 @@
+//! A task's way through the run, as events and rows: ready, handed to the supervisor with
+//! its inputs resolved, started by an agent, then succeeded (its dependents become ready),
+//! retried, failed (its dependents skipped) or cancelled. What changes is decided by
+//! `state.rs`; this turns it into the run's log.
+
+use super::state::AfterFailure;
+use super::{After, Coordinator, Mode};
+use crate::domain::event::EventType;
+use crate::domain::reference;
+use crate::domain::time::now_ms;
+use crate::domain::{FailureKind, RunStatus, TaskStatus};
+use crate::models::Caller;
+use crate::runtime::messages::{AttemptError, Delegate, TaskAttempted, TaskStarted};
+use crate::runtime::model_sink::TaskSink;
+use crate::runtime::scoring::TaskNeeds;
+use crate::store::StoredBlob;
+use crate::tools::{ModelAccess, ToolOutput};
+use actix::prelude::*;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+impl Coordinator {
+    pub(super) fn make_ready(&mut self, i: usize, ctx: &mut Context<Self>) {
+        if !self.set_status(i, TaskStatus::Ready) {
+            return;
+        }
+        self.state.task_mut(i).ready_at = Some(Instant::now());
+        self.emit(EventType::TaskReady, Some(i), json!({}));
+        self.write_row(i);
+        self.dispatch(i, ctx);
+    }
+
+    /// Makes task `i` ready now, or once the write budget allows.
+    pub(super) fn ready_or_defer(&mut self, i: usize, ctx: &mut Context<Self>) {
+        if self.over_budget() {
+            self.deferred.push_back(i);
+        } else {
+            self.make_ready(i, ctx);
+        }
+    }
+
+    pub(super) fn dispatch(&mut self, i: usize, ctx: &mut Context<Self>) {
+        let t = self.state.task(i);
+        if self.mode != Mode::Running || t.status != TaskStatus::Ready || t.dispatched {
+            return;
+        }
+        if self.over_budget() {
+            self.deferred.push_back(i);
+            return;
+        }
+        let graph = self.s.graph.clone();
+        let spec = graph.task(i);
+        let refs = self.state.refs(&self.s.inputs);
+        let inputs = match reference::resolve_map(graph.inputs(i), &refs, reference::all) {
+            Ok(v) => v,
+            Err(e) => {
+                return self.fail(i, AttemptError::new(FailureKind::Input, e.to_string()), ctx)
+            }
+        };
+        if let Some(problems) = self.s.shared.tools.input_errors(&spec.tool, &inputs) {
+            if let Some((pointer, message)) = problems.into_iter().next() {
+                let msg = format!(
+                    "inputs of tool `{}` are invalid at `{pointer}`: {message}",
+                    spec.tool
+                );
+                return self.fail(i, AttemptError::new(FailureKind::Input, msg), ctx);
+            }
+        }
+        let Some(tool) = self.s.shared.tools.get(&spec.tool) else {
+            let msg = format!("unknown tool `{}`", spec.tool);
+            return self.fail(i, AttemptError::new(FailureKind::Input, msg), ctx);
+        };
+        let parent_agent = spec
+            .deps
+            .first()
+            .and_then(|&d| self.state.task(d).agent.clone());
+        let cancel = CancellationToken::new();
+        let attempt = self.state.begin_attempt(i, cancel.clone());
+        // The attempt number is committed before the attempt starts, so a crash never makes
+        // two attempts with one number.
+        self.write_row(i);
+        self.delegates.push(Delegate {
+            corr: self.corr(Some(i)),
+            index: i,
+            attempt,
+            tool,
+            inputs,
+            timeout: spec.timeout,
+            cancel,
+            workspace: self.s.workspace.clone(),
+            idempotency_key: format!("nofx-{}-{}", self.s.run, spec.key),
+            priority: spec.priority,
+            needs: TaskNeeds {
+                capabilities: spec.capabilities.clone(),
+                complexity: spec.complexity,
+                parent_agent,
+            },
+            models: self.model_access(i, &spec.tool, ctx),
+            reply: self.reply.clone(),
+        });
+    }
+
+    /// Model access for task `i` calling as `tool`.
+    pub(super) fn model_access(&self, i: usize, tool: &str, ctx: &Context<Self>) -> ModelAccess {
+        let spec = self.s.graph.task(i);
+        let corr = self.corr(Some(i));
+        let agent = self.state.task(i).agent.clone();
+        let caller = Caller {
+            run: Some(self.s.run),
+            task: corr.task.clone(),
+            correlation: self.s.corr.clone(),
+            tool: tool.to_string(),
+            role: agent
+                .as_ref()
+                .and_then(|a| self.s.shared.agents.iter().find(|s| &s.id == a))
+                .map(|s| s.role),
+            agent,
+            priority: spec.priority,
+            capabilities: spec.capabilities.clone(),
+            project: self.s.project.clone(),
+        };
+        let sink = TaskSink {
+            coordinator: ctx.address().recipient(),
+            corr,
+            index: i,
+            hub: self.s.shared.hub.clone(),
+        };
+        ModelAccess::new(self.s.shared.models.clone(), caller, Arc::new(sink))
+    }
+
+    /// Whether new work should wait: too many rows wait for a commit, or a checkpoint is
+    /// reading the workspace.
+    pub(super) fn over_budget(&self) -> bool {
+        self.pausing || self.out.over_budget()
+    }
+
+    /// Takes up work held back by the write budget: tasks to mark ready, attempts to dispatch.
+    pub(super) fn pump_deferred(&mut self, ctx: &mut Context<Self>) {
+        let mut sent = false;
+        while !self.over_budget() {
+            let Some(i) = self.deferred.pop_front() else {
+                break;
+            };
+            match self.state.task(i).status {
+                TaskStatus::Pending => self.make_ready(i, ctx),
+                _ => self.dispatch(i, ctx),
+            }
+            sent = true;
+        }
+        if sent {
+            self.flush(ctx, None);
+        }
+    }
+
+    /// Records the metrics row of the attempt that just ended (if one ran).
+    pub(super) fn record_attempt(&mut self, i: usize, failure: Option<FailureKind>) {
+        let Some(duration_ms) = self.state.task_mut(i).attempt_ms.take() else {
+            return;
+        };
+        self.out.attempt_metric(
+            self.s.graph.task(i),
+            self.state.task(i),
+            duration_ms,
+            failure,
+            now_ms(),
+        );
+    }
+
+    pub(super) fn push_artifacts(&mut self, i: usize, artifacts: Vec<(String, StoredBlob)>) {
+        let key = self.state.key(i).clone();
+        self.out.artifacts(&key, artifacts, now_ms());
+    }
+
+    pub(super) fn succeed(&mut self, i: usize, output: ToolOutput, ctx: &mut Context<Self>) {
+        let ready = match self.state.succeed(i, output.outputs, now_ms()) {
+            Ok(ready) => ready,
+            Err(e) => {
+                tracing::warn!(parent: &self.span, task = %self.state.key(i), error = %e, "ignored transition");
+                return;
+            }
+        };
+        self.record_attempt(i, None);
+        let t = self.state.task(i);
+        let data = json!({"attempt": t.attempt, "agent": t.agent});
+        self.push_artifacts(i, output.artifacts);
+        self.emit(EventType::TaskSucceeded, Some(i), data);
+        self.write_row(i);
+        // An automatic checkpoint due now sees the workspace as this task left it: what
+        // becomes ready waits (as for the write budget) until the files are read.
+        let every = self.s.checkpoints.every as usize;
+        let step = self.state.succeeded();
+        if every > 0
+            && self.state.open() > 0
+            && self.mode == Mode::Running
+            && step >= self.checkpointed_at + every
+        {
+            self.checkpointed_at = step;
+            self.checkpoint_due = Some(i);
+            self.pausing = true;
+        }
+        // Dependents that this success makes ready are written in the same transaction; they
+        // are handed to agents only once it commits (with the success).
+        if self.mode == Mode::Running {
+            for d in ready {
+                self.ready_or_defer(d, ctx);
+            }
+        }
+        self.flush(ctx, Some(After::TaskDone(i, true)));
+    }
+
+    /// Fails the task, or schedules a retry when its policy allows one.
+    pub(super) fn fail(&mut self, i: usize, err: AttemptError, ctx: &mut Context<Self>) {
+        let attempt = self.state.task(i).attempt;
+        self.state.task_mut(i).dispatched = false;
+        self.record_attempt(i, Some(err.kind));
+        if !err.outputs.is_empty() {
+            self.state.task_mut(i).outputs = Some(Value::Object(err.outputs.clone()));
+        }
+        self.push_artifacts(i, err.artifacts.clone());
+        let running = self.mode == Mode::Running;
+        if let AfterFailure::Retry { backoff_ms } = self.state.after_failure(i, err.kind, running) {
+            self.state.retry(i, &err.message, now_ms());
+            self.emit(
+                EventType::TaskRetrying,
+                Some(i),
+                json!({"attempt": attempt, "error": err.message, "errorType": err.kind, "backoffMs": backoff_ms}),
+            );
+            self.write_row(i);
+            self.flush(ctx, None);
+            ctx.run_later(Duration::from_millis(backoff_ms), move |act, ctx| {
+                act.dispatch(i, ctx);
+                act.flush(ctx, None);
+            });
+            return;
+        }
+        // While the run stops, an attempt that ends (the stop reached it, or it failed on its
+        // own meanwhile) ends as cancelled.
+        if matches!(self.mode, Mode::Stopping { .. }) {
+            self.cancel_task(i);
+            self.flush(ctx, Some(After::TaskDone(i, false)));
+            return;
+        }
+        let skipped = match self.state.fail(i, &err.message, now_ms()) {
+            Ok(skipped) => skipped,
+            Err(e) => {
+                tracing::warn!(parent: &self.span, task = %self.state.key(i), error = %e, "ignored transition");
+                return;
+            }
+        };
+        self.emit(
+            EventType::TaskFailed,
+            Some(i),
+            json!({"attempt": attempt, "error": err.message, "errorType": err.kind}),
+        );
+        self.write_row(i);
+        for (d, reason) in skipped {
+            self.emit(EventType::TaskSkipped, Some(d), json!({"reason": reason}));
+            self.write_row(d);
+        }
+        self.flush(ctx, Some(After::TaskDone(i, false)));
+        if err.kind == FailureKind::BudgetExceeded {
+            // The next model call would pass a budget: nothing else of this run may spend.
+            self.stop_run(RunStatus::Failed, "budget_exceeded".into(), ctx);
+        }
+    }
+
+    pub(super) fn cancel_task(&mut self, i: usize) {
+        let reason = match &self.mode {
+            Mode::Stopping { reason, .. } => reason.clone(),
+            _ => "cancelled".to_string(),
+        };
+        if self.state.cancel(i, &reason, now_ms()) {
+            self.emit(EventType::TaskCancelled, Some(i), json!({"reason": reason}));
+            self.write_row(i);
+        }
+    }
+}
+
+impl Handler<TaskStarted> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: TaskStarted, ctx: &mut Context<Self>) {
+        if !self.owns(&msg.corr, msg.index) {
+            return;
+        }
+        let i = msg.index;
+        let t = self.state.task(i);
+        if self.mode == Mode::Halted || t.attempt != msg.attempt || t.status != TaskStatus::Ready {
+            return;
+        }
+        if self.state.started(i, &msg.agent, now_ms()).is_err() {
+            return;
+        }
+        let attempt = msg.attempt;
+        self.emit(
+            EventType::TaskDelegated,
+            Some(i),
+            json!({"agent": msg.agent, "attempt": attempt, "candidates": msg.candidates}),
+        );
+        self.emit(
+            EventType::TaskStarted,
+            Some(i),
+            json!({"agent": msg.agent, "attempt": attempt}),
+        );
+        self.write_row(i);
+        // The attempt number is already committed; these events can wait a moment, so a
+        // quick task's start and result go to the store together.
+        self.flush_soon(ctx);
+    }
+}
+
+impl Handler<TaskAttempted> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: TaskAttempted, ctx: &mut Context<Self>) {
+        if !self.owns(&msg.corr, msg.index) {
+            return;
+        }
+        let i = msg.index;
+        let t = self.state.task(i);
+        if self.mode == Mode::Halted || t.attempt != msg.attempt || t.status != TaskStatus::Running
+        {
+            return;
+        }
+        self.state.task_mut(i).attempt_ms = Some(msg.duration_ms);
+        match msg.result {
+            Err(e) => self.fail(i, e, ctx),
+            Ok(output) if self.s.graph.task(i).gates.is_empty() => self.succeed(i, output, ctx),
+            Ok(output) => self.check_gates(i, output, ctx),
+        }
+    }
+}

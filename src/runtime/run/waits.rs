@@ -1,0 +1,230 @@
+//! Approvals of one run: a task's result held for a person's decision (the wait row, the
+//! waiting task row and `approval.requested` commit together), deadlines that decide by the
+//! gate's `on_timeout`, decisions read from the store and applied, and the run's `waiting`
+//! status while nothing else of it can run.
+
+use super::{After, Coordinator, Mode};
+use crate::domain::event::EventType;
+use crate::domain::plan::GateSpec;
+use crate::domain::time::{now_ms, rfc3339};
+use crate::domain::{FailureKind, RunStatus, TaskStatus};
+use crate::runtime::messages::AttemptError;
+use crate::store::{RunUpdate, WaitRow};
+use crate::tools::ToolOutput;
+use actix::prelude::*;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+impl Coordinator {
+    /// Holds task `i`'s result for a person's decision: the wait row, the task row (waiting,
+    /// with its outputs) and `approval.requested` commit together.
+    pub(super) fn request_approval(
+        &mut self,
+        i: usize,
+        gate_number: usize,
+        gate: &GateSpec,
+        output: ToolOutput,
+        ctx: &mut Context<Self>,
+    ) {
+        let GateSpec::Manual {
+            approvers,
+            timeout_s,
+            on_timeout,
+        } = gate
+        else {
+            return;
+        };
+        let now = now_ms();
+        let id = format!("wait-{}", uuid::Uuid::now_v7());
+        let attempt = match self.state.hold(i, output.outputs, id.clone(), now) {
+            Ok(attempt) => attempt,
+            Err(e) => {
+                tracing::warn!(parent: &self.span, task = %self.state.key(i), error = %e, "ignored transition");
+                return;
+            }
+        };
+        self.has_waits = true;
+        self.record_attempt(i, None);
+        self.push_artifacts(i, output.artifacts);
+        let deadline = timeout_s.map(|s| now + (s * 1000.0).round() as i64);
+        self.out.batch().waits.push(WaitRow {
+            id: id.clone(),
+            run_id: self.s.run,
+            task_id: self.state.key(i).to_string(),
+            attempt: i64::from(attempt),
+            kind: "approval".into(),
+            approvers: approvers.clone(),
+            deadline_at: deadline,
+            on_timeout: on_timeout.as_str().into(),
+            requested_at: now,
+            decision: None,
+            decided_by: None,
+            reason: None,
+            decided_at: None,
+        });
+        self.emit(
+            EventType::ApprovalRequested,
+            Some(i),
+            json!({
+                "waitId": id,
+                "gate": gate_number,
+                "attempt": attempt,
+                "approvers": approvers,
+                "deadline": deadline.map(rfc3339),
+                "onTimeout": on_timeout.as_str(),
+                "outputs": self.state.task(i).outputs,
+            }),
+        );
+        self.write_row(i);
+        self.flush(ctx, Some(After::Waiting(i, deadline)));
+    }
+
+    /// At the deadline the wait's `on_timeout` decides, unless someone decided first (the
+    /// store keeps whichever decision came first); then the decision is applied.
+    pub(super) fn arm_deadline(
+        &mut self,
+        i: usize,
+        wait: String,
+        at: i64,
+        ctx: &mut Context<Self>,
+    ) {
+        let left = Duration::from_millis((at - now_ms()).max(0) as u64);
+        ctx.run_later(left, move |act, ctx| {
+            let t = act.state.task(i);
+            if t.status != TaskStatus::Waiting || t.wait.as_deref() != Some(wait.as_str()) {
+                return;
+            }
+            let store = act.s.shared.store.clone();
+            let Some((decision, after)) =
+                act.s.graph.task(i).gates.iter().find_map(|g| match g {
+                    GateSpec::Manual {
+                        on_timeout,
+                        timeout_s,
+                        ..
+                    } => Some((*on_timeout, *timeout_s)),
+                    _ => None,
+                })
+            else {
+                return;
+            };
+            let reason = format!(
+                "no decision within {}s",
+                after.map(|s| s.to_string()).unwrap_or_default()
+            );
+            let fut = async move {
+                store
+                    .decide_wait(&wait, decision.as_str(), "timeout", Some(&reason), now_ms())
+                    .await
+            };
+            ctx.spawn(fut.into_actor(act).map(|res, act, ctx| {
+                if let Err(e) = res {
+                    tracing::warn!(parent: &act.span, error = %e, "could not record a wait's timeout; retrying");
+                }
+                act.check_waits(ctx);
+            }));
+        });
+    }
+
+    /// Reads the run's waits and applies every decision to its waiting task; arms the
+    /// deadline of the open ones; a waiting task without a wait row runs again.
+    pub(super) fn check_waits(&mut self, ctx: &mut Context<Self>) {
+        let store = self.s.shared.store.clone();
+        let run = self.s.run;
+        let fut = async move { store.waits(run).await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            let rows = match res {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(parent: &act.span, error = %e, "reading waits failed; retrying in a second");
+                    ctx.run_later(Duration::from_secs(1), |act, ctx| act.check_waits(ctx));
+                    return;
+                }
+            };
+            if act.mode != Mode::Running {
+                return;
+            }
+            let mut last: HashMap<String, WaitRow> = HashMap::new();
+            for w in rows {
+                last.insert(w.task_id.clone(), w);
+            }
+            for i in 0..act.state.len() {
+                if act.state.task(i).status != TaskStatus::Waiting {
+                    continue;
+                }
+                match last.remove(act.state.key(i).as_str()) {
+                    None => {
+                        act.set_status(i, TaskStatus::Ready);
+                        act.state.task_mut(i).ready_at = Some(Instant::now());
+                        act.write_row(i);
+                        act.dispatch(i, ctx);
+                    }
+                    Some(w) if w.decision.is_some() => act.decided(i, w, ctx),
+                    Some(w) => {
+                        if act.state.task(i).wait.as_deref() != Some(w.id.as_str()) {
+                            act.state.task_mut(i).wait = Some(w.id.clone());
+                            if let Some(at) = w.deadline_at {
+                                act.arm_deadline(i, w.id, at, ctx);
+                            }
+                        }
+                    }
+                }
+            }
+            act.flush(ctx, None);
+        }));
+    }
+
+    /// Applies a decision: approved, the task succeeds with its held outputs; rejected, it
+    /// fails (no retry).
+    fn decided(&mut self, i: usize, w: WaitRow, ctx: &mut Context<Self>) {
+        let decision = w.decision.clone().unwrap_or_default();
+        let by = w.decided_by.clone().unwrap_or_default();
+        self.state.task_mut(i).wait = None;
+        self.emit(
+            EventType::ApprovalDecided,
+            Some(i),
+            json!({"waitId": w.id, "decision": decision, "by": by, "reason": w.reason, "attempt": w.attempt}),
+        );
+        if decision == "approve" {
+            let outputs = match self.state.task(i).outputs.clone() {
+                Some(Value::Object(m)) => m,
+                _ => Map::new(),
+            };
+            let output = ToolOutput {
+                outputs,
+                artifacts: Vec::new(),
+            };
+            self.succeed(i, output, ctx);
+        } else {
+            let why = match &w.reason {
+                Some(r) if !r.is_empty() => format!("rejected by {by}: {r}"),
+                _ => format!("rejected by {by}"),
+            };
+            self.fail(i, AttemptError::new(FailureKind::Rejected, why), ctx);
+        }
+    }
+
+    /// Writes the run's status when its waits change it: `waiting` while a task waits for
+    /// a decision and nothing else of the run can run, else `running`.
+    pub(super) fn sync_run_status(&mut self) {
+        if self.mode != Mode::Running {
+            return;
+        }
+        let (want, waiting) = self.state.executing_status(!self.deferred.is_empty());
+        if want == self.run_status {
+            return;
+        }
+        self.run_status = want;
+        self.out.batch().run_updates.push(RunUpdate {
+            id: self.s.run,
+            status: want,
+            reason: None,
+            started_at: None,
+            finished_at: None,
+            deadline_at: None,
+        });
+        if want == RunStatus::Waiting {
+            self.emit(EventType::RunWaiting, None, json!({"tasks": waiting}));
+        }
+    }
+}
