@@ -125,3 +125,32 @@ both_stores! {
         assert!(err.to_string().contains("must be after"));
     }
 }
+
+both_stores! {
+    async fn usage_counts_the_work_of_runs_without_model_calls(store) {
+        let rt = store.runtime().await;
+        let since = chrono::Utc::now().timestamp_millis() - 1;
+        // Two attempts of `flaky` (the first fails), one of `slow`; no model is called.
+        let src = common::plan("name: work\ntasks:\n  - { id: slow, tool: shell, inputs: { argv: [sleep, '0.2'] } }\n  - { id: flaky, tool: shell, inputs: { argv: [sh, -c, 'test -f again || { touch again; exit 3; }'] }, retry: { max: 1 } }\n");
+        let out = rt.submit(&src, serde_json::Map::new()).await.unwrap().wait().await.unwrap();
+        assert_eq!(out.status, nofx::RunStatus::Succeeded, "{out:?}");
+        rt.shutdown().await;
+        let until = chrono::Utc::now().timestamp_millis() + 1;
+        let s = Store::open(&store.url).await.unwrap();
+        let r = s.usage(since, until, GroupBy::Day, None).await.unwrap();
+        let t = &r.summary;
+        assert_eq!((t.total_runs, t.total_tasks, t.total_calls, t.total_errors), (1, 3, 0, 1), "{t:?}");
+        assert!(t.average_duration >= 200.0 / 3.0, "{t:?}");
+        let b: Vec<(i64, i64)> = r.usage.iter().map(|b| (b.runs, b.tasks)).collect();
+        assert_eq!(b.iter().map(|x| x.1).sum::<i64>(), 3);
+        assert!(b.iter().any(|&(runs, _)| runs == 1));
+        // The run belongs to the default project: another project sees none of it.
+        let other = s.usage(since, until, GroupBy::Day, Some("elsewhere")).await.unwrap();
+        assert_eq!((other.summary.total_runs, other.summary.total_tasks), (0, 0));
+        let own = s.usage(since, until, GroupBy::Day, Some("default")).await.unwrap();
+        assert_eq!(own.summary.total_tasks, 3);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["summary"]["totalTasks"], 3);
+        assert!(json["usage"][0].get("tasks").is_some());
+    }
+}

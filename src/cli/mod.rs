@@ -196,20 +196,21 @@ async fn usage(g: &Global, a: UsageArgs) -> CliResult {
         return Ok(());
     }
     println!(
-        "{:<22} {:>6} {:>7} {:>10} {:>12} {:>10} {:>7}",
-        "BUCKET", "RUNS", "CALLS", "TOKENS", "COST (USD)", "AVG MS", "ERRORS"
+        "{:<22} {:>6} {:>7} {:>7} {:>10} {:>12} {:>10} {:>7}",
+        "BUCKET", "RUNS", "TASKS", "CALLS", "TOKENS", "COST (USD)", "AVG MS", "ERRORS"
     );
     for b in &report.usage {
         println!(
-            "{:<22} {:>6} {:>7} {:>10} {:>12.6} {:>10.1} {:>7}",
-            b.bucket, b.runs, b.calls, b.tokens, b.cost, b.avg_duration, b.errors
+            "{:<22} {:>6} {:>7} {:>7} {:>10} {:>12.6} {:>10.1} {:>7}",
+            b.bucket, b.runs, b.tasks, b.calls, b.tokens, b.cost, b.avg_duration, b.errors
         );
     }
     let s = &report.summary;
     println!(
-        "{:<22} {:>6} {:>7} {:>10} {:>12.6} {:>10.1} {:>7}",
+        "{:<22} {:>6} {:>7} {:>7} {:>10} {:>12.6} {:>10.1} {:>7}",
         "total",
         s.total_runs,
+        s.total_tasks,
         s.total_calls,
         s.total_tokens,
         s.total_cost,

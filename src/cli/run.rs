@@ -339,33 +339,27 @@ async fn resume_inner(rt: &Runtime, a: ResumeArgs) -> CliResult {
             let o = Outcome::load(rt.store(), run).await?;
             return report(vec![o], a.json);
         };
-        let o = Outcome::load(rt.store(), run).await?;
-        eprintln!("resuming run {run} (plan `{}`)", o.name);
-        let outcome = follow(rt, &handle, o.tasks.len()).await?;
+        // The plan says how many tasks there are: a pending task may have no row yet.
+        let r = rt.store().run(run).await?;
+        eprintln!("resuming run {run} (plan `{}`)", r.name);
+        let outcome = follow(rt, &handle, r.plan.tasks.len()).await?;
         return report(vec![outcome], a.json);
     }
-    let open = rt
-        .store()
-        .runs(
-            &[RunStatus::Pending, RunStatus::Running, RunStatus::Waiting],
-            10_000,
-        )
-        .await?;
     let mut handles = Vec::new();
-    for r in open {
-        match rt.resume(r.id).await {
+    for r in rt.resume_all().await? {
+        match r.result {
             Ok((Resumed::Finished(_), _)) => {}
             Ok((_, h)) => {
-                eprintln!("resuming run {} (plan `{}`)", r.id, r.name);
-                handles.push((h, r.plan.tasks.len()));
+                eprintln!("resuming run {} (plan `{}`)", r.run, r.name);
+                handles.push((h, r.tasks));
             }
             Err(RuntimeError::LeaseHeld { info, .. }) => {
                 eprintln!(
                     "skipping run {}: executed by process {} on {}",
-                    r.id, info.pid, info.host
+                    r.run, info.pid, info.host
                 );
             }
-            Err(e) => eprintln!("skipping run {}: {e}", r.id),
+            Err(e) => eprintln!("skipping run {}: {e}", r.run),
         }
     }
     if handles.is_empty() {

@@ -509,6 +509,18 @@ impl Drop for Inner {
     }
 }
 
+/// What [`Runtime::resume_all`] did with one unfinished run.
+pub struct Resumption {
+    /// The run.
+    pub run: RunId,
+    /// Its plan's name.
+    pub name: String,
+    /// Its plan's number of tasks.
+    pub tasks: usize,
+    /// What resuming it gave.
+    pub result: Result<(Resumed, RunHandle), RuntimeError>,
+}
+
 /// A running nofx runtime; cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
@@ -1004,6 +1016,24 @@ impl Runtime {
     /// # Errors
     /// Store failures.
     pub async fn resume_orphans(&self) -> Result<Vec<RunId>, RuntimeError> {
+        let mut taken = Vec::new();
+        for r in self.resume_all().await? {
+            match r.result {
+                Ok((Resumed::Started, _)) => taken.push(r.run),
+                Ok(_) | Err(RuntimeError::LeaseHeld { .. }) => {}
+                Err(e) => tracing::warn!(run = %r.run, error = %e, "could not resume run"),
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Tries to resume every unfinished run (pending, running or waiting), oldest first, and
+    /// says what happened to each: started here, already running here, ended meanwhile, or
+    /// refused (e.g. `LeaseHeld` while another live process executes it).
+    ///
+    /// # Errors
+    /// Store failures while listing the runs.
+    pub async fn resume_all(&self) -> Result<Vec<Resumption>, RuntimeError> {
         let open = self
             .store()
             .runs(
@@ -1015,15 +1045,16 @@ impl Runtime {
                 10_000,
             )
             .await?;
-        let mut taken = Vec::new();
+        let mut all = Vec::with_capacity(open.len());
         for r in open {
-            match self.resume(r.id).await {
-                Ok((Resumed::Started, _)) => taken.push(r.id),
-                Ok(_) | Err(RuntimeError::LeaseHeld { .. }) => {}
-                Err(e) => tracing::warn!(run = %r.id, error = %e, "could not resume run"),
-            }
+            all.push(Resumption {
+                run: r.id,
+                name: r.name.clone(),
+                tasks: r.plan.tasks.len(),
+                result: self.resume(r.id).await,
+            });
         }
-        Ok(taken)
+        Ok(all)
     }
 
     /// Task latencies (ready → committed, in ms) of a finished run, when recording is on.

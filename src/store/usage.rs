@@ -1,7 +1,9 @@
-//! Model-call rows and their aggregation into usage buckets (hour, day, ISO week) over a
-//! half-open time range, with totals. Every bucket of the range is listed, empty ones with
-//! zeros. The JSON shape is the one `nofx usage --json` prints and the HTTP analytics
-//! endpoint serves.
+//! Model-call rows, and usage over a half-open time range in buckets (hour, day, ISO week)
+//! with totals. Usage counts all work, whatever its handler: every step recorded in the range
+//! (each task attempt's metrics row and each model call) gives the runs, the average duration
+//! and the errors; tasks are the attempts, calls, tokens and cost the model calls. Every
+//! bucket of the range is listed, empty ones with zeros. The JSON shape is the one
+//! `nofx usage --json` prints and the HTTP analytics endpoint serves.
 
 use super::{q, with_pool, Store, StoreError};
 use serde::Serialize;
@@ -85,17 +87,19 @@ impl GroupBy {
 pub struct UsageBucket {
     /// RFC 3339 UTC start.
     pub bucket: String,
-    /// Distinct runs with calls in it.
+    /// Distinct runs with work in it (task attempts or model calls).
     pub runs: i64,
-    /// Calls.
+    /// Task attempts.
+    pub tasks: i64,
+    /// Model calls.
     pub calls: i64,
     /// Input + output tokens.
     pub tokens: i64,
     /// USD.
     pub cost: f64,
-    /// Average call duration, ms (0 when no calls).
+    /// Average duration of its steps (task attempts and model calls), ms (0 when none).
     pub avg_duration: f64,
-    /// Failed calls.
+    /// Failed steps (task attempts and model calls).
     pub errors: i64,
 }
 
@@ -103,17 +107,19 @@ pub struct UsageBucket {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageSummary {
-    /// Distinct runs.
+    /// Distinct runs with work in the range.
     pub total_runs: i64,
-    /// Calls.
+    /// Task attempts.
+    pub total_tasks: i64,
+    /// Model calls.
     pub total_calls: i64,
     /// Tokens.
     pub total_tokens: i64,
     /// USD.
     pub total_cost: f64,
-    /// Average call duration, ms (0 when no calls).
+    /// Average step duration, ms (0 when no steps).
     pub average_duration: f64,
-    /// Failed calls.
+    /// Failed steps.
     pub total_errors: i64,
 }
 
@@ -186,22 +192,29 @@ impl Store {
                 "the range holds {n} buckets; at most {MAX_BUCKETS} fit in one report"
             )));
         }
-        // Integer bucket index per row; CAST keeps SUM an integer on Postgres too.
-        let sql = "SELECT (at - $3) / $4 AS b, COUNT(DISTINCT run_id) AS runs, COUNT(*) AS calls, \
-                   CAST(SUM(input_tokens + output_tokens) AS BIGINT) AS tokens, \
-                   CAST(SUM(cost_micro_usd) AS BIGINT) AS cost, CAST(SUM(duration_ms) AS BIGINT) AS dur, \
-                   CAST(SUM(CASE WHEN success THEN 0 ELSE 1 END) AS BIGINT) AS errors \
-                   FROM model_calls WHERE at >= $1 AND at < $2 AND ($5 = '' OR project = $5) GROUP BY 1";
-        let totals = "SELECT COUNT(DISTINCT run_id) AS runs, COUNT(*) AS calls, \
-                      CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) AS tokens, \
-                      CAST(COALESCE(SUM(cost_micro_usd), 0) AS BIGINT) AS cost, \
-                      CAST(COALESCE(SUM(duration_ms), 0) AS BIGINT) AS dur, \
-                      CAST(COALESCE(SUM(CASE WHEN success THEN 0 ELSE 1 END), 0) AS BIGINT) AS errors \
-                      FROM model_calls WHERE at >= $1 AND at < $2 AND ($3 = '' OR project = $3)";
+        // Every step of the range: model calls (billed to the project) and task attempts
+        // (of the project's runs). Integer bucket index per row; CAST keeps SUM an integer on
+        // Postgres too.
+        let steps = "SELECT at, run_id, 1 AS is_call, input_tokens + output_tokens AS tokens, \
+                     cost_micro_usd AS cost, duration_ms, success FROM model_calls \
+                     WHERE at >= $1 AND at < $2 AND ($3 = '' OR project = $3) \
+                     UNION ALL SELECT m.at, m.run_id, 0, 0, 0, m.duration_ms, m.success \
+                     FROM metrics m JOIN runs r ON r.id = m.run_id \
+                     WHERE m.at >= $1 AND m.at < $2 AND ($3 = '' OR r.project = $3)";
+        let sums = "COUNT(DISTINCT run_id) AS runs, \
+                    CAST(COALESCE(SUM(is_call), 0) AS BIGINT) AS calls, \
+                    CAST(COALESCE(SUM(1 - is_call), 0) AS BIGINT) AS tasks, \
+                    CAST(COALESCE(SUM(tokens), 0) AS BIGINT) AS tokens, \
+                    CAST(COALESCE(SUM(cost), 0) AS BIGINT) AS cost, \
+                    CAST(COALESCE(SUM(duration_ms), 0) AS BIGINT) AS dur, \
+                    CAST(COALESCE(SUM(CASE WHEN success THEN 0 ELSE 1 END), 0) AS BIGINT) AS errors";
+        let sql = format!("SELECT (at - $4) / $5 AS b, {sums} FROM ({steps}) steps GROUP BY 1");
+        let totals = format!("SELECT {sums} FROM ({steps}) steps");
         let mut usage: Vec<UsageBucket> = (0..n)
             .map(|i| UsageBucket {
                 bucket: rfc3339(first + i * w),
                 runs: 0,
+                tasks: 0,
                 calls: 0,
                 tokens: 0,
                 cost: 0.0,
@@ -210,12 +223,12 @@ impl Store {
             })
             .collect();
         let summary = with_pool!(self, |p, _b| {
-            let rows = sqlx::query(sql)
+            let rows = sqlx::query(&sql)
                 .bind(since)
                 .bind(until)
+                .bind(project)
                 .bind(o)
                 .bind(w)
-                .bind(project)
                 .fetch_all(p)
                 .await
                 .map_err(q("usage buckets"))?;
@@ -227,15 +240,17 @@ impl Store {
                     continue;
                 };
                 let calls: i64 = r.try_get("calls").map_err(q("usage buckets"))?;
+                let tasks: i64 = r.try_get("tasks").map_err(q("usage buckets"))?;
                 let dur: i64 = r.try_get("dur").map_err(q("usage buckets"))?;
                 slot.runs = r.try_get("runs").map_err(q("usage buckets"))?;
+                slot.tasks = tasks;
                 slot.calls = calls;
                 slot.tokens = r.try_get("tokens").map_err(q("usage buckets"))?;
                 slot.cost = r.try_get::<i64, _>("cost").map_err(q("usage buckets"))? as f64 / 1e6;
-                slot.avg_duration = avg(dur, calls);
+                slot.avg_duration = avg(dur, calls + tasks);
                 slot.errors = r.try_get("errors").map_err(q("usage buckets"))?;
             }
-            let t = sqlx::query(totals)
+            let t = sqlx::query(&totals)
                 .bind(since)
                 .bind(until)
                 .bind(project)
@@ -243,13 +258,15 @@ impl Store {
                 .await
                 .map_err(q("usage totals"))?;
             let calls: i64 = t.try_get("calls").map_err(q("usage totals"))?;
+            let tasks: i64 = t.try_get("tasks").map_err(q("usage totals"))?;
             let dur: i64 = t.try_get("dur").map_err(q("usage totals"))?;
             UsageSummary {
                 total_runs: t.try_get("runs").map_err(q("usage totals"))?,
+                total_tasks: tasks,
                 total_calls: calls,
                 total_tokens: t.try_get("tokens").map_err(q("usage totals"))?,
                 total_cost: t.try_get::<i64, _>("cost").map_err(q("usage totals"))? as f64 / 1e6,
-                average_duration: avg(dur, calls),
+                average_duration: avg(dur, calls + tasks),
                 total_errors: t.try_get("errors").map_err(q("usage totals"))?,
             }
         });
