@@ -2,11 +2,11 @@
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::extract::Body;
 use super::runs::visible_run;
 use super::ApiState;
 use crate::runtime::Decision;
 use crate::store::WaitRow;
-use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::Json;
 use serde::Deserialize;
@@ -26,9 +26,8 @@ pub async fn decide(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((id, task)): Path<(String, String)>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    Body(body): Body,
 ) -> Result<Json<WaitRow>, ApiError> {
-    let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     let b: DecisionBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "the body must be {{\"decision\": \"approve\"|\"reject\", \"by\": NAME, \"reason\": TEXT}}: {e}"

@@ -3,9 +3,9 @@
 
 use super::auth::{Caller, RequestCorrelation};
 use super::error::ApiError;
+use super::extract::Body;
 use super::runs::{submit, visible_run, Submission};
 use super::ApiState;
-use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,9 +24,8 @@ pub async fn create(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     let b: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
         CreateBody::default()
     } else {
@@ -57,9 +56,8 @@ pub async fn restore(
     Extension(corr): Extension<RequestCorrelation>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     if !body.iter().all(u8::is_ascii_whitespace) && body.as_ref() != b"{}" {
         return Err(ApiError::bad_request(
             "the body must be empty: a restore takes nothing but the checkpoint id",
@@ -105,9 +103,8 @@ pub async fn fork(
     Extension(corr): Extension<RequestCorrelation>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     let b: ForkBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "the body must be {{\"at\": TASK, \"patch\": {{…}}, \"inputs\": {{…}}}}: {e}"

@@ -3,9 +3,10 @@
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::extract::Params;
 use super::ApiState;
 use crate::store::GroupBy;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -59,9 +60,8 @@ fn date(param: &str, s: &str) -> Result<i64, ApiError> {
 pub async fn usage(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    q: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+    Params(q): Params<UsageQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     let now = chrono::Utc::now().timestamp_millis();
     let until = match &q.end_date {
         Some(s) => date("endDate", s)?,

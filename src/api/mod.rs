@@ -6,6 +6,7 @@ mod artifacts;
 mod auth;
 mod checkpoints;
 mod error;
+mod extract;
 mod info;
 mod metrics;
 pub mod openapi;

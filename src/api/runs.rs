@@ -2,12 +2,12 @@
 
 use super::auth::{Caller, RequestCorrelation};
 use super::error::ApiError;
+use super::extract::{Body, Params};
 use super::ApiState;
 use crate::domain::plan::{Format, PlanSource};
 use crate::domain::RunId;
 use crate::runtime::{Outcome, SubmitOptions};
-use axum::body::Bytes;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -203,9 +203,8 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     Extension(corr): Extension<RequestCorrelation>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     let submission = parse_submission(&headers, &body)?;
     submit(&st, &caller, corr, &headers, &body, submission).await
 }
@@ -296,9 +295,8 @@ pub struct ListQuery {
 pub async fn list(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     let filter = match q.status.as_deref() {
         None => crate::runtime::RunFilter::All,
         Some(s) => crate::runtime::RunFilter::parse(s)
@@ -406,9 +404,8 @@ pub async fn events(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    Params(q): Params<EventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     let r = visible_run(&st, &caller, &id).await?;
     let limit = ApiError::whole("limit", &q.limit)?.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {

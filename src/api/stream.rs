@@ -5,9 +5,10 @@
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::extract::Params;
 use super::runs::visible_run;
 use super::ApiState;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as Frame, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
@@ -36,9 +37,8 @@ pub async fn run_stream(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    q: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+    Params(q): Params<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Frame, Infallible>>>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     let r = visible_run(&st, &caller, &id).await?;
     let after = match headers.get("last-event-id") {
         Some(v) => v

@@ -2,12 +2,12 @@
 
 use super::auth::{Caller, RequestCorrelation};
 use super::error::ApiError;
+use super::extract::{Body, Params};
 use super::runs::{submit, Submission};
 use super::ApiState;
 use crate::domain::template::TemplateSpec;
 use crate::store::CreateTemplateError;
-use axum::body::Bytes;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -25,9 +25,8 @@ pub struct ListQuery {
 pub async fn list(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     let ts = st
         .rt
         .store()
@@ -55,9 +54,8 @@ pub async fn get(
 pub async fn create(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     let spec: TemplateSpec = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the body is not a template: {e}")))?;
     if let Err(problems) = st.rt.validate_template(&spec, "template") {
@@ -111,9 +109,8 @@ pub async fn instantiate(
     Extension(corr): Extension<RequestCorrelation>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     let b: InstantiateBody = if body.iter().all(u8::is_ascii_whitespace) {
         InstantiateBody::default()
     } else {
