@@ -62,7 +62,7 @@ pub async fn usage(
     Extension(caller): Extension<Caller>,
     Params(q): Params<UsageQuery>,
 ) -> Result<Response, ApiError> {
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = crate::domain::time::now_ms();
     let until = match &q.end_date {
         Some(s) => date("endDate", s)?,
         None => now,

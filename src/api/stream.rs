@@ -123,7 +123,7 @@ pub async fn project_stream(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Frame, Infallible>>>, ApiError> {
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = crate::domain::time::now_ms();
     let since = match headers.get("last-event-id") {
         Some(v) => {
             v.to_str()

@@ -41,7 +41,7 @@ pub fn describe(r: &GcReport) -> String {
 pub async fn gc(g: &Global, a: GcArgs) -> CliResult {
     let policy = load_retention(g)?;
     let store = open_existing_store(g).await?;
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = nofx::domain::time::now_ms();
     let report = retention::sweep(&store, &g.data_dir, &policy, a.dry_run, now).await;
     store.close().await;
     let report = report.map_err(|e| Failure::Error(e.to_string()))?;

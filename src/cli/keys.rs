@@ -88,7 +88,7 @@ async fn run(store: &nofx::store::Store, c: KeysCommand) -> CliResult {
                     k.project,
                     k.name.clone().unwrap_or_else(|| "-".into()),
                     scope_text(&k.scopes),
-                    super::time_text(k.created_at),
+                    nofx::domain::time::rfc3339_secs(k.created_at),
                     if k.revoked_at.is_some() {
                         "revoked"
                     } else {

@@ -160,7 +160,7 @@ fn parse_date(flag: &str, s: &str) -> Result<i64, Failure> {
 }
 
 async fn usage(g: &Global, a: UsageArgs) -> CliResult {
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = nofx::domain::time::now_ms();
     let until = match &a.until {
         Some(s) => parse_date("--until", s)?,
         None => now,
@@ -672,11 +672,6 @@ pub async fn load_templates(g: &Global, rt: &Runtime) -> Result<(), Failure> {
         rt.load_templates(&dir).await?;
     }
     Ok(())
-}
-
-/// A time (ms since the epoch) as people read it: RFC 3339 in UTC, to the second.
-pub fn time_text(ms: i64) -> String {
-    nofx::domain::event::from_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Reads a plan file; `-` reads the plan from standard input (YAML, or JSON).

@@ -1,6 +1,6 @@
 //! `nofx nodes ls`: the nodes of a fleet sharing this store, their load and leases.
 
-use super::{open_existing_store, time_text, CliResult, Failure, Global};
+use super::{open_existing_store, CliResult, Failure, Global};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -22,7 +22,7 @@ pub async fn dispatch(g: &Global, c: NodesCommand) -> CliResult {
     .await;
     store.close().await;
     let (nodes, leases) = read?;
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = nofx::domain::time::now_ms();
     let ttl = (g.lease_ttl * 1000.0) as i64;
     if json {
         let doc: Vec<serde_json::Value> = nodes
@@ -32,7 +32,7 @@ pub async fn dispatch(g: &Global, c: NodesCommand) -> CliResult {
                     leases.iter().filter(|l| l.holder == n.id).collect();
                 serde_json::json!({
                     "id": n.id, "host": n.host, "pid": n.pid,
-                    "startedAt": time_text(n.started_at), "heartbeatAt": time_text(n.heartbeat_at),
+                    "startedAt": nofx::domain::time::rfc3339_secs(n.started_at), "heartbeatAt": nofx::domain::time::rfc3339_secs(n.heartbeat_at),
                     "live": n.heartbeat_at > now - ttl, "load": n.load, "leases": held,
                 })
             })
@@ -65,7 +65,7 @@ pub async fn dispatch(g: &Global, c: NodesCommand) -> CliResult {
             },
             n.load,
             held,
-            time_text(n.heartbeat_at)
+            nofx::domain::time::rfc3339_secs(n.heartbeat_at)
         );
     }
     let others = leases

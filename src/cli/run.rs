@@ -303,16 +303,13 @@ async fn resume_one(
             }
             Ok((_, h)) => return Ok(Some(h)),
             Err(RuntimeError::LeaseHeld { info, .. }) if wait_for_lease => {
-                let until = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(info.expires_at)
-                    .unwrap_or_default();
                 eprintln!(
                     "run {run} is leased by process {} on {} until {}; waiting for it to finish or expire…",
                     info.pid,
                     info.host,
-                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    nofx::domain::time::rfc3339_secs(info.expires_at)
                 );
-                let wait =
-                    (info.expires_at - chrono::Utc::now().timestamp_millis()).clamp(100, 60_000);
+                let wait = (info.expires_at - nofx::domain::time::now_ms()).clamp(100, 60_000);
                 tokio::select! {
                     _ = tokio::time::sleep(std::time::Duration::from_millis(wait as u64 + 50)) => {}
                     _ = interrupt::requested() => return Err(Failure::Interrupted),

@@ -1,6 +1,6 @@
 //! `nofx runs ls|show|events|cancel|artifacts`.
 
-use super::{open_existing_store, runtime, time_text, CliResult, Failure, Global};
+use super::{open_existing_store, runtime, CliResult, Failure, Global};
 use clap::Subcommand;
 use nofx::runtime::{Cancelled, Outcome, RunFilter, RunSummary};
 use nofx::store::{Blobs, Store};
@@ -234,7 +234,11 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                             w.approvers.join(", ")
                         },
                         w.deadline_at
-                            .map(|d| format!(" until {} (then {})", time_text(d), w.on_timeout))
+                            .map(|d| format!(
+                                " until {} (then {})",
+                                nofx::domain::time::rfc3339_secs(d),
+                                w.on_timeout
+                            ))
                             .unwrap_or_default()
                     ),
                     (None, None) => t.error.unwrap_or_default(),
@@ -268,7 +272,7 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                         println!(
                             "{:>5}  {}  {:<16} {:<20} {}",
                             e.seq,
-                            e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                            nofx::domain::time::text(&e.at),
                             e.kind,
                             e.task_id
                                 .as_ref()

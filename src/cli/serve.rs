@@ -102,7 +102,7 @@ async fn sweep_periodically(
     tick.tick().await;
     loop {
         tick.tick().await;
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = nofx::domain::time::now_ms();
         match nofx::retention::sweep(rt.store(), &data_dir, &policy, false, now).await {
             Ok(r) => tracing::info!(report = %super::gc::describe(&r), "retention sweep"),
             Err(e) => {

@@ -18,7 +18,7 @@ pub struct CorrelationId(String);
 impl CorrelationId {
     /// A new id: `corr_<unix-ms>_<8 hex>`.
     pub fn generate() -> Self {
-        let ms = chrono::Utc::now().timestamp_millis();
+        let ms = crate::domain::time::now_ms();
         let suffix: u32 = rand::random();
         Self(format!("corr_{ms}_{suffix:08x}"))
     }

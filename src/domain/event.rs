@@ -3,7 +3,7 @@
 
 use crate::domain::correlation::CorrelationId;
 use crate::domain::ids::{RunId, TaskKey};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
 macro_rules! event_types {
@@ -157,13 +157,10 @@ pub struct Delta {
 }
 
 fn rfc3339_ms<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
+    s.serialize_str(&super::time::text(at))
 }
 
-/// Milliseconds since the Unix epoch to a UTC time (clamped to the epoch when out of range).
-pub fn from_ms(ms: i64) -> DateTime<Utc> {
-    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()
-}
+pub use super::time::from_ms;
 
 #[cfg(test)]
 mod tests {

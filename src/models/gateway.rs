@@ -274,9 +274,7 @@ pub fn estimate_tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+use crate::domain::time::now_ms;
 
 impl Models {
     /// Builds clients for every configured provider; spend so far is read from `store`.

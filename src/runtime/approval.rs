@@ -81,7 +81,7 @@ impl Runtime {
         } else {
             "reject"
         };
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::domain::time::now_ms();
         let reason = decision.reason.as_deref().filter(|r| !r.trim().is_empty());
         if !store.decide_wait(&wait.id, what, by, reason, now).await? {
             let w = store.last_wait(run, task).await?.unwrap_or(wait);

@@ -231,7 +231,7 @@ pub(crate) async fn snapshot(
         tasks: Value::Array(tasks),
         artifacts: Value::Array(artifacts),
         manifest: Value::Object(manifest),
-        created_at: chrono::Utc::now().timestamp_millis(),
+        created_at: crate::domain::time::now_ms(),
     })
 }
 
@@ -435,7 +435,7 @@ impl Runtime {
                 None => rerun.push(t.key.to_string()),
             }
         }
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::domain::time::now_ms();
         let artifacts: Vec<ArtifactRow> = cp
             .artifacts
             .as_array()

@@ -66,7 +66,7 @@ pub enum RuntimeError {
     #[error("{0}")]
     Write(Arc<StoreError>),
     /// Another live process executes the run.
-    #[error("run {run} is executed by process {} on {} (its lease runs until {}); wait for it to finish or stop that process", info.pid, info.host, crate::domain::event::from_ms(info.expires_at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))]
+    #[error("run {run} is executed by process {} on {} (its lease runs until {}); wait for it to finish or stop that process", info.pid, info.host, crate::domain::time::rfc3339_secs(info.expires_at))]
     LeaseHeld {
         /// The run.
         run: RunId,

@@ -64,7 +64,7 @@ impl Node {
             stopping: false,
             renewing: false,
             renewed_at: std::time::Instant::now(),
-            started_ms: chrono::Utc::now().timestamp_millis(),
+            started_ms: crate::domain::time::now_ms(),
             others: Vec::new(),
             claiming: false,
         }
@@ -325,7 +325,7 @@ fn new_run(
         path: workspace.display().to_string(),
         source,
     })?;
-    let now = crate::domain::event::from_ms(chrono::Utc::now().timestamp_millis());
+    let now = crate::domain::event::from_ms(crate::domain::time::now_ms());
     let record = RunRecord {
         id,
         name: plan.plan.name.clone(),
@@ -427,8 +427,8 @@ impl Handler<Submit> for Node {
         if !detach {
             // The lease rides in the run's own transaction: no other node can claim the
             // run between its commit and its start here.
-            let expires = chrono::Utc::now().timestamp_millis()
-                + self.shared.options.lease_ttl.as_millis() as i64;
+            let expires =
+                crate::domain::time::now_ms() + self.shared.options.lease_ttl.as_millis() as i64;
             batch
                 .new_leases
                 .push((record.id, self.shared.holder.clone(), expires));

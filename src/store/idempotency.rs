@@ -35,7 +35,7 @@ impl Store {
         let insert = "INSERT INTO idempotency_keys (project, key, body_hash, run_id, created_at) \
                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (project, key) DO NOTHING";
         let read = "SELECT body_hash, run_id FROM idempotency_keys WHERE project = $1 AND key = $2";
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::domain::time::now_ms();
         with_pool!(self, |p, _b| {
             let n = sqlx::query(insert)
                 .bind(project)

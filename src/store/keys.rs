@@ -135,7 +135,7 @@ impl Store {
             project: project.to_string(),
             name: name.map(str::to_string),
             scopes,
-            created_at: chrono::Utc::now().timestamp_millis(),
+            created_at: crate::domain::time::now_ms(),
             revoked_at: None,
         };
         let sql = "INSERT INTO api_keys (id, project, name, hash, created_at, scopes) \
@@ -195,7 +195,7 @@ impl Store {
     /// Write failures.
     pub async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
         let sql = "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::domain::time::now_ms();
         let n = with_pool!(self, |p, _b| {
             sqlx::query(sql)
                 .bind(now)

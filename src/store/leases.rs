@@ -231,7 +231,7 @@ impl Store {
     /// Query failures.
     pub async fn live_owner(&self, run: RunId) -> Result<Option<LeaseInfo>, StoreError> {
         let here = LeaseHolder::this_process().host;
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::domain::time::now_ms();
         Ok(self.lease(run).await?.filter(|l| l.is_live(now, &here)))
     }
 

@@ -305,7 +305,4 @@ pub(crate) fn shown(s: &str) -> String {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+pub(crate) use crate::domain::time::now_ms;

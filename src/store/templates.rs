@@ -118,7 +118,7 @@ impl Store {
         if self.template(project, &t.id).await?.is_some() {
             return Err(CreateTemplateError::Exists(t.id.clone()));
         }
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::domain::time::now_ms();
         let sql = format!(
             "INSERT INTO templates ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8) \
              ON CONFLICT (project, id) DO NOTHING"
@@ -183,7 +183,7 @@ impl Store {
             Some(old) if old.shipped => {
                 let sql = "UPDATE templates SET name = $3, description = $4, category = $5, \
                            plan = $6, metadata = $7, updated_at = $8 WHERE project = $1 AND id = $2";
-                let now = chrono::Utc::now().timestamp_millis();
+                let now = crate::domain::time::now_ms();
                 with_pool!(self, |p, _b| {
                     sqlx::query(sql)
                         .bind(SHIPPED)

@@ -152,9 +152,7 @@ pub fn parse_date(s: &str) -> Option<i64> {
 /// Most buckets one report lists.
 pub const MAX_BUCKETS: i64 = 100_000;
 
-fn rfc3339(ms: i64) -> String {
-    crate::domain::event::from_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+use crate::domain::time::rfc3339_secs as rfc3339;
 
 fn avg(total: i64, n: i64) -> f64 {
     if n == 0 {

@@ -43,9 +43,7 @@ impl Tool for Validate {
             outputs.insert("errors".into(), Value::Array(errors));
             outputs.insert(
                 "timestamp".into(),
-                Value::String(
-                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                ),
+                Value::String(crate::domain::time::text(&chrono::Utc::now())),
             );
             if valid {
                 Ok(ToolOutput {
