@@ -323,7 +323,13 @@ pub struct WriteBatch(pub Batch);
 /// Claims and executes a stored, unfinished run.
 #[derive(Message)]
 #[rtype(result = "Result<Resumed, RuntimeError>")]
-pub struct Resume(pub RunId);
+pub struct Resume {
+    /// The run.
+    pub run: RunId,
+    /// The token of its lease when this process holds it already (the fleet claimed the
+    /// run); else the lease is claimed first.
+    pub granted: Option<i64>,
+}
 
 /// What `Resume` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -409,6 +415,12 @@ pub struct Persist {
 #[derive(Message)]
 #[rtype(result = "Result<Claim, StoreError>")]
 pub struct ClaimLease(pub RunId);
+
+/// This process holds a run's lease with this token, claimed outside the persistence actor
+/// (the fleet's claim): the run's writes are fenced with it from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AdoptLease(pub RunId, pub i64);
 
 /// Renews every lease of this process; returns the runs still held.
 #[derive(Message)]

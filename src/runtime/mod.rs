@@ -810,7 +810,7 @@ impl Runtime {
         let r = self
             .inner
             .node
-            .send(messages::Resume(run))
+            .send(messages::Resume { run, granted: None })
             .await
             .map_err(|_| RuntimeError::Stopped)??;
         let corr = self.store().run(run).await?.correlation_id;

@@ -4,8 +4,8 @@
 
 use super::gate::GateActor;
 use super::messages::{
-    Abandon, ActiveRuns, Cancel, CancelRun, Cancelled, ClaimLease, Close, Interrupt, Persist,
-    RecheckWaits, ReleaseLease, RenewLeases, Resume, Resumed, RunEnded, Shutdown, Submit,
+    Abandon, ActiveRuns, AdoptLease, Cancel, CancelRun, Cancelled, ClaimLease, Close, Interrupt,
+    Persist, RecheckWaits, ReleaseLease, RenewLeases, Resume, Resumed, RunEnded, Shutdown, Submit,
     TakeLatencies, Wake, WriteBatch,
 };
 use super::persistence::Persistence;
@@ -254,8 +254,12 @@ impl Node {
                     if !claimed.is_empty() {
                         tracing::info!(runs = claimed.len(), "claimed runs no live node held");
                     }
-                    for (run, _) in claimed {
-                        ctx.notify(Resume(run));
+                    for (run, token) in claimed {
+                        act.persistence.do_send(AdoptLease(run, token));
+                        ctx.notify(Resume {
+                            run,
+                            granted: Some(token),
+                        });
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "fleet heartbeat failed; will retry"),
@@ -419,7 +423,6 @@ impl Handler<Submit> for Node {
             Ok(x) => x,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        let persistence = self.persistence.clone();
         let run = record.id;
         // In a fleet, a run is executed by the least-loaded live node: when another is less
         // loaded than this one, the run is stored for it to claim.
@@ -433,22 +436,14 @@ impl Handler<Submit> for Node {
                 .new_leases
                 .push((record.id, self.shared.holder.clone(), expires));
         }
+        // Once committed, the new lease (token 1) is this process's: the persistence actor
+        // fences the run's writes with it.
         let stored = committed(&self.persistence, batch);
         let last_seq = 1 + msg.prelude.len() as i64;
         Box::pin(
             async move {
                 stored.await?;
-                if detach {
-                    return Ok(false);
-                }
-                match persistence
-                    .send(ClaimLease(run))
-                    .await
-                    .map_err(|_| RuntimeError::Stopped)??
-                {
-                    Claim::Granted { .. } => Ok(true),
-                    Claim::Held(info) => Err(RuntimeError::LeaseHeld { run, info }),
-                }
+                Ok::<_, RuntimeError>(!detach)
             }
             .into_actor(self)
             .map(move |res, act, ctx| {
@@ -498,7 +493,7 @@ impl Handler<Resume> for Node {
     type Result = ResponseActFuture<Self, Result<Resumed, RuntimeError>>;
 
     fn handle(&mut self, msg: Resume, _: &mut Context<Self>) -> Self::Result {
-        let run = msg.0;
+        let Resume { run, granted } = msg;
         if self.stopping {
             return Box::pin(fut::ready(Err(RuntimeError::Stopped)));
         }
@@ -511,18 +506,24 @@ impl Handler<Resume> for Node {
                 // (perhaps just now, here) is reported as such.
                 let record = shared.store.run(run).await?;
                 if record.status.is_terminal() {
+                    if granted.is_some() {
+                        let _ = persistence.send(ReleaseLease(run)).await;
+                    }
                     return Ok(Found::Finished(record.status));
                 }
                 if here {
                     return Ok(Found::Here);
                 }
-                match persistence
-                    .send(ClaimLease(run))
-                    .await
-                    .map_err(|_| RuntimeError::Stopped)??
-                {
-                    Claim::Held(info) => return Err(RuntimeError::LeaseHeld { run, info }),
-                    Claim::Granted { .. } => {}
+                // A lease the fleet claimed for this process is kept, not claimed again.
+                if granted.is_none() {
+                    match persistence
+                        .send(ClaimLease(run))
+                        .await
+                        .map_err(|_| RuntimeError::Stopped)??
+                    {
+                        Claim::Held(info) => return Err(RuntimeError::LeaseHeld { run, info }),
+                        Claim::Granted { .. } => {}
+                    }
                 }
                 let loaded = load_for_resume(shared, run)
                     .await

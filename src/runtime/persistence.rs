@@ -4,7 +4,7 @@
 //! after its transaction commits; committed events are then published to subscribers.
 
 use super::hub::EventHub;
-use super::messages::{ClaimLease, Close, Persist, ReleaseLease, RenewLeases};
+use super::messages::{AdoptLease, ClaimLease, Close, Persist, ReleaseLease, RenewLeases};
 use crate::domain::RunId;
 use crate::store::{Batch, Claim, Fences, LeaseHolder, Store, StoreError};
 use actix::prelude::*;
@@ -86,6 +86,7 @@ impl Persistence {
         self.busy = true;
         let store = self.store.clone();
         let hub = self.hub.clone();
+        let me = self.holder.id.clone();
         let fences = Fences {
             holder: self.holder.id.clone(),
             tokens: self.tokens.clone(),
@@ -113,8 +114,16 @@ impl Persistence {
                     }
                 }
             }
+            // New runs' leases (token 1) committed for this process are its own now.
+            let mut granted = Vec::new();
             if result.is_ok() {
                 hub.publish(&batch.events);
+                granted = batch
+                    .new_leases
+                    .iter()
+                    .filter(|(_, h, _)| h.id == me)
+                    .map(|(run, ..)| *run)
+                    .collect();
             } else if let Err(e) = &result {
                 tracing::error!(error = %e, rows = batch.len(), "group commit failed; its runs stop");
             }
@@ -128,9 +137,12 @@ impl Persistence {
                     None => result.clone(),
                 });
             }
-            stale
+            (stale, granted)
         };
-        ctx.spawn(fut.into_actor(self).map(|stale, act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(|(stale, granted), act, ctx| {
+            for run in granted {
+                act.tokens.insert(run, 1);
+            }
             for run in stale {
                 act.tokens.remove(&run);
             }
@@ -282,5 +294,13 @@ impl Handler<ReleaseLease> for Persistence {
             },
             (),
         )
+    }
+}
+
+impl Handler<AdoptLease> for Persistence {
+    type Result = ();
+
+    fn handle(&mut self, msg: AdoptLease, _: &mut Context<Self>) {
+        self.tokens.insert(msg.0, msg.1);
     }
 }
