@@ -11,6 +11,7 @@ use super::messages::{
 use super::persistence::Persistence;
 use super::run::{Coordinator, Setup, Start};
 use super::supervisor::Supervisor;
+use super::workspace::workspace_of;
 use super::{RuntimeError, Shared};
 use crate::domain::event::EventType;
 use crate::domain::graph::{self, ValidatedPlan};
@@ -308,14 +309,6 @@ fn command(run: RunId, kind: &str, reason: Option<String>) -> Batch {
     let mut batch = Batch::default();
     batch.new_commands.push((run, kind.into(), reason));
     batch
-}
-
-/// Where a run's workspace lives under the data directory.
-pub(crate) fn workspace_of(data_dir: &std::path::Path, run: RunId) -> std::path::PathBuf {
-    data_dir
-        .join("runs")
-        .join(run.to_string())
-        .join("workspace")
 }
 
 fn new_run(

@@ -440,7 +440,8 @@ impl Coordinator {
         let shared = self.s.shared.clone();
         let run = self.s.run;
         let snap = async move {
-            super::lineage::snapshot(&shared.store, &shared.data_dir, run, Some(description)).await
+            super::checkpoints::snapshot(&shared.store, &shared.data_dir, run, Some(description))
+                .await
         };
         ctx.spawn(snap.into_actor(self).map(|res, act, ctx| {
             act.pausing = false;

@@ -1,0 +1,392 @@
+//! The runtime's wiring: tunables, what every actor shares, and the builder that opens the
+//! store, loads policies and agents, and starts the actor system in a thread of its own.
+
+use super::hub::EventHub;
+use super::runtime::Inner;
+use super::{check, gate, node, persistence, probe, supervisor};
+use super::{Runtime, RuntimeError};
+use crate::config::ConfigErrors;
+use crate::domain::graph::{self};
+use crate::domain::plan::PlanSource;
+use crate::domain::AgentSpec;
+use crate::store::{Blobs, LeaseHolder, Store};
+use crate::tools::{CommandPolicy, Tool, ToolEnv, ToolRegistry};
+use actix::prelude::*;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// How often commands from other processes are read.
+    pub command_poll: Duration,
+    /// Keep task latencies of finished runs (benchmarks).
+    pub record_latencies: bool,
+    /// When runs whose plan says nothing are checkpointed without being asked.
+    pub checkpoints: crate::domain::plan::CheckpointPolicy,
+    /// Act as a node of a fleet: keep a node row, claim runs no live process holds.
+    pub fleet: bool,
+    /// How often a fleet node looks for runs to claim.
+    pub claim_every: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(15),
+            command_poll: Duration::from_millis(500),
+            record_latencies: false,
+            checkpoints: crate::domain::plan::CheckpointPolicy::default(),
+            fleet: false,
+            claim_every: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What every actor may read.
+pub struct Shared {
+    /// The store (reads; writes go through the persistence actor).
+    pub store: Store,
+    /// Tools.
+    pub tools: ToolRegistry,
+    /// Agents.
+    pub agents: Vec<AgentSpec>,
+    /// Data directory (workspaces, artifacts).
+    pub data_dir: PathBuf,
+    /// This process as a lease holder.
+    pub holder: LeaseHolder,
+    /// Which commands may run.
+    pub policy: Arc<CommandPolicy>,
+    /// Tunables.
+    pub options: Options,
+    /// Models (providers, routing, budgets).
+    pub models: Arc<crate::models::Models>,
+    /// Live event fan-out.
+    pub(crate) hub: EventHub,
+}
+
+enum StoreSpec {
+    /// SQLite in `nofx.db` of the data directory.
+    InDataDir,
+    Url(String),
+    Memory,
+}
+
+/// Builds a [`Runtime`].
+pub struct RuntimeBuilder {
+    store: StoreSpec,
+    data_dir: PathBuf,
+    agents: Option<Vec<AgentSpec>>,
+    tools: ToolRegistry,
+    policy: CommandPolicy,
+    guard: Option<PathBuf>,
+    options: Options,
+    extra_tools: Vec<Arc<dyn Tool>>,
+    models: Option<crate::models::ModelsConfig>,
+}
+
+impl RuntimeBuilder {
+    pub(super) fn new() -> Self {
+        Self {
+            store: StoreSpec::InDataDir,
+            data_dir: PathBuf::from(".nofx"),
+            agents: None,
+            tools: ToolRegistry::builtin(),
+            policy: CommandPolicy::allow_all(),
+            guard: None,
+            options: Options::default(),
+            extra_tools: Vec::new(),
+            models: None,
+        }
+    }
+
+    /// Models: catalogue, routing rules, budgets, provider keys and URLs (default: the
+    /// shipped policies with no provider configured, so model tools fail with a message
+    /// saying how to configure one).
+    pub fn models(mut self, config: crate::models::ModelsConfig) -> Self {
+        self.models = Some(config);
+        self
+    }
+
+    /// The API key of `provider` (a provider of `models.toml`, e.g. `anthropic`).
+    pub fn api_key(mut self, provider: &str, key: crate::models::ApiKey) -> Self {
+        let cfg = self
+            .models
+            .take()
+            .unwrap_or_else(crate::models::ModelsConfig::shipped);
+        self.models = Some(cfg.api_key(provider, key));
+        self
+    }
+
+    /// The base URL of `provider`, e.g. a local OpenAI-compatible server for `openai`.
+    pub fn base_url(mut self, provider: &str, url: impl Into<String>) -> Self {
+        let cfg = self
+            .models
+            .take()
+            .unwrap_or_else(crate::models::ModelsConfig::shipped);
+        self.models = Some(cfg.base_url(provider, url));
+        self
+    }
+
+    /// Uses the store at `url` (`sqlite://PATH`, `postgres://…`).
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.store = StoreSpec::Url(url.into());
+        self
+    }
+
+    /// Uses a private in-memory SQLite store.
+    pub fn memory_store(mut self) -> Self {
+        self.store = StoreSpec::Memory;
+        self
+    }
+
+    /// Where workspaces and artifacts live (default `.nofx`); the default SQLite file is
+    /// `nofx.db` there.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = dir.into();
+        self
+    }
+
+    /// The agents (default: a coordinator `lead`, a specialist `builder`, a worker `worker`).
+    pub fn agents(mut self, agents: Vec<AgentSpec>) -> Self {
+        self.agents = Some(agents);
+        self
+    }
+
+    /// Adds one agent to the configured (or default) ones.
+    pub fn agent(mut self, agent: AgentSpec) -> Self {
+        self.agents
+            .get_or_insert_with(crate::config::builtin_agents)
+            .push(agent);
+        self
+    }
+
+    /// Registers a tool (besides the built-in ones).
+    pub fn tool(mut self, tool: Arc<dyn Tool>) -> Self {
+        self.extra_tools.push(tool);
+        self
+    }
+
+    /// Which commands `shell` and command gates may run (default: any).
+    pub fn command_policy(mut self, policy: CommandPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Starts child processes through `exe` in guard mode (`exe __nofx-guard …`), so they
+    /// die with this process. The `nofx` binary sets this to itself.
+    pub fn process_guard(mut self, exe: impl Into<PathBuf>) -> Self {
+        self.guard = Some(exe.into());
+        self
+    }
+
+    /// Lease time-to-live (default 15 s); heartbeats run every third of it.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.options.lease_ttl = ttl.max(Duration::from_millis(300));
+        self
+    }
+
+    /// Keeps per-task latencies of finished runs, for [`Runtime::take_latencies`].
+    pub fn record_latencies(mut self, on: bool) -> Self {
+        self.options.record_latencies = on;
+        self
+    }
+
+    /// Makes this runtime a node of a fleet sharing its store (`nofx serve`): it keeps a
+    /// node row with its load, and every `claim_every` it claims runs no live process
+    /// holds (new runs left for the least-loaded node, runs of nodes that died) when no
+    /// other live node is less loaded. A run submitted here is executed here unless another
+    /// live node is less loaded; then it is stored for that node to claim.
+    pub fn fleet(mut self, on: bool) -> Self {
+        self.options.fleet = on;
+        self
+    }
+
+    /// When runs whose plan has no `checkpoints` key are checkpointed without being asked
+    /// (default: only before manual approvals).
+    pub fn checkpoint_policy(mut self, policy: crate::domain::plan::CheckpointPolicy) -> Self {
+        self.options.checkpoints = policy;
+        self
+    }
+
+    /// The built-in tools and the registered ones.
+    fn registry(&self) -> Result<ToolRegistry, RuntimeError> {
+        let mut tools = self.tools.clone();
+        for t in &self.extra_tools {
+            let name = t.name().to_string();
+            tools.register(t.clone()).map_err(|e| {
+                RuntimeError::Config(ConfigErrors(vec![crate::config::ConfigIssue {
+                    file: format!("tool {name}"),
+                    line: None,
+                    message: e.to_string(),
+                }]))
+            })?;
+        }
+        Ok(tools)
+    }
+
+    /// Checks a plan as a runtime built from this builder would before running it (the
+    /// same check as [`Runtime::validate`]), without opening a store or starting anything:
+    /// what `nofx validate` and `nofx run --dry-run` do.
+    ///
+    /// ```
+    /// use nofx::domain::plan::{Format, PlanSource};
+    /// let src = PlanSource::parse("name: hi\ntasks:\n  - { id: a, tool: llm:generate, inputs: { prompt: hi } }\n", Format::Yaml, None)
+    ///     .expect("a plan");
+    /// let err = nofx::Runtime::builder().check(&src, &Default::default()).unwrap_err();
+    /// assert!(err.to_string().contains("no model provider is configured"));
+    /// ```
+    ///
+    /// # Errors
+    /// `Config` for a tool or model configuration that cannot be built; `Plan` with every
+    /// problem of the plan.
+    pub fn check(
+        &self,
+        plan: &PlanSource,
+        inputs: &Map<String, Value>,
+    ) -> Result<graph::ValidatedPlan, RuntimeError> {
+        let tools = self.registry()?;
+        let agents = self
+            .agents
+            .clone()
+            .unwrap_or_else(crate::config::builtin_agents);
+        let models = crate::models::Models::build(
+            self.models
+                .clone()
+                .unwrap_or_else(crate::models::ModelsConfig::shipped),
+            None,
+        )
+        .map_err(RuntimeError::Config)?;
+        check::check_plan(plan, inputs, &tools, &agents, &self.policy, &models)
+            .map_err(RuntimeError::Plan)
+    }
+
+    /// Opens the store, applies migrations and starts the actors.
+    ///
+    /// # Errors
+    /// Store failures, a data directory that cannot be created, an invalid tool schema.
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it completes leaves the actor thread to stop on its own.
+    pub async fn build(self) -> Result<Runtime, RuntimeError> {
+        std::fs::create_dir_all(&self.data_dir).map_err(|source| RuntimeError::Io {
+            path: self.data_dir.display().to_string(),
+            source,
+        })?;
+        let data_dir =
+            std::fs::canonicalize(&self.data_dir).map_err(|source| RuntimeError::Io {
+                path: self.data_dir.display().to_string(),
+                source,
+            })?;
+        let tools = self.registry()?;
+        let agents = self.agents.unwrap_or_else(crate::config::builtin_agents);
+        let url = match self.store {
+            StoreSpec::Memory => None,
+            StoreSpec::Url(u) => Some(u),
+            StoreSpec::InDataDir => {
+                Some(format!("sqlite://{}", data_dir.join("nofx.db").display()))
+            }
+        };
+        let holder = LeaseHolder::this_process();
+        let hub = EventHub::default();
+        let blobs = Blobs::new(data_dir.join("artifacts"));
+        let policy = Arc::new(self.policy);
+        let guard = self.guard;
+        let options = self.options;
+        let models_config = self
+            .models
+            .unwrap_or_else(crate::models::ModelsConfig::shipped);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("nofx-runtime".into())
+            .spawn({
+                let hub = hub.clone();
+                move || {
+                    let system = System::new();
+                    let started = system.block_on(async move {
+                        let store = match url {
+                            None => Store::memory().await,
+                            Some(u) => Store::open(&u).await,
+                        }?;
+                        let models = Arc::new(
+                            crate::models::Models::build(models_config, Some(store.clone()))
+                                .map_err(RuntimeError::Config)?,
+                        );
+                        let shared = Arc::new(Shared {
+                            store: store.clone(),
+                            tools,
+                            agents: agents.clone(),
+                            data_dir,
+                            holder: holder.clone(),
+                            options: options.clone(),
+                            policy: policy.clone(),
+                            models,
+                            hub: hub.clone(),
+                        });
+                        let persistence = persistence::Persistence::new(
+                            store.clone(),
+                            hub,
+                            holder,
+                            options.lease_ttl.as_millis() as i64,
+                        )
+                        .start();
+                        let mut env_slot = None;
+                        let supervisor = supervisor::Supervisor::launch(agents.clone(), |sup| {
+                            let env = ToolEnv {
+                                blobs,
+                                policy,
+                                guard,
+                                probe: Arc::new(probe::RuntimeProbe::new(
+                                    store.clone(),
+                                    sup,
+                                    agents,
+                                )),
+                            };
+                            env_slot = Some(env.clone());
+                            env
+                        });
+                        let env =
+                            env_slot.expect("launch builds the tool environment synchronously");
+                        let mut gates = HashMap::new();
+                        for kind in ["pattern", "json_schema", "command", "llm_judge"] {
+                            gates.insert(kind, gate::GateActor::new(env.clone()).start());
+                        }
+                        let node =
+                            node::Node::new(shared.clone(), supervisor.clone(), persistence, gates)
+                                .start();
+                        Ok::<_, RuntimeError>((node, supervisor, shared))
+                    });
+                    match started {
+                        Ok(parts) => {
+                            let _ = tx.send(Ok(parts));
+                            if let Err(e) = system.run() {
+                                tracing::error!(error = %e, "actor system stopped with an error");
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                        }
+                    }
+                }
+            })
+            .map_err(|source| RuntimeError::Io {
+                path: "runtime thread".into(),
+                source,
+            })?;
+        let (node, supervisor, shared) = rx.await.map_err(|_| RuntimeError::Stopped)??;
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                node,
+                supervisor,
+                shared,
+                hub,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+}

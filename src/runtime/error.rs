@@ -1,0 +1,73 @@
+//! What can go wrong in the runtime, as one error type for every embedding call.
+
+use crate::config::ConfigErrors;
+use crate::domain::graph::PlanErrors;
+use crate::domain::RunId;
+use crate::store::{LeaseInfo, StoreError};
+use std::sync::Arc;
+
+/// A runtime failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The plan is invalid.
+    #[error("{0}")]
+    Plan(PlanErrors),
+    /// Configuration is invalid.
+    #[error("{0}")]
+    Config(ConfigErrors),
+    /// A store read or setup failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A write failed to commit.
+    #[error("{0}")]
+    Write(Arc<StoreError>),
+    /// Another live process executes the run.
+    #[error("run {run} is executed by process {} on {} (its lease runs until {}); wait for it to finish or stop that process", info.pid, info.host, crate::domain::time::rfc3339_secs(info.expires_at))]
+    LeaseHeld {
+        /// The run.
+        run: RunId,
+        /// Who holds it.
+        info: LeaseInfo,
+    },
+    /// A file or directory could not be prepared.
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The goal cannot be planned as given (empty, or no model provider configured).
+    #[error("{0}")]
+    BadGoal(String),
+    /// The planner produced no plan.
+    #[error("{0}")]
+    Planner(String),
+    /// The task is not waiting for a decision (or was already decided).
+    #[error("{0}")]
+    NotWaiting(String),
+    /// The name given may not decide on that task.
+    #[error("{0}")]
+    NotApprover(String),
+    /// The run has no such task.
+    #[error("{0}")]
+    NoSuchTask(String),
+    /// A restore or fork cannot start as asked (unknown task, bad patch, missing files).
+    #[error("{0}")]
+    BadFork(String),
+    /// No template with that id is visible.
+    #[error("no template `{0}`")]
+    NoSuchTemplate(String),
+    /// The caller may not run this plan (e.g. an API key without the `shell` scope and a plan
+    /// that runs commands).
+    #[error("{message}")]
+    Forbidden {
+        /// The scope the caller lacks.
+        scope: &'static str,
+        /// What needs it.
+        message: String,
+    },
+    /// The runtime has stopped.
+    #[error("the runtime has stopped")]
+    Stopped,
+}

@@ -1,0 +1,621 @@
+//! The `Runtime` facade: submit, resume, cancel, decide, checkpoint, restore and fork runs;
+//! read their state; shut down in order. Cheap to clone; every call is a message to the node
+//! or a read of the store.
+
+use super::hub::EventHub;
+use super::{check, messages, node, supervisor};
+use super::{Cancelled, QueueReport, Resumed, RunHandle};
+use super::{RuntimeBuilder, RuntimeError, Shared};
+use crate::config::ConfigErrors;
+use crate::domain::graph::{self, PlanErrors};
+use crate::domain::plan::PlanSource;
+use crate::domain::{AgentSpec, CorrelationId, RunId};
+use crate::store::Store;
+use crate::tools::ToolRegistry;
+use actix::prelude::*;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// How a run is submitted.
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOptions {
+    /// The caller's correlation id (default: a new one).
+    pub correlation: Option<CorrelationId>,
+    /// Only store the run, for another process (`nofx resume`) to execute.
+    pub detach: bool,
+    /// The project the run belongs to (default: the plan's `project`, else `default`).
+    pub project: Option<String>,
+    /// The run's id, when the caller chose it (default: a new one).
+    pub id: Option<RunId>,
+    /// The template the run is made from: (owner project, id); its usage count goes up in
+    /// the transaction that stores the run.
+    pub template: Option<(String, String)>,
+    /// Refuse the run (`Forbidden`, nothing stored) when its plan runs commands: `shell`
+    /// tasks or `command` gates. The API sets it for keys without the `shell` scope.
+    pub no_commands: bool,
+}
+
+/// What every clone of a runtime shares.
+pub(crate) struct Inner {
+    pub(super) node: Addr<node::Node>,
+    pub(super) supervisor: Addr<supervisor::Supervisor>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) hub: EventHub,
+    pub(super) thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Best effort when `shutdown` was not awaited: interrupt runs and stop the system.
+        self.node.do_send(messages::Shutdown);
+    }
+}
+
+/// What [`Runtime::resume_all`] did with one unfinished run.
+pub struct Resumption {
+    /// The run.
+    pub run: RunId,
+    /// Its plan's name.
+    pub name: String,
+    /// Its plan's number of tasks.
+    pub tasks: usize,
+    /// What resuming it gave.
+    pub result: Result<(Resumed, RunHandle), RuntimeError>,
+}
+
+/// A running nofx runtime; cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(super) inner: Arc<Inner>,
+}
+
+impl Runtime {
+    /// A builder with defaults: data directory `.nofx` (relative to the working directory)
+    /// with the SQLite store `nofx.db` in it, built-in agents and tools, any command allowed.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::new()
+    }
+
+    /// The store, for reads.
+    pub fn store(&self) -> &Store {
+        &self.inner.shared.store
+    }
+
+    /// The agents.
+    pub fn agents(&self) -> &[AgentSpec] {
+        &self.inner.shared.agents
+    }
+
+    /// The tools.
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.inner.shared.tools
+    }
+
+    /// The data directory (absolute).
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.shared.data_dir
+    }
+
+    /// Validates a plan against this runtime's tools and agents.
+    ///
+    /// # Errors
+    /// Every problem, each naming its task and line.
+    pub fn validate(
+        &self,
+        plan: &PlanSource,
+        inputs: &Map<String, Value>,
+    ) -> Result<graph::ValidatedPlan, PlanErrors> {
+        let shared = &self.inner.shared;
+        check::check_plan(
+            plan,
+            inputs,
+            &shared.tools,
+            &shared.agents,
+            &shared.policy,
+            &shared.models,
+        )
+    }
+
+    /// Validates and stores a plan, then executes it; returns once the run is committed.
+    ///
+    /// # Errors
+    /// An invalid plan, a failed write, a stopped runtime.
+    ///
+    /// # Cancel safety
+    /// If dropped after the run was committed, the run still executes.
+    pub async fn submit(
+        &self,
+        plan: &PlanSource,
+        inputs: Map<String, Value>,
+    ) -> Result<RunHandle, RuntimeError> {
+        self.submit_with(plan, inputs, None, false).await
+    }
+
+    /// Like [`Runtime::submit`], with the caller's correlation id and the option to only
+    /// store the run (`detach`), for another process (`nofx resume`) to execute.
+    ///
+    /// # Errors
+    /// As `submit`.
+    ///
+    /// # Cancel safety
+    /// As `submit`.
+    pub async fn submit_with(
+        &self,
+        plan: &PlanSource,
+        inputs: Map<String, Value>,
+        correlation: Option<CorrelationId>,
+        detach: bool,
+    ) -> Result<RunHandle, RuntimeError> {
+        let opts = SubmitOptions {
+            correlation,
+            detach,
+            ..SubmitOptions::default()
+        };
+        self.submit_opts(plan, inputs, opts).await
+    }
+
+    /// Like [`Runtime::submit`], with every option.
+    ///
+    /// # Errors
+    /// As `submit`.
+    ///
+    /// # Cancel safety
+    /// As `submit`.
+    pub async fn submit_opts(
+        &self,
+        plan: &PlanSource,
+        inputs: Map<String, Value>,
+        opts: SubmitOptions,
+    ) -> Result<RunHandle, RuntimeError> {
+        let plan = self.validate(plan, &inputs).map_err(RuntimeError::Plan)?;
+        let corr = opts.correlation.unwrap_or_else(CorrelationId::generate);
+        let run = self
+            .inner
+            .node
+            .send(messages::Submit {
+                plan,
+                corr: corr.clone(),
+                detach: opts.detach,
+                id: opts.id,
+                prelude: Vec::new(),
+                project: opts.project,
+                template: opts.template,
+                restore: None,
+                no_commands: opts.no_commands,
+            })
+            .await
+            .map_err(|_| RuntimeError::Stopped)??;
+        Ok(RunHandle::new(self.clone(), run, corr))
+    }
+
+    /// Asks the planner for a plan for `goal` without running it (`nofx run --goal … --dry-run`).
+    /// Its model calls are recorded as usage rows without a run.
+    ///
+    /// # Errors
+    /// No provider (the message says how to configure one), a budget, failing models, or a
+    /// plan still invalid after the last round.
+    ///
+    /// # Cancel safety
+    /// Dropping it abandons the call in flight; finished calls are still recorded.
+    pub async fn plan_goal(
+        &self,
+        goal: &str,
+        options: crate::planner::PlannerOptions,
+    ) -> Result<crate::planner::Planned, RuntimeError> {
+        let (planned, _) = self
+            .plan_for(None, &CorrelationId::generate(), "default", goal, options)
+            .await?;
+        Ok(planned)
+    }
+
+    /// Decomposes `goal` into a plan with the planner, then stores and executes it like
+    /// [`Runtime::submit`]. The accepted plan is the run's plan; the planner's calls are
+    /// usage rows of the run and its events (`model.routed`, `plan.generated`, …) open the
+    /// run's log.
+    ///
+    /// # Errors
+    /// As [`Runtime::plan_goal`], then as `submit`.
+    ///
+    /// # Cancel safety
+    /// As `plan_goal` until the run is committed; then the run executes.
+    pub async fn submit_goal(
+        &self,
+        goal: &str,
+        options: crate::planner::PlannerOptions,
+    ) -> Result<(RunHandle, crate::planner::Planned), RuntimeError> {
+        self.submit_goal_opts(goal, options, SubmitOptions::default())
+            .await
+    }
+
+    /// Like [`Runtime::submit_goal`], with the caller's correlation id and project (`detach`
+    /// is ignored: a planned goal runs here).
+    ///
+    /// # Errors
+    /// As `submit_goal`.
+    ///
+    /// # Cancel safety
+    /// As `submit_goal`.
+    pub async fn submit_goal_opts(
+        &self,
+        goal: &str,
+        options: crate::planner::PlannerOptions,
+        opts: SubmitOptions,
+    ) -> Result<(RunHandle, crate::planner::Planned), RuntimeError> {
+        let id = opts.id.unwrap_or_default();
+        let corr = opts.correlation.unwrap_or_else(CorrelationId::generate);
+        let project = opts.project.unwrap_or_else(|| "default".to_string());
+        let (planned, prelude) = self
+            .plan_for(Some(id), &corr, &project, goal, options)
+            .await?;
+        let run = self
+            .inner
+            .node
+            .send(messages::Submit {
+                plan: planned.plan.clone(),
+                corr: corr.clone(),
+                detach: false,
+                id: Some(id),
+                prelude,
+                project: Some(project),
+                template: None,
+                restore: None,
+                no_commands: opts.no_commands,
+            })
+            .await
+            .map_err(|_| RuntimeError::Stopped)??;
+        Ok((RunHandle::new(self.clone(), run, corr), planned))
+    }
+
+    async fn plan_for(
+        &self,
+        run: Option<RunId>,
+        corr: &CorrelationId,
+        project: &str,
+        goal: &str,
+        options: crate::planner::PlannerOptions,
+    ) -> Result<
+        (
+            crate::planner::Planned,
+            Vec<(crate::domain::EventType, Value)>,
+        ),
+        RuntimeError,
+    > {
+        let shared = &self.inner.shared;
+        if goal.trim().is_empty() {
+            return Err(RuntimeError::BadGoal(
+                "the goal is empty: say what the run should achieve".into(),
+            ));
+        }
+        if !shared.models.is_configured() {
+            return Err(RuntimeError::BadGoal(format!(
+                "cannot plan the goal: {}",
+                shared.models.how_to_configure()
+            )));
+        }
+        let caller = crate::models::Caller {
+            run,
+            task: None,
+            correlation: corr.clone(),
+            tool: "planner".into(),
+            agent: None,
+            role: None,
+            priority: crate::domain::Priority::Normal,
+            capabilities: Vec::new(),
+            project: project.to_string(),
+        };
+        let sink = crate::planner::Collected::default();
+        let system = crate::planner::system_prompt(&shared.tools, &shared.agents);
+        let result = crate::planner::plan_goal(
+            &shared.models,
+            &caller,
+            &sink,
+            system,
+            goal,
+            options,
+            |src| self.validate(src, &Map::new()),
+        )
+        .await;
+        // Every planner call is a usage row, whether or not a plan came out of it.
+        let rows = sink.take_rows();
+        if !rows.is_empty() {
+            let batch = crate::store::Batch {
+                model_calls: rows,
+                ..Default::default()
+            };
+            self.write(batch).await?;
+        }
+        let planned = result.map_err(|e| RuntimeError::Planner(e.to_string()))?;
+        let mut events = sink.take_events();
+        events.push(crate::planner::generated_event(goal, &planned));
+        Ok((planned, events))
+    }
+
+    /// Claims and executes a stored, unfinished run.
+    ///
+    /// # Errors
+    /// `LeaseHeld` when a live process executes it; store failures; a stored plan that no
+    /// longer validates against this runtime's tools and agents.
+    ///
+    /// # Cancel safety
+    /// If dropped after the claim, the run still executes.
+    pub async fn resume(&self, run: RunId) -> Result<(Resumed, RunHandle), RuntimeError> {
+        let r = self
+            .inner
+            .node
+            .send(messages::Resume { run, granted: None })
+            .await
+            .map_err(|_| RuntimeError::Stopped)??;
+        let corr = self.store().run(run).await?.correlation_id;
+        Ok((r, RunHandle::new(self.clone(), run, corr)))
+    }
+
+    /// Cancels a run, wherever it executes: here, through a command row its owner picks up,
+    /// or directly when no live process owns it.
+    ///
+    /// # Errors
+    /// Unknown run, store failures.
+    ///
+    /// # Cancel safety
+    /// Safe; the cancel may or may not have been requested.
+    pub async fn cancel(&self, run: RunId, reason: &str) -> Result<Cancelled, RuntimeError> {
+        self.inner
+            .node
+            .send(messages::Cancel {
+                run,
+                reason: reason.to_string(),
+            })
+            .await
+            .map_err(|_| RuntimeError::Stopped)?
+    }
+
+    /// A handle to an existing run.
+    ///
+    /// # Errors
+    /// Unknown run.
+    pub async fn run(&self, run: RunId) -> Result<RunHandle, RuntimeError> {
+        let corr = self.store().run(run).await?.correlation_id;
+        Ok(RunHandle::new(self.clone(), run, corr))
+    }
+
+    /// The supervisor's queue and agent load.
+    ///
+    /// # Errors
+    /// A stopped runtime.
+    pub async fn queue(&self) -> Result<QueueReport, RuntimeError> {
+        self.inner
+            .supervisor
+            .send(messages::QueueStats)
+            .await
+            .map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// Validates a template's plan (its required inputs without defaults get placeholder
+    /// values of their type) against this runtime's tools and agents.
+    ///
+    /// # Errors
+    /// The template's own problems and every problem of its plan.
+    pub fn validate_template(
+        &self,
+        t: &crate::domain::template::TemplateSpec,
+        origin: &str,
+    ) -> Result<(), Vec<String>> {
+        let mut problems = t.problems();
+        let src = PlanSource {
+            plan: Arc::new(t.plan.clone()),
+            origin: Some(origin.to_string()),
+            task_lines: Vec::new(),
+        };
+        let inputs = graph::placeholder_inputs(&t.plan);
+        // The plan's own checks; the command policy and model providers are checked when a
+        // run is made from it (another server may allow what this one does not).
+        let shared = &self.inner.shared;
+        if let Err(e) = graph::validate(&src, &inputs, &shared.tools, &shared.agents) {
+            problems.extend(e.0.iter().map(|i| i.to_string()));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Loads the shipped templates of `dir` (`*.yaml`, `*.yml`, `*.json`), storing new ones
+    /// and updating changed ones; returns how many changed.
+    ///
+    /// # Errors
+    /// Every file that cannot be read, parsed or validated, naming it.
+    pub async fn load_templates(&self, dir: &Path) -> Result<usize, RuntimeError> {
+        let mut specs: Vec<(String, crate::domain::template::TemplateSpec)> = Vec::new();
+        let mut issues = Vec::new();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|source| RuntimeError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
+            })
+            .collect();
+        entries.sort();
+        for path in entries {
+            let file = path.display().to_string();
+            let issue = |message: String| crate::config::ConfigIssue {
+                file: file.clone(),
+                line: None,
+                message,
+            };
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    issues.push(issue(format!("cannot read: {e}")));
+                    continue;
+                }
+            };
+            let base = path.parent().unwrap_or(dir);
+            let spec = match crate::domain::template::TemplateFile::parse(&text, base) {
+                Ok(s) => s,
+                Err(e) => {
+                    issues.push(issue(e));
+                    continue;
+                }
+            };
+            match self.validate_template(&spec, &file) {
+                Ok(()) => match specs.iter().find(|(_, s)| s.id == spec.id) {
+                    Some((first, _)) => issues.push(issue(format!(
+                        "template id `{}` is already used by {first}; ids are unique",
+                        spec.id
+                    ))),
+                    None => specs.push((file.clone(), spec)),
+                },
+                Err(ps) => issues.extend(ps.into_iter().map(&issue)),
+            }
+        }
+        if !issues.is_empty() {
+            return Err(RuntimeError::Config(ConfigErrors(issues)));
+        }
+        let mut changed = 0;
+        for (_, s) in &specs {
+            if self.store().upsert_shipped_template(s).await? {
+                changed += 1;
+            }
+        }
+        // A shipped template whose file is gone is no longer offered.
+        let ids: Vec<String> = specs.iter().map(|(_, s)| s.id.clone()).collect();
+        changed += self.store().remove_shipped_templates_except(&ids).await? as usize;
+        Ok(changed)
+    }
+
+    /// Makes a run from template `id` as `project` sees it, with `inputs` over the
+    /// template's defaults; its usage count goes up with the run, in one transaction.
+    ///
+    /// # Errors
+    /// `NoSuchTemplate`; missing or mistyped inputs (as plan errors); as `submit`.
+    pub async fn instantiate(
+        &self,
+        project: &str,
+        id: &str,
+        inputs: Map<String, Value>,
+        mut opts: SubmitOptions,
+    ) -> Result<RunHandle, RuntimeError> {
+        let t = self
+            .store()
+            .template(project, id)
+            .await?
+            .ok_or_else(|| RuntimeError::NoSuchTemplate(id.to_string()))?;
+        let owner = if t.shipped {
+            crate::store::SHIPPED.to_string()
+        } else {
+            project.to_string()
+        };
+        let src = PlanSource {
+            plan: Arc::new(t.spec.plan),
+            origin: Some(format!("template {id}")),
+            task_lines: Vec::new(),
+        };
+        opts.project = Some(project.to_string());
+        opts.template = Some((owner, id.to_string()));
+        self.submit_opts(&src, inputs, opts).await
+    }
+
+    /// Commits rows written outside any coordinator; resolves once committed.
+    pub(crate) async fn write(&self, batch: crate::store::Batch) -> Result<(), RuntimeError> {
+        self.inner
+            .node
+            .send(messages::WriteBatch(batch))
+            .await
+            .map_err(|_| RuntimeError::Stopped)?
+    }
+
+    /// Runs this process executes now.
+    ///
+    /// # Errors
+    /// A stopped runtime.
+    pub async fn active_runs(&self) -> Result<Vec<RunId>, RuntimeError> {
+        self.inner
+            .node
+            .send(messages::ActiveRuns)
+            .await
+            .map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// Claims and executes every unfinished run no live process owns (a service's start);
+    /// returns the runs it took.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn resume_orphans(&self) -> Result<Vec<RunId>, RuntimeError> {
+        let mut taken = Vec::new();
+        for r in self.resume_all().await? {
+            match r.result {
+                Ok((Resumed::Started, _)) => taken.push(r.run),
+                Ok(_) | Err(RuntimeError::LeaseHeld { .. }) => {}
+                Err(e) => tracing::warn!(run = %r.run, error = %e, "could not resume run"),
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Tries to resume every unfinished run (pending, running or waiting), oldest first, and
+    /// says what happened to each: started here, already running here, ended meanwhile, or
+    /// refused (e.g. `LeaseHeld` while another live process executes it).
+    ///
+    /// # Errors
+    /// Store failures while listing the runs.
+    pub async fn resume_all(&self) -> Result<Vec<Resumption>, RuntimeError> {
+        let open = self
+            .store()
+            .runs(
+                &[
+                    crate::domain::RunStatus::Pending,
+                    crate::domain::RunStatus::Running,
+                    crate::domain::RunStatus::Waiting,
+                ],
+                10_000,
+            )
+            .await?;
+        let mut all = Vec::with_capacity(open.len());
+        for r in open {
+            all.push(Resumption {
+                run: r.id,
+                name: r.name.clone(),
+                tasks: r.plan.tasks.len(),
+                result: self.resume(r.id).await,
+            });
+        }
+        Ok(all)
+    }
+
+    /// Task latencies (ready → committed, in ms) of a finished run, when recording is on.
+    pub async fn take_latencies(&self, run: RunId) -> Option<Vec<f32>> {
+        self.inner
+            .node
+            .send(messages::TakeLatencies(run))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    pub(crate) fn hub(&self) -> &EventHub {
+        &self.inner.hub
+    }
+
+    /// Interrupts every run it executes (they stay resumable), commits what is pending,
+    /// releases leases and stops the actor thread.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.node.send(messages::Shutdown).await;
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
