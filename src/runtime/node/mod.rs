@@ -1,25 +1,27 @@
-//! Node: the root actor of a runtime. It creates runs and their coordinators, claims and
-//! renews the leases of the runs it executes (heartbeat), picks up commands other processes
-//! left for its runs (cancel), and on shutdown interrupts every run so it stays resumable.
+//! Node: the root actor of a runtime. It keeps the coordinators of the runs this process
+//! executes, by run, and answers Submit (`new_run.rs`), Resume, Cancel, Wake and Shutdown; it
+//! renews the leases of its runs and picks up commands other processes left for them
+//! (`leases.rs`) and, in a fleet, claims runs no live node holds (`fleet.rs`). On shutdown it
+//! interrupts every run so it stays resumable.
+
+mod fleet;
+mod leases;
+mod new_run;
 
 use super::gate::GateActor;
 use super::messages::{
-    Abandon, ActiveRuns, AdoptLease, Cancel, CancelRun, Cancelled, ClaimLease, Close, Interrupt,
-    Persist, RecheckWaits, ReleaseLease, RenewLeases, Resume, Resumed, RunEnded, Shutdown, Submit,
-    TakeLatencies, Wake, WriteBatch,
+    ActiveRuns, Cancel, CancelRun, Cancelled, ClaimLease, Close, Interrupt, Persist, RecheckWaits,
+    ReleaseLease, Resume, Resumed, RunEnded, Shutdown, TakeLatencies, Wake, WriteBatch,
 };
 use super::persistence::Persistence;
 use super::run::{Coordinator, Setup, Start};
 use super::supervisor::Supervisor;
-use super::workspace::workspace_of;
 use super::{RuntimeError, Shared};
-use crate::domain::event::EventType;
 use crate::domain::graph::{self, ValidatedPlan};
 use crate::domain::plan::PlanSource;
-use crate::domain::{Event, RunId, RunStatus};
+use crate::domain::{RunId, RunStatus};
 use crate::store::{Batch, Claim, RunRecord, TaskRow};
 use actix::prelude::*;
-use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,164 +111,6 @@ impl Node {
         let addr = Coordinator::launch(setup);
         self.coordinators.insert(record.id, addr);
     }
-
-    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
-        if self.coordinators.is_empty() || self.stopping {
-            return;
-        }
-        // Past half the TTL without a renewal, another process may soon take these runs
-        // over: stop their tasks now, so no task ever runs in two places at once.
-        let ttl = self.shared.options.lease_ttl;
-        let since = self.renewed_at.elapsed();
-        if since > ttl / 2 {
-            tracing::error!(
-                runs = self.coordinators.len(),
-                seconds = since.as_secs_f64(),
-                "leases not renewed within half their TTL: stopping these runs' tasks; they resume wherever they are claimed next"
-            );
-            for (_, c) in self.coordinators.drain() {
-                c.do_send(Abandon);
-            }
-            return;
-        }
-        if self.renewing || self.stopping {
-            return;
-        }
-        self.renewing = true;
-        let before: Vec<RunId> = self.coordinators.keys().copied().collect();
-        let asked = std::time::Instant::now();
-        ctx.spawn(
-            self.persistence
-                .send(RenewLeases)
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    act.renewing = false;
-                    match res {
-                        Ok(Ok(held)) => {
-                            act.renewed_at = asked;
-                            for run in before {
-                                if !held.contains(&run) {
-                                    if let Some(c) = act.coordinators.remove(&run) {
-                                        c.do_send(Abandon);
-                                    }
-                                }
-                            }
-                        }
-                        Ok(Err(e)) => {
-                            tracing::warn!(error = %e, "lease renewal failed; will retry")
-                        }
-                        Err(_) => {}
-                    }
-                }),
-        );
-    }
-
-    fn poll_commands(&mut self, ctx: &mut Context<Self>) {
-        if self.coordinators.is_empty() || self.polling || self.stopping {
-            return;
-        }
-        self.polling = true;
-        let store = self.shared.store.clone();
-        let holder = self.shared.holder.id.clone();
-        ctx.spawn(
-            async move { store.open_commands(&holder).await }
-                .into_actor(self)
-                .map(|res, act, _| {
-                    act.polling = false;
-                    let cmds = match res {
-                        Ok(c) => c,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "reading commands failed; will retry");
-                            return;
-                        }
-                    };
-                    let mut handled = Batch::default();
-                    for c in cmds {
-                        if let Some(addr) = act.coordinators.get(&c.run_id) {
-                            match c.kind.as_str() {
-                                "cancel" => addr.do_send(CancelRun {
-                                    reason: c.reason.clone().unwrap_or_else(|| "cancelled".into()),
-                                }),
-                                "wake" => addr.do_send(RecheckWaits),
-                                _ => {}
-                            }
-                        }
-                        handled.handled_commands.push(c.id);
-                    }
-                    if !handled.is_empty() {
-                        act.persistence.do_send(Persist {
-                            batch: handled,
-                            ack: None,
-                        });
-                    }
-                }),
-        );
-    }
-}
-
-impl Node {
-    /// Whether a live node is less loaded than this one (fleet mode; the others' loads are
-    /// as of their last heartbeat, a quarter second ago at most): then new runs are left to
-    /// the least loaded to claim.
-    fn others_less_loaded(&self) -> bool {
-        let mine = self.coordinators.len() as i64;
-        self.others.iter().any(|&l| l < mine)
-    }
-
-    /// Fleet: records this node's heartbeat and load, then, unless another live node is less
-    /// loaded, claims runs no live process holds (up to the gap to the next least-loaded
-    /// node, at least one) and executes them.
-    fn fleet_tick(&mut self, ctx: &mut Context<Self>) {
-        if self.stopping || self.claiming {
-            return;
-        }
-        self.claiming = true;
-        let store = self.shared.store.clone();
-        let me = self.shared.holder.clone();
-        let ttl = self.shared.options.lease_ttl.as_millis() as i64;
-        let started = self.started_ms;
-        let load = self.coordinators.len() as i64;
-        let fut = async move {
-            let live = store
-                .node_heartbeat(&me, started, load, ttl, 10 * ttl)
-                .await?;
-            let others: Vec<i64> = live
-                .iter()
-                .filter(|n| n.id != me.id)
-                .map(|n| n.load)
-                .collect();
-            let least_other = others.iter().copied().min();
-            let claimed = match least_other {
-                Some(l) if l < load => Vec::new(),
-                Some(l) => {
-                    store
-                        .claim_open_runs(&me, (l - load + 1).clamp(8, 32), ttl)
-                        .await?
-                }
-                None => store.claim_open_runs(&me, 32, ttl).await?,
-            };
-            Ok::<_, crate::store::StoreError>((others, claimed))
-        };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            act.claiming = false;
-            match res {
-                Ok((others, claimed)) => {
-                    act.others = others;
-                    if !claimed.is_empty() {
-                        tracing::info!(runs = claimed.len(), "claimed runs no live node held");
-                    }
-                    for (run, token) in claimed {
-                        act.persistence.do_send(AdoptLease(run, token));
-                        ctx.notify(Resume {
-                            run,
-                            granted: Some(token),
-                        });
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "fleet heartbeat failed; will retry"),
-            }
-        }));
-    }
 }
 
 impl Actor for Node {
@@ -311,142 +155,11 @@ fn command(run: RunId, kind: &str, reason: Option<String>) -> Batch {
     batch
 }
 
-fn new_run(
-    msg: &Submit,
-    shared: &Shared,
-) -> Result<(RunRecord, Batch, Vec<TaskRow>), RuntimeError> {
-    let (plan, corr) = (&msg.plan, &msg.corr);
-    let id = msg.id.unwrap_or_default();
-    let workspace = workspace_of(&shared.data_dir, id);
-    std::fs::create_dir_all(&workspace).map_err(|source| RuntimeError::Io {
-        path: workspace.display().to_string(),
-        source,
-    })?;
-    let now = crate::domain::event::from_ms(crate::domain::time::now_ms());
-    let record = RunRecord {
-        id,
-        name: plan.plan.name.clone(),
-        status: RunStatus::Pending,
-        reason: None,
-        correlation_id: corr.clone(),
-        plan: plan.plan.clone(),
-        inputs: plan.inputs.clone(),
-        workspace: workspace.display().to_string(),
-        created_at: now.timestamp_millis(),
-        started_at: None,
-        finished_at: None,
-        deadline_at: None,
-        project: msg
-            .project
-            .clone()
-            .unwrap_or_else(|| plan.plan.project().to_string()),
-        lineage: msg.restore.as_ref().map(|r| r.lineage.clone()),
-    };
-    // Task rows are written as tasks start to move; until then the plan says they are pending.
-    let mut batch = Batch::default();
-    batch.events.push(Event {
-        seq: 1,
-        kind: EventType::RunCreated,
-        at: now,
-        run_id: id,
-        task_id: None,
-        correlation_id: corr.clone(),
-        data: json!({"name": plan.plan.name, "tasks": plan.graph.len(), "inputs": plan.inputs}),
-    });
-    for (n, (kind, data)) in msg.prelude.iter().enumerate() {
-        batch.events.push(Event {
-            seq: 2 + n as i64,
-            kind: *kind,
-            at: now,
-            run_id: id,
-            task_id: None,
-            correlation_id: corr.clone(),
-            data: data.clone(),
-        });
-    }
-    batch.new_runs.push(record.clone());
-    batch.template_uses.extend(msg.template.clone());
-    let mut restored = Vec::new();
-    if let Some(r) = &msg.restore {
-        restored = r
-            .tasks
-            .iter()
-            .map(|t| TaskRow {
-                run_id: id,
-                ..t.clone()
-            })
-            .collect();
-        batch.tasks.extend(restored.iter().cloned());
-        batch
-            .artifacts
-            .extend(r.artifacts.iter().map(|a| crate::store::ArtifactRow {
-                run_id: id,
-                ..a.clone()
-            }));
-    }
-    Ok((record, batch, restored))
-}
-
 impl Handler<WriteBatch> for Node {
     type Result = ResponseFuture<Result<(), RuntimeError>>;
 
     fn handle(&mut self, msg: WriteBatch, _: &mut Context<Self>) -> Self::Result {
         Box::pin(committed(&self.persistence, msg.0))
-    }
-}
-
-impl Handler<Submit> for Node {
-    type Result = ResponseActFuture<Self, Result<RunId, RuntimeError>>;
-
-    fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
-        if self.stopping {
-            return Box::pin(fut::ready(Err(RuntimeError::Stopped)));
-        }
-        if msg.no_commands {
-            if let Some(what) = msg.plan.plan.command_user() {
-                return Box::pin(fut::ready(Err(RuntimeError::Forbidden {
-                    scope: "shell",
-                    message: format!(
-                        "{what} runs commands on the host; that needs an API key with the `shell` scope (nofx keys create --scope submit,shell)"
-                    ),
-                })));
-            }
-        }
-        let (record, mut batch, restored) = match new_run(&msg, &self.shared) {
-            Ok(x) => x,
-            Err(e) => return Box::pin(fut::ready(Err(e))),
-        };
-        let run = record.id;
-        // In a fleet, a run is executed by the least-loaded live node: when another is less
-        // loaded than this one, the run is stored for it to claim.
-        let detach = msg.detach || (self.shared.options.fleet && self.others_less_loaded());
-        if !detach {
-            // The lease rides in the run's own transaction: no other node can claim the
-            // run between its commit and its start here.
-            let expires =
-                crate::domain::time::now_ms() + self.shared.options.lease_ttl.as_millis() as i64;
-            batch
-                .new_leases
-                .push((record.id, self.shared.holder.clone(), expires));
-        }
-        // Once committed, the new lease (token 1) is this process's: the persistence actor
-        // fences the run's writes with it.
-        let stored = committed(&self.persistence, batch);
-        let last_seq = 1 + msg.prelude.len() as i64;
-        Box::pin(
-            async move {
-                stored.await?;
-                Ok::<_, RuntimeError>(!detach)
-            }
-            .into_actor(self)
-            .map(move |res, act, ctx| {
-                let execute = res?;
-                if execute && !act.coordinators.contains_key(&run) {
-                    act.launch(&record, msg.plan, last_seq, Start::Resume(restored), ctx);
-                }
-                Ok(run)
-            }),
-        )
     }
 }
 
