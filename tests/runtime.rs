@@ -356,3 +356,39 @@ both_stores! {
         rt.shutdown().await;
     }
 }
+
+both_stores! {
+    async fn a_handle_in_another_process_follows_the_run_live(store) {
+        // One runtime executes the run; another, on the same store, only watches it.
+        let owner = store.runtime().await;
+        let watcher = store.runtime().await;
+        let src = plan("name: watched\ntasks:\n  - { id: a, tool: test:echo }\n  - { id: gate, tool: shell, inputs: { argv: [sh, -c, 'while [ ! -f go ]; do sleep 0.05; done'] }, depends_on: [a] }\n  - { id: b, tool: test:echo, depends_on: [gate] }\n");
+        let run = owner.submit(&src, Map::new()).await.unwrap();
+        let handle = watcher.run(run.id()).await.unwrap();
+        let events = handle.subscribe();
+        futures::pin_mut!(events);
+        // Caught up from the store, then live: the gate task starts while we watch.
+        loop {
+            let e = tokio::time::timeout(Duration::from_secs(20), events.next()).await.unwrap().unwrap().unwrap();
+            if e.kind == EventType::TaskStarted && e.task_id.as_ref().map(|t| t.as_str()) == Some("gate") {
+                break;
+            }
+        }
+        let ws = owner.store().run(run.id()).await.unwrap().workspace;
+        std::fs::write(std::path::Path::new(&ws).join("go"), "").unwrap();
+        // What happens after it reaches the watcher, in order, up to the run's end.
+        let mut kinds = Vec::new();
+        let mut last = 0;
+        while let Some(e) = tokio::time::timeout(Duration::from_secs(20), events.next()).await.unwrap() {
+            let e = e.unwrap();
+            assert!(e.seq > last, "in order, no repeats");
+            last = e.seq;
+            kinds.push(e.kind);
+        }
+        assert!(kinds.contains(&EventType::TaskSucceeded), "{kinds:?}");
+        assert_eq!(kinds.last(), Some(&EventType::RunSucceeded), "{kinds:?}");
+        assert_eq!(last, common::events(&owner, run.id()).await.last().unwrap().seq);
+        owner.shutdown().await;
+        watcher.shutdown().await;
+    }
+}

@@ -2,6 +2,7 @@
 
 use super::{open_existing_store, runtime, CliResult, Failure, Global};
 use clap::Subcommand;
+use futures::StreamExt;
 use nofx::runtime::{Cancelled, Outcome, RunFilter, RunSummary};
 use nofx::store::{Blobs, Store};
 use nofx::RunId;
@@ -256,44 +257,51 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
         }
         RunsCommand::Events { run, json, follow } => {
             let id = store.find_run(&run).await?;
-            let mut last = 0;
-            loop {
-                let evs = store.events(id, last, 1000).await?;
-                let mut ended = false;
-                for e in &evs {
-                    last = e.seq;
-                    ended |= e.kind.is_terminal();
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::to_string(e).map_err(|x| Failure::Error(x.to_string()))?
-                        );
-                    } else {
-                        println!(
-                            "{:>5}  {}  {:<16} {:<20} {}",
-                            e.seq,
-                            nofx::domain::time::text(&e.at),
-                            e.kind,
-                            e.task_id
-                                .as_ref()
-                                .map(|t| t.to_string())
-                                .unwrap_or_else(|| "-".into()),
-                            e.data
-                        );
-                    }
+            let show = |e: &nofx::Event| -> CliResult {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string(e).map_err(|x| Failure::Error(x.to_string()))?
+                    );
+                } else {
+                    println!(
+                        "{:>5}  {}  {:<16} {:<20} {}",
+                        e.seq,
+                        nofx::domain::time::text(&e.at),
+                        e.kind,
+                        e.task_id
+                            .as_ref()
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        e.data
+                    );
                 }
                 let _ = std::io::stdout().flush();
-                if !follow || ended {
-                    return Ok(());
-                }
-                if evs.is_empty() {
-                    if store.run(id).await?.status.is_terminal() {
+                Ok(())
+            };
+            if !follow {
+                let mut last = 0;
+                loop {
+                    let evs = store.events(id, last, 1000).await?;
+                    if evs.is_empty() {
                         return Ok(());
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                        _ = super::interrupt::requested() => return Ok(()),
+                    for e in &evs {
+                        last = e.seq;
+                        show(e)?;
                     }
+                }
+            }
+            // Another process executes the run: its events are read as they are stored.
+            let events = nofx::runtime::follow::run_events(store.clone(), None, id, 0);
+            futures::pin_mut!(events);
+            loop {
+                tokio::select! {
+                    e = events.next() => match e {
+                        Some(e) => show(&e?)?,
+                        None => return Ok(()),
+                    },
+                    _ = super::interrupt::requested() => return Ok(()),
                 }
             }
         }

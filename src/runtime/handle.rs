@@ -2,15 +2,12 @@
 //! events, cancel, and the outcome with every task's outputs.
 
 use super::{Cancelled, Runtime, RuntimeError};
-use crate::domain::{
-    CorrelationId, Delta, Event, EventType, RunId, RunStatus, TaskKey, TaskStatus,
-};
+use crate::domain::{CorrelationId, Delta, Event, RunId, RunStatus, TaskKey, TaskStatus};
 use futures::stream::{self, Stream};
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::VecDeque;
 use std::time::Duration;
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::error::RecvError;
 
 /// A submitted run.
 #[derive(Clone)]
@@ -261,29 +258,6 @@ impl Outcome {
     }
 }
 
-struct Follow {
-    store: crate::store::Store,
-    hub: super::hub::EventHub,
-    run: RunId,
-    rx: Option<broadcast::Receiver<Event>>,
-    last: i64,
-    /// Events to yield, each marked live (from the hub) or not (from the store).
-    backlog: VecDeque<(Event, bool)>,
-    done: bool,
-    /// Whether the run's status was read once after catching up (a run that ended before
-    /// the subscription publishes nothing more).
-    checked_end: bool,
-    /// The run had ended when its status was read: once caught up, the stream ends.
-    ended: bool,
-}
-
-impl Drop for Follow {
-    fn drop(&mut self) {
-        self.rx = None;
-        self.hub.forget_if_unused(self.run);
-    }
-}
-
 impl RunHandle {
     pub(crate) fn new(rt: Runtime, id: RunId, corr: CorrelationId) -> Self {
         Self { rt, id, corr }
@@ -313,73 +287,12 @@ impl RunHandle {
         &self,
         seq: i64,
     ) -> impl Stream<Item = Result<Event, RuntimeError>> + Send + 'static {
-        let state = Follow {
-            store: self.rt.store().clone(),
-            hub: self.rt.hub().clone(),
-            run: self.id,
-            rx: Some(self.rt.hub().subscribe(self.id)),
-            last: seq.max(0),
-            backlog: VecDeque::new(),
-            done: false,
-            checked_end: false,
-            ended: false,
-        };
-        stream::unfold(state, |mut st| async move {
-            loop {
-                if st.done {
-                    return None;
-                }
-                if let Some((e, live)) = st.backlog.pop_front() {
-                    if e.seq <= st.last {
-                        continue;
-                    }
-                    st.last = e.seq;
-                    // An interruption in the history is followed by a resume; a live one means
-                    // the runtime executing the run is stopping.
-                    st.done = e.kind.is_terminal() || (live && e.kind == EventType::RunInterrupted);
-                    return Some((Ok(e), st));
-                }
-                // Catch up from the store first (events committed before subscribing, or
-                // missed after falling behind), then wait for live ones.
-                match st.store.events(st.run, st.last, 1000).await {
-                    Err(e) => {
-                        st.done = true;
-                        return Some((Err(RuntimeError::Store(e)), st));
-                    }
-                    Ok(evs) if !evs.is_empty() => {
-                        st.backlog.extend(evs.into_iter().map(|e| (e, false)));
-                        continue;
-                    }
-                    Ok(_) if st.ended => return None,
-                    Ok(_) => {}
-                }
-                if !st.checked_end {
-                    st.checked_end = true;
-                    match st.store.run(st.run).await {
-                        Ok(r) if r.status.is_terminal() => {
-                            // Read once more: its last events may have landed meanwhile.
-                            st.ended = true;
-                            continue;
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            st.done = true;
-                            return Some((Err(RuntimeError::Store(e)), st));
-                        }
-                    }
-                }
-                let rx = st.rx.as_mut()?;
-                match rx.recv().await {
-                    Ok(e) if e.seq == st.last + 1 => st.backlog.push_back((e, true)),
-                    // Out of order means we missed some: the store has them.
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => {
-                        st.done = true;
-                        return Some((Err(RuntimeError::Stopped), st));
-                    }
-                }
-            }
-        })
+        super::follow::run_events(
+            self.rt.store().clone(),
+            Some(self.rt.hub().clone()),
+            self.id,
+            seq,
+        )
     }
 
     /// Streamed model text (`model.delta`) of the run's model calls from now on, until the

@@ -18,6 +18,8 @@ pub struct EventHub {
     runs: Arc<Mutex<HashMap<RunId, broadcast::Sender<Event>>>>,
     deltas: Arc<Mutex<HashMap<RunId, broadcast::Sender<Delta>>>>,
     all: broadcast::Sender<Event>,
+    /// Runs this process executes: their events are published here as they commit.
+    local: Arc<Mutex<std::collections::HashSet<RunId>>>,
 }
 
 impl Default for EventHub {
@@ -26,6 +28,7 @@ impl Default for EventHub {
             runs: Arc::default(),
             deltas: Arc::default(),
             all: broadcast::channel(CAPACITY).0,
+            local: Arc::default(),
         }
     }
 }
@@ -35,6 +38,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl EventHub {
+    /// Marks `run` as executed by this process (its events are published here) or not.
+    pub(crate) fn set_local(&self, run: RunId, local: bool) {
+        let mut l = lock(&self.local);
+        if local {
+            l.insert(run);
+        } else {
+            l.remove(&run);
+        }
+    }
+
+    /// Whether this process executes `run`.
+    pub(crate) fn is_local(&self, run: RunId) -> bool {
+        lock(&self.local).contains(&run)
+    }
+
     /// Receives every event of `run` committed from now on.
     pub fn subscribe(&self, run: RunId) -> broadcast::Receiver<Event> {
         let mut runs = lock(&self.runs);

@@ -21,6 +21,7 @@ mod check;
 mod checkpoints;
 pub mod dispatch;
 mod error;
+pub mod follow;
 mod gate;
 mod handle;
 pub(crate) mod hub;

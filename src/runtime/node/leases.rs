@@ -24,7 +24,8 @@ impl Node {
                 seconds = since.as_secs_f64(),
                 "leases not renewed within half their TTL: stopping these runs' tasks; they resume wherever they are claimed next"
             );
-            for (_, c) in self.coordinators.drain() {
+            for (run, c) in self.coordinators.drain() {
+                self.shared.hub.set_local(run, false);
                 c.do_send(Abandon);
             }
             return;
@@ -47,6 +48,7 @@ impl Node {
                             for run in before {
                                 if !held.contains(&run) {
                                     if let Some(c) = act.coordinators.remove(&run) {
+                                        act.shared.hub.set_local(run, false);
                                         c.do_send(Abandon);
                                     }
                                 }

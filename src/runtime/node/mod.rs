@@ -110,6 +110,7 @@ impl Node {
         }
         let addr = Coordinator::launch(setup);
         self.coordinators.insert(record.id, addr);
+        self.shared.hub.set_local(record.id, true);
     }
 }
 
@@ -368,6 +369,7 @@ impl Handler<RunEnded> for Node {
 
     fn handle(&mut self, msg: RunEnded, _: &mut Context<Self>) {
         self.coordinators.remove(&msg.run);
+        self.shared.hub.set_local(msg.run, false);
         if let Some(l) = msg.latencies {
             if self.shared.options.record_latencies {
                 self.latencies.insert(msg.run, l);
