@@ -142,9 +142,11 @@ impl From<RuntimeError> for ApiError {
                     .with("scope", json!(scope))
             }
             RuntimeError::NoSuchTask(m) => Self::not_found(m),
-            RuntimeError::Planner(m) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "planner_failed", m)
-            }
+            RuntimeError::Planner(e) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "planner_failed",
+                e.to_string(),
+            ),
             RuntimeError::Store(s) => s.into(),
             RuntimeError::NoSuchTemplate(t) => Self::not_found(format!("no template `{t}`")),
             RuntimeError::Stopped => Self::new(

@@ -292,8 +292,8 @@ impl From<nofx::RuntimeError> for Failure {
         match e {
             nofx::RuntimeError::Plan(p) => Failure::Input(p.to_string()),
             nofx::RuntimeError::Config(c) => Failure::Input(c.to_string()),
+            nofx::RuntimeError::Planner(e) => Failure::Input(e.to_string()),
             nofx::RuntimeError::BadGoal(m)
-            | nofx::RuntimeError::Planner(m)
             | nofx::RuntimeError::BadFork(m)
             | nofx::RuntimeError::NotWaiting(m)
             | nofx::RuntimeError::NotApprover(m)

@@ -42,7 +42,7 @@ pub enum RuntimeError {
     BadGoal(String),
     /// The planner produced no plan.
     #[error("{0}")]
-    Planner(String),
+    Planner(#[from] crate::planner::PlannerError),
     /// The task is not waiting for a decision (or was already decided).
     #[error("{0}")]
     NotWaiting(String),

@@ -325,7 +325,7 @@ impl Runtime {
             };
             self.write(batch).await?;
         }
-        let planned = result.map_err(|e| RuntimeError::Planner(e.to_string()))?;
+        let planned = result?;
         let mut events = sink.take_events();
         events.push(crate::planner::generated_event(goal, &planned));
         Ok((planned, events))
