@@ -12,7 +12,7 @@ use serde_json::Map;
 use std::time::Instant;
 
 /// Plan shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Shape {
     /// N tasks in sequence.
@@ -24,7 +24,7 @@ pub enum Shape {
 }
 
 /// Which store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BenchStore {
     /// In-memory SQLite.

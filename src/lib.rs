@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod blobs;
 pub mod config;
 pub mod domain;
 pub mod models;

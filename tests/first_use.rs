@@ -662,3 +662,32 @@ fn a_checkpoint_is_named_by_a_unique_prefix_too() {
         text(&out.stderr)
     );
 }
+
+/// Processes that open a new store at the same moment all get it: SQLite migrations applied
+/// by one are skipped by the others instead of colliding.
+#[test]
+fn processes_that_create_the_store_together_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "name: p\ntasks:\n  - { id: a, tool: test:echo }\n",
+    )
+    .unwrap();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            common::nofx_cmd(dir.path())
+                .args(["run", "p.yaml"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let ls = nofx(dir.path(), &["runs", "ls", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(v["runs"].as_array().unwrap().len(), 8);
+}

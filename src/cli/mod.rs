@@ -253,7 +253,7 @@ enum SchemaCommand {
 struct BenchArgs {
     /// Plan shape.
     #[arg(long, value_enum, default_value = "fanout")]
-    shape: nofx::bench::Shape,
+    shape: BenchShape,
     /// Number of tasks; several sizes (`10000,100000`) run one after another in this
     /// process, one JSON line each.
     #[arg(long, default_value = "1000", value_delimiter = ',', num_args = 1..)]
@@ -265,7 +265,49 @@ struct BenchArgs {
     max_ratio: Option<f64>,
     /// Store.
     #[arg(long, value_enum, default_value = "memory")]
-    store: nofx::bench::BenchStore,
+    store: BenchStoreArg,
+}
+
+/// Plan shape (the CLI's names for [`nofx::bench::Shape`]).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BenchShape {
+    /// N tasks in sequence.
+    Chain,
+    /// One root, N parallel tasks, one sink.
+    Fanout,
+    /// N/100 layers of 100 tasks, each depending on the whole previous layer.
+    Layered,
+}
+
+impl From<BenchShape> for nofx::bench::Shape {
+    fn from(s: BenchShape) -> Self {
+        match s {
+            BenchShape::Chain => Self::Chain,
+            BenchShape::Fanout => Self::Fanout,
+            BenchShape::Layered => Self::Layered,
+        }
+    }
+}
+
+/// Which store (the CLI's names for [`nofx::bench::BenchStore`]).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BenchStoreArg {
+    /// In-memory SQLite.
+    Memory,
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on a Postgres server.
+    Postgres,
+}
+
+impl From<BenchStoreArg> for nofx::bench::BenchStore {
+    fn from(s: BenchStoreArg) -> Self {
+        match s {
+            BenchStoreArg::Memory => Self::Memory,
+            BenchStoreArg::Sqlite => Self::Sqlite,
+            BenchStoreArg::Postgres => Self::Postgres,
+        }
+    }
 }
 
 /// A failure and its exit code.
@@ -440,7 +482,7 @@ async fn dispatch(cli: Cli) -> CliResult {
 async fn bench(g: &Global, a: BenchArgs) -> CliResult {
     let mut reports = Vec::new();
     for &n in &a.tasks {
-        let report = nofx::bench::run(a.shape, n, a.store, g.database_url.as_deref())
+        let report = nofx::bench::run(a.shape.into(), n, a.store.into(), g.database_url.as_deref())
             .await
             .map_err(|e| match e {
                 nofx::bench::BenchError::Input(m) => Failure::Input(m),
@@ -558,7 +600,7 @@ pub fn load_agents(g: &Global) -> Result<Vec<AgentSpec>, Failure> {
 /// allows any command, `nofx serve` none).
 pub fn load_policy(g: &Global, default: CommandPolicy) -> Result<CommandPolicy, Failure> {
     Ok(match dir_or_default(&g.policies, "policies")? {
-        Some(dir) => config::load_command_policy(&dir, default)?,
+        Some(dir) => nofx::tools::load_command_policy(&dir, default)?,
         None => default,
     })
 }

@@ -6,7 +6,6 @@ mod agents;
 
 pub use agents::{builtin_agents, load_agents, parse_agent};
 
-use crate::tools::{CommandPolicy, PolicyError};
 use std::fmt;
 use std::path::Path;
 
@@ -66,38 +65,6 @@ impl fmt::Display for ConfigErrors {
             write!(f, "{e}")?;
         }
         Ok(())
-    }
-}
-
-impl From<PolicyError> for ConfigIssue {
-    fn from(e: PolicyError) -> Self {
-        Self {
-            file: e.file,
-            line: Some(e.line),
-            message: e.message,
-        }
-    }
-}
-
-/// Loads `tools.toml` from a policies directory; without the file, `default` applies.
-///
-/// # Errors
-/// Every bad entry.
-pub fn load_command_policy(
-    dir: &Path,
-    default: CommandPolicy,
-) -> Result<CommandPolicy, ConfigErrors> {
-    let path = dir.join("tools.toml");
-    let display = path.display().to_string();
-    match std::fs::read_to_string(&path) {
-        Ok(text) => CommandPolicy::from_toml(&text, &display)
-            .map_err(|es| ConfigErrors(es.into_iter().map(ConfigIssue::from).collect())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(default),
-        Err(e) => Err(ConfigErrors(vec![ConfigIssue {
-            file: display,
-            line: None,
-            message: format!("cannot read: {e}"),
-        }])),
     }
 }
 

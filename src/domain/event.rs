@@ -98,6 +98,30 @@ impl std::fmt::Display for EventType {
 }
 
 impl EventType {
+    /// The run-level events: run changes and finished tasks, what a project-wide stream
+    /// (`GET /runs/stream`) carries.
+    pub const RUN_LEVEL: [Self; 14] = [
+        Self::RunCreated,
+        Self::RunStarted,
+        Self::RunSucceeded,
+        Self::RunFailed,
+        Self::RunCancelled,
+        Self::RunInterrupted,
+        Self::RunWaiting,
+        Self::RunRestored,
+        Self::ApprovalRequested,
+        Self::ApprovalDecided,
+        Self::TaskSucceeded,
+        Self::TaskFailed,
+        Self::TaskSkipped,
+        Self::TaskCancelled,
+    ];
+
+    /// Whether a project-wide stream carries this event ([`EventType::RUN_LEVEL`]).
+    pub fn is_run_level(self) -> bool {
+        Self::RUN_LEVEL.contains(&self)
+    }
+
     /// Whether this event ends the run for good (succeeded, failed or cancelled).
     pub fn is_terminal(self) -> bool {
         matches!(

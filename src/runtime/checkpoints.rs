@@ -3,13 +3,14 @@
 //! `workspace.rs`).
 
 use super::messages;
+use super::runtime::submission;
 use super::workspace::{manifest_of, rebuild, workspace_of};
 use super::{RunHandle, Runtime, RuntimeError, SubmitOptions};
 use crate::domain::event::EventType;
 use crate::domain::graph::ValidatedPlan;
 use crate::domain::plan::{Format, Plan, PlanSource};
 use crate::domain::reference::{references_in, Reference};
-use crate::domain::{CorrelationId, RunId, TaskKey, TaskStatus};
+use crate::domain::{RunId, TaskKey, TaskStatus};
 use crate::store::{ArtifactRow, Blobs, CheckpointRow, Lineage, RunRecord, TaskRow};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -332,7 +333,6 @@ impl Runtime {
         opts: SubmitOptions,
     ) -> Result<RunHandle, RuntimeError> {
         let id = opts.id.unwrap_or_default();
-        let corr = opts.correlation.unwrap_or_else(CorrelationId::generate);
         let mut tasks = Vec::new();
         let (mut restored, mut rerun) = (Vec::new(), Vec::new());
         for (i, t) in plan.graph.tasks().iter().enumerate() {
@@ -402,29 +402,23 @@ impl Runtime {
                 "files": manifest.len(),
             }),
         )];
-        let submitted = self
-            .inner
-            .node
-            .send(messages::Submit {
-                plan,
-                corr: corr.clone(),
-                detach: opts.detach,
-                id: Some(id),
-                prelude,
-                project: Some(opts.project.unwrap_or_else(|| parent.project.clone())),
-                template: None,
-                restore: Some(messages::Restore {
-                    lineage,
-                    tasks,
-                    artifacts,
-                }),
-                no_commands: opts.no_commands,
-            })
-            .await
-            .map_err(|_| RuntimeError::Stopped)
-            .and_then(|r| r);
-        match submitted {
-            Ok(run) => Ok(RunHandle::new(self.clone(), run, corr)),
+        let opts = SubmitOptions {
+            id: Some(id),
+            project: Some(opts.project.unwrap_or_else(|| parent.project.clone())),
+            template: None,
+            ..opts
+        };
+        let submit = messages::Submit {
+            prelude,
+            restore: Some(messages::Restore {
+                lineage,
+                tasks,
+                artifacts,
+            }),
+            ..submission(plan, opts)
+        };
+        match self.create(submit).await {
+            Ok(handle) => Ok(handle),
             Err(e) => {
                 // Nothing was committed: the rebuilt workspace belongs to no run.
                 if matches!(e, RuntimeError::Write(_)) {

@@ -61,7 +61,7 @@ impl EventHub {
             .subscribe()
     }
 
-    /// Receives the run-level events ([`crate::store::RUN_LEVEL`]) of every run committed
+    /// Receives the run-level events ([`crate::domain::EventType::RUN_LEVEL`]) of every run committed
     /// from now on.
     pub fn subscribe_all(&self) -> broadcast::Receiver<Event> {
         self.all.subscribe()
@@ -110,7 +110,7 @@ impl EventHub {
     pub fn publish(&self, events: &[Event]) {
         if self.all.receiver_count() > 0 {
             for e in events {
-                if crate::store::RUN_LEVEL.contains(&e.kind.as_str()) {
+                if e.kind.is_run_level() {
                     let _ = self.all.send(e.clone());
                 }
             }

@@ -36,6 +36,25 @@ pub struct SubmitOptions {
     pub no_commands: bool,
 }
 
+/// The message that creates a run of `plan` as `opts` ask (a new correlation id unless one is
+/// given); the caller adds what only it knows (planner events, what a restore starts with).
+pub(super) fn submission(
+    plan: crate::domain::graph::ValidatedPlan,
+    opts: SubmitOptions,
+) -> messages::Submit {
+    messages::Submit {
+        plan,
+        corr: opts.correlation.unwrap_or_else(CorrelationId::generate),
+        detach: opts.detach,
+        id: opts.id,
+        prelude: Vec::new(),
+        project: opts.project,
+        template: opts.template,
+        restore: None,
+        no_commands: opts.no_commands,
+    }
+}
+
 /// What every clone of a runtime shares.
 pub(crate) struct Inner {
     pub(super) node: Addr<node::Node>,
@@ -169,21 +188,17 @@ impl Runtime {
         opts: SubmitOptions,
     ) -> Result<RunHandle, RuntimeError> {
         let plan = self.validate(plan, &inputs).map_err(RuntimeError::Plan)?;
-        let corr = opts.correlation.unwrap_or_else(CorrelationId::generate);
+        self.create(submission(plan, opts)).await
+    }
+
+    /// Stores a new run (and, unless detached, executes it here): every run is created
+    /// through this one message.
+    pub(super) async fn create(&self, submit: messages::Submit) -> Result<RunHandle, RuntimeError> {
+        let corr = submit.corr.clone();
         let run = self
             .inner
             .node
-            .send(messages::Submit {
-                plan,
-                corr: corr.clone(),
-                detach: opts.detach,
-                id: opts.id,
-                prelude: Vec::new(),
-                project: opts.project,
-                template: opts.template,
-                restore: None,
-                no_commands: opts.no_commands,
-            })
+            .send(submit)
             .await
             .map_err(|_| RuntimeError::Stopped)??;
         Ok(RunHandle::new(self.clone(), run, corr))
@@ -248,23 +263,19 @@ impl Runtime {
         let (planned, prelude) = self
             .plan_for(Some(id), &corr, &project, goal, options)
             .await?;
-        let run = self
-            .inner
-            .node
-            .send(messages::Submit {
-                plan: planned.plan.clone(),
-                corr: corr.clone(),
-                detach: false,
-                id: Some(id),
-                prelude,
-                project: Some(project),
-                template: None,
-                restore: None,
-                no_commands: opts.no_commands,
-            })
-            .await
-            .map_err(|_| RuntimeError::Stopped)??;
-        Ok((RunHandle::new(self.clone(), run, corr), planned))
+        let opts = SubmitOptions {
+            correlation: Some(corr),
+            detach: false,
+            project: Some(project),
+            id: Some(id),
+            template: None,
+            no_commands: opts.no_commands,
+        };
+        let submit = messages::Submit {
+            prelude,
+            ..submission(planned.plan.clone(), opts)
+        };
+        Ok((self.create(submit).await?, planned))
     }
 
     async fn plan_for(

@@ -31,24 +31,6 @@ macro_rules! event_from_row {
     }};
 }
 
-/// Event types a project-wide stream carries: run changes and finished tasks (progress).
-pub const RUN_LEVEL: &[&str] = &[
-    "run.created",
-    "run.started",
-    "run.succeeded",
-    "run.failed",
-    "run.cancelled",
-    "run.interrupted",
-    "run.waiting",
-    "run.restored",
-    "approval.requested",
-    "approval.decided",
-    "task.succeeded",
-    "task.failed",
-    "task.skipped",
-    "task.cancelled",
-];
-
 impl Store {
     /// Events of a run with `seq > after`, in order, at most `limit`.
     ///
@@ -94,7 +76,7 @@ impl Store {
         })
     }
 
-    /// Run-level events ([`RUN_LEVEL`]) of `project`'s runs at or after `since` (ms), in
+    /// Run-level events ([`crate::domain::EventType::RUN_LEVEL`]) of `project`'s runs at or after `since` (ms), in
     /// time order, at most `limit`.
     ///
     /// # Errors
@@ -105,7 +87,10 @@ impl Store {
         since: i64,
         limit: i64,
     ) -> Result<Vec<Event>, StoreError> {
-        let kinds: Vec<String> = RUN_LEVEL.iter().map(|k| format!("'{k}'")).collect();
+        let kinds: Vec<String> = crate::domain::EventType::RUN_LEVEL
+            .iter()
+            .map(|k| format!("'{}'", k.as_str()))
+            .collect();
         let sql = format!(
             "SELECT e.run_id, e.seq, e.type, e.at, e.task_id, e.correlation_id, e.data \
              FROM events e JOIN runs r ON r.id = e.run_id \

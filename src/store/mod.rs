@@ -5,12 +5,10 @@
 mod artifacts;
 pub use artifacts::{find_artifact, ArtifactLookup};
 mod batch;
-mod blobs;
 mod checkpoints;
 mod commands;
 mod events;
 mod gc;
-pub use events::RUN_LEVEL;
 mod idempotency;
 mod keys;
 mod leases;
@@ -23,8 +21,8 @@ mod templates;
 mod usage;
 mod waits;
 
+pub use crate::blobs::{BlobError, Blobs, StoredBlob};
 pub use batch::{Batch, Fences};
-pub use blobs::{BlobError, Blobs, StoredBlob};
 pub use checkpoints::CheckpointRow;
 pub use commands::Command;
 pub use gc::{ExpiredRun, RunRows};
@@ -149,6 +147,14 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Migrations recorded as applied in a SQLite store (0 before the first).
+async fn sqlite_applied(pool: &SqlitePool) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -249,13 +255,28 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(p) => {
-                SQLITE_MIGRATIONS
-                    .run(p)
-                    .await
-                    .map_err(|source| StoreError::Migrate {
-                        backend: "sqlite",
-                        source,
-                    })
+                // Postgres migrations take an advisory lock; SQLite's take none, so processes
+                // that open a new store file at the same moment apply the same migrations
+                // and all but one collide ("table … already exists"). A collision while
+                // another process made progress is tried again: its migrations are then
+                // found applied and skipped.
+                let mut attempt = 0;
+                loop {
+                    let before = sqlite_applied(p).await;
+                    match SQLITE_MIGRATIONS.run(p).await {
+                        Ok(()) => return Ok(()),
+                        Err(_) if attempt < 50 && sqlite_applied(p).await > before => {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        Err(source) => {
+                            return Err(StoreError::Migrate {
+                                backend: "sqlite",
+                                source,
+                            })
+                        }
+                    }
+                }
             }
             Self::Postgres(p) => {
                 POSTGRES_MIGRATIONS

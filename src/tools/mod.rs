@@ -19,13 +19,13 @@ pub use echo::Echo;
 pub use healthcheck::{Healthcheck, Probe, ProbeReport};
 pub use llm::LlmGenerate;
 pub use model::ModelAccess;
-pub use policy::{CommandPolicy, PolicyError};
+pub use policy::{load_command_policy, CommandPolicy, PolicyError};
 pub use registry::ToolRegistry;
 pub use shell::{run_guard, Shell, GUARD_ARG};
 pub use validate::Validate;
 
+use crate::blobs::{Blobs, StoredBlob};
 use crate::domain::{Correlation, FailureKind};
-use crate::store::{Blobs, StoredBlob};
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 use std::path::PathBuf;

@@ -15,7 +15,7 @@
 //! deny = ["rm"]
 //! ```
 
-use crate::config::line_at;
+use crate::config::{line_at, ConfigErrors, ConfigIssue};
 use crate::domain::graph::PlanError;
 use crate::domain::plan::{GateSpec, Plan};
 use serde::Deserialize;
@@ -279,6 +279,39 @@ impl CommandPolicy {
             }
         }
         out
+    }
+}
+
+impl From<PolicyError> for ConfigIssue {
+    fn from(e: PolicyError) -> Self {
+        Self {
+            file: e.file,
+            line: Some(e.line),
+            message: e.message,
+        }
+    }
+}
+
+/// Loads `tools.toml` from a policies directory; without the file, `default` applies (the
+/// command policy's file is read here, with the policy, so configuration needs no tools).
+///
+/// # Errors
+/// Every bad entry.
+pub fn load_command_policy(
+    dir: &Path,
+    default: CommandPolicy,
+) -> Result<CommandPolicy, ConfigErrors> {
+    let path = dir.join("tools.toml");
+    let display = path.display().to_string();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => CommandPolicy::from_toml(&text, &display)
+            .map_err(|es| ConfigErrors(es.into_iter().map(ConfigIssue::from).collect())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(default),
+        Err(e) => Err(ConfigErrors(vec![ConfigIssue {
+            file: display,
+            line: None,
+            message: format!("cannot read: {e}"),
+        }])),
     }
 }
 

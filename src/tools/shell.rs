@@ -4,7 +4,7 @@
 //! as artifacts; outputs hold `exit_code` and the first 64 KiB of each stream as text.
 
 use super::{Tool, ToolContext, ToolEnv, ToolError, ToolOutput};
-use crate::store::{BlobError, StoredBlob};
+use crate::blobs::{BlobError, StoredBlob};
 use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};

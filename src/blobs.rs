@@ -1,4 +1,6 @@
-//! Content-addressed artifact files (sha256) under the data directory:
+//! The artifact file store: content-addressed files (sha256) under the data directory,
+//! shared by tools (which store what they produce), the runtime (checkpoints) and the API;
+//! the store's rows refer to them by hash:
 //! `artifacts/sha256/ab/cdef…`. Files are written to a temporary name, synced, then renamed,
 //! so a crash never leaves a partial file under a hash.
 
