@@ -6,6 +6,7 @@
 //! `nofx usage --json` prints and the HTTP analytics endpoint serves.
 
 use super::{q, with_pool, Store, StoreError};
+use crate::domain::time::rfc3339_secs as rfc3339;
 use serde::Serialize;
 use sqlx::Row;
 
@@ -151,8 +152,6 @@ pub fn parse_date(s: &str) -> Option<i64> {
 
 /// Most buckets one report lists.
 pub const MAX_BUCKETS: i64 = 100_000;
-
-use crate::domain::time::rfc3339_secs as rfc3339;
 
 fn avg(total: i64, n: i64) -> f64 {
     if n == 0 {

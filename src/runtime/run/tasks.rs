@@ -276,18 +276,30 @@ impl Coordinator {
             self.write_row(i);
         }
     }
+
+    /// Whether an agent's report is about the attempt in flight of task `i` of this run,
+    /// found in `status`: reports of older attempts, or after the run halted, are dropped.
+    fn reports_current(
+        &self,
+        corr: &crate::domain::Correlation,
+        i: usize,
+        attempt: u32,
+        status: TaskStatus,
+    ) -> bool {
+        if !self.owns(corr, i) {
+            return false;
+        }
+        let t = self.state.task(i);
+        self.mode != Mode::Halted && t.attempt == attempt && t.status == status
+    }
 }
 
 impl Handler<TaskStarted> for Coordinator {
     type Result = ();
 
     fn handle(&mut self, msg: TaskStarted, ctx: &mut Context<Self>) {
-        if !self.owns(&msg.corr, msg.index) {
-            return;
-        }
         let i = msg.index;
-        let t = self.state.task(i);
-        if self.mode == Mode::Halted || t.attempt != msg.attempt || t.status != TaskStatus::Ready {
+        if !self.reports_current(&msg.corr, i, msg.attempt, TaskStatus::Ready) {
             return;
         }
         if self.state.started(i, &msg.agent, now_ms()).is_err() {
@@ -315,13 +327,8 @@ impl Handler<TaskAttempted> for Coordinator {
     type Result = ();
 
     fn handle(&mut self, msg: TaskAttempted, ctx: &mut Context<Self>) {
-        if !self.owns(&msg.corr, msg.index) {
-            return;
-        }
         let i = msg.index;
-        let t = self.state.task(i);
-        if self.mode == Mode::Halted || t.attempt != msg.attempt || t.status != TaskStatus::Running
-        {
+        if !self.reports_current(&msg.corr, i, msg.attempt, TaskStatus::Running) {
             return;
         }
         self.state.task_mut(i).attempt_ms = Some(msg.duration_ms);
