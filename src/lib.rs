@@ -20,7 +20,7 @@ pub mod store;
 pub mod tools;
 
 pub use domain::{
-    AgentSpec, Correlation, CorrelationId, Event, EventType, Plan, Priority, Role, RunId,
-    RunStatus, TaskKey, TaskStatus,
+    AgentSpec, Correlation, CorrelationId, Event, EventData, EventType, Plan, Priority, Role,
+    RunId, RunStatus, TaskKey, TaskStatus,
 };
 pub use runtime::{Outcome, RunHandle, Runtime, RuntimeBuilder, RuntimeError, SubmitOptions};

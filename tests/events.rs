@@ -52,6 +52,11 @@ fn mask(v: &mut Value) {
 fn lines(scenario: &str, evs: &[Event]) -> Vec<String> {
     evs.iter()
         .map(|e| {
+            // Each event reads back as its type's data, and writes out as it was stored.
+            let data = e
+                .payload()
+                .unwrap_or_else(|err| panic!("{}: {err}", e.kind));
+            assert_eq!((data.kind(), data.to_value()), (e.kind, e.data.clone()));
             let mut v = serde_json::to_value(e).expect("an event serialises");
             mask(&mut v);
             let text = serde_json::to_string(&v).expect("JSON");

@@ -133,7 +133,7 @@ both_stores! {
         // The recent run keeps everything but its two oldest checkpoints.
         assert!(!events(&rt, recent).await.is_empty());
         assert!(data.join("runs").join(recent.to_string()).exists());
-        let left: Vec<String> = rt.store().checkpoints(recent).await.unwrap().into_iter().map(|c| c.id).collect();
+        let left: Vec<_> = rt.store().checkpoints(recent).await.unwrap().into_iter().map(|c| c.id).collect();
         assert_eq!(left, cps[2..].to_vec());
         // The unfinished run keeps everything.
         assert!(!events(&rt, w).await.is_empty());

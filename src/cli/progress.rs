@@ -2,7 +2,8 @@
 //! is a terminal, plain lines otherwise; a line per finished task; a summary at the end.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use nofx::{Event, EventType, Outcome, RunStatus};
+use nofx::domain::ApprovalDecision;
+use nofx::{Event, EventData, Outcome, RunStatus};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -72,49 +73,40 @@ impl Progress {
             .as_ref()
             .map(|t| t.to_string())
             .unwrap_or_default();
-        let text = |k: &str| {
-            e.data
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_string()
+        // An event nofx did not write (its data lacks its type's fields) changes nothing.
+        let Ok(data) = e.payload() else {
+            return;
         };
-        // A list of strings in the event's data.
-        let list = |k: &str| {
-            e.data
-                .get(k)
-                .and_then(|v| v.as_array())
-                .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>())
-                .unwrap_or_default()
-        };
-        match e.kind {
+        match data {
             // Whatever was in flight stopped with the process that ran it.
-            EventType::RunInterrupted => self.running.clear(),
-            EventType::RunRestored => {
-                let (restored, rerun) = (list("restored"), list("rerun"));
-                self.done += restored.len();
+            EventData::RunInterrupted(_) => self.running.clear(),
+            EventData::RunRestored(r) => {
+                self.done += r.restored.len();
                 self.line(format!(
                     "restored {} task(s) from checkpoint {} of run {}; to run: {}",
-                    restored.len(),
-                    text("checkpointId"),
-                    text("parentRunId"),
-                    if rerun.is_empty() {
+                    r.restored.len(),
+                    r.checkpoint_id,
+                    r.parent_run_id,
+                    if r.rerun.is_empty() {
                         "nothing".to_string()
                     } else {
-                        rerun.join(", ")
+                        r.rerun.join(", ")
                     }
                 ));
             }
-            EventType::ApprovalRequested => {
+            EventData::ApprovalRequested(a) => {
                 self.running.remove(&task);
-                let who = list("approvers");
-                let who = if who.is_empty() {
+                let who = if a.approvers.is_empty() {
                     "anyone".to_string()
                 } else {
-                    who.join(", ")
+                    a.approvers.join(", ")
                 };
-                let until = match e.data.get("deadline").and_then(|v| v.as_str()) {
-                    Some(d) => format!(" until {d} (then {})", text("onTimeout")),
+                let until = match a.deadline {
+                    Some(d) => format!(
+                        " until {} (then {})",
+                        nofx::domain::time::text(&d),
+                        a.on_timeout.as_str()
+                    ),
                     None => String::new(),
                 };
                 self.line(format!(
@@ -122,18 +114,17 @@ impl Progress {
                     e.run_id
                 ));
             }
-            EventType::ApprovalDecided => {
+            EventData::ApprovalDecided(d) => {
                 // The task's success or failure follows and counts it.
                 self.running.insert(task.clone(), e.at);
-                let reason = text("reason");
+                let reason = d.reason.unwrap_or_default();
                 self.line(format!(
                     "  {:<7} {task} by {}{}",
-                    if text("decision") == "approve" {
-                        "approved"
-                    } else {
-                        "rejected"
+                    match d.decision {
+                        ApprovalDecision::Approve => "approved",
+                        ApprovalDecision::Reject => "rejected",
                     },
-                    text("by"),
+                    d.by,
                     if reason.is_empty() {
                         String::new()
                     } else {
@@ -141,63 +132,59 @@ impl Progress {
                     }
                 ));
             }
-            EventType::TaskStarted => {
+            EventData::TaskStarted(_) => {
                 self.running.insert(task.clone(), e.at);
             }
-            EventType::TaskSucceeded => {
+            EventData::TaskSucceeded(t) => {
                 let took = self
                     .running
                     .remove(&task)
                     .map(|at| (e.at - at).num_milliseconds().max(0) as f64 / 1000.0);
                 self.done += 1;
-                let agent = e.data.get("agent").and_then(|v| v.as_str()).unwrap_or("-");
+                let agent = t.agent.as_deref().unwrap_or("-");
                 match took {
                     Some(s) => self.line(format!("  ok      {task} ({agent}, {s:.2}s)")),
                     None => self.line(format!("  ok      {task} ({agent})")),
                 }
             }
-            EventType::TaskFailed => {
+            EventData::TaskFailed(f) => {
                 self.running.remove(&task);
                 self.done += 1;
                 self.failed += 1;
-                self.line(format!("  FAILED  {task}: {}", text("error")));
+                self.line(format!("  FAILED  {task}: {}", f.error));
             }
-            EventType::TaskRetrying => {
+            EventData::TaskRetrying(r) => {
                 self.running.remove(&task);
                 self.line(format!(
                     "  retry   {task} after attempt {}: {}",
-                    e.data["attempt"],
-                    text("error")
+                    r.attempt, r.error
                 ));
             }
-            EventType::TaskSkipped => {
+            EventData::TaskSkipped(r) => {
                 self.done += 1;
-                self.line(format!("  skipped {task}: {}", text("reason")));
+                self.line(format!("  skipped {task}: {}", r.reason));
             }
-            EventType::TaskCancelled => {
+            EventData::TaskCancelled(r) => {
                 self.running.remove(&task);
                 self.done += 1;
-                self.line(format!("  cancel  {task}: {}", text("reason")));
+                self.line(format!("  cancel  {task}: {}", r.reason));
             }
-            EventType::GateFailed => self.line(format!("  gate    {task}: {}", text("reason"))),
-            EventType::ModelCompleted => {
-                let n = |k: &str| e.data.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+            EventData::GateFailed(g) => self.line(format!("  gate    {task}: {}", g.reason)),
+            EventData::ModelCompleted(m) => {
                 self.model_calls += 1;
-                self.model_tokens += n("inputTokens") + n("outputTokens");
-                let usd = e.data.get("cost").and_then(|v| v.as_f64()).unwrap_or(0.0);
-                self.model_cost += (usd * 1e6).round() as i64;
+                self.model_tokens += m.input_tokens + m.output_tokens;
+                self.model_cost += (m.cost * 1e6).round() as i64;
             }
-            EventType::ModelFallback => self.line(format!(
+            EventData::ModelFallback(f) => self.line(format!(
                 "  model   {task}: {} failed ({}), trying {}",
-                text("from"),
-                text("cause"),
-                text("to")
+                f.from, f.cause, f.to
             )),
-            EventType::CostAlert => self.line(format!(
+            // Amounts as the event log writes them.
+            EventData::CostAlert(a) => self.line(format!(
                 "  cost    {task}: one call to {} cost ${}, above the ${} alert threshold",
-                text("model"),
-                e.data["cost"],
-                e.data["threshold"]
+                a.model,
+                serde_json::Value::from(a.cost),
+                serde_json::Value::from(a.threshold)
             )),
             _ => {}
         }

@@ -238,7 +238,7 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                             .map(|d| format!(
                                 " until {} (then {})",
                                 nofx::domain::time::rfc3339_secs(d),
-                                w.on_timeout
+                                w.on_timeout.as_str()
                             ))
                             .unwrap_or_default()
                     ),

@@ -2,6 +2,7 @@
 //! Everything here is plain data and pure logic; no actors, no I/O.
 
 pub mod agent;
+pub mod approval;
 pub mod correlation;
 pub mod event;
 pub mod failure;
@@ -15,10 +16,11 @@ pub mod template;
 pub mod time;
 
 pub use agent::{AgentSpec, Role};
+pub use approval::ApprovalDecision;
 pub use correlation::{Correlation, CorrelationId};
-pub use event::{Delta, Event, EventType};
+pub use event::{Delta, Event, EventData, EventType};
 pub use failure::FailureKind;
 pub use graph::TaskGraph;
-pub use ids::{RunId, TaskKey};
+pub use ids::{CheckpointId, RunId, TaskKey, WaitId};
 pub use plan::{Complexity, GateSpec, Plan, Priority, RetryPolicy, TaskSpec};
 pub use status::{IllegalTransition, RunStatus, TaskStatus};

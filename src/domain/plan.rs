@@ -325,6 +325,18 @@ impl OnTimeout {
             Self::Approve => "approve",
         }
     }
+
+    /// Parses `reject` or `approve`.
+    ///
+    /// # Errors
+    /// Any other text.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "reject" => Ok(Self::Reject),
+            "approve" => Ok(Self::Approve),
+            other => Err(format!("unknown on_timeout `{other}`")),
+        }
+    }
 }
 
 impl GateSpec {

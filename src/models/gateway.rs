@@ -14,9 +14,9 @@ use super::{
     RetryPolicy, Timeouts,
 };
 use crate::config::{ConfigErrors, ConfigIssue};
-use crate::domain::{CorrelationId, EventType, Priority, Role, RunId, TaskKey};
+use crate::domain::event::{payload, EventData};
+use crate::domain::{CorrelationId, Priority, Role, RunId, TaskKey};
 use crate::store::{ModelCallRow, Store};
-use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use std::time::Instant;
 /// Where a call's events, usage rows and streamed text go.
 pub trait CallSink: Send + Sync {
     /// An event for the caller's run log.
-    fn event(&self, kind: EventType, data: Value);
+    fn event(&self, data: EventData);
     /// A usage row.
     fn usage(&self, row: ModelCallRow);
     /// Whether someone listens to streamed text (the call then streams).
@@ -413,18 +413,15 @@ impl Models {
             .router
             .route(&req, &self.catalog, &|m| self.available(m))?;
         tracing::info!(rule = %decision.rule, model = %decision.model, fallbacks = ?decision.fallbacks, estimated_tokens = decision.estimated_tokens, tool = %caller.tool, "model routed");
-        sink.event(
-            EventType::ModelRouted,
-            json!({
-                "rule": decision.rule,
-                "reason": decision.reason,
-                "model": decision.model,
-                "fallbacks": decision.fallbacks,
-                "estimatedTokens": decision.estimated_tokens,
-                "estimatedInputTokens": req.input_tokens,
-                "estimatedCost": decision.estimated_cost_micro_usd as f64 / 1e6,
-            }),
-        );
+        sink.event(EventData::ModelRouted(payload::ModelRouted {
+            rule: decision.rule.clone(),
+            reason: decision.reason.clone(),
+            model: decision.model.clone(),
+            fallbacks: decision.fallbacks.clone(),
+            estimated_tokens: decision.estimated_tokens,
+            estimated_input_tokens: req.input_tokens,
+            estimated_cost: decision.estimated_cost_micro_usd as f64 / 1e6,
+        }));
         let chain: Vec<&ModelSpec> = std::iter::once(&decision.model)
             .chain(decision.fallbacks.iter())
             .filter_map(|id| self.catalog.models.get(id))
@@ -433,10 +430,12 @@ impl Models {
         for (n, spec) in chain.iter().enumerate() {
             if let Some((from, err)) = &last {
                 tracing::warn!(from = %from, to = %spec.id, cause = %err.kind, "falling back to the next model");
-                sink.event(
-                    EventType::ModelFallback,
-                    json!({"from": from, "to": spec.id, "cause": err.kind.as_str(), "error": err.message}),
-                );
+                sink.event(EventData::ModelFallback(payload::ModelFallback {
+                    from: from.clone(),
+                    to: spec.id.clone(),
+                    cause: err.kind.as_str().to_string(),
+                    error: err.message.clone(),
+                }));
             }
             let span = tracing::info_span!(
                 "model_call",
@@ -546,25 +545,25 @@ impl Models {
             if let Some(limit) = self.ledger.budgets().per_call_alert {
                 if cost > limit {
                     tracing::warn!(model = %spec.id, cost = %usd(cost), threshold = %usd(limit), tool = %caller.tool, "model call cost above the alert threshold");
-                    sink.event(
-                        EventType::CostAlert,
-                        json!({"model": spec.id, "cost": cost as f64 / 1e6, "threshold": limit as f64 / 1e6, "inputTokens": input, "outputTokens": output}),
-                    );
+                    sink.event(EventData::CostAlert(payload::CostAlert {
+                        model: spec.id.clone(),
+                        cost: cost as f64 / 1e6,
+                        threshold: limit as f64 / 1e6,
+                        input_tokens: input,
+                        output_tokens: output,
+                    }));
                 }
             }
             let c = result?;
-            sink.event(
-                EventType::ModelCompleted,
-                json!({
-                    "model": spec.id,
-                    "inputTokens": c.input_tokens,
-                    "outputTokens": c.output_tokens,
-                    "cost": cost as f64 / 1e6,
-                    "durationMs": duration_ms,
-                    "stopReason": c.stop_reason,
-                    "text": c.text,
-                }),
-            );
+            sink.event(EventData::ModelCompleted(payload::ModelCompleted {
+                model: spec.id.clone(),
+                input_tokens: c.input_tokens,
+                output_tokens: c.output_tokens,
+                cost: cost as f64 / 1e6,
+                duration_ms,
+                stop_reason: c.stop_reason.clone(),
+                text: c.text.clone(),
+            }));
             Ok(Ok(Answer {
                 text: c.text,
                 model: spec.id.clone(),

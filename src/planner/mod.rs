@@ -4,13 +4,13 @@
 //! same validation as a plan file. On errors, the errors are sent back for a repair, up to
 //! `max_rounds` answers in all; then the planner fails with the last errors.
 
+use crate::domain::event::{payload, EventData};
 use crate::domain::graph::{PlanErrors, ToolCatalog, ValidatedPlan};
 use crate::domain::plan::{plan_schema, Format, PlanSource};
-use crate::domain::{AgentSpec, EventType};
+use crate::domain::AgentSpec;
 use crate::models::{answer_body, Ask, CallError, CallSink, Caller, Message, Models};
 use crate::store::ModelCallRow;
 use crate::tools::ToolRegistry;
-use serde_json::{json, Value};
 use std::sync::Mutex;
 
 /// How the planner works.
@@ -65,13 +65,13 @@ pub enum PlannerError {
 /// Events and usage rows of planner calls, kept until there is a run to log them in.
 #[derive(Default)]
 pub struct Collected {
-    events: Mutex<Vec<(EventType, Value)>>,
+    events: Mutex<Vec<EventData>>,
     rows: Mutex<Vec<ModelCallRow>>,
 }
 
 impl Collected {
     /// Takes the events.
-    pub fn take_events(&self) -> Vec<(EventType, Value)> {
+    pub fn take_events(&self) -> Vec<EventData> {
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
@@ -82,11 +82,11 @@ impl Collected {
 }
 
 impl CallSink for Collected {
-    fn event(&self, kind: EventType, data: Value) {
+    fn event(&self, data: EventData) {
         self.events
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((kind, data));
+            .push(data);
     }
 
     fn usage(&self, row: ModelCallRow) {
@@ -195,9 +195,11 @@ pub async fn plan_goal(
 }
 
 /// The `plan.generated` event's data.
-pub fn generated_event(goal: &str, planned: &Planned) -> (EventType, Value) {
-    (
-        EventType::PlanGenerated,
-        json!({"goal": goal, "rounds": planned.rounds, "model": planned.model, "tasks": planned.plan.graph.len()}),
-    )
+pub fn generated_event(goal: &str, planned: &Planned) -> EventData {
+    EventData::PlanGenerated(payload::PlanGenerated {
+        goal: goal.to_string(),
+        rounds: planned.rounds,
+        model: planned.model.clone(),
+        tasks: planned.plan.graph.len(),
+    })
 }

@@ -3,7 +3,7 @@
 //! the run — applies it.
 
 use super::{messages, RunHandle, Runtime, RuntimeError};
-use crate::domain::{RunId, TaskStatus};
+use crate::domain::{ApprovalDecision, RunId, TaskStatus};
 use crate::store::WaitRow;
 
 /// A person's decision on a task waiting for approval.
@@ -77,9 +77,9 @@ impl Runtime {
             )));
         }
         let what = if decision.approve {
-            "approve"
+            ApprovalDecision::Approve
         } else {
-            "reject"
+            ApprovalDecision::Reject
         };
         let now = crate::domain::time::now_ms();
         let reason = decision.reason.as_deref().filter(|r| !r.trim().is_empty());
@@ -93,7 +93,7 @@ impl Runtime {
             .await
             .map_err(|_| RuntimeError::Stopped)??;
         Ok(WaitRow {
-            decision: Some(what.into()),
+            decision: Some(what),
             decided_by: Some(by.into()),
             reason: reason.map(str::to_string),
             decided_at: Some(now),

@@ -6,11 +6,11 @@ use super::messages;
 use super::runtime::submission;
 use super::workspace::{manifest_of, rebuild, workspace_of};
 use super::{RunHandle, Runtime, RuntimeError, SubmitOptions};
-use crate::domain::event::EventType;
+use crate::domain::event::{payload, EventData};
 use crate::domain::graph::ValidatedPlan;
 use crate::domain::plan::{Format, Plan, PlanSource};
 use crate::domain::reference::{references_in, Reference};
-use crate::domain::{RunId, TaskKey, TaskStatus};
+use crate::domain::{CheckpointId, RunId, TaskKey, TaskStatus};
 use crate::store::{ArtifactRow, Blobs, CheckpointRow, Lineage, RunRecord, TaskRow};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -147,7 +147,7 @@ pub(crate) async fn snapshot(
     let blobs = Blobs::new(data_dir.join("artifacts"));
     let manifest = manifest_of(Path::new(&record.workspace), &blobs).await?;
     Ok(CheckpointRow {
-        id: format!("cp-{}", uuid::Uuid::now_v7()),
+        id: CheckpointId::new(),
         run_id: run,
         description,
         step: tasks.len() as i64,
@@ -391,17 +391,14 @@ impl Runtime {
             checkpoint_id: cp.id.clone(),
             forked_at: forked_at.clone(),
         };
-        let prelude = vec![(
-            EventType::RunRestored,
-            json!({
-                "parentRunId": parent.id,
-                "checkpointId": cp.id,
-                "forkedAt": forked_at,
-                "restored": restored,
-                "rerun": rerun,
-                "files": manifest.len(),
-            }),
-        )];
+        let prelude = vec![EventData::RunRestored(payload::RunRestored {
+            parent_run_id: parent.id,
+            checkpoint_id: cp.id.clone(),
+            forked_at: forked_at.clone(),
+            restored,
+            rerun,
+            files: manifest.len(),
+        })];
         let opts = SubmitOptions {
             id: Some(id),
             project: Some(opts.project.unwrap_or_else(|| parent.project.clone())),

@@ -3,7 +3,8 @@
 //! generic over governor's clock so tests drive time by hand. Work that cannot be placed
 //! waits in order; it is never dropped.
 
-use super::scoring::{self, Candidate, TaskNeeds};
+use super::scoring::{self, TaskNeeds};
+use crate::domain::event::payload::{Candidate, PassedOver};
 use crate::domain::{AgentSpec, Priority, RunId};
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
@@ -185,18 +186,18 @@ impl<C: Clock + Clone, T> Dispatcher<C, T> {
             let ranked: Vec<(usize, i64)> = ranked.into_iter().map(|(i, s, _)| (i, s)).collect();
             let mut chosen = None;
             // Why the better-ranked agents were passed over.
-            let mut passed: Vec<(usize, &'static str)> = Vec::new();
+            let mut passed: Vec<(usize, PassedOver)> = Vec::new();
             for &(i, _) in &ranked {
                 let s = &self.slots[i];
                 if s.in_flight >= s.spec.max_concurrency {
-                    passed.push((i, "busy"));
+                    passed.push((i, PassedOver::Busy));
                     continue;
                 }
                 if let Some(l) = &s.limiter {
                     if let Err(not_until) = l.check() {
                         let wait = not_until.wait_time_from(self.clock.now());
                         self.rate_wait = Some(self.rate_wait.map_or(wait, |w| w.min(wait)));
-                        passed.push((i, "rate_limited"));
+                        passed.push((i, PassedOver::RateLimited));
                         continue;
                     }
                 }
@@ -322,7 +323,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (fast.available, fast.skipped),
-            (false, Some("rate_limited"))
+            (false, Some(PassedOver::RateLimited))
         );
     }
 

@@ -2,7 +2,9 @@
 //! events, cancel, and the outcome with every task's outputs.
 
 use super::{Cancelled, Runtime, RuntimeError};
-use crate::domain::{CorrelationId, Delta, Event, RunId, RunStatus, TaskKey, TaskStatus};
+use crate::domain::{
+    CheckpointId, CorrelationId, Delta, Event, RunId, RunStatus, TaskKey, TaskStatus,
+};
 use futures::stream::{self, Stream};
 use serde::Serialize;
 use serde_json::Value;
@@ -34,7 +36,7 @@ pub struct TaskOutcome {
     /// Agent of the last attempt.
     pub agent: Option<String>,
     /// The checkpoint its result was restored from (it did not run in this run).
-    pub restored_from: Option<String>,
+    pub restored_from: Option<CheckpointId>,
 }
 
 /// The live process executing a run.
@@ -191,7 +193,7 @@ pub struct Outcome {
     /// The run it was restored or forked from.
     pub parent_run_id: Option<RunId>,
     /// The checkpoint it started from.
-    pub checkpoint_id: Option<String>,
+    pub checkpoint_id: Option<CheckpointId>,
     /// The task a fork started at.
     pub forked_at: Option<String>,
     /// Every task, in plan order.

@@ -4,7 +4,7 @@
 
 use super::scoring::{Candidate, TaskNeeds};
 use super::RuntimeError;
-use crate::domain::event::EventType;
+use crate::domain::event::EventData;
 use crate::domain::graph::ValidatedPlan;
 use crate::domain::{
     Correlation, CorrelationId, FailureKind, GateSpec, Priority, RunId, RunStatus,
@@ -109,9 +109,7 @@ pub enum ModelActivity {
         /// Task index.
         index: usize,
         /// What happened.
-        kind: EventType,
-        /// Details.
-        data: Value,
+        data: EventData,
     },
     /// A usage row (one per HTTP call).
     Usage {
@@ -292,7 +290,7 @@ pub struct Submit {
     /// The run's id, when the caller chose it (the planner bills its calls to it).
     pub id: Option<RunId>,
     /// Events to log right after `run.created` (the planner's).
-    pub prelude: Vec<(EventType, Value)>,
+    pub prelude: Vec<EventData>,
     /// The project, when the caller decides it (the API key's); else the plan's.
     pub project: Option<String>,
     /// The template the run is made from (owner project, id).

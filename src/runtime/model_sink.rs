@@ -4,11 +4,11 @@
 
 use super::hub::EventHub;
 use super::messages::ModelActivity;
-use crate::domain::{Correlation, Delta, EventType};
+use crate::domain::event::payload::ModelDelta;
+use crate::domain::{Correlation, Delta, EventData};
 use crate::models::CallSink;
 use crate::store::ModelCallRow;
 use actix::prelude::*;
-use serde_json::{json, Value};
 
 /// A task's sink.
 pub(crate) struct TaskSink {
@@ -19,11 +19,10 @@ pub(crate) struct TaskSink {
 }
 
 impl CallSink for TaskSink {
-    fn event(&self, kind: EventType, data: Value) {
+    fn event(&self, data: EventData) {
         self.coordinator.do_send(ModelActivity::Event {
             corr: self.corr.clone(),
             index: self.index,
-            kind,
             data,
         });
     }
@@ -40,13 +39,14 @@ impl CallSink for TaskSink {
     }
 
     fn delta(&self, model: &str, text: &str) {
-        self.hub.publish_delta(Delta {
-            kind: EventType::ModelDelta,
-            at: chrono::Utc::now(),
-            run_id: self.corr.run,
-            task_id: self.corr.task.clone(),
-            correlation_id: self.corr.id.clone(),
-            data: json!({"model": model, "text": text}),
-        });
+        self.hub.publish_delta(Delta::new(
+            self.corr.run,
+            self.corr.task.clone(),
+            self.corr.id.clone(),
+            ModelDelta {
+                model: model.to_string(),
+                text: text.to_string(),
+            },
+        ));
     }
 }

@@ -285,13 +285,7 @@ impl Runtime {
         project: &str,
         goal: &str,
         options: crate::planner::PlannerOptions,
-    ) -> Result<
-        (
-            crate::planner::Planned,
-            Vec<(crate::domain::EventType, Value)>,
-        ),
-        RuntimeError,
-    > {
+    ) -> Result<(crate::planner::Planned, Vec<crate::domain::EventData>), RuntimeError> {
         let shared = &self.inner.shared;
         if goal.trim().is_empty() {
             return Err(RuntimeError::BadGoal(

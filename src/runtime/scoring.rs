@@ -4,7 +4,6 @@
 //! agents with every required capability are eligible; ties break by agent id.
 
 use crate::domain::{AgentSpec, Complexity, Role};
-use serde::Serialize;
 
 /// What scoring needs to know about a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,23 +16,7 @@ pub struct TaskNeeds {
     pub parent_agent: Option<String>,
 }
 
-/// One candidate's score, as reported in `task.delegated`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Candidate {
-    /// Agent id.
-    pub agent: String,
-    /// Score.
-    pub score: i64,
-    /// Tasks in flight on it when scored.
-    pub in_flight: u32,
-    /// Whether it could take the task (a free slot, and rate budget when it was asked).
-    pub available: bool,
-    /// Why it was passed over though it ranked higher than the chosen agent: `busy` (no
-    /// free slot) or `rate_limited` (its rate would be exceeded).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub skipped: Option<&'static str>,
-}
+pub use crate::domain::event::payload::Candidate;
 
 /// The score of an eligible agent (`None` when it lacks a required capability).
 ///

@@ -42,7 +42,7 @@ pub struct Batch {
     /// Model-call rows.
     pub model_calls: Vec<super::ModelCallRow>,
     /// Commands to record: (run, kind, reason).
-    pub new_commands: Vec<(crate::domain::RunId, String, Option<String>)>,
+    pub new_commands: Vec<(crate::domain::RunId, super::CommandKind, Option<String>)>,
     /// Command ids to mark handled.
     pub handled_commands: Vec<i64>,
     /// Templates a new run was made from: (owner project, template id); usage_count + 1.
@@ -352,7 +352,7 @@ macro_rules! push_command {
         $qb.push("INSERT INTO run_commands (run_id, kind, reason, created_at) VALUES (")
             .push_bind(run.to_string())
             .push(", ")
-            .push_bind(kind.clone())
+            .push_bind(kind.as_str())
             .push(", ")
             .push_bind(reason.clone())
             .push(", ")
@@ -421,14 +421,14 @@ macro_rules! push_waits {
              on_timeout, requested_at) ",
         );
         $qb.push_values($chunk, |mut b, w| {
-            b.push_bind(w.id.clone())
+            b.push_bind(w.id.to_string())
                 .push_bind(w.run_id.to_string())
                 .push_bind(w.task_id.clone())
                 .push_bind(w.attempt)
-                .push_bind(w.kind.clone())
+                .push_bind(w.kind.as_str())
                 .push_bind(serde_json::json!(w.approvers).to_string())
                 .push_bind(w.deadline_at)
-                .push_bind(w.on_timeout.clone())
+                .push_bind(w.on_timeout.as_str())
                 .push_bind(w.requested_at);
         });
     };

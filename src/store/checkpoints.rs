@@ -2,7 +2,7 @@
 //! artifacts, a manifest of its workspace), enough to start a new run from there.
 
 use super::{q, with_pool, Store, StoreError};
-use crate::domain::RunId;
+use crate::domain::{CheckpointId, RunId};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
@@ -12,7 +12,7 @@ use sqlx::Row;
 #[serde(rename_all = "camelCase")]
 pub struct CheckpointRow {
     /// Id, `cp-…`.
-    pub id: String,
+    pub id: CheckpointId,
     /// The run.
     pub run_id: RunId,
     /// Free text.

@@ -4,6 +4,34 @@ use super::{q, with_pool, Store, StoreError};
 use crate::domain::RunId;
 use sqlx::Row;
 
+/// What a command asks of the run's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandKind {
+    /// Cancel the run (`nofx runs cancel`, `POST /runs/{id}/cancel`).
+    Cancel,
+    /// Read the run's waits again: someone decided on an approval.
+    Wake,
+}
+
+impl CommandKind {
+    /// `cancel` or `wake`, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancel => "cancel",
+            Self::Wake => "wake",
+        }
+    }
+
+    /// Parses the stored text; `None` for a kind this version does not know.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "cancel" => Some(Self::Cancel),
+            "wake" => Some(Self::Wake),
+            _ => None,
+        }
+    }
+}
+
 /// A command row not yet handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
@@ -11,8 +39,8 @@ pub struct Command {
     pub id: i64,
     /// The run.
     pub run_id: RunId,
-    /// `cancel`.
-    pub kind: String,
+    /// What it asks (`None`: a kind this version does not know, handled by ignoring it).
+    pub kind: Option<CommandKind>,
     /// Free text from the sender.
     pub reason: Option<String>,
 }
@@ -42,7 +70,9 @@ impl Store {
                         what: "command run id",
                         why: run.clone(),
                     })?,
-                    kind: r.try_get("kind").map_err(q("read commands"))?,
+                    kind: CommandKind::parse(
+                        &r.try_get::<String, _>("kind").map_err(q("read commands"))?,
+                    ),
                     reason: r.try_get("reason").map_err(q("read commands"))?,
                 });
             }

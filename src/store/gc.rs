@@ -4,7 +4,7 @@
 //! writes share the store) is never held up for long.
 
 use super::{q, with_pool, Store, StoreError};
-use crate::domain::RunId;
+use crate::domain::{CheckpointId, RunId};
 use sqlx::Row;
 use std::collections::HashSet;
 
@@ -250,7 +250,7 @@ impl Store {
     pub async fn referenced_hashes(
         &self,
         skip_runs: &HashSet<RunId>,
-        skip: &HashSet<String>,
+        skip: &HashSet<CheckpointId>,
     ) -> Result<HashSet<String>, StoreError> {
         with_pool!(self, |p, _b| {
             let mut out = HashSet::new();
@@ -273,7 +273,7 @@ impl Store {
                 let run: String = r
                     .try_get("run_id")
                     .map_err(q("read checkpoint manifests"))?;
-                if skip.contains(&id) || skip_runs.contains(&parse_run(&run)?) {
+                if skip.contains(id.as_str()) || skip_runs.contains(&parse_run(&run)?) {
                     continue;
                 }
                 let text: String = r

@@ -24,7 +24,7 @@ mod waits;
 pub use crate::blobs::{BlobError, Blobs, StoredBlob};
 pub use batch::{Batch, Fences};
 pub use checkpoints::CheckpointRow;
-pub use commands::Command;
+pub use commands::{Command, CommandKind};
 pub use gc::{ExpiredRun, RunRows};
 pub use idempotency::Claimed;
 pub use keys::{key_hash, KeyRecord, Scope};

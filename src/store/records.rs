@@ -1,6 +1,6 @@
 //! Rows as the store reads and writes them.
 
-use crate::domain::{CorrelationId, Plan, RunId, RunStatus, TaskKey, TaskStatus};
+use crate::domain::{CheckpointId, CorrelationId, Plan, RunId, RunStatus, TaskKey, TaskStatus};
 use serde_json::{Map, Value};
 
 /// A run as stored.
@@ -42,7 +42,7 @@ pub struct Lineage {
     /// The run it was restored or forked from.
     pub parent_run_id: RunId,
     /// The checkpoint it starts from.
-    pub checkpoint_id: String,
+    pub checkpoint_id: CheckpointId,
     /// The task a fork starts at (none for a restore).
     pub forked_at: Option<String>,
 }
@@ -90,7 +90,7 @@ pub struct TaskRow {
     /// End (ms).
     pub finished_at: Option<i64>,
     /// The checkpoint its result was restored from (it did not run in this run).
-    pub restored_from: Option<String>,
+    pub restored_from: Option<CheckpointId>,
 }
 
 /// One task attempt's metrics.

@@ -2,7 +2,9 @@
 //! first decision fills it, exactly once, whoever makes it (a person, or the deadline).
 
 use super::{q, with_pool, Store, StoreError};
-use crate::domain::RunId;
+use crate::domain::approval::{ApprovalDecision, WaitKind};
+use crate::domain::plan::OnTimeout;
+use crate::domain::{RunId, WaitId};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -11,27 +13,27 @@ use sqlx::Row;
 #[serde(rename_all = "camelCase")]
 pub struct WaitRow {
     /// Id, `wait-…`.
-    pub id: String,
+    pub id: WaitId,
     /// The run.
     pub run_id: RunId,
     /// The task.
     pub task_id: String,
     /// The attempt whose outputs wait for the decision.
     pub attempt: i64,
-    /// `approval`.
-    pub kind: String,
+    /// What it waits for.
+    pub kind: WaitKind,
     /// Who may decide (anyone when empty).
     pub approvers: Vec<String>,
     /// When `on_timeout` decides (ms; RFC 3339 in documents).
     #[serde(serialize_with = "crate::domain::time::opt_ms")]
     pub deadline_at: Option<i64>,
-    /// `approve` or `reject`.
-    pub on_timeout: String,
+    /// The decision taken at the deadline.
+    pub on_timeout: OnTimeout,
     /// When the wait began (ms; RFC 3339 in documents).
     #[serde(serialize_with = "crate::domain::time::ms")]
     pub requested_at: i64,
-    /// `approve` or `reject`, once decided.
-    pub decision: Option<String>,
+    /// The decision, once decided.
+    pub decision: Option<ApprovalDecision>,
     /// Who decided (`timeout` for the deadline's default).
     pub decided_by: Option<String>,
     /// Why.
@@ -56,23 +58,30 @@ macro_rules! wait_from_row {
         let r = $r;
         let run: String = r.try_get("run_id").map_err(q("read wait"))?;
         let approvers: String = r.try_get("approvers").map_err(q("read wait"))?;
+        let corrupt = |what: &'static str| move |why: String| StoreError::Corrupt { what, why };
+        let kind: String = r.try_get("kind").map_err(q("read wait"))?;
+        let on_timeout: String = r.try_get("on_timeout").map_err(q("read wait"))?;
+        let decision: Option<String> = r.try_get("decision").map_err(q("read wait"))?;
         WaitRow {
-            id: r.try_get("id").map_err(q("read wait"))?,
+            id: WaitId::from(r.try_get::<String, _>("id").map_err(q("read wait"))?),
             run_id: run.parse().map_err(|_| StoreError::Corrupt {
                 what: "wait run id",
                 why: run.clone(),
             })?,
             task_id: r.try_get("task_id").map_err(q("read wait"))?,
             attempt: r.try_get("attempt").map_err(q("read wait"))?,
-            kind: r.try_get("kind").map_err(q("read wait"))?,
+            kind: WaitKind::parse(&kind).map_err(corrupt("wait kind"))?,
             approvers: serde_json::from_str(&approvers).map_err(|e| StoreError::Corrupt {
                 what: "wait approvers",
                 why: e.to_string(),
             })?,
             deadline_at: r.try_get("deadline_at").map_err(q("read wait"))?,
-            on_timeout: r.try_get("on_timeout").map_err(q("read wait"))?,
+            on_timeout: OnTimeout::parse(&on_timeout).map_err(corrupt("wait on_timeout"))?,
             requested_at: r.try_get("requested_at").map_err(q("read wait"))?,
-            decision: r.try_get("decision").map_err(q("read wait"))?,
+            decision: decision
+                .map(|d| ApprovalDecision::parse(&d))
+                .transpose()
+                .map_err(corrupt("wait decision"))?,
             decided_by: r.try_get("decided_by").map_err(q("read wait"))?,
             reason: r.try_get("reason").map_err(q("read wait"))?,
             decided_at: r.try_get("decided_at").map_err(q("read wait"))?,
@@ -132,8 +141,8 @@ impl Store {
     /// Query failures.
     pub async fn decide_wait(
         &self,
-        id: &str,
-        decision: &str,
+        id: &WaitId,
+        decision: ApprovalDecision,
         by: &str,
         reason: Option<&str>,
         at: i64,
@@ -142,11 +151,11 @@ impl Store {
                    WHERE id = $5 AND decided_at IS NULL";
         with_pool!(self, |p, _b| {
             let done = sqlx::query(sql)
-                .bind(decision)
+                .bind(decision.as_str())
                 .bind(by)
                 .bind(reason)
                 .bind(at)
-                .bind(id)
+                .bind(id.as_str())
                 .execute(p)
                 .await
                 .map_err(q("decide wait"))?;

@@ -4,7 +4,7 @@
 
 use crate::domain::RunId;
 use crate::runtime::messages::{Abandon, CancelRun, Persist, RecheckWaits, RenewLeases};
-use crate::store::Batch;
+use crate::store::{Batch, CommandKind};
 use actix::prelude::*;
 
 use super::Node;
@@ -85,12 +85,12 @@ impl Node {
                     let mut handled = Batch::default();
                     for c in cmds {
                         if let Some(addr) = act.coordinators.get(&c.run_id) {
-                            match c.kind.as_str() {
-                                "cancel" => addr.do_send(CancelRun {
+                            match c.kind {
+                                Some(CommandKind::Cancel) => addr.do_send(CancelRun {
                                     reason: c.reason.clone().unwrap_or_else(|| "cancelled".into()),
                                 }),
-                                "wake" => addr.do_send(RecheckWaits),
-                                _ => {}
+                                Some(CommandKind::Wake) => addr.do_send(RecheckWaits),
+                                None => {}
                             }
                         }
                         handled.handled_commands.push(c.id);

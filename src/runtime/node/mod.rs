@@ -20,7 +20,7 @@ use super::{RuntimeError, Shared};
 use crate::domain::graph::{self, ValidatedPlan};
 use crate::domain::plan::PlanSource;
 use crate::domain::{RunId, RunStatus};
-use crate::store::{Batch, Claim, RunRecord, TaskRow};
+use crate::store::{Batch, Claim, CommandKind, RunRecord, TaskRow};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -150,9 +150,9 @@ fn committed(
 }
 
 /// A batch leaving one command row for the process that executes `run`.
-fn command(run: RunId, kind: &str, reason: Option<String>) -> Batch {
+fn command(run: RunId, kind: CommandKind, reason: Option<String>) -> Batch {
     let mut batch = Batch::default();
-    batch.new_commands.push((run, kind.into(), reason));
+    batch.new_commands.push((run, kind, reason));
     batch
 }
 
@@ -309,7 +309,8 @@ impl Handler<Cancel> for Node {
                 {
                     Claim::Held(info) => {
                         // A live process executes it: leave it a command and let it stop the run.
-                        committed(&persistence, command(run, "cancel", Some(why))).await?;
+                        committed(&persistence, command(run, CommandKind::Cancel, Some(why)))
+                            .await?;
                         Ok(Err(Cancelled::Requested(info)))
                     }
                     Claim::Granted { .. } => {
@@ -360,7 +361,10 @@ impl Handler<Wake> for Node {
         }
         // Elsewhere or nowhere: the owner picks the command up; a run nobody executes reads
         // its waits when it is resumed.
-        Box::pin(committed(&self.persistence, command(msg.0, "wake", None)))
+        Box::pin(committed(
+            &self.persistence,
+            command(msg.0, CommandKind::Wake, None),
+        ))
     }
 }
 

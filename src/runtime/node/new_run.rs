@@ -1,7 +1,7 @@
 //! A new run: its rows (run, events, restored tasks and artifacts, the lease) built from a
 //! validated plan and committed in one transaction, then executed here unless detached.
 
-use crate::domain::event::EventType;
+use crate::domain::event::{payload, EventData};
 use crate::domain::{Event, RunId, RunStatus};
 use crate::runtime::messages::Submit;
 use crate::runtime::run::Start;
@@ -9,7 +9,6 @@ use crate::runtime::workspace::workspace_of;
 use crate::runtime::{RuntimeError, Shared};
 use crate::store::{Batch, RunRecord, TaskRow};
 use actix::prelude::*;
-use serde_json::json;
 
 use super::{committed, Node};
 
@@ -46,25 +45,15 @@ fn new_run(
     };
     // Task rows are written as tasks start to move; until then the plan says they are pending.
     let mut batch = Batch::default();
-    batch.events.push(Event {
-        seq: 1,
-        kind: EventType::RunCreated,
-        at: now,
-        run_id: id,
-        task_id: None,
-        correlation_id: corr.clone(),
-        data: json!({"name": plan.plan.name, "tasks": plan.graph.len(), "inputs": plan.inputs}),
+    let created = EventData::RunCreated(payload::RunCreated {
+        name: plan.plan.name.clone(),
+        tasks: plan.graph.len(),
+        inputs: plan.inputs.clone(),
     });
-    for (n, (kind, data)) in msg.prelude.iter().enumerate() {
-        batch.events.push(Event {
-            seq: 2 + n as i64,
-            kind: *kind,
-            at: now,
-            run_id: id,
-            task_id: None,
-            correlation_id: corr.clone(),
-            data: data.clone(),
-        });
+    for (n, data) in std::iter::once(&created).chain(&msg.prelude).enumerate() {
+        batch
+            .events
+            .push(Event::new(1 + n as i64, now, id, None, corr.clone(), data));
     }
     batch.new_runs.push(record.clone());
     batch.template_uses.extend(msg.template.clone());

@@ -4,13 +4,13 @@
 //! decision, or fails.
 
 use super::{Coordinator, Mode};
-use crate::domain::event::EventType;
+use crate::domain::event::{payload, EventData};
 use crate::domain::plan::GateSpec;
 use crate::domain::{FailureKind, TaskStatus};
 use crate::runtime::messages::{AttemptError, CheckGate, Verdict};
 use crate::tools::ToolOutput;
 use actix::prelude::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// A verdict for a gate that could not be checked.
 fn unjudged(reason: String) -> Verdict {
@@ -123,15 +123,20 @@ impl Coordinator {
         let (numbers, _) = automatic(all);
         let attempt = self.state.task(i).attempt;
         for (g, v) in verdicts.iter().enumerate() {
-            let kind = if v.passed {
-                EventType::GatePassed
-            } else {
-                EventType::GateFailed
+            let result = payload::GateResult {
+                gate: numbers[g],
+                kind: all[numbers[g] - 1].kind().to_string(),
+                reason: v.reason.clone(),
+                detail: v.detail.clone(),
+                attempt,
             };
             self.emit(
-                kind,
                 Some(i),
-                json!({"gate": numbers[g], "kind": all[numbers[g] - 1].kind(), "reason": v.reason, "detail": v.detail, "attempt": attempt}),
+                if v.passed {
+                    EventData::GatePassed(result)
+                } else {
+                    EventData::GateFailed(result)
+                },
             );
         }
         match decide(all, &numbers, &verdicts) {

@@ -18,7 +18,7 @@ use super::messages::{
 };
 use super::persistence::Persistence;
 use super::Shared;
-use crate::domain::event::EventType;
+use crate::domain::event::{payload, EventData};
 use crate::domain::graph::TaskGraph;
 use crate::domain::plan::CheckpointPolicy;
 use crate::domain::time::now_ms;
@@ -26,7 +26,7 @@ use crate::domain::{Correlation, CorrelationId, RunId, RunStatus, TaskStatus};
 use crate::store::{Batch, RunUpdate, TaskRow};
 use actix::prelude::*;
 use outbox::Outbox;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use state::RunState;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -207,9 +207,9 @@ impl Coordinator {
         }
     }
 
-    fn emit(&mut self, kind: EventType, task: Option<usize>, data: Value) {
+    fn emit(&mut self, task: Option<usize>, data: EventData) {
         let key = task.map(|i| self.state.key(i).clone());
-        self.out.emit(kind, key, data, now_ms());
+        self.out.emit(key, &data, now_ms());
     }
 
     fn write_row(&mut self, i: usize) {
@@ -415,13 +415,18 @@ impl Coordinator {
             _ => None,
         };
         let (status, reason) = self.state.outcome(stopping);
-        let kind = match status {
-            RunStatus::Succeeded => EventType::RunSucceeded,
-            RunStatus::Cancelled => EventType::RunCancelled,
-            _ => EventType::RunFailed,
+        let ended = payload::RunEnded {
+            reason: reason.clone(),
+            tasks: self.state.counts(),
         };
-        let counts = self.state.counts();
-        self.emit(kind, None, json!({"reason": reason, "tasks": counts}));
+        self.emit(
+            None,
+            match status {
+                RunStatus::Succeeded => EventData::RunSucceeded(ended),
+                RunStatus::Cancelled => EventData::RunCancelled(ended),
+                _ => EventData::RunFailed(ended),
+            },
+        );
         self.out.batch().run_updates.push(RunUpdate {
             id: self.s.run,
             status,
@@ -480,9 +485,12 @@ impl Coordinator {
             deadline_at: deadline,
         });
         self.emit(
-            EventType::RunStarted,
             None,
-            json!({"resumed": resumed, "tasks": self.state.len()}),
+            EventData::RunStarted(payload::RunStarted {
+                resumed,
+                tasks: self.state.len(),
+                cancel_only: false,
+            }),
         );
         // Tasks that were ready, running or retrying when the last process stopped run again.
         let (again, fresh) = self.state.restart();
@@ -516,9 +524,12 @@ impl Actor for Coordinator {
         match std::mem::replace(&mut self.s.start, Start::Fresh) {
             Start::CancelOnly(_, reason) => {
                 self.emit(
-                    EventType::RunStarted,
                     None,
-                    json!({"resumed": true, "tasks": self.state.len(), "cancelOnly": true}),
+                    EventData::RunStarted(payload::RunStarted {
+                        resumed: true,
+                        tasks: self.state.len(),
+                        cancel_only: true,
+                    }),
                 );
                 self.stop_run(RunStatus::Cancelled, reason, ctx);
             }
@@ -546,16 +557,11 @@ impl Handler<ModelActivity> for Coordinator {
                 self.out.batch().model_calls.push(row);
                 self.flush(ctx, None);
             }
-            ModelActivity::Event {
-                corr,
-                index,
-                kind,
-                data,
-            } => {
+            ModelActivity::Event { corr, index, data } => {
                 if !self.owns(&corr, index) || self.mode == Mode::Halted {
                     return;
                 }
-                self.emit(kind, Some(index), data);
+                self.emit(Some(index), data);
                 self.flush_soon(ctx);
             }
         }
@@ -581,7 +587,13 @@ impl Handler<Interrupt> for Coordinator {
             return;
         }
         self.halt();
-        self.emit(EventType::RunInterrupted, None, json!({"reason": "the process executing the run stopped; resume it with `nofx resume`"}));
+        self.emit(
+            None,
+            EventData::RunInterrupted(payload::Reason {
+                reason: "the process executing the run stopped; resume it with `nofx resume`"
+                    .into(),
+            }),
+        );
         self.flush(ctx, Some(After::Interrupted(msg.0)));
     }
 }

@@ -4,11 +4,10 @@
 //! holds new work back until commits catch up (backpressure on the write path).
 
 use super::state::Task;
-use crate::domain::event::{self, EventType};
+use crate::domain::event::{self, EventData};
 use crate::domain::graph::Task as TaskSpec;
 use crate::domain::{CorrelationId, Event, FailureKind, RunId, TaskKey};
 use crate::store::{ArtifactRow, Batch, MetricRow, StoredBlob, TaskRow};
-use serde_json::Value;
 
 /// Rows sent to the persistence actor and not yet committed (plus those queued here) above
 /// which new work waits.
@@ -38,17 +37,16 @@ impl Outbox {
     }
 
     /// Logs an event of the run (of `task`, when given).
-    pub fn emit(&mut self, kind: EventType, task: Option<TaskKey>, data: Value, now: i64) {
+    pub fn emit(&mut self, task: Option<TaskKey>, data: &EventData, now: i64) {
         self.seq += 1;
-        self.batch.events.push(Event {
-            seq: self.seq,
-            kind,
-            at: event::from_ms(now),
-            run_id: self.run,
-            task_id: task,
-            correlation_id: self.corr.clone(),
+        self.batch.events.push(Event::new(
+            self.seq,
+            event::from_ms(now),
+            self.run,
+            task,
+            self.corr.clone(),
             data,
-        });
+        ));
     }
 
     /// Writes task `spec`'s row as `t` stands.

@@ -6,7 +6,9 @@
 
 use crate::domain::graph::TaskGraph;
 use crate::domain::reference::Lookup;
-use crate::domain::{FailureKind, IllegalTransition, RunStatus, TaskKey, TaskStatus};
+use crate::domain::{
+    CheckpointId, FailureKind, IllegalTransition, RunStatus, TaskKey, TaskStatus, WaitId,
+};
 use crate::store::TaskRow;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -33,9 +35,9 @@ pub(crate) struct Task {
     /// Wall time of the last attempt's tool run, once it has reported.
     pub attempt_ms: Option<i64>,
     /// The checkpoint its result was restored from.
-    pub restored_from: Option<String>,
+    pub restored_from: Option<CheckpointId>,
     /// The wait it is held by, while waiting for a decision.
-    pub wait: Option<String>,
+    pub wait: Option<WaitId>,
 }
 
 /// What follows a failed attempt.
@@ -315,7 +317,7 @@ impl RunState {
         &mut self,
         i: usize,
         outputs: Map<String, Value>,
-        wait: String,
+        wait: WaitId,
         now: i64,
     ) -> Result<u32, IllegalTransition> {
         self.set_status(i, TaskStatus::Waiting, now)?;
@@ -357,12 +359,12 @@ impl RunState {
     }
 
     /// Tasks by status.
-    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
-        let mut m = BTreeMap::new();
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        let mut m: BTreeMap<&'static str, usize> = BTreeMap::new();
         for t in &self.tasks {
             *m.entry(t.status.as_str()).or_default() += 1;
         }
-        m
+        m.into_iter().map(|(k, n)| (k.to_string(), n)).collect()
     }
 
     /// What the run's status is while it executes: `waiting` when a task waits for a
@@ -572,7 +574,9 @@ mod tests {
         );
         assert_eq!(
             s.counts(),
-            BTreeMap::from([("failed", 1), ("skipped", 2), ("succeeded", 2)])
+            BTreeMap::from(
+                [("failed", 1), ("skipped", 2), ("succeeded", 2)].map(|(k, n)| (k.to_string(), n))
+            )
         );
     }
 

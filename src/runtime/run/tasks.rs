@@ -5,7 +5,7 @@
 
 use super::state::AfterFailure;
 use super::{After, Coordinator, Mode};
-use crate::domain::event::EventType;
+use crate::domain::event::{payload, EventData};
 use crate::domain::reference;
 use crate::domain::time::now_ms;
 use crate::domain::{FailureKind, RunStatus, TaskStatus};
@@ -16,7 +16,7 @@ use crate::runtime::scoring::TaskNeeds;
 use crate::store::StoredBlob;
 use crate::tools::{ModelAccess, ToolOutput};
 use actix::prelude::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -27,7 +27,7 @@ impl Coordinator {
             return;
         }
         self.state.task_mut(i).ready_at = Some(Instant::now());
-        self.emit(EventType::TaskReady, Some(i), json!({}));
+        self.emit(Some(i), EventData::TaskReady(payload::TaskReady {}));
         self.write_row(i);
         self.dispatch(i, ctx);
     }
@@ -183,9 +183,12 @@ impl Coordinator {
         };
         self.record_attempt(i, None);
         let t = self.state.task(i);
-        let data = json!({"attempt": t.attempt, "agent": t.agent});
+        let data = EventData::TaskSucceeded(payload::TaskSucceeded {
+            attempt: t.attempt,
+            agent: t.agent.clone(),
+        });
         self.push_artifacts(i, output.artifacts);
-        self.emit(EventType::TaskSucceeded, Some(i), data);
+        self.emit(Some(i), data);
         self.write_row(i);
         // An automatic checkpoint due now sees the workspace as this task left it: what
         // becomes ready waits (as for the write budget) until the files are read.
@@ -223,9 +226,13 @@ impl Coordinator {
         if let AfterFailure::Retry { backoff_ms } = self.state.after_failure(i, err.kind, running) {
             self.state.retry(i, &err.message, now_ms());
             self.emit(
-                EventType::TaskRetrying,
                 Some(i),
-                json!({"attempt": attempt, "error": err.message, "errorType": err.kind, "backoffMs": backoff_ms}),
+                EventData::TaskRetrying(payload::TaskRetrying {
+                    attempt,
+                    error: err.message.clone(),
+                    error_type: err.kind,
+                    backoff_ms,
+                }),
             );
             self.write_row(i);
             self.flush(ctx, None);
@@ -250,13 +257,16 @@ impl Coordinator {
             }
         };
         self.emit(
-            EventType::TaskFailed,
             Some(i),
-            json!({"attempt": attempt, "error": err.message, "errorType": err.kind}),
+            EventData::TaskFailed(payload::TaskFailed {
+                attempt,
+                error: err.message.clone(),
+                error_type: err.kind,
+            }),
         );
         self.write_row(i);
         for (d, reason) in skipped {
-            self.emit(EventType::TaskSkipped, Some(d), json!({"reason": reason}));
+            self.emit(Some(d), EventData::TaskSkipped(payload::Reason { reason }));
             self.write_row(d);
         }
         self.flush(ctx, Some(After::TaskDone(i, false)));
@@ -272,7 +282,10 @@ impl Coordinator {
             _ => "cancelled".to_string(),
         };
         if self.state.cancel(i, &reason, now_ms()) {
-            self.emit(EventType::TaskCancelled, Some(i), json!({"reason": reason}));
+            self.emit(
+                Some(i),
+                EventData::TaskCancelled(payload::Reason { reason }),
+            );
             self.write_row(i);
         }
     }
@@ -307,14 +320,19 @@ impl Handler<TaskStarted> for Coordinator {
         }
         let attempt = msg.attempt;
         self.emit(
-            EventType::TaskDelegated,
             Some(i),
-            json!({"agent": msg.agent, "attempt": attempt, "candidates": msg.candidates}),
+            EventData::TaskDelegated(payload::TaskDelegated {
+                agent: msg.agent.clone(),
+                attempt,
+                candidates: msg.candidates,
+            }),
         );
         self.emit(
-            EventType::TaskStarted,
             Some(i),
-            json!({"agent": msg.agent, "attempt": attempt}),
+            EventData::TaskStarted(payload::TaskStarted {
+                agent: msg.agent,
+                attempt,
+            }),
         );
         self.write_row(i);
         // The attempt number is already committed; these events can wait a moment, so a

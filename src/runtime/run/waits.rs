@@ -4,15 +4,17 @@
 //! status while nothing else of it can run.
 
 use super::{After, Coordinator, Mode};
-use crate::domain::event::EventType;
+use crate::domain::approval::{ApprovalDecision, WaitKind};
+use crate::domain::event::{payload, EventData};
 use crate::domain::plan::GateSpec;
-use crate::domain::time::{now_ms, rfc3339};
+use crate::domain::time::{from_ms, now_ms};
+use crate::domain::WaitId;
 use crate::domain::{FailureKind, RunStatus, TaskStatus};
 use crate::runtime::messages::AttemptError;
 use crate::store::{RunUpdate, WaitRow};
 use crate::tools::ToolOutput;
 use actix::prelude::*;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -36,7 +38,7 @@ impl Coordinator {
             return;
         };
         let now = now_ms();
-        let id = format!("wait-{}", uuid::Uuid::now_v7());
+        let id = WaitId::new();
         let attempt = match self.state.hold(i, output.outputs, id.clone(), now) {
             Ok(attempt) => attempt,
             Err(e) => {
@@ -53,10 +55,10 @@ impl Coordinator {
             run_id: self.s.run,
             task_id: self.state.key(i).to_string(),
             attempt: i64::from(attempt),
-            kind: "approval".into(),
+            kind: WaitKind::Approval,
             approvers: approvers.clone(),
             deadline_at: deadline,
-            on_timeout: on_timeout.as_str().into(),
+            on_timeout: *on_timeout,
             requested_at: now,
             decision: None,
             decided_by: None,
@@ -64,16 +66,15 @@ impl Coordinator {
             decided_at: None,
         });
         self.emit(
-            EventType::ApprovalRequested,
             Some(i),
-            json!({
-                "waitId": id,
-                "gate": gate_number,
-                "attempt": attempt,
-                "approvers": approvers,
-                "deadline": deadline.map(rfc3339),
-                "onTimeout": on_timeout.as_str(),
-                "outputs": self.state.task(i).outputs,
+            EventData::ApprovalRequested(payload::ApprovalRequested {
+                wait_id: id,
+                gate: gate_number,
+                attempt,
+                approvers: approvers.clone(),
+                deadline: deadline.map(from_ms),
+                on_timeout: *on_timeout,
+                outputs: self.state.task(i).outputs.clone(),
             }),
         );
         self.write_row(i);
@@ -85,14 +86,14 @@ impl Coordinator {
     pub(super) fn arm_deadline(
         &mut self,
         i: usize,
-        wait: String,
+        wait: WaitId,
         at: i64,
         ctx: &mut Context<Self>,
     ) {
         let left = Duration::from_millis((at - now_ms()).max(0) as u64);
         ctx.run_later(left, move |act, ctx| {
             let t = act.state.task(i);
-            if t.status != TaskStatus::Waiting || t.wait.as_deref() != Some(wait.as_str()) {
+            if t.status != TaskStatus::Waiting || t.wait.as_ref() != Some(&wait) {
                 return;
             }
             let store = act.s.shared.store.clone();
@@ -114,7 +115,7 @@ impl Coordinator {
             );
             let fut = async move {
                 store
-                    .decide_wait(&wait, decision.as_str(), "timeout", Some(&reason), now_ms())
+                    .decide_wait(&wait, decision.into(), "timeout", Some(&reason), now_ms())
                     .await
             };
             ctx.spawn(fut.into_actor(act).map(|res, act, ctx| {
@@ -161,7 +162,7 @@ impl Coordinator {
                     }
                     Some(w) if w.decision.is_some() => act.decided(i, w, ctx),
                     Some(w) => {
-                        if act.state.task(i).wait.as_deref() != Some(w.id.as_str()) {
+                        if act.state.task(i).wait.as_ref() != Some(&w.id) {
                             act.state.task_mut(i).wait = Some(w.id.clone());
                             if let Some(at) = w.deadline_at {
                                 act.arm_deadline(i, w.id, at, ctx);
@@ -177,15 +178,22 @@ impl Coordinator {
     /// Applies a decision: approved, the task succeeds with its held outputs; rejected, it
     /// fails (no retry).
     fn decided(&mut self, i: usize, w: WaitRow, ctx: &mut Context<Self>) {
-        let decision = w.decision.clone().unwrap_or_default();
+        let Some(decision) = w.decision else {
+            return;
+        };
         let by = w.decided_by.clone().unwrap_or_default();
         self.state.task_mut(i).wait = None;
         self.emit(
-            EventType::ApprovalDecided,
             Some(i),
-            json!({"waitId": w.id, "decision": decision, "by": by, "reason": w.reason, "attempt": w.attempt}),
+            EventData::ApprovalDecided(payload::ApprovalDecided {
+                wait_id: w.id,
+                decision,
+                by: by.clone(),
+                reason: w.reason.clone(),
+                attempt: w.attempt,
+            }),
         );
-        if decision == "approve" {
+        if decision == ApprovalDecision::Approve {
             let outputs = match self.state.task(i).outputs.clone() {
                 Some(Value::Object(m)) => m,
                 _ => Map::new(),
@@ -224,7 +232,10 @@ impl Coordinator {
             deadline_at: None,
         });
         if want == RunStatus::Waiting {
-            self.emit(EventType::RunWaiting, None, json!({"tasks": waiting}));
+            self.emit(
+                None,
+                EventData::RunWaiting(payload::RunWaiting { tasks: waiting }),
+            );
         }
     }
 }

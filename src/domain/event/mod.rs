@@ -1,13 +1,18 @@
 //! Events: the append-only, gap-free log of each run. The same JSON shape is used by
-//! `nofx runs events`, the library's `subscribe()` and (later) HTTP and SSE.
+//! `nofx runs events`, the library's `subscribe()`, HTTP and SSE. Each type's `data` is a
+//! type of [`payload`]; an event is built from one ([`Event::new`]) and read back as one
+//! ([`Event::payload`]).
+
+pub mod payload;
 
 use crate::domain::correlation::CorrelationId;
 use crate::domain::ids::{RunId, TaskKey};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
 
 macro_rules! event_types {
-    ($( $(#[$doc:meta])* $variant:ident => $text:literal ),+ $(,)?) => {
+    ($( $(#[$doc:meta])* $variant:ident($payload:ident) => $text:literal ),+ $(,)?) => {
         /// What an event records.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum EventType {
@@ -31,64 +36,93 @@ macro_rules! event_types {
                 }
             }
         }
+
+        /// An event's data, typed by the event's type.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum EventData {
+            $( $(#[$doc])* $variant(payload::$payload) ),+
+        }
+
+        impl EventData {
+            /// The event type this data belongs to.
+            pub fn kind(&self) -> EventType {
+                match self { $( Self::$variant(_) => EventType::$variant ),+ }
+            }
+
+            /// The data as the event log's JSON.
+            pub fn to_value(&self) -> Value {
+                let v = match self { $( Self::$variant(p) => serde_json::to_value(p) ),+ };
+                v.expect("event payloads have string keys and finite numbers only")
+            }
+
+            /// Reads the data of an event of type `kind`.
+            ///
+            /// # Errors
+            /// When `data` does not have the fields of `kind`.
+            pub fn from_value(kind: EventType, data: &Value) -> Result<Self, serde_json::Error> {
+                match kind {
+                    $( EventType::$variant => payload::$payload::deserialize(data).map(Self::$variant) ),+
+                }
+            }
+        }
     };
 }
 
 event_types! {
     /// The run was stored.
-    RunCreated => "run.created",
+    RunCreated(RunCreated) => "run.created",
     /// The run starts from a checkpoint: parent run, checkpoint, fork point, the tasks
     /// restored and those that run again.
-    RunRestored => "run.restored",
+    RunRestored(RunRestored) => "run.restored",
     /// A process started (or resumed) executing the run.
-    RunStarted => "run.started",
+    RunStarted(RunStarted) => "run.started",
     /// Every dependency of the task succeeded.
-    TaskReady => "task.ready",
+    TaskReady(TaskReady) => "task.ready",
     /// The supervisor chose an agent; `data` lists every candidate's score.
-    TaskDelegated => "task.delegated",
+    TaskDelegated(TaskDelegated) => "task.delegated",
     /// An agent started an attempt.
-    TaskStarted => "task.started",
+    TaskStarted(TaskStarted) => "task.started",
     /// The task succeeded and its result is committed.
-    TaskSucceeded => "task.succeeded",
+    TaskSucceeded(TaskSucceeded) => "task.succeeded",
     /// The task failed after its last attempt.
-    TaskFailed => "task.failed",
+    TaskFailed(TaskFailed) => "task.failed",
     /// The task will not run because a dependency failed.
-    TaskSkipped => "task.skipped",
+    TaskSkipped(Reason) => "task.skipped",
     /// An attempt failed and the retry policy allows another.
-    TaskRetrying => "task.retrying",
+    TaskRetrying(TaskRetrying) => "task.retrying",
     /// The task was stopped by a cancel or the run's timeout.
-    TaskCancelled => "task.cancelled",
+    TaskCancelled(Reason) => "task.cancelled",
     /// A gate accepted the task's outputs.
-    GatePassed => "gate.passed",
+    GatePassed(GateResult) => "gate.passed",
     /// A gate rejected the task's outputs.
-    GateFailed => "gate.failed",
+    GateFailed(GateResult) => "gate.failed",
     /// A task's result waits for a person's decision: who may decide, until when, the
     /// outputs to decide on.
-    ApprovalRequested => "approval.requested",
+    ApprovalRequested(ApprovalRequested) => "approval.requested",
     /// Someone (or the deadline) decided: decision, by, reason.
-    ApprovalDecided => "approval.decided",
+    ApprovalDecided(ApprovalDecided) => "approval.decided",
     /// Nothing of the run can go on until someone decides: the tasks waiting.
-    RunWaiting => "run.waiting",
+    RunWaiting(RunWaiting) => "run.waiting",
     /// Every task succeeded.
-    RunSucceeded => "run.succeeded",
+    RunSucceeded(RunEnded) => "run.succeeded",
     /// The run failed; `data.reason` says why.
-    RunFailed => "run.failed",
+    RunFailed(RunEnded) => "run.failed",
     /// The run was cancelled; `data.reason` says by whom.
-    RunCancelled => "run.cancelled",
+    RunCancelled(RunEnded) => "run.cancelled",
     /// The process executing the run stopped (interrupt); the run stays resumable.
-    RunInterrupted => "run.interrupted",
+    RunInterrupted(Reason) => "run.interrupted",
     /// The planner's plan was accepted; `data` has the goal, rounds and model.
-    PlanGenerated => "plan.generated",
+    PlanGenerated(PlanGenerated) => "plan.generated",
     /// The routing engine chose a model: rule, reason, model, fallbacks, estimates.
-    ModelRouted => "model.routed",
+    ModelRouted(ModelRouted) => "model.routed",
     /// A model failed for good and the next fallback is tried; `data.cause` says why.
-    ModelFallback => "model.fallback",
+    ModelFallback(ModelFallback) => "model.fallback",
     /// A model answered: model, tokens, cost, duration and the answer's text.
-    ModelCompleted => "model.completed",
+    ModelCompleted(ModelCompleted) => "model.completed",
     /// One call cost more than the alert threshold of `budgets.toml`.
-    CostAlert => "cost.alert",
+    CostAlert(CostAlert) => "cost.alert",
     /// Streamed answer text; published to live subscribers only, never stored.
-    ModelDelta => "model.delta",
+    ModelDelta(ModelDelta) => "model.delta",
 }
 
 impl std::fmt::Display for EventType {
@@ -178,6 +212,56 @@ pub struct Delta {
     pub correlation_id: CorrelationId,
     /// `{"model": …, "text": …}`.
     pub data: serde_json::Value,
+}
+
+impl Event {
+    /// Event `seq` of `run_id`, with `data` (which gives its type).
+    pub fn new(
+        seq: i64,
+        at: DateTime<Utc>,
+        run_id: RunId,
+        task_id: Option<TaskKey>,
+        correlation_id: CorrelationId,
+        data: &EventData,
+    ) -> Self {
+        Self {
+            seq,
+            kind: data.kind(),
+            at,
+            run_id,
+            task_id,
+            correlation_id,
+            data: data.to_value(),
+        }
+    }
+
+    /// The event's data, typed.
+    ///
+    /// # Errors
+    /// When `data` does not have the fields of the event's type (it was not written by
+    /// nofx).
+    pub fn payload(&self) -> Result<EventData, serde_json::Error> {
+        EventData::from_value(self.kind, &self.data)
+    }
+}
+
+impl Delta {
+    /// Streamed text of the model call of `run_id`'s task `task_id`, now.
+    pub fn new(
+        run_id: RunId,
+        task_id: Option<TaskKey>,
+        correlation_id: CorrelationId,
+        data: payload::ModelDelta,
+    ) -> Self {
+        Self {
+            kind: EventType::ModelDelta,
+            at: Utc::now(),
+            run_id,
+            task_id,
+            correlation_id,
+            data: EventData::ModelDelta(data).to_value(),
+        }
+    }
 }
 
 fn rfc3339_ms<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {

@@ -1,0 +1,314 @@
+//! What each event type's `data` holds, as types. An event is built from one of these (so its
+//! type and data always agree) and read back with [`super::Event::payload`]; each serialises
+//! to the JSON the event log has always carried (field order included: it is the order of
+//! the keys in the log).
+
+use crate::domain::approval::ApprovalDecision;
+use crate::domain::failure::FailureKind;
+use crate::domain::ids::{CheckpointId, RunId, WaitId};
+use crate::domain::plan::OnTimeout;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// `run.created`: the plan's name, its number of tasks and the run's inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunCreated {
+    /// The plan's name.
+    pub name: String,
+    /// How many tasks the plan has.
+    pub tasks: usize,
+    /// The run's inputs, defaults applied.
+    pub inputs: Map<String, Value>,
+}
+
+/// `run.restored`: where the run starts from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRestored {
+    /// The run it was restored or forked from.
+    pub parent_run_id: RunId,
+    /// The checkpoint it starts from.
+    pub checkpoint_id: CheckpointId,
+    /// The task a fork starts at (none for a restore).
+    pub forked_at: Option<String>,
+    /// Tasks whose results were taken from the checkpoint.
+    pub restored: Vec<String>,
+    /// Tasks that run again.
+    pub rerun: Vec<String>,
+    /// Files of the rebuilt workspace.
+    pub files: usize,
+}
+
+/// `run.started`: whether a process took the run over, and how many tasks it has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStarted {
+    /// Whether the run had started before (a resume).
+    pub resumed: bool,
+    /// How many tasks the run has.
+    pub tasks: usize,
+    /// The run was started only to be cancelled (a cancel reached a run nobody executed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_only: bool,
+}
+
+/// `task.ready`: nothing more to say.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskReady {}
+
+/// Why an agent that ranked above the chosen one was passed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PassedOver {
+    /// No free slot.
+    Busy,
+    /// Its rate would be exceeded.
+    RateLimited,
+}
+
+/// One candidate's score, as reported in `task.delegated`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Candidate {
+    /// Agent id.
+    pub agent: String,
+    /// Score.
+    pub score: i64,
+    /// Tasks in flight on it when scored.
+    pub in_flight: u32,
+    /// Whether it could take the task (a free slot, and rate budget when it was asked).
+    pub available: bool,
+    /// Why it was passed over though it ranked higher than the chosen agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<PassedOver>,
+}
+
+/// `task.delegated`: the chosen agent and every candidate's score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDelegated {
+    /// The agent chosen.
+    pub agent: String,
+    /// The attempt (from 1).
+    pub attempt: u32,
+    /// Every eligible agent, best first.
+    pub candidates: Vec<Candidate>,
+}
+
+/// `task.started`: which agent runs which attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStarted {
+    /// The agent.
+    pub agent: String,
+    /// The attempt (from 1).
+    pub attempt: u32,
+}
+
+/// `task.succeeded`: the attempt that succeeded and its agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSucceeded {
+    /// The attempt (from 1; 0 when nothing ran it).
+    pub attempt: u32,
+    /// The agent (none when nothing ran it).
+    pub agent: Option<String>,
+}
+
+/// `task.failed`: the last attempt and why it failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskFailed {
+    /// The attempt.
+    pub attempt: u32,
+    /// What went wrong.
+    pub error: String,
+    /// The kind of failure.
+    pub error_type: FailureKind,
+}
+
+/// `task.retrying`: the attempt that failed, why, and the wait before the next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRetrying {
+    /// The attempt that failed.
+    pub attempt: u32,
+    /// What went wrong.
+    pub error: String,
+    /// The kind of failure.
+    pub error_type: FailureKind,
+    /// The wait before the next attempt.
+    pub backoff_ms: u64,
+}
+
+/// `task.skipped`, `task.cancelled`, `run.interrupted`: why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// Why.
+    pub reason: String,
+}
+
+/// `gate.passed` and `gate.failed`: one gate's verdict on an attempt's outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateResult {
+    /// The gate's number in the task's list (from 1).
+    pub gate: usize,
+    /// `pattern`, `json_schema`, `command`, `llm_judge` or `manual`.
+    pub kind: String,
+    /// The verdict, in words.
+    pub reason: String,
+    /// What the gate looked at and found.
+    pub detail: Value,
+    /// The attempt.
+    pub attempt: u32,
+}
+
+/// `approval.requested`: who may decide on the held outputs, and until when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRequested {
+    /// The wait.
+    pub wait_id: WaitId,
+    /// The manual gate's number in the task's list (from 1).
+    pub gate: usize,
+    /// The attempt whose outputs wait.
+    pub attempt: u32,
+    /// Who may decide (anyone when empty).
+    pub approvers: Vec<String>,
+    /// When `on_timeout` decides (none: the wait has no deadline).
+    #[serde(serialize_with = "opt_time")]
+    pub deadline: Option<DateTime<Utc>>,
+    /// The decision taken at the deadline.
+    pub on_timeout: OnTimeout,
+    /// The outputs decided on.
+    pub outputs: Option<Value>,
+}
+
+/// `approval.decided`: the decision, by whom and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalDecided {
+    /// The wait.
+    pub wait_id: WaitId,
+    /// The decision.
+    pub decision: ApprovalDecision,
+    /// Who decided (`timeout` for the deadline's default).
+    pub by: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// The attempt decided on.
+    pub attempt: i64,
+}
+
+/// `run.waiting`: the tasks waiting for a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunWaiting {
+    /// Their ids.
+    pub tasks: Vec<String>,
+}
+
+/// `run.succeeded`, `run.failed`, `run.cancelled`: why, and how many tasks ended how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunEnded {
+    /// Why the run failed or was cancelled (none when it succeeded).
+    pub reason: Option<String>,
+    /// Tasks by status (`succeeded`, `failed`, …).
+    pub tasks: BTreeMap<String, usize>,
+}
+
+/// `plan.generated`: the goal and the planner's accepted answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanGenerated {
+    /// The goal.
+    pub goal: String,
+    /// Answers it took (1 = accepted at once).
+    pub rounds: u32,
+    /// The model that wrote the accepted answer.
+    pub model: String,
+    /// How many tasks the plan has.
+    pub tasks: usize,
+}
+
+/// `model.routed`: the routing engine's choice and its estimates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelRouted {
+    /// The rule that chose.
+    pub rule: String,
+    /// The rule's reason.
+    pub reason: String,
+    /// The model chosen.
+    pub model: String,
+    /// Models tried next, in order.
+    pub fallbacks: Vec<String>,
+    /// Tokens estimated for the call (input and output).
+    pub estimated_tokens: u64,
+    /// Input tokens estimated.
+    pub estimated_input_tokens: u64,
+    /// Cost estimated, in USD.
+    pub estimated_cost: f64,
+}
+
+/// `model.fallback`: a model failed for good and the next is tried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelFallback {
+    /// The model that failed.
+    pub from: String,
+    /// The model tried next.
+    pub to: String,
+    /// The kind of error (`bad_request`, `rate_limited`, …).
+    pub cause: String,
+    /// The error.
+    pub error: String,
+}
+
+/// `model.completed`: one answer, what it cost and took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelCompleted {
+    /// The model.
+    pub model: String,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Cost, in USD.
+    pub cost: f64,
+    /// How long the call took.
+    pub duration_ms: i64,
+    /// Why the model stopped, as the provider says.
+    pub stop_reason: Option<String>,
+    /// The answer's text.
+    pub text: String,
+}
+
+/// `cost.alert`: one call cost more than the alert threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CostAlert {
+    /// The model.
+    pub model: String,
+    /// Cost, in USD.
+    pub cost: f64,
+    /// The threshold, in USD.
+    pub threshold: f64,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+}
+
+/// `model.delta`: streamed answer text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelDelta {
+    /// The model.
+    pub model: String,
+    /// The text that arrived.
+    pub text: String,
+}
+
+fn opt_time<S: Serializer>(at: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(t) => s.serialize_str(&crate::domain::time::text(t)),
+        None => s.serialize_none(),
+    }
+}
