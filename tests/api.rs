@@ -714,6 +714,30 @@ both_stores! {
     }
 }
 
+both_stores! {
+    async fn the_project_stream_carries_the_runs_another_process_executes(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        let stream = s.http.get(s.url("/runs/stream")).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(stream.status(), StatusCode::OK);
+        // Another runtime on the same store executes a run of acme: this server only sees it
+        // in the store.
+        let other = store.runtime().await;
+        let opts = nofx::SubmitOptions { project: Some("acme".into()), ..Default::default() };
+        let run = other.submit_opts(&common::plan(PLAN), Default::default(), opts).await.unwrap();
+        run.wait().await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(30), raw_frames(stream, 5))
+            .await
+            .expect("the run's events reach the stream");
+        let id = run.id().to_string();
+        assert!(got.iter().all(|(_, _, d)| d["runId"] == id.as_str()), "{got:?}");
+        let kinds: Vec<&str> = got.iter().map(|(_, k, _)| k.as_str()).collect();
+        assert_eq!(kinds, vec!["run.created", "run.started", "task.succeeded", "task.succeeded", "run.succeeded"]);
+        other.shutdown().await;
+        s.stop().await;
+    }
+}
+
 type RawFrame = (String, String, Value);
 
 /// The first `n` frames (id, event, data) of an open SSE response.

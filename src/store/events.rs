@@ -118,4 +118,52 @@ impl Store {
             Ok(out)
         })
     }
+
+    /// The last sequence number of `run`'s events before `at` (ms); 0 when none is.
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn seq_before(&self, run: RunId, at: i64) -> Result<i64, StoreError> {
+        with_pool!(self, |p, _b| {
+            let n: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE run_id = $1 AND at < $2")
+                    .bind(run.to_string())
+                    .bind(at)
+                    .fetch_one(p)
+                    .await
+                    .map_err(q("read events"))?;
+            Ok(n.unwrap_or(0))
+        })
+    }
+
+    /// The runs of `project` that have not ended (pending, running or waiting) or ended at
+    /// or after `ended_since` (ms).
+    ///
+    /// # Errors
+    /// Query failures and undecodable ids.
+    pub async fn live_project_runs(
+        &self,
+        project: &str,
+        ended_since: i64,
+    ) -> Result<Vec<RunId>, StoreError> {
+        with_pool!(self, |p, _b| {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM runs WHERE project = $1 \
+                 AND (status IN ('pending', 'running', 'waiting') OR finished_at >= $2)",
+            )
+            .bind(project)
+            .bind(ended_since)
+            .fetch_all(p)
+            .await
+            .map_err(q("list open runs"))?;
+            ids.iter()
+                .map(|id| {
+                    id.parse().map_err(|_| StoreError::Corrupt {
+                        what: "run id",
+                        why: id.clone(),
+                    })
+                })
+                .collect()
+        })
+    }
 }
