@@ -183,7 +183,7 @@ fn bad_manual_gates_are_refused_at_validation() {
     let src = plan(
         "name: x\ntasks:\n  - id: a\n    tool: test:echo\n    gates:\n      - { kind: manual, timeout_s: 0 }\n      - { kind: manual, approvers: [\" \"] }\n",
     );
-    let err = nofx::domain::graph::validate(&src, &Default::default(), &tools, &agents)
+    let err = nofx::domain::plan::validate(&src, &Default::default(), &tools, &agents)
         .err()
         .unwrap()
         .to_string();

@@ -1,6 +1,6 @@
 //! Property tests over inputs that vary: references, plan graphs, scoring and manifests.
 
-use nofx::domain::graph::{validate, PlanError, ToolCatalog};
+use nofx::domain::plan::{validate, PlanError, ToolCatalog};
 use nofx::domain::plan::{Complexity, PlanSource};
 use nofx::domain::reference::{self, Lookup};
 use nofx::runtime::scoring::{score, TaskNeeds};

@@ -685,14 +685,14 @@ pub fn check_plan(
     g: &Global,
     src: &PlanSource,
     inputs: &serde_json::Map<String, serde_json::Value>,
-) -> Result<nofx::domain::graph::ValidatedPlan, Failure> {
+) -> Result<nofx::domain::plan::ValidatedPlan, Failure> {
     match builder(g, CommandPolicy::allow_all()) {
         Ok(b) => Ok(b.check(src, inputs)?),
         Err(Failure::Input(config)) => {
             // The configuration is broken; the plan's own problems are listed too, checked
             // against the agents that did load (else the built-in ones).
             let agents = load_agents(g).unwrap_or_else(|_| config::builtin_agents());
-            let plan = nofx::domain::graph::validate(
+            let plan = nofx::domain::plan::validate(
                 src,
                 inputs,
                 &nofx::tools::ToolRegistry::builtin(),
@@ -751,7 +751,7 @@ pub fn plan_inputs(
         }
         pairs.push((k, v.to_string()));
     }
-    nofx::domain::graph::inputs_from_text(&src.plan, &pairs)
+    nofx::domain::plan::inputs_from_text(&src.plan, &pairs)
         .map_err(|e| Failure::Input(e.to_string()))
 }
 

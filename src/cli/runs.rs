@@ -469,7 +469,7 @@ async fn fork(
                 }
             }
         }
-        let typed = nofx::domain::graph::inputs_from_text(&plan, &pairs)
+        let typed = nofx::domain::plan::inputs_from_text(&plan, &pairs)
             .map_err(|e| Failure::Input(e.to_string()))?;
         let fork = nofx::runtime::Fork {
             at: at.clone(),

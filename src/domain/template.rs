@@ -100,33 +100,40 @@ pub struct TemplateFile {
 }
 
 impl TemplateFile {
-    /// Parses a template file whose plan file paths are relative to `base`.
+    /// Parses a template file's text.
     ///
     /// # Errors
-    /// Bad YAML, both or neither of `plan` and `plan_file`, an unreadable or invalid plan file.
-    pub fn parse(text: &str, base: &std::path::Path) -> Result<TemplateSpec, String> {
-        let f: TemplateFile = super::nesting::from_yaml(text)?;
-        let plan = match (f.plan, f.plan_file) {
-            (Some(p), None) => p,
-            (None, Some(file)) => {
-                let path = base.join(&file);
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("`plan_file` {}: {e}", path.display()))?;
-                let name = path.display().to_string();
-                let format = super::plan::Format::for_path(&name);
-                let src = super::plan::PlanSource::parse(&text, format, Some(&name))
-                    .map_err(|e| e.to_string())?;
-                (*src.plan).clone()
-            }
+    /// Bad YAML or fields.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        super::nesting::from_yaml(text)
+    }
+
+    /// The plan file it names (relative to the template's directory), when it names one.
+    pub fn plan_file(&self) -> Option<&str> {
+        self.plan_file.as_deref()
+    }
+
+    /// The template, with the plan read from its `plan_file` when it names one.
+    ///
+    /// # Errors
+    /// Both or neither of `plan` and `plan_file`.
+    pub fn into_spec(
+        self,
+        plan_file: Option<super::plan::PlanSource>,
+    ) -> Result<TemplateSpec, String> {
+        let plan = match (self.plan, self.plan_file, plan_file) {
+            (Some(p), None, _) => p,
+            (None, Some(_), Some(src)) => (*src.plan).clone(),
+            (None, Some(file), None) => return Err(format!("`plan_file` {file} was not read")),
             _ => return Err("give either `plan` or `plan_file`".into()),
         };
         Ok(TemplateSpec {
-            id: f.id,
-            name: f.name,
-            description: f.description,
-            category: f.category,
+            id: self.id,
+            name: self.name,
+            description: self.description,
+            category: self.category,
             plan,
-            metadata: f.metadata,
+            metadata: self.metadata,
         })
     }
 }

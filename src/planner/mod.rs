@@ -5,8 +5,8 @@
 //! `max_rounds` answers in all; then the planner fails with the last errors.
 
 use crate::domain::event::{payload, EventData};
-use crate::domain::graph::{PlanErrors, ToolCatalog, ValidatedPlan};
 use crate::domain::plan::{plan_schema, Format, PlanSource};
+use crate::domain::plan::{PlanErrors, ToolCatalog, ValidatedPlan};
 use crate::domain::AgentSpec;
 use crate::models::{answer_body, Ask, CallError, CallSink, Caller, Message, Models};
 use crate::store::ModelCallRow;

@@ -6,8 +6,8 @@ use super::runtime::Inner;
 use super::{check, gate, node, persistence, probe, supervisor};
 use super::{Runtime, RuntimeError};
 use crate::config::ConfigErrors;
-use crate::domain::graph::{self};
 use crate::domain::plan::PlanSource;
+use crate::domain::plan::ValidatedPlan;
 use crate::domain::AgentSpec;
 use crate::store::{Blobs, LeaseHolder, Store};
 use crate::tools::{CommandPolicy, Tool, ToolEnv, ToolRegistry};
@@ -249,7 +249,7 @@ impl RuntimeBuilder {
         &self,
         plan: &PlanSource,
         inputs: &Map<String, Value>,
-    ) -> Result<graph::ValidatedPlan, RuntimeError> {
+    ) -> Result<ValidatedPlan, RuntimeError> {
         let tools = self.registry()?;
         let agents = self
             .agents

@@ -3,8 +3,8 @@
 //! place that needs no store, so `nofx validate`, `nofx run --dry-run`, `POST /runs` and
 //! [`crate::Runtime::submit`] agree on what runs.
 
-use crate::domain::graph::{self, PlanError, PlanErrors, ValidatedPlan};
 use crate::domain::plan::PlanSource;
+use crate::domain::plan::{self, PlanError, PlanErrors, ValidatedPlan};
 use crate::domain::AgentSpec;
 use crate::models::Models;
 use crate::tools::{CommandPolicy, ToolRegistry};
@@ -20,7 +20,7 @@ pub(crate) fn check_plan(
     policy: &CommandPolicy,
     models: &Models,
 ) -> Result<ValidatedPlan, PlanErrors> {
-    let v = graph::validate(plan, inputs, tools, agents);
+    let v = plan::validate(plan, inputs, tools, agents);
     let mut denied = policy.plan_problems(&plan.plan);
     if !models.is_configured() {
         for (i, t) in plan.plan.tasks.iter().enumerate() {

@@ -7,7 +7,7 @@ use super::runtime::submission;
 use super::workspace::{manifest_of, rebuild, workspace_of};
 use super::{RunHandle, Runtime, RuntimeError, SubmitOptions};
 use crate::domain::event::{payload, EventData};
-use crate::domain::graph::ValidatedPlan;
+use crate::domain::plan::ValidatedPlan;
 use crate::domain::plan::{Format, Plan, PlanSource};
 use crate::domain::reference::{references_in, Reference};
 use crate::domain::{CheckpointId, RunId, TaskKey, TaskStatus};

@@ -1,7 +1,7 @@
 //! What can go wrong in the runtime, as one error type for every embedding call.
 
 use crate::config::ConfigErrors;
-use crate::domain::graph::PlanErrors;
+use crate::domain::plan::PlanErrors;
 use crate::domain::RunId;
 use crate::store::{LeaseInfo, StoreError};
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 use super::scoring::{Candidate, TaskNeeds};
 use super::RuntimeError;
 use crate::domain::event::EventData;
-use crate::domain::graph::ValidatedPlan;
+use crate::domain::plan::ValidatedPlan;
 use crate::domain::{
     Correlation, CorrelationId, FailureKind, GateSpec, Priority, RunId, RunStatus,
 };

@@ -35,6 +35,7 @@ pub(crate) mod run;
 mod runtime;
 pub mod scoring;
 mod supervisor;
+mod templates;
 mod workspace;
 
 pub use approval::Decision;

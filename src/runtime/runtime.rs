@@ -6,15 +6,14 @@ use super::hub::EventHub;
 use super::{check, messages, node, supervisor};
 use super::{Cancelled, QueueReport, Resumed, RunHandle};
 use super::{RuntimeBuilder, RuntimeError, Shared};
-use crate::config::ConfigErrors;
-use crate::domain::graph::{self, PlanErrors};
 use crate::domain::plan::PlanSource;
+use crate::domain::plan::{PlanErrors, ValidatedPlan};
 use crate::domain::{AgentSpec, CorrelationId, RunId};
 use crate::store::Store;
 use crate::tools::ToolRegistry;
 use actix::prelude::*;
 use serde_json::{Map, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// How a run is submitted.
@@ -38,10 +37,7 @@ pub struct SubmitOptions {
 
 /// The message that creates a run of `plan` as `opts` ask (a new correlation id unless one is
 /// given); the caller adds what only it knows (planner events, what a restore starts with).
-pub(super) fn submission(
-    plan: crate::domain::graph::ValidatedPlan,
-    opts: SubmitOptions,
-) -> messages::Submit {
+pub(super) fn submission(plan: ValidatedPlan, opts: SubmitOptions) -> messages::Submit {
     messages::Submit {
         plan,
         corr: opts.correlation.unwrap_or_else(CorrelationId::generate),
@@ -124,7 +120,7 @@ impl Runtime {
         &self,
         plan: &PlanSource,
         inputs: &Map<String, Value>,
-    ) -> Result<graph::ValidatedPlan, PlanErrors> {
+    ) -> Result<ValidatedPlan, PlanErrors> {
         let shared = &self.inner.shared;
         check::check_plan(
             plan,
@@ -393,138 +389,6 @@ impl Runtime {
             .send(messages::QueueStats)
             .await
             .map_err(|_| RuntimeError::Stopped)
-    }
-
-    /// Validates a template's plan (its required inputs without defaults get placeholder
-    /// values of their type) against this runtime's tools and agents.
-    ///
-    /// # Errors
-    /// The template's own problems and every problem of its plan.
-    pub fn validate_template(
-        &self,
-        t: &crate::domain::template::TemplateSpec,
-        origin: &str,
-    ) -> Result<(), Vec<String>> {
-        let mut problems = t.problems();
-        let src = PlanSource {
-            plan: Arc::new(t.plan.clone()),
-            origin: Some(origin.to_string()),
-            task_lines: Vec::new(),
-        };
-        let inputs = graph::placeholder_inputs(&t.plan);
-        // The plan's own checks; the command policy and model providers are checked when a
-        // run is made from it (another server may allow what this one does not).
-        let shared = &self.inner.shared;
-        if let Err(e) = graph::validate(&src, &inputs, &shared.tools, &shared.agents) {
-            problems.extend(e.0.iter().map(|i| i.to_string()));
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
-        }
-    }
-
-    /// Loads the shipped templates of `dir` (`*.yaml`, `*.yml`, `*.json`), storing new ones
-    /// and updating changed ones; returns how many changed.
-    ///
-    /// # Errors
-    /// Every file that cannot be read, parsed or validated, naming it.
-    pub async fn load_templates(&self, dir: &Path) -> Result<usize, RuntimeError> {
-        let mut specs: Vec<(String, crate::domain::template::TemplateSpec)> = Vec::new();
-        let mut issues = Vec::new();
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|source| RuntimeError::Io {
-                path: dir.display().to_string(),
-                source,
-            })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                matches!(
-                    p.extension().and_then(|e| e.to_str()),
-                    Some("yaml" | "yml" | "json")
-                )
-            })
-            .collect();
-        entries.sort();
-        for path in entries {
-            let file = path.display().to_string();
-            let issue = |message: String| crate::config::ConfigIssue {
-                file: file.clone(),
-                line: None,
-                message,
-            };
-            let text = match std::fs::read_to_string(&path) {
-                Ok(t) => t,
-                Err(e) => {
-                    issues.push(issue(format!("cannot read: {e}")));
-                    continue;
-                }
-            };
-            let base = path.parent().unwrap_or(dir);
-            let spec = match crate::domain::template::TemplateFile::parse(&text, base) {
-                Ok(s) => s,
-                Err(e) => {
-                    issues.push(issue(e));
-                    continue;
-                }
-            };
-            match self.validate_template(&spec, &file) {
-                Ok(()) => match specs.iter().find(|(_, s)| s.id == spec.id) {
-                    Some((first, _)) => issues.push(issue(format!(
-                        "template id `{}` is already used by {first}; ids are unique",
-                        spec.id
-                    ))),
-                    None => specs.push((file.clone(), spec)),
-                },
-                Err(ps) => issues.extend(ps.into_iter().map(&issue)),
-            }
-        }
-        if !issues.is_empty() {
-            return Err(RuntimeError::Config(ConfigErrors(issues)));
-        }
-        let mut changed = 0;
-        for (_, s) in &specs {
-            if self.store().upsert_shipped_template(s).await? {
-                changed += 1;
-            }
-        }
-        // A shipped template whose file is gone is no longer offered.
-        let ids: Vec<String> = specs.iter().map(|(_, s)| s.id.clone()).collect();
-        changed += self.store().remove_shipped_templates_except(&ids).await? as usize;
-        Ok(changed)
-    }
-
-    /// Makes a run from template `id` as `project` sees it, with `inputs` over the
-    /// template's defaults; its usage count goes up with the run, in one transaction.
-    ///
-    /// # Errors
-    /// `NoSuchTemplate`; missing or mistyped inputs (as plan errors); as `submit`.
-    pub async fn instantiate(
-        &self,
-        project: &str,
-        id: &str,
-        inputs: Map<String, Value>,
-        mut opts: SubmitOptions,
-    ) -> Result<RunHandle, RuntimeError> {
-        let t = self
-            .store()
-            .template(project, id)
-            .await?
-            .ok_or_else(|| RuntimeError::NoSuchTemplate(id.to_string()))?;
-        let owner = if t.shipped {
-            crate::store::SHIPPED.to_string()
-        } else {
-            project.to_string()
-        };
-        let src = PlanSource {
-            plan: Arc::new(t.spec.plan),
-            origin: Some(format!("template {id}")),
-            task_lines: Vec::new(),
-        };
-        opts.project = Some(project.to_string());
-        opts.template = Some((owner, id.to_string()));
-        self.submit_opts(&src, inputs, opts).await
     }
 
     /// Commits rows written outside any coordinator; resolves once committed.

@@ -16,7 +16,7 @@
 //! ```
 
 use crate::config::{line_at, ConfigErrors, ConfigIssue};
-use crate::domain::graph::PlanError;
+use crate::domain::plan::PlanError;
 use crate::domain::plan::{GateSpec, Plan};
 use serde::Deserialize;
 use std::collections::BTreeSet;

@@ -1,7 +1,7 @@
 //! The tool registry: tools by name, with their compiled input schemas.
 
 use super::Tool;
-use crate::domain::graph::ToolCatalog;
+use crate::domain::plan::ToolCatalog;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;

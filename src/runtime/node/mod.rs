@@ -17,8 +17,8 @@ use super::persistence::Persistence;
 use super::run::{Coordinator, Setup, Start};
 use super::supervisor::Supervisor;
 use super::{RuntimeError, Shared};
-use crate::domain::graph::{self, ValidatedPlan};
 use crate::domain::plan::PlanSource;
+use crate::domain::plan::{self, ValidatedPlan};
 use crate::domain::{RunId, RunStatus};
 use crate::store::{Batch, Claim, CommandKind, RunRecord, TaskRow};
 use actix::prelude::*;
@@ -179,7 +179,7 @@ async fn load_for_resume(
     let record = shared.store.run(run).await?;
     let rows = shared.store.tasks(run).await?;
     let last_seq = shared.store.last_seq(run).await?;
-    let plan = graph::validate(
+    let plan = plan::validate(
         &PlanSource::from_plan(record.plan.clone()),
         &record.inputs,
         &shared.tools,

@@ -422,7 +422,7 @@ impl Lookup for Refs<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::graph::{validate, ToolCatalog};
+    use crate::domain::plan::{validate, ToolCatalog};
     use crate::domain::plan::{Format, PlanSource};
     use crate::domain::{AgentSpec, Role, RunId};
     use serde_json::json;
