@@ -16,6 +16,7 @@ pub mod models;
 pub mod planner;
 pub mod retention;
 pub mod runtime;
+pub mod service;
 pub mod store;
 pub mod tools;
 

@@ -226,6 +226,25 @@ pub struct GcReport {
     pub artifact_bytes: u64,
 }
 
+/// One line, as `nofx gc` prints it.
+impl std::fmt::Display for GcReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} finished run(s) past retention ({} events, {} metrics rows, {} checkpoints, {} workspaces), {} checkpoint(s) over the per-run limit, {} unreferenced artifact file(s) ({} bytes)",
+            if self.dry_run { "would prune" } else { "pruned" },
+            self.runs_pruned,
+            self.events,
+            self.metrics,
+            self.checkpoints_expired,
+            self.workspaces,
+            self.checkpoints_over_limit,
+            self.artifact_files,
+            self.artifact_bytes
+        )
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GcError + '_ {
     move |source| GcError::Io {
         path: path.display().to_string(),

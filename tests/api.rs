@@ -998,3 +998,39 @@ both_stores! {
         s.stop().await;
     }
 }
+
+both_stores! {
+    async fn a_program_serves_with_the_service_library_call_and_drains_on_shutdown(store) {
+        // A run stored and left for someone to execute.
+        let first = store.runtime().await;
+        let opts = nofx::SubmitOptions { detach: true, ..Default::default() };
+        let left = first.submit_opts(&common::plan(PLAN), Default::default(), opts).await.unwrap().id();
+        first.shutdown().await;
+
+        // Not in a fleet: only the service's start takes runs.
+        let rt = store.builder().build().await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let service = nofx::service::Service::start(rt, listener, Default::default()).await.unwrap();
+        assert_eq!(service.resumed(), &[left], "it takes the run nobody executes");
+        let base = format!("http://{}", service.local_addr().unwrap());
+        let rt = service.runtime().clone();
+        let (_, key) = rt.store().create_key("default", None, &nofx::store::Scope::ALL).await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(service.run(async {
+            let _ = rx.await;
+        }));
+        let store2 = rt.store().clone();
+        common::until(std::time::Duration::from_secs(20), || {
+            let s = store2.clone();
+            async move { s.run(left).await.unwrap().status == nofx::RunStatus::Succeeded }
+        })
+        .await;
+        let r = reqwest::Client::new().get(format!("{base}/runs/{left}")).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let doc: Value = r.json().await.unwrap();
+        assert_eq!(doc["status"], "succeeded");
+        tx.send(()).unwrap();
+        serving.await.unwrap().expect("the service stops cleanly");
+        assert!(reqwest::Client::new().get(format!("{base}/runs/{left}")).send().await.is_err(), "it no longer listens");
+    }
+}

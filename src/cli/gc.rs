@@ -2,7 +2,7 @@
 
 use super::{dir_or_default, open_existing_store, CliResult, Failure, Global};
 use clap::Args;
-use nofx::retention::{self, GcReport, RetentionPolicy};
+use nofx::retention::{self, RetentionPolicy};
 
 #[derive(Args)]
 pub struct GcArgs {
@@ -23,21 +23,6 @@ pub fn load_retention(g: &Global) -> Result<RetentionPolicy, Failure> {
 }
 
 /// One line a person reads.
-pub fn describe(r: &GcReport) -> String {
-    format!(
-        "{} {} finished run(s) past retention ({} events, {} metrics rows, {} checkpoints, {} workspaces), {} checkpoint(s) over the per-run limit, {} unreferenced artifact file(s) ({} bytes)",
-        if r.dry_run { "would prune" } else { "pruned" },
-        r.runs_pruned,
-        r.events,
-        r.metrics,
-        r.checkpoints_expired,
-        r.workspaces,
-        r.checkpoints_over_limit,
-        r.artifact_files,
-        r.artifact_bytes
-    )
-}
-
 pub async fn gc(g: &Global, a: GcArgs) -> CliResult {
     let policy = load_retention(g)?;
     let store = open_existing_store(g).await?;
@@ -51,7 +36,7 @@ pub async fn gc(g: &Global, a: GcArgs) -> CliResult {
             serde_json::to_string_pretty(&report).map_err(|e| Failure::Error(e.to_string()))?
         );
     } else {
-        println!("{}", describe(&report));
+        println!("{report}");
     }
     Ok(())
 }

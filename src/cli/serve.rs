@@ -1,8 +1,10 @@
-//! `nofx serve`: the runtime and the HTTP API in one process.
+//! `nofx serve`: flags and messages around [`nofx::service::Service`] (the runtime, the HTTP
+//! API, the retention sweep and the drain).
 
 use super::{CliResult, Failure, Global};
 use clap::Args;
-use std::time::{Duration, Instant};
+use nofx::service::{Service, ServiceOptions};
+use std::time::Duration;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -43,9 +45,6 @@ pub async fn serve(g: &Global, a: ServeArgs) -> CliResult {
     let Some(rate) = std::num::NonZeroU32::new(a.rate_limit) else {
         return Err(Failure::Input("--rate-limit must be at least 1".into()));
     };
-    let opts = nofx::api::ApiOptions {
-        requests_per_second: rate,
-    };
     let retention = super::gc::load_retention(g)?;
     let listener = tokio::net::TcpListener::bind(&a.bind)
         .await
@@ -59,55 +58,28 @@ pub async fn serve(g: &Global, a: ServeArgs) -> CliResult {
         rt.shutdown().await;
         return Err(e);
     }
-    let taken = rt.resume_orphans().await?;
-    if !taken.is_empty() {
-        tracing::info!(runs = taken.len(), "resumed unfinished runs");
-    }
-    let addr = listener
+    let opts = ServiceOptions {
+        api: nofx::api::ApiOptions {
+            requests_per_second: rate,
+        },
+        grace: Duration::from_secs_f64(a.grace),
+        retention: Some(retention),
+        data_dir: g.data_dir.clone(),
+    };
+    let service = Service::start(rt, listener, opts).await?;
+    let addr = service
         .local_addr()
         .map_err(|e| Failure::Error(e.to_string()))?;
     eprintln!(
         "nofx serving on http://{addr} (took {} unfinished run(s) at start; runs whose process stops are taken as their leases expire)",
-        taken.len()
+        service.resumed().len()
     );
-    let sweeper = tokio::spawn(sweep_periodically(
-        rt.clone(),
-        g.data_dir.clone(),
-        retention,
-    ));
-    let served = nofx::api::serve(rt.clone(), opts, listener, stop_signal()).await;
-    sweeper.abort();
-    eprintln!(
-        "stopping: no new requests; waiting up to {}s for runs in flight",
-        a.grace
-    );
-    let end = Instant::now() + Duration::from_secs_f64(a.grace);
-    while Instant::now() < end && !rt.active_runs().await.unwrap_or_default().is_empty() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    rt.shutdown().await;
+    let grace = a.grace;
+    let stop = async move {
+        stop_signal().await;
+        eprintln!("stopping: no new requests; waiting up to {grace}s for runs in flight");
+    };
+    let served = service.run(stop).await;
     eprintln!("stopped");
     served.map_err(|e| Failure::Error(format!("server failed: {e}")))
-}
-
-/// Applies the retention policy every `sweep_every`, first after one period; a failed sweep
-/// is logged and tried again next time.
-async fn sweep_periodically(
-    rt: nofx::Runtime,
-    data_dir: std::path::PathBuf,
-    policy: nofx::retention::RetentionPolicy,
-) {
-    let mut tick = tokio::time::interval(policy.sweep_every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let now = nofx::domain::time::now_ms();
-        match nofx::retention::sweep(rt.store(), &data_dir, &policy, false, now).await {
-            Ok(r) => tracing::info!(report = %super::gc::describe(&r), "retention sweep"),
-            Err(e) => {
-                tracing::warn!(error = %e, "retention sweep failed; trying again next period")
-            }
-        }
-    }
 }
