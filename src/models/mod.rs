@@ -6,6 +6,7 @@
 mod anthropic;
 pub mod budget;
 pub mod catalog;
+mod config;
 mod error;
 pub mod gateway;
 mod openai;
@@ -13,8 +14,9 @@ mod retry;
 pub mod routing;
 
 pub use anthropic::Anthropic;
+pub use config::ModelsConfig;
 pub use error::{ErrorKind, ModelError};
-pub use gateway::{Answer, Ask, CallError, CallSink, Caller, Models, ModelsConfig};
+pub use gateway::{Answer, Ask, CallError, CallSink, Caller, Models};
 pub use openai::OpenAi;
 pub use retry::{complete_with_retry, RetryPolicy, Tried};
 
