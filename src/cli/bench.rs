@@ -1,0 +1,110 @@
+//! `nofx bench`: flags of the benchmark (`nofx::bench` runs it) and its report.
+
+use super::{CliResult, Failure, Global};
+use clap::Args;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Plan shape.
+    #[arg(long, value_enum, default_value = "fanout")]
+    shape: BenchShape,
+    /// Number of tasks; several sizes (`10000,100000`) run one after another in this
+    /// process, one JSON line each.
+    #[arg(long, default_value = "1000", value_delimiter = ',', num_args = 1..)]
+    tasks: Vec<usize>,
+    /// With several sizes: exit 1 when the largest run takes more than this many times as
+    /// long as the smallest (a cost per task that grows with the run shows as a ratio above
+    /// the ratio of the sizes, whatever the machine's speed).
+    #[arg(long, value_name = "RATIO")]
+    max_ratio: Option<f64>,
+    /// Store.
+    #[arg(long, value_enum, default_value = "memory")]
+    store: BenchStoreArg,
+}
+
+/// Plan shape (the CLI's names for [`nofx::bench::Shape`]).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BenchShape {
+    /// N tasks in sequence.
+    Chain,
+    /// One root, N parallel tasks, one sink.
+    Fanout,
+    /// N/100 layers of 100 tasks, each depending on the whole previous layer.
+    Layered,
+}
+
+impl From<BenchShape> for nofx::bench::Shape {
+    fn from(s: BenchShape) -> Self {
+        match s {
+            BenchShape::Chain => Self::Chain,
+            BenchShape::Fanout => Self::Fanout,
+            BenchShape::Layered => Self::Layered,
+        }
+    }
+}
+
+/// Which store (the CLI's names for [`nofx::bench::BenchStore`]).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BenchStoreArg {
+    /// In-memory SQLite.
+    Memory,
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on a Postgres server.
+    Postgres,
+}
+
+impl From<BenchStoreArg> for nofx::bench::BenchStore {
+    fn from(s: BenchStoreArg) -> Self {
+        match s {
+            BenchStoreArg::Memory => Self::Memory,
+            BenchStoreArg::Sqlite => Self::Sqlite,
+            BenchStoreArg::Postgres => Self::Postgres,
+        }
+    }
+}
+
+pub async fn bench(g: &Global, a: BenchArgs) -> CliResult {
+    let mut reports = Vec::new();
+    for &n in &a.tasks {
+        let report = nofx::bench::run(a.shape.into(), n, a.store.into(), g.database_url.as_deref())
+            .await
+            .map_err(|e| match e {
+                nofx::bench::BenchError::Input(m) => Failure::Input(m),
+                other => Failure::Error(other.to_string()),
+            })?;
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| Failure::Error(e.to_string()))?
+        );
+        reports.push(report);
+    }
+    let Some(max) = a.max_ratio else {
+        return Ok(());
+    };
+    let small = reports.iter().min_by_key(|r| r.tasks);
+    let large = reports.iter().max_by_key(|r| r.tasks);
+    let (Some(small), Some(large)) = (small, large) else {
+        return Ok(());
+    };
+    if small.tasks == large.tasks {
+        return Err(Failure::Input(
+            "--max-ratio needs two different --tasks sizes".into(),
+        ));
+    }
+    let ratio = large.seconds / small.seconds.max(1e-9);
+    eprintln!(
+        "{} tasks took {:.2}s, {} tasks {:.2}s: {ratio:.1} times as long for {:.0} times the tasks (limit {max})",
+        small.tasks,
+        small.seconds,
+        large.tasks,
+        large.seconds,
+        large.tasks as f64 / small.tasks as f64
+    );
+    if ratio > max {
+        return Err(Failure::Error(format!(
+            "the cost per task grows with the run: {ratio:.1} times as long is over the limit of {max}"
+        )));
+    }
+    Ok(())
+}
