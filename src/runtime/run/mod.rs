@@ -3,27 +3,27 @@
 //! for people's decisions (`waits.rs`), and decides when the run has succeeded, failed or
 //! been cancelled. Every change goes through its outbox (`outbox.rs`) to the persistence
 //! actor; a task counts as finished (and its dependents become ready) only once its commit
-//! returns. This file is the actor: its handlers, timers and commit scheduling.
+//! returns. `lifecycle.rs` starts, stops, interrupts and ends the run and takes its
+//! automatic checkpoints. This file is the actor: its state, commit scheduling and the
+//! handlers of model activity and decisions.
 
 mod gates;
+mod lifecycle;
 mod outbox;
 mod state;
 mod tasks;
 mod waits;
 
 use super::gate::GateActor;
-use super::messages::{
-    Abandon, CancelRun, Delegate, Interrupt, ModelActivity, Persist, RecheckWaits, Reply, RunEnded,
-    Withdraw,
-};
+use super::messages::{Delegate, ModelActivity, Persist, RecheckWaits, Reply, RunEnded, Withdraw};
 use super::persistence::Persistence;
 use super::Shared;
-use crate::domain::event::{payload, EventData};
+use crate::domain::event::EventData;
 use crate::domain::graph::TaskGraph;
 use crate::domain::plan::CheckpointPolicy;
 use crate::domain::time::now_ms;
 use crate::domain::{Correlation, CorrelationId, RunId, RunStatus, TaskStatus};
-use crate::store::{Batch, RunUpdate, TaskRow};
+use crate::store::{Batch, TaskRow};
 use actix::prelude::*;
 use outbox::Outbox;
 use serde_json::{Map, Value};
@@ -379,163 +379,6 @@ impl Coordinator {
             }
         }
     }
-
-    /// Stops the run: pending and waiting tasks are cancelled now, running ones are told to
-    /// stop and are cancelled when their agent reports back.
-    fn stop_run(&mut self, status: RunStatus, reason: String, ctx: &mut Context<Self>) {
-        if self.mode != Mode::Running {
-            return;
-        }
-        tracing::info!(parent: &self.span, %status, %reason, "stopping run");
-        self.mode = Mode::Stopping { status, reason };
-        self.s.withdraw.do_send(Withdraw(self.s.run));
-        self.deferred.clear();
-        for i in 0..self.state.len() {
-            let t = self.state.task(i);
-            match t.status {
-                TaskStatus::Running => {
-                    if let Some(c) = &t.cancel {
-                        c.cancel();
-                    }
-                }
-                s if !s.is_terminal() => self.cancel_task(i),
-                _ => {}
-            }
-        }
-        self.flush(ctx, None);
-        self.maybe_finish(ctx);
-    }
-
-    fn maybe_finish(&mut self, ctx: &mut Context<Self>) {
-        if self.state.open() > 0 || matches!(self.mode, Mode::Finishing | Mode::Halted) {
-            return;
-        }
-        let stopping = match std::mem::replace(&mut self.mode, Mode::Finishing) {
-            Mode::Stopping { status, reason } => Some((status, reason)),
-            _ => None,
-        };
-        let (status, reason) = self.state.outcome(stopping);
-        let ended = payload::RunEnded {
-            reason: reason.clone(),
-            tasks: self.state.counts(),
-        };
-        self.emit(
-            None,
-            match status {
-                RunStatus::Succeeded => EventData::RunSucceeded(ended),
-                RunStatus::Cancelled => EventData::RunCancelled(ended),
-                _ => EventData::RunFailed(ended),
-            },
-        );
-        self.out.batch().run_updates.push(RunUpdate {
-            id: self.s.run,
-            status,
-            reason,
-            started_at: None,
-            finished_at: Some(now_ms()),
-            deadline_at: None,
-        });
-        tracing::info!(parent: &self.span, %status, "run ended");
-        self.flush(ctx, Some(After::RunDone));
-    }
-
-    /// Checkpoints the run as committed now; tasks that became ready meanwhile wait until
-    /// the workspace has been read, then go on (the row is written after).
-    fn auto_checkpoint(&mut self, description: String, ctx: &mut Context<Self>) {
-        let shared = self.s.shared.clone();
-        let run = self.s.run;
-        let snap = async move {
-            super::checkpoints::snapshot(&shared.store, &shared.data_dir, run, Some(description))
-                .await
-        };
-        ctx.spawn(snap.into_actor(self).map(|res, act, ctx| {
-            act.pausing = false;
-            match res {
-                Ok(row) => {
-                    tracing::info!(parent: &act.span, checkpoint = %row.id, step = row.step, "checkpoint");
-                    act.s.persistence.do_send(Persist {
-                        batch: Batch {
-                            checkpoints: vec![row],
-                            ..Batch::default()
-                        },
-                        ack: None,
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(parent: &act.span, error = %e, "automatic checkpoint failed")
-                }
-            }
-            act.pump_deferred(ctx);
-        }));
-    }
-
-    fn start_run(&mut self, ctx: &mut Context<Self>) {
-        let now = now_ms();
-        let resumed = self.s.status != RunStatus::Pending;
-        let deadline = self
-            .s
-            .deadline_at
-            .or_else(|| self.s.timeout.map(|t| now + t.as_millis() as i64));
-        self.out.batch().run_updates.push(RunUpdate {
-            id: self.s.run,
-            status: RunStatus::Running,
-            reason: None,
-            started_at: Some(now),
-            finished_at: None,
-            deadline_at: deadline,
-        });
-        self.emit(
-            None,
-            EventData::RunStarted(payload::RunStarted {
-                resumed,
-                tasks: self.state.len(),
-                cancel_only: false,
-            }),
-        );
-        // Tasks that were ready, running or retrying when the last process stopped run again.
-        let (again, fresh) = self.state.restart();
-        for &i in &again {
-            self.write_row(i);
-        }
-        for i in again {
-            self.dispatch(i, ctx);
-        }
-        for i in fresh {
-            self.ready_or_defer(i, ctx);
-        }
-        if let Some(d) = deadline {
-            let left = Duration::from_millis((d - now).max(0) as u64);
-            ctx.run_later(left, |act, ctx| {
-                act.stop_run(RunStatus::Failed, "timeout".into(), ctx);
-            });
-        }
-        if self.has_waits {
-            self.check_waits(ctx);
-        }
-        self.flush(ctx, None);
-        self.maybe_finish(ctx);
-    }
-}
-
-impl Actor for Coordinator {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        match std::mem::replace(&mut self.s.start, Start::Fresh) {
-            Start::CancelOnly(_, reason) => {
-                self.emit(
-                    None,
-                    EventData::RunStarted(payload::RunStarted {
-                        resumed: true,
-                        tasks: self.state.len(),
-                        cancel_only: true,
-                    }),
-                );
-                self.stop_run(RunStatus::Cancelled, reason, ctx);
-            }
-            _ => self.start_run(ctx),
-        }
-    }
 }
 
 impl Handler<ModelActivity> for Coordinator {
@@ -568,36 +411,6 @@ impl Handler<ModelActivity> for Coordinator {
     }
 }
 
-impl Handler<CancelRun> for Coordinator {
-    type Result = ();
-
-    fn handle(&mut self, msg: CancelRun, ctx: &mut Context<Self>) {
-        self.stop_run(RunStatus::Cancelled, msg.reason, ctx);
-    }
-}
-
-impl Handler<Interrupt> for Coordinator {
-    type Result = ();
-
-    fn handle(&mut self, msg: Interrupt, ctx: &mut Context<Self>) {
-        if matches!(self.mode, Mode::Halted | Mode::Finishing) {
-            if let Some(d) = msg.0 {
-                let _ = d.send(());
-            }
-            return;
-        }
-        self.halt();
-        self.emit(
-            None,
-            EventData::RunInterrupted(payload::Reason {
-                reason: "the process executing the run stopped; resume it with `nofx resume`"
-                    .into(),
-            }),
-        );
-        self.flush(ctx, Some(After::Interrupted(msg.0)));
-    }
-}
-
 impl Handler<RecheckWaits> for Coordinator {
     type Result = ();
 
@@ -605,15 +418,5 @@ impl Handler<RecheckWaits> for Coordinator {
         if self.mode == Mode::Running {
             self.check_waits(ctx);
         }
-    }
-}
-
-impl Handler<Abandon> for Coordinator {
-    type Result = ();
-
-    fn handle(&mut self, _: Abandon, ctx: &mut Context<Self>) {
-        tracing::warn!(parent: &self.span, "lease lost to another process; stopping without writing");
-        self.halt();
-        ctx.stop();
     }
 }
