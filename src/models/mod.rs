@@ -1,6 +1,9 @@
 //! Models: LLM providers behind one trait. Anthropic's Messages API and OpenAI-compatible chat
 //! completions (which also covers local servers such as Ollama, vLLM or llama.cpp) are the two
 //! real implementations; `retry` adds bounded retries with backoff on transient failures.
+//! The catalogue (`catalog.rs`), routing rules (`routing.rs`) and budgets (`budget.rs`) make
+//! up the configuration (`config.rs`) the gateway (`gateway.rs`) is built from; every model
+//! call goes through the gateway.
 //! Keys are held in [`ApiKey`], which never prints its value.
 
 mod anthropic;

@@ -1,5 +1,11 @@
 //! The runtime: actors (node, coordinators, supervisor, agents, gates, persistence) on one
-//! actix system in a thread of its own, and the embedding API around them.
+//! actix system in a thread of its own, and the embedding API around them. Rooms: `node/`
+//! (runs by id, leases, fleet claims), `run/` (one coordinator a run), `messages.rs` (every
+//! message between actors), `supervisor.rs` over `dispatch.rs` and `scoring.rs`, `agent.rs`,
+//! `gate.rs`, `persistence.rs`, `hub.rs` and `follow.rs` (events, live and from the store);
+//! the facade is `runtime.rs` (`Runtime`), wired by `builder.rs`, with `handle.rs`
+//! (`RunHandle`), `approval.rs`, `checkpoints.rs` and `workspace.rs`, `templates.rs`,
+//! `check.rs` (the one plan check) and `error.rs`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), nofx::RuntimeError> {
