@@ -47,6 +47,21 @@ impl Drop for Follow {
     }
 }
 
+/// The next live event, or `None` once `wait` has passed without one (with no hub to listen
+/// to, `None` after `wait`).
+async fn live_or_timeout(
+    rx: Option<&mut broadcast::Receiver<Event>>,
+    wait: Duration,
+) -> Option<Result<Event, RecvError>> {
+    match rx {
+        Some(rx) => tokio::time::timeout(wait, rx.recv()).await.ok(),
+        None => {
+            tokio::time::sleep(wait).await;
+            None
+        }
+    }
+}
+
 /// Every event of `run` after `after`, then live ones as they are committed; ends after the
 /// event that ends the run, or after a `run.interrupted` published live here (this process,
 /// which executed the run, is stopping). With `hub`, live events of a run this process
@@ -118,16 +133,7 @@ pub fn run_events(
             // meanwhile (the run was resumed here) cuts the wait short.
             let local = st.hub.as_ref().is_some_and(|h| h.is_local(st.run));
             let wait = if local { QUIET } else { POLL };
-            let received = match st.rx.as_mut() {
-                Some(rx) => tokio::select! {
-                    r = rx.recv() => Some(r),
-                    _ = tokio::time::sleep(wait) => None,
-                },
-                None => {
-                    tokio::time::sleep(POLL).await;
-                    None
-                }
-            };
+            let received = live_or_timeout(st.rx.as_mut(), wait).await;
             match received {
                 Some(Ok(e)) if e.seq == st.last + 1 => st.backlog.push_back((e, true)),
                 // Out of order means some were missed: the store has them.
@@ -299,16 +305,7 @@ pub fn project_events(
                     }
                 }
             }
-            let received = match f.rx.as_mut() {
-                Some(rx) => tokio::select! {
-                    r = rx.recv() => Some(r),
-                    _ = tokio::time::sleep(PROJECT_POLL) => None,
-                },
-                None => {
-                    tokio::time::sleep(PROJECT_POLL).await;
-                    None
-                }
-            };
+            let received = live_or_timeout(f.rx.as_mut(), PROJECT_POLL).await;
             match received {
                 Some(Ok(e)) => {
                     if f.is_mine(e.run_id).await {
