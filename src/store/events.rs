@@ -146,18 +146,20 @@ impl Store {
         project: &str,
         ended_since: i64,
     ) -> Result<Vec<RunId>, StoreError> {
+        // Two reads the partial indexes of open and of finished runs answer, so the cost
+        // follows the runs in flight, not a project's history; the project is picked here.
+        let sql = "SELECT id, project FROM runs WHERE status IN ('pending', 'running', 'waiting') \
+                   UNION ALL SELECT id, project FROM runs \
+                   WHERE pruned_at IS NULL AND finished_at IS NOT NULL AND finished_at >= $1";
         with_pool!(self, |p, _b| {
-            let ids: Vec<String> = sqlx::query_scalar(
-                "SELECT id FROM runs WHERE project = $1 \
-                 AND (status IN ('pending', 'running', 'waiting') OR finished_at >= $2)",
-            )
-            .bind(project)
-            .bind(ended_since)
-            .fetch_all(p)
-            .await
-            .map_err(q("list open runs"))?;
-            ids.iter()
-                .map(|id| {
+            let rows: Vec<(String, String)> = sqlx::query_as(sql)
+                .bind(ended_since)
+                .fetch_all(p)
+                .await
+                .map_err(q("list live runs"))?;
+            rows.iter()
+                .filter(|(_, of)| of == project)
+                .map(|(id, _)| {
                     id.parse().map_err(|_| StoreError::Corrupt {
                         what: "run id",
                         why: id.clone(),
