@@ -1029,8 +1029,16 @@ both_stores! {
         assert_eq!(r.status(), StatusCode::OK);
         let doc: Value = r.json().await.unwrap();
         assert_eq!(doc["status"], "succeeded");
+        // An open event stream does not hold the shutdown up: it ends when the server stops.
+        let stream = reqwest::Client::new().get(format!("{base}/runs/stream")).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(stream.status(), StatusCode::OK);
         tx.send(()).unwrap();
-        serving.await.unwrap().expect("the service stops cleanly");
+        tokio::time::timeout(std::time::Duration::from_secs(15), serving)
+            .await
+            .expect("the service stops while a stream is open")
+            .unwrap()
+            .expect("the service stops cleanly");
+        assert!(stream.bytes().await.is_ok(), "the stream ended");
         assert!(reqwest::Client::new().get(format!("{base}/runs/{left}")).send().await.is_err(), "it no longer listens");
     }
 }

@@ -36,6 +36,9 @@ pub struct ApiState {
     pub bad_keys: std::sync::Arc<KeyLimiter>,
     /// HTTP requests served, for `/metrics`.
     pub http: std::sync::Arc<metrics::HttpCounts>,
+    /// Cancelled when the server begins to shut down: open event streams end then, so the
+    /// requests in flight can finish.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 /// Settings of the API.
@@ -64,12 +67,17 @@ pub const MAX_BODY: usize = 2 * 1024 * 1024;
 
 /// The API's routes.
 pub fn router(rt: Runtime, opts: ApiOptions) -> Router {
+    routes(rt, opts, tokio_util::sync::CancellationToken::new())
+}
+
+fn routes(rt: Runtime, opts: ApiOptions, closing: tokio_util::sync::CancellationToken) -> Router {
     let quota = governor::Quota::per_second(opts.requests_per_second);
     let st = ApiState {
         rt,
         limiter: std::sync::Arc::new(governor::RateLimiter::keyed(quota)),
         bad_keys: std::sync::Arc::new(governor::RateLimiter::keyed(BAD_KEY_QUOTA)),
         http: std::sync::Arc::default(),
+        closing,
     };
     let authed = Router::new()
         .route("/runs", post(runs::create).get(runs::list))
@@ -135,8 +143,8 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no endpoint `{}`", uri.path()))
 }
 
-/// Serves the API on `listener` until `shutdown` resolves; then stops taking requests and
-/// lets requests in flight finish.
+/// Serves the API on `listener` until `shutdown` resolves; then stops taking requests, ends
+/// the open event streams and lets requests in flight finish.
 ///
 /// # Errors
 /// When the server fails.
@@ -149,10 +157,15 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let closing = tokio_util::sync::CancellationToken::new();
+    let app = routes(rt, opts, closing.clone());
     axum::serve(
         listener,
-        router(rt, opts).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        closing.cancel();
+    })
     .await
 }

@@ -1,7 +1,7 @@
 //! `GET /runs/{id}/stream`: a run's events as Server-Sent Events. Each frame's `id` is the
 //! event's `seq`, so `Last-Event-ID` (or `?after=SEQ`) resumes with no gap and no repeat;
 //! `model.delta` frames carry no id; comments keep idle connections alive; the stream closes
-//! after the run's last event. `GET /runs/stream`: the run-level events of every run of the
+//! after the run's last event (or when the server shuts down). `GET /runs/stream`: the run-level events of every run of the
 //! key's project, whichever process executes it. Both follow through `runtime::follow`.
 
 use super::auth::Caller;
@@ -72,7 +72,9 @@ pub async fn run_stream(
                 .unwrap_or_else(|_| Frame::default().comment("unencodable delta")),
         )
     });
+    let closing = st.closing.clone();
     let frames = futures::stream::select(events, deltas)
+        .take_until(async move { closing.cancelled().await })
         .take_while(|i| std::future::ready(!matches!(i, Item::End)))
         .filter_map(|i| {
             std::future::ready(match i {
@@ -109,15 +111,18 @@ pub async fn project_stream(
         caller.project,
         since,
     );
-    let frames = events.map(|item| {
-        Ok(match item {
-            Ok(e) => Frame::default()
-                .id(e.at.timestamp_millis().to_string())
-                .event(e.kind.as_str())
-                .json_data(&e)
-                .unwrap_or_else(|_| Frame::default().comment("unencodable event")),
-            Err(err) => Frame::default().event("error").data(err.to_string()),
-        })
-    });
+    let closing = st.closing.clone();
+    let frames = events
+        .take_until(async move { closing.cancelled().await })
+        .map(|item| {
+            Ok(match item {
+                Ok(e) => Frame::default()
+                    .id(e.at.timestamp_millis().to_string())
+                    .event(e.kind.as_str())
+                    .json_data(&e)
+                    .unwrap_or_else(|_| Frame::default().comment("unencodable event")),
+                Err(err) => Frame::default().event("error").data(err.to_string()),
+            })
+        });
     Ok(Sse::new(frames).keep_alive(KeepAlive::new().interval(HEARTBEAT)))
 }
