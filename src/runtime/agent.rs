@@ -1,13 +1,13 @@
 //! Agent actors: each runs the tasks the supervisor delegates to it, at most
 //! `max_concurrency` at once (its mailbox is bounded to that). Results go back to the
 //! coordinator and the freed slot to the supervisor with `do_send`, so a result never waits
-//! on a full mailbox and no send cycle can deadlock.
+//! on a full mailbox and no send cycle can deadlock. Tools run on the runtime's tool threads
+//! (`pool.rs`), not on the actor thread.
 
 use super::messages::{AttemptError, RunTask, SlotFreed, TaskAttempted, TaskStarted};
 use crate::domain::{AgentSpec, FailureKind};
 use crate::tools::{ToolContext, ToolEnv, ToolError};
 use actix::prelude::*;
-use futures::FutureExt;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -16,15 +16,24 @@ pub struct AgentActor {
     spec: AgentSpec,
     supervisor: Recipient<SlotFreed>,
     env: ToolEnv,
+    /// Where its tools run (the runtime's tool threads).
+    pool: tokio::runtime::Handle,
 }
 
 impl AgentActor {
-    /// An agent for `spec`, reporting freed slots to `supervisor`, giving tools `env`.
-    pub fn new(spec: AgentSpec, supervisor: Recipient<SlotFreed>, env: ToolEnv) -> Self {
+    /// An agent for `spec`, reporting freed slots to `supervisor`, running tools on `pool`
+    /// with `env`.
+    pub fn new(
+        spec: AgentSpec,
+        supervisor: Recipient<SlotFreed>,
+        env: ToolEnv,
+        pool: tokio::runtime::Handle,
+    ) -> Self {
         Self {
             spec,
             supervisor,
             env,
+            pool,
         }
     }
 }
@@ -57,6 +66,7 @@ impl Handler<RunTask> for AgentActor {
         });
         let supervisor = self.supervisor.clone();
         let env = self.env.clone();
+        let pool = self.pool.clone();
         let span = d.corr.span("task");
         let corr = d.corr.clone();
         let tool_ctx = ToolContext {
@@ -83,27 +93,38 @@ impl Handler<RunTask> for AgentActor {
             let result = if cancel.is_cancelled() {
                 Err(AttemptError::from(ToolError::Cancelled))
             } else {
-                // A tool that panics fails its attempt; it never takes the runtime down.
-                let run = std::panic::AssertUnwindSafe(tool.run(tool_ctx)).catch_unwind();
+                // The tool runs on the tool threads: blocking there never stalls the actors.
+                // A panic, in `run` itself or in its future, fails the attempt; it never
+                // takes the agent or the runtime down.
+                let name = tool.name().to_string();
+                let job = tool.clone();
+                let mut job = pool.spawn(async move { job.run(tool_ctx).await });
                 tokio::select! {
-                    r = run => match r {
+                    r = &mut job => match r {
                         Ok(r) => r.map_err(AttemptError::from),
-                        Err(panic) => {
+                        Err(e) if e.is_panic() => {
+                            let panic = e.into_panic();
                             let what = panic
                                 .downcast_ref::<&str>()
                                 .map(|s| s.to_string())
                                 .or_else(|| panic.downcast_ref::<String>().cloned())
                                 .unwrap_or_else(|| "no message".into());
-                            Err(AttemptError::new(FailureKind::Panic, format!("tool `{}` panicked: {what}", tool.name())))
+                            Err(AttemptError::new(FailureKind::Panic, format!("tool `{name}` panicked: {what}")))
                         }
+                        // The tool threads stopped (the runtime is shutting down).
+                        Err(_) => Err(AttemptError::from(ToolError::Cancelled)),
                     },
-                    _ = cancel.cancelled() => Err(AttemptError::from(ToolError::Cancelled)),
+                    _ = cancel.cancelled() => {
+                        job.abort();
+                        Err(AttemptError::from(ToolError::Cancelled))
+                    }
                     _ = async {
                         match timeout {
                             Some(t) => tokio::time::sleep(t).await,
                             None => std::future::pending::<()>().await,
                         }
                     } => {
+                        job.abort();
                         let secs = timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
                         Err(AttemptError::new(FailureKind::Timeout, format!("timed out after {secs}s")))
                     }

@@ -301,6 +301,13 @@ impl RuntimeBuilder {
         let models_config = self
             .models
             .unwrap_or_else(crate::models::ModelsConfig::shipped);
+        let pool = super::pool::ToolPool::new(super::pool::ToolPool::default_threads()).map_err(
+            |source| RuntimeError::Io {
+                path: "tool threads".into(),
+                source,
+            },
+        )?;
+        let tools_on = pool.handle();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("nofx-runtime".into())
@@ -336,20 +343,21 @@ impl RuntimeBuilder {
                         )
                         .start();
                         let mut env_slot = None;
-                        let supervisor = supervisor::Supervisor::launch(agents.clone(), |sup| {
-                            let env = ToolEnv {
-                                blobs,
-                                policy,
-                                guard,
-                                probe: Arc::new(probe::RuntimeProbe::new(
-                                    store.clone(),
-                                    sup,
-                                    agents,
-                                )),
-                            };
-                            env_slot = Some(env.clone());
-                            env
-                        });
+                        let supervisor =
+                            supervisor::Supervisor::launch(agents.clone(), tools_on, |sup| {
+                                let env = ToolEnv {
+                                    blobs,
+                                    policy,
+                                    guard,
+                                    probe: Arc::new(probe::RuntimeProbe::new(
+                                        store.clone(),
+                                        sup,
+                                        agents,
+                                    )),
+                                };
+                                env_slot = Some(env.clone());
+                                env
+                            });
                         let env =
                             env_slot.expect("launch builds the tool environment synchronously");
                         let mut gates = HashMap::new();
@@ -386,6 +394,7 @@ impl RuntimeBuilder {
                 shared,
                 hub,
                 thread: Mutex::new(Some(thread)),
+                _pool: pool,
             }),
         })
     }

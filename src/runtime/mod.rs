@@ -35,6 +35,7 @@ pub(crate) mod messages;
 mod model_sink;
 pub(crate) mod node;
 mod persistence;
+mod pool;
 mod probe;
 pub(crate) mod run;
 #[allow(clippy::module_inception)]

@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     pub(super) shared: Arc<Shared>,
     pub(super) hub: EventHub,
     pub(super) thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The tool threads; they stop when the last handle of the runtime goes.
+    pub(super) _pool: super::pool::ToolPool,
 }
 
 impl Drop for Inner {

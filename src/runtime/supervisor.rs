@@ -22,13 +22,20 @@ pub struct Supervisor {
 impl Supervisor {
     /// Starts the supervisor and one agent actor per spec; `env` builds the tool services
     /// (which may need the supervisor's address).
-    pub fn launch(specs: Vec<AgentSpec>, env: impl FnOnce(Addr<Self>) -> ToolEnv) -> Addr<Self> {
+    pub fn launch(
+        specs: Vec<AgentSpec>,
+        pool: tokio::runtime::Handle,
+        env: impl FnOnce(Addr<Self>) -> ToolEnv,
+    ) -> Addr<Self> {
         Supervisor::create(move |ctx| {
             let me = ctx.address();
             let env = env(me.clone());
             let agents = specs
                 .iter()
-                .map(|s| AgentActor::new(s.clone(), me.clone().recipient(), env.clone()).start())
+                .map(|s| {
+                    AgentActor::new(s.clone(), me.clone().recipient(), env.clone(), pool.clone())
+                        .start()
+                })
                 .collect();
             Supervisor {
                 dispatcher: Dispatcher::new(specs, DefaultClock::default()),

@@ -126,6 +126,13 @@ impl ToolError {
 
 /// A tool.
 ///
+/// What a tool may do: its future runs on the runtime's tool threads (a tokio runtime of
+/// their own, at least four threads), never on the thread that coordinates runs, so a tool
+/// that blocks or computes delays only the tools waiting for a free tool thread; for long
+/// blocking work use `tokio::task::spawn_blocking`. A panic (in `run` itself or in its
+/// future) fails the attempt with `panic`; the agent lives on. When the attempt is cancelled
+/// or times out, the future is dropped at its next await point.
+///
 /// ```
 /// use futures::future::BoxFuture;
 /// use nofx::tools::{Tool, ToolContext, ToolError, ToolOutput};

@@ -1,0 +1,149 @@
+//! Tools a program registers cannot hang a run or stall the runtime: a tool that panics
+//! before it returns its future fails its attempt and its agent takes the next task; a tool
+//! that blocks its thread does not hold up a quick task beside it.
+
+mod common;
+
+use common::{plan, TestStore};
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use nofx::tools::{Tool, ToolContext, ToolError, ToolOutput};
+use nofx::{AgentSpec, EventType, Role, RunStatus};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Panics in `run` itself, before any future exists.
+struct PanicsAtOnce;
+
+impl Tool for PanicsAtOnce {
+    fn name(&self) -> &str {
+        "test:panics-at-once"
+    }
+    fn input_schema(&self) -> Value {
+        json!({"type": "object"})
+    }
+    fn run<'a>(&'a self, _: ToolContext) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
+        panic!("broken before the future")
+    }
+}
+
+/// Blocks its thread (no await) until `released` is set, at most 20 s; says whether it was.
+struct Blocks {
+    released: Arc<AtomicBool>,
+}
+
+impl Tool for Blocks {
+    fn name(&self) -> &str {
+        "test:blocks"
+    }
+    fn input_schema(&self) -> Value {
+        json!({"type": "object"})
+    }
+    fn run<'a>(&'a self, _: ToolContext) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
+        Box::pin(async move {
+            let end = Instant::now() + Duration::from_secs(20);
+            while !self.released.load(Ordering::SeqCst) && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let mut out = ToolOutput::default();
+            out.outputs.insert(
+                "released".into(),
+                Value::Bool(self.released.load(Ordering::SeqCst)),
+            );
+            Ok(out)
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_that_panics_before_returning_its_future_fails_its_attempt_and_the_agent_lives_on() {
+    let store = TestStore::sqlite().await;
+    // One agent: the task after the panic can only go to the agent that ran it.
+    let rt = store
+        .builder()
+        .agents(vec![AgentSpec::new("solo", Role::Worker)])
+        .tool(Arc::new(PanicsAtOnce))
+        .build()
+        .await
+        .unwrap();
+    let run = rt
+        .submit(
+            &plan("name: p\ntasks:\n  - { id: boom, tool: test:panics-at-once }\n"),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), run.wait())
+        .await
+        .expect("the run ends")
+        .unwrap();
+    assert_eq!(out.status, RunStatus::Failed, "{out:?}");
+    let error = out.tasks[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("panicked: broken before the future"),
+        "{error}"
+    );
+    let next = rt
+        .submit(
+            &plan("name: q\ntasks:\n  - { id: fine, tool: test:echo, inputs: { x: 1 } }\n"),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), next.wait())
+        .await
+        .expect("the agent takes the next task")
+        .unwrap();
+    assert_eq!(out.status, RunStatus::Succeeded);
+    rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_that_blocks_its_thread_does_not_hold_up_a_quick_task() {
+    let store = TestStore::sqlite().await;
+    let released = Arc::new(AtomicBool::new(false));
+    let rt = store
+        .builder()
+        .tool(Arc::new(Blocks {
+            released: released.clone(),
+        }))
+        .build()
+        .await
+        .unwrap();
+    let run = rt
+        .submit(
+            &plan(
+                "name: b\ntasks:\n  - { id: slow, tool: test:blocks }\n  - { id: quick, tool: test:echo, inputs: { x: 1 } }\n",
+            ),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    // The slow tool blocks until the quick task's success is committed: were tools on the
+    // actor thread, that success could not be.
+    let mut events = Box::pin(run.subscribe());
+    let quick_done = async {
+        while let Some(e) = events.next().await {
+            let e = e.unwrap();
+            if e.kind == EventType::TaskSucceeded
+                && e.task_id.as_ref().map(|t| t.as_str()) == Some("quick")
+            {
+                released.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), quick_done)
+        .await
+        .expect("the quick task succeeds while the slow one blocks");
+    let out = tokio::time::timeout(Duration::from_secs(60), run.wait())
+        .await
+        .expect("the run ends")
+        .unwrap();
+    assert_eq!(out.status, RunStatus::Succeeded, "{out:?}");
+    let slow = out.tasks.iter().find(|t| t.id.as_str() == "slow").unwrap();
+    assert_eq!(slow.outputs.as_ref().unwrap()["released"], true);
+    rt.shutdown().await;
+}
