@@ -30,10 +30,9 @@ pub struct ServiceOptions {
     /// How long runs in flight may take to finish after the shutdown signal before they are
     /// interrupted (they stay resumable).
     pub grace: Duration,
-    /// What the periodic sweep deletes; `None`: no sweep.
+    /// What the periodic sweep deletes (in the runtime's store and data directory); `None`:
+    /// no sweep.
     pub retention: Option<RetentionPolicy>,
-    /// Where the sweep finds workspaces and artifact files (the runtime's data directory).
-    pub data_dir: PathBuf,
 }
 
 impl Default for ServiceOptions {
@@ -42,7 +41,6 @@ impl Default for ServiceOptions {
             api: ApiOptions::default(),
             grace: Duration::from_secs(30),
             retention: None,
-            data_dir: PathBuf::from(".nofx"),
         }
     }
 }
@@ -116,7 +114,7 @@ impl Service {
         let sweeper = opts.retention.clone().map(|policy| {
             tokio::spawn(sweep_periodically(
                 rt.clone(),
-                opts.data_dir.clone(),
+                rt.data_dir().to_path_buf(),
                 policy,
             ))
         });

@@ -5,6 +5,7 @@ use super::error::ApiError;
 use super::extract::Body;
 use super::runs::visible_run;
 use super::ApiState;
+use crate::domain::ApprovalDecision;
 use crate::runtime::Decision;
 use crate::store::WaitRow;
 use axum::extract::{Extension, Path, State};
@@ -33,15 +34,12 @@ pub async fn decide(
             "the body must be {{\"decision\": \"approve\"|\"reject\", \"by\": NAME, \"reason\": TEXT}}: {e}"
         ))
     })?;
-    let approve = match b.decision.as_str() {
-        "approve" => true,
-        "reject" => false,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "`decision` must be \"approve\" or \"reject\", not {other:?}"
-            )))
-        }
-    };
+    let approve = ApprovalDecision::parse(&b.decision).map_err(|_| {
+        ApiError::bad_request(format!(
+            "`decision` must be \"approve\" or \"reject\", not {:?}",
+            b.decision
+        ))
+    })? == ApprovalDecision::Approve;
     let r = visible_run(&st, &caller, &id).await?;
     let decision = Decision {
         approve,

@@ -64,7 +64,6 @@ pub async fn serve(g: &Global, a: ServeArgs) -> CliResult {
         },
         grace: Duration::from_secs_f64(a.grace),
         retention: Some(retention),
-        data_dir: g.data_dir.clone(),
     };
     let service = Service::start(rt, listener, opts).await?;
     let addr = service
