@@ -10,9 +10,5 @@ use std::process::ExitCode;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(nofx::tools::GUARD_ARG) {
-        return ExitCode::from(nofx::tools::run_guard(&args[2..]).clamp(0, 255) as u8);
-    }
     cli::main()
 }

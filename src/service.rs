@@ -65,7 +65,8 @@ impl Service {
         opts: ServiceOptions,
     ) -> Result<Self, RuntimeError> {
         let resumed = match rt.resume_orphans().await {
-            Ok(r) => r,
+            // The runs it could not resume were logged, each with why.
+            Ok(r) => r.resumed,
             Err(e) => {
                 rt.shutdown().await;
                 return Err(e);

@@ -138,18 +138,14 @@ pub fn builder(g: &Global, default_policy: CommandPolicy) -> Result<RuntimeBuild
     else {
         return Err(Failure::Input(problems.join("\n")));
     };
-    let mut b: RuntimeBuilder = Runtime::builder()
+    Ok(Runtime::builder()
         .checkpoint_policy(checkpoints)
         .data_dir(g.data_dir.clone())
         .database_url(store_url(g))
         .agents(agents)
         .command_policy(policy)
         .models(models)
-        .lease_ttl(ttl);
-    if let Ok(exe) = std::env::current_exe() {
-        b = b.process_guard(exe);
-    }
-    Ok(b)
+        .lease_ttl(ttl))
 }
 
 pub fn lease_ttl(g: &Global) -> Result<std::time::Duration, Failure> {

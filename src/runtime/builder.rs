@@ -84,7 +84,6 @@ pub struct RuntimeBuilder {
     agents: Option<Vec<AgentSpec>>,
     tools: ToolRegistry,
     policy: CommandPolicy,
-    guard: Option<PathBuf>,
     options: Options,
     extra_tools: Vec<Arc<dyn Tool>>,
     models: Option<crate::models::ModelsConfig>,
@@ -98,7 +97,6 @@ impl RuntimeBuilder {
             agents: None,
             tools: ToolRegistry::builtin(),
             policy: CommandPolicy::allow_all(),
-            guard: None,
             options: Options::default(),
             extra_tools: Vec::new(),
             models: None,
@@ -175,13 +173,6 @@ impl RuntimeBuilder {
     /// Which commands `shell` and command gates may run (default: any).
     pub fn command_policy(mut self, policy: CommandPolicy) -> Self {
         self.policy = policy;
-        self
-    }
-
-    /// Starts child processes through `exe` in guard mode (`exe __nofx-guard …`), so they
-    /// die with this process. The `nofx` binary sets this to itself.
-    pub fn process_guard(mut self, exe: impl Into<PathBuf>) -> Self {
-        self.guard = Some(exe.into());
         self
     }
 
@@ -296,7 +287,6 @@ impl RuntimeBuilder {
         let hub = EventHub::default();
         let blobs = Blobs::new(data_dir.join("artifacts"));
         let policy = Arc::new(self.policy);
-        let guard = self.guard;
         let options = self.options;
         let models_config = self
             .models
@@ -348,7 +338,6 @@ impl RuntimeBuilder {
                                 let env = ToolEnv {
                                     blobs,
                                     policy,
-                                    guard,
                                     probe: Arc::new(probe::RuntimeProbe::new(
                                         store.clone(),
                                         sup,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 /// A runtime failure.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RuntimeError {
     /// The plan is invalid.
     #[error("{0}")]
@@ -66,6 +67,14 @@ pub enum RuntimeError {
         scope: &'static str,
         /// What needs it.
         message: String,
+    },
+    /// The run did not end: the runtime executing it stopped first. It stays unfinished in
+    /// the store, and [`crate::Runtime::resume`] (or `resume_orphans`) of a runtime on the
+    /// same store goes on with it.
+    #[error("run {run} was interrupted before it ended: the runtime executing it stopped; resume it to go on")]
+    Interrupted {
+        /// The run.
+        run: RunId,
     },
     /// The runtime has stopped.
     #[error("the runtime has stopped")]

@@ -45,7 +45,7 @@ pub struct GateActor {
 }
 
 impl GateActor {
-    /// A gate actor whose command gates use `env` (policy, guard).
+    /// A gate actor whose command gates use `env` (the command policy).
     pub fn new(env: ToolEnv) -> Self {
         Self {
             env,

@@ -326,12 +326,13 @@ impl RunHandle {
         self.rt.cancel(self.id, "cancelled by the caller").await
     }
 
-    /// Waits for the run to end (or for the runtime executing it to stop) and returns its
-    /// outcome. It reads the run's status once and then only listens for the end, so waiting
-    /// costs the store nothing while the run executes.
+    /// Waits for the run to end and returns its outcome. It reads the run's status once and
+    /// then only listens for the end, so waiting costs the store nothing while the run
+    /// executes.
     ///
     /// # Errors
-    /// Store failures, a stopped runtime.
+    /// [`RuntimeError::Interrupted`] when the runtime executing the run stops first, or when
+    /// no live process executes the running run (it stopped midway and nothing resumed it); [`RuntimeError::Stopped`] when this handle's runtime has stopped; store failures.
     ///
     /// # Cancel safety
     /// Safe: dropping it only stops waiting.
@@ -344,7 +345,7 @@ impl RunHandle {
     /// outputs are read, which matters for runs with very many tasks).
     ///
     /// # Errors
-    /// Store failures, a stopped runtime.
+    /// As [`RunHandle::wait`].
     ///
     /// # Cancel safety
     /// Safe: dropping it only stops waiting.
@@ -354,26 +355,71 @@ impl RunHandle {
         Ok((r.status, r.reason))
     }
 
+    /// The run's status as stored now, without waiting. An unfinished run keeps the status
+    /// it had (`running`, `waiting`) when the runtime executing it stops; [`RunHandle::wait`]
+    /// then says [`RuntimeError::Interrupted`].
+    ///
+    /// # Errors
+    /// [`RuntimeError::Interrupted`] or [`RuntimeError::Stopped`] once this handle's runtime
+    /// has stopped (its store is closed); store failures.
+    pub async fn status(&self) -> Result<RunStatus, RuntimeError> {
+        if let Some(e) = self.stopped() {
+            return Err(e);
+        }
+        Ok(self.rt.store().run(self.id).await?.status)
+    }
+
+    /// Once the runtime has stopped (its store is closed), what a call about the run says.
+    fn stopped(&self) -> Option<RuntimeError> {
+        if self.rt.hub().was_interrupted(self.id) {
+            Some(RuntimeError::Interrupted { run: self.id })
+        } else if self.rt.is_stopped() {
+            Some(RuntimeError::Stopped)
+        } else {
+            None
+        }
+    }
+
     async fn wait_end(&self) -> Result<(), RuntimeError> {
         let mut rx = self.rt.hub().subscribe(self.id);
-        'check: loop {
-            if self.rt.store().run(self.id).await?.status.is_terminal() {
-                break 'check;
+        let ended = 'check: loop {
+            if let Some(e) = self.stopped() {
+                break 'check Err(e);
+            }
+            let status = self.rt.store().run(self.id).await?.status;
+            if status.is_terminal() {
+                break 'check Ok(());
+            }
+            // A running run that no live process executes (the process that ran it stopped
+            // or died) would never end while waited for. (A pending run waits for a process
+            // to take it, a waiting one for a decision.)
+            let orphaned = status == RunStatus::Running
+                && !self.rt.hub().is_local(self.id)
+                && self.rt.store().live_owner(self.id).await?.is_none();
+            if orphaned {
+                // Unless it ended between the reads.
+                if self.rt.store().run(self.id).await?.status.is_terminal() {
+                    break 'check Ok(());
+                }
+                break 'check Err(RuntimeError::Interrupted { run: self.id });
             }
             loop {
                 // A run executing in another process publishes nothing here: look at the
                 // store again now and then.
                 match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
-                    Ok(Ok(e)) if e.kind.ends_run() => break 'check,
+                    Ok(Ok(e)) if e.kind.is_terminal() => break 'check Ok(()),
+                    Ok(Ok(e)) if e.kind.ends_run() => {
+                        break 'check Err(RuntimeError::Interrupted { run: self.id })
+                    }
                     Ok(Ok(_)) => {}
                     // Missed events: the store says whether the end was among them.
                     Ok(Err(RecvError::Lagged(_))) | Err(_) => continue 'check,
                     Ok(Err(RecvError::Closed)) => return Err(RuntimeError::Stopped),
                 }
             }
-        }
+        };
         drop(rx);
         self.rt.hub().forget_if_unused(self.id);
-        Ok(())
+        ended
     }
 }

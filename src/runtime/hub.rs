@@ -20,6 +20,8 @@ pub struct EventHub {
     all: broadcast::Sender<Event>,
     /// Runs this process executes: their events are published here as they commit.
     local: Arc<Mutex<std::collections::HashSet<RunId>>>,
+    /// Runs whose execution here was interrupted (the runtime stopped before they ended).
+    interrupted: Arc<Mutex<std::collections::HashSet<RunId>>>,
 }
 
 impl Default for EventHub {
@@ -29,6 +31,7 @@ impl Default for EventHub {
             deltas: Arc::default(),
             all: broadcast::channel(CAPACITY).0,
             local: Arc::default(),
+            interrupted: Arc::default(),
         }
     }
 }
@@ -51,6 +54,11 @@ impl EventHub {
     /// Whether this process executes `run`.
     pub(crate) fn is_local(&self, run: RunId) -> bool {
         lock(&self.local).contains(&run)
+    }
+
+    /// Whether this process stopped executing `run` before it ended.
+    pub(crate) fn was_interrupted(&self, run: RunId) -> bool {
+        lock(&self.interrupted).contains(&run)
     }
 
     /// Receives every event of `run` committed from now on.
@@ -121,6 +129,13 @@ impl EventHub {
             .map(|e| e.run_id)
             .collect();
         if !ended.is_empty() {
+            let mut interrupted = lock(&self.interrupted);
+            for e in events {
+                if e.kind == crate::domain::EventType::RunInterrupted {
+                    interrupted.insert(e.run_id);
+                }
+            }
+            drop(interrupted);
             // Deltas end with the execution: their subscribers see the channel close.
             let mut deltas = lock(&self.deltas);
             for r in &ended {

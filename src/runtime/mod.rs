@@ -51,4 +51,4 @@ pub use checkpoints::Fork;
 pub use error::RuntimeError;
 pub use handle::{Outcome, Owner, RunFilter, RunHandle, RunSummary, TaskOutcome};
 pub use messages::{AgentLoad, Cancelled, QueueReport, Resumed};
-pub use runtime::{Resumption, Runtime, SubmitOptions};
+pub use runtime::{Orphans, Resumption, Runtime, SubmitOptions};

@@ -81,6 +81,17 @@ pub struct Resumption {
     pub result: Result<(Resumed, RunHandle), RuntimeError>,
 }
 
+/// What [`Runtime::resume_orphans`] did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Orphans {
+    /// The runs this runtime now executes, oldest first.
+    pub resumed: Vec<RunId>,
+    /// The unfinished runs it could not resume, and why; they stay as they are (resumable
+    /// once the cause is fixed).
+    pub not_resumed: Vec<(RunId, RuntimeError)>,
+}
+
 /// A running nofx runtime; cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
@@ -414,21 +425,26 @@ impl Runtime {
             .map_err(|_| RuntimeError::Stopped)
     }
 
-    /// Claims and executes every unfinished run no live process owns (a service's start);
-    /// returns the runs it took.
+    /// Claims and executes every unfinished run no live process owns (what a program does
+    /// at start to go on with the runs a stopped or killed life of it left), and says which
+    /// it took and which it could not, with why (e.g. a plan using a tool this runtime no
+    /// longer has). Runs another live process executes are neither.
     ///
     /// # Errors
-    /// Store failures.
-    pub async fn resume_orphans(&self) -> Result<Vec<RunId>, RuntimeError> {
-        let mut taken = Vec::new();
+    /// Store failures while listing the runs.
+    pub async fn resume_orphans(&self) -> Result<Orphans, RuntimeError> {
+        let mut report = Orphans::default();
         for r in self.resume_all().await? {
             match r.result {
-                Ok((Resumed::Started, _)) => taken.push(r.run),
+                Ok((Resumed::Started, _)) => report.resumed.push(r.run),
                 Ok(_) | Err(RuntimeError::LeaseHeld { .. }) => {}
-                Err(e) => tracing::warn!(run = %r.run, error = %e, "could not resume run"),
+                Err(e) => {
+                    tracing::warn!(run = %r.run, error = %e, "could not resume run");
+                    report.not_resumed.push((r.run, e));
+                }
             }
         }
-        Ok(taken)
+        Ok(report)
     }
 
     /// Tries to resume every unfinished run (pending, running or waiting), oldest first, and
@@ -469,6 +485,11 @@ impl Runtime {
             .await
             .ok()
             .flatten()
+    }
+
+    /// Whether [`Runtime::shutdown`] stopped it (or its actor thread ended).
+    pub(crate) fn is_stopped(&self) -> bool {
+        !self.inner.node.connected()
     }
 
     pub(crate) fn hub(&self) -> &EventHub {

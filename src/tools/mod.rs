@@ -21,7 +21,7 @@ pub use llm::LlmGenerate;
 pub use model::ModelAccess;
 pub use policy::{load_command_policy, CommandPolicy, PolicyError};
 pub use registry::ToolRegistry;
-pub use shell::{run_guard, Shell, GUARD_ARG};
+pub use shell::Shell;
 pub use validate::Validate;
 
 use crate::blobs::{Blobs, StoredBlob};
@@ -39,9 +39,6 @@ pub struct ToolEnv {
     pub blobs: Blobs,
     /// Which commands `shell` and command gates may run.
     pub policy: Arc<CommandPolicy>,
-    /// When set, child processes are started through this executable's guard mode, which
-    /// kills the child's process group if the owning process dies.
-    pub guard: Option<PathBuf>,
     /// What `test:healthcheck` asks about the runtime.
     pub probe: Arc<dyn Probe>,
 }

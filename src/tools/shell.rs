@@ -1,13 +1,13 @@
 //! `shell`: runs `argv` (no shell string) in the run workspace, in its own process group,
-//! with a clean environment. The group is killed on timeout, cancel, drop and, when a guard
-//! executable is configured, when the owning process dies. stdout and stderr are stored whole
-//! as artifacts; outputs hold `exit_code` and the first 64 KiB of each stream as text.
+//! with a clean environment. The group is killed on timeout, cancel, drop and when the
+//! process that started it dies (see [`WATCHDOG`]). stdout and stderr are stored whole as
+//! artifacts; outputs hold `exit_code` and the first 64 KiB of each stream as text.
 
 use super::{Tool, ToolContext, ToolEnv, ToolError, ToolOutput};
 use crate::blobs::{BlobError, StoredBlob};
 use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
@@ -15,8 +15,16 @@ use tokio_util::sync::CancellationToken;
 /// Bytes of each stream kept in the outputs.
 pub const OUTPUT_LIMIT: usize = 64 * 1024;
 
-/// The hidden first argument that runs the nofx binary as a process guard.
-pub const GUARD_ARG: &str = "__nofx-guard";
+/// The watchdog every command runs under, as `/bin/sh -c WATCHDOG nofx-watchdog PROGRAM
+/// ARGS…`: it starts the command in the background in its own process group and waits for it.
+/// The kernel sends the watchdog SIGTERM when the thread that started it dies (the
+/// parent-death signal, set before the watchdog starts), which kills the whole group, so no
+/// child or grandchild of a killed program keeps running; an embedding program needs nothing
+/// for it. Its exit status is the command's (128 + the signal for a killed command).
+pub(crate) const WATCHDOG: &str = r#"trap 'kill -KILL 0' TERM; "$@" & wait $!"#;
+
+/// The shell the watchdog runs in.
+const WATCHDOG_SHELL: &str = "/bin/sh";
 
 /// Runs commands.
 pub struct Shell;
@@ -83,6 +91,63 @@ async fn capture<R: AsyncRead + Unpin>(mut r: R, env: &ToolEnv) -> Result<Captur
     })
 }
 
+fn cannot_start(program: &str, why: impl std::fmt::Display) -> ToolError {
+    ToolError::Failed {
+        message: format!("cannot start `{program}`: {why}"),
+        outputs: Map::new(),
+        artifacts: Vec::new(),
+    }
+}
+
+/// The command that runs `exe` with `args` under the [`WATCHDOG`] (or, on a system without
+/// `/bin/sh`, directly, killed by the kernel when its starter dies; its own children then
+/// outlive a killed starter).
+fn watched(
+    program: &str,
+    exe: &Path,
+    args: &[String],
+) -> Result<tokio::process::Command, ToolError> {
+    use nix::sys::signal::Signal;
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = std::fs::metadata(exe)
+        .map_err(|e| cannot_start(program, e))?
+        .permissions()
+        .mode()
+        & 0o111
+        != 0;
+    if !exe.is_file() || !runnable {
+        return Err(cannot_start(program, "not an executable file"));
+    }
+    let shell = Path::new(WATCHDOG_SHELL);
+    let (mut cmd, signal) = if shell.is_file() {
+        let mut c = tokio::process::Command::new(shell);
+        c.arg("-c")
+            .arg(WATCHDOG)
+            .arg("nofx-watchdog")
+            .arg(exe)
+            .args(args);
+        (c, Signal::SIGTERM)
+    } else {
+        let mut c = tokio::process::Command::new(exe);
+        c.args(args);
+        (c, Signal::SIGKILL)
+    };
+    let starter = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and makes only two system
+    // calls (prctl and getppid); it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(signal)?;
+            if nix::unistd::getppid() != starter {
+                // The starter died before the signal was armed: start nothing.
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    Ok(cmd)
+}
+
 /// Runs `argv` in `cwd` in its own process group, capturing both streams, until it exits or
 /// `cancel` fires. Shared by the `shell` tool and command gates.
 pub(crate) async fn run_command(
@@ -103,26 +168,8 @@ pub(crate) async fn run_command(
         .policy
         .resolve(program, Some(cwd))
         .map_err(ToolError::Denied)?
-        .map_or_else(
-            || std::ffi::OsString::from(program),
-            PathBuf::into_os_string,
-        );
-    let mut cmd = match &env.guard {
-        Some(guard) => {
-            let mut c = tokio::process::Command::new(guard);
-            c.arg(GUARD_ARG)
-                .arg(std::process::id().to_string())
-                .arg("--")
-                .arg(&exe)
-                .args(&argv[1..]);
-            c
-        }
-        None => {
-            let mut c = tokio::process::Command::new(&exe);
-            c.args(&argv[1..]);
-            c
-        }
-    };
+        .ok_or_else(|| cannot_start(program, "no such file"))?;
+    let mut cmd = watched(program, &exe, &argv[1..])?;
     cmd.current_dir(cwd)
         .env_clear()
         .env(
@@ -144,11 +191,7 @@ pub(crate) async fn run_command(
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().map_err(|e| ToolError::Failed {
-        message: format!("cannot start `{program}`: {e}"),
-        outputs: Map::new(),
-        artifacts: Vec::new(),
-    })?;
+    let mut child = cmd.spawn().map_err(|e| cannot_start(program, e))?;
     let mut group = GroupKill(child.id().and_then(|p| i32::try_from(p).ok()));
     let stdout = child
         .stdout
@@ -321,69 +364,4 @@ impl Tool for Shell {
             Ok(ToolOutput { outputs, artifacts })
         })
     }
-}
-
-/// Guard mode: `nofx __nofx-guard PARENT_PID -- ARGV…`. Runs ARGV in the guard's own process
-/// group and kills that group when the parent process dies (the kernel signals the guard), so
-/// no child of a crashed nofx keeps running. Returns the exit code to exit with.
-pub fn run_guard(args: &[String]) -> i32 {
-    use nix::sys::signal::{killpg, Signal};
-    let (Some(parent), Some("--")) = (
-        args.first().and_then(|p| p.parse::<i32>().ok()),
-        args.get(1).map(String::as_str),
-    ) else {
-        eprintln!("nofx guard: usage: {GUARD_ARG} PARENT_PID -- COMMAND [ARGS…]");
-        return 2;
-    };
-    let argv = &args[2..];
-    let Some(program) = argv.first() else {
-        eprintln!("nofx guard: no command given");
-        return 2;
-    };
-    if nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).is_err()
-        || nix::unistd::getppid().as_raw() != parent
-    {
-        // The parent is already gone (or cannot be watched): run nothing.
-        return 137;
-    }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("nofx guard: {e}");
-            return 1;
-        }
-    };
-    rt.block_on(async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("nofx guard: {e}");
-                    return 1;
-                }
-            };
-        let mut child = match tokio::process::Command::new(program)
-            .args(&argv[1..])
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("nofx: cannot start `{program}`: {e}");
-                return 127;
-            }
-        };
-        tokio::select! {
-            status = child.wait() => match status {
-                Ok(s) => exit_code(&s) as i32,
-                Err(_) => 1,
-            },
-            _ = term.recv() => {
-                let _ = killpg(nix::unistd::getpgrp(), Signal::SIGKILL);
-                137
-            }
-        }
-    })
 }

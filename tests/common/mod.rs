@@ -132,6 +132,49 @@ where
     }
 }
 
+/// Waits for a condition on files a child process writes (not a timer).
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < end,
+            "condition not reached within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The first file called `name` under `dir`, depth first.
+pub fn find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            if let Some(f) = find(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// An example program of this crate (`cargo test` builds them beside the test binaries).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let debug = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("the test binary is in target/<profile>/deps");
+    let path = debug.join("examples").join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built: cargo test builds the examples",
+        path.display()
+    );
+    path
+}
+
 /// The `nofx` binary in `dir`, with no store URL or provider settings from this environment.
 pub fn nofx_cmd(dir: &std::path::Path) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_nofx"));

@@ -1,0 +1,76 @@
+//! The embedding examples as programs: run, killed with SIGKILL, run again.
+
+mod common;
+
+use common::{example, find, wait_for};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Whether process `pid` still runs (a zombie waiting to be reaped does not).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the parenthesised command name.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+    })
+}
+
+fn pids(file: &std::path::Path) -> Vec<i32> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_killed_embedding_program_leaves_no_process_behind_and_its_run_resumes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let exe = example("resume");
+    // A `#[tokio::main]` program whose run's first step sleeps for five minutes.
+    let mut program = Command::new(&exe)
+        .arg(&data)
+        .arg("300")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The step's shell and its `sleep` have written their pids.
+    wait_for(Duration::from_secs(60), || {
+        find(&data, "pids").is_some_and(|f| pids(&f).len() >= 2)
+    });
+    let file = find(&data, "pids").unwrap();
+    let started = pids(&file);
+    assert!(started.iter().all(|&p| alive(p)), "{started:?}");
+    program.kill().unwrap(); // SIGKILL: no handler, no cleanup in the program.
+    program.wait().unwrap();
+    wait_for(Duration::from_secs(20), || {
+        !started.iter().any(|&p| alive(p))
+    });
+
+    // The next life of the program resumes the run; the step runs again, once.
+    let out = Command::new(&exe).arg(&data).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("resumed run"), "{stdout}");
+    assert!(stdout.contains("succeeded"), "{stdout}");
+    assert_eq!(pids(&file).len(), 3, "one more attempt of the step");
+}
+
+#[test]
+fn every_embedding_example_runs_to_success() {
+    for name in ["embed", "resume"] {
+        let out = Command::new(example(name)).output().unwrap();
+        assert!(
+            out.status.success(),
+            "example {name}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
