@@ -1,38 +1,15 @@
-//! Embedding nofx: a custom tool and agent registered in code, a plan built from YAML,
-//! events followed as they are committed, and the outcome with every task's outputs.
+//! Start here: a runtime on the embedded store, a tool written as a closure, a plan from
+//! YAML, its events followed as they are committed, and the outcome with every task's
+//! outputs.
 //!
 //!     cargo run --example embed
 
-use futures::future::BoxFuture;
 use futures::StreamExt;
-use nofx::domain::plan::{Format, PlanSource};
-use nofx::tools::{Tool, ToolContext, ToolError, ToolOutput};
-use nofx::{AgentSpec, Role, Runtime};
-use serde_json::{json, Map, Value};
-use std::sync::Arc;
-
-/// Counts the words of `text`.
-struct WordCount;
-
-impl Tool for WordCount {
-    fn name(&self) -> &str {
-        "text:words"
-    }
-
-    fn input_schema(&self) -> Value {
-        json!({"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}})
-    }
-
-    fn run<'a>(&'a self, ctx: ToolContext) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
-        Box::pin(async move {
-            let text = ctx.inputs["text"].as_str().unwrap_or_default();
-            let mut out = ToolOutput::default();
-            out.outputs
-                .insert("words".into(), json!(text.split_whitespace().count()));
-            Ok(out)
-        })
-    }
-}
+use nofx::plan::{Format, PlanSource};
+use nofx::tools::{tool_fn, ToolOutput};
+use nofx::{RunStatus, Runtime};
+use serde::Deserialize;
+use serde_json::{json, Map};
 
 const PLAN: &str = r#"
 name: embedded
@@ -41,7 +18,6 @@ inputs:
 tasks:
   - id: count
     tool: text:words
-    capabilities: [text]
     inputs: { text: "${inputs.text}" }
   - id: report
     tool: test:echo
@@ -49,26 +25,33 @@ tasks:
     gates: [ { kind: pattern, output: summary, regex: "^[0-9]+ words$" } ]
 "#;
 
+#[derive(Deserialize)]
+struct Text {
+    text: String,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let data = std::env::temp_dir().join(format!("nofx-embed-{}", std::process::id()));
+    // A memory store keeps nothing after the program ends; `.data_dir("state")` alone
+    // keeps runs in `state/nofx.db`, where a later life of the program finds them.
     let rt = Runtime::builder()
         .memory_store()
-        .data_dir(&data)
-        .agent(
-            AgentSpec::new("linguist", Role::Specialist)
-                .with_capabilities(["text"])
-                .with_limits(2, Some(10.0)),
-        )
-        .tool(Arc::new(WordCount))
+        .tool(tool_fn(
+            "text:words",
+            json!({"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}),
+            |ctx| async move {
+                let Text { text } = ctx.input()?;
+                Ok(ToolOutput::new().output("words", text.split_whitespace().count()))
+            },
+        ))
         .build()
         .await?;
 
     let plan = PlanSource::parse(PLAN, Format::Yaml, Some("embedded plan"))?;
-    let run = rt.submit(&plan, Map::new()).await?;
+    let run = rt.submit(&plan, Map::new()).await?; // committed when this returns
     println!("run {} (correlation id {})", run.id(), run.correlation_id());
 
-    let mut events = Box::pin(run.subscribe());
+    let mut events = Box::pin(run.subscribe()); // every event, in order, without gaps
     while let Some(event) = events.next().await {
         let e = event?;
         println!(
@@ -85,8 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  {} -> {}", t.id, t.outputs.clone().unwrap_or_default());
     }
     rt.shutdown().await;
-    let _ = std::fs::remove_dir_all(&data);
-    if outcome.status != nofx::RunStatus::Succeeded {
+    if outcome.status != RunStatus::Succeeded {
         return Err(format!("run ended {}", outcome.status).into());
     }
     Ok(())

@@ -14,6 +14,22 @@ pub mod config;
 pub mod domain;
 pub mod models;
 pub mod planner;
+
+/// A run's events: the stored log ([`events::Event`], its kind [`events::EventType`] and
+/// typed data [`events::EventData`], one payload struct per kind in [`events::payload`]) and
+/// streamed model text ([`events::Delta`]).
+pub mod events {
+    pub use crate::domain::event::payload;
+    pub use crate::domain::{Delta, Event, EventData, EventType};
+}
+
+/// Plans: parsed from YAML or JSON ([`plan::PlanSource::parse`]) or built in code
+/// ([`plan::Plan::new`], [`plan::Task::new`]).
+pub mod plan {
+    /// One task of a plan (the same type as [`TaskSpec`]).
+    pub use crate::domain::plan::TaskSpec as Task;
+    pub use crate::domain::plan::*;
+}
 pub mod retention;
 pub mod runtime;
 pub mod service;

@@ -64,8 +64,20 @@ fn a_killed_embedding_program_leaves_no_process_behind_and_its_run_resumes_once(
 
 #[test]
 fn every_embedding_example_runs_to_success() {
-    for name in ["embed", "resume"] {
-        let out = Command::new(example(name)).output().unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".rs").map(str::to_string)
+        })
+        // A benchmark that needs a Postgres fleet, not an embedding example.
+        .filter(|n| n != "fleet_bench")
+        .collect();
+    names.sort();
+    assert!(names.len() >= 7, "{names:?}");
+    for name in names {
+        let out = Command::new(example(&name)).output().unwrap();
         assert!(
             out.status.success(),
             "example {name}: {}\n{}",

@@ -198,7 +198,7 @@ both_stores! {
         let rt2 = store.builder().lease_ttl(Duration::from_secs(3)).build().await.unwrap();
         let src = plan("name: l\ntasks:\n  - { id: slow, tool: shell, inputs: { argv: [sleep, '30'] } }\n");
         let run = rt1.submit(&src, Map::new()).await.unwrap();
-        let err = rt2.resume(run.id()).await.err().expect("the lease is held");
+        let err = rt2.resume(run.id()).await.expect_err("the lease is held");
         assert!(err.to_string().contains(&format!("process {}", std::process::id())), "{err}");
         match rt2.cancel(run.id(), "stop from elsewhere").await.unwrap() {
             Cancelled::Requested(info) => assert_eq!(info.pid, i64::from(std::process::id())),

@@ -147,3 +147,104 @@ async fn a_tool_that_blocks_its_thread_does_not_hold_up_a_quick_task() {
     assert_eq!(slow.outputs.as_ref().unwrap()["released"], true);
     rt.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closure_tool_reads_typed_inputs_and_reports_failures_and_bad_schemas_clearly() {
+    use nofx::plan::{Plan, Task};
+    use nofx::tools::tool_fn;
+
+    #[derive(serde::Deserialize)]
+    struct Add {
+        a: i64,
+        b: i64,
+    }
+    let add = tool_fn(
+        "math:add",
+        json!({"type": "object", "required": ["a", "b"]}),
+        |ctx| async move {
+            let Add { a, b } = ctx.input()?;
+            if a < 0 {
+                return Err(ToolError::failed("negative numbers are not for sale"));
+            }
+            Ok(ToolOutput::new().output("sum", a + b))
+        },
+    );
+    let rt = nofx::Runtime::builder()
+        .memory_store()
+        .tool(add.clone())
+        .build()
+        .await
+        .unwrap();
+    let plan = Plan::new("sums")
+        .task(Task::new("one", "math:add").input("a", 1).input("b", 2))
+        .task(
+            Task::new("two", "math:add")
+                .input("a", Task::output_ref("one", "sum"))
+                .input("b", 10),
+        )
+        // Passes the schema (which only asks for `a` and `b`) but not `Add`.
+        .task(Task::new("text", "math:add").input("a", "x").input("b", 1))
+        .task(Task::new("neg", "math:add").input("a", -1).input("b", 1));
+    let out = rt
+        .submit(plan, Default::default())
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let task = |id: &str| out.tasks.iter().find(|t| t.id.as_str() == id).unwrap();
+    assert_eq!(task("two").outputs.as_ref().unwrap()["sum"], 13);
+    let text = task("text").error.clone().unwrap();
+    assert!(
+        text.contains("invalid inputs") && text.contains("i64"),
+        "{text}"
+    );
+    assert_eq!(
+        task("neg").error.as_deref(),
+        Some("negative numbers are not for sale")
+    );
+    rt.shutdown().await;
+
+    // A schema that is not a JSON Schema stops the build, naming the tool and the place.
+    let bad = tool_fn(
+        "math:bad",
+        json!({"type": "object", "properties": {"a": {"type": "integr"}}}),
+        |_| async { Ok(ToolOutput::new()) },
+    );
+    let err = nofx::Runtime::builder()
+        .memory_store()
+        .tool(bad)
+        .build()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("math:bad") && err.contains("/properties/a/type"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_built_in_code_to_a_missing_task_is_refused_before_the_run() {
+    use nofx::plan::{Plan, Task};
+    let rt = nofx::Runtime::builder()
+        .memory_store()
+        .build()
+        .await
+        .unwrap();
+    let plan = Plan::new("p")
+        .task(Task::new("a", "test:echo").input("x", 1))
+        .task(Task::new("b", "test:echo").input("y", Task::output_ref("a", "nope")))
+        .task(Task::new("c", "test:echo").input("z", Task::output_ref("ghost", "x")));
+    let err = rt.submit(plan, Default::default()).await.unwrap_err();
+    let nofx::RuntimeError::Plan(errors) = &err else {
+        panic!("{err:?}")
+    };
+    let text = errors.to_string();
+    assert!(
+        text.contains("task `c`") && text.contains("ghost"),
+        "{text}"
+    );
+    assert!(format!("{rt:?}").contains("test:echo"));
+    rt.shutdown().await;
+}

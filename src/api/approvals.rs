@@ -6,8 +6,7 @@ use super::extract::Body;
 use super::runs::visible_run;
 use super::ApiState;
 use crate::domain::ApprovalDecision;
-use crate::runtime::Decision;
-use crate::store::WaitRow;
+use crate::runtime::{Approval, Decision};
 use axum::extract::{Extension, Path, State};
 use axum::Json;
 use serde::Deserialize;
@@ -28,7 +27,7 @@ pub async fn decide(
     Extension(caller): Extension<Caller>,
     Path((id, task)): Path<(String, String)>,
     Body(body): Body,
-) -> Result<Json<WaitRow>, ApiError> {
+) -> Result<Json<Approval>, ApiError> {
     let b: DecisionBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "the body must be {{\"decision\": \"approve\"|\"reject\", \"by\": NAME, \"reason\": TEXT}}: {e}"

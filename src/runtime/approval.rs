@@ -3,8 +3,66 @@
 //! the run — applies it.
 
 use super::{messages, RunHandle, Runtime, RuntimeError};
-use crate::domain::{ApprovalDecision, RunId, TaskStatus};
+use crate::domain::approval::WaitKind;
+use crate::domain::plan::OnTimeout;
+use crate::domain::time::rfc3339;
+use crate::domain::{ApprovalDecision, RunId, TaskStatus, WaitId};
 use crate::store::WaitRow;
+use serde::Serialize;
+
+/// A task's wait for a person's decision, as decided: the same document for
+/// `POST /runs/{id}/tasks/{task}/approval` and `nofx approve --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Approval {
+    /// Id, `wait-…`.
+    pub id: WaitId,
+    /// The run.
+    pub run_id: RunId,
+    /// The task.
+    pub task_id: String,
+    /// The attempt whose outputs waited for the decision.
+    pub attempt: i64,
+    /// What it waited for.
+    pub kind: WaitKind,
+    /// Who may decide (anyone when empty).
+    pub approvers: Vec<String>,
+    /// When `on_timeout` decides (RFC 3339).
+    pub deadline_at: Option<String>,
+    /// The decision taken at the deadline.
+    pub on_timeout: OnTimeout,
+    /// When the wait began (RFC 3339).
+    pub requested_at: String,
+    /// The decision.
+    pub decision: Option<ApprovalDecision>,
+    /// Who decided (`timeout` for the deadline's default).
+    pub decided_by: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// When (RFC 3339).
+    pub decided_at: Option<String>,
+}
+
+impl From<WaitRow> for Approval {
+    fn from(w: WaitRow) -> Self {
+        Self {
+            id: w.id,
+            run_id: w.run_id,
+            task_id: w.task_id,
+            attempt: w.attempt,
+            kind: w.kind,
+            approvers: w.approvers,
+            deadline_at: w.deadline_at.map(rfc3339),
+            on_timeout: w.on_timeout,
+            requested_at: rfc3339(w.requested_at),
+            decision: w.decision,
+            decided_by: w.decided_by,
+            reason: w.reason,
+            decided_at: w.decided_at.map(rfc3339),
+        }
+    }
+}
 
 /// A person's decision on a task waiting for approval.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +91,7 @@ impl Runtime {
         run: RunId,
         task: &str,
         decision: Decision,
-    ) -> Result<WaitRow, RuntimeError> {
+    ) -> Result<Approval, RuntimeError> {
         let by = decision.by.trim();
         if by.is_empty() {
             return Err(RuntimeError::NotApprover(
@@ -92,13 +150,13 @@ impl Runtime {
             .send(messages::Wake(run))
             .await
             .map_err(|_| RuntimeError::Stopped)??;
-        Ok(WaitRow {
+        Ok(Approval::from(WaitRow {
             decision: Some(what),
             decided_by: Some(by.into()),
             reason: reason.map(str::to_string),
             decided_at: Some(now),
             ..wait
-        })
+        }))
     }
 }
 
@@ -112,7 +170,7 @@ impl RunHandle {
         task: &str,
         by: &str,
         reason: Option<&str>,
-    ) -> Result<WaitRow, RuntimeError> {
+    ) -> Result<Approval, RuntimeError> {
         self.decide(task, true, by, reason).await
     }
 
@@ -125,7 +183,7 @@ impl RunHandle {
         task: &str,
         by: &str,
         reason: Option<&str>,
-    ) -> Result<WaitRow, RuntimeError> {
+    ) -> Result<Approval, RuntimeError> {
         self.decide(task, false, by, reason).await
     }
 
@@ -135,7 +193,7 @@ impl RunHandle {
         approve: bool,
         by: &str,
         reason: Option<&str>,
-    ) -> Result<WaitRow, RuntimeError> {
+    ) -> Result<Approval, RuntimeError> {
         let decision = Decision {
             approve,
             by: by.to_string(),

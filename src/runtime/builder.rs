@@ -80,7 +80,7 @@ enum StoreSpec {
 /// Builds a [`Runtime`].
 pub struct RuntimeBuilder {
     store: StoreSpec,
-    data_dir: PathBuf,
+    data_dir: Option<PathBuf>,
     agents: Option<Vec<AgentSpec>>,
     tools: ToolRegistry,
     policy: CommandPolicy,
@@ -93,7 +93,7 @@ impl RuntimeBuilder {
     pub(super) fn new() -> Self {
         Self {
             store: StoreSpec::InDataDir,
-            data_dir: PathBuf::from(".nofx"),
+            data_dir: None,
             agents: None,
             tools: ToolRegistry::builtin(),
             policy: CommandPolicy::allow_all(),
@@ -137,26 +137,44 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Uses a private in-memory SQLite store.
+    /// Uses a private in-memory SQLite store: nothing outlives the runtime. Without a
+    /// [`RuntimeBuilder::data_dir`], workspaces and artifacts go to a fresh temporary
+    /// directory, removed when the last handle of the runtime is dropped.
     pub fn memory_store(mut self) -> Self {
         self.store = StoreSpec::Memory;
         self
     }
 
-    /// Where workspaces and artifacts live (default `.nofx`); the default SQLite file is
-    /// `nofx.db` there.
+    /// Where workspaces and artifacts live (default `.nofx` in the working directory); the
+    /// default SQLite store is the file `nofx.db` there.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.data_dir = dir.into();
+        self.data_dir = Some(dir.into());
         self
     }
 
-    /// The agents (default: a coordinator `lead`, a specialist `builder`, a worker `worker`).
-    pub fn agents(mut self, agents: Vec<AgentSpec>) -> Self {
-        self.agents = Some(agents);
+    /// The agents, replacing the built-in ones (a coordinator `lead`, a specialist
+    /// `builder`, a worker `worker`, none with capabilities). A task goes only to an agent
+    /// having every capability it needs, so with your own agents alone a task that needs
+    /// none can go to any of them.
+    ///
+    /// ```
+    /// use nofx::{AgentSpec, Role};
+    /// let only_mine = nofx::Runtime::builder().agents([
+    ///     AgentSpec::new("gpu", Role::Specialist).with_capabilities(["gpu"]),
+    ///     AgentSpec::new("cpu", Role::Worker).with_limits(8, None),
+    /// ]);
+    /// ```
+    pub fn agents(mut self, agents: impl IntoIterator<Item = AgentSpec>) -> Self {
+        self.agents = Some(agents.into_iter().collect());
         self
     }
 
-    /// Adds one agent to the configured (or default) ones.
+    /// Adds one agent beside the configured ones (the built-in ones unless
+    /// [`RuntimeBuilder::agents`] replaced them). The supervisor scores every agent that
+    /// has the capabilities a task needs, so an added agent also takes its share of tasks
+    /// that need none, beside the built-in ones; give such tasks a capability only your
+    /// agent has (`capabilities: [gpu]`, [`crate::plan::Task::needs`]) to keep them for it, or
+    /// replace the built-in agents with [`RuntimeBuilder::agents`].
     pub fn agent(mut self, agent: AgentSpec) -> Self {
         self.agents
             .get_or_insert_with(crate::config::builtin_agents)
@@ -265,15 +283,25 @@ impl RuntimeBuilder {
     /// # Cancel safety
     /// Dropping the future before it completes leaves the actor thread to stop on its own.
     pub async fn build(self) -> Result<Runtime, RuntimeError> {
-        std::fs::create_dir_all(&self.data_dir).map_err(|source| RuntimeError::Io {
-            path: self.data_dir.display().to_string(),
+        let scratch = match (&self.data_dir, &self.store) {
+            (None, StoreSpec::Memory) => Some(super::runtime::Scratch(
+                std::env::temp_dir().join(format!("nofx-memory-{}", uuid::Uuid::new_v4().simple())),
+            )),
+            _ => None,
+        };
+        let dir = match (&scratch, &self.data_dir) {
+            (Some(s), _) => s.0.clone(),
+            (None, Some(d)) => d.clone(),
+            (None, None) => PathBuf::from(".nofx"),
+        };
+        std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Io {
+            path: dir.display().to_string(),
             source,
         })?;
-        let data_dir =
-            std::fs::canonicalize(&self.data_dir).map_err(|source| RuntimeError::Io {
-                path: self.data_dir.display().to_string(),
-                source,
-            })?;
+        let data_dir = std::fs::canonicalize(&dir).map_err(|source| RuntimeError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
         let tools = self.registry()?;
         let agents = self.agents.unwrap_or_else(crate::config::builtin_agents);
         let url = match self.store {
@@ -384,6 +412,7 @@ impl RuntimeBuilder {
                 hub,
                 thread: Mutex::new(Some(thread)),
                 _pool: pool,
+                _scratch: scratch,
             }),
         })
     }

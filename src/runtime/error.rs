@@ -1,7 +1,7 @@
 //! What can go wrong in the runtime, as one error type for every embedding call.
 
 use crate::config::ConfigErrors;
-use crate::domain::plan::PlanErrors;
+use crate::domain::plan::{PlanErrors, PlanSyntaxError};
 use crate::domain::RunId;
 use crate::store::{LeaseInfo, StoreError};
 use std::sync::Arc;
@@ -10,9 +10,12 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuntimeError {
-    /// The plan is invalid.
+    /// The plan is invalid: every problem, each with its task and line.
     #[error("{0}")]
-    Plan(PlanErrors),
+    Plan(#[from] PlanErrors),
+    /// The text is not a plan (not YAML/JSON, or not the plan schema).
+    #[error("{0}")]
+    PlanSyntax(#[from] PlanSyntaxError),
     /// Configuration is invalid.
     #[error("{0}")]
     Config(ConfigErrors),

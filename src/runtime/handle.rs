@@ -19,6 +19,15 @@ pub struct RunHandle {
     corr: CorrelationId,
 }
 
+impl std::fmt::Debug for RunHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunHandle")
+            .field("id", &self.id)
+            .field("correlation_id", &self.corr)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One task in an outcome.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -45,7 +45,7 @@ mod supervisor;
 mod templates;
 mod workspace;
 
-pub use approval::Decision;
+pub use approval::{Approval, Decision};
 pub use builder::{Options, RuntimeBuilder, Shared};
 pub use checkpoints::Fork;
 pub use error::RuntimeError;

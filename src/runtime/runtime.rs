@@ -60,6 +60,17 @@ pub(crate) struct Inner {
     pub(super) thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The tool threads; they stop when the last handle of the runtime goes.
     pub(super) _pool: super::pool::ToolPool,
+    /// The temporary data directory of a memory store, removed with the runtime.
+    pub(super) _scratch: Option<Scratch>,
+}
+
+/// A directory removed when dropped.
+pub(crate) struct Scratch(pub(crate) std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Drop for Inner {
@@ -96,6 +107,23 @@ pub struct Orphans {
 #[derive(Clone)]
 pub struct Runtime {
     pub(super) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::domain::plan::ToolCatalog;
+        let shared = &self.inner.shared;
+        f.debug_struct("Runtime")
+            .field("store", &self.store().backend())
+            .field("data_dir", &shared.data_dir)
+            .field(
+                "agents",
+                &shared.agents.iter().map(|a| &a.id).collect::<Vec<_>>(),
+            )
+            .field("tools", &shared.tools.names())
+            .field("stopped", &self.is_stopped())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Runtime {
@@ -154,7 +182,7 @@ impl Runtime {
     /// If dropped after the run was committed, the run still executes.
     pub async fn submit(
         &self,
-        plan: &PlanSource,
+        plan: impl Into<PlanSource>,
         inputs: Map<String, Value>,
     ) -> Result<RunHandle, RuntimeError> {
         self.submit_with(plan, inputs, None, false).await
@@ -170,7 +198,7 @@ impl Runtime {
     /// As `submit`.
     pub async fn submit_with(
         &self,
-        plan: &PlanSource,
+        plan: impl Into<PlanSource>,
         inputs: Map<String, Value>,
         correlation: Option<CorrelationId>,
         detach: bool,
@@ -192,11 +220,11 @@ impl Runtime {
     /// As `submit`.
     pub async fn submit_opts(
         &self,
-        plan: &PlanSource,
+        plan: impl Into<PlanSource>,
         inputs: Map<String, Value>,
         opts: SubmitOptions,
     ) -> Result<RunHandle, RuntimeError> {
-        let plan = self.validate(plan, &inputs).map_err(RuntimeError::Plan)?;
+        let plan = self.validate(&plan.into(), &inputs)?;
         self.create(submission(plan, opts)).await
     }
 

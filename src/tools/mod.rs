@@ -5,6 +5,7 @@
 
 mod codegen;
 mod echo;
+mod function;
 mod healthcheck;
 pub(crate) mod llm;
 mod model;
@@ -16,6 +17,7 @@ mod workspace;
 
 pub use codegen::Codegen;
 pub use echo::Echo;
+pub use function::{blocking_tool_fn, tool_fn};
 pub use healthcheck::{Healthcheck, Probe, ProbeReport};
 pub use llm::LlmGenerate;
 pub use model::ModelAccess;
@@ -75,6 +77,7 @@ pub struct ToolOutput {
 
 /// Why an attempt failed.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ToolError {
     /// The inputs are not what the tool accepts.
     #[error("invalid inputs: {0}")]

@@ -54,9 +54,14 @@ impl ToolRegistry {
     /// When its input schema does not compile.
     pub fn register(&mut self, tool: Arc<dyn Tool>) -> Result<(), RegistryError> {
         let schema = jsonschema::validator_for(&tool.input_schema()).map_err(|e| {
+            let at = e.instance_path.to_string();
             RegistryError::BadSchema {
                 tool: tool.name().to_string(),
-                why: e.to_string(),
+                why: if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("at {at}: {e}")
+                },
             }
         })?;
         self.tools

@@ -2,6 +2,7 @@
 //! `source.rs` reads them from text (with each task's line), `validate.rs` checks one and
 //! builds its `TaskGraph`, `error.rs` says what is wrong with one.
 
+mod build;
 mod error;
 mod source;
 mod validate;
