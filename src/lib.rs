@@ -1,12 +1,104 @@
-//! nofx: an actor-based multi-agent runtime.
+//! nofx: an actor-based multi-agent runtime you embed in a Rust program.
 //!
-//! A plan (YAML/JSON, or built in code) becomes a DAG of tasks; a supervisor delegates each
-//! ready task to the best-scored agent actor; gate actors check results; a persistence actor
-//! commits every state change to SQLite (the embedded default) or Postgres, so a run survives
-//! crashes and resumes where it stopped.
+//! A plan (YAML or JSON, or built in code) becomes a DAG of tasks; a supervisor delegates
+//! each ready task to the best-scored agent; gates check results; every state change is
+//! committed to SQLite (embedded, the default) or Postgres before anyone hears of it, so a run
+//! survives crashes and resumes where it stopped.
+//!
+//! # Start here
+//!
+//! Build a [`Runtime`], [`submit`](Runtime::submit) a plan, follow its events, wait for its
+//! [`Outcome`]:
+//!
+//! ```
+//! use futures::StreamExt;
+//! use nofx::plan::{Plan, Task};
+//! use nofx::tools::{tool_fn, ToolOutput};
+//! use nofx::{RunStatus, Runtime};
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), nofx::RuntimeError> {
+//! // 1. Build: a store (here in memory), your tools and agents beside the built-in ones.
+//! let rt = Runtime::builder()
+//!     .memory_store()
+//!     .tool(tool_fn("text:upper", json!({"type": "object"}), |ctx| async move {
+//!         let text = ctx.inputs["text"].as_str().unwrap_or_default().to_uppercase();
+//!         Ok(ToolOutput::new().output("text", text))
+//!     }))
+//!     .build()
+//!     .await?;
+//!
+//! // 2. Submit: the plan is checked whole (every problem at once), then committed.
+//! let plan = Plan::new("shout")
+//!     .task(Task::new("upper", "text:upper").input("text", "hello"))
+//!     .task(Task::new("echo", "test:echo").input("said", Task::output_ref("upper", "text")));
+//! let run = rt.submit(plan, Default::default()).await?;
+//!
+//! // 3. Follow: every event, in order, without gaps, as it is committed.
+//! let mut events = Box::pin(run.subscribe());
+//! while let Some(event) = events.next().await {
+//!     let event = event?;
+//!     println!("{} {}", event.seq, event.kind);
+//! }
+//!
+//! // 4. Wait: the outcome, with every task's outputs.
+//! let outcome = run.wait().await?;
+//! assert_eq!(outcome.status, RunStatus::Succeeded);
+//! assert_eq!(outcome.tasks[1].outputs.as_ref().unwrap()["said"], "HELLO");
+//! rt.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Plans also come from text: [`plan::PlanSource::parse`]. The `examples/` directory has a
+//! program for each common use: a tool written as a closure, a plan built in code, a blocking
+//! tool, an approval, a cancel, and a restart that resumes a run.
+//!
+//! # What the API is
+//!
+//! - [`Runtime`], built by [`RuntimeBuilder`]: submit, resume, cancel, decide approvals,
+//!   checkpoint, restore and fork runs, read them ([`Runtime::store`] reads the store).
+//! - [`RunHandle`]: one run: its events ([`RunHandle::subscribe`]), status, cancel,
+//!   approvals, and [`RunHandle::wait`] for its [`Outcome`].
+//! - [`plan`]: plans, parsed or built; [`events`]: what a run's log holds, typed;
+//!   [`tools`]: the [`Tool`](tools::Tool) trait and [`tool_fn`](tools::tool_fn);
+//!   [`AgentSpec`]: agents; [`RuntimeError`]: every failure of the calls above.
+//! - [`models`] and [`planner`]: model providers, routing, budgets, and goals planned by a
+//!   model; [`retention`]: sweeping old runs.
+//! - With the `server` feature (on by default), `service` serves the HTTP API, as
+//!   `nofx serve` does. Features `cli`, `otel` and `jemalloc` build the `nofx` binary; a
+//!   program that only embeds the runtime can turn the defaults off.
+//!
+//! # Threading
+//!
+//! A runtime's actors (coordinators, the supervisor, agents, gates, persistence) live on one
+//! thread of their own, started by `build()`; tools run on the runtime's tool threads (a tokio
+//! runtime of their own), so neither a busy tool nor your program's executor stalls the
+//! other. Every method of [`Runtime`] and [`RunHandle`] is a message to that thread or a read
+//! of the store, may be called from any tokio runtime (current-thread included), and both
+//! types are cheap to clone and `Send + Sync`. Events reach subscribers after they are
+//! committed.
+//!
+//! # Cancel safety
+//!
+//! Dropping a future of this API never leaves a half-done change: a submit dropped after the
+//! run was committed still runs; a dropped [`RunHandle::wait`] or event stream only stops
+//! listening; a cancel or a decision, once recorded, stands. Each method's documentation says
+//! what it guarantees.
+//!
+//! # What survives a restart
+//!
+//! With a store on disk (the default SQLite file in the data directory, or Postgres) every
+//! run, task, event, output, artifact, checkpoint and decision survives the program's end,
+//! SIGKILL included. A run that was executing is left unfinished; the next runtime on the
+//! same store takes it with [`Runtime::resume_orphans`] (or [`Runtime::resume`]): finished
+//! tasks keep their results, the tasks that were in flight run again as a new attempt with
+//! the same idempotency key, and no process the old program started is left running
+//! (commands die with the program that started them). A memory store keeps nothing.
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "server")]
 pub mod api;
 pub mod bench;
 pub mod blobs;
@@ -32,6 +124,7 @@ pub mod plan {
 }
 pub mod retention;
 pub mod runtime;
+#[cfg(feature = "server")]
 pub mod service;
 pub mod store;
 pub mod tools;

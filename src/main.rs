@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 /// jemalloc keeps fragmentation and the resident size of long runs with many tasks lower than
 /// the system allocator does (measured with `nofx bench`).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

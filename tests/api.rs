@@ -1,5 +1,6 @@
 //! The HTTP API over real HTTP against a server on an ephemeral port, on SQLite and Postgres:
 //! keys and projects, runs (submit, read, list, cancel, events), JSON errors, correlation ids.
+#![cfg(feature = "server")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Manual approval gates: a task's result waits for a person's decision, durably; on both
 //! stores, through the library, another runtime on the same store, HTTP and the CLI.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Checkpoints: what a run has done (succeeded tasks, outputs, artifacts, a manifest of its
 //! workspace kept content-addressed), restore and fork, on both stores and from the CLI.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The `nofx` binary as users and scripts call it: exit codes, stdout contract, crash safety.
+#![cfg(feature = "cli")]
 
 mod common;
 

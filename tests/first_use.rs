@@ -1,5 +1,6 @@
 //! What a new user meets first, through the `nofx` binary: a clean exit, dry runs that run
 //! nothing, quiet pipes, exit codes that tell bad input from a failed run.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Several processes on one store: fencing tokens refuse an old owner's late writes, an owner
 //! that cannot renew its leases stops its tasks, and a fleet of three `nofx serve` nodes on
 //! Postgres finishes every run when one node is killed.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Retention: a sweep deletes exactly what the policy says is past retention, on both
 //! stores; `nofx gc` from the CLI.
+#![cfg(feature = "cli")]
 
 mod common;
 

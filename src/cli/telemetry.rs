@@ -3,9 +3,13 @@
 //! the correlation id as `corr`) are also exported over OTLP/HTTP (JSON) at info level.
 
 use super::{Global, LogFormat};
+#[cfg(feature = "otel")]
 use opentelemetry::trace::TracerProvider as _;
+#[cfg(feature = "otel")]
 use opentelemetry_otlp::{Protocol, WithExportConfig};
+#[cfg(feature = "otel")]
 use opentelemetry_sdk::trace::SdkTracerProvider;
+#[cfg(feature = "otel")]
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -13,12 +17,14 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 /// What must be flushed before the process exits.
 pub struct Telemetry {
+    #[cfg(feature = "otel")]
     provider: Option<SdkTracerProvider>,
 }
 
 impl Telemetry {
     /// Sends the spans still buffered.
     pub fn shutdown(self) {
+        #[cfg(feature = "otel")]
         if let Some(p) = self.provider {
             if let Err(e) = p.shutdown() {
                 eprintln!("warning: could not flush traces: {e}");
@@ -27,6 +33,7 @@ impl Telemetry {
     }
 }
 
+#[cfg(feature = "otel")]
 fn otlp() -> Option<SdkTracerProvider> {
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok()?;
     if endpoint.trim().is_empty() {
@@ -83,12 +90,25 @@ pub fn init(g: &Global) -> Result<Telemetry, String> {
             .boxed(),
         LogFormat::Text => fmt.with_target(false).with_filter(filter).boxed(),
     };
-    let provider = otlp();
-    let otel = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("nofx"))
-            .with_filter(LevelFilter::INFO)
-    });
-    tracing_subscriber::registry().with(fmt).with(otel).init();
-    Ok(Telemetry { provider })
+    #[cfg(feature = "otel")]
+    {
+        let provider = otlp();
+        let otel = provider.as_ref().map(|p| {
+            tracing_opentelemetry::layer()
+                .with_tracer(p.tracer("nofx"))
+                .with_filter(LevelFilter::INFO)
+        });
+        tracing_subscriber::registry().with(fmt).with(otel).init();
+        Ok(Telemetry { provider })
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        if std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|e| !e.trim().is_empty()) {
+            eprintln!(
+                "warning: traces are not exported: this nofx was built without the `otel` feature"
+            );
+        }
+        tracing_subscriber::registry().with(fmt).init();
+        Ok(Telemetry {})
+    }
 }

@@ -6,7 +6,26 @@ use crate::domain::RunId;
 use crate::store::{LeaseInfo, StoreError};
 use std::sync::Arc;
 
-/// A runtime failure.
+/// A runtime failure: what every call of [`crate::Runtime`] and [`crate::RunHandle`] may
+/// return. Its message is written for a person; match on the variant to act on it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use nofx::plan::{Plan, Task};
+/// use nofx::RuntimeError;
+/// let rt = nofx::Runtime::builder().memory_store().build().await.unwrap();
+/// let plan = Plan::new("p").task(Task::new("a", "no:such-tool")).task(Task::new("a", "test:echo"));
+/// match rt.submit(plan, Default::default()).await {
+///     Err(RuntimeError::Plan(errors)) => {
+///         // Every problem, each with its task.
+///         assert_eq!(errors.0.len(), 2, "{errors}");
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// rt.shutdown().await;
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuntimeError {

@@ -11,7 +11,32 @@ use serde_json::Value;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
-/// A submitted run.
+/// A submitted run: its events, status, cancel, approvals and outcome. Made by
+/// [`Runtime::submit`] (and its variants) or [`Runtime::run`] for any stored run; cheap to
+/// clone.
+///
+/// ```
+/// use futures::StreamExt;
+/// use nofx::plan::{Plan, Task};
+/// use nofx::{EventType, RunStatus, Runtime};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), nofx::RuntimeError> {
+/// let rt = Runtime::builder().memory_store().build().await?;
+/// let run = rt
+///     .submit(Plan::new("p").task(Task::new("a", "shell").input("argv", serde_json::json!(["sleep", "30"]))), Default::default())
+///     .await?;
+/// // Cancel once the task runs: its process is killed and the run ends `cancelled`.
+/// let mut events = Box::pin(run.subscribe());
+/// while let Some(e) = events.next().await {
+///     if e?.kind == EventType::TaskStarted {
+///         run.cancel().await?;
+///     }
+/// }
+/// assert_eq!(run.wait().await?.status, RunStatus::Cancelled);
+/// rt.shutdown().await;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RunHandle {
     pub(super) rt: Runtime,
@@ -172,7 +197,29 @@ impl RunSummary {
     }
 }
 
-/// A run as it stands in the store.
+/// A run as it stands in the store: status, reason, and every task with its outputs, in
+/// plan order. The same document as `nofx runs show --json` and `GET /runs/{id}`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), nofx::RuntimeError> {
+/// use nofx::plan::{Plan, Task};
+/// use nofx::{RunStatus, TaskStatus};
+/// let rt = nofx::Runtime::builder().memory_store().build().await?;
+/// let plan = Plan::new("p")
+///     .task(Task::new("ok", "test:echo").input("x", 1))
+///     .task(Task::new("bad", "test:validate").input("data", 1).input("schema", serde_json::json!({"type": "string"})));
+/// let outcome = rt.submit(plan, Default::default()).await?.wait().await?;
+/// assert_eq!(outcome.status, RunStatus::Failed);
+/// for task in &outcome.tasks {
+///     match task.status {
+///         TaskStatus::Succeeded => println!("{}: {:?}", task.id, task.outputs),
+///         _ => println!("{}: {} ({:?})", task.id, task.status, task.error),
+///     }
+/// }
+/// rt.shutdown().await;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Outcome {

@@ -103,11 +103,43 @@ pub struct Orphans {
     pub not_resumed: Vec<(RunId, RuntimeError)>,
 }
 
-/// A running nofx runtime; cheap to clone.
+/// A running nofx runtime: made by [`Runtime::builder`], cheap to clone, usable from any
+/// tokio runtime. Stop it with [`Runtime::shutdown`] (runs it executes stay resumable).
+///
+/// ```
+/// use nofx::plan::{PlanSource, Format};
+/// use nofx::{Runtime, RunStatus};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), nofx::RuntimeError> {
+/// let data = std::env::temp_dir().join(format!("nofx-doc-{}", std::process::id()));
+/// let rt = Runtime::builder().data_dir(&data).build().await?; // SQLite in data/nofx.db
+/// let plan = PlanSource::parse("name: hi\ntasks:\n  - { id: a, tool: test:echo, inputs: { x: 1 } }\n", Format::Yaml, None)?;
+/// let run = rt.submit(&plan, Default::default()).await?;
+/// assert_eq!(run.wait().await?.status, RunStatus::Succeeded);
+/// rt.shutdown().await;
+///
+/// // A later runtime on the same data directory finds the run, and resumes what a
+/// // stopped or killed one left unfinished.
+/// let rt = Runtime::builder().data_dir(&data).build().await?;
+/// let orphans = rt.resume_orphans().await?;
+/// assert!(orphans.resumed.is_empty() && orphans.not_resumed.is_empty());
+/// assert_eq!(rt.run(run.id()).await?.status().await?, RunStatus::Succeeded);
+/// rt.shutdown().await;
+/// # std::fs::remove_dir_all(&data).ok();
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Runtime {
     pub(super) inner: Arc<Inner>,
 }
+
+// Both cross threads freely: a program may hold them in any task.
+const _: fn() = || {
+    fn shared<T: Send + Sync + Clone + 'static>() {}
+    shared::<Runtime>();
+    shared::<RunHandle>();
+};
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -48,6 +48,7 @@ use std::time::Duration;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The database URL is not one nofx understands.
     #[error("unsupported database URL `{0}` (expected sqlite://PATH or postgres://…)")]
@@ -58,7 +59,7 @@ pub enum StoreError {
         /// `sqlite` or `postgres`.
         backend: &'static str,
         /// The cause.
-        source: sqlx::Error,
+        source: DbError,
     },
     /// Applying migrations failed.
     #[error("cannot apply {backend} migrations: {source}")]
@@ -66,7 +67,7 @@ pub enum StoreError {
         /// `sqlite` or `postgres`.
         backend: &'static str,
         /// The cause.
-        source: sqlx::migrate::MigrateError,
+        source: DbError,
     },
     /// A query failed.
     #[error("store query failed ({what}): {source}")]
@@ -74,7 +75,7 @@ pub enum StoreError {
         /// Which operation.
         what: &'static str,
         /// The cause.
-        source: sqlx::Error,
+        source: DbError,
     },
     /// A stored value could not be read back.
     #[error("stored {what} is corrupt: {why}")]
@@ -109,12 +110,62 @@ pub enum StoreError {
     AmbiguousRun(String),
 }
 
+/// What the database driver said (its message; the driver's own types are not part of
+/// nofx's API).
+#[derive(Debug)]
+pub struct DbError(pub(crate) DbCause);
+
+#[derive(Debug)]
+pub(crate) enum DbCause {
+    Sqlx(sqlx::Error),
+    Migrate(sqlx::migrate::MigrateError),
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            DbCause::Sqlx(e) => e.fmt(f),
+            DbCause::Migrate(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for DbError {}
+
+impl DbError {
+    /// The driver's error, when it is a query or connection failure.
+    pub(crate) fn sqlx(&self) -> Option<&sqlx::Error> {
+        match &self.0 {
+            DbCause::Sqlx(e) => Some(e),
+            DbCause::Migrate(_) => None,
+        }
+    }
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        Self(DbCause::Sqlx(e))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for DbError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Self(DbCause::Migrate(e))
+    }
+}
+
 fn open_err(backend: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |source| StoreError::Open { backend, source }
+    move |source| StoreError::Open {
+        backend,
+        source: source.into(),
+    }
 }
 
 pub(crate) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |source| StoreError::Query { what, source }
+    move |source| StoreError::Query {
+        what,
+        source: source.into(),
+    }
 }
 
 /// A handle to the store; cheap to clone.
@@ -272,7 +323,7 @@ impl Store {
                         Err(source) => {
                             return Err(StoreError::Migrate {
                                 backend: "sqlite",
-                                source,
+                                source: source.into(),
                             })
                         }
                     }
@@ -284,7 +335,7 @@ impl Store {
                     .await
                     .map_err(|source| StoreError::Migrate {
                         backend: "postgres",
-                        source,
+                        source: source.into(),
                     })
             }
         }

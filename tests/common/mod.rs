@@ -175,6 +175,7 @@ pub fn example(name: &str) -> std::path::PathBuf {
     path
 }
 
+#[cfg(feature = "cli")]
 /// The `nofx` binary in `dir`, with no store URL or provider settings from this environment.
 pub fn nofx_cmd(dir: &std::path::Path) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_nofx"));
@@ -190,6 +191,7 @@ pub fn nofx_cmd(dir: &std::path::Path) -> std::process::Command {
     c
 }
 
+#[cfg(feature = "cli")]
 /// Runs `nofx ARGS` in `dir` to the end.
 pub fn nofx_out(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     nofx_cmd(dir).args(args).output().expect("nofx starts")

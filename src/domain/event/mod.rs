@@ -170,7 +170,29 @@ impl EventType {
     }
 }
 
-/// One event of a run.
+/// One event of a run: its place in the run's log (`seq`, from 1, no gaps), its kind, the
+/// task and correlation it belongs to, and its data, read typed with [`Event::payload`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use futures::StreamExt;
+/// use nofx::events::EventData;
+/// use nofx::plan::{Plan, Task};
+/// let rt = nofx::Runtime::builder().memory_store().build().await?;
+/// let run = rt.submit(Plan::new("p").task(Task::new("a", "test:echo").input("x", 1)), Default::default()).await?;
+/// let mut events = Box::pin(run.subscribe());
+/// while let Some(event) = events.next().await {
+///     let event = event?;
+///     match event.payload()? {
+///         EventData::TaskSucceeded(done) => println!("{:?} succeeded (attempt {})", event.task_id, done.attempt),
+///         EventData::TaskFailed(failed) => println!("{:?} failed: {}", event.task_id, failed.error),
+///         _ => {}
+///     }
+/// }
+/// rt.shutdown().await;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {

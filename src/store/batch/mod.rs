@@ -417,7 +417,8 @@ fn push_fence_update(
 }
 
 fn is_fence_failure(e: &StoreError) -> bool {
-    matches!(e, StoreError::Query { source: sqlx::Error::Database(d), .. } if d.message().contains("fence_held"))
+    matches!(e, StoreError::Query { source, .. }
+        if matches!(source.sqlx(), Some(sqlx::Error::Database(d)) if d.message().contains("fence_held")))
 }
 
 /// The fenced runs whose lease no longer names `holder` with the token it was granted (or
