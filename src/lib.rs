@@ -100,12 +100,20 @@
 
 #[cfg(feature = "server")]
 pub mod api;
-pub mod bench;
-pub mod blobs;
+pub(crate) mod bench;
+pub(crate) mod blobs;
+/// The `nofx` command line: the binary's code, built with the `cli` feature. Not part of the
+/// embedding API; `nofx::cli::main()` is the whole of the `nofx` binary.
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod models;
 pub mod planner;
+#[cfg(test)]
+mod properties_tests;
 
 /// A run's events: the stored log ([`events::Event`], its kind [`events::EventType`] and
 /// typed data [`events::EventData`], one payload struct per kind in [`events::payload`]) and

@@ -1,7 +1,5 @@
 //! The `nofx` command: parses arguments and calls the library.
 
-mod cli;
-
 use std::process::ExitCode;
 
 /// jemalloc keeps fragmentation and the resident size of long runs with many tasks lower than
@@ -11,5 +9,5 @@ use std::process::ExitCode;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    cli::main()
+    nofx::cli::main()
 }

@@ -2,8 +2,8 @@
 //! manual gate, from any process.
 
 use super::{runtime, CliResult, Failure, Global};
+use crate::runtime::Decision;
 use clap::Args;
-use nofx::runtime::Decision;
 
 #[derive(Args)]
 pub struct DecideArgs {

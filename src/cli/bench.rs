@@ -1,4 +1,4 @@
-//! `nofx bench`: flags of the benchmark (`nofx::bench` runs it) and its report.
+//! `nofx bench`: flags of the benchmark (`crate::bench` runs it) and its report.
 
 use super::{CliResult, Failure, Global};
 use clap::Args;
@@ -22,7 +22,7 @@ pub struct BenchArgs {
     store: BenchStoreArg,
 }
 
-/// Plan shape (the CLI's names for [`nofx::bench::Shape`]).
+/// Plan shape (the CLI's names for [`crate::bench::Shape`]).
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum BenchShape {
     /// N tasks in sequence.
@@ -33,7 +33,7 @@ pub enum BenchShape {
     Layered,
 }
 
-impl From<BenchShape> for nofx::bench::Shape {
+impl From<BenchShape> for crate::bench::Shape {
     fn from(s: BenchShape) -> Self {
         match s {
             BenchShape::Chain => Self::Chain,
@@ -43,7 +43,7 @@ impl From<BenchShape> for nofx::bench::Shape {
     }
 }
 
-/// Which store (the CLI's names for [`nofx::bench::BenchStore`]).
+/// Which store (the CLI's names for [`crate::bench::BenchStore`]).
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum BenchStoreArg {
     /// In-memory SQLite.
@@ -54,7 +54,7 @@ pub enum BenchStoreArg {
     Postgres,
 }
 
-impl From<BenchStoreArg> for nofx::bench::BenchStore {
+impl From<BenchStoreArg> for crate::bench::BenchStore {
     fn from(s: BenchStoreArg) -> Self {
         match s {
             BenchStoreArg::Memory => Self::Memory,
@@ -67,12 +67,13 @@ impl From<BenchStoreArg> for nofx::bench::BenchStore {
 pub async fn bench(g: &Global, a: BenchArgs) -> CliResult {
     let mut reports = Vec::new();
     for &n in &a.tasks {
-        let report = nofx::bench::run(a.shape.into(), n, a.store.into(), g.database_url.as_deref())
-            .await
-            .map_err(|e| match e {
-                nofx::bench::BenchError::Input(m) => Failure::Input(m),
-                other => Failure::Error(other.to_string()),
-            })?;
+        let report =
+            crate::bench::run(a.shape.into(), n, a.store.into(), g.database_url.as_deref())
+                .await
+                .map_err(|e| match e {
+                    crate::bench::BenchError::Input(m) => Failure::Input(m),
+                    other => Failure::Error(other.to_string()),
+                })?;
         println!(
             "{}",
             serde_json::to_string(&report).map_err(|e| Failure::Error(e.to_string()))?

@@ -85,7 +85,7 @@ pub async fn dispatch(g: &Global, c: CheckpointsCommand) -> CliResult {
                     "{:<42} {:>5} {:<24} {}",
                     c.id,
                     c.step,
-                    nofx::domain::time::rfc3339_secs(c.created_at),
+                    crate::domain::time::rfc3339_secs(c.created_at),
                     c.description.unwrap_or_default()
                 );
             }

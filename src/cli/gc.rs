@@ -1,8 +1,8 @@
 //! `nofx gc [--dry-run]`: apply `policies/retention.toml` now.
 
 use super::{dir_or_default, open_existing_store, CliResult, Failure, Global};
+use crate::retention::{self, RetentionPolicy};
 use clap::Args;
-use nofx::retention::{self, RetentionPolicy};
 
 #[derive(Args)]
 pub struct GcArgs {
@@ -26,7 +26,7 @@ pub fn load_retention(g: &Global) -> Result<RetentionPolicy, Failure> {
 pub async fn gc(g: &Global, a: GcArgs) -> CliResult {
     let policy = load_retention(g)?;
     let store = open_existing_store(g).await?;
-    let now = nofx::domain::time::now_ms();
+    let now = crate::domain::time::now_ms();
     let report = retention::sweep(&store, &g.data_dir, &policy, a.dry_run, now).await;
     store.close().await;
     let report = report.map_err(|e| Failure::Error(e.to_string()))?;

@@ -43,20 +43,20 @@ pub async fn dispatch(g: &Global, c: KeysCommand) -> CliResult {
     result
 }
 
-async fn run(store: &nofx::store::Store, c: KeysCommand) -> CliResult {
+async fn run(store: &crate::store::Store, c: KeysCommand) -> CliResult {
     match c {
         KeysCommand::Create {
             project,
             name,
             scope,
         } => {
-            let scopes = nofx::store::Scope::parse_list(&scope)
+            let scopes = crate::store::Scope::parse_list(&scope)
                 .map_err(|e| Failure::Input(format!("--scope: {e}")))?;
             let (rec, secret) = store
                 .create_key(&project, name.as_deref(), &scopes)
                 .await
                 .map_err(|e| match e {
-                    nofx::store::StoreError::BadInput(m) => Failure::Input(m),
+                    crate::store::StoreError::BadInput(m) => Failure::Input(m),
                     other => Failure::from(other),
                 })?;
             eprintln!(
@@ -88,7 +88,7 @@ async fn run(store: &nofx::store::Store, c: KeysCommand) -> CliResult {
                     k.project,
                     k.name.clone().unwrap_or_else(|| "-".into()),
                     scope_text(&k.scopes),
-                    nofx::domain::time::rfc3339_secs(k.created_at),
+                    crate::domain::time::rfc3339_secs(k.created_at),
                     if k.revoked_at.is_some() {
                         "revoked"
                     } else {
@@ -119,7 +119,7 @@ async fn run(store: &nofx::store::Store, c: KeysCommand) -> CliResult {
     Ok(())
 }
 
-fn scope_text(scopes: &[nofx::store::Scope]) -> String {
+fn scope_text(scopes: &[crate::store::Scope]) -> String {
     scopes
         .iter()
         .map(|s| s.as_str())

@@ -28,8 +28,8 @@ pub use setup::{
 };
 pub use validate::{check_plan, plan_inputs, read_plan};
 
+use crate::config::ConfigErrors;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use nofx::config::ConfigErrors;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -163,35 +163,35 @@ impl From<ConfigErrors> for Failure {
     }
 }
 
-impl From<nofx::RuntimeError> for Failure {
-    fn from(e: nofx::RuntimeError) -> Self {
+impl From<crate::RuntimeError> for Failure {
+    fn from(e: crate::RuntimeError) -> Self {
         match e {
-            nofx::RuntimeError::Plan(p) => Failure::Input(p.to_string()),
-            nofx::RuntimeError::Config(c) => Failure::Input(c.to_string()),
-            nofx::RuntimeError::Planner(e) => Failure::Input(e.to_string()),
-            nofx::RuntimeError::BadGoal(m)
-            | nofx::RuntimeError::BadFork(m)
-            | nofx::RuntimeError::NotWaiting(m)
-            | nofx::RuntimeError::NotApprover(m)
-            | nofx::RuntimeError::NoSuchTask(m) => Failure::Input(m),
-            nofx::RuntimeError::Store(e) => Failure::from(e),
+            crate::RuntimeError::Plan(p) => Failure::Input(p.to_string()),
+            crate::RuntimeError::Config(c) => Failure::Input(c.to_string()),
+            crate::RuntimeError::Planner(e) => Failure::Input(e.to_string()),
+            crate::RuntimeError::BadGoal(m)
+            | crate::RuntimeError::BadFork(m)
+            | crate::RuntimeError::NotWaiting(m)
+            | crate::RuntimeError::NotApprover(m)
+            | crate::RuntimeError::NoSuchTask(m) => Failure::Input(m),
+            crate::RuntimeError::Store(e) => Failure::from(e),
             // A data directory that cannot be made is the caller's configuration.
-            e @ nofx::RuntimeError::Io { .. } => Failure::Input(e.to_string()),
+            e @ crate::RuntimeError::Io { .. } => Failure::Input(e.to_string()),
             other => Failure::Error(other.to_string()),
         }
     }
 }
 
-impl From<nofx::store::StoreError> for Failure {
-    fn from(e: nofx::store::StoreError) -> Self {
+impl From<crate::store::StoreError> for Failure {
+    fn from(e: crate::store::StoreError) -> Self {
         match e {
             // What the caller named, and where the store is (URL, database, file): exit 2.
-            nofx::store::StoreError::NoSuchRun(_)
-            | nofx::store::StoreError::NoSuchCheckpoint(_)
-            | nofx::store::StoreError::AmbiguousRun(_)
-            | nofx::store::StoreError::BadInput(_)
-            | nofx::store::StoreError::Open { .. }
-            | nofx::store::StoreError::BadUrl(_) => Failure::Input(e.to_string()),
+            crate::store::StoreError::NoSuchRun(_)
+            | crate::store::StoreError::NoSuchCheckpoint(_)
+            | crate::store::StoreError::AmbiguousRun(_)
+            | crate::store::StoreError::BadInput(_)
+            | crate::store::StoreError::Open { .. }
+            | crate::store::StoreError::BadUrl(_) => Failure::Input(e.to_string()),
             other => Failure::Error(other.to_string()),
         }
     }
@@ -294,7 +294,7 @@ async fn dispatch(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Schema(SchemaCommand::Plan { json: _ }) => {
-            let schema = serde_json::to_string_pretty(&nofx::domain::plan::plan_schema())
+            let schema = serde_json::to_string_pretty(&crate::domain::plan::plan_schema())
                 .map_err(|e| Failure::Error(e.to_string()))?;
             println!("{schema}");
             Ok(())

@@ -17,22 +17,22 @@ pub async fn dispatch(g: &Global, c: NodesCommand) -> CliResult {
     let NodesCommand::Ls { json } = c;
     let store = open_existing_store(g).await?;
     let read = async {
-        Ok::<_, nofx::store::StoreError>((store.nodes().await?, store.live_leases().await?))
+        Ok::<_, crate::store::StoreError>((store.nodes().await?, store.live_leases().await?))
     }
     .await;
     store.close().await;
     let (nodes, leases) = read?;
-    let now = nofx::domain::time::now_ms();
+    let now = crate::domain::time::now_ms();
     let ttl = (g.lease_ttl * 1000.0) as i64;
     if json {
         let doc: Vec<serde_json::Value> = nodes
             .iter()
             .map(|n| {
-                let held: Vec<&nofx::store::LeaseRow> =
+                let held: Vec<&crate::store::LeaseRow> =
                     leases.iter().filter(|l| l.holder == n.id).collect();
                 serde_json::json!({
                     "id": n.id, "host": n.host, "pid": n.pid,
-                    "startedAt": nofx::domain::time::rfc3339_secs(n.started_at), "heartbeatAt": nofx::domain::time::rfc3339_secs(n.heartbeat_at),
+                    "startedAt": crate::domain::time::rfc3339_secs(n.started_at), "heartbeatAt": crate::domain::time::rfc3339_secs(n.heartbeat_at),
                     "live": n.heartbeat_at > now - ttl, "load": n.load, "leases": held,
                 })
             })
@@ -65,7 +65,7 @@ pub async fn dispatch(g: &Global, c: NodesCommand) -> CliResult {
             },
             n.load,
             held,
-            nofx::domain::time::rfc3339_secs(n.heartbeat_at)
+            crate::domain::time::rfc3339_secs(n.heartbeat_at)
         );
     }
     let others = leases

@@ -1,9 +1,9 @@
 //! Live progress on stderr: a bar with done/total/running/failed and elapsed time when stderr
 //! is a terminal, plain lines otherwise; a line per finished task; a summary at the end.
 
+use crate::domain::ApprovalDecision;
+use crate::{Event, EventData, Outcome, RunStatus};
 use indicatif::{ProgressBar, ProgressStyle};
-use nofx::domain::ApprovalDecision;
-use nofx::{Event, EventData, Outcome, RunStatus};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -104,7 +104,7 @@ impl Progress {
                 let until = match a.deadline {
                     Some(d) => format!(
                         " until {} (then {})",
-                        nofx::domain::time::text(&d),
+                        crate::domain::time::text(&d),
                         a.on_timeout.as_str()
                     ),
                     None => String::new(),
@@ -199,8 +199,8 @@ impl Progress {
 
     pub fn summary(&self, o: &Outcome) {
         self.finish();
-        let count = |s: nofx::TaskStatus| o.tasks.iter().filter(|t| t.status == s).count();
-        let ok = count(nofx::TaskStatus::Succeeded);
+        let count = |s: crate::TaskStatus| o.tasks.iter().filter(|t| t.status == s).count();
+        let ok = count(crate::TaskStatus::Succeeded);
         let secs = o
             .duration_ms
             .map(|d| d as f64 / 1000.0)
@@ -216,9 +216,9 @@ impl Progress {
         eprintln!(
             "  tasks: {ok}/{} succeeded, {} failed, {} skipped, {} cancelled",
             self.total.max(o.tasks.len()),
-            count(nofx::TaskStatus::Failed),
-            count(nofx::TaskStatus::Skipped),
-            count(nofx::TaskStatus::Cancelled)
+            count(crate::TaskStatus::Failed),
+            count(crate::TaskStatus::Skipped),
+            count(crate::TaskStatus::Cancelled)
         );
         eprintln!("  duration: {secs:.2}s");
         if self.model_calls > 0 {
@@ -226,7 +226,7 @@ impl Progress {
                 "  models: {} answer(s), {} tokens, {} (nofx usage has every call)",
                 self.model_calls,
                 self.model_tokens,
-                nofx::models::budget::usd(self.model_cost)
+                crate::models::budget::usd(self.model_cost)
             );
         }
         eprintln!("  run id: {}", o.id);

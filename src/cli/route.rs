@@ -2,11 +2,11 @@
 //! `--explain`, why (each rule's conditions up to the one that matched).
 
 use super::{load_models, CliResult, Failure, Global};
+use crate::models::budget::usd;
+use crate::models::routing::RouteRequest;
+use crate::models::Models;
+use crate::{Priority, Role};
 use clap::{Args, ValueEnum};
-use nofx::models::budget::usd;
-use nofx::models::routing::RouteRequest;
-use nofx::models::Models;
-use nofx::{Priority, Role};
 
 #[derive(Args)]
 pub struct RouteArgs {
@@ -74,7 +74,7 @@ pub fn route(g: &Global, a: RouteArgs) -> CliResult {
         capabilities: a.capabilities.clone(),
     };
     // Without a configured provider, explain over the whole catalogue.
-    let available = |m: &nofx::models::catalog::ModelSpec| !configured || models.available(m);
+    let available = |m: &crate::models::catalog::ModelSpec| !configured || models.available(m);
     let ex = models.router().explain(&req, models.catalog(), &available);
     if a.json {
         let doc = serde_json::json!({

@@ -2,10 +2,10 @@
 
 use super::progress::Progress;
 use super::{interrupt, plan_inputs, read_plan, runtime, CliResult, Failure, Global};
+use crate::runtime::{Outcome, Resumed};
+use crate::{CorrelationId, RunHandle, RunId, RunStatus, Runtime, RuntimeError, SubmitOptions};
 use clap::Args;
 use futures::StreamExt;
-use nofx::runtime::{Outcome, Resumed};
-use nofx::{CorrelationId, RunHandle, RunId, RunStatus, Runtime, RuntimeError, SubmitOptions};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -135,7 +135,7 @@ pub(crate) async fn drive(
 /// executed and the store is not opened.
 fn dry_run(
     g: &Global,
-    src: &nofx::domain::plan::PlanSource,
+    src: &crate::domain::plan::PlanSource,
     inputs: &serde_json::Map<String, serde_json::Value>,
     json: bool,
 ) -> CliResult {
@@ -177,7 +177,7 @@ async fn run_goal(g: &Global, a: RunArgs) -> CliResult {
     if a.planner_rounds == 0 {
         return Err(Failure::Input("--planner-rounds must be at least 1".into()));
     }
-    let options = nofx::planner::PlannerOptions {
+    let options = crate::planner::PlannerOptions {
         max_rounds: a.planner_rounds,
         ..Default::default()
     };
@@ -307,9 +307,9 @@ async fn resume_one(
                     "run {run} is leased by process {} on {} until {}; waiting for it to finish or expire…",
                     info.pid,
                     info.host,
-                    nofx::domain::time::rfc3339_secs(info.expires_at)
+                    crate::domain::time::rfc3339_secs(info.expires_at)
                 );
-                let wait = (info.expires_at - nofx::domain::time::now_ms()).clamp(100, 60_000);
+                let wait = (info.expires_at - crate::domain::time::now_ms()).clamp(100, 60_000);
                 tokio::select! {
                     _ = tokio::time::sleep(std::time::Duration::from_millis(wait as u64 + 50)) => {}
                     _ = interrupt::requested() => return Err(Failure::Interrupted),

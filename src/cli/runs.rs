@@ -1,11 +1,11 @@
 //! `nofx runs ls|show|events|cancel|artifacts`.
 
 use super::{open_existing_store, runtime, CliResult, Failure, Global};
+use crate::runtime::{Cancelled, Outcome, RunFilter, RunSummary};
+use crate::store::{Blobs, Store};
+use crate::RunId;
 use clap::Subcommand;
 use futures::StreamExt;
-use nofx::runtime::{Cancelled, Outcome, RunFilter, RunSummary};
-use nofx::store::{Blobs, Store};
-use nofx::RunId;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -224,7 +224,7 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                     .iter()
                     .rev()
                     .find(|w| w.task_id == t.id.as_str() && w.decision.is_none())
-                    .filter(|_| t.status == nofx::TaskStatus::Waiting);
+                    .filter(|_| t.status == crate::TaskStatus::Waiting);
                 let note = match (&t.restored_from, open) {
                     (Some(cp), _) => format!("restored from {cp}"),
                     (None, Some(w)) => format!(
@@ -237,7 +237,7 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                         w.deadline_at
                             .map(|d| format!(
                                 " until {} (then {})",
-                                nofx::domain::time::rfc3339_secs(d),
+                                crate::domain::time::rfc3339_secs(d),
                                 w.on_timeout.as_str()
                             ))
                             .unwrap_or_default()
@@ -257,7 +257,7 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
         }
         RunsCommand::Events { run, json, follow } => {
             let id = store.find_run(&run).await?;
-            let show = |e: &nofx::Event| -> CliResult {
+            let show = |e: &crate::Event| -> CliResult {
                 if json {
                     println!(
                         "{}",
@@ -267,7 +267,7 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                     println!(
                         "{:>5}  {}  {:<16} {:<20} {}",
                         e.seq,
-                        nofx::domain::time::text(&e.at),
+                        crate::domain::time::text(&e.at),
                         e.kind,
                         e.task_id
                             .as_ref()
@@ -293,7 +293,7 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                 }
             }
             // Another process executes the run: its events are read as they are stored.
-            let events = nofx::runtime::follow::run_events(store.clone(), None, id, 0);
+            let events = crate::runtime::follow::run_events(store.clone(), None, id, 0);
             futures::pin_mut!(events);
             loop {
                 tokio::select! {
@@ -330,14 +330,14 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                 }
                 return Ok(());
             };
-            let a = match nofx::store::find_artifact(&list, &name) {
+            let a = match crate::store::find_artifact(&list, &name) {
                 Ok(a) => a,
-                Err(nofx::store::ArtifactLookup::Missing) => {
+                Err(crate::store::ArtifactLookup::Missing) => {
                     return Err(Failure::Input(format!(
                         "run {id} has no artifact `{name}` (see `nofx runs artifacts {id}`)"
                     )))
                 }
-                Err(nofx::store::ArtifactLookup::Ambiguous(names)) => {
+                Err(crate::store::ArtifactLookup::Ambiguous(names)) => {
                     return Err(Failure::Input(format!(
                         "artifact `{name}` is ambiguous; use one of: {}",
                         names.join(", ")
@@ -419,7 +419,7 @@ fn read_patch(path: &std::path::Path) -> Result<serde_json::Value, Failure> {
         serde_json::from_str(&text)
             .map_err(|e| Failure::Input(format!("--patch {}: not JSON: {e}", path.display())))?
     } else {
-        nofx::domain::nesting::from_yaml(&text).map_err(|e| {
+        crate::domain::nesting::from_yaml(&text).map_err(|e| {
             Failure::Input(format!("--patch {}: not YAML or JSON: {e}", path.display()))
         })?
     };
@@ -469,9 +469,9 @@ async fn fork(
                 }
             }
         }
-        let typed = nofx::domain::plan::inputs_from_text(&plan, &pairs)
+        let typed = crate::domain::plan::inputs_from_text(&plan, &pairs)
             .map_err(|e| Failure::Input(e.to_string()))?;
-        let fork = nofx::runtime::Fork {
+        let fork = crate::runtime::Fork {
             at: at.clone(),
             patch,
             inputs: typed,

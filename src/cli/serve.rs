@@ -1,9 +1,9 @@
-//! `nofx serve`: flags and messages around [`nofx::service::Service`] (the runtime, the HTTP
+//! `nofx serve`: flags and messages around [`crate::service::Service`] (the runtime, the HTTP
 //! API, the retention sweep and the drain).
 
 use super::{CliResult, Failure, Global};
+use crate::service::{Service, ServiceOptions};
 use clap::Args;
-use nofx::service::{Service, ServiceOptions};
 use std::time::Duration;
 
 #[derive(Args)]
@@ -50,7 +50,7 @@ pub async fn serve(g: &Global, a: ServeArgs) -> CliResult {
         .await
         .map_err(|e| Failure::Input(format!("cannot listen on {}: {e}", a.bind)))?;
     // A service runs no command that policies/tools.toml does not allow.
-    let rt = super::builder(g, nofx::tools::CommandPolicy::deny_all())?
+    let rt = super::builder(g, crate::tools::CommandPolicy::deny_all())?
         .fleet(true)
         .build()
         .await?;
@@ -59,7 +59,7 @@ pub async fn serve(g: &Global, a: ServeArgs) -> CliResult {
         return Err(e);
     }
     let opts = ServiceOptions {
-        api: nofx::api::ApiOptions {
+        api: crate::api::ApiOptions {
             requests_per_second: rate,
         },
         grace: Duration::from_secs_f64(a.grace),

@@ -2,9 +2,9 @@
 //! command policy, models, templates) and a runtime builder.
 
 use super::{Failure, Global};
-use nofx::config;
-use nofx::tools::CommandPolicy;
-use nofx::{AgentSpec, Runtime, RuntimeBuilder};
+use crate::config;
+use crate::tools::CommandPolicy;
+use crate::{AgentSpec, Runtime, RuntimeBuilder};
 use std::path::{Path, PathBuf};
 
 /// The store URL the flags name.
@@ -31,7 +31,7 @@ pub fn describe_store(g: &Global) -> String {
 
 /// Opens a store that must exist already (commands that only read or change what is there):
 /// a SQLite file that is not there is an error, not a new empty store.
-pub async fn open_existing_store(g: &Global) -> Result<nofx::store::Store, Failure> {
+pub async fn open_existing_store(g: &Global) -> Result<crate::store::Store, Failure> {
     let url = store_url(g);
     let file = url
         .strip_prefix("sqlite://")
@@ -48,7 +48,7 @@ pub async fn open_existing_store(g: &Global) -> Result<nofx::store::Store, Failu
 }
 
 /// Opens the store for reads (creating the data directory for the default SQLite file).
-pub async fn open_store(g: &Global) -> Result<nofx::store::Store, Failure> {
+pub async fn open_store(g: &Global) -> Result<crate::store::Store, Failure> {
     if g.database_url.is_none() {
         std::fs::create_dir_all(&g.data_dir).map_err(|e| {
             Failure::Input(format!(
@@ -57,7 +57,7 @@ pub async fn open_store(g: &Global) -> Result<nofx::store::Store, Failure> {
             ))
         })?;
     }
-    Ok(nofx::store::Store::open(&store_url(g)).await?)
+    Ok(crate::store::Store::open(&store_url(g)).await?)
 }
 
 pub fn dir_or_default(flag: &Option<PathBuf>, default: &str) -> Result<Option<PathBuf>, Failure> {
@@ -83,16 +83,16 @@ pub fn load_agents(g: &Global) -> Result<Vec<AgentSpec>, Failure> {
 /// allows any command, `nofx serve` none).
 pub fn load_policy(g: &Global, default: CommandPolicy) -> Result<CommandPolicy, Failure> {
     Ok(match dir_or_default(&g.policies, "policies")? {
-        Some(dir) => nofx::tools::load_command_policy(&dir, default)?,
+        Some(dir) => crate::tools::load_command_policy(&dir, default)?,
         None => default,
     })
 }
 
 /// Models configured from the policies directory and the environment (keys and base URLs
 /// named by `models.toml`).
-pub fn load_models(g: &Global) -> Result<nofx::models::ModelsConfig, Failure> {
+pub fn load_models(g: &Global) -> Result<crate::models::ModelsConfig, Failure> {
     let dir = dir_or_default(&g.policies, "policies")?;
-    Ok(nofx::models::ModelsConfig::load(dir.as_deref())?.with_env(|k| std::env::var(k).ok()))
+    Ok(crate::models::ModelsConfig::load(dir.as_deref())?.with_env(|k| std::env::var(k).ok()))
 }
 
 /// A runtime configured from the flags.

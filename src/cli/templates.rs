@@ -55,7 +55,7 @@ pub async fn dispatch(g: &Global, c: TemplatesCommand) -> CliResult {
     result
 }
 
-async fn run(rt: &nofx::Runtime, c: TemplatesCommand) -> CliResult {
+async fn run(rt: &crate::Runtime, c: TemplatesCommand) -> CliResult {
     match c {
         TemplatesCommand::Ls {
             category,
@@ -111,14 +111,14 @@ async fn run(rt: &nofx::Runtime, c: TemplatesCommand) -> CliResult {
                 .template(&project, &id)
                 .await?
                 .ok_or_else(|| Failure::Input(format!("no template `{id}`")))?;
-            let src = nofx::domain::plan::PlanSource {
+            let src = crate::domain::plan::PlanSource {
                 plan: std::sync::Arc::new(t.spec.plan.clone()),
                 origin: Some(format!("template {id}")),
                 task_lines: Vec::new(),
             };
             let values = super::plan_inputs(&src, &inputs)?;
             let handle = rt
-                .instantiate(&project, &id, values, nofx::SubmitOptions::default())
+                .instantiate(&project, &id, values, crate::SubmitOptions::default())
                 .await?;
             eprintln!(
                 "run {} started from template `{id}`: {} tasks, correlation id {}",

@@ -32,7 +32,7 @@ pub enum GroupByArg {
 
 /// Reads `YYYY-MM-DD` (UTC midnight) or an RFC 3339 time as milliseconds since the epoch.
 pub fn parse_date(flag: &str, s: &str) -> Result<i64, Failure> {
-    nofx::store::parse_date(s).ok_or_else(|| {
+    crate::store::parse_date(s).ok_or_else(|| {
         Failure::Input(format!(
             "{flag} `{s}` is not a date (YYYY-MM-DD) or an RFC 3339 time"
         ))
@@ -40,7 +40,7 @@ pub fn parse_date(flag: &str, s: &str) -> Result<i64, Failure> {
 }
 
 pub async fn usage(g: &Global, a: UsageArgs) -> CliResult {
-    let now = nofx::domain::time::now_ms();
+    let now = crate::domain::time::now_ms();
     let until = match &a.until {
         Some(s) => parse_date("--until", s)?,
         None => now,
@@ -50,22 +50,22 @@ pub async fn usage(g: &Global, a: UsageArgs) -> CliResult {
         None => until - 7 * 86_400_000,
     };
     let group = match a.group_by {
-        GroupByArg::Hour => nofx::store::GroupBy::Hour,
-        GroupByArg::Day => nofx::store::GroupBy::Day,
-        GroupByArg::Week => nofx::store::GroupBy::Week,
+        GroupByArg::Hour => crate::store::GroupBy::Hour,
+        GroupByArg::Day => crate::store::GroupBy::Day,
+        GroupByArg::Week => crate::store::GroupBy::Week,
     };
     if until <= since {
         return Err(Failure::Input(format!(
             "--until ({}) must be after --since ({})",
-            nofx::domain::time::rfc3339(until),
-            nofx::domain::time::rfc3339(since)
+            crate::domain::time::rfc3339(until),
+            crate::domain::time::rfc3339(since)
         )));
     }
     let store = open_existing_store(g).await?;
     let report = store.usage(since, until, group, a.project.as_deref()).await;
     store.close().await;
     let report = report.map_err(|e| match e {
-        nofx::store::StoreError::BadRange(m) => Failure::Input(m),
+        crate::store::StoreError::BadRange(m) => Failure::Input(m),
         other => Failure::from(other),
     })?;
     if a.json {

@@ -2,10 +2,10 @@
 //! `nofx validate`, which checks a plan as `nofx run` would.
 
 use super::{builder, load_agents, CliResult, Failure, Global};
+use crate::config;
+use crate::domain::plan::{Format, PlanSource};
+use crate::tools::CommandPolicy;
 use clap::Args;
-use nofx::config;
-use nofx::domain::plan::{Format, PlanSource};
-use nofx::tools::CommandPolicy;
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -23,17 +23,17 @@ pub fn check_plan(
     g: &Global,
     src: &PlanSource,
     inputs: &serde_json::Map<String, serde_json::Value>,
-) -> Result<nofx::domain::plan::ValidatedPlan, Failure> {
+) -> Result<crate::domain::plan::ValidatedPlan, Failure> {
     match builder(g, CommandPolicy::allow_all()) {
         Ok(b) => Ok(b.check(src, inputs)?),
         Err(Failure::Input(config)) => {
             // The configuration is broken; the plan's own problems are listed too, checked
             // against the agents that did load (else the built-in ones).
             let agents = load_agents(g).unwrap_or_else(|_| config::builtin_agents());
-            let plan = nofx::domain::plan::validate(
+            let plan = crate::domain::plan::validate(
                 src,
                 inputs,
-                &nofx::tools::ToolRegistry::builtin(),
+                &crate::tools::ToolRegistry::builtin(),
                 &agents,
             )
             .err()
@@ -80,7 +80,7 @@ pub fn plan_inputs(
         }
         pairs.push((k, v.to_string()));
     }
-    nofx::domain::plan::inputs_from_text(&src.plan, &pairs)
+    crate::domain::plan::inputs_from_text(&src.plan, &pairs)
         .map_err(|e| Failure::Input(e.to_string()))
 }
 

@@ -49,7 +49,7 @@ impl Default for Options {
 }
 
 /// What every actor may read.
-pub struct Shared {
+pub(crate) struct Shared {
     /// The store (reads; writes go through the persistence actor).
     pub store: Store,
     /// Tools.

@@ -25,12 +25,14 @@ mod approval;
 mod builder;
 mod check;
 mod checkpoints;
-pub mod dispatch;
+pub(crate) mod dispatch;
 mod error;
-pub mod follow;
+pub(crate) mod follow;
 mod gate;
 mod handle;
 pub(crate) mod hub;
+#[cfg(test)]
+mod limits_tests;
 pub(crate) mod messages;
 mod model_sink;
 pub(crate) mod node;
@@ -40,13 +42,14 @@ mod probe;
 pub(crate) mod run;
 #[allow(clippy::module_inception)]
 mod runtime;
-pub mod scoring;
+pub(crate) mod scoring;
 mod supervisor;
 mod templates;
 mod workspace;
 
 pub use approval::{Approval, Decision};
-pub use builder::{Options, RuntimeBuilder, Shared};
+pub(crate) use builder::Shared;
+pub use builder::{Options, RuntimeBuilder};
 pub use checkpoints::Fork;
 pub use error::RuntimeError;
 pub use handle::{Outcome, Owner, RunFilter, RunHandle, RunSummary, TaskOutcome};

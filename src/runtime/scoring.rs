@@ -18,16 +18,9 @@ pub struct TaskNeeds {
 
 pub use crate::domain::event::payload::Candidate;
 
-/// The score of an eligible agent (`None` when it lacks a required capability).
-///
-/// ```
-/// use nofx::{AgentSpec, Role};
-/// use nofx::domain::plan::Complexity;
-/// use nofx::runtime::scoring::{score, TaskNeeds};
-/// let w = AgentSpec::new("w", Role::Worker).with_capabilities(["shell"]).with_affinity(["lead"]);
-/// let task = TaskNeeds { capabilities: vec!["shell".into()], complexity: Complexity::Low, parent_agent: Some("lead".into()) };
-/// assert_eq!(score(&w, 2, &task), Some(10 + 20 + 15 - 10));
-/// ```
+/// The score of an eligible agent (`None` when it lacks a required capability): 10 per
+/// required capability, 20 for a role that fits the complexity (a coordinator for high, a
+/// worker for low), 15 for affinity with the parent agent, minus 5 per task in flight.
 pub fn score(agent: &AgentSpec, in_flight: u32, task: &TaskNeeds) -> Option<i64> {
     if !agent.has_all(&task.capabilities) {
         return None;
@@ -84,6 +77,15 @@ mod tests {
         assert_eq!(score(&w, 0, &low), Some(20));
         assert_eq!(score(&s, 0, &low), Some(0));
         assert_eq!(score(&s, 3, &low), Some(-15));
+    }
+
+    #[test]
+    fn capabilities_role_and_affinity_add_up_and_load_takes_away() {
+        let w = AgentSpec::new("w", Role::Worker)
+            .with_capabilities(["shell"])
+            .with_affinity(["lead"]);
+        let task = needs(&["shell"], Complexity::Low, Some("lead"));
+        assert_eq!(score(&w, 2, &task), Some(10 + 20 + 15 - 10));
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Agent limits under a burst of 1,000 tasks: `max_concurrency` and `rate` always hold, and
 //! every task is placed in the end (none dropped). Time is governor's fake clock.
 
+use crate::domain::plan::Complexity;
+use crate::runtime::dispatch::{Dispatcher, Waiting};
+use crate::runtime::scoring::TaskNeeds;
+use crate::{AgentSpec, Priority, Role, RunId};
 use governor::clock::FakeRelativeClock;
-use nofx::domain::plan::Complexity;
-use nofx::runtime::dispatch::{Dispatcher, Waiting};
-use nofx::runtime::scoring::TaskNeeds;
-use nofx::{AgentSpec, Priority, Role, RunId};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 

@@ -1,10 +1,10 @@
 //! Property tests over inputs that vary: references, plan graphs, scoring and manifests.
 
-use nofx::domain::plan::{validate, PlanError, ToolCatalog};
-use nofx::domain::plan::{Complexity, PlanSource};
-use nofx::domain::reference::{self, Lookup};
-use nofx::runtime::scoring::{score, TaskNeeds};
-use nofx::{AgentSpec, Role};
+use crate::domain::plan::{validate, PlanError, ToolCatalog};
+use crate::domain::plan::{Complexity, PlanSource};
+use crate::domain::reference::{self, Lookup};
+use crate::runtime::scoring::{score, TaskNeeds};
+use crate::{AgentSpec, Role};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -41,7 +41,7 @@ fn plan_with_edges(n: usize, edges: &[(usize, usize)]) -> PlanSource {
             deps.join(", ")
         ));
     }
-    PlanSource::parse(&yaml, nofx::domain::plan::Format::Yaml, None).unwrap()
+    PlanSource::parse(&yaml, crate::domain::plan::Format::Yaml, None).unwrap()
 }
 
 proptest! {
@@ -93,7 +93,7 @@ proptest! {
     #[test]
     fn manifests_accept_exactly_the_valid_limits(max in -5i64..10, rate in -2.0f64..5.0) {
         let text = format!("id = \"a\"\nrole = \"worker\"\nmax_concurrency = {max}\nrate = {rate:?}\n");
-        let parsed = nofx::config::parse_agent(&text, "a.toml");
+        let parsed = crate::config::parse_agent(&text, "a.toml");
         let valid = max >= 1 && rate > 0.0;
         prop_assert_eq!(parsed.is_ok(), valid, "{:?}", parsed);
         if let Err(errs) = parsed {
