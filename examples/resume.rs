@@ -16,7 +16,7 @@
 //!     cargo run --example resume -- /tmp/nofx-resume         # resumes and finishes the run
 
 use futures::StreamExt;
-use nofx::domain::plan::{Format, PlanSource};
+use nofx::plan::{Format, PlanSource};
 use nofx::{EventType, RunHandle, RunStatus, Runtime};
 use serde_json::{json, Map};
 use std::path::{Path, PathBuf};

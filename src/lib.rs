@@ -109,7 +109,7 @@ pub(crate) mod blobs;
 #[allow(missing_docs)]
 pub mod cli;
 pub mod config;
-pub mod domain;
+pub(crate) mod domain;
 pub mod models;
 pub mod planner;
 #[cfg(test)]
@@ -137,8 +137,10 @@ pub mod service;
 pub mod store;
 pub mod tools;
 
+pub use domain::approval::WaitKind;
 pub use domain::{
-    AgentSpec, Correlation, CorrelationId, Event, EventData, EventType, Plan, Priority, Role,
-    RunId, RunStatus, TaskKey, TaskStatus,
+    AgentSpec, ApprovalDecision, CheckpointId, Correlation, CorrelationId, Event, EventData,
+    EventType, FailureKind, IllegalTransition, Plan, Priority, Role, RunId, RunStatus, TaskKey,
+    TaskStatus, WaitId,
 };
 pub use runtime::{Outcome, RunHandle, Runtime, RuntimeBuilder, RuntimeError, SubmitOptions};

@@ -184,15 +184,15 @@ fn bad_manual_gates_are_refused_at_validation() {
     let src = plan(
         "name: x\ntasks:\n  - id: a\n    tool: test:echo\n    gates:\n      - { kind: manual, timeout_s: 0 }\n      - { kind: manual, approvers: [\" \"] }\n",
     );
-    let err = nofx::domain::plan::validate(&src, &Default::default(), &tools, &agents)
+    let err = nofx::plan::validate(&src, &Default::default(), &tools, &agents)
         .err()
         .unwrap()
         .to_string();
     assert!(err.contains("`timeout_s` must be above 0"), "{err}");
     assert!(err.contains("a task has at most one manual gate"), "{err}");
-    let err = nofx::domain::plan::PlanSource::parse(
+    let err = nofx::plan::PlanSource::parse(
         "name: x\ntasks:\n  - id: a\n    tool: test:echo\n    gates: [{ kind: manual, on_timeout: maybe }]\n",
-        nofx::domain::plan::Format::Yaml,
+        nofx::plan::Format::Yaml,
         Some("p.yaml"),
     )
     .err()

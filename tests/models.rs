@@ -491,7 +491,7 @@ both_stores! {
         let run = rt.submit_with(&src, Default::default(), None, true).await.unwrap();
         let deltas = run.deltas();
         rt.resume(run.id()).await.unwrap();
-        let got: Vec<nofx::domain::Delta> = deltas.collect().await;
+        let got: Vec<nofx::events::Delta> = deltas.collect().await;
         let texts: Vec<&str> = got.iter().map(|d| d.data["text"].as_str().unwrap()).collect();
         assert_eq!(texts, vec!["hel", "hello ", "world"]);
         assert!(got.iter().all(|d| d.kind == EventType::ModelDelta && d.task_id.as_ref().unwrap().as_str() == "a"));

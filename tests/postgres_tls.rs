@@ -176,14 +176,22 @@ impl Drop for TlsServer {
     }
 }
 
-async fn uses_tls(store: &nofx::store::Store) -> bool {
-    let nofx::store::Store::Postgres(pool) = store else {
-        panic!("a Postgres store")
-    };
-    sqlx::query_scalar::<_, bool>("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-        .fetch_one(pool)
+/// The server's view of every other client connection: (encrypted, not encrypted).
+async fn client_connections(server: &TlsServer) -> (i64, i64) {
+    use sqlx::Connection;
+    let mut own = sqlx::PgConnection::connect(&server.url("sslmode=require"))
         .await
-        .unwrap()
+        .unwrap();
+    let counts: (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
+         FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut own)
+    .await
+    .unwrap();
+    own.close().await.unwrap();
+    counts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,7 +209,11 @@ async fn postgres_over_tls_honours_sslmode_and_sslrootcert() {
         .build()
         .await
         .unwrap_or_else(|e| panic!("{url}: {e}"));
-    assert!(uses_tls(rt.store()).await, "the connection is encrypted");
+    let (encrypted, plain) = client_connections(&server).await;
+    assert!(
+        encrypted >= 1 && plain == 0,
+        "the runtime's connections are encrypted: {encrypted} encrypted, {plain} not"
+    );
     let run = rt
         .submit(
             &common::plan("name: t\ntasks:\n  - { id: a, tool: test:echo, inputs: { x: 1 } }\n"),
@@ -215,7 +227,11 @@ async fn postgres_over_tls_honours_sslmode_and_sslrootcert() {
     let store = nofx::store::Store::open(&server.url("sslmode=require"))
         .await
         .unwrap();
-    assert!(uses_tls(&store).await);
+    let (encrypted, plain) = client_connections(&server).await;
+    assert!(
+        encrypted >= 1 && plain == 0,
+        "{encrypted} encrypted, {plain} not"
+    );
     store.close().await;
     // Another CA: refused, saying why.
     let wrong = server.url(&format!(

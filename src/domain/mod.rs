@@ -20,7 +20,6 @@ pub use approval::ApprovalDecision;
 pub use correlation::{Correlation, CorrelationId};
 pub use event::{Delta, Event, EventData, EventType};
 pub use failure::FailureKind;
-pub use graph::TaskGraph;
 pub use ids::{CheckpointId, RunId, TaskKey, WaitId};
-pub use plan::{Complexity, GateSpec, Plan, Priority, RetryPolicy, TaskSpec};
+pub use plan::{Complexity, GateSpec, Plan, Priority};
 pub use status::{IllegalTransition, RunStatus, TaskStatus};

@@ -99,13 +99,8 @@ fn pieces(s: &str) -> Result<Vec<Piece<'_>>, BadReference> {
 /// Every reference in `s`.
 ///
 /// # Errors
-/// When a `${inputs…}` or `${tasks…}` is malformed.
-///
-/// ```
-/// use nofx::domain::reference::{references, Reference};
-/// let refs = references("n=${inputs.count} home=${HOME}").unwrap();
-/// assert_eq!(refs, vec![Reference::Input("count".into())]);
-/// ```
+/// When a `${inputs…}` or `${tasks…}` is malformed. Anything else in `${…}` (`${HOME}`) is
+/// text, not a reference.
 pub fn references(s: &str) -> Result<Vec<Reference>, BadReference> {
     Ok(pieces(s)?
         .into_iter()
@@ -308,6 +303,12 @@ fn render(r: &Reference) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_inputs_and_tasks_are_references() {
+        let refs = references("n=${inputs.count} home=${HOME}").unwrap();
+        assert_eq!(refs, vec![Reference::Input("count".into())]);
+    }
     use serde_json::json;
     use std::collections::HashMap;
 

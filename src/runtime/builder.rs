@@ -244,7 +244,7 @@ impl RuntimeBuilder {
     /// what `nofx validate` and `nofx run --dry-run` do.
     ///
     /// ```
-    /// use nofx::domain::plan::{Format, PlanSource};
+    /// use nofx::plan::{Format, PlanSource};
     /// let src = PlanSource::parse("name: hi\ntasks:\n  - { id: a, tool: llm:generate, inputs: { prompt: hi } }\n", Format::Yaml, None)
     ///     .expect("a plan");
     /// let err = nofx::Runtime::builder().check(&src, &Default::default()).unwrap_err();

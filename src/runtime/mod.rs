@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), nofx::RuntimeError> {
-//! use nofx::domain::plan::{Format, PlanSource};
+//! use nofx::plan::{Format, PlanSource};
 //! let rt = nofx::Runtime::builder().memory_store().data_dir(std::env::temp_dir().join("nofx-demo")).build().await?;
 //! let src = PlanSource::parse("name: hi\ntasks:\n  - { id: a, tool: test:echo, inputs: { x: 1 } }\n", Format::Yaml, None)
 //!     .expect("a valid plan");

@@ -110,9 +110,9 @@ impl Store {
         ttl_ms: i64,
     ) -> Result<Claim, StoreError> {
         let now = super::now_ms();
-        let lock = match self {
-            Store::Postgres(_) => " FOR UPDATE",
-            Store::Sqlite(_) => "",
+        let lock = match &self.0 {
+            crate::store::Db::Postgres(_) => " FOR UPDATE",
+            crate::store::Db::Sqlite(_) => "",
         };
         let select = format!(
             "SELECT holder, host, pid, expires_at, token FROM leases WHERE run_id = $1{lock}"
@@ -182,12 +182,12 @@ impl Store {
     ) -> Result<Vec<RunId>, StoreError> {
         let now = super::now_ms();
         // Rows are locked in run id order, as a fenced write takes them (no deadlock).
-        let sql = match self {
-            Store::Postgres(_) => {
+        let sql = match &self.0 {
+            crate::store::Db::Postgres(_) => {
                 "UPDATE leases SET expires_at = $2 WHERE run_id IN (SELECT run_id FROM leases \
                  WHERE holder = $1 ORDER BY run_id FOR UPDATE) RETURNING run_id"
             }
-            Store::Sqlite(_) => {
+            crate::store::Db::Sqlite(_) => {
                 "UPDATE leases SET expires_at = $2 WHERE holder = $1 RETURNING run_id"
             }
         };

@@ -169,12 +169,25 @@ pub(crate) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 }
 
 /// A handle to the store; cheap to clone.
-#[derive(Clone, Debug)]
-pub enum Store {
+#[derive(Clone)]
+pub struct Store(pub(crate) Db);
+
+/// The database behind a store.
+#[derive(Clone)]
+pub(crate) enum Db {
     /// SQLite (a file, or in memory).
     Sqlite(SqlitePool),
     /// Postgres.
     Postgres(PgPool),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The pools' options hold the connection settings, password included: never shown.
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs `$body` with `$p` bound to the concrete pool, and `$begin` to the statement that opens
@@ -182,13 +195,13 @@ pub enum Store {
 /// instead of failing half-way).
 macro_rules! with_pool {
     ($store:expr, |$p:ident, $begin:ident| $body:expr) => {
-        match $store {
-            $crate::store::Store::Sqlite($p) => {
+        match &$store.0 {
+            $crate::store::Db::Sqlite($p) => {
                 #[allow(unused_variables)]
                 let $begin: &'static str = "BEGIN IMMEDIATE";
                 $body
             }
-            $crate::store::Store::Postgres($p) => {
+            $crate::store::Db::Postgres($p) => {
                 #[allow(unused_variables)]
                 let $begin: &'static str = "BEGIN";
                 $body
@@ -238,7 +251,7 @@ impl Store {
                 .connect_with(opts)
                 .await
                 .map_err(open_err("postgres"))?;
-            Self::Postgres(pool).migrated().await
+            Self(Db::Postgres(pool)).migrated().await
         } else if url == "sqlite::memory:" || url == "memory" {
             Self::memory().await
         } else if let Some(path) = url
@@ -270,7 +283,7 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(open_err("sqlite"))?;
-        Self::Sqlite(pool).migrated().await
+        Self(Db::Sqlite(pool)).migrated().await
     }
 
     /// A private in-memory SQLite store, for tests and benchmarks.
@@ -291,7 +304,7 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(open_err("sqlite"))?;
-        Self::Sqlite(pool).migrated().await
+        Self(Db::Sqlite(pool)).migrated().await
     }
 
     async fn migrated(self) -> Result<Self, StoreError> {
@@ -304,8 +317,8 @@ impl Store {
     /// # Errors
     /// When a migration fails.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(p) => {
+        match &self.0 {
+            Db::Sqlite(p) => {
                 // Postgres migrations take an advisory lock; SQLite's take none, so processes
                 // that open a new store file at the same moment apply the same migrations
                 // and all but one collide ("table … already exists"). A collision while
@@ -329,7 +342,7 @@ impl Store {
                     }
                 }
             }
-            Self::Postgres(p) => {
+            Db::Postgres(p) => {
                 POSTGRES_MIGRATIONS
                     .run(p)
                     .await
@@ -343,9 +356,9 @@ impl Store {
 
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
-        match self {
-            Self::Sqlite(_) => "sqlite",
-            Self::Postgres(_) => "postgres",
+        match self.0 {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
         }
     }
 

@@ -170,9 +170,9 @@ impl Store {
         ttl_ms: i64,
     ) -> Result<Vec<(RunId, i64)>, StoreError> {
         let now = super::now_ms();
-        let lock = match self {
-            Store::Postgres(_) => " FOR UPDATE OF r SKIP LOCKED",
-            Store::Sqlite(_) => "",
+        let lock = match &self.0 {
+            crate::store::Db::Postgres(_) => " FOR UPDATE OF r SKIP LOCKED",
+            crate::store::Db::Sqlite(_) => "",
         };
         let select = format!(
             "SELECT r.id FROM runs r WHERE r.status IN ('pending', 'running', 'waiting') \

@@ -4,7 +4,7 @@
 
 pub mod llm;
 
-use nofx::domain::plan::{Format, PlanSource};
+use nofx::plan::{Format, PlanSource};
 use nofx::{Event, Runtime, RuntimeBuilder};
 use std::time::Duration;
 use tempfile::TempDir;

@@ -51,7 +51,7 @@ impl PlanSource {
     /// names the line.
     ///
     /// ```
-    /// use nofx::domain::plan::{Format, PlanSource};
+    /// use nofx::plan::{Format, PlanSource};
     /// let src = PlanSource::parse("name: x\ntasks:\n  - { id: a, tool: test:echo }\n", Format::Yaml, None).unwrap();
     /// assert_eq!(src.task_lines, vec![Some(3)]);
     /// ```

@@ -231,8 +231,8 @@ impl Store {
                 .filter_map(|r| fences.tokens.get(&r).map(|t| (r, *t)))
                 .collect()
         };
-        match self {
-            Store::Sqlite(p) => {
+        match &self.0 {
+            crate::store::Db::Sqlite(p) => {
                 // BEGIN, the statements and COMMIT go to SQLite's worker thread in as few calls
                 // as possible (one for a usual batch). The fence check is the batch's first
                 // statement: it fails the transaction when a lease it fences has moved on;
@@ -334,7 +334,7 @@ impl Store {
                     }
                 }
             }
-            Store::Postgres(p) => {
+            crate::store::Db::Postgres(p) => {
                 let mut tx = p.begin().await.map_err(q("begin write"))?;
                 if !fenced.is_empty() {
                     // FOR SHARE: a claim (FOR UPDATE) of these leases waits for this commit.
