@@ -334,15 +334,11 @@ both_stores! {
             at: chrono::DateTime::parse_from_rfc3339(at).unwrap().timestamp_millis(),
             project: Some(project.into()),
         };
-        let mut batch = nofx::store::Batch {
-            model_calls: vec![
-                row("acme", "2026-11-02T10:00:00Z", 1_500),
-                row("acme", "2026-11-03T10:00:00Z", 2_500),
-                row("globex", "2026-11-02T11:00:00Z", 9_000_000),
-            ],
-            ..Default::default()
-        };
-        s.rt.store().write(&mut batch).await.unwrap();
+        common::record_model_calls(&store.url, &[
+            row("acme", "2026-11-02T10:00:00Z", 1_500),
+            row("acme", "2026-11-03T10:00:00Z", 2_500),
+            row("globex", "2026-11-02T11:00:00Z", 9_000_000),
+        ]).await;
         let (st, u) = s.get(&key, "/analytics/usage?startDate=2026-11-01&endDate=2026-11-05&groupBy=day").await;
         assert_eq!(st, StatusCode::OK, "{u}");
         assert_eq!(u["usage"].as_array().unwrap().len(), 4);

@@ -6,7 +6,6 @@
 mod common;
 
 use common::{events, plan, until, TestStore};
-use nofx::store::{Claim, LeaseHolder};
 use nofx::{EventType, RunId, RunStatus, Runtime, TaskStatus};
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,18 +13,6 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// Raw SQL on the test store, standing in for another process (or a network partition).
-async fn sql(store: &TestStore, text: &str) {
-    if store.is_postgres() {
-        let pool = sqlx::PgPool::connect(&store.url).await.unwrap();
-        sqlx::query(text).execute(&pool).await.unwrap();
-        pool.close().await;
-    } else {
-        let pool = sqlx::SqlitePool::connect(&store.url).await.unwrap();
-        sqlx::query(text).execute(&pool).await.unwrap();
-        pool.close().await;
-    }
-}
-
 async fn task_status(rt: &Runtime, run: RunId, task: &str) -> Option<TaskStatus> {
     rt.store()
         .tasks(run)
@@ -65,10 +52,14 @@ both_stores! {
         let id = run.id();
         running(&rt, id, "slow").await;
         // Another process takes the run over (as after this one's lease expired).
-        sql(&store, &format!("UPDATE leases SET expires_at = 0 WHERE run_id = '{id}'")).await;
-        let other = LeaseHolder { id: "other-node".into(), host: "elsewhere".into(), pid: 1 };
-        let claim = rt.store().claim_lease(id, &other, 60_000).await.unwrap();
-        assert_eq!(claim, Claim::Granted { token: 2 });
+        store.sql(&format!("UPDATE leases SET expires_at = 0 WHERE run_id = '{id}'")).await;
+        let until = chrono::Utc::now().timestamp_millis() + 60_000;
+        store.sql(&format!(
+            "UPDATE leases SET holder = 'other-node', host = 'elsewhere', pid = 1, \
+             token = token + 1, expires_at = {until} WHERE run_id = '{id}'"
+        )).await;
+        let lease = rt.store().lease(id).await.unwrap().unwrap();
+        assert_eq!((lease.holder.as_str(), lease.token), ("other-node", 2));
         // The old owner's result arrives late: it is dropped, and the old owner stops.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert_eq!(task_status(&rt, id, "slow").await, Some(TaskStatus::Running));
@@ -78,7 +69,7 @@ both_stores! {
         rt.shutdown().await;
 
         // The new owner (here: a runtime after the lease expired) finishes the run.
-        sql(&store, &format!("UPDATE leases SET expires_at = 0 WHERE run_id = '{id}'")).await;
+        store.sql(&format!("UPDATE leases SET expires_at = 0 WHERE run_id = '{id}'")).await;
         let rt = store.runtime().await;
         let (_, h) = rt.resume(id).await.unwrap();
         assert_eq!(h.wait().await.unwrap().status, RunStatus::Succeeded);

@@ -549,8 +549,8 @@ both_stores! {
     async fn a_project_over_its_monthly_budget_stops_runs_billed_to_it(store) {
         // This month the project already spent $0.99 (another process, an earlier run).
         let s = nofx::store::Store::open(&store.url).await.unwrap();
-        let mut batch = nofx::store::Batch::default();
-        batch.model_calls.push(nofx::store::ModelCallRow {
+        s.close().await;
+        common::record_model_calls(&store.url, &[nofx::store::ModelCallRow {
             run_id: Some("earlier-run".into()),
             task_id: None,
             tool: Some("llm:generate".into()),
@@ -567,9 +567,7 @@ both_stores! {
             correlation_id: "corr_1_00000000".into(),
             at: chrono::Utc::now().timestamp_millis(),
             project: Some("acme".into()),
-        });
-        s.write(&mut batch).await.unwrap();
-        s.close().await;
+        }]).await;
         let (mut cfg, script) = openai(vec![openai_text("ok", 10, 10)]).await;
         cfg.budgets = Budgets {
             per_project_monthly: [("acme".to_string(), 1_000_000), ("default".to_string(), 100_000_000)].into(),

@@ -6,7 +6,7 @@ mod common;
 
 use common::{events, plan};
 use nofx::retention::{sweep, RetentionPolicy};
-use nofx::store::{Batch, Blobs, ModelCallRow};
+use nofx::store::{Blobs, ModelCallRow};
 use nofx::{RunId, RunStatus, Runtime};
 use std::time::Duration;
 
@@ -92,9 +92,7 @@ both_stores! {
         })
         .await;
         let orphan = blobs.put(b"written, never committed").await.unwrap();
-        let mut batch = Batch::default();
-        batch.model_calls.push(usage_row(old));
-        rt.store().write(&mut batch).await.unwrap();
+        common::record_model_calls(&store.url, &[usage_row(old)]).await;
 
         let later = chrono::Utc::now().timestamp_millis() + 2 * DAY;
         let before_old = rt.store().run_rows(old).await.unwrap();

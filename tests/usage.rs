@@ -3,7 +3,7 @@
 
 mod common;
 
-use nofx::store::{Batch, GroupBy, ModelCallRow, Store};
+use nofx::store::{GroupBy, ModelCallRow, Store};
 
 fn at(s: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(s)
@@ -43,8 +43,9 @@ fn call(
 
 async fn seeded(store: &common::TestStore) -> Store {
     let s = Store::open(&store.url).await.unwrap();
-    let mut b = Batch {
-        model_calls: vec![
+    common::record_model_calls(
+        &store.url,
+        &[
             call(
                 "2026-11-22T23:30:00Z",
                 Some("run-a"),
@@ -67,9 +68,8 @@ async fn seeded(store: &common::TestStore) -> Store {
             call("2026-11-24T12:00:00Z", None, 1000, 0, 3000, 50, true),
             call("2026-11-30T00:00:00Z", Some("run-c"), 7, 7, 7, 7, true),
         ],
-        ..Batch::default()
-    };
-    s.write(&mut b).await.unwrap();
+    )
+    .await;
     s
 }
 

@@ -148,7 +148,12 @@ impl Store {
     ///
     /// # Errors
     /// Query failures (what was deleted before stays deleted; the run is pruned again later).
-    pub async fn prune_run(&self, run: RunId, chunk: i64, now: i64) -> Result<RunRows, StoreError> {
+    pub(crate) async fn prune_run(
+        &self,
+        run: RunId,
+        chunk: i64,
+        now: i64,
+    ) -> Result<RunRows, StoreError> {
         let id = run.to_string();
         let statements = [
             "DELETE FROM events WHERE run_id = $1 AND seq IN \
@@ -227,7 +232,7 @@ impl Store {
     ///
     /// # Errors
     /// Query failures.
-    pub async fn trim_checkpoints(&self, run: RunId, keep: i64) -> Result<u64, StoreError> {
+    pub(crate) async fn trim_checkpoints(&self, run: RunId, keep: i64) -> Result<u64, StoreError> {
         let sql = "DELETE FROM checkpoints WHERE run_id = $1 AND id NOT IN \
                    (SELECT id FROM checkpoints WHERE run_id = $1 \
                     ORDER BY created_at DESC, id DESC LIMIT $2)";

@@ -25,7 +25,7 @@ impl Store {
     ///
     /// # Errors
     /// Query failures.
-    pub async fn claim_idempotency(
+    pub(crate) async fn claim_idempotency(
         &self,
         project: &str,
         key: &str,
@@ -74,7 +74,11 @@ impl Store {
     ///
     /// # Errors
     /// Query failures.
-    pub async fn release_idempotency(&self, project: &str, key: &str) -> Result<(), StoreError> {
+    pub(crate) async fn release_idempotency(
+        &self,
+        project: &str,
+        key: &str,
+    ) -> Result<(), StoreError> {
         with_pool!(self, |p, _b| {
             sqlx::query("DELETE FROM idempotency_keys WHERE project = $1 AND key = $2")
                 .bind(project)

@@ -103,7 +103,7 @@ impl Store {
     ///
     /// # Errors
     /// Query failures.
-    pub async fn claim_lease(
+    pub(crate) async fn claim_lease(
         &self,
         run: RunId,
         me: &LeaseHolder,
@@ -175,7 +175,7 @@ impl Store {
     ///
     /// # Errors
     /// Query failures.
-    pub async fn renew_leases(
+    pub(crate) async fn renew_leases(
         &self,
         me: &LeaseHolder,
         ttl_ms: i64,
@@ -209,7 +209,11 @@ impl Store {
     ///
     /// # Errors
     /// Query failures.
-    pub async fn release_lease(&self, run: RunId, me: &LeaseHolder) -> Result<(), StoreError> {
+    pub(crate) async fn release_lease(
+        &self,
+        run: RunId,
+        me: &LeaseHolder,
+    ) -> Result<(), StoreError> {
         with_pool!(self, |p, _b| {
             sqlx::query(
                 "UPDATE leases SET holder = '', host = '', pid = 0, expires_at = 0 \

@@ -22,13 +22,14 @@ mod usage;
 mod waits;
 
 pub use crate::blobs::{BlobError, Blobs, StoredBlob};
-pub use batch::{Batch, Fences};
+pub(crate) use batch::{Batch, Fences};
 pub use checkpoints::CheckpointRow;
-pub use commands::{Command, CommandKind};
+pub(crate) use commands::CommandKind;
 pub use gc::{ExpiredRun, RunRows};
-pub use idempotency::Claimed;
+pub(crate) use idempotency::Claimed;
 pub use keys::{key_hash, KeyRecord, Scope};
-pub use leases::{Claim, LeaseHolder, LeaseInfo};
+pub(crate) use leases::Claim;
+pub use leases::{LeaseHolder, LeaseInfo};
 pub use nodes::{LeaseRow, NodeRow};
 pub use records::{ArtifactRow, Lineage, MetricRow, RunRecord, RunUpdate, TaskRow};
 pub use stats::{Stats, DURATION_BUCKETS};
@@ -316,7 +317,7 @@ impl Store {
     ///
     /// # Errors
     /// When a migration fails.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
         match &self.0 {
             Db::Sqlite(p) => {
                 // Postgres migrations take an advisory lock; SQLite's take none, so processes

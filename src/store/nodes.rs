@@ -49,7 +49,7 @@ impl Store {
     ///
     /// # Errors
     /// Query failures.
-    pub async fn node_heartbeat(
+    pub(crate) async fn node_heartbeat(
         &self,
         me: &LeaseHolder,
         started_at: i64,
@@ -163,7 +163,7 @@ impl Store {
     ///
     /// # Errors
     /// Query failures.
-    pub async fn claim_open_runs(
+    pub(crate) async fn claim_open_runs(
         &self,
         me: &LeaseHolder,
         limit: i64,

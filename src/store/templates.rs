@@ -149,7 +149,7 @@ impl Store {
     ///
     /// # Errors
     /// Query failures.
-    pub async fn remove_shipped_templates_except(
+    pub(crate) async fn remove_shipped_templates_except(
         &self,
         keep: &[String],
     ) -> Result<u64, StoreError> {
@@ -177,7 +177,10 @@ impl Store {
     ///
     /// # Errors
     /// Query failures.
-    pub async fn upsert_shipped_template(&self, t: &TemplateSpec) -> Result<bool, StoreError> {
+    pub(crate) async fn upsert_shipped_template(
+        &self,
+        t: &TemplateSpec,
+    ) -> Result<bool, StoreError> {
         match self.template(SHIPPED, &t.id).await? {
             Some(old) if old.shipped && old.spec == *t => Ok(false),
             Some(old) if old.shipped => {

@@ -139,7 +139,7 @@ impl Store {
     ///
     /// # Errors
     /// Query failures.
-    pub async fn decide_wait(
+    pub(crate) async fn decide_wait(
         &self,
         id: &WaitId,
         decision: ApprovalDecision,

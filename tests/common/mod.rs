@@ -63,6 +63,62 @@ impl TestStore {
     pub fn is_postgres(&self) -> bool {
         self.pg.is_some()
     }
+
+    /// Runs one SQL statement on the store, from outside the runtime (another process, an
+    /// operator, history from before the test).
+    pub async fn sql(&self, text: &str) {
+        sql_at(&self.url, text).await;
+    }
+}
+
+/// Runs one SQL statement on the store at `url`.
+pub async fn sql_at(url: &str, text: &str) {
+    if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query(text).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query(text).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+}
+
+/// Stores model calls made before the test (by other processes, in earlier months), as rows
+/// of the store's `model_calls` table.
+pub async fn record_model_calls(url: &str, rows: &[nofx::store::ModelCallRow]) {
+    fn text(v: &Option<String>) -> String {
+        v.as_ref()
+            .map_or("NULL".into(), |s| format!("'{}'", s.replace('\'', "''")))
+    }
+    for r in rows {
+        sql_at(
+            url,
+            &format!(
+                "INSERT INTO model_calls (run_id, task_id, tool, agent, model, provider, \
+                 input_tokens, output_tokens, estimated_cost_micro_usd, cost_micro_usd, \
+                 duration_ms, success, error_type, correlation_id, at, project) VALUES \
+                 ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+                text(&r.run_id),
+                text(&r.task_id),
+                text(&r.tool),
+                text(&r.agent),
+                text(&Some(r.model.clone())),
+                text(&Some(r.provider.clone())),
+                r.input_tokens,
+                r.output_tokens,
+                r.estimated_cost_micro_usd,
+                r.cost_micro_usd,
+                r.duration_ms,
+                r.success,
+                text(&r.error_type),
+                text(&Some(r.correlation_id.clone())),
+                r.at,
+                text(&r.project),
+            ),
+        )
+        .await;
+    }
 }
 
 impl Drop for TestStore {

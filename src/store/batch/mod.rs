@@ -189,29 +189,17 @@ impl Drop for OpenTransaction<'_> {
 impl Store {
     /// Writes a batch in one transaction; when this returns `Ok`, every row is committed.
     /// On SQLite the whole batch is one multi-statement call (one hop to SQLite's worker
-    /// thread); on Postgres it is one multi-row statement per table and chunk.
+    /// thread); on Postgres it is one multi-row statement per table and chunk. For a writer
+    /// holding leases, in the same transaction, the rows of every run in `fences` whose lease
+    /// moved to another holder (or token) are dropped from the batch (for good, even if the
+    /// transaction then fails) and added to `stale`; the rest is written.
     ///
     /// # Errors
     /// Any failed statement; then nothing of the batch is written.
     ///
     /// # Cancel safety
     /// Dropping the future rolls the transaction back.
-    pub async fn write(&self, batch: &mut Batch) -> Result<(), StoreError> {
-        self.write_fenced(batch, &Fences::default(), &mut HashSet::new())
-            .await
-    }
-
-    /// Like [`Store::write`], for a writer holding leases: in the same transaction, the rows
-    /// of every run in `fences` whose lease moved to another holder (or token) are dropped
-    /// from the batch (for good, even if the transaction then fails) and added to `stale`;
-    /// the rest is written.
-    ///
-    /// # Errors
-    /// As [`Store::write`].
-    ///
-    /// # Cancel safety
-    /// As [`Store::write`].
-    pub async fn write_fenced(
+    pub(crate) async fn write_fenced(
         &self,
         batch: &mut Batch,
         fences: &Fences,
