@@ -66,6 +66,7 @@ impl std::ops::Deref for ApprovalDecision {
 /// What a wait waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum WaitKind {
     /// A person's decision on a task's outputs (a manual gate).
     Approval,

@@ -7,6 +7,7 @@ use std::fmt;
 /// The kind of an attempt's failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FailureKind {
     /// The tool ran and reported failure.
     Tool,

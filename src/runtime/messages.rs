@@ -331,6 +331,7 @@ pub struct Resume {
 
 /// What `Resume` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Resumed {
     /// This process now executes it.
     Started,
@@ -352,6 +353,7 @@ pub struct Cancel {
 
 /// What `Cancel` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Cancelled {
     /// This process is stopping it.
     Stopping,

@@ -15,6 +15,7 @@ macro_rules! event_types {
     ($( $(#[$doc:meta])* $variant:ident($payload:ident) => $text:literal ),+ $(,)?) => {
         /// What an event records.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[non_exhaustive]
         pub enum EventType {
             $( $(#[$doc])* #[serde(rename = $text)] $variant ),+
         }
@@ -39,6 +40,7 @@ macro_rules! event_types {
 
         /// An event's data, typed by the event's type.
         #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
         pub enum EventData {
             $( $(#[$doc])* $variant(payload::$payload) ),+
         }

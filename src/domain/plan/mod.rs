@@ -269,6 +269,7 @@ pub struct RetryPolicy {
 /// A validation gate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum GateSpec {
     /// A regular expression must match one output (rendered as text).
     Pattern {
