@@ -15,16 +15,18 @@ pub(crate) mod shell;
 mod validate;
 mod workspace;
 
-pub use codegen::Codegen;
-pub use echo::Echo;
+pub(crate) use codegen::Codegen;
+pub(crate) use echo::Echo;
 pub use function::{blocking_tool_fn, tool_fn};
-pub use healthcheck::{Healthcheck, Probe, ProbeReport};
-pub use llm::LlmGenerate;
+pub(crate) use healthcheck::Healthcheck;
+pub use healthcheck::{Probe, ProbeReport};
+pub(crate) use llm::LlmGenerate;
 pub use model::ModelAccess;
-pub use policy::{load_command_policy, CommandPolicy, PolicyError};
-pub use registry::ToolRegistry;
-pub use shell::Shell;
-pub use validate::Validate;
+pub(crate) use policy::load_command_policy;
+pub use policy::{CommandPolicy, PolicyError};
+pub use registry::{RegistryError, ToolRegistry};
+pub(crate) use shell::Shell;
+pub(crate) use validate::Validate;
 
 use crate::blobs::{Blobs, StoredBlob};
 use crate::domain::{Correlation, FailureKind};
