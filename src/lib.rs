@@ -100,6 +100,7 @@
 
 #[cfg(feature = "server")]
 pub mod api;
+#[cfg(feature = "cli")]
 pub(crate) mod bench;
 pub(crate) mod blobs;
 /// The `nofx` command line: the binary's code, built with the `cli` feature. Not part of the

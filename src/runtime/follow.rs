@@ -11,7 +11,9 @@ use super::RuntimeError;
 use crate::domain::{Event, EventType, RunId};
 use crate::store::Store;
 use futures::stream::{self, Stream};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+#[cfg(feature = "server")]
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -147,17 +149,21 @@ pub fn run_events(
     })
 }
 
+#[cfg(feature = "server")]
 /// How often a project's follower reads the store for the runs other processes execute.
 pub const PROJECT_POLL: Duration = Duration::from_secs(1);
 
+#[cfg(feature = "server")]
 /// How far before a time a project's follower starts reading (events are committed a little
 /// after their time is taken): a repeat can be dropped by `runId` and `seq`, a gap could not
 /// be found.
 pub const RESUME_MARGIN_MS: i64 = 5_000;
 
+#[cfg(feature = "server")]
 /// Events read from the store per query.
 const PAGE: i64 = 500;
 
+#[cfg(feature = "server")]
 struct ProjectFollow {
     store: Store,
     hub: Option<EventHub>,
@@ -184,6 +190,7 @@ struct ProjectFollow {
     remote: HashMap<RunId, i64>,
 }
 
+#[cfg(feature = "server")]
 impl ProjectFollow {
     async fn is_mine(&mut self, run: RunId) -> bool {
         if let Some(m) = self.mine.get(&run) {
@@ -244,6 +251,7 @@ impl ProjectFollow {
     }
 }
 
+#[cfg(feature = "server")]
 /// The run-level events ([`EventType::RUN_LEVEL`]) of `project`'s runs at or after `since`
 /// (ms), then live ones as they commit, whichever process executes each run; never ends on
 /// its own. Events come in time order per catch-up and in commit order live; each event is

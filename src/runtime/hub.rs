@@ -71,6 +71,7 @@ impl EventHub {
 
     /// Receives the run-level events ([`crate::domain::EventType::RUN_LEVEL`]) of every run committed
     /// from now on.
+    #[cfg(feature = "server")]
     pub fn subscribe_all(&self) -> broadcast::Receiver<Event> {
         self.all.subscribe()
     }

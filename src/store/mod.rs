@@ -9,6 +9,7 @@ mod checkpoints;
 mod commands;
 mod events;
 mod gc;
+#[cfg(feature = "server")]
 mod idempotency;
 mod keys;
 mod leases;
@@ -26,6 +27,7 @@ pub(crate) use batch::{Batch, Fences};
 pub use checkpoints::CheckpointRow;
 pub(crate) use commands::CommandKind;
 pub use gc::{ExpiredRun, RunRows};
+#[cfg(feature = "server")]
 pub(crate) use idempotency::Claimed;
 pub use keys::{key_hash, KeyRecord, Scope};
 pub(crate) use leases::Claim;
