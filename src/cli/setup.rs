@@ -105,7 +105,7 @@ pub async fn runtime_with(g: &Global, default_policy: CommandPolicy) -> Result<R
     Ok(builder(g, default_policy)?.build().await?)
 }
 
-/// The builder of [`runtime_with`], for commands that set more. Every problem of the flags,
+/// The builder of `runtime_with`, for commands that set more. Every problem of the flags,
 /// agents and policies is reported at once.
 pub fn builder(g: &Global, default_policy: CommandPolicy) -> Result<RuntimeBuilder, Failure> {
     fn keep<T>(problems: &mut Vec<String>, r: Result<T, Failure>) -> Option<T> {

@@ -241,7 +241,7 @@ impl RuntimeBuilder {
 
     /// Checks a plan as a runtime built from this builder would before running it (the
     /// same check as [`Runtime::validate`]), without opening a store or starting anything:
-    /// what `nofx validate` and `nofx run --dry-run` do.
+    /// for a program that checks plans before it has a runtime.
     ///
     /// ```
     /// use nofx::plan::{Format, PlanSource};

@@ -118,7 +118,7 @@ pub struct RunSummary {
     pub status: RunStatus,
     /// Why it failed or was cancelled.
     pub reason: Option<String>,
-    /// Unfinished and executed by no live process: `nofx resume` takes it.
+    /// Unfinished and executed by no live process: [`crate::Runtime::resume`] takes it.
     pub resumable: bool,
     /// The project it belongs to.
     pub project: String,
@@ -232,7 +232,8 @@ pub struct Outcome {
     /// Why it failed or was cancelled.
     pub reason: Option<String>,
     /// Unfinished and executed by no live process (it was interrupted: Ctrl-C, a kill, a
-    /// service stopped past its grace): `nofx resume` (or a `nofx serve` node) takes it.
+    /// service stopped past its grace): [`crate::Runtime::resume`] or
+    /// [`crate::Runtime::resume_orphans`] of a runtime on the same store takes it.
     pub resumable: bool,
     /// The live process executing it, when one does.
     pub owner: Option<Owner>,

@@ -20,6 +20,10 @@
 //! # Ok(()) }
 //! ```
 
+// First, so the documentation of `Runtime` opens with `builder()` and the core calls.
+#[allow(clippy::module_inception)]
+mod runtime;
+
 mod agent;
 mod approval;
 mod builder;
@@ -40,8 +44,6 @@ mod persistence;
 mod pool;
 mod probe;
 pub(crate) mod run;
-#[allow(clippy::module_inception)]
-mod runtime;
 pub(crate) mod scoring;
 mod supervisor;
 mod templates;

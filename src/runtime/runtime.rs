@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 pub struct SubmitOptions {
     /// The caller's correlation id (default: a new one).
     pub correlation: Option<CorrelationId>,
-    /// Only store the run, for another process (`nofx resume`) to execute.
+    /// Only store the run, for another runtime on the store to execute (with
+    /// [`Runtime::resume`]).
     pub detach: bool,
     /// The project the run belongs to (default: the plan's `project`, else `default`).
     pub project: Option<String>,
@@ -221,7 +222,7 @@ impl Runtime {
     }
 
     /// Like [`Runtime::submit`], with the caller's correlation id and the option to only
-    /// store the run (`detach`), for another process (`nofx resume`) to execute.
+    /// store the run (`detach`), for another runtime on the store to execute.
     ///
     /// # Errors
     /// As `submit`.
@@ -273,7 +274,7 @@ impl Runtime {
         Ok(RunHandle::new(self.clone(), run, corr))
     }
 
-    /// Asks the planner for a plan for `goal` without running it (`nofx run --goal … --dry-run`).
+    /// Asks the planner for a plan for `goal` without running it.
     /// Its model calls are recorded as usage rows without a run.
     ///
     /// # Errors

@@ -198,7 +198,7 @@ impl Handler<Interrupt> for Coordinator {
         self.emit(
             None,
             EventData::RunInterrupted(payload::Reason {
-                reason: "the process executing the run stopped; resume it with `nofx resume`"
+                reason: "the process executing the run stopped; it goes on when resumed (`nofx resume`, or `Runtime::resume` in a program)"
                     .into(),
             }),
         );
