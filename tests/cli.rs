@@ -172,7 +172,7 @@ fn crash_plan(dir: &Path, steps: usize) {
     let mut p = String::from("name: crash\ntasks:\n");
     for i in 1..=steps {
         p.push_str(&format!(
-            "  - id: s{i:02}\n    tool: shell\n    inputs: {{ argv: [sh, -c, 'echo \"start s{i:02} $NOFX_IDEMPOTENCY_KEY $NOFX_ATTEMPT\" >> ledger.txt; sleep 0.3; echo \"end s{i:02}\" >> ledger.txt'] }}\n"
+            "  - id: s{i:02}\n    tool: shell\n    inputs: {{ argv: [sh, -c, 'echo $$ >> pids.txt; echo \"start s{i:02} $NOFX_IDEMPOTENCY_KEY $NOFX_ATTEMPT\" >> ledger.txt; sleep 0.3; echo \"end s{i:02}\" >> ledger.txt'] }}\n"
         ));
         if i > 1 {
             p.push_str(&format!("    depends_on: [s{:02}]\n", i - 1));
@@ -208,9 +208,16 @@ fn kill_and_resume(store: &TestStore, kill_after_starts: usize) {
     child.wait().unwrap();
     let ledger = find(&data, "ledger.txt").unwrap();
     let before = std::fs::read_to_string(&ledger).unwrap();
-    // The step in flight at the kill was started and its process group dies with the owner:
-    // give an orphan time to write its `end` line if it survived.
-    std::thread::sleep(Duration::from_millis(600));
+    // The step in flight at the kill was started and its process group dies with the owner.
+    // Once its shell is gone (killed, or ended by itself), an `end` line it wrote after the
+    // kill would show that it outlived the owner.
+    let in_flight: i32 = std::fs::read_to_string(find(&data, "pids.txt").unwrap())
+        .unwrap()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("the step in flight wrote its pid");
+    wait_for(Duration::from_secs(20), || !common::alive(in_flight));
     let after_kill = std::fs::read_to_string(&ledger).unwrap();
     assert_eq!(
         before, after_kill,

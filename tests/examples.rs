@@ -2,18 +2,9 @@
 
 mod common;
 
-use common::{example, find, wait_for};
+use common::{alive, example, find, wait_for};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// Whether process `pid` still runs (a zombie waiting to be reaped does not).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // The state follows the parenthesised command name.
-        stat.rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
-    })
-}
 
 fn pids(file: &std::path::Path) -> Vec<i32> {
     std::fs::read_to_string(file)

@@ -200,6 +200,15 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Whether process `pid` still runs (a zombie waiting to be reaped does not).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the parenthesised command name.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+    })
+}
+
 /// The first file called `name` under `dir`, depth first.
 pub fn find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
