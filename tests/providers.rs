@@ -7,7 +7,7 @@ mod common;
 use common::llm::{reply, server, sse, Reply};
 use nofx::models::{
     complete_with_retry, Anthropic, ApiKey, CompletionRequest, ErrorKind, Message, OpenAi,
-    Provider, RetryPolicy, Timeouts,
+    Provider, RetryPolicy, Timeouts, ToolCall, ToolResult, ToolSpec,
 };
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -20,6 +20,7 @@ fn request() -> CompletionRequest {
         messages: vec![Message::user("hello")],
         max_tokens: 64,
         temperature: None,
+        tools: Vec::new(),
     }
 }
 
@@ -446,4 +447,217 @@ async fn a_stream_cut_midway_is_an_interrupted_error_with_its_partial_usage() {
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Interrupted);
+}
+
+/// A conversation in which the model called a tool and got its result back, with one tool
+/// on offer.
+fn tool_request() -> CompletionRequest {
+    let mut req = request();
+    req.tools = vec![ToolSpec {
+        name: "read_file".into(),
+        description: "Reads a file of the workspace.".into(),
+        input_schema: json!({"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}}}),
+    }];
+    let mut asked = Message::assistant("Let me look.");
+    asked.tool_calls = vec![ToolCall {
+        id: "call_1".into(),
+        name: "read_file".into(),
+        input: json!({"path": "a.txt"}),
+    }];
+    req.messages.push(asked);
+    req.messages.push(Message::results(vec![ToolResult {
+        id: "call_1".into(),
+        content: "no such file".into(),
+        is_error: true,
+    }]));
+    req
+}
+
+#[tokio::test]
+async fn anthropic_offers_tools_gives_results_back_and_reads_the_calls_asked_for() {
+    let answer = reply(
+        200,
+        json!({
+            "model": "test-model",
+            "content": [
+                {"type": "text", "text": "Trying another."},
+                {"type": "tool_use", "id": "toolu_2", "name": "read_file", "input": {"path": "b.txt"}}
+            ],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 40, "output_tokens": 9}
+        }),
+    );
+    let (base, script) = server("/v1/messages", vec![answer]).await;
+    let c = anthropic(&base, Timeouts::default())
+        .complete(&tool_request())
+        .await
+        .unwrap();
+    assert_eq!(c.stop_reason.as_deref(), Some("tool_use"));
+    assert_eq!(c.text, "Trying another.");
+    assert_eq!(
+        c.tool_calls,
+        vec![ToolCall {
+            id: "toolu_2".into(),
+            name: "read_file".into(),
+            input: json!({"path": "b.txt"})
+        }]
+    );
+    let body = script.seen()[0].body.clone();
+    assert_eq!(
+        body["tools"],
+        json!([{"name": "read_file", "description": "Reads a file of the workspace.",
+                "input_schema": {"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}}}}])
+    );
+    assert_eq!(
+        body["messages"],
+        json!([
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "Let me look."},
+                {"type": "tool_use", "id": "call_1", "name": "read_file", "input": {"path": "a.txt"}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "call_1", "content": "no such file", "is_error": true}
+            ]}
+        ])
+    );
+}
+
+#[tokio::test]
+async fn openai_offers_functions_gives_results_as_tool_messages_and_reads_the_calls() {
+    let answer = reply(
+        200,
+        json!({
+            "model": "test-model",
+            "choices": [{
+                "message": {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_2", "type": "function", "function": {"name": "read_file", "arguments": "{\"path\": \"b.txt\"}"}},
+                    {"id": "call_3", "type": "function", "function": {"name": "read_file", "arguments": "not json"}}
+                ]},
+                "finish_reason": "tool_calls"
+            }],
+            "usage": {"prompt_tokens": 40, "completion_tokens": 9}
+        }),
+    );
+    let (base, script) = server("/v1/chat/completions", vec![answer]).await;
+    let c = openai(&base, Timeouts::default())
+        .complete(&tool_request())
+        .await
+        .unwrap();
+    assert_eq!(c.stop_reason.as_deref(), Some("tool_calls"));
+    assert_eq!(c.text, "");
+    assert_eq!(c.tool_calls.len(), 2);
+    assert_eq!(c.tool_calls[0].input, json!({"path": "b.txt"}));
+    // Arguments that are not JSON are kept as written, for the caller to answer.
+    assert_eq!(c.tool_calls[1].input, json!("not json"));
+    let body = script.seen()[0].body.clone();
+    assert_eq!(
+        body["tools"],
+        json!([{"type": "function", "function": {"name": "read_file", "description": "Reads a file of the workspace.",
+                "parameters": {"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}}}}}])
+    );
+    assert_eq!(
+        body["messages"],
+        json!([
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": "Let me look.", "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "read_file", "arguments": "{\"path\":\"a.txt\"}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "no such file"}
+        ])
+    );
+}
+
+#[tokio::test]
+async fn streamed_tool_calls_are_assembled_from_their_pieces_in_both_formats() {
+    let anthropic_events = sse(&[
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"model": "test-model", "usage": {"input_tokens": 40, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Reading."}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_9", "name": "read_file", "input": {}}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"pa"}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "th\": \"c.txt\"}"}}),
+        ),
+        (
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 1}),
+        ),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 12}}),
+        ),
+        ("message_stop", json!({"type": "message_stop"})),
+    ]);
+    let (base, _) = server("/v1/messages", vec![anthropic_events]).await;
+    let c = anthropic(&base, Timeouts::default())
+        .stream(&tool_request(), &|_: &str| {})
+        .await
+        .unwrap();
+    assert_eq!(c.text, "Reading.");
+    assert_eq!(
+        c.tool_calls,
+        vec![ToolCall {
+            id: "toolu_9".into(),
+            name: "read_file".into(),
+            input: json!({"path": "c.txt"})
+        }]
+    );
+    assert_eq!((c.input_tokens, c.output_tokens), (40, 12));
+
+    let openai_chunks = sse(&[
+        (
+            "",
+            json!({"model": "test-model", "choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
+            {"index": 0, "id": "call_7", "type": "function", "function": {"name": "read_file", "arguments": ""}}]}}]}),
+        ),
+        (
+            "",
+            json!({"model": "test-model", "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "function": {"arguments": "{\"path\":"}}]}}]}),
+        ),
+        (
+            "",
+            json!({"model": "test-model", "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "function": {"arguments": " \"d.txt\"}"}}]}, "finish_reason": "tool_calls"}]}),
+        ),
+        (
+            "",
+            json!({"model": "test-model", "choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 7}}),
+        ),
+    ]);
+    let mut done = openai_chunks;
+    done.body.push_str("data: [DONE]\n\n");
+    let (base, _) = server("/v1/chat/completions", vec![done]).await;
+    let c = openai(&base, Timeouts::default())
+        .stream(&tool_request(), &|_: &str| {})
+        .await
+        .unwrap();
+    assert_eq!(c.stop_reason.as_deref(), Some("tool_calls"));
+    assert_eq!(
+        c.tool_calls,
+        vec![ToolCall {
+            id: "call_7".into(),
+            name: "read_file".into(),
+            input: json!({"path": "d.txt"})
+        }]
+    );
+    assert_eq!((c.input_tokens, c.output_tokens), (40, 7));
 }

@@ -4,10 +4,11 @@
 
 use super::{
     exchange, http_client, malformed, read_stream, send, ApiKey, Completion, CompletionRequest,
-    ErrorKind, ModelError, Provider, Streamed, Timeouts,
+    ErrorKind, Message, ModelError, Provider, Streamed, Timeouts, ToolCall, ToolSpec,
 };
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 /// The API version nofx speaks.
 pub const API_VERSION: &str = "2023-06-01";
@@ -46,7 +47,9 @@ struct Body<'a> {
     max_tokens: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     system: Option<&'a str>,
-    messages: &'a [super::Message],
+    messages: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -67,6 +70,56 @@ struct Block {
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    input: Option<serde_json::Value>,
+}
+
+/// The messages in the Messages API's shape: plain text as a string; a message with calls or
+/// results as content blocks (`text`, `tool_use`, `tool_result`).
+fn wire_messages(messages: &[Message]) -> Vec<serde_json::Value> {
+    messages
+        .iter()
+        .map(|m| {
+            if m.tool_calls.is_empty() && m.tool_results.is_empty() {
+                return json!({"role": m.role, "content": m.content});
+            }
+            let mut blocks = Vec::new();
+            // Results come first in a user message, as the API asks.
+            for r in &m.tool_results {
+                blocks.push(json!({
+                    "type": "tool_result",
+                    "tool_use_id": r.id,
+                    "content": r.content,
+                    "is_error": r.is_error,
+                }));
+            }
+            if !m.content.is_empty() {
+                blocks.push(json!({"type": "text", "text": m.content}));
+            }
+            for c in &m.tool_calls {
+                let input = if c.input.is_object() {
+                    c.input.clone()
+                } else {
+                    json!({})
+                };
+                blocks
+                    .push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}));
+            }
+            json!({"role": m.role, "content": blocks})
+        })
+        .collect()
+}
+
+/// The tool definitions in the Messages API's shape.
+fn wire_tools(tools: &[ToolSpec]) -> Vec<serde_json::Value> {
+    tools
+        .iter()
+        .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.input_schema}))
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -118,7 +171,8 @@ impl Anthropic {
             model: &req.model,
             max_tokens: req.max_tokens,
             system: req.system.as_deref(),
-            messages: &req.messages,
+            messages: wire_messages(&req.messages),
+            tools: wire_tools(&req.tools),
             temperature: req.temperature,
             stream,
         };
@@ -151,6 +205,23 @@ impl Anthropic {
                 let t = v["delta"]["text"].as_str().unwrap_or_default();
                 st.text.push_str(t);
                 on_text(t);
+            }
+            "content_block_start" if v["content_block"]["type"] == "tool_use" => {
+                let b = &v["content_block"];
+                st.calls.insert(
+                    v["index"].as_u64().unwrap_or(0),
+                    (
+                        b["id"].as_str().unwrap_or_default().to_string(),
+                        b["name"].as_str().unwrap_or_default().to_string(),
+                        String::new(),
+                    ),
+                );
+            }
+            "content_block_delta" if v["delta"]["type"] == "input_json_delta" => {
+                let part = v["delta"]["partial_json"].as_str().unwrap_or_default();
+                if let Some(call) = st.calls.get_mut(&v["index"].as_u64().unwrap_or(0)) {
+                    call.2.push_str(part);
+                }
             }
             "message_delta" => {
                 if let Some(n) = v["usage"]["output_tokens"].as_u64() {
@@ -199,12 +270,23 @@ impl Provider for Anthropic {
                 .filter_map(|b| b.text.as_deref())
                 .collect::<Vec<_>>()
                 .join("");
+            let tool_calls = answer
+                .content
+                .iter()
+                .filter(|b| b.kind == "tool_use")
+                .map(|b| ToolCall {
+                    id: b.id.clone().unwrap_or_default(),
+                    name: b.name.clone().unwrap_or_default(),
+                    input: b.input.clone().unwrap_or_else(|| json!({})),
+                })
+                .collect();
             Ok(Completion {
                 text,
                 model: answer.model.unwrap_or_else(|| req.model.clone()),
                 input_tokens: answer.usage.input_tokens,
                 output_tokens: answer.usage.output_tokens,
                 stop_reason: answer.stop_reason,
+                tool_calls,
             })
         })
     }

@@ -349,6 +349,7 @@ impl Models {
             messages: ask.messages.clone(),
             max_tokens: ask.max_tokens,
             temperature: ask.temperature,
+            tools: Vec::new(),
         };
         let estimate = spec.cost_micro_usd(req.input_tokens, req.max_output_tokens);
         let tried = super::retry::retrying(self.retry, &spec.id, || async {

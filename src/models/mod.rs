@@ -59,13 +59,54 @@ pub enum Role {
     Assistant,
 }
 
-/// One message of a conversation.
+/// One message of a conversation: text, and (for tool-calling conversations) the calls an
+/// assistant message asked for or the results a user message gives back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// Who says it.
     pub role: Role,
     /// What is said.
     pub content: String,
+    /// The tools the model asked to call (assistant messages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// The results of the previous message's calls (user messages), in the calls' order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_results: Vec<ToolResult>,
+}
+
+/// A tool a model may call, as the provider is told of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    /// Its name (letters, digits, `_` and `-`: what providers accept).
+    pub name: String,
+    /// What it does, for the model.
+    pub description: String,
+    /// JSON Schema of its input (an object).
+    pub input_schema: serde_json::Value,
+}
+
+/// A call a model asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The provider's id of the call; its result names it.
+    pub id: String,
+    /// The tool.
+    pub name: String,
+    /// Its input as the model wrote it: a JSON object, or the raw text when the model wrote
+    /// something that is not JSON (the caller answers that with an error result).
+    pub input: serde_json::Value,
+}
+
+/// What a call gave, handed back to the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolResult {
+    /// The call's id.
+    pub id: String,
+    /// Its output (or what went wrong), as text.
+    pub content: String,
+    /// Whether the call failed.
+    pub is_error: bool,
 }
 
 impl Message {
@@ -74,6 +115,18 @@ impl Message {
         Self {
             role: Role::User,
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_results: Vec::new(),
+        }
+    }
+
+    /// A user message giving back the results of the previous message's calls.
+    pub fn results(results: Vec<ToolResult>) -> Self {
+        Self {
+            role: Role::User,
+            content: String::new(),
+            tool_calls: Vec::new(),
+            tool_results: results,
         }
     }
 
@@ -82,6 +135,18 @@ impl Message {
         Self {
             role: Role::Assistant,
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_results: Vec::new(),
+        }
+    }
+
+    /// An assistant message as a completion gave it: its text and the calls it asked for.
+    pub fn answered(c: &Completion) -> Self {
+        Self {
+            role: Role::Assistant,
+            content: c.text.clone(),
+            tool_calls: c.tool_calls.clone(),
+            tool_results: Vec::new(),
         }
     }
 }
@@ -99,6 +164,8 @@ pub struct CompletionRequest {
     pub max_tokens: u32,
     /// Sampling temperature, when set.
     pub temperature: Option<f32>,
+    /// The tools the model may call (none: a plain completion).
+    pub tools: Vec<ToolSpec>,
 }
 
 /// A completion and its usage.
@@ -112,8 +179,11 @@ pub struct Completion {
     pub input_tokens: u64,
     /// Output tokens billed.
     pub output_tokens: u64,
-    /// Why the model stopped (`end_turn`, `max_tokens`, `stop`, `length`, …).
+    /// Why the model stopped (`end_turn`, `tool_use`, `max_tokens`, `stop`, `tool_calls`,
+    /// `length`, …).
     pub stop_reason: Option<String>,
+    /// The calls the model asks for, in its order (empty: a final answer).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// Timeouts of a provider client.
@@ -227,6 +297,30 @@ pub(crate) struct Streamed {
     /// Tokens (input, output) billed so far.
     pub usage: Option<(u64, u64)>,
     pub stop_reason: Option<String>,
+    /// Calls streamed so far, by the provider's index: (id, name, input text so far).
+    pub calls: std::collections::BTreeMap<u64, (String, String, String)>,
+}
+
+impl Streamed {
+    /// The streamed calls, their input text read as JSON (or kept as text when it is not).
+    fn take_calls(&mut self) -> Vec<ToolCall> {
+        std::mem::take(&mut self.calls)
+            .into_values()
+            .map(|(id, name, input)| ToolCall {
+                id,
+                name,
+                input: tool_input(&input),
+            })
+            .collect()
+    }
+}
+
+/// A call's input as a model wrote it: JSON when it is (an empty input is `{}`), else the text.
+pub(crate) fn tool_input(text: &str) -> serde_json::Value {
+    if text.trim().is_empty() {
+        return serde_json::Value::Object(serde_json::Map::new());
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
 }
 
 /// Reads a server-sent-events answer, handing each event's data to `on_event`, which
@@ -257,12 +351,14 @@ pub(crate) async fn read_stream(
                 let (input, output) = st
                     .usage
                     .ok_or_else(|| malformed(provider, 200, "a complete stream", "no usage"))?;
+                let tool_calls = st.take_calls();
                 return Ok(Completion {
                     text: st.text,
                     model: st.model.unwrap_or_else(|| model.to_string()),
                     input_tokens: input,
                     output_tokens: output,
                     stop_reason: st.stop_reason,
+                    tool_calls,
                 });
             }
             Ok(false) => {}

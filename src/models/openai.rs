@@ -3,11 +3,12 @@
 //! `prompt_tokens`/`completion_tokens`; errors are `{"error":{"message","type","code"}}`.
 
 use super::{
-    exchange, http_client, malformed, read_stream, send, ApiKey, Completion, CompletionRequest,
-    ErrorKind, ModelError, Provider, Streamed, Timeouts,
+    exchange, http_client, malformed, read_stream, send, tool_input, ApiKey, Completion,
+    CompletionRequest, ErrorKind, ModelError, Provider, Streamed, Timeouts, ToolCall,
 };
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 /// An OpenAI-compatible client.
 pub struct OpenAi {
@@ -41,7 +42,9 @@ impl OpenAi {
 #[derive(Serialize)]
 struct Body<'a> {
     model: &'a str,
-    messages: Vec<Msg<'a>>,
+    messages: Vec<Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Value>,
     max_tokens: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
@@ -54,12 +57,6 @@ struct Body<'a> {
 #[derive(Serialize)]
 struct StreamOptions {
     include_usage: bool,
-}
-
-#[derive(Serialize)]
-struct Msg<'a> {
-    role: &'a str,
-    content: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +75,21 @@ struct Choice {
 #[derive(Deserialize)]
 struct ChoiceMessage {
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<WireCall>,
+}
+
+#[derive(Deserialize)]
+struct WireCall {
+    id: String,
+    function: WireFunction,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: String,
+    #[serde(default)]
+    arguments: String,
 }
 
 #[derive(Deserialize)]
@@ -133,24 +145,53 @@ impl OpenAi {
     fn call(&self, req: &CompletionRequest, stream: bool) -> reqwest::RequestBuilder {
         let mut messages = Vec::with_capacity(req.messages.len() + 1);
         if let Some(s) = &req.system {
-            messages.push(Msg {
-                role: "system",
-                content: s,
-            });
+            messages.push(json!({"role": "system", "content": s}));
         }
         for m in &req.messages {
-            let role = match m.role {
-                super::Role::User => "user",
-                super::Role::Assistant => "assistant",
-            };
-            messages.push(Msg {
-                role,
-                content: &m.content,
-            });
+            // Results are messages of their own (`role: tool`), before any text.
+            for r in &m.tool_results {
+                messages.push(json!({"role": "tool", "tool_call_id": r.id, "content": r.content}));
+            }
+            match m.role {
+                super::Role::User if m.content.is_empty() && !m.tool_results.is_empty() => {}
+                super::Role::User => messages.push(json!({"role": "user", "content": m.content})),
+                super::Role::Assistant if m.tool_calls.is_empty() => {
+                    messages.push(json!({"role": "assistant", "content": m.content}));
+                }
+                super::Role::Assistant => {
+                    let calls: Vec<Value> = m
+                        .tool_calls
+                        .iter()
+                        .map(|c| {
+                            let arguments = match &c.input {
+                                Value::String(raw) => raw.clone(),
+                                other => other.to_string(),
+                            };
+                            json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": arguments}})
+                        })
+                        .collect();
+                    let content = if m.content.is_empty() {
+                        Value::Null
+                    } else {
+                        Value::String(m.content.clone())
+                    };
+                    messages.push(
+                        json!({"role": "assistant", "content": content, "tool_calls": calls}),
+                    );
+                }
+            }
         }
+        let tools = req
+            .tools
+            .iter()
+            .map(|t| {
+                json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}})
+            })
+            .collect();
         let body = Body {
             model: &req.model,
             messages,
+            tools,
             max_tokens: req.max_tokens,
             temperature: req.temperature,
             stream,
@@ -198,6 +239,23 @@ impl OpenAi {
                 st.text.push_str(t);
                 on_text(t);
             }
+            if let Some(calls) = c["delta"]["tool_calls"].as_array() {
+                for call in calls {
+                    let slot = st
+                        .calls
+                        .entry(call["index"].as_u64().unwrap_or(0))
+                        .or_default();
+                    if let Some(id) = call["id"].as_str() {
+                        slot.0 = id.to_string();
+                    }
+                    if let Some(name) = call["function"]["name"].as_str() {
+                        slot.1.push_str(name);
+                    }
+                    if let Some(args) = call["function"]["arguments"].as_str() {
+                        slot.2.push_str(args);
+                    }
+                }
+            }
             if let Some(r) = c["finish_reason"].as_str() {
                 st.stop_reason = Some(r.to_string());
             }
@@ -232,12 +290,23 @@ impl Provider for OpenAi {
                 .next()
                 .ok_or_else(|| malformed("no choices"))?;
             let usage = answer.usage.ok_or_else(|| malformed("no usage"))?;
+            let tool_calls = choice
+                .message
+                .tool_calls
+                .into_iter()
+                .map(|c| ToolCall {
+                    id: c.id,
+                    name: c.function.name,
+                    input: tool_input(&c.function.arguments),
+                })
+                .collect();
             Ok(Completion {
                 text: choice.message.content.unwrap_or_default(),
                 model: answer.model.unwrap_or_else(|| req.model.clone()),
                 input_tokens: usage.prompt_tokens,
                 output_tokens: usage.completion_tokens,
                 stop_reason: choice.finish_reason,
+                tool_calls,
             })
         })
     }
