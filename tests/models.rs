@@ -588,3 +588,78 @@ both_stores! {
         rt.shutdown().await;
     }
 }
+
+/// Collects what the gateway reports of a call.
+#[derive(Default)]
+struct Collect {
+    events: std::sync::Mutex<Vec<nofx::EventData>>,
+    rows: std::sync::Mutex<Vec<nofx::store::ModelCallRow>>,
+}
+
+impl nofx::models::CallSink for Collect {
+    fn event(&self, data: nofx::EventData) {
+        self.events.lock().unwrap().push(data);
+    }
+    fn usage(&self, row: nofx::store::ModelCallRow) {
+        self.rows.lock().unwrap().push(row);
+    }
+}
+
+#[tokio::test]
+async fn the_gateway_offers_tools_counts_them_in_the_estimate_and_returns_the_calls() {
+    use nofx::models::{Ask, Caller, Message, Models, ToolSpec};
+    let answer = reply(
+        200,
+        json!({
+            "model": "gpt-mid",
+            "choices": [{
+                "message": {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\": \"nofx\"}"}}
+                ]},
+                "finish_reason": "tool_calls"
+            }],
+            "usage": {"prompt_tokens": 120, "completion_tokens": 8}
+        }),
+    );
+    let (cfg, script) = openai(vec![answer]).await;
+    let models = Models::build(cfg, None).unwrap();
+    let caller = Caller {
+        run: None,
+        task: None,
+        correlation: nofx::CorrelationId::generate(),
+        tool: "agent".into(),
+        agent: None,
+        role: None,
+        priority: nofx::Priority::Normal,
+        capabilities: Vec::new(),
+        project: "default".into(),
+    };
+    let schema = json!({"type": "object", "properties": {"q": {"type": "string", "description": "what to look up in the index of every document"}}});
+    let mut ask = Ask {
+        system: None,
+        messages: vec![Message::user("find it")],
+        max_tokens: 100,
+        temperature: None,
+        requires_reasoning: false,
+        tools: Vec::new(),
+    };
+    let bare = models.route_request(&caller, &ask).input_tokens;
+    ask.tools = vec![ToolSpec {
+        name: "lookup".into(),
+        description: "Looks a word up.".into(),
+        input_schema: schema.clone(),
+    }];
+    assert!(
+        models.route_request(&caller, &ask).input_tokens > bare + 20,
+        "tool definitions count toward the estimate"
+    );
+    let sink = Collect::default();
+    let got = models.complete(&caller, &ask, &sink).await.unwrap();
+    assert_eq!(got.stop_reason.as_deref(), Some("tool_calls"));
+    assert_eq!(got.tool_calls.len(), 1);
+    assert_eq!(got.tool_calls[0].input, json!({"q": "nofx"}));
+    assert_eq!(got.input_tokens, 120);
+    let body = script.seen()[0].body.clone();
+    assert_eq!(body["tools"][0]["function"]["parameters"], schema);
+    assert_eq!(sink.rows.lock().unwrap().len(), 1, "one usage row");
+}

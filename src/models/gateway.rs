@@ -14,6 +14,7 @@ use super::{
     Anthropic, ApiKey, CompletionRequest, ErrorKind, Message, ModelError, OpenAi, Provider,
     RetryPolicy,
 };
+use super::{ToolCall, ToolSpec};
 use crate::config::{ConfigErrors, ConfigIssue};
 use crate::domain::event::{payload, EventData};
 use crate::domain::time::now_ms;
@@ -73,6 +74,8 @@ pub struct Ask {
     pub temperature: Option<f32>,
     /// Whether the routing rules should treat this as needing reasoning.
     pub requires_reasoning: bool,
+    /// The tools the model may call (none: a plain completion).
+    pub tools: Vec<ToolSpec>,
 }
 
 /// A model's answer with what it cost.
@@ -90,6 +93,8 @@ pub struct Answer {
     pub cost_micro_usd: i64,
     /// Why the model stopped.
     pub stop_reason: Option<String>,
+    /// The calls the model asks for, in its order (empty: a final answer).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// A call that did not produce an answer.
@@ -226,12 +231,35 @@ impl Models {
 
     /// The routing request for `ask` from `caller`.
     pub fn route_request(&self, caller: &Caller, ask: &Ask) -> RouteRequest {
+        let message = |m: &Message| {
+            let calls: u64 = m
+                .tool_calls
+                .iter()
+                .map(|c| estimate_tokens(&c.name) + estimate_tokens(&c.input.to_string()) + 4)
+                .sum();
+            let results: u64 = m
+                .tool_results
+                .iter()
+                .map(|r| estimate_tokens(&r.content) + 4)
+                .sum();
+            estimate_tokens(&m.content) + 4 + calls + results
+        };
+        let tools: u64 = ask
+            .tools
+            .iter()
+            .map(|t| {
+                estimate_tokens(&t.name)
+                    + estimate_tokens(&t.description)
+                    + estimate_tokens(&t.input_schema.to_string())
+            })
+            .sum();
         let text: u64 = ask
             .system
             .iter()
             .map(|s| estimate_tokens(s))
-            .chain(ask.messages.iter().map(|m| estimate_tokens(&m.content) + 4))
-            .sum();
+            .chain(ask.messages.iter().map(message))
+            .sum::<u64>()
+            + tools;
         RouteRequest {
             input_tokens: text,
             max_output_tokens: u64::from(ask.max_tokens),
@@ -349,7 +377,7 @@ impl Models {
             messages: ask.messages.clone(),
             max_tokens: ask.max_tokens,
             temperature: ask.temperature,
-            tools: Vec::new(),
+            tools: ask.tools.clone(),
         };
         let estimate = spec.cost_micro_usd(req.input_tokens, req.max_output_tokens);
         let tried = super::retry::retrying(self.retry, &spec.id, || async {
@@ -425,6 +453,7 @@ impl Models {
                 output_tokens: c.output_tokens,
                 cost_micro_usd: cost,
                 stop_reason: c.stop_reason,
+                tool_calls: c.tool_calls,
             }))
         })
         .await;

@@ -164,6 +164,7 @@ pub async fn plan_goal(
         max_tokens: options.max_tokens,
         temperature: Some(0.0),
         requires_reasoning: true,
+        tools: Vec::new(),
     };
     let rounds = options.max_rounds.max(1);
     let mut errors = String::new();

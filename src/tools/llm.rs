@@ -156,6 +156,7 @@ pub(crate) fn ask_from(
             .get("reasoning")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        tools: Vec::new(),
     }
 }
 
