@@ -139,16 +139,6 @@ impl Message {
             tool_results: Vec::new(),
         }
     }
-
-    /// An assistant message as a completion gave it: its text and the calls it asked for.
-    pub fn answered(c: &Completion) -> Self {
-        Self {
-            role: Role::Assistant,
-            content: c.text.clone(),
-            tool_calls: c.tool_calls.clone(),
-            tool_results: Vec::new(),
-        }
-    }
 }
 
 /// A request for one completion.

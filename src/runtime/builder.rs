@@ -283,16 +283,15 @@ impl RuntimeBuilder {
     /// # Cancel safety
     /// Dropping the future before it completes leaves the actor thread to stop on its own.
     pub async fn build(self) -> Result<Runtime, RuntimeError> {
-        let scratch = match (&self.data_dir, &self.store) {
-            (None, StoreSpec::Memory) => Some(super::runtime::Scratch(
-                std::env::temp_dir().join(format!("nofx-memory-{}", uuid::Uuid::new_v4().simple())),
-            )),
-            _ => None,
-        };
+        // A memory store without a data directory keeps its files in one removed with it.
+        let scratch =
+            (self.data_dir.is_none() && matches!(self.store, StoreSpec::Memory)).then(|| {
+                let name = format!("nofx-memory-{}", uuid::Uuid::new_v4().simple());
+                super::runtime::Scratch(std::env::temp_dir().join(name))
+            });
         let dir = match (&scratch, &self.data_dir) {
             (Some(s), _) => s.0.clone(),
-            (None, Some(d)) => d.clone(),
-            (None, None) => PathBuf::from(".nofx"),
+            (None, d) => d.clone().unwrap_or_else(|| PathBuf::from(".nofx")),
         };
         std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Io {
             path: dir.display().to_string(),

@@ -3,6 +3,7 @@
 
 use super::{q, with_pool, Store, StoreError};
 use crate::domain::RunId;
+use crate::store::Db;
 use sqlx::Row;
 
 /// Who holds (or wants) a lease: a process.
@@ -111,8 +112,8 @@ impl Store {
     ) -> Result<Claim, StoreError> {
         let now = super::now_ms();
         let lock = match &self.0 {
-            crate::store::Db::Postgres(_) => " FOR UPDATE",
-            crate::store::Db::Sqlite(_) => "",
+            Db::Postgres(_) => " FOR UPDATE",
+            Db::Sqlite(_) => "",
         };
         let select = format!(
             "SELECT holder, host, pid, expires_at, token FROM leases WHERE run_id = $1{lock}"
@@ -183,13 +184,11 @@ impl Store {
         let now = super::now_ms();
         // Rows are locked in run id order, as a fenced write takes them (no deadlock).
         let sql = match &self.0 {
-            crate::store::Db::Postgres(_) => {
+            Db::Postgres(_) => {
                 "UPDATE leases SET expires_at = $2 WHERE run_id IN (SELECT run_id FROM leases \
                  WHERE holder = $1 ORDER BY run_id FOR UPDATE) RETURNING run_id"
             }
-            crate::store::Db::Sqlite(_) => {
-                "UPDATE leases SET expires_at = $2 WHERE holder = $1 RETURNING run_id"
-            }
+            Db::Sqlite(_) => "UPDATE leases SET expires_at = $2 WHERE holder = $1 RETURNING run_id",
         };
         with_pool!(self, |p, begin| {
             let mut tx = p.begin_with(begin).await.map_err(q("begin renew"))?;

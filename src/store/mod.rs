@@ -116,20 +116,11 @@ pub enum StoreError {
 /// What the database driver said (its message; the driver's own types are not part of
 /// nofx's API).
 #[derive(Debug)]
-pub struct DbError(pub(crate) DbCause);
-
-#[derive(Debug)]
-pub(crate) enum DbCause {
-    Sqlx(sqlx::Error),
-    Migrate(sqlx::migrate::MigrateError),
-}
+pub struct DbError(Box<dyn std::error::Error + Send + Sync>);
 
 impl std::fmt::Display for DbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            DbCause::Sqlx(e) => e.fmt(f),
-            DbCause::Migrate(e) => e.fmt(f),
-        }
+        self.0.fmt(f)
     }
 }
 
@@ -138,22 +129,19 @@ impl std::error::Error for DbError {}
 impl DbError {
     /// The driver's error, when it is a query or connection failure.
     pub(crate) fn sqlx(&self) -> Option<&sqlx::Error> {
-        match &self.0 {
-            DbCause::Sqlx(e) => Some(e),
-            DbCause::Migrate(_) => None,
-        }
+        self.0.downcast_ref()
     }
 }
 
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
-        Self(DbCause::Sqlx(e))
+        Self(Box::new(e))
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for DbError {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
-        Self(DbCause::Migrate(e))
+        Self(Box::new(e))
     }
 }
 

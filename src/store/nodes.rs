@@ -5,6 +5,7 @@
 
 use super::{q, with_pool, LeaseHolder, Store, StoreError};
 use crate::domain::RunId;
+use crate::store::Db;
 use serde::Serialize;
 use sqlx::Row;
 
@@ -171,8 +172,8 @@ impl Store {
     ) -> Result<Vec<(RunId, i64)>, StoreError> {
         let now = super::now_ms();
         let lock = match &self.0 {
-            crate::store::Db::Postgres(_) => " FOR UPDATE OF r SKIP LOCKED",
-            crate::store::Db::Sqlite(_) => "",
+            Db::Postgres(_) => " FOR UPDATE OF r SKIP LOCKED",
+            Db::Sqlite(_) => "",
         };
         let select = format!(
             "SELECT r.id FROM runs r WHERE r.status IN ('pending', 'running', 'waiting') \

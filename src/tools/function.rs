@@ -77,23 +77,14 @@ where
             tokio::select! {
                 done = work => match done {
                     Ok(result) => result,
-                    Err(e) if e.is_panic() => Err(ToolError::failed(format!(
-                        "panic: {}",
-                        panic_message(e.into_panic().as_ref())
-                    ))),
+                    // The attempt fails as any tool's panic does (the agent reports it).
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                     Err(e) => Err(ToolError::Io(e.to_string())),
                 },
                 () = cancel.cancelled() => Err(ToolError::Cancelled),
             }
         }
     })
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 struct FnTool<F> {

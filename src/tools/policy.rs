@@ -69,7 +69,8 @@ fn locate(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
         .find(|c| is_executable(c))
 }
 
-fn is_executable(p: &Path) -> bool {
+/// Whether `p` is a file its owner, group or others may execute.
+pub(crate) fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

@@ -91,13 +91,13 @@ async fn capture<R: AsyncRead + Unpin>(mut r: R, env: &ToolEnv) -> Result<Captur
     })
 }
 
-fn cannot_start(program: &str, why: impl std::fmt::Display) -> ToolError {
-    ToolError::Failed {
-        message: format!("cannot start `{program}`: {why}"),
-        outputs: Map::new(),
-        artifacts: Vec::new(),
-    }
+fn cannot_start(program: &str, why: &str) -> ToolError {
+    ToolError::failed(format!("cannot start `{program}`: {why}"))
 }
+
+/// Whether the watchdog's shell is there (looked at once).
+static HAS_WATCHDOG_SHELL: std::sync::LazyLock<bool> =
+    std::sync::LazyLock::new(|| Path::new(WATCHDOG_SHELL).is_file());
 
 /// The command that runs `exe` with `args` under the [`WATCHDOG`] (or, on a system without
 /// `/bin/sh`, directly, killed by the kernel when its starter dies; its own children then
@@ -108,19 +108,16 @@ fn watched(
     args: &[String],
 ) -> Result<tokio::process::Command, ToolError> {
     use nix::sys::signal::Signal;
-    use std::os::unix::fs::PermissionsExt;
-    let runnable = std::fs::metadata(exe)
-        .map_err(|e| cannot_start(program, e))?
-        .permissions()
-        .mode()
-        & 0o111
-        != 0;
-    if !exe.is_file() || !runnable {
-        return Err(cannot_start(program, "not an executable file"));
+    if !super::policy::is_executable(exe) {
+        let why = if exe.exists() {
+            "not an executable file"
+        } else {
+            "no such file"
+        };
+        return Err(cannot_start(program, why));
     }
-    let shell = Path::new(WATCHDOG_SHELL);
-    let (mut cmd, signal) = if shell.is_file() {
-        let mut c = tokio::process::Command::new(shell);
+    let (mut cmd, signal) = if *HAS_WATCHDOG_SHELL {
+        let mut c = tokio::process::Command::new(WATCHDOG_SHELL);
         c.arg("-c")
             .arg(WATCHDOG)
             .arg("nofx-watchdog")
@@ -191,7 +188,9 @@ pub(crate) async fn run_command(
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().map_err(|e| cannot_start(program, e))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| cannot_start(program, &e.to_string()))?;
     let mut group = GroupKill(child.id().and_then(|p| i32::try_from(p).ok()));
     let stdout = child
         .stdout

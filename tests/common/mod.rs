@@ -71,54 +71,51 @@ impl TestStore {
     }
 }
 
+/// A connection pool to the store at `url` (SQLite or Postgres), from outside the runtime.
+async fn outside(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(url).await.unwrap()
+}
+
 /// Runs one SQL statement on the store at `url`.
 pub async fn sql_at(url: &str, text: &str) {
-    if url.starts_with("postgres") {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::query(text).execute(&pool).await.unwrap();
-        pool.close().await;
-    } else {
-        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-        sqlx::query(text).execute(&pool).await.unwrap();
-        pool.close().await;
-    }
+    let pool = outside(url).await;
+    sqlx::query(text).execute(&pool).await.unwrap();
+    pool.close().await;
 }
 
 /// Stores model calls made before the test (by other processes, in earlier months), as rows
 /// of the store's `model_calls` table.
 pub async fn record_model_calls(url: &str, rows: &[nofx::store::ModelCallRow]) {
-    fn text(v: &Option<String>) -> String {
-        v.as_ref()
-            .map_or("NULL".into(), |s| format!("'{}'", s.replace('\'', "''")))
-    }
+    let pool = outside(url).await;
     for r in rows {
-        sql_at(
-            url,
-            &format!(
-                "INSERT INTO model_calls (run_id, task_id, tool, agent, model, provider, \
-                 input_tokens, output_tokens, estimated_cost_micro_usd, cost_micro_usd, \
-                 duration_ms, success, error_type, correlation_id, at, project) VALUES \
-                 ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
-                text(&r.run_id),
-                text(&r.task_id),
-                text(&r.tool),
-                text(&r.agent),
-                text(&Some(r.model.clone())),
-                text(&Some(r.provider.clone())),
-                r.input_tokens,
-                r.output_tokens,
-                r.estimated_cost_micro_usd,
-                r.cost_micro_usd,
-                r.duration_ms,
-                r.success,
-                text(&r.error_type),
-                text(&Some(r.correlation_id.clone())),
-                r.at,
-                text(&r.project),
-            ),
+        sqlx::query(
+            "INSERT INTO model_calls (run_id, task_id, tool, agent, model, provider, \
+             input_tokens, output_tokens, estimated_cost_micro_usd, cost_micro_usd, \
+             duration_ms, success, error_type, correlation_id, at, project) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
-        .await;
+        .bind(r.run_id.clone())
+        .bind(r.task_id.clone())
+        .bind(r.tool.clone())
+        .bind(r.agent.clone())
+        .bind(r.model.clone())
+        .bind(r.provider.clone())
+        .bind(r.input_tokens)
+        .bind(r.output_tokens)
+        .bind(r.estimated_cost_micro_usd)
+        .bind(r.cost_micro_usd)
+        .bind(r.duration_ms)
+        .bind(r.success)
+        .bind(r.error_type.clone())
+        .bind(r.correlation_id.clone())
+        .bind(r.at)
+        .bind(r.project.clone())
+        .execute(&pool)
+        .await
+        .unwrap();
     }
+    pool.close().await;
 }
 
 impl Drop for TestStore {

@@ -4,6 +4,7 @@
 #[macro_use]
 mod statements;
 
+use crate::store::Db;
 use statements::json_text;
 
 use super::{q, ArtifactRow, MetricRow, RunRecord, RunUpdate, Store, StoreError, TaskRow};
@@ -220,7 +221,7 @@ impl Store {
                 .collect()
         };
         match &self.0 {
-            crate::store::Db::Sqlite(p) => {
+            Db::Sqlite(p) => {
                 // BEGIN, the statements and COMMIT go to SQLite's worker thread in as few calls
                 // as possible (one for a usual batch). The fence check is the batch's first
                 // statement: it fails the transaction when a lease it fences has moved on;
@@ -322,7 +323,7 @@ impl Store {
                     }
                 }
             }
-            crate::store::Db::Postgres(p) => {
+            Db::Postgres(p) => {
                 let mut tx = p.begin().await.map_err(q("begin write"))?;
                 if !fenced.is_empty() {
                     // FOR SHARE: a claim (FOR UPDATE) of these leases waits for this commit.
