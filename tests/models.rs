@@ -642,6 +642,7 @@ async fn the_gateway_offers_tools_counts_them_in_the_estimate_and_returns_the_ca
         temperature: None,
         requires_reasoning: false,
         tools: Vec::new(),
+        model: None,
     };
     let bare = models.route_request(&caller, &ask).input_tokens;
     ask.tools = vec![ToolSpec {

@@ -8,6 +8,12 @@
 //! max_concurrency = 4            # tasks in flight, at least 1
 //! rate = 20.0                    # tasks started per second; omit for no limit
 //! affinity = ["lead"]            # agents it works well under
+//!
+//! # When it reasons (`agent` tasks):
+//! instructions = "You are …"     # system prompt; or instructions_file = "builder.md"
+//! tools = ["shell", "mcp:files.*", "agent:reviewer"]
+//! require_approval = ["shell"]   # calls that wait for a person
+//! max_turns = 20
 //! ```
 
 use super::{line_at, parse_toml};
@@ -33,6 +39,43 @@ struct RawAgent {
     rate: Option<Spanned<f64>>,
     #[serde(default)]
     affinity: Vec<Spanned<String>>,
+    #[serde(default)]
+    instructions: Option<Spanned<String>>,
+    #[serde(default)]
+    instructions_file: Option<Spanned<String>>,
+    #[serde(default)]
+    tools: Vec<Spanned<String>>,
+    #[serde(default)]
+    require_approval: Vec<Spanned<String>>,
+    #[serde(default)]
+    max_turns: Option<Spanned<i64>>,
+}
+
+/// Why `pattern` is not a tool pattern of an agent's `tools` or `require_approval`: a tool
+/// name, `mcp:SERVER.TOOL`, `mcp:SERVER.*` or `agent:ID`.
+pub(crate) fn tool_pattern_error(pattern: &str) -> Option<String> {
+    let word = |s: &str| {
+        !s.is_empty()
+            && s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if pattern.trim().is_empty() {
+        return Some("tool entries must not be empty".into());
+    }
+    if let Some(rest) = pattern.strip_prefix("mcp:") {
+        let ok = rest
+            .split_once('.')
+            .is_some_and(|(server, tool)| word(server) && !tool.is_empty() && !tool.contains(char::is_whitespace));
+        return (!ok).then(|| format!("{pattern:?} is not `mcp:SERVER.TOOL` or `mcp:SERVER.*`"));
+    }
+    if let Some(id) = pattern.strip_prefix("agent:") {
+        return (!word(id)).then(|| format!("{pattern:?} is not `agent:ID` (an agent id)"));
+    }
+    if pattern == "agent" {
+        return Some("`agent` cannot be called from a loop; name the agent to ask: `agent:ID`".into());
+    }
+    None
 }
 
 /// Parses one manifest.
@@ -137,6 +180,58 @@ pub fn parse_agent(text: &str, file: &str) -> Result<AgentSpec, Vec<ConfigIssue>
         Some(m) => Some(m.get_ref().trim().to_string()),
         None => None,
     };
+    let instructions = match (&raw.instructions, &raw.instructions_file) {
+        (Some(_), Some(f)) => {
+            errors.push(issue(
+                f.span().start,
+                "give `instructions` or `instructions_file`, not both".into(),
+            ));
+            None
+        }
+        (Some(i), None) => Some(i.get_ref().clone()),
+        (None, Some(f)) => {
+            let path = Path::new(file)
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join(f.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Some(text),
+                Err(e) => {
+                    errors.push(issue(
+                        f.span().start,
+                        format!("cannot read `instructions_file` {}: {e}", path.display()),
+                    ));
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    let mut patterns = |list: &[Spanned<String>], key: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        for t in list {
+            let p = t.get_ref().trim();
+            match tool_pattern_error(p) {
+                Some(why) => errors.push(issue(t.span().start, format!("`{key}`: {why}"))),
+                None if !out.iter().any(|o| o == p) => out.push(p.to_string()),
+                None => {}
+            }
+        }
+        out
+    };
+    let tools = patterns(&raw.tools, "tools");
+    let require_approval = patterns(&raw.require_approval, "require_approval");
+    let max_turns = match &raw.max_turns {
+        None => crate::domain::DEFAULT_MAX_TURNS,
+        Some(m) if (1..=1000).contains(m.get_ref()) => *m.get_ref() as u32,
+        Some(m) => {
+            errors.push(issue(
+                m.span().start,
+                format!("`max_turns` must be from 1 to 1000, got {}", m.get_ref()),
+            ));
+            1
+        }
+    };
     match (role, errors.is_empty()) {
         (Some(role), true) => Ok(AgentSpec {
             id,
@@ -150,6 +245,10 @@ pub fn parse_agent(text: &str, file: &str) -> Result<AgentSpec, Vec<ConfigIssue>
                 .iter()
                 .map(|a| a.get_ref().trim().to_string())
                 .collect(),
+            instructions,
+            tools,
+            require_approval,
+            max_turns,
         }),
         _ => Err(errors),
     }

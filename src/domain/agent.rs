@@ -48,6 +48,26 @@ pub struct AgentSpec {
     pub rate: Option<f64>,
     /// Agents it works well under (scored +15 when the task's parent agent is one of these).
     pub affinity: Vec<String>,
+    /// Its system prompt when it reasons (`agent` tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// What its reasoning loop may call: tool names (`shell`, `test:echo`), `mcp:SERVER.TOOL`,
+    /// `mcp:SERVER.*` and `agent:ID`.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Tool patterns (as in `tools`) whose calls wait for a person's approval.
+    #[serde(default)]
+    pub require_approval: Vec<String>,
+    /// Model turns a reasoning loop may take (at least 1).
+    #[serde(default = "default_max_turns")]
+    pub max_turns: u32,
+}
+
+/// Turns of a reasoning loop when a manifest does not say.
+pub const DEFAULT_MAX_TURNS: u32 = 20;
+
+fn default_max_turns() -> u32 {
+    DEFAULT_MAX_TURNS
 }
 
 impl AgentSpec {
@@ -61,7 +81,49 @@ impl AgentSpec {
             max_concurrency: 1,
             rate: None,
             affinity: Vec::new(),
+            instructions: None,
+            tools: Vec::new(),
+            require_approval: Vec::new(),
+            max_turns: DEFAULT_MAX_TURNS,
         }
+    }
+
+    /// Sets the model (a model id or a tier of the catalogue) its calls prefer.
+    pub fn with_model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// Sets its system prompt for `agent` tasks.
+    pub fn with_instructions(mut self, instructions: impl Into<String>) -> Self {
+        self.instructions = Some(instructions.into());
+        self
+    }
+
+    /// Sets what its reasoning loop may call (see [`AgentSpec::tools`]).
+    pub fn with_tools<I, S>(mut self, tools: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tools = tools.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the tool patterns whose calls wait for approval.
+    pub fn with_require_approval<I, S>(mut self, patterns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.require_approval = patterns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets `max_turns` (at least 1).
+    pub fn with_max_turns(mut self, turns: u32) -> Self {
+        self.max_turns = turns.max(1);
+        self
     }
 
     /// Sets the capabilities.

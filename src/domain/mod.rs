@@ -15,7 +15,7 @@ pub mod status;
 pub mod template;
 pub mod time;
 
-pub use agent::{AgentSpec, Role};
+pub use agent::{AgentSpec, Role, DEFAULT_MAX_TURNS};
 pub use approval::ApprovalDecision;
 pub use correlation::{Correlation, CorrelationId};
 pub use event::{Delta, Event, EventData, EventType};

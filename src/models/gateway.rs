@@ -76,6 +76,9 @@ pub struct Ask {
     pub requires_reasoning: bool,
     /// The tools the model may call (none: a plain completion).
     pub tools: Vec<ToolSpec>,
+    /// A model id or tier to prefer over the routing rules (an agent's `model`); the rules'
+    /// route still gives the fallbacks.
+    pub model: Option<String>,
 }
 
 /// A model's answer with what it cost.
@@ -290,9 +293,14 @@ impl Models {
             return Err(CallError::NoProvider(self.how_to_configure.clone()));
         }
         let req = self.route_request(caller, ask);
-        let decision = self
-            .router
-            .route(&req, &self.catalog, &|m| self.available(m))?;
+        let available = |m: &ModelSpec| self.available(m);
+        let decision = match &ask.model {
+            Some(prefer) => {
+                self.router
+                    .route_preferring(prefer, &req, &self.catalog, &available)?
+            }
+            None => self.router.route(&req, &self.catalog, &available)?,
+        };
         tracing::info!(rule = %decision.rule, model = %decision.model, fallbacks = ?decision.fallbacks, estimated_tokens = decision.estimated_tokens, tool = %caller.tool, "model routed");
         sink.event(EventData::ModelRouted(payload::ModelRouted {
             rule: decision.rule.clone(),

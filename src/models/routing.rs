@@ -250,6 +250,53 @@ impl Router {
         }
     }
 
+    /// Routes a request to `prefer` (a model id or a tier of the catalogue: an agent's
+    /// `model`) when an available model fits it, with the models of the usual route as its
+    /// fallbacks; otherwise routes as usual.
+    ///
+    /// # Errors
+    /// When `prefer` is neither a model nor a tier, or nothing of the usual route resolves.
+    pub fn route_preferring(
+        &self,
+        prefer: &str,
+        req: &RouteRequest,
+        catalog: &Catalog,
+        available: &dyn Fn(&ModelSpec) -> bool,
+    ) -> Result<Decision, NoModel> {
+        let target = if catalog.models.contains_key(prefer) {
+            Target::Model(prefer.to_string())
+        } else if let Some(t) = Tier::parse(prefer) {
+            Target::Tier(t)
+        } else {
+            return Err(NoModel {
+                rule: "agent-model".into(),
+                why: format!(
+                    "`{prefer}` is neither a model of the catalogue nor a tier (small, mid, large)"
+                ),
+            });
+        };
+        let usual = self.route(req, catalog, available);
+        let Some(chosen) = self.pick(&target, req, catalog, available) else {
+            return usual;
+        };
+        let fallbacks = match usual {
+            Ok(d) => std::iter::once(d.model)
+                .chain(d.fallbacks)
+                .filter(|m| *m != chosen.id)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        Ok(Decision {
+            rule: "agent-model".into(),
+            reason: format!("the agent's model `{prefer}`"),
+            model: chosen.id.clone(),
+            fallbacks,
+            estimated_tokens: req.input_tokens + req.max_output_tokens,
+            estimated_cost_micro_usd: chosen
+                .cost_micro_usd(req.input_tokens, req.max_output_tokens),
+        })
+    }
+
     /// Routes a request among `available` models (those whose provider is configured).
     ///
     /// # Errors

@@ -165,6 +165,7 @@ pub async fn plan_goal(
         temperature: Some(0.0),
         requires_reasoning: true,
         tools: Vec::new(),
+        model: None,
     };
     let rounds = options.max_rounds.max(1);
     let mut errors = String::new();

@@ -56,7 +56,7 @@ impl Handler<RunTask> for AgentActor {
             candidates,
         } = msg;
         let agent_id = self.spec.id.clone();
-        let models = d.models.clone().for_agent(&agent_id, self.spec.role);
+        let models = d.models.clone().for_agent(&self.spec);
         d.reply.started.do_send(TaskStarted {
             corr: d.corr.clone(),
             index: d.index,
@@ -78,6 +78,7 @@ impl Handler<RunTask> for AgentActor {
             cancel: d.cancel.clone(),
             env,
             models,
+            journal: d.journal,
         };
         let (tool, timeout, cancel, reply, index, attempt) = (
             d.tool,

@@ -128,6 +128,7 @@ async fn judge(msg: &CheckGate, rubric: &str, output: Option<&str>) -> Verdict {
         temperature: Some(0.0),
         requires_reasoning: false,
         tools: Vec::new(),
+        model: None,
     };
     let models = msg.models.as_tool("gate:llm_judge");
     match ask_structured(&models, ask, Some(&judge_schema()), "llm_judge").await {

@@ -118,6 +118,20 @@ pub enum ModelActivity {
         /// The row.
         row: crate::store::ModelCallRow,
     },
+    /// Journal rows of a reasoning loop with their events, committed at once; `ack` is told
+    /// once they are (dropped unanswered when they cannot be: the run stopped here).
+    Journal {
+        /// Run, task and correlation id.
+        corr: Correlation,
+        /// Task index.
+        index: usize,
+        /// Loop, turn and tool-call rows.
+        rows: Batch,
+        /// Their events, in order.
+        events: Vec<EventData>,
+        /// Told once committed.
+        ack: oneshot::Sender<()>,
+    },
 }
 
 /// Cancels the run: stop dispatching, stop tasks in flight, end as `status` with `reason`.
@@ -184,6 +198,8 @@ pub struct Delegate {
     pub reply: Reply,
     /// Models, bound to this task (the agent adds itself).
     pub models: crate::tools::ModelAccess,
+    /// Where a reasoning loop commits its journal.
+    pub(crate) journal: crate::tools::JournalSink,
 }
 
 /// An agent finished an attempt; its slot is free.

@@ -50,3 +50,30 @@ impl CallSink for TaskSink {
         ));
     }
 }
+
+/// Where a task's reasoning loop commits its journal: its run's coordinator, which commits
+/// the rows with their events and answers once they are committed.
+pub(crate) struct TaskJournal {
+    pub coordinator: Recipient<ModelActivity>,
+    pub corr: Correlation,
+    pub index: usize,
+}
+
+impl crate::tools::JournalWrite for TaskJournal {
+    fn commit(
+        &self,
+        rows: crate::store::Batch,
+        events: Vec<EventData>,
+    ) -> tokio::sync::oneshot::Receiver<()> {
+        let (ack, rx) = tokio::sync::oneshot::channel();
+        // A stopped coordinator drops `ack`: the loop then stops as interrupted.
+        self.coordinator.do_send(ModelActivity::Journal {
+            corr: self.corr.clone(),
+            index: self.index,
+            rows,
+            events,
+            ack,
+        });
+        rx
+    }
+}

@@ -11,6 +11,7 @@ mod events;
 mod gc;
 #[cfg(feature = "server")]
 mod idempotency;
+mod journal;
 mod keys;
 mod leases;
 mod metrics;
@@ -29,6 +30,10 @@ pub(crate) use commands::CommandKind;
 pub use gc::{ExpiredRun, RunRows};
 #[cfg(feature = "server")]
 pub(crate) use idempotency::Claimed;
+pub use journal::{
+    CallRecord, CallStatus, LoopRecord, LoopStatus, Transcript, TranscriptLoop, TranscriptTurn,
+    TurnRecord,
+};
 pub use keys::{key_hash, KeyRecord, Scope};
 pub(crate) use leases::Claim;
 pub use leases::{LeaseHolder, LeaseInfo};

@@ -41,6 +41,14 @@ impl Tool for Codegen {
         "codegen"
     }
 
+    fn description(&self) -> &str {
+        "Asks a model to write files into the workspace and stores them as artifacts."
+    }
+
+    fn idempotent(&self) -> bool {
+        false
+    }
+
     fn input_schema(&self) -> Value {
         model_tool_schema(
             "dir",

@@ -12,6 +12,14 @@ impl Tool for Echo {
         "test:echo"
     }
 
+    fn description(&self) -> &str {
+        "Returns its inputs as its outputs."
+    }
+
+    fn idempotent(&self) -> bool {
+        true
+    }
+
     fn input_schema(&self) -> Value {
         json!({"type": "object"})
     }

@@ -87,6 +87,62 @@ where
     })
 }
 
+/// `tool` with a description for agents' models and a declaration of whether a repeat is
+/// safe ([`Tool::idempotent`]); everything else is `tool`'s own.
+///
+/// ```
+/// use nofx::tools::{describe, tool_fn, ToolOutput};
+/// use serde_json::json;
+///
+/// let now = describe(
+///     tool_fn("clock:now", json!({"type": "object"}), |_| async {
+///         Ok(ToolOutput::new().output("unix", 1_700_000_000))
+///     }),
+///     "The current time as Unix seconds.",
+///     true,
+/// );
+/// assert!(now.idempotent());
+/// ```
+pub fn describe(tool: Arc<dyn Tool>, description: impl Into<String>, idempotent: bool) -> Arc<dyn Tool> {
+    Arc::new(Described {
+        tool,
+        description: description.into(),
+        idempotent,
+    })
+}
+
+struct Described {
+    tool: Arc<dyn Tool>,
+    description: String,
+    idempotent: bool,
+}
+
+impl Tool for Described {
+    fn name(&self) -> &str {
+        self.tool.name()
+    }
+
+    fn input_schema(&self) -> Value {
+        self.tool.input_schema()
+    }
+
+    fn check_inputs(&self, inputs: &Value) -> Vec<(String, String)> {
+        self.tool.check_inputs(inputs)
+    }
+
+    fn run<'a>(&'a self, ctx: ToolContext) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
+        self.tool.run(ctx)
+    }
+
+    fn description(&self) -> &str {
+        &self.description
+    }
+
+    fn idempotent(&self) -> bool {
+        self.idempotent
+    }
+}
+
 struct FnTool<F> {
     name: String,
     schema: Value,

@@ -42,6 +42,14 @@ impl Tool for Healthcheck {
         "test:healthcheck"
     }
 
+    fn description(&self) -> &str {
+        "Checks the store, the queue, the model providers and the artifact storage, and reports each."
+    }
+
+    fn idempotent(&self) -> bool {
+        true
+    }
+
     fn input_schema(&self) -> Value {
         json!({"type": "object", "additionalProperties": false})
     }

@@ -157,6 +157,7 @@ pub(crate) fn ask_from(
             .and_then(Value::as_bool)
             .unwrap_or(false),
         tools: Vec::new(),
+        model: None,
     }
 }
 
@@ -187,6 +188,14 @@ pub(crate) fn prompt_input(inputs: &Value) -> Result<String, ToolError> {
 impl Tool for LlmGenerate {
     fn name(&self) -> &str {
         "llm:generate"
+    }
+
+    fn description(&self) -> &str {
+        "Asks a model with a prompt and returns its answer (optionally JSON that satisfies a schema)."
+    }
+
+    fn idempotent(&self) -> bool {
+        true
     }
 
     fn input_schema(&self) -> Value {

@@ -17,7 +17,7 @@ mod workspace;
 
 pub(crate) use codegen::Codegen;
 pub(crate) use echo::Echo;
-pub use function::{blocking_tool_fn, tool_fn};
+pub use function::{blocking_tool_fn, describe, tool_fn};
 pub(crate) use healthcheck::Healthcheck;
 pub use healthcheck::{Probe, ProbeReport};
 pub(crate) use llm::LlmGenerate;
@@ -65,7 +65,24 @@ pub struct ToolContext {
     pub env: ToolEnv,
     /// Models, bound to this task.
     pub models: ModelAccess,
+    /// Where a reasoning loop commits its journal.
+    pub(crate) journal: JournalSink,
 }
+
+/// Commits a reasoning loop's journal rows with their events (the run's coordinator does,
+/// through the persistence actor). The receiver resolves once they are committed; it is
+/// dropped unanswered when they cannot be (the run stopped in this process).
+pub(crate) trait JournalWrite: Send + Sync {
+    fn commit(
+        &self,
+        rows: crate::store::Batch,
+        events: Vec<crate::domain::EventData>,
+    ) -> tokio::sync::oneshot::Receiver<()>;
+}
+
+/// Where a task's reasoning loop commits its journal.
+#[derive(Clone)]
+pub(crate) struct JournalSink(pub(crate) Arc<dyn JournalWrite>);
 
 /// What a tool returns on success.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -168,4 +185,15 @@ pub trait Tool: Send + Sync + 'static {
     }
     /// Runs one attempt.
     fn run<'a>(&'a self, ctx: ToolContext) -> BoxFuture<'a, Result<ToolOutput, ToolError>>;
+    /// What the tool does, in a sentence or two: what an agent's model is told of it.
+    fn description(&self) -> &str {
+        ""
+    }
+    /// Whether running it again with the same inputs and idempotency key is safe (no second
+    /// side effect). An agent's call left unfinished by a crash runs again only when its
+    /// tool says so; otherwise the model is told its effect is unknown. The default is
+    /// `false`.
+    fn idempotent(&self) -> bool {
+        false
+    }
 }

@@ -10,6 +10,8 @@ pub struct ModelAccess {
     models: Arc<Models>,
     caller: Caller,
     sink: Arc<dyn CallSink>,
+    /// The agent's `model` (a model id or tier), preferred when an ask names none.
+    prefer: Option<String>,
 }
 
 impl ModelAccess {
@@ -19,13 +21,16 @@ impl ModelAccess {
             models,
             caller,
             sink,
+            prefer: None,
         }
     }
 
-    /// The same access for the agent that runs the task.
-    pub(crate) fn for_agent(mut self, agent: &str, role: crate::domain::Role) -> Self {
-        self.caller.agent = Some(agent.to_string());
-        self.caller.role = Some(role);
+    /// The same access for the agent that runs the task: its calls prefer the agent's
+    /// `model`.
+    pub(crate) fn for_agent(mut self, agent: &crate::domain::AgentSpec) -> Self {
+        self.caller.agent = Some(agent.id.clone());
+        self.caller.role = Some(agent.role);
+        self.prefer = agent.model.clone();
         self
     }
 
@@ -54,6 +59,14 @@ impl ModelAccess {
     /// # Cancel safety
     /// As [`Models::complete`].
     pub async fn complete(&self, ask: &Ask) -> Result<Answer, CallError> {
+        if ask.model.is_none() && self.prefer.is_some() {
+            let mut ask = ask.clone();
+            ask.model = self.prefer.clone();
+            return self
+                .models
+                .complete(&self.caller, &ask, self.sink.as_ref())
+                .await;
+        }
         self.models
             .complete(&self.caller, ask, self.sink.as_ref())
             .await

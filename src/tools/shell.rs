@@ -240,6 +240,14 @@ impl Tool for Shell {
         "shell"
     }
 
+    fn description(&self) -> &str {
+        "Runs a command allowed by the command policy in the run's workspace and returns its exit code, stdout and stderr."
+    }
+
+    fn idempotent(&self) -> bool {
+        false
+    }
+
     fn check_inputs(&self, inputs: &Value) -> Vec<(String, String)> {
         let Some(paths) = inputs.get("artifacts").and_then(Value::as_array) else {
             return Vec::new();

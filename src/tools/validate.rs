@@ -13,6 +13,14 @@ impl Tool for Validate {
         "test:validate"
     }
 
+    fn description(&self) -> &str {
+        "Validates `data` against the JSON Schema `schema` and reports each violation."
+    }
+
+    fn idempotent(&self) -> bool {
+        true
+    }
+
     fn input_schema(&self) -> Value {
         json!({
             "type": "object",

@@ -125,6 +125,19 @@ event_types! {
     CostAlert(CostAlert) => "cost.alert",
     /// Streamed answer text; published to live subscribers only, never stored.
     ModelDelta(ModelDelta) => "model.delta",
+    /// A reasoning loop's model turn is committed: turn, model, tokens (cached ones apart),
+    /// cost and the calls it asked for.
+    AgentTurn(AgentTurn) => "agent.turn",
+    /// A tool call of a loop starts: call id, tool, input.
+    ToolCalled(ToolCalled) => "tool.called",
+    /// A tool call's result is committed: status, duration, whether an error, output.
+    ToolReturned(ToolReturned) => "tool.returned",
+    /// A tool call waits for a person: the wait, the call's tool and input.
+    ToolApprovalRequested(ToolApprovalRequested) => "tool.approval.requested",
+    /// A person decided on a tool call.
+    ToolApprovalDecided(ToolApprovalDecided) => "tool.approval.decided",
+    /// A reasoning loop ended: stop reason, turns, tool calls.
+    AgentFinished(AgentFinished) => "agent.finished",
 }
 
 impl std::fmt::Display for EventType {

@@ -297,6 +297,151 @@ pub struct CostAlert {
     pub output_tokens: u64,
 }
 
+/// Which loop a reasoning event belongs to: its id, its agent, and how deep it runs (0 for
+/// a task's own loop, 1 for a sub-agent it asked, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoopRef {
+    /// The loop.
+    pub loop_id: String,
+    /// The agent that reasons.
+    pub agent: String,
+    /// Depth under the task.
+    pub depth: u32,
+}
+
+/// A call a model asked for, as `agent.turn` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AskedCall {
+    /// The provider's id of the call.
+    pub call_id: String,
+    /// The tool (as nofx names it; the model's name when it named no offered tool).
+    pub tool: String,
+}
+
+/// `agent.turn`: a model turn of a reasoning loop is committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentTurn {
+    /// The loop.
+    #[serde(flatten)]
+    pub of: LoopRef,
+    /// 1, 2, 3, …
+    pub turn: u32,
+    /// The model that answered.
+    pub model: String,
+    /// Input tokens (cached ones included).
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Input tokens read from the prompt cache.
+    pub cached_tokens: u64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write_tokens: u64,
+    /// Cost, in USD.
+    pub cost: f64,
+    /// The calls it asked for.
+    pub tool_calls: Vec<AskedCall>,
+}
+
+/// `tool.called`: a call of a loop starts (its `started` row is committed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolCalled {
+    /// The loop.
+    #[serde(flatten)]
+    pub of: LoopRef,
+    /// The turn that asked for it.
+    pub turn: u32,
+    /// The provider's id of the call.
+    pub call_id: String,
+    /// The tool.
+    pub tool: String,
+    /// Its input (its JSON text cut to 4 KiB when longer).
+    pub input: Value,
+    /// Whether this runs it again after an interruption (its tool is idempotent).
+    pub repeat: bool,
+}
+
+/// `tool.returned`: a call's result is committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolReturned {
+    /// The loop.
+    #[serde(flatten)]
+    pub of: LoopRef,
+    /// The turn that asked for it.
+    pub turn: u32,
+    /// The provider's id of the call.
+    pub call_id: String,
+    /// The tool (the model's name when it named no offered tool).
+    pub tool: String,
+    /// `succeeded`, `failed`, `uncertain` or `declined`.
+    pub status: String,
+    /// How long it ran.
+    pub duration_ms: i64,
+    /// Whether the model was given an error.
+    pub is_error: bool,
+    /// What the model was given, cut to 4 KiB.
+    pub output: String,
+}
+
+/// `tool.approval.requested`: a call waits for a person's decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolApprovalRequested {
+    /// The loop.
+    #[serde(flatten)]
+    pub of: LoopRef,
+    /// The wait.
+    pub wait_id: WaitId,
+    /// The provider's id of the call.
+    pub call_id: String,
+    /// The tool.
+    pub tool: String,
+    /// Its input (its JSON text cut to 4 KiB when longer).
+    pub input: Value,
+}
+
+/// `tool.approval.decided`: a person decided on a call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolApprovalDecided {
+    /// The loop.
+    #[serde(flatten)]
+    pub of: LoopRef,
+    /// The wait.
+    pub wait_id: WaitId,
+    /// The provider's id of the call.
+    pub call_id: String,
+    /// The tool.
+    pub tool: String,
+    /// The decision.
+    pub decision: ApprovalDecision,
+    /// Who decided.
+    pub by: String,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// `agent.finished`: a reasoning loop ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentFinished {
+    /// The loop.
+    #[serde(flatten)]
+    pub of: LoopRef,
+    /// `answer`, `max_turns`, `budget` or `error`.
+    pub stop_reason: String,
+    /// Turns taken.
+    pub turns: u32,
+    /// Tool calls made.
+    pub tool_calls: u32,
+    /// What stopped it, when not an answer.
+    pub error: Option<String>,
+}
+
 /// `model.delta`: streamed answer text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelDelta {

@@ -109,6 +109,8 @@ enum After {
     Waiting(usize, Option<i64>),
     RunDone,
     Interrupted(Option<oneshot::Sender<()>>),
+    /// Tell a reasoning loop its journal rows are committed.
+    Ack(oneshot::Sender<()>),
 }
 
 /// The coordinator actor.
@@ -366,6 +368,9 @@ impl Coordinator {
                 });
                 ctx.stop();
             }
+            After::Ack(ack) => {
+                let _ = ack.send(());
+            }
             After::Interrupted(done) => {
                 self.s.ended.do_send(RunEnded {
                     run: self.s.run,
@@ -406,6 +411,24 @@ impl Handler<ModelActivity> for Coordinator {
                 }
                 self.emit(Some(index), data);
                 self.flush_soon(ctx);
+            }
+            ModelActivity::Journal {
+                corr,
+                index,
+                rows,
+                events,
+                ack,
+            } => {
+                // Halted: nothing more is written for this run; the unanswered ack tells the
+                // loop so.
+                if !self.owns(&corr, index) || self.mode == Mode::Halted {
+                    return;
+                }
+                for data in events {
+                    self.emit(Some(index), data);
+                }
+                self.out.batch().append(rows);
+                self.flush(ctx, Some(After::Ack(ack)));
             }
         }
     }

@@ -59,6 +59,12 @@ pub struct Batch {
     pub waits: Vec<super::WaitRow>,
     /// Leases of new runs, taken in the transaction that stores them: (run, holder, expiry).
     pub new_leases: Vec<(RunId, super::LeaseHolder, i64)>,
+    /// Agent loops to insert or update.
+    pub agent_loops: Vec<super::LoopRecord>,
+    /// Agent turns to insert.
+    pub agent_turns: Vec<super::TurnRecord>,
+    /// Tool calls to insert or update.
+    pub tool_calls: Vec<super::CallRecord>,
 }
 
 impl Batch {
@@ -77,6 +83,9 @@ impl Batch {
             && self.checkpoints.is_empty()
             && self.waits.is_empty()
             && self.new_leases.is_empty()
+            && self.agent_loops.is_empty()
+            && self.agent_turns.is_empty()
+            && self.tool_calls.is_empty()
     }
 
     /// Number of rows it writes.
@@ -94,6 +103,9 @@ impl Batch {
             + self.checkpoints.len()
             + self.waits.len()
             + self.new_leases.len()
+            + self.agent_loops.len()
+            + self.agent_turns.len()
+            + self.tool_calls.len()
     }
 
     /// Moves every write of `other` into this batch.
@@ -111,6 +123,9 @@ impl Batch {
         self.checkpoints.append(&mut other.checkpoints);
         self.waits.append(&mut other.waits);
         self.new_leases.append(&mut other.new_leases);
+        self.agent_loops.append(&mut other.agent_loops);
+        self.agent_turns.append(&mut other.agent_turns);
+        self.tool_calls.append(&mut other.tool_calls);
     }
 
     /// The runs whose existing rows this batch changes (not the runs it creates).
@@ -123,6 +138,9 @@ impl Batch {
         out.extend(self.metrics.iter().map(|m| m.run_id));
         out.extend(self.artifacts.iter().map(|a| a.run_id));
         out.extend(self.waits.iter().map(|w| w.run_id));
+        out.extend(self.agent_loops.iter().map(|l| l.run_id));
+        out.extend(self.agent_turns.iter().map(|t| t.run_id));
+        out.extend(self.tool_calls.iter().map(|c| c.run_id));
         out.retain(|r| !new.contains(r));
         out
     }
@@ -137,6 +155,30 @@ impl Batch {
         self.artifacts.retain(|a| !runs.contains(&a.run_id));
         self.waits.retain(|w| !runs.contains(&w.run_id));
         self.checkpoints.retain(|c| !runs.contains(&c.run_id));
+        self.agent_loops.retain(|l| !runs.contains(&l.run_id));
+        self.agent_turns.retain(|t| !runs.contains(&t.run_id));
+        self.tool_calls.retain(|c| !runs.contains(&c.run_id));
+    }
+
+    /// Keeps only the last row for each loop and each call (one statement may not touch a
+    /// row twice).
+    fn dedup_journal(&mut self) {
+        fn last_only<T, K: std::hash::Hash + Eq>(rows: &mut Vec<T>, key: impl Fn(&T) -> K) {
+            if rows.len() < 2 {
+                return;
+            }
+            let mut seen = HashSet::with_capacity(rows.len());
+            let mut kept: Vec<T> = Vec::with_capacity(rows.len());
+            for row in std::mem::take(rows).into_iter().rev() {
+                if seen.insert(key(&row)) {
+                    kept.push(row);
+                }
+            }
+            kept.reverse();
+            *rows = kept;
+        }
+        last_only(&mut self.agent_loops, |l| l.id.clone());
+        last_only(&mut self.tool_calls, |c| (c.loop_id.clone(), c.turn, c.seq));
     }
 
     /// Keeps only the last row for each task (one statement may not touch a row twice).
@@ -210,6 +252,7 @@ impl Store {
             return Ok(());
         }
         batch.dedup_tasks();
+        batch.dedup_journal();
         let now = super::now_ms();
         let fenced: Vec<(RunId, i64)> = if fences.tokens.is_empty() {
             Vec::new()

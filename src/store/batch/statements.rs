@@ -257,6 +257,99 @@ macro_rules! push_waits {
     };
 }
 
+macro_rules! push_agent_loops {
+    ($qb:ident, $chunk:expr) => {
+        $qb.push(
+            "INSERT INTO agent_loops (id, run_id, task_id, attempt, parent_loop, parent_call, \
+             depth, agent, system, prompt, tools, output_schema, max_turns, status, stop_reason, \
+             answer, error, created_at, finished_at) ",
+        );
+        $qb.push_values($chunk, |mut b, l| {
+            b.push_bind(l.id.clone())
+                .push_bind(l.run_id.to_string())
+                .push_bind(l.task_id.clone())
+                .push_bind(l.attempt)
+                .push_bind(l.parent_loop.clone())
+                .push_bind(l.parent_call.clone())
+                .push_bind(i64::from(l.depth))
+                .push_bind(l.agent.clone())
+                .push_bind(l.system.clone())
+                .push_bind(l.prompt.clone())
+                .push_bind(json_text(&l.tools))
+                .push_bind(l.output_schema.as_ref().map(json_text))
+                .push_bind(i64::from(l.max_turns))
+                .push_bind(l.status.as_str())
+                .push_bind(l.stop_reason.clone())
+                .push_bind(l.answer.as_ref().map(json_text))
+                .push_bind(l.error.clone())
+                .push_bind(l.created_at)
+                .push_bind(l.finished_at);
+        });
+        $qb.push(
+            " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+             stop_reason = excluded.stop_reason, answer = excluded.answer, \
+             error = excluded.error, finished_at = excluded.finished_at",
+        );
+    };
+}
+
+macro_rules! push_agent_turns {
+    ($qb:ident, $chunk:expr) => {
+        $qb.push(
+            "INSERT INTO agent_turns (loop_id, turn, run_id, model, text, tool_calls, feedback, \
+             input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_micro_usd, \
+             at) ",
+        );
+        $qb.push_values($chunk, |mut b, t| {
+            b.push_bind(t.loop_id.clone())
+                .push_bind(i64::from(t.turn))
+                .push_bind(t.run_id.to_string())
+                .push_bind(t.model.clone())
+                .push_bind(t.text.clone())
+                .push_bind(serde_json::to_string(&t.tool_calls).unwrap_or_else(|_| "[]".into()))
+                .push_bind(t.feedback.clone())
+                .push_bind(t.input_tokens as i64)
+                .push_bind(t.output_tokens as i64)
+                .push_bind(t.cache_read_tokens as i64)
+                .push_bind(t.cache_write_tokens as i64)
+                .push_bind(t.cost_micro_usd)
+                .push_bind(t.at);
+        });
+    };
+}
+
+macro_rules! push_tool_calls {
+    ($qb:ident, $chunk:expr) => {
+        $qb.push(
+            "INSERT INTO tool_calls (loop_id, turn, seq, run_id, call_id, name, tool, input, \
+             status, result, is_error, idempotency_key, started_at, finished_at, duration_ms) ",
+        );
+        $qb.push_values($chunk, |mut b, c| {
+            b.push_bind(c.loop_id.clone())
+                .push_bind(i64::from(c.turn))
+                .push_bind(i64::from(c.seq))
+                .push_bind(c.run_id.to_string())
+                .push_bind(c.call_id.clone())
+                .push_bind(c.name.clone())
+                .push_bind(c.tool.clone())
+                .push_bind(json_text(&c.input))
+                .push_bind(c.status.as_str())
+                .push_bind(c.result.clone())
+                .push_bind(c.is_error)
+                .push_bind(c.idempotency_key.clone())
+                .push_bind(c.started_at)
+                .push_bind(c.finished_at)
+                .push_bind(c.duration_ms);
+        });
+        $qb.push(
+            " ON CONFLICT (loop_id, turn, seq) DO UPDATE SET status = excluded.status, \
+             result = excluded.result, is_error = excluded.is_error, \
+             started_at = excluded.started_at, finished_at = excluded.finished_at, \
+             duration_ms = excluded.duration_ms",
+        );
+    };
+}
+
 /// Calls `$each!(qb, …)` for every statement of a batch, in the order rows must be written
 /// (runs before the rows that point at them). `$next` starts each statement.
 macro_rules! for_each_statement {
@@ -324,6 +417,21 @@ macro_rules! for_each_statement {
         for chunk in $batch.waits.chunks(CHUNK) {
             $next
             push_waits!($qb, chunk);
+            $done
+        }
+        for chunk in $batch.agent_loops.chunks(CHUNK) {
+            $next
+            push_agent_loops!($qb, chunk);
+            $done
+        }
+        for chunk in $batch.agent_turns.chunks(CHUNK) {
+            $next
+            push_agent_turns!($qb, chunk);
+            $done
+        }
+        for chunk in $batch.tool_calls.chunks(CHUNK) {
+            $next
+            push_tool_calls!($qb, chunk);
             $done
         }
     };
