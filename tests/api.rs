@@ -325,6 +325,8 @@ both_stores! {
             provider: "openai".into(),
             input_tokens: 100,
             output_tokens: 10,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
             estimated_cost_micro_usd: cost,
             cost_micro_usd: cost,
             duration_ms: 40,

@@ -559,6 +559,8 @@ both_stores! {
             provider: "openai".into(),
             input_tokens: 1,
             output_tokens: 1,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
             estimated_cost_micro_usd: 990_000,
             cost_micro_usd: 990_000,
             duration_ms: 10,

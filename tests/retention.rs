@@ -54,6 +54,8 @@ fn usage_row(run: RunId) -> ModelCallRow {
         provider: "p".into(),
         input_tokens: 10,
         output_tokens: 5,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
         estimated_cost_micro_usd: 3,
         cost_micro_usd: 3,
         duration_ms: 1,

@@ -30,6 +30,8 @@ fn call(
         provider: "anthropic".into(),
         input_tokens: input,
         output_tokens: output,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
         estimated_cost_micro_usd: cost,
         cost_micro_usd: cost,
         duration_ms: dur,

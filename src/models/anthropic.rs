@@ -1,6 +1,10 @@
 //! Anthropic Messages API: `POST {base}/v1/messages` with `x-api-key` and
 //! `anthropic-version`; the system prompt is a top-level field; usage comes back as
-//! `input_tokens`/`output_tokens`; errors are `{"type":"error","error":{"type","message"}}`.
+//! `input_tokens`/`output_tokens` (with `cache_creation_input_tokens` and
+//! `cache_read_input_tokens` apart); errors are `{"type":"error","error":{"type","message"}}`.
+//! Prompt caching: the system prompt, the last tool definition and the last block of the last
+//! message carry `cache_control`, so each turn of a conversation reads the previous turns'
+//! prefix from the cache.
 
 use super::{
     exchange, http_client, malformed, read_stream, send, ApiKey, Completion, CompletionRequest,
@@ -46,7 +50,7 @@ struct Body<'a> {
     model: &'a str,
     max_tokens: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    system: Option<&'a str>,
+    system: Option<serde_json::Value>,
     messages: Vec<serde_json::Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tools: Vec<serde_json::Value>,
@@ -78,9 +82,33 @@ struct Block {
     input: Option<serde_json::Value>,
 }
 
+/// A cache breakpoint: the prefix up to and including the block it marks is cached.
+fn ephemeral() -> serde_json::Value {
+    json!({"type": "ephemeral"})
+}
+
+/// The system prompt as one text block marked for the prompt cache.
+fn wire_system(system: Option<&str>) -> Option<serde_json::Value> {
+    system.map(|s| json!([{"type": "text", "text": s, "cache_control": ephemeral()}]))
+}
+
 /// The messages in the Messages API's shape: plain text as a string; a message with calls or
-/// results as content blocks (`text`, `tool_use`, `tool_result`).
+/// results as content blocks (`text`, `tool_use`, `tool_result`). The last message's last
+/// block is marked for the prompt cache (a plain last message becomes one text block).
 fn wire_messages(messages: &[Message]) -> Vec<serde_json::Value> {
+    let mut out = plain_wire_messages(messages);
+    if let Some(last) = out.last_mut() {
+        if let Some(text) = last["content"].as_str().map(str::to_string) {
+            last["content"] = json!([{"type": "text", "text": text}]);
+        }
+        if let Some(block) = last["content"].as_array_mut().and_then(|b| b.last_mut()) {
+            block["cache_control"] = ephemeral();
+        }
+    }
+    out
+}
+
+fn plain_wire_messages(messages: &[Message]) -> Vec<serde_json::Value> {
     messages
         .iter()
         .map(|m| {
@@ -114,18 +142,27 @@ fn wire_messages(messages: &[Message]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The tool definitions in the Messages API's shape.
+/// The tool definitions in the Messages API's shape, the last one marked for the prompt
+/// cache (which caches them all).
 fn wire_tools(tools: &[ToolSpec]) -> Vec<serde_json::Value> {
-    tools
+    let mut out: Vec<serde_json::Value> = tools
         .iter()
         .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.input_schema}))
-        .collect()
+        .collect();
+    if let Some(last) = out.last_mut() {
+        last["cache_control"] = ephemeral();
+    }
+    out
 }
 
 #[derive(Deserialize)]
 struct Usage {
     input_tokens: u64,
     output_tokens: u64,
+    #[serde(default)]
+    cache_creation_input_tokens: u64,
+    #[serde(default)]
+    cache_read_input_tokens: u64,
 }
 
 #[derive(Deserialize)]
@@ -170,7 +207,7 @@ impl Anthropic {
         let body = Body {
             model: &req.model,
             max_tokens: req.max_tokens,
-            system: req.system.as_deref(),
+            system: wire_system(req.system.as_deref()),
             messages: wire_messages(&req.messages),
             tools: wire_tools(&req.tools),
             temperature: req.temperature,
@@ -196,9 +233,13 @@ impl Anthropic {
             "message_start" => {
                 let m = &v["message"];
                 st.model = m["model"].as_str().map(str::to_string);
+                let u = &m["usage"];
+                let read = u["cache_read_input_tokens"].as_u64().unwrap_or(0);
+                let write = u["cache_creation_input_tokens"].as_u64().unwrap_or(0);
+                st.cache = (read, write);
                 st.usage = Some((
-                    m["usage"]["input_tokens"].as_u64().unwrap_or(0),
-                    m["usage"]["output_tokens"].as_u64().unwrap_or(0),
+                    u["input_tokens"].as_u64().unwrap_or(0) + read + write,
+                    u["output_tokens"].as_u64().unwrap_or(0),
                 ));
             }
             "content_block_delta" if v["delta"]["type"] == "text_delta" => {
@@ -283,8 +324,12 @@ impl Provider for Anthropic {
             Ok(Completion {
                 text,
                 model: answer.model.unwrap_or_else(|| req.model.clone()),
-                input_tokens: answer.usage.input_tokens,
+                input_tokens: answer.usage.input_tokens
+                    + answer.usage.cache_read_input_tokens
+                    + answer.usage.cache_creation_input_tokens,
                 output_tokens: answer.usage.output_tokens,
+                cache_read_tokens: answer.usage.cache_read_input_tokens,
+                cache_write_tokens: answer.usage.cache_creation_input_tokens,
                 stop_reason: answer.stop_reason,
                 tool_calls,
             })

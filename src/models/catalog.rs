@@ -15,6 +15,8 @@
 //! context_window = 200000
 //! input_usd_per_mtok = 3.0
 //! output_usd_per_mtok = 15.0
+//! cache_read_usd_per_mtok = 0.3    # prompt-cache reads (default: the input price)
+//! cache_write_usd_per_mtok = 3.75  # prompt-cache writes (default: the input price)
 //! capabilities = ["reasoning"]
 //! ```
 
@@ -87,6 +89,10 @@ pub struct ModelSpec {
     pub input_usd_per_mtok: f64,
     /// USD per million output tokens.
     pub output_usd_per_mtok: f64,
+    /// USD per million input tokens read from the provider's prompt cache.
+    pub cache_read_usd_per_mtok: f64,
+    /// USD per million input tokens written to the provider's prompt cache.
+    pub cache_write_usd_per_mtok: f64,
     /// Capabilities, e.g. `reasoning`.
     pub capabilities: Vec<String>,
 }
@@ -95,6 +101,23 @@ impl ModelSpec {
     /// Cost in micro-USD of `input` and `output` tokens.
     pub fn cost_micro_usd(&self, input: u64, output: u64) -> i64 {
         let usd = input as f64 * self.input_usd_per_mtok / 1e6
+            + output as f64 * self.output_usd_per_mtok / 1e6;
+        (usd * 1e6).round() as i64
+    }
+
+    /// Cost in micro-USD of `input` tokens (of which `cache_read` were read from the prompt
+    /// cache and `cache_write` written to it, each at its price) and `output` tokens.
+    pub fn cost_with_cache_micro_usd(
+        &self,
+        input: u64,
+        output: u64,
+        cache_read: u64,
+        cache_write: u64,
+    ) -> i64 {
+        let plain = input.saturating_sub(cache_read.saturating_add(cache_write));
+        let usd = plain as f64 * self.input_usd_per_mtok / 1e6
+            + cache_read as f64 * self.cache_read_usd_per_mtok / 1e6
+            + cache_write as f64 * self.cache_write_usd_per_mtok / 1e6
             + output as f64 * self.output_usd_per_mtok / 1e6;
         (usd * 1e6).round() as i64
     }
@@ -138,6 +161,10 @@ struct RawModel {
     context_window: Spanned<i64>,
     input_usd_per_mtok: Spanned<f64>,
     output_usd_per_mtok: Spanned<f64>,
+    #[serde(default)]
+    cache_read_usd_per_mtok: Option<Spanned<f64>>,
+    #[serde(default)]
+    cache_write_usd_per_mtok: Option<Spanned<f64>>,
     #[serde(default)]
     capabilities: Vec<String>,
 }
@@ -221,9 +248,12 @@ impl Catalog {
                 ));
             }
             for (key, v) in [
-                ("input_usd_per_mtok", &m.input_usd_per_mtok),
-                ("output_usd_per_mtok", &m.output_usd_per_mtok),
+                ("input_usd_per_mtok", Some(&m.input_usd_per_mtok)),
+                ("output_usd_per_mtok", Some(&m.output_usd_per_mtok)),
+                ("cache_read_usd_per_mtok", m.cache_read_usd_per_mtok.as_ref()),
+                ("cache_write_usd_per_mtok", m.cache_write_usd_per_mtok.as_ref()),
             ] {
+                let Some(v) = v else { continue };
                 if !(v.get_ref().is_finite() && *v.get_ref() >= 0.0) {
                     errors.push(issue(
                         v.span().start,
@@ -245,6 +275,14 @@ impl Catalog {
                         context_window: *m.context_window.get_ref() as u64,
                         input_usd_per_mtok: *m.input_usd_per_mtok.get_ref(),
                         output_usd_per_mtok: *m.output_usd_per_mtok.get_ref(),
+                        cache_read_usd_per_mtok: m
+                            .cache_read_usd_per_mtok
+                            .as_ref()
+                            .map_or(*m.input_usd_per_mtok.get_ref(), |v| *v.get_ref()),
+                        cache_write_usd_per_mtok: m
+                            .cache_write_usd_per_mtok
+                            .as_ref()
+                            .map_or(*m.input_usd_per_mtok.get_ref(), |v| *v.get_ref()),
                         capabilities: m.capabilities,
                     },
                 );

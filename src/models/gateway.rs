@@ -92,6 +92,10 @@ pub struct Answer {
     pub input_tokens: u64,
     /// Output tokens.
     pub output_tokens: u64,
+    /// Input tokens read from the provider's prompt cache.
+    pub cache_read_tokens: u64,
+    /// Input tokens written to the provider's prompt cache.
+    pub cache_write_tokens: u64,
     /// Cost, micro-USD.
     pub cost_micro_usd: i64,
     /// Why the model stopped.
@@ -411,7 +415,10 @@ impl Models {
                 Ok(c) => (c.input_tokens, c.output_tokens),
                 Err(e) => e.partial_usage.unwrap_or((0, 0)),
             };
-            let cost = spec.cost_micro_usd(input, output);
+            let (cache_read, cache_write) = result
+                .as_ref()
+                .map_or((0, 0), |c| (c.cache_read_tokens, c.cache_write_tokens));
+            let cost = spec.cost_with_cache_micro_usd(input, output, cache_read, cache_write);
             reservation.settle(cost);
             let error = result.as_ref().err();
             sink.usage(ModelCallRow {
@@ -423,6 +430,8 @@ impl Models {
                 provider: spec.provider.clone(),
                 input_tokens: input as i64,
                 output_tokens: output as i64,
+                cache_read_tokens: cache_read as i64,
+                cache_write_tokens: cache_write as i64,
                 estimated_cost_micro_usd: estimate,
                 cost_micro_usd: cost,
                 duration_ms,
@@ -459,6 +468,8 @@ impl Models {
                 model: spec.id.clone(),
                 input_tokens: c.input_tokens,
                 output_tokens: c.output_tokens,
+                cache_read_tokens: c.cache_read_tokens,
+                cache_write_tokens: c.cache_write_tokens,
                 cost_micro_usd: cost,
                 stop_reason: c.stop_reason,
                 tool_calls: c.tool_calls,

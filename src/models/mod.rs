@@ -165,10 +165,14 @@ pub struct Completion {
     pub text: String,
     /// The model that answered (as the provider names it).
     pub model: String,
-    /// Input tokens billed.
+    /// Input tokens billed, those read from or written to the prompt cache included.
     pub input_tokens: u64,
     /// Output tokens billed.
     pub output_tokens: u64,
+    /// Input tokens read from the provider's prompt cache.
+    pub cache_read_tokens: u64,
+    /// Input tokens written to the provider's prompt cache.
+    pub cache_write_tokens: u64,
     /// Why the model stopped (`end_turn`, `tool_use`, `max_tokens`, `stop`, `tool_calls`,
     /// `length`, …).
     pub stop_reason: Option<String>,
@@ -286,6 +290,8 @@ pub(crate) struct Streamed {
     pub model: Option<String>,
     /// Tokens (input, output) billed so far.
     pub usage: Option<(u64, u64)>,
+    /// Input tokens (read from, written to) the prompt cache.
+    pub cache: (u64, u64),
     pub stop_reason: Option<String>,
     /// Calls streamed so far, by the provider's index: (id, name, input text so far).
     pub calls: std::collections::BTreeMap<u64, (String, String, String)>,
@@ -347,6 +353,8 @@ pub(crate) async fn read_stream(
                     model: st.model.unwrap_or_else(|| model.to_string()),
                     input_tokens: input,
                     output_tokens: output,
+                    cache_read_tokens: st.cache.0,
+                    cache_write_tokens: st.cache.1,
                     stop_reason: st.stop_reason,
                     tool_calls,
                 });

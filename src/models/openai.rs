@@ -96,6 +96,15 @@ struct WireFunction {
 struct Usage {
     prompt_tokens: u64,
     completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+}
+
+/// `usage.prompt_tokens_details`: of the prompt tokens, those read from the prompt cache.
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: u64,
 }
 
 #[derive(Deserialize)]
@@ -265,6 +274,8 @@ impl OpenAi {
             v["usage"]["completion_tokens"].as_u64(),
         ) {
             st.usage = Some((i, o));
+            let cached = v["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64();
+            st.cache = (cached.unwrap_or(0), 0);
         }
         Ok(false)
     }
@@ -305,6 +316,8 @@ impl Provider for OpenAi {
                 model: answer.model.unwrap_or_else(|| req.model.clone()),
                 input_tokens: usage.prompt_tokens,
                 output_tokens: usage.completion_tokens,
+                cache_read_tokens: usage.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+                cache_write_tokens: 0,
                 stop_reason: choice.finish_reason,
                 tool_calls,
             })

@@ -78,7 +78,7 @@ impl Handler<RunTask> for AgentActor {
             cancel: d.cancel.clone(),
             env,
             models,
-            journal: d.journal,
+            link: d.link,
         };
         let (tool, timeout, cancel, reply, index, attempt) = (
             d.tool,

@@ -198,8 +198,8 @@ pub struct Delegate {
     pub reply: Reply,
     /// Models, bound to this task (the agent adds itself).
     pub models: crate::tools::ModelAccess,
-    /// Where a reasoning loop commits its journal.
-    pub(crate) journal: crate::tools::JournalSink,
+    /// The task's link to its run and runtime.
+    pub(crate) link: crate::tools::Link,
 }
 
 /// An agent finished an attempt; its slot is free.

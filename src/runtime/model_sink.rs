@@ -51,22 +51,23 @@ impl CallSink for TaskSink {
     }
 }
 
-/// Where a task's reasoning loop commits its journal: its run's coordinator, which commits
-/// the rows with their events and answers once they are committed.
-pub(crate) struct TaskJournal {
+/// A task's link to its run and runtime: journal rows go to the run's coordinator, which
+/// commits them with their events and answers once they are committed.
+pub(crate) struct TaskLink {
     pub coordinator: Recipient<ModelActivity>,
     pub corr: Correlation,
     pub index: usize,
+    pub shared: std::sync::Arc<super::Shared>,
 }
 
-impl crate::tools::JournalWrite for TaskJournal {
+impl crate::tools::RunLink for TaskLink {
     fn commit(
         &self,
         rows: crate::store::Batch,
         events: Vec<EventData>,
     ) -> tokio::sync::oneshot::Receiver<()> {
         let (ack, rx) = tokio::sync::oneshot::channel();
-        // A stopped coordinator drops `ack`: the loop then stops as interrupted.
+        // A stopped coordinator drops `ack`: the loop then stops.
         self.coordinator.do_send(ModelActivity::Journal {
             corr: self.corr.clone(),
             index: self.index,
@@ -75,5 +76,17 @@ impl crate::tools::JournalWrite for TaskJournal {
             ack,
         });
         rx
+    }
+
+    fn store(&self) -> &crate::store::Store {
+        &self.shared.store
+    }
+
+    fn tools(&self) -> &crate::tools::ToolRegistry {
+        &self.shared.tools
+    }
+
+    fn agents(&self) -> &[crate::domain::AgentSpec] {
+        &self.shared.agents
     }
 }

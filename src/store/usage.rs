@@ -29,6 +29,10 @@ pub struct ModelCallRow {
     pub input_tokens: i64,
     /// Output tokens.
     pub output_tokens: i64,
+    /// Input tokens read from the provider's prompt cache.
+    pub cache_read_tokens: i64,
+    /// Input tokens written to the provider's prompt cache.
+    pub cache_write_tokens: i64,
     /// Cost estimated before the call, micro-USD.
     pub estimated_cost_micro_usd: i64,
     /// Actual cost, micro-USD.
@@ -332,7 +336,7 @@ impl Store {
     ) -> Result<Vec<ModelCallRow>, StoreError> {
         let sql =
             "SELECT run_id, task_id, tool, agent, model, provider, input_tokens, output_tokens, \
-                   estimated_cost_micro_usd, cost_micro_usd, duration_ms, success, error_type, \
+                   cache_read_tokens, cache_write_tokens, estimated_cost_micro_usd, cost_micro_usd, duration_ms, success, error_type, \
                    correlation_id, at, project FROM model_calls WHERE run_id = $1 ORDER BY id";
         let rows = with_pool!(self, |p, _b| {
             let rows = sqlx::query(sql)
@@ -351,6 +355,8 @@ impl Store {
                         provider: r.try_get("provider")?,
                         input_tokens: r.try_get("input_tokens")?,
                         output_tokens: r.try_get("output_tokens")?,
+                        cache_read_tokens: r.try_get("cache_read_tokens")?,
+                        cache_write_tokens: r.try_get("cache_write_tokens")?,
                         estimated_cost_micro_usd: r.try_get("estimated_cost_micro_usd")?,
                         cost_micro_usd: r.try_get("cost_micro_usd")?,
                         duration_ms: r.try_get("duration_ms")?,

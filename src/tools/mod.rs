@@ -65,24 +65,32 @@ pub struct ToolContext {
     pub env: ToolEnv,
     /// Models, bound to this task.
     pub models: ModelAccess,
-    /// Where a reasoning loop commits its journal.
-    pub(crate) journal: JournalSink,
+    /// The run and runtime behind the task (reasoning loops use it).
+    pub(crate) link: Link,
 }
 
-/// Commits a reasoning loop's journal rows with their events (the run's coordinator does,
-/// through the persistence actor). The receiver resolves once they are committed; it is
-/// dropped unanswered when they cannot be (the run stopped in this process).
-pub(crate) trait JournalWrite: Send + Sync {
+/// What a task reaches of its run and runtime beyond [`ToolEnv`]: the reasoning loop's way
+/// to commit its journal (through the run's coordinator and the persistence actor) and the
+/// services it calls tools and agents with.
+pub(crate) trait RunLink: Send + Sync {
+    /// Commits journal rows with their events; the receiver resolves once they are
+    /// committed and is dropped unanswered when they cannot be (the run stopped here).
     fn commit(
         &self,
         rows: crate::store::Batch,
         events: Vec<crate::domain::EventData>,
     ) -> tokio::sync::oneshot::Receiver<()>;
+    /// The store, for reads.
+    fn store(&self) -> &crate::store::Store;
+    /// The runtime's tools.
+    fn tools(&self) -> &ToolRegistry;
+    /// The runtime's agents.
+    fn agents(&self) -> &[crate::domain::AgentSpec];
 }
 
-/// Where a task's reasoning loop commits its journal.
+/// A task's [`RunLink`].
 #[derive(Clone)]
-pub(crate) struct JournalSink(pub(crate) Arc<dyn JournalWrite>);
+pub(crate) struct Link(pub(crate) Arc<dyn RunLink>);
 
 /// What a tool returns on success.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -91,9 +91,10 @@ pub async fn record_model_calls(url: &str, rows: &[nofx::store::ModelCallRow]) {
     for r in rows {
         sqlx::query(
             "INSERT INTO model_calls (run_id, task_id, tool, agent, model, provider, \
-             input_tokens, output_tokens, estimated_cost_micro_usd, cost_micro_usd, \
-             duration_ms, success, error_type, correlation_id, at, project) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, \
+             estimated_cost_micro_usd, cost_micro_usd, duration_ms, success, error_type, \
+             correlation_id, at, project) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(r.run_id.clone())
         .bind(r.task_id.clone())
@@ -103,6 +104,8 @@ pub async fn record_model_calls(url: &str, rows: &[nofx::store::ModelCallRow]) {
         .bind(r.provider.clone())
         .bind(r.input_tokens)
         .bind(r.output_tokens)
+        .bind(r.cache_read_tokens)
+        .bind(r.cache_write_tokens)
         .bind(r.estimated_cost_micro_usd)
         .bind(r.cost_micro_usd)
         .bind(r.duration_ms)

@@ -11,10 +11,10 @@ use crate::domain::time::now_ms;
 use crate::domain::{FailureKind, RunStatus, TaskStatus};
 use crate::models::Caller;
 use crate::runtime::messages::{AttemptError, Delegate, TaskAttempted, TaskStarted};
-use crate::runtime::model_sink::{TaskJournal, TaskSink};
+use crate::runtime::model_sink::{TaskLink, TaskSink};
 use crate::runtime::scoring::TaskNeeds;
 use crate::store::StoredBlob;
-use crate::tools::{JournalSink, ModelAccess, ToolOutput};
+use crate::tools::{Link, ModelAccess, ToolOutput};
 use actix::prelude::*;
 use serde_json::Value;
 use std::sync::Arc;
@@ -98,10 +98,11 @@ impl Coordinator {
                 parent_agent,
             },
             models: self.model_access(i, &spec.tool, ctx),
-            journal: JournalSink(Arc::new(TaskJournal {
+            link: Link(Arc::new(TaskLink {
                 coordinator: ctx.address().recipient(),
                 corr: self.corr(Some(i)),
                 index: i,
+                shared: self.s.shared.clone(),
             })),
             reply: self.reply.clone(),
         });

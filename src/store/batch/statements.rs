@@ -145,8 +145,8 @@ macro_rules! push_model_calls {
     ($qb:ident, $chunk:expr) => {
         $qb.push(
             "INSERT INTO model_calls (run_id, task_id, tool, agent, model, provider, input_tokens, \
-             output_tokens, estimated_cost_micro_usd, cost_micro_usd, duration_ms, success, \
-             error_type, correlation_id, at, project) ",
+             output_tokens, cache_read_tokens, cache_write_tokens, estimated_cost_micro_usd, \
+             cost_micro_usd, duration_ms, success, error_type, correlation_id, at, project) ",
         );
         $qb.push_values($chunk, |mut b, m| {
             b.push_bind(m.run_id.clone())
@@ -157,6 +157,8 @@ macro_rules! push_model_calls {
                 .push_bind(m.provider.clone())
                 .push_bind(m.input_tokens)
                 .push_bind(m.output_tokens)
+                .push_bind(m.cache_read_tokens)
+                .push_bind(m.cache_write_tokens)
                 .push_bind(m.estimated_cost_micro_usd)
                 .push_bind(m.cost_micro_usd)
                 .push_bind(m.duration_ms)
