@@ -56,24 +56,25 @@ struct RawAgent {
 pub(crate) fn tool_pattern_error(pattern: &str) -> Option<String> {
     let word = |s: &str| {
         !s.is_empty()
-            && s
-                .chars()
+            && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     };
     if pattern.trim().is_empty() {
         return Some("tool entries must not be empty".into());
     }
     if let Some(rest) = pattern.strip_prefix("mcp:") {
-        let ok = rest
-            .split_once('.')
-            .is_some_and(|(server, tool)| word(server) && !tool.is_empty() && !tool.contains(char::is_whitespace));
+        let ok = rest.split_once('.').is_some_and(|(server, tool)| {
+            word(server) && !tool.is_empty() && !tool.contains(char::is_whitespace)
+        });
         return (!ok).then(|| format!("{pattern:?} is not `mcp:SERVER.TOOL` or `mcp:SERVER.*`"));
     }
     if let Some(id) = pattern.strip_prefix("agent:") {
         return (!word(id)).then(|| format!("{pattern:?} is not `agent:ID` (an agent id)"));
     }
     if pattern == "agent" {
-        return Some("`agent` cannot be called from a loop; name the agent to ask: `agent:ID`".into());
+        return Some(
+            "`agent` cannot be called from a loop; name the agent to ask: `agent:ID`".into(),
+        );
     }
     None
 }

@@ -4,6 +4,7 @@
 
 mod agents;
 
+pub(crate) use agents::tool_pattern_error;
 pub use agents::{builtin_agents, load_agents, parse_agent};
 
 use std::fmt;

@@ -250,8 +250,14 @@ impl Catalog {
             for (key, v) in [
                 ("input_usd_per_mtok", Some(&m.input_usd_per_mtok)),
                 ("output_usd_per_mtok", Some(&m.output_usd_per_mtok)),
-                ("cache_read_usd_per_mtok", m.cache_read_usd_per_mtok.as_ref()),
-                ("cache_write_usd_per_mtok", m.cache_write_usd_per_mtok.as_ref()),
+                (
+                    "cache_read_usd_per_mtok",
+                    m.cache_read_usd_per_mtok.as_ref(),
+                ),
+                (
+                    "cache_write_usd_per_mtok",
+                    m.cache_write_usd_per_mtok.as_ref(),
+                ),
             ] {
                 let Some(v) = v else { continue };
                 if !(v.get_ref().is_finite() && *v.get_ref() >= 0.0) {

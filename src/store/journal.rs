@@ -323,7 +323,9 @@ macro_rules! turn_from_row {
         let e = |x: sqlx::Error| q("read agent turn")(x);
         let calls: String = r.try_get("tool_calls").map_err(e)?;
         let run: String = r.try_get("run_id").map_err(e)?;
-        let n = |c: &str| -> Result<u64, StoreError> { Ok(r.try_get::<i64, _>(c).map_err(e)?.max(0) as u64) };
+        let n = |c: &str| -> Result<u64, StoreError> {
+            Ok(r.try_get::<i64, _>(c).map_err(e)?.max(0) as u64)
+        };
         TurnRecord {
             loop_id: r.try_get("loop_id").map_err(e)?,
             run_id: run_id(&run)?,
@@ -407,9 +409,8 @@ impl Store {
     pub(crate) async fn loop_journal(&self, loop_id: &str) -> Result<Journal, StoreError> {
         let turns_sql =
             format!("SELECT {TURN_COLUMNS} FROM agent_turns WHERE loop_id = $1 ORDER BY turn");
-        let calls_sql = format!(
-            "SELECT {CALL_COLUMNS} FROM tool_calls WHERE loop_id = $1 ORDER BY turn, seq"
-        );
+        let calls_sql =
+            format!("SELECT {CALL_COLUMNS} FROM tool_calls WHERE loop_id = $1 ORDER BY turn, seq");
         with_pool!(self, |p, _b| {
             let rows = sqlx::query(&turns_sql)
                 .bind(loop_id)

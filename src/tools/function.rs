@@ -103,7 +103,11 @@ where
 /// );
 /// assert!(now.idempotent());
 /// ```
-pub fn describe(tool: Arc<dyn Tool>, description: impl Into<String>, idempotent: bool) -> Arc<dyn Tool> {
+pub fn describe(
+    tool: Arc<dyn Tool>,
+    description: impl Into<String>,
+    idempotent: bool,
+) -> Arc<dyn Tool> {
     Arc::new(Described {
         tool,
         description: description.into(),

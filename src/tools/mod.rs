@@ -1,8 +1,10 @@
 //! Tools: what agents run. A tool is a trait object with a name, an input JSON Schema and an
 //! async `run`; it never writes to the store (the persistence actor does). Built in:
-//! `test:echo`, `test:validate`, `test:healthcheck`, `shell`, and the model tools
-//! `llm:generate` and `codegen`; users register their own.
+//! `test:echo`, `test:validate`, `test:healthcheck`, `shell`, the model tools
+//! `llm:generate` and `codegen`, and `agent` (the task's agent reasons with its tools);
+//! users register their own.
 
+pub(crate) mod agent;
 mod codegen;
 mod echo;
 mod function;
@@ -15,6 +17,7 @@ pub(crate) mod shell;
 mod validate;
 mod workspace;
 
+pub(crate) use agent::AgentTool;
 pub(crate) use codegen::Codegen;
 pub(crate) use echo::Echo;
 pub use function::{blocking_tool_fn, describe, tool_fn};

@@ -32,7 +32,7 @@ pub struct ToolRegistry {
 
 impl ToolRegistry {
     /// The built-in tools: `test:echo`, `test:validate`, `test:healthcheck`, `shell`,
-    /// `llm:generate`, `codegen`.
+    /// `llm:generate`, `codegen`, `agent`.
     pub fn builtin() -> Self {
         let mut r = Self::default();
         for t in [
@@ -42,6 +42,7 @@ impl ToolRegistry {
             Arc::new(super::Shell),
             Arc::new(super::LlmGenerate),
             Arc::new(super::Codegen),
+            Arc::new(super::AgentTool),
         ] {
             r.register(t).expect("built-in tool schemas compile");
         }

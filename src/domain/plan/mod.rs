@@ -91,7 +91,7 @@ impl Plan {
             return Vec::new();
         };
         let mut out = Vec::new();
-        if matches!(t.tool.as_str(), "llm:generate" | "codegen") {
+        if matches!(t.tool.as_str(), "llm:generate" | "codegen" | "agent") {
             out.push(format!("tool `{}`", t.tool));
         }
         for (g, gate) in t.gates.iter().enumerate() {
