@@ -157,3 +157,272 @@ both_stores! {
         rt.shutdown().await;
     }
 }
+
+both_stores! {
+    async fn bad_model_output_is_fed_back_as_errors_and_counts_as_turns(store) {
+        let (cfg, script) = openai(vec![
+            openai_calls(&[("c1", "nope", json!({})), ("c2", "test_validate", json!({"data": 1})), ("c3", "test_echo", json!("not an object"))], 300, 0),
+            openai_answer("All fine, I think.", 400, 0),
+            openai_answer("```json\n{\"ok\": true, \"items\": 3}\n```", 450, 0),
+        ])
+        .await;
+        let rt = runtime(&store, cfg, vec![analyst()]).await;
+        let src = plan(r#"
+name: reason
+tasks:
+  - id: think
+    tool: agent
+    capabilities: [analysis]
+    inputs:
+      prompt: "Count the items."
+      output_schema: { type: object, required: [ok, items], properties: { ok: { type: boolean }, items: { type: integer } } }
+"#);
+        let run = rt.submit(&src, Default::default()).await.unwrap();
+        let out = run.wait().await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded, "{out:?}");
+        let o = out.tasks[0].outputs.clone().unwrap();
+        assert_eq!(o["answer"], json!({"ok": true, "items": 3}));
+        assert_eq!(o["turns"], 3);
+
+        let seen = script.seen();
+        // The output schema is in the system prompt.
+        assert!(seen[0].body["messages"][0]["content"].as_str().unwrap().contains("\"items\""));
+        // Turn 2 got three error results, each saying what was wrong.
+        let msgs = seen[1].body["messages"].as_array().unwrap();
+        let results: Vec<&str> = msgs.iter().filter(|m| m["role"] == "tool").map(|m| m["content"].as_str().unwrap()).collect();
+        assert_eq!(results.len(), 3, "{msgs:?}");
+        assert!(results[0].contains("there is no tool `nope`") && results[0].contains("test_echo"), "{}", results[0]);
+        assert!(results[1].contains("input schema") && results[1].contains("schema"), "{}", results[1]);
+        assert!(results[2].contains("must be a JSON object"), "{}", results[2]);
+        // Turn 3 was told the answer is not JSON.
+        let last = seen[2].body["messages"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["role"], "user");
+        assert!(last["content"].as_str().unwrap().contains("not JSON"), "{last}");
+
+        let t = rt.store().transcript(run.id(), "think").await.unwrap();
+        let calls = &t.loops[0].turns[0].tool_calls;
+        assert!(calls.iter().all(|c| c.is_error && c.status == nofx::store::CallStatus::Failed));
+        assert_eq!(calls[0].tool, None);
+        assert_eq!(calls[1].tool.as_deref(), Some("test:validate"));
+        assert!(t.loops[0].turns[1].turn.feedback.as_deref().unwrap().contains("not JSON"));
+        rt.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_loop_that_runs_out_of_turns_fails_the_task_saying_so() {
+    let store = TestStore::sqlite().await;
+    let (cfg, _script) = openai(vec![
+        openai_calls(&[("c1", "test_echo", json!({"a": 1}))], 100, 0),
+        openai_calls(&[("c2", "test_echo", json!({"a": 2}))], 100, 0),
+    ])
+    .await;
+    let rt = runtime(&store, cfg, vec![analyst()]).await;
+    let src = plan(
+        r#"
+name: reason
+tasks:
+  - id: think
+    tool: agent
+    capabilities: [analysis]
+    inputs: { prompt: "Go on forever.", max_turns: 2 }
+"#,
+    );
+    let run = rt.submit(&src, Default::default()).await.unwrap();
+    let out = run.wait().await.unwrap();
+    assert_eq!(out.status, RunStatus::Failed);
+    let t = &out.tasks[0];
+    assert!(t.error.as_deref().unwrap().contains("max_turns"), "{t:?}");
+    let o = t.outputs.clone().unwrap();
+    assert_eq!((o["stop_reason"].as_str(), o["turns"].as_u64()), (Some("max_turns"), Some(2)));
+    let evs = events(&rt, run.id()).await;
+    let fin = evs.iter().find(|e| e.kind == EventType::AgentFinished).unwrap();
+    assert_eq!(fin.data["stopReason"], "max_turns");
+    rt.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_task_may_narrow_its_agents_tools_but_never_widen_them() {
+    let store = TestStore::sqlite().await;
+    let (cfg, _script) = openai(vec![]).await;
+    let rt = runtime(&store, cfg, vec![analyst()]).await;
+    let wide = plan(
+        r#"
+name: reason
+tasks:
+  - id: think
+    tool: agent
+    capabilities: [analysis]
+    inputs: { prompt: "x", tools: [test:echo, shell] }
+"#,
+    );
+    let err = rt.submit(&wide, Default::default()).await.unwrap_err().to_string();
+    assert!(err.contains("/tools") && err.contains("`analyst`") && err.contains("shell"), "{err}");
+    let narrow = plan(
+        r#"
+name: reason
+tasks:
+  - id: think
+    tool: agent
+    capabilities: [analysis]
+    inputs: { prompt: "x", tools: [test:echo] }
+"#,
+    );
+    rt.validate(&narrow, &Default::default()).unwrap();
+    rt.shutdown().await;
+    // An agent whose tools name nothing the runtime has does not start.
+    let bad = AgentSpec::new("odd", Role::Worker).with_tools(["test:nothing", "agent:ghost"]);
+    let err = store
+        .builder()
+        .agents(vec![bad])
+        .build()
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("test:nothing") && err.contains("agent:ghost"), "{err}");
+}
+
+both_stores! {
+    async fn an_agent_asks_another_in_a_loop_of_its_own_and_a_cycle_is_an_error_result(store) {
+        let lead = AgentSpec::new("lead", Role::Coordinator)
+            .with_capabilities(["planning"])
+            .with_tools(["agent:helper"]);
+        let helper = AgentSpec::new("helper", Role::Worker)
+            .with_tools(["test:echo", "agent:lead"]);
+        let (cfg, script) = openai(vec![
+            openai_calls(&[("l1", "agent_helper", json!({"prompt": "Say hi."}))], 100, 0),
+            openai_calls(&[("h1", "agent_lead", json!({"prompt": "Help me."}))], 100, 0),
+            openai_answer("hi from helper", 100, 0),
+            openai_answer("helper said: hi from helper", 100, 0),
+        ])
+        .await;
+        let rt = runtime(&store, cfg, vec![lead, helper]).await;
+        let src = plan(r#"
+name: nest
+tasks:
+  - id: ask
+    tool: agent
+    capabilities: [planning]
+    inputs: { prompt: "Ask the helper." }
+"#);
+        let run = rt.submit(&src, Default::default()).await.unwrap();
+        let out = run.wait().await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded, "{out:?}");
+        assert_eq!(out.tasks[0].outputs.as_ref().unwrap()["answer"], "helper said: hi from helper");
+        let seen = script.seen();
+        assert_eq!(seen.len(), 4);
+        // The helper was asked with the lead's prompt, and offered its own tools.
+        assert_eq!(seen[1].body["messages"][0]["content"], "Say hi.");
+        let names: Vec<&str> = seen[1].body["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["test_echo", "agent_lead"]);
+        // Asking the lead back names the chain.
+        let back = seen[2].body["messages"].as_array().unwrap().last().unwrap().clone();
+        assert!(back["content"].as_str().unwrap().contains("lead → helper → lead"), "{back}");
+        // The lead got the helper's answer as the call's result.
+        let got = seen[3].body["messages"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!((got["role"].as_str(), got["content"].as_str()), (Some("tool"), Some("hi from helper")));
+        // Two loops under the task: the helper's hangs under the lead's call.
+        let t = rt.store().transcript(run.id(), "ask").await.unwrap();
+        assert_eq!(t.loops.len(), 2);
+        let child = t.loops.iter().find(|l| l.record.depth == 1).unwrap();
+        assert_eq!(child.record.agent, "helper");
+        assert_eq!(child.record.parent_call.as_deref(), Some("l1"));
+        rt.shutdown().await;
+    }
+}
+
+/// The messages of an Anthropic request without cache marks.
+fn unmarked(v: &Value) -> Value {
+    let mut v = v.clone();
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.remove("cache_control");
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut v);
+    v
+}
+
+#[tokio::test]
+async fn anthropic_loops_mark_the_cache_prefix_and_read_more_of_it_each_turn() {
+    use std::sync::{Arc, Mutex};
+    // The provider caches what the previous request marked and reports as read the part of
+    // this request that repeats it (a quarter token per byte).
+    let cached: Arc<Mutex<Option<(Value, usize)>>> = Arc::default();
+    let (base, seen) = common::llm::responder("/v1/messages", move |body| {
+        let msgs = unmarked(&body["messages"]);
+        let n = msgs.as_array().unwrap().len();
+        let mut read = 0;
+        let mut c = cached.lock().unwrap();
+        if let Some((prev, bytes)) = c.as_ref() {
+            let prev = prev.as_array().unwrap();
+            if msgs.as_array().unwrap().starts_with(prev) {
+                read = *bytes / 4;
+            }
+        }
+        let bytes = msgs.to_string().len() + body["system"].to_string().len() + body["tools"].to_string().len();
+        *c = Some((msgs, bytes));
+        let turn = n.div_ceil(2);
+        let content = if turn < 10 {
+            json!([{"type": "tool_use", "id": format!("toolu_{turn}"), "name": "test_echo", "input": {"turn": turn}}])
+        } else {
+            json!([{"type": "text", "text": "done after ten turns"}])
+        };
+        reply(200, json!({
+            "id": "msg", "type": "message", "role": "assistant", "model": "served",
+            "content": content, "stop_reason": if turn < 10 { "tool_use" } else { "end_turn" },
+            "usage": {"input_tokens": 50, "output_tokens": 10, "cache_read_input_tokens": read, "cache_creation_input_tokens": bytes / 4 - read}
+        }))
+    })
+    .await;
+    let cfg = fast(
+        ModelsConfig::shipped()
+            .api_key("anthropic", ApiKey::new(KEY))
+            .base_url("anthropic", base),
+    );
+    let store = TestStore::sqlite().await;
+    let rt = runtime(&store, cfg, vec![analyst()]).await;
+    let run = rt.submit(&plan(PLAN), Default::default()).await.unwrap();
+    let out = run.wait().await.unwrap();
+    assert_eq!(out.status, RunStatus::Succeeded, "{out:?}");
+    assert_eq!(out.tasks[0].outputs.as_ref().unwrap()["turns"], 10);
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 10);
+    for (i, s) in seen.iter().enumerate() {
+        let b = &s.body;
+        // System prompt, the last tool and the last message's last block carry the marks.
+        assert_eq!(b["system"][0]["cache_control"]["type"], "ephemeral");
+        let tools = b["tools"].as_array().unwrap();
+        assert!(tools.last().unwrap().get("cache_control").is_some());
+        assert!(tools[..tools.len() - 1].iter().all(|t| t.get("cache_control").is_none()));
+        let msgs = b["messages"].as_array().unwrap();
+        let marks = b["messages"].to_string().matches("cache_control").count();
+        assert_eq!(marks, 1, "request {i}: {}", b["messages"]);
+        assert!(msgs.last().unwrap()["content"].as_array().unwrap().last().unwrap().get("cache_control").is_some());
+        if i > 0 {
+            // Results come back as tool_result blocks naming the call.
+            let results = &msgs[msgs.len() - 1]["content"][0];
+            assert_eq!(results["type"], "tool_result");
+            assert_eq!(results["tool_use_id"], format!("toolu_{i}"));
+        }
+    }
+    // Cache reads grow turn by turn, in the journal and in usage rows alike.
+    let t = rt.store().transcript(run.id(), "think").await.unwrap();
+    let reads: Vec<u64> = t.loops[0].turns.iter().map(|t| t.turn.cache_read_tokens).collect();
+    assert_eq!(reads[0], 0);
+    assert!(reads.windows(2).all(|w| w[1] > w[0]), "{reads:?}");
+    let rows = rt.store().model_calls(run.id()).await.unwrap();
+    let row_reads: Vec<u64> = rows.iter().map(|r| r.cache_read_tokens as u64).collect();
+    assert_eq!(row_reads, reads);
+    // Input tokens count the cached ones; cached reads cost less than fresh input.
+    let last = &t.loops[0].turns[9].turn;
+    assert_eq!(last.input_tokens, 50 + last.cache_read_tokens + last.cache_write_tokens);
+    rt.shutdown().await;
+}

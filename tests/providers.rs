@@ -102,10 +102,16 @@ async fn anthropic_sends_the_messages_api_request_and_reads_usage() {
     assert_eq!(seen.headers["anthropic-version"], "2023-06-01");
     assert_eq!(seen.body["model"], "test-model");
     assert_eq!(seen.body["max_tokens"], 64);
-    assert_eq!(seen.body["system"], "be brief");
+    // The system prompt and the last message are marked for the prompt cache.
+    assert_eq!(
+        seen.body["system"],
+        json!([{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}])
+    );
     assert_eq!(
         seen.body["messages"],
-        json!([{"role": "user", "content": "hello"}])
+        json!([{"role": "user", "content": [
+            {"type": "text", "text": "hello", "cache_control": {"type": "ephemeral"}}
+        ]}])
     );
 }
 
@@ -506,18 +512,20 @@ async fn anthropic_offers_tools_gives_results_back_and_reads_the_calls_asked_for
     assert_eq!(
         body["tools"],
         json!([{"name": "read_file", "description": "Reads a file of the workspace.",
-                "input_schema": {"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}}}}])
+                "input_schema": {"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}}},
+                "cache_control": {"type": "ephemeral"}}])
     );
     assert_eq!(
         body["messages"],
         json!([
-            {"role": "user", "content": "hello"},
+            {"role": "user", "content": [{"type": "text", "text": "hello"}]},
             {"role": "assistant", "content": [
                 {"type": "text", "text": "Let me look."},
                 {"type": "tool_use", "id": "call_1", "name": "read_file", "input": {"path": "a.txt"}}
             ]},
             {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": "call_1", "content": "no such file", "is_error": true}
+                {"type": "tool_result", "tool_use_id": "call_1", "content": "no such file", "is_error": true,
+                 "cache_control": {"type": "ephemeral"}}
             ]}
         ])
     );

@@ -92,29 +92,14 @@ fn wire_system(system: Option<&str>) -> Option<serde_json::Value> {
     system.map(|s| json!([{"type": "text", "text": s, "cache_control": ephemeral()}]))
 }
 
-/// The messages in the Messages API's shape: plain text as a string; a message with calls or
-/// results as content blocks (`text`, `tool_use`, `tool_result`). The last message's last
-/// block is marked for the prompt cache (a plain last message becomes one text block).
+/// The messages in the Messages API's shape: content blocks (`text`, `tool_use`,
+/// `tool_result`), the same for a message wherever it stands in the conversation so that
+/// each request repeats the previous one's prefix byte for byte. The last message's last
+/// block is marked for the prompt cache.
 fn wire_messages(messages: &[Message]) -> Vec<serde_json::Value> {
-    let mut out = plain_wire_messages(messages);
-    if let Some(last) = out.last_mut() {
-        if let Some(text) = last["content"].as_str().map(str::to_string) {
-            last["content"] = json!([{"type": "text", "text": text}]);
-        }
-        if let Some(block) = last["content"].as_array_mut().and_then(|b| b.last_mut()) {
-            block["cache_control"] = ephemeral();
-        }
-    }
-    out
-}
-
-fn plain_wire_messages(messages: &[Message]) -> Vec<serde_json::Value> {
-    messages
+    let mut out: Vec<serde_json::Value> = messages
         .iter()
         .map(|m| {
-            if m.tool_calls.is_empty() && m.tool_results.is_empty() {
-                return json!({"role": m.role, "content": m.content});
-            }
             let mut blocks = Vec::new();
             // Results come first in a user message, as the API asks.
             for r in &m.tool_results {
@@ -125,7 +110,7 @@ fn plain_wire_messages(messages: &[Message]) -> Vec<serde_json::Value> {
                     "is_error": r.is_error,
                 }));
             }
-            if !m.content.is_empty() {
+            if !m.content.is_empty() || (m.tool_calls.is_empty() && m.tool_results.is_empty()) {
                 blocks.push(json!({"type": "text", "text": m.content}));
             }
             for c in &m.tool_calls {
@@ -139,7 +124,15 @@ fn plain_wire_messages(messages: &[Message]) -> Vec<serde_json::Value> {
             }
             json!({"role": m.role, "content": blocks})
         })
-        .collect()
+        .collect();
+    if let Some(block) = out
+        .last_mut()
+        .and_then(|m| m["content"].as_array_mut())
+        .and_then(|b| b.last_mut())
+    {
+        block["cache_control"] = ephemeral();
+    }
+    out
 }
 
 /// The tool definitions in the Messages API's shape, the last one marked for the prompt

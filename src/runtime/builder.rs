@@ -303,6 +303,19 @@ impl RuntimeBuilder {
         })?;
         let tools = self.registry()?;
         let agents = self.agents.unwrap_or_else(crate::config::builtin_agents);
+        let problems = check::agent_problems(&agents, &tools);
+        if !problems.is_empty() {
+            return Err(RuntimeError::Config(ConfigErrors(
+                problems
+                    .into_iter()
+                    .map(|message| crate::config::ConfigIssue {
+                        file: "agents".into(),
+                        line: None,
+                        message,
+                    })
+                    .collect(),
+            )));
+        }
         let url = match self.store {
             StoreSpec::Memory => None,
             StoreSpec::Url(u) => Some(u),

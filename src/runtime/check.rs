@@ -10,6 +10,68 @@ use crate::models::Models;
 use crate::tools::{CommandPolicy, ToolRegistry};
 use serde_json::{Map, Value};
 
+/// Problems of `agent` tasks: a `tools` list wider than what an agent that may run the task
+/// allows (it may only narrow the agent's list).
+fn agent_tool_problems(plan: &crate::domain::Plan, agents: &[AgentSpec]) -> Vec<(usize, PlanError)> {
+    let mut out = Vec::new();
+    for (i, t) in plan.tasks.iter().enumerate() {
+        if t.tool != "agent" {
+            continue;
+        }
+        let Some(list) = t.inputs.get("tools").and_then(Value::as_array) else {
+            continue;
+        };
+        let narrow: Vec<String> = list
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|s| !s.contains("${"))
+            .map(str::to_string)
+            .collect();
+        for a in agents.iter().filter(|a| a.has_all(&t.capabilities)) {
+            let wider = crate::tools::agent::offers::wider(&narrow, &a.tools);
+            if !wider.is_empty() {
+                out.push((
+                    i,
+                    PlanError::BadInputs {
+                        task: t.id.clone(),
+                        tool: t.tool.clone(),
+                        pointer: "/tools".into(),
+                        message: format!(
+                            "`tools` may only narrow the tools of the agent that runs the task, and agent `{}` (which may run it) does not allow {}; give the task capabilities only agents allowing them have, or narrow less",
+                            a.id,
+                            wider.join(", ")
+                        ),
+                    },
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Problems of the agents' reasoning settings: each entry of `tools` must name a tool of the
+/// runtime (not `agent` itself), an agent (`agent:ID`) or an MCP server's tools.
+pub(crate) fn agent_problems(agents: &[AgentSpec], tools: &ToolRegistry) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in agents {
+        for p in &a.tools {
+            if let Some(id) = p.strip_prefix("agent:") {
+                if !agents.iter().any(|b| b.id == id) {
+                    out.push(format!("agent `{}`: `tools` entry `{p}` names no agent", a.id));
+                }
+            } else if p.starts_with("mcp:") {
+                out.push(format!(
+                    "agent `{}`: `tools` entry `{p}` names an MCP server, and none is configured (policies/mcp.toml)",
+                    a.id
+                ));
+            } else if p == "agent" || tools.get(p).is_none() {
+                out.push(format!("agent `{}`: `tools` entry `{p}` names no tool of this runtime", a.id));
+            }
+        }
+    }
+    out
+}
+
 /// Checks `plan` with `inputs` against what a runtime has; lists every problem at once: the
 /// plan's own, then the command policy's, then the model tools'.
 pub(crate) fn check_plan(
@@ -22,6 +84,7 @@ pub(crate) fn check_plan(
 ) -> Result<ValidatedPlan, PlanErrors> {
     let v = plan::validate(plan, inputs, tools, agents);
     let mut denied = policy.plan_problems(&plan.plan);
+    denied.extend(agent_tool_problems(&plan.plan, agents));
     if !models.is_configured() {
         for (i, t) in plan.plan.tasks.iter().enumerate() {
             let users = plan.plan.model_users(i);

@@ -122,3 +122,46 @@ pub async fn server(path: &str, replies: Vec<Reply>) -> (String, Script) {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("http://{addr}"), script)
 }
+
+type Respond = Arc<dyn Fn(&Value) -> Reply + Send + Sync>;
+
+#[derive(Clone)]
+struct Responder {
+    respond: Respond,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+async fn respond(State(s): State<Responder>, headers: HeaderMap, body: Bytes) -> Response {
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let r = (s.respond)(&parsed);
+    s.seen.lock().unwrap().push(Seen {
+        headers,
+        body: parsed,
+    });
+    tokio::time::sleep(r.delay).await;
+    let mut resp = (StatusCode::from_u16(r.status).unwrap(), r.body).into_response();
+    for (k, v) in r.headers {
+        resp.headers_mut().insert(k, v.parse().unwrap());
+    }
+    resp
+}
+
+/// Starts a server on 127.0.0.1:0 answering `path` with what `f` makes of each request's
+/// body (a provider whose answers depend on what it is asked); keeps every request.
+pub async fn responder(
+    path: &str,
+    f: impl Fn(&Value) -> Reply + Send + Sync + 'static,
+) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    let state = Responder {
+        respond: Arc::new(f),
+        seen: Default::default(),
+    };
+    let seen = state.seen.clone();
+    let app = axum::Router::new()
+        .route(path, post(respond))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), seen)
+}
