@@ -234,9 +234,15 @@ tasks:
     let t = &out.tasks[0];
     assert!(t.error.as_deref().unwrap().contains("max_turns"), "{t:?}");
     let o = t.outputs.clone().unwrap();
-    assert_eq!((o["stop_reason"].as_str(), o["turns"].as_u64()), (Some("max_turns"), Some(2)));
+    assert_eq!(
+        (o["stop_reason"].as_str(), o["turns"].as_u64()),
+        (Some("max_turns"), Some(2))
+    );
     let evs = events(&rt, run.id()).await;
-    let fin = evs.iter().find(|e| e.kind == EventType::AgentFinished).unwrap();
+    let fin = evs
+        .iter()
+        .find(|e| e.kind == EventType::AgentFinished)
+        .unwrap();
     assert_eq!(fin.data["stopReason"], "max_turns");
     rt.shutdown().await;
 }
@@ -256,8 +262,15 @@ tasks:
     inputs: { prompt: "x", tools: [test:echo, shell] }
 "#,
     );
-    let err = rt.submit(&wide, Default::default()).await.unwrap_err().to_string();
-    assert!(err.contains("/tools") && err.contains("`analyst`") && err.contains("shell"), "{err}");
+    let err = rt
+        .submit(&wide, Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/tools") && err.contains("`analyst`") && err.contains("shell"),
+        "{err}"
+    );
     let narrow = plan(
         r#"
 name: reason
@@ -280,7 +293,10 @@ tasks:
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("test:nothing") && err.contains("agent:ghost"), "{err}");
+    assert!(
+        err.contains("test:nothing") && err.contains("agent:ghost"),
+        "{err}"
+    );
 }
 
 both_stores! {
@@ -401,11 +417,19 @@ async fn anthropic_loops_mark_the_cache_prefix_and_read_more_of_it_each_turn() {
         assert_eq!(b["system"][0]["cache_control"]["type"], "ephemeral");
         let tools = b["tools"].as_array().unwrap();
         assert!(tools.last().unwrap().get("cache_control").is_some());
-        assert!(tools[..tools.len() - 1].iter().all(|t| t.get("cache_control").is_none()));
+        assert!(tools[..tools.len() - 1]
+            .iter()
+            .all(|t| t.get("cache_control").is_none()));
         let msgs = b["messages"].as_array().unwrap();
         let marks = b["messages"].to_string().matches("cache_control").count();
         assert_eq!(marks, 1, "request {i}: {}", b["messages"]);
-        assert!(msgs.last().unwrap()["content"].as_array().unwrap().last().unwrap().get("cache_control").is_some());
+        assert!(msgs.last().unwrap()["content"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .get("cache_control")
+            .is_some());
         if i > 0 {
             // Results come back as tool_result blocks naming the call.
             let results = &msgs[msgs.len() - 1]["content"][0];
@@ -415,7 +439,11 @@ async fn anthropic_loops_mark_the_cache_prefix_and_read_more_of_it_each_turn() {
     }
     // Cache reads grow turn by turn, in the journal and in usage rows alike.
     let t = rt.store().transcript(run.id(), "think").await.unwrap();
-    let reads: Vec<u64> = t.loops[0].turns.iter().map(|t| t.turn.cache_read_tokens).collect();
+    let reads: Vec<u64> = t.loops[0]
+        .turns
+        .iter()
+        .map(|t| t.turn.cache_read_tokens)
+        .collect();
     assert_eq!(reads[0], 0);
     assert!(reads.windows(2).all(|w| w[1] > w[0]), "{reads:?}");
     let rows = rt.store().model_calls(run.id()).await.unwrap();
@@ -423,6 +451,71 @@ async fn anthropic_loops_mark_the_cache_prefix_and_read_more_of_it_each_turn() {
     assert_eq!(row_reads, reads);
     // Input tokens count the cached ones; cached reads cost less than fresh input.
     let last = &t.loops[0].turns[9].turn;
-    assert_eq!(last.input_tokens, 50 + last.cache_read_tokens + last.cache_write_tokens);
+    assert_eq!(
+        last.input_tokens,
+        50 + last.cache_read_tokens + last.cache_write_tokens
+    );
+    rt.shutdown().await;
+}
+
+#[cfg(feature = "server")]
+#[tokio::test]
+async fn the_transcript_is_served_over_http_to_the_runs_project_only() {
+    let store = TestStore::sqlite().await;
+    let (cfg, _script) = openai(vec![
+        openai_calls(&[("call_a", "test_echo", json!({"word": "hello"}))], 300, 0),
+        openai_answer("hello came back", 420, 128),
+    ])
+    .await;
+    let rt = runtime(&store, cfg, vec![analyst()]).await;
+    let run = rt.submit(&plan(PLAN), Default::default()).await.unwrap();
+    assert_eq!(run.wait().await.unwrap().status, RunStatus::Succeeded);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(nofx::api::serve(
+        rt.clone(),
+        Default::default(),
+        listener,
+        std::future::pending::<()>(),
+    ));
+    let all = nofx::store::Scope::ALL;
+    let mine = rt
+        .store()
+        .create_key("default", None, &all)
+        .await
+        .unwrap()
+        .1;
+    let theirs = rt.store().create_key("other", None, &all).await.unwrap().1;
+    let http = reqwest::Client::new();
+    let get = |key: String, path: String| {
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let r = http.get(url).bearer_auth(key).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let path = format!("/runs/{}/tasks/think/transcript", run.id());
+    let (code, doc) = get(mine.clone(), path.clone()).await;
+    assert_eq!(code, 200, "{doc}");
+    assert_eq!(doc["taskId"], "think");
+    let turns = doc["loops"][0]["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2);
+    assert_eq!(turns[0]["toolCalls"][0]["input"], json!({"word": "hello"}));
+    assert_eq!(turns[0]["toolCalls"][0]["status"], "succeeded");
+    assert_eq!(turns[1]["cacheReadTokens"], 128);
+    assert!(turns[1]["cost"].as_f64().unwrap() > 0.0);
+    assert!(turns[1]["at"].as_str().unwrap().ends_with('Z'));
+    // The same document as the library's.
+    let lib =
+        serde_json::to_value(rt.store().transcript(run.id(), "think").await.unwrap()).unwrap();
+    assert_eq!(doc, lib);
+    let (code, _) = get(mine, format!("/runs/{}/tasks/nope/transcript", run.id())).await;
+    assert_eq!(code, 404);
+    let (code, _) = get(theirs, path).await;
+    assert_eq!(code, 404);
     rt.shutdown().await;
 }

@@ -74,12 +74,17 @@ fn kill_twice_and_resume(store: &TestStore, base: &str, seen: &Arc<Mutex<Vec<See
     let data = dir.join("data");
     let cmd = |args: &[&str]| {
         let mut c = common::nofx_cmd(dir);
-        c.args(["--data-dir", data.to_str().unwrap(), "--database-url", &store.url])
-            .args(args)
-            .env("OPENAI_API_KEY", "sk-test")
-            .env("OPENAI_BASE_URL", format!("{base}/v1"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        c.args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--database-url",
+            &store.url,
+        ])
+        .args(args)
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("OPENAI_BASE_URL", format!("{base}/v1"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         c
     };
     let count = || seen.lock().unwrap().len();
@@ -114,7 +119,11 @@ fn kill_twice_and_resume(store: &TestStore, base: &str, seen: &Arc<Mutex<Vec<See
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(lines(&data, "first.txt"), 1, "a finished call ran again");
-    assert_eq!(lines(&data, "second.txt"), 1, "the interrupted call ran again");
+    assert_eq!(
+        lines(&data, "second.txt"),
+        1,
+        "the interrupted call ran again"
+    );
 }
 
 #[tokio::test]
@@ -153,13 +162,25 @@ async fn sigkill_mid_loop_never_repeats_a_committed_turn_or_a_side_effect() {
         let sizes: Vec<usize> = seen.iter().map(|s| turns(&s.body)).collect();
         // Turn 1 once; turn 2 twice (its first asking was never committed); turn 3 once.
         assert_eq!(sizes, [1, 3, 3, 5], "requests by conversation length");
-        let last = seen[3].body["messages"].as_array().unwrap().last().unwrap().clone();
+        let last = seen[3].body["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
         assert_eq!(last["tool_call_id"], "c2");
         let said = last["content"].as_str().unwrap();
-        assert!(said.contains("interrupted") && said.contains("effect is unknown"), "{said}");
+        assert!(
+            said.contains("interrupted") && said.contains("effect is unknown"),
+            "{said}"
+        );
         // The first call's result was given back from the journal, not run again.
         let first = &seen[3].body["messages"].as_array().unwrap();
-        assert!(first.iter().any(|m| m["tool_call_id"] == "c1" && m["content"].as_str().unwrap().contains("\"exit_code\":0")), "{first:?}");
+        assert!(
+            first.iter().any(|m| m["tool_call_id"] == "c1"
+                && m["content"].as_str().unwrap().contains("\"exit_code\":0")),
+            "{first:?}"
+        );
 
         let s = nofx::store::Store::open(&store.url).await.unwrap();
         let runs = s.runs(&[], 10).await.unwrap();
@@ -173,6 +194,59 @@ async fn sigkill_mid_loop_never_repeats_a_committed_turn_or_a_side_effect() {
             .flat_map(|t| t.tool_calls.iter().map(|c| c.status.as_str()))
             .collect();
         assert_eq!(statuses, ["succeeded", "uncertain"]);
+
+        // The transcript from the command line: the library's document, and words.
+        let out = common::nofx_cmd(store.dir.path())
+            .args([
+                "--database-url",
+                &store.url,
+                "runs",
+                "transcript",
+                &run.id.to_string(),
+                "think",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc, serde_json::to_value(&t).unwrap());
+        let out = common::nofx_cmd(store.dir.path())
+            .args([
+                "--database-url",
+                &store.url,
+                "runs",
+                "transcript",
+                &run.id.to_string(),
+                "think",
+            ])
+            .output()
+            .unwrap();
+        let words = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            words.contains("agent analyst")
+                && words.contains("uncertain")
+                && words.contains("answer: counted"),
+            "{words}"
+        );
+        let out = common::nofx_cmd(store.dir.path())
+            .args([
+                "--database-url",
+                &store.url,
+                "runs",
+                "transcript",
+                &run.id.to_string(),
+                "nope",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no task `nope`"));
     }
 }
 

@@ -93,6 +93,7 @@ fn routes(rt: Runtime, opts: ApiOptions, closing: tokio_util::sync::Cancellation
         .route("/checkpoints/{id}/restore", post(checkpoints::restore))
         .route("/runs/{id}/fork", post(checkpoints::fork))
         .route("/runs/{id}/tasks/{task}/approval", post(approvals::decide))
+        .route("/runs/{id}/tasks/{task}/transcript", get(runs::transcript))
         .route("/runs/{id}/artifacts", get(artifacts::list))
         .route("/runs/{id}/artifacts/{*name}", get(artifacts::get))
         .route("/templates", get(templates::list).post(templates::create))

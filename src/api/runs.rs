@@ -417,3 +417,20 @@ pub async fn events(
     let evs = st.rt.store().events(r.id, after, limit).await?;
     Ok(Json(json!({"events": evs})))
 }
+
+/// `GET /runs/{id}/tasks/{task}/transcript`: what the task's agents said and did, loop by
+/// loop, turn by turn, with each tool call's input and result and each turn's tokens and cost.
+pub async fn transcript(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, task)): Path<(String, String)>,
+) -> Result<Json<crate::store::Transcript>, ApiError> {
+    let r = visible_run(&st, &caller, &id).await?;
+    if !r.plan.tasks.iter().any(|t| t.id == task) {
+        return Err(ApiError::not_found(format!(
+            "run {} has no task `{task}`",
+            r.id
+        )));
+    }
+    Ok(Json(st.rt.store().transcript(r.id, &task).await?))
+}

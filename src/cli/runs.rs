@@ -1,4 +1,4 @@
-//! `nofx runs ls|show|events|cancel|artifacts`.
+//! `nofx runs ls|show|events|transcript|cancel|artifacts`.
 
 use super::{open_existing_store, runtime, CliResult, Failure, Global};
 use crate::runtime::{Cancelled, Outcome, RunFilter, RunSummary};
@@ -44,6 +44,17 @@ pub enum RunsCommand {
         /// Keep printing new events until the run ends.
         #[arg(long, short = 'f')]
         follow: bool,
+    },
+    /// Print what a task's agents said and did: each loop's turns, tool calls with inputs
+    /// and results, tokens and cost per turn.
+    Transcript {
+        /// Run id or unique prefix.
+        run: String,
+        /// The task.
+        task: String,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Cancel a run, wherever it executes.
     Cancel {
@@ -253,6 +264,19 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                     note
                 );
             }
+            Ok(())
+        }
+        RunsCommand::Transcript { run, task, json } => {
+            let id = store.find_run(&run).await?;
+            let record = store.run(id).await?;
+            if !record.plan.tasks.iter().any(|t| t.id == task) {
+                return Err(Failure::Input(format!("run {id} has no task `{task}`")));
+            }
+            let t = store.transcript(id, &task).await?;
+            if json {
+                return json_out(&t);
+            }
+            print_transcript(&t);
             Ok(())
         }
         RunsCommand::Events { run, json, follow } => {
@@ -488,4 +512,89 @@ async fn fork(
     };
     let headline = format!("fork of run {run} at task {at}");
     super::run::drive(&rt, submitted, &start, &headline).await
+}
+
+/// One line of `text`, cut to `n` characters.
+fn line(text: &str, n: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= n {
+        flat
+    } else {
+        format!("{}…", flat.chars().take(n).collect::<String>())
+    }
+}
+
+fn print_transcript(t: &crate::store::Transcript) {
+    if t.loops.is_empty() {
+        println!(
+            "task {} of run {}: no agent loop (not an `agent` task, or not started)",
+            t.task_id, t.run_id
+        );
+        return;
+    }
+    for l in &t.loops {
+        let r = &l.record;
+        let indent = "  ".repeat(r.depth as usize);
+        let status = match (&r.stop_reason, r.status) {
+            (Some(s), _) => format!("finished: {s}"),
+            (None, _) => "running".to_string(),
+        };
+        let calls: usize = l.turns.iter().map(|t| t.tool_calls.len()).sum();
+        println!(
+            "{indent}loop {} — agent {} (attempt {}{}), {status}, {} turn(s), {calls} tool call(s)",
+            r.id,
+            r.agent,
+            r.attempt,
+            r.parent_call
+                .as_ref()
+                .map(|c| format!(", asked by call {c}"))
+                .unwrap_or_default(),
+            l.turns.len()
+        );
+        if let Some(s) = &r.system {
+            println!("{indent}  system: {}", line(s, 160));
+        }
+        println!("{indent}  prompt: {}", line(&r.prompt, 160));
+        for turn in &l.turns {
+            let x = &turn.turn;
+            println!(
+                "{indent}  turn {} · {} · in {} (cached {}) out {} · ${:.6}",
+                x.turn,
+                x.model,
+                x.input_tokens,
+                x.cache_read_tokens,
+                x.output_tokens,
+                x.cost_micro_usd as f64 / 1e6
+            );
+            if !x.text.is_empty() {
+                println!("{indent}    assistant: {}", line(&x.text, 300));
+            }
+            for c in &turn.tool_calls {
+                println!(
+                    "{indent}    call {} {} {} → {}{}: {}",
+                    c.call_id,
+                    c.tool.as_deref().unwrap_or(&c.name),
+                    line(&c.input.to_string(), 120),
+                    c.status.as_str(),
+                    c.duration_ms
+                        .map(|d| format!(" ({d} ms)"))
+                        .unwrap_or_default(),
+                    line(c.result.as_deref().unwrap_or("-"), 200)
+                );
+            }
+            if let Some(f) = &x.feedback {
+                println!("{indent}    told: {}", line(f, 200));
+            }
+        }
+        if let Some(a) = &r.answer {
+            let text = match a {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            println!("{indent}  answer: {}", line(&text, 300));
+        }
+        if let Some(e) = &r.error {
+            println!("{indent}  stopped: {}", line(e, 300));
+        }
+    }
 }

@@ -12,7 +12,10 @@ use serde_json::{Map, Value};
 
 /// Problems of `agent` tasks: a `tools` list wider than what an agent that may run the task
 /// allows (it may only narrow the agent's list).
-fn agent_tool_problems(plan: &crate::domain::Plan, agents: &[AgentSpec]) -> Vec<(usize, PlanError)> {
+fn agent_tool_problems(
+    plan: &crate::domain::Plan,
+    agents: &[AgentSpec],
+) -> Vec<(usize, PlanError)> {
     let mut out = Vec::new();
     for (i, t) in plan.tasks.iter().enumerate() {
         if t.tool != "agent" {
@@ -57,7 +60,10 @@ pub(crate) fn agent_problems(agents: &[AgentSpec], tools: &ToolRegistry) -> Vec<
         for p in &a.tools {
             if let Some(id) = p.strip_prefix("agent:") {
                 if !agents.iter().any(|b| b.id == id) {
-                    out.push(format!("agent `{}`: `tools` entry `{p}` names no agent", a.id));
+                    out.push(format!(
+                        "agent `{}`: `tools` entry `{p}` names no agent",
+                        a.id
+                    ));
                 }
             } else if p.starts_with("mcp:") {
                 out.push(format!(
@@ -65,7 +71,10 @@ pub(crate) fn agent_problems(agents: &[AgentSpec], tools: &ToolRegistry) -> Vec<
                     a.id
                 ));
             } else if p == "agent" || tools.get(p).is_none() {
-                out.push(format!("agent `{}`: `tools` entry `{p}` names no tool of this runtime", a.id));
+                out.push(format!(
+                    "agent `{}`: `tools` entry `{p}` names no tool of this runtime",
+                    a.id
+                ));
             }
         }
     }
