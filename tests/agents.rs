@@ -519,3 +519,86 @@ async fn the_transcript_is_served_over_http_to_the_runs_project_only() {
     assert_eq!(code, 404);
     rt.shutdown().await;
 }
+
+both_stores! {
+    async fn calls_that_need_approval_wait_durably_for_a_person_then_run_or_are_declined(store) {
+        let guarded = AgentSpec::new("operator", Role::Specialist)
+            .with_capabilities(["ops"])
+            .with_tools(["shell", "test:echo"])
+            .with_require_approval(["shell"]);
+        let (cfg, script) = openai(vec![
+            openai_calls(&[
+                ("s1", "shell", json!({"argv": ["sh", "-c", "echo approved >> done.txt"]})),
+                ("e1", "test_echo", json!({"x": 1})),
+            ], 100, 0),
+            openai_calls(&[("s2", "shell", json!({"argv": ["sh", "-c", "echo declined >> done.txt"]}))], 100, 0),
+            openai_answer("one ran, one was declined", 100, 0),
+        ])
+        .await;
+        let rt = runtime(&store, cfg.clone(), vec![guarded.clone()]).await;
+        let src = plan("name: ops\ntasks:\n  - id: act\n    tool: agent\n    capabilities: [ops]\n    inputs: { prompt: \"Do it.\" }\n");
+        let run = rt.submit(&src, Default::default()).await.unwrap();
+        let id = run.id();
+        let waiting = |rt: Runtime| async move {
+            common::until(Duration::from_secs(30), || {
+                let rt = rt.clone();
+                async move { rt.store().run(id).await.unwrap().status == RunStatus::Waiting }
+            })
+            .await;
+        };
+        waiting(rt.clone()).await;
+        // The echo ran; the shell call waits, its tool and input in the event.
+        assert_eq!(script.seen().len(), 1);
+        let evs = events(&rt, id).await;
+        let asked = evs.iter().find(|e| e.kind == EventType::ToolApprovalRequested).unwrap();
+        assert_eq!(asked.data["tool"], "shell");
+        assert_eq!(asked.data["callId"], "s1");
+        assert_eq!(asked.data["input"]["argv"][2], "echo approved >> done.txt");
+        assert!(evs.iter().any(|e| e.kind == EventType::ToolReturned && e.data["callId"] == "e1"));
+        let ws = std::path::PathBuf::from(rt.store().run(id).await.unwrap().workspace);
+        assert!(!ws.join("done.txt").exists(), "the call ran before its approval");
+        run.approve("act", "alice", None).await.unwrap();
+
+        // The second shell call waits; this runtime stops while it does.
+        common::until(Duration::from_secs(30), || {
+            let rt = rt.clone();
+            async move {
+                common::events(&rt, id).await.iter().filter(|e| e.kind == EventType::ToolApprovalRequested).count() == 2
+                    && rt.store().run(id).await.unwrap().status == RunStatus::Waiting
+            }
+        })
+        .await;
+        assert_eq!(std::fs::read_to_string(ws.join("done.txt")).unwrap(), "approved\n");
+        rt.shutdown().await;
+
+        let rt = runtime(&store, cfg, vec![guarded]).await;
+        assert_eq!(rt.resume_orphans().await.unwrap().resumed, vec![id]);
+        let err = rt.run(id).await.unwrap().reject("act", "", None).await.unwrap_err();
+        assert!(err.to_string().contains("name"), "{err}");
+        rt.run(id).await.unwrap().reject("act", "bob", Some("too risky")).await.unwrap();
+        let out = rt.run(id).await.unwrap().wait().await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded, "{out:?}");
+        assert_eq!(std::fs::read_to_string(ws.join("done.txt")).unwrap(), "approved\n");
+
+        let seen = script.seen();
+        assert_eq!(seen.len(), 3);
+        let results: Vec<(String, String)> = seen[1].body["messages"].as_array().unwrap().iter()
+            .filter(|m| m["role"] == "tool")
+            .map(|m| (m["tool_call_id"].as_str().unwrap().to_string(), m["content"].as_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(results[0].0, "s1");
+        assert!(results[0].1.contains("\"exit_code\":0"), "{results:?}");
+        assert_eq!(results[1].0, "e1");
+        let last = seen[2].body["messages"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["content"], "the call was declined: too risky");
+        let evs = events(&rt, id).await;
+        let decided: Vec<(String, String)> = evs.iter().filter(|e| e.kind == EventType::ToolApprovalDecided)
+            .map(|e| (e.data["decision"].as_str().unwrap().to_string(), e.data["by"].as_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(decided, [("approve".to_string(), "alice".to_string()), ("reject".to_string(), "bob".to_string())]);
+        let t = rt.store().transcript(id, "act").await.unwrap();
+        let statuses: Vec<&str> = t.loops[0].turns.iter().flat_map(|t| t.tool_calls.iter().map(|c| c.status.as_str())).collect();
+        assert_eq!(statuses, ["succeeded", "succeeded", "declined"]);
+        rt.shutdown().await;
+    }
+}

@@ -57,6 +57,7 @@ CREATE TABLE tool_calls (
     result          TEXT,
     is_error        BOOLEAN NOT NULL,
     idempotency_key TEXT NOT NULL,
+    wait_id         TEXT,
     started_at      INTEGER,
     finished_at     INTEGER,
     duration_ms     INTEGER,

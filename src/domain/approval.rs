@@ -65,28 +65,33 @@ impl std::ops::Deref for ApprovalDecision {
 
 /// What a wait waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum WaitKind {
     /// A person's decision on a task's outputs (a manual gate).
     Approval,
+    /// A person's decision on a tool call an agent's model asked for (the agent's
+    /// `require_approval`); the task runs again once decided, and its loop goes on.
+    ToolCall,
 }
 
 impl WaitKind {
-    /// `approval`.
+    /// `approval` or `tool_call`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Approval => "approval",
+            Self::ToolCall => "tool_call",
         }
     }
 
-    /// Parses `approval`.
+    /// Parses `approval` or `tool_call`.
     ///
     /// # Errors
     /// Any other text.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "approval" => Ok(Self::Approval),
+            "tool_call" => Ok(Self::ToolCall),
             other => Err(format!("unknown wait kind `{other}`")),
         }
     }

@@ -132,6 +132,23 @@ pub enum ModelActivity {
         /// Told once committed.
         ack: oneshot::Sender<()>,
     },
+    /// The attempt `attempt` stops to wait for a person's decision on one of its agent's
+    /// tool calls: once it reports, the task waits on `wait` (its outputs, while it waits,
+    /// say which call) instead of failing. `ack` is told once the coordinator has it.
+    Suspend {
+        /// Run, task and correlation id.
+        corr: Correlation,
+        /// Task index.
+        index: usize,
+        /// The attempt that stops.
+        attempt: u32,
+        /// The wait row to write.
+        wait: crate::store::WaitRow,
+        /// What the task shows while it waits.
+        outputs: Map<String, Value>,
+        /// Told once received.
+        ack: oneshot::Sender<()>,
+    },
 }
 
 /// Cancels the run: stop dispatching, stop tasks in flight, end as `status` with `reason`.

@@ -78,6 +78,24 @@ impl crate::tools::RunLink for TaskLink {
         rx
     }
 
+    fn suspend(
+        &self,
+        attempt: u32,
+        wait: crate::store::WaitRow,
+        outputs: serde_json::Map<String, serde_json::Value>,
+    ) -> tokio::sync::oneshot::Receiver<()> {
+        let (ack, rx) = tokio::sync::oneshot::channel();
+        self.coordinator.do_send(ModelActivity::Suspend {
+            corr: self.corr.clone(),
+            index: self.index,
+            attempt,
+            wait,
+            outputs,
+            ack,
+        });
+        rx
+    }
+
     fn store(&self) -> &crate::store::Store {
         &self.shared.store
     }

@@ -217,6 +217,8 @@ pub struct CallRecord {
     pub is_error: bool,
     /// The same on every run of this call.
     pub idempotency_key: String,
+    /// The wait for a person's decision on it (calls the agent's `require_approval` covers).
+    pub wait_id: Option<crate::domain::WaitId>,
     /// When it started (ms; RFC 3339 in documents).
     #[serde(serialize_with = "crate::domain::time::opt_ms")]
     pub started_at: Option<i64>,
@@ -268,7 +270,7 @@ const LOOP_COLUMNS: &str = "id, run_id, task_id, attempt, parent_loop, parent_ca
 const TURN_COLUMNS: &str = "loop_id, turn, run_id, model, text, tool_calls, feedback, \
     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_micro_usd, at";
 const CALL_COLUMNS: &str = "loop_id, turn, seq, run_id, call_id, name, tool, input, status, \
-    result, is_error, idempotency_key, started_at, finished_at, duration_ms";
+    result, is_error, idempotency_key, wait_id, started_at, finished_at, duration_ms";
 
 fn json(text: &str, what: &'static str) -> Result<Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
@@ -367,6 +369,10 @@ macro_rules! call_from_row {
             result: r.try_get("result").map_err(e)?,
             is_error: r.try_get("is_error").map_err(e)?,
             idempotency_key: r.try_get("idempotency_key").map_err(e)?,
+            wait_id: r
+                .try_get::<Option<String>, _>("wait_id")
+                .map_err(e)?
+                .map(crate::domain::WaitId::from),
             started_at: r.try_get("started_at").map_err(e)?,
             finished_at: r.try_get("finished_at").map_err(e)?,
             duration_ms: r.try_get("duration_ms").map_err(e)?,

@@ -83,6 +83,14 @@ pub(crate) trait RunLink: Send + Sync {
         rows: crate::store::Batch,
         events: Vec<crate::domain::EventData>,
     ) -> tokio::sync::oneshot::Receiver<()>;
+    /// Has the attempt `attempt` wait on `wait` once it reports (it stops to wait for a
+    /// person's decision on a tool call); resolves once the coordinator has it.
+    fn suspend(
+        &self,
+        attempt: u32,
+        wait: crate::store::WaitRow,
+        outputs: Map<String, Value>,
+    ) -> tokio::sync::oneshot::Receiver<()>;
     /// The store, for reads.
     fn store(&self) -> &crate::store::Store;
     /// The runtime's tools.

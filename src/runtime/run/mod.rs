@@ -143,6 +143,9 @@ pub struct Coordinator {
     run_status: RunStatus,
     /// Where agents report this run's attempts.
     reply: Reply,
+    /// Attempts that stop to wait for a decision on a tool call, by task: (attempt, wait,
+    /// outputs while waiting).
+    suspensions: HashMap<usize, (u32, crate::store::WaitRow, Map<String, Value>)>,
 }
 
 impl Coordinator {
@@ -174,6 +177,7 @@ impl Coordinator {
             has_waits,
             run_status: RunStatus::Running,
             reply,
+            suspensions: HashMap::new(),
         }
     }
 
@@ -429,6 +433,20 @@ impl Handler<ModelActivity> for Coordinator {
                 }
                 self.out.batch().append(rows);
                 self.flush(ctx, Some(After::Ack(ack)));
+            }
+            ModelActivity::Suspend {
+                corr,
+                index,
+                attempt,
+                wait,
+                outputs,
+                ack,
+            } => {
+                if !self.owns(&corr, index) || self.mode == Mode::Halted {
+                    return;
+                }
+                self.suspensions.insert(index, (attempt, wait, outputs));
+                let _ = ack.send(());
             }
         }
     }

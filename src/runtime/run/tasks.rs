@@ -356,6 +356,11 @@ impl Handler<TaskAttempted> for Coordinator {
             return;
         }
         self.state.task_mut(i).attempt_ms = Some(msg.duration_ms);
+        if let Some((attempt, wait, outputs)) = self.suspensions.remove(&i) {
+            if attempt == msg.attempt && self.mode == Mode::Running {
+                return self.suspend(i, wait, outputs, ctx);
+            }
+        }
         match msg.result {
             Err(e) => self.fail(i, e, ctx),
             Ok(output) if self.s.graph.task(i).gates.is_empty() => self.succeed(i, output, ctx),

@@ -81,6 +81,28 @@ impl Coordinator {
         self.flush(ctx, Some(After::Waiting(i, deadline)));
     }
 
+    /// Task `i`'s attempt stopped to wait for a decision on one of its agent's tool calls:
+    /// the wait row and the waiting task row commit together; once decided the task runs
+    /// again and its loop reads the decision.
+    pub(super) fn suspend(
+        &mut self,
+        i: usize,
+        wait: WaitRow,
+        outputs: Map<String, Value>,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Err(e) = self.state.hold(i, outputs, wait.id.clone(), now_ms()) {
+            tracing::warn!(parent: &self.span, task = %self.state.key(i), error = %e, "ignored transition");
+            return;
+        }
+        self.has_waits = true;
+        self.record_attempt(i, None);
+        let deadline = wait.deadline_at;
+        self.out.batch().waits.push(wait);
+        self.write_row(i);
+        self.flush(ctx, Some(After::Waiting(i, deadline)));
+    }
+
     /// At the deadline the wait's `on_timeout` decides, unless someone decided first (the
     /// store keeps whichever decision came first); then the decision is applied.
     pub(super) fn arm_deadline(
@@ -181,6 +203,15 @@ impl Coordinator {
         let Some(decision) = w.decision else {
             return;
         };
+        if w.kind == WaitKind::ToolCall {
+            // The agent's loop reads the decision (and logs it) when the task runs again.
+            self.state.task_mut(i).wait = None;
+            self.set_status(i, TaskStatus::Ready);
+            self.state.task_mut(i).ready_at = Some(Instant::now());
+            self.write_row(i);
+            self.dispatch(i, ctx);
+            return;
+        }
         let by = w.decided_by.clone().unwrap_or_default();
         self.state.task_mut(i).wait = None;
         self.emit(

@@ -256,6 +256,8 @@ macro_rules! push_waits {
                 .push_bind(w.on_timeout.as_str())
                 .push_bind(w.requested_at);
         });
+        // A wait asked for again (an attempt repeated after a crash) keeps its first row.
+        $qb.push(" ON CONFLICT (id) DO NOTHING");
     };
 }
 
@@ -324,7 +326,8 @@ macro_rules! push_tool_calls {
     ($qb:ident, $chunk:expr) => {
         $qb.push(
             "INSERT INTO tool_calls (loop_id, turn, seq, run_id, call_id, name, tool, input, \
-             status, result, is_error, idempotency_key, started_at, finished_at, duration_ms) ",
+             status, result, is_error, idempotency_key, wait_id, started_at, finished_at, \
+             duration_ms) ",
         );
         $qb.push_values($chunk, |mut b, c| {
             b.push_bind(c.loop_id.clone())
@@ -339,13 +342,14 @@ macro_rules! push_tool_calls {
                 .push_bind(c.result.clone())
                 .push_bind(c.is_error)
                 .push_bind(c.idempotency_key.clone())
+                .push_bind(c.wait_id.as_ref().map(|w| w.to_string()))
                 .push_bind(c.started_at)
                 .push_bind(c.finished_at)
                 .push_bind(c.duration_ms);
         });
         $qb.push(
             " ON CONFLICT (loop_id, turn, seq) DO UPDATE SET status = excluded.status, \
-             result = excluded.result, is_error = excluded.is_error, \
+             result = excluded.result, is_error = excluded.is_error, wait_id = excluded.wait_id, \
              started_at = excluded.started_at, finished_at = excluded.finished_at, \
              duration_ms = excluded.duration_ms",
         );

@@ -11,6 +11,7 @@
 //! again, and a call left `started` runs again only when its tool is idempotent — otherwise
 //! the model is told its effect is unknown.
 
+mod approval;
 mod loop_state;
 pub(crate) mod offers;
 
@@ -209,6 +210,7 @@ impl Loop<'_> {
             result: None,
             is_error: false,
             idempotency_key: format!("{}-{turn}-{seq}", st.rec.id),
+            wait_id: None,
             started_at: None,
             finished_at: None,
             duration_ms: None,
@@ -384,12 +386,14 @@ impl Loop<'_> {
     }
 
     /// Settles the calls of the last turn that have no result: an idempotent call left
-    /// `started` runs again; any other is reported uncertain.
+    /// `started` runs again, any other is reported uncertain; a call waiting for a person
+    /// gets its decision (or the attempt stops until there is one).
     async fn settle(&self, st: &mut LoopState) -> Result<(), ToolError> {
-        let pending: Vec<CallRecord> = st.pending().cloned().collect();
-        if pending.is_empty() {
-            return Ok(());
-        }
+        let pending: Vec<CallRecord> = st
+            .pending()
+            .filter(|c| c.status == CallStatus::Started)
+            .cloned()
+            .collect();
         let mut repeat = Vec::new();
         let mut rows = crate::store::Batch::default();
         let mut events = Vec::new();
@@ -420,6 +424,8 @@ impl Loop<'_> {
             self.commit(rows, events).await?;
             self.run_calls(st, repeat).await?;
         }
+        // Calls waiting for a person, one decision at a time.
+        while self.settle_waiting(st).await? {}
         Ok(())
     }
 
@@ -591,6 +597,7 @@ impl Loop<'_> {
             // Calls: the turn and every call's first row commit together, before any runs.
             let mut runnable = Vec::new();
             let mut refused = Vec::new();
+            let mut waiting = Vec::new();
             let mut asked = Vec::new();
             for (seq, call) in answer.tool_calls.iter().enumerate() {
                 let tool = self.tool_of(call);
@@ -608,6 +615,11 @@ impl Loop<'_> {
                         row.duration_ms = Some(0);
                         refused.push(row);
                     }
+                    None if row.tool.as_deref().is_some_and(|t| self.needs_approval(t)) => {
+                        row.status = CallStatus::Waiting;
+                        row.wait_id = Some(crate::domain::WaitId::new());
+                        waiting.push(row);
+                    }
                     None => {
                         row.started_at = Some(record.at);
                         runnable.push(row);
@@ -622,11 +634,19 @@ impl Loop<'_> {
             for r in &refused {
                 events.push(self.returned(r));
             }
+            for r in &waiting {
+                events.push(self.approval_requested(r));
+            }
             rows.tool_calls.extend(runnable.iter().cloned());
             rows.tool_calls.extend(refused.iter().cloned());
+            rows.tool_calls.extend(waiting.iter().cloned());
             self.commit(rows, events).await?;
             st.turns.push(record);
-            for r in refused.into_iter().chain(runnable.iter().cloned()) {
+            for r in refused
+                .into_iter()
+                .chain(waiting)
+                .chain(runnable.iter().cloned())
+            {
                 st.record(r);
             }
             self.run_calls(st, runnable).await?;
