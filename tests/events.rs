@@ -21,8 +21,9 @@ use std::time::Duration;
 const GOLDEN: &str = "tests/golden/events.jsonl";
 
 /// Keys whose values differ from run to run.
-const MASKED: [&str; 8] = [
+const MASKED: [&str; 9] = [
     "at",
+    "loopId",
     "runId",
     "correlationId",
     "waitId",
@@ -166,6 +167,55 @@ async fn model_calls(out: &mut Vec<String>) {
     rt.shutdown().await;
 }
 
+async fn agent_loop(out: &mut Vec<String>) {
+    let call = |id: &str, name: &str, args: Value| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}});
+    let (base, _script) = server(
+        "/v1/chat/completions",
+        vec![
+            reply(200, json!({
+                "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+                    call("c1", "test_echo", json!({"word": "hi"})),
+                    call("c2", "shell", json!({"argv": ["echo", "hi"]}))
+                ]}, "finish_reason": "tool_calls"}],
+                "usage": {"prompt_tokens": 200, "completion_tokens": 20, "prompt_tokens_details": {"cached_tokens": 0}}
+            })),
+            reply(200, json!({
+                "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "both said hi"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 300, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 128}}
+            })),
+        ],
+    )
+    .await;
+    let cfg = ModelsConfig::shipped()
+        .api_key("openai", ApiKey::new("sk-golden-0123456789"))
+        .base_url("openai", format!("{base}/v1"));
+    let agent = nofx::AgentSpec::new("analyst", nofx::Role::Specialist)
+        .with_capabilities(["analysis"])
+        .with_tools(["test:echo", "shell"])
+        .with_require_approval(["shell"]);
+    let store = TestStore::sqlite().await;
+    let rt = store
+        .builder()
+        .models(models(cfg))
+        .agents(vec![agent])
+        .build()
+        .await
+        .unwrap();
+    let src = plan(
+        "name: reason\ntasks:\n  - { id: think, tool: agent, capabilities: [analysis], inputs: { prompt: \"Say hi twice.\" } }\n",
+    );
+    let run = rt.submit(&src, Default::default()).await.unwrap();
+    waiting(&rt, run.id()).await;
+    run.approve("think", "alice", Some("harmless"))
+        .await
+        .unwrap();
+    assert_eq!(run.wait().await.unwrap().status, RunStatus::Succeeded);
+    out.extend(lines("agent", &events(&rt, run.id()).await));
+    rt.shutdown().await;
+}
+
 async fn planned_goal(out: &mut Vec<String>) {
     let p = json!({"name": "greet", "tasks": [
         {"id": "hello", "tool": "test:echo", "inputs": {"msg": "hi"}}
@@ -194,6 +244,7 @@ async fn the_event_log_of_runs_matches_the_golden_log() {
     let mut got = Vec::new();
     core_and_restore(&mut got).await;
     model_calls(&mut got).await;
+    agent_loop(&mut got).await;
     planned_goal(&mut got).await;
     let text = got.join("\n") + "\n";
 
@@ -204,7 +255,7 @@ async fn the_event_log_of_runs_matches_the_golden_log() {
         .filter_map(|l| serde_json::from_str::<Value>(l.split_once(' ')?.1).ok())
         .map(|v| v["type"].as_str().unwrap_or_default().to_string())
         .collect();
-    assert_eq!(types.len(), 24, "{types:?}");
+    assert_eq!(types.len(), 30, "{types:?}");
 
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN);
     if std::env::var_os("NOFX_BLESS").is_some() {

@@ -413,12 +413,12 @@ both_stores! {
         let seen = script.seen();
         assert_eq!(seen.len(), 2);
         assert_eq!(seen[0].headers["x-api-key"], KEY);
-        let system = seen[0].body["system"].as_str().unwrap();
+        let system = seen[0].body["system"][0]["text"].as_str().unwrap();
         assert!(system.contains("`test:echo`") && system.contains("`shell`, input schema"), "the catalogue of tools is sent");
         assert!(system.contains("`lead` (coordinator)"), "the agents are sent");
         assert!(system.contains("\"depends_on\""), "the plan schema is sent");
-        assert_eq!(seen[0].body["messages"][0]["content"], "Goal: Say hello, then goodbye");
-        let repair = seen[1].body["messages"][2]["content"].as_str().unwrap();
+        assert_eq!(seen[0].body["messages"][0]["content"][0]["text"], "Goal: Say hello, then goodbye");
+        let repair = seen[1].body["messages"][2]["content"][0]["text"].as_str().unwrap();
         assert!(repair.contains("unknown tool `test:ech0`") && repair.contains("nobody"), "{repair}");
 
         // The accepted plan is the run's plan; both calls are usage rows of the run.
