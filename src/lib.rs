@@ -111,6 +111,7 @@ pub(crate) mod blobs;
 pub mod cli;
 pub mod config;
 pub(crate) mod domain;
+pub mod mcp;
 pub mod models;
 pub mod planner;
 #[cfg(test)]

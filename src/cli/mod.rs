@@ -10,6 +10,7 @@ mod checkpoints;
 mod gc;
 mod interrupt;
 mod keys;
+mod mcp;
 mod nodes;
 mod progress;
 mod route;
@@ -128,10 +129,15 @@ enum Command {
     /// Nodes of a fleet (processes of `nofx serve` sharing the store), their load and leases.
     #[command(subcommand)]
     Nodes(nodes::NodesCommand),
-    /// Approve a task waiting at a manual gate: it succeeds with its outputs.
+    /// Approve a task waiting at a manual gate (it succeeds with its outputs) or on an
+    /// agent's tool call (the call runs).
     Approve(approve::DecideArgs),
-    /// Reject a task waiting at a manual gate: it fails.
+    /// Reject a task waiting at a manual gate (it fails) or on an agent's tool call (the
+    /// model is told the call was declined).
     Reject(approve::DecideArgs),
+    /// MCP servers agents may call (policies/mcp.toml).
+    #[command(subcommand)]
+    Mcp(mcp::McpCommand),
 }
 
 #[derive(Subcommand)]
@@ -310,5 +316,6 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Approve(a) => approve::decide(&g, a, true).await,
         Command::Reject(a) => approve::decide(&g, a, false).await,
         Command::Bench(a) => bench::bench(&g, a).await,
+        Command::Mcp(c) => mcp::dispatch(&g, c).await,
     }
 }

@@ -133,8 +133,9 @@ pub fn builder(g: &Global, default_policy: CommandPolicy) -> Result<RuntimeBuild
         }),
     );
     let models = keep(p, load_models(g));
-    let (Some(ttl), Some(agents), Some(policy), Some(checkpoints), Some(models)) =
-        (ttl, agents, policy, checkpoints, models)
+    let mcp = keep(p, super::mcp::load_mcp(g));
+    let (Some(ttl), Some(agents), Some(policy), Some(checkpoints), Some(models), Some(mcp)) =
+        (ttl, agents, policy, checkpoints, models, mcp)
     else {
         return Err(Failure::Input(problems.join("\n")));
     };
@@ -145,6 +146,7 @@ pub fn builder(g: &Global, default_policy: CommandPolicy) -> Result<RuntimeBuild
         .agents(agents)
         .command_policy(policy)
         .models(models)
+        .mcp(mcp)
         .lease_ttl(ttl))
 }
 

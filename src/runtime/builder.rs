@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     pub models: Arc<crate::models::Models>,
     /// Live event fan-out.
     pub(crate) hub: EventHub,
+    /// MCP servers, per run.
+    pub(crate) mcp: crate::mcp::McpHub,
 }
 
 enum StoreSpec {
@@ -87,6 +89,7 @@ pub struct RuntimeBuilder {
     options: Options,
     extra_tools: Vec<Arc<dyn Tool>>,
     models: Option<crate::models::ModelsConfig>,
+    mcp: crate::mcp::McpConfig,
 }
 
 impl RuntimeBuilder {
@@ -100,7 +103,15 @@ impl RuntimeBuilder {
             options: Options::default(),
             extra_tools: Vec::new(),
             models: None,
+            mcp: crate::mcp::McpConfig::default(),
         }
+    }
+
+    /// MCP servers agents may call (`mcp:SERVER.TOOL`; default: none), e.g. from
+    /// [`crate::mcp::McpConfig::load`].
+    pub fn mcp(mut self, config: crate::mcp::McpConfig) -> Self {
+        self.mcp = config;
+        self
     }
 
     /// Models: catalogue, routing rules, budgets, provider keys and URLs (default: the
@@ -303,7 +314,7 @@ impl RuntimeBuilder {
         })?;
         let tools = self.registry()?;
         let agents = self.agents.unwrap_or_else(crate::config::builtin_agents);
-        let problems = check::agent_problems(&agents, &tools);
+        let problems = check::agent_problems(&agents, &tools, &self.mcp);
         if !problems.is_empty() {
             return Err(RuntimeError::Config(ConfigErrors(
                 problems
@@ -328,6 +339,7 @@ impl RuntimeBuilder {
         let blobs = Blobs::new(data_dir.join("artifacts"));
         let policy = Arc::new(self.policy);
         let options = self.options;
+        let mcp = crate::mcp::McpHub::new(self.mcp);
         let models_config = self
             .models
             .unwrap_or_else(crate::models::ModelsConfig::shipped);
@@ -364,6 +376,7 @@ impl RuntimeBuilder {
                             policy: policy.clone(),
                             models,
                             hub: hub.clone(),
+                            mcp,
                         });
                         let persistence = persistence::Persistence::new(
                             store.clone(),

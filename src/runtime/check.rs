@@ -53,8 +53,13 @@ fn agent_tool_problems(
 }
 
 /// Problems of the agents' reasoning settings: each entry of `tools` must name a tool of the
-/// runtime (not `agent` itself), an agent (`agent:ID`) or an MCP server's tools.
-pub(crate) fn agent_problems(agents: &[AgentSpec], tools: &ToolRegistry) -> Vec<String> {
+/// runtime (not `agent` itself), an agent (`agent:ID`) or a configured MCP server's tools
+/// (which tools a server offers is known once it runs).
+pub(crate) fn agent_problems(
+    agents: &[AgentSpec],
+    tools: &ToolRegistry,
+    mcp: &crate::mcp::McpConfig,
+) -> Vec<String> {
     let mut out = Vec::new();
     for a in agents {
         for p in &a.tools {
@@ -65,11 +70,16 @@ pub(crate) fn agent_problems(agents: &[AgentSpec], tools: &ToolRegistry) -> Vec<
                         a.id
                     ));
                 }
-            } else if p.starts_with("mcp:") {
-                out.push(format!(
-                    "agent `{}`: `tools` entry `{p}` names an MCP server, and none is configured (policies/mcp.toml)",
-                    a.id
-                ));
+            } else if let Some(rest) = p.strip_prefix("mcp:") {
+                let server = rest.split_once('.').map_or(rest, |(s, _)| s);
+                if !mcp.servers.contains_key(server) {
+                    let known: Vec<&str> = mcp.servers.keys().map(String::as_str).collect();
+                    out.push(format!(
+                        "agent `{}`: `tools` entry `{p}` names MCP server `{server}`, which policies/mcp.toml does not configure (it has: {})",
+                        a.id,
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ));
+                }
             } else if p == "agent" || tools.get(p).is_none() {
                 out.push(format!(
                     "agent `{}`: `tools` entry `{p}` names no tool of this runtime",

@@ -58,6 +58,8 @@ pub(crate) struct TaskLink {
     pub corr: Correlation,
     pub index: usize,
     pub shared: std::sync::Arc<super::Shared>,
+    /// The run's workspace (where its MCP servers run).
+    pub workspace: std::path::PathBuf,
 }
 
 impl crate::tools::RunLink for TaskLink {
@@ -106,5 +108,9 @@ impl crate::tools::RunLink for TaskLink {
 
     fn agents(&self) -> &[crate::domain::AgentSpec] {
         &self.shared.agents
+    }
+
+    fn mcp(&self) -> std::sync::Arc<crate::mcp::RunServers> {
+        self.shared.mcp.for_run(self.corr.run, &self.workspace)
     }
 }

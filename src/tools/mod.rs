@@ -11,7 +11,7 @@ mod function;
 mod healthcheck;
 pub(crate) mod llm;
 mod model;
-mod policy;
+pub(crate) mod policy;
 mod registry;
 pub(crate) mod shell;
 mod validate;
@@ -97,6 +97,8 @@ pub(crate) trait RunLink: Send + Sync {
     fn tools(&self) -> &ToolRegistry;
     /// The runtime's agents.
     fn agents(&self) -> &[crate::domain::AgentSpec];
+    /// The MCP servers of the task's run (started on first use).
+    fn mcp(&self) -> Arc<crate::mcp::RunServers>;
 }
 
 /// A task's [`RunLink`].

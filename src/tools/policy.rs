@@ -55,7 +55,7 @@ fn search_path() -> OsString {
 
 /// The file `program` names: with a `/`, a path (relative ones in `cwd`, unknown without
 /// it); else the first executable of that name on `PATH`.
-fn locate(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
+pub(crate) fn locate(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
     if program.contains('/') {
         let p = Path::new(program);
         return if p.is_absolute() {

@@ -20,8 +20,11 @@ pub const OUTPUT_LIMIT: usize = 64 * 1024;
 /// The kernel sends the watchdog SIGTERM when the thread that started it dies (the
 /// parent-death signal, set before the watchdog starts), which kills the whole group, so no
 /// child or grandchild of a killed program keeps running; an embedding program needs nothing
-/// for it. Its exit status is the command's (128 + the signal for a killed command).
-pub(crate) const WATCHDOG: &str = r#"trap 'kill -KILL 0' TERM; "$@" & wait $!"#;
+/// for it. The command keeps the watchdog's standard input (a background job's would be
+/// `/dev/null`), so MCP servers speaking over stdio run under it too. Its exit status is the
+/// command's (128 + the signal for a killed command).
+pub(crate) const WATCHDOG: &str =
+    r#"trap 'kill -KILL 0' TERM; exec 3<&0; "$@" <&3 3<&- & wait $!"#;
 
 /// The shell the watchdog runs in.
 const WATCHDOG_SHELL: &str = "/bin/sh";
@@ -102,7 +105,7 @@ static HAS_WATCHDOG_SHELL: std::sync::LazyLock<bool> =
 /// The command that runs `exe` with `args` under the [`WATCHDOG`] (or, on a system without
 /// `/bin/sh`, directly, killed by the kernel when its starter dies; its own children then
 /// outlive a killed starter).
-fn watched(
+pub(crate) fn watched(
     program: &str,
     exe: &Path,
     args: &[String],

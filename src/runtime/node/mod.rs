@@ -373,6 +373,7 @@ impl Handler<RunEnded> for Node {
 
     fn handle(&mut self, msg: RunEnded, _: &mut Context<Self>) {
         self.coordinators.remove(&msg.run);
+        self.shared.mcp.end_run(msg.run);
         self.shared.hub.set_local(msg.run, false);
         if let Some(l) = msg.latencies {
             if self.shared.options.record_latencies {

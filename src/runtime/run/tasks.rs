@@ -103,6 +103,7 @@ impl Coordinator {
                 corr: self.corr(Some(i)),
                 index: i,
                 shared: self.s.shared.clone(),
+                workspace: self.s.workspace.clone(),
             })),
             reply: self.reply.clone(),
         });

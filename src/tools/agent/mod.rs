@@ -175,10 +175,12 @@ impl Loop<'_> {
                 .into_iter()
                 .map(|(at, m)| format!("{}: {m}", if at.is_empty() { "/" } else { &at }))
                 .collect(),
-            Exec::Agent(_) | Exec::Gone => match jsonschema::validator_for(&offer.input_schema) {
-                Ok(v) => violations(&v, &call.input),
-                Err(_) => Vec::new(),
-            },
+            Exec::Agent(_) | Exec::Mcp { .. } | Exec::Gone => {
+                match jsonschema::validator_for(&offer.input_schema) {
+                    Ok(v) => violations(&v, &call.input),
+                    Err(_) => Vec::new(),
+                }
+            }
         };
         (!problems.is_empty()).then(|| {
             format!(
@@ -255,6 +257,7 @@ impl Loop<'_> {
             ),
             Some(Exec::Local(tool)) => self.run_local(tool, &row).await?,
             Some(Exec::Agent(id)) => self.run_agent(st, &id, &row).await?,
+            Some(Exec::Mcp { server, tool }) => self.run_mcp(&server, &tool, &row).await,
         };
         row.duration_ms = Some(started.elapsed().as_millis() as i64);
         row.finished_at = Some(crate::domain::time::now_ms());
@@ -306,6 +309,20 @@ impl Loop<'_> {
             Ok(Err(e)) => (format!("error: {e}"), true),
             Err(_) => (format!("error: the tool `{name}` panicked"), true),
         })
+    }
+
+    /// Calls a tool of an MCP server of the run (started now if it is not running).
+    async fn run_mcp(&self, server: &str, tool: &str, row: &CallRecord) -> (String, bool) {
+        let session = match self.ctx.link.0.mcp().session(server).await {
+            Ok(s) => s,
+            Err(e) => return (format!("error: {e}"), true),
+        };
+        let args = row.input.as_object().cloned().unwrap_or_default();
+        let out = tokio::select! {
+            o = session.call(tool, args) => o,
+            () = self.ctx.cancel.cancelled() => return (String::from("error: cancelled"), true),
+        };
+        (cut(&out.text, MAX_RESULT), out.is_error)
     }
 
     /// Asks another agent, as a loop of its own under this call.
@@ -749,7 +766,8 @@ async fn run_loop(ctx: &ToolContext, spec: AgentSpec, req: Request) -> Result<Ou
                 }
                 patterns = narrow.clone();
             }
-            let offers = offers::resolve(&patterns, link.tools(), link.agents())
+            let offers = offers::resolve(&patterns, link.tools(), link.agents(), &link.mcp())
+                .await
                 .map_err(|e| ToolError::Unavailable(format!("agent `{}`: {e}", spec.id)))?;
             let mut system = spec.instructions.clone().unwrap_or_default();
             if let Some(s) = &output_schema_value {

@@ -15,6 +15,13 @@ pub(crate) enum Exec {
     Local(Arc<dyn Tool>),
     /// Another agent, as a loop of its own.
     Agent(String),
+    /// A tool of an MCP server of the run.
+    Mcp {
+        /// The server.
+        server: String,
+        /// The tool's name on it.
+        tool: String,
+    },
     /// A tool the loop's journal lists that this runtime no longer has.
     Gone,
 }
@@ -113,18 +120,65 @@ fn agent_schema() -> Value {
 }
 
 /// The offers for the tool patterns `patterns`, resolved against the runtime's tools and
-/// agents.
+/// agents and the run's MCP servers (started here when a pattern names one).
 ///
 /// # Errors
-/// A pattern naming no tool or agent of this runtime, or an MCP server (not configured).
-pub(crate) fn resolve(
+/// A pattern naming no tool or agent of this runtime, an MCP server that does not start, or
+/// a tool the server does not offer.
+pub(crate) async fn resolve(
     patterns: &[String],
     tools: &ToolRegistry,
     agents: &[AgentSpec],
+    mcp: &crate::mcp::RunServers,
 ) -> Result<Vec<Offer>, String> {
     let mut taken = HashSet::new();
     let mut out = Vec::new();
     for p in patterns {
+        if let Some(rest) = p.strip_prefix("mcp:") {
+            let (server, wanted) = rest.split_once('.').unwrap_or((rest, "*"));
+            let session = mcp.session(server).await?;
+            let offered = session.tools();
+            let chosen: Vec<&crate::mcp::McpTool> = if wanted == "*" {
+                offered.iter().collect()
+            } else {
+                match offered.iter().find(|t| t.name == wanted) {
+                    Some(t) => vec![t],
+                    None => {
+                        let names: Vec<&str> = offered.iter().map(|t| t.name.as_str()).collect();
+                        return Err(format!(
+                            "MCP server `{server}` offers no tool `{wanted}` (it offers: {})",
+                            if names.is_empty() {
+                                "none".to_string()
+                            } else {
+                                names.join(", ")
+                            }
+                        ));
+                    }
+                }
+            };
+            for t in chosen {
+                let tool = format!("mcp:{server}.{}", t.name);
+                if out.iter().any(|o: &Offer| o.tool == tool) {
+                    continue;
+                }
+                out.push(Offer {
+                    name: model_name(&tool, &mut taken),
+                    tool,
+                    description: if t.description.is_empty() {
+                        format!("Tool `{}` of MCP server `{server}`.", t.name)
+                    } else {
+                        t.description.clone()
+                    },
+                    input_schema: t.input_schema.clone(),
+                    idempotent: t.repeat_safe(),
+                    exec: Exec::Mcp {
+                        server: server.to_string(),
+                        tool: t.name.clone(),
+                    },
+                });
+            }
+            continue;
+        }
         if let Some(id) = p.strip_prefix("agent:") {
             let Some(a) = agents.iter().find(|a| a.id == id) else {
                 return Err(format!("`{p}` names no agent of this runtime"));
@@ -147,10 +201,6 @@ pub(crate) fn resolve(
                 idempotent: true,
                 exec: Exec::Agent(a.id.clone()),
             });
-        } else if p.starts_with("mcp:") {
-            return Err(format!(
-                "`{p}`: no MCP server is configured (policies/mcp.toml)"
-            ));
         } else {
             let Some(t) = tools.get(p) else {
                 return Err(format!("`{p}` names no tool of this runtime"));
@@ -182,7 +232,14 @@ pub(crate) fn from_record(
     list.iter()
         .map(|o| {
             let tool = o["tool"].as_str().unwrap_or_default().to_string();
-            let exec = if let Some(id) = tool.strip_prefix("agent:") {
+            let exec = if let Some((server, name)) =
+                tool.strip_prefix("mcp:").and_then(|r| r.split_once('.'))
+            {
+                Exec::Mcp {
+                    server: server.to_string(),
+                    tool: name.to_string(),
+                }
+            } else if let Some(id) = tool.strip_prefix("agent:") {
                 if agents.iter().any(|a| a.id == id) {
                     Exec::Agent(id.to_string())
                 } else {
