@@ -12,7 +12,8 @@
 //! env = { TOKEN = "${env.GITHUB_TOKEN}" }  # secrets only by reference, resolved at start
 //! ```
 //!
-//! A server's environment is `PATH`, `HOME` and `LANG` plus its `env`; nothing else of
+//! `command[0]` is looked up on `PATH`, or, when it has a `/`, is a path (relative to the
+//! directory nofx runs in). A server's environment is `PATH`, `HOME` and `LANG` plus its `env`; nothing else of
 //! nofx's environment reaches it. An `env` value may name variables of nofx's environment
 //! as `${env.NAME}`; the values are read when the server starts and never stored, logged or
 //! put in events. For a `url` server, `env` entries are sent as HTTP headers

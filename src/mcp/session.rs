@@ -157,7 +157,9 @@ impl Session {
             None => workspace.to_path_buf(),
         };
         let program = &argv[0];
-        let exe = crate::tools::policy::locate(program, Some(&cwd))
+        // A relative path names a file from where nofx runs (as its flags' paths do).
+        let here = std::env::current_dir().ok();
+        let exe = crate::tools::policy::locate(program, here.as_deref())
             .filter(|p| crate::tools::policy::is_executable(p))
             .ok_or_else(|| format!("{}: cannot start `{program}`: not found", described(server)))?;
         let mut cmd = crate::tools::shell::watched(program, &exe, &argv[1..])

@@ -23,8 +23,7 @@ pub const OUTPUT_LIMIT: usize = 64 * 1024;
 /// for it. The command keeps the watchdog's standard input (a background job's would be
 /// `/dev/null`), so MCP servers speaking over stdio run under it too. Its exit status is the
 /// command's (128 + the signal for a killed command).
-pub(crate) const WATCHDOG: &str =
-    r#"trap 'kill -KILL 0' TERM; exec 3<&0; "$@" <&3 3<&- & wait $!"#;
+pub(crate) const WATCHDOG: &str = r#"trap 'kill -KILL 0' TERM; exec 3<&0; "$@" <&3 3<&- & wait $!"#;
 
 /// The shell the watchdog runs in.
 const WATCHDOG_SHELL: &str = "/bin/sh";
