@@ -3,6 +3,12 @@
 //!
 //! Shapes: `chain` (N in sequence), `fanout` (1 → N → 1), `layered` (N/100 layers of 100,
 //! each layer depending on the whole previous one).
+//!
+//! `agent_loop`: one `agent` task whose model (a local OpenAI-compatible server that answers
+//! at once) asks for one `test:echo` call a turn; it reports the loop's overhead per turn —
+//! from one model request to the next: reading the answer, committing the turn and the
+//! call's `started` row, running the call, committing its result, building the next
+//! request.
 
 use crate::domain::plan::{Plan, PlanSource, TaskSpec};
 use crate::domain::{AgentSpec, Role, RunStatus};
@@ -219,6 +225,32 @@ async fn pg_drop(server_url: &str, name: &str) {
     }
 }
 
+/// `builder` on `store` (a fresh Postgres database made from `postgres_url` when asked for:
+/// its server URL and name are returned to drop it after).
+async fn with_store(
+    builder: crate::RuntimeBuilder,
+    store: BenchStore,
+    tmp: &std::path::Path,
+    postgres_url: Option<&str>,
+) -> Result<(crate::RuntimeBuilder, Option<(String, String)>), BenchError> {
+    Ok(match store {
+        BenchStore::Memory => (builder.memory_store(), None),
+        BenchStore::Sqlite => (
+            builder.database_url(format!("sqlite://{}", tmp.join("bench.db").display())),
+            None,
+        ),
+        BenchStore::Postgres => {
+            let server = postgres_url.ok_or_else(|| {
+                BenchError::Input(
+                    "--store postgres needs --database-url or NOFX_DATABASE_URL".into(),
+                )
+            })?;
+            let (url, name) = pg_scratch(server).await?;
+            (builder.database_url(url), Some((server.to_string(), name)))
+        }
+    })
+}
+
 /// Runs one benchmark. `postgres_url` names a server database to create a scratch database
 /// from (needed for `BenchStore::Postgres`).
 ///
@@ -239,27 +271,11 @@ pub async fn run(
     let agents: Vec<AgentSpec> = (0..4)
         .map(|i| AgentSpec::new(format!("bench-{i}"), Role::Worker).with_limits(4096, None))
         .collect();
-    let mut builder = Runtime::builder()
+    let builder = Runtime::builder()
         .data_dir(tmp.clone())
         .agents(agents)
         .record_latencies(true);
-    let mut scratch = None;
-    builder = match store {
-        BenchStore::Memory => builder.memory_store(),
-        BenchStore::Sqlite => {
-            builder.database_url(format!("sqlite://{}", tmp.join("bench.db").display()))
-        }
-        BenchStore::Postgres => {
-            let server = postgres_url.ok_or_else(|| {
-                BenchError::Input(
-                    "--store postgres needs --database-url or NOFX_DATABASE_URL".into(),
-                )
-            })?;
-            let (url, name) = pg_scratch(server).await?;
-            scratch = Some((server.to_string(), name));
-            builder.database_url(url)
-        }
-    };
+    let (builder, scratch) = with_store(builder, store, &tmp, postgres_url).await?;
     let result = async {
         let rt = builder.build().await?;
         let src = PlanSource::from_plan(plan);
@@ -285,6 +301,149 @@ pub async fn run(
             p50_ms: percentile(&lat, 0.50),
             p99_ms: percentile(&lat, 0.99),
             peak_rss_mb: peak_rss_mb(),
+        })
+    }
+    .await;
+    if let Some((server, name)) = scratch {
+        pg_drop(&server, &name).await;
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// The figures of an agent loop's benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoopReport {
+    /// Always `agent`.
+    pub kind: &'static str,
+    /// Model turns taken.
+    pub turns: usize,
+    /// Store.
+    pub store: BenchStore,
+    /// Submit to outcome, in seconds.
+    pub seconds: f64,
+    /// Median loop overhead per turn (one model request to the next), ms.
+    pub turn_p50_ms: f64,
+    /// 99th percentile of the same, ms.
+    pub turn_p99_ms: f64,
+    /// The slowest turn, ms.
+    pub turn_max_ms: f64,
+}
+
+/// A zero-latency OpenAI-compatible model: until `turns - 1` turns were taken it asks for one
+/// `test:echo` call, then it answers; it notes when each request arrives.
+async fn instant_model(
+    turns: usize,
+) -> Result<(String, std::sync::Arc<std::sync::Mutex<Vec<Instant>>>), BenchError> {
+    use axum::routing::post;
+    use serde_json::{json, Value};
+    let arrivals: std::sync::Arc<std::sync::Mutex<Vec<Instant>>> = Default::default();
+    let seen = arrivals.clone();
+    let answer = move |axum::Json(body): axum::Json<Value>| {
+        let seen = seen.clone();
+        async move {
+            seen.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Instant::now());
+            let taken = body["messages"]
+                .as_array()
+                .map_or(0, |m| m.iter().filter(|m| m["role"] == "assistant").count());
+            let message = if taken + 1 < turns {
+                json!({"role": "assistant", "content": null, "tool_calls": [{"id": format!("call_{taken}"), "type": "function", "function": {"name": "test_echo", "arguments": format!("{{\"turn\": {taken}}}")}}]})
+            } else {
+                json!({"role": "assistant", "content": "done"})
+            };
+            axum::Json(json!({
+                "model": "bench",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 10}
+            }))
+        }
+    };
+    let app = axum::Router::new().route("/v1/chat/completions", post(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| BenchError::Input(format!("cannot listen on 127.0.0.1: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| BenchError::Input(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((format!("http://{addr}/v1"), arrivals))
+}
+
+/// Runs one agent loop of `turns` turns against a model that answers at once and reports
+/// the loop's overhead per turn.
+///
+/// # Errors
+/// Bad sizes, store setup, a failed run.
+pub async fn agent_loop(
+    turns: usize,
+    store: BenchStore,
+    postgres_url: Option<&str>,
+) -> Result<LoopReport, BenchError> {
+    if !(2..=1000).contains(&turns) {
+        return Err(BenchError::Input(
+            "--agent-turns must be from 2 to 1000".into(),
+        ));
+    }
+    let (base, arrivals) = instant_model(turns).await?;
+    let tmp = std::env::temp_dir().join(format!(
+        "nofx-bench-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let agent = AgentSpec::new("bench-agent", Role::Worker)
+        .with_tools(["test:echo"])
+        .with_max_turns(turns as u32);
+    let models = crate::models::ModelsConfig::shipped()
+        .api_key("openai", crate::models::ApiKey::new("bench"))
+        .base_url("openai", base);
+    let builder = Runtime::builder()
+        .data_dir(tmp.clone())
+        .agents(vec![agent])
+        .models(models);
+    let (builder, scratch) = with_store(builder, store, &tmp, postgres_url).await?;
+    let result = async {
+        let rt = builder.build().await?;
+        let mut task = echo("loop".into(), Vec::new());
+        task.tool = "agent".into();
+        task.inputs
+            .insert("prompt".into(), "Call test_echo until told to stop.".into());
+        let plan = Plan {
+            name: "bench-agent".into(),
+            inputs: Default::default(),
+            tasks: vec![task],
+            timeout_s: None,
+            project: None,
+            checkpoints: None,
+        };
+        let started = Instant::now();
+        let handle = rt.submit(&PlanSource::from_plan(plan), Map::new()).await?;
+        let outcome = handle.wait().await?;
+        let seconds = started.elapsed().as_secs_f64();
+        rt.shutdown().await;
+        if outcome.status != RunStatus::Succeeded {
+            return Err(BenchError::RunFailed {
+                status: outcome.status,
+                reason: outcome.reason.unwrap_or_default(),
+            });
+        }
+        let at = arrivals.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut gaps: Vec<f32> = at
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_secs_f32() * 1000.0)
+            .collect();
+        gaps.sort_by(|a, b| a.total_cmp(b));
+        Ok(LoopReport {
+            kind: "agent",
+            turns: at.len(),
+            store,
+            seconds,
+            turn_p50_ms: percentile(&gaps, 0.50),
+            turn_p99_ms: percentile(&gaps, 0.99),
+            turn_max_ms: gaps.last().map_or(0.0, |g| f64::from(*g)),
         })
     }
     .await;

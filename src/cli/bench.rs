@@ -20,6 +20,10 @@ pub struct BenchArgs {
     /// Store.
     #[arg(long, value_enum, default_value = "memory")]
     store: BenchStoreArg,
+    /// Instead: one agent loop of this many turns against a model that answers at once;
+    /// reports the loop's overhead per turn (one model request to the next).
+    #[arg(long, value_name = "TURNS", conflicts_with_all = ["max_ratio"])]
+    agent_turns: Option<usize>,
 }
 
 /// Plan shape (the CLI's names for [`crate::bench::Shape`]).
@@ -65,15 +69,26 @@ impl From<BenchStoreArg> for crate::bench::BenchStore {
 }
 
 pub async fn bench(g: &Global, a: BenchArgs) -> CliResult {
+    let fail = |e| match e {
+        crate::bench::BenchError::Input(m) => Failure::Input(m),
+        other => Failure::Error(other.to_string()),
+    };
+    if let Some(turns) = a.agent_turns {
+        let report = crate::bench::agent_loop(turns, a.store.into(), g.database_url.as_deref())
+            .await
+            .map_err(fail)?;
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| Failure::Error(e.to_string()))?
+        );
+        return Ok(());
+    }
     let mut reports = Vec::new();
     for &n in &a.tasks {
         let report =
             crate::bench::run(a.shape.into(), n, a.store.into(), g.database_url.as_deref())
                 .await
-                .map_err(|e| match e {
-                    crate::bench::BenchError::Input(m) => Failure::Input(m),
-                    other => Failure::Error(other.to_string()),
-                })?;
+                .map_err(fail)?;
         println!(
             "{}",
             serde_json::to_string(&report).map_err(|e| Failure::Error(e.to_string()))?
