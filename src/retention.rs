@@ -208,7 +208,8 @@ mod tests {
 pub struct GcReport {
     /// Nothing was deleted: these are the counts a sweep would delete now.
     pub dry_run: bool,
-    /// Finished runs past retention whose events, metrics, checkpoints and workspace went.
+    /// Finished runs past retention whose events, metrics, checkpoints, agent journals and
+    /// workspace went.
     pub runs_pruned: u64,
     /// Events deleted.
     pub events: u64,
@@ -216,6 +217,8 @@ pub struct GcReport {
     pub metrics: u64,
     /// Checkpoints of pruned runs deleted.
     pub checkpoints_expired: u64,
+    /// Agent loops of pruned runs deleted, with their turns and tool calls.
+    pub agent_loops: u64,
     /// Checkpoints over a run's limit deleted.
     pub checkpoints_over_limit: u64,
     /// Run workspaces removed.
@@ -231,12 +234,13 @@ impl std::fmt::Display for GcReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} {} finished run(s) past retention ({} events, {} metrics rows, {} checkpoints, {} workspaces), {} checkpoint(s) over the per-run limit, {} unreferenced artifact file(s) ({} bytes)",
+            "{} {} finished run(s) past retention ({} events, {} metrics rows, {} checkpoints, {} agent loops, {} workspaces), {} checkpoint(s) over the per-run limit, {} unreferenced artifact file(s) ({} bytes)",
             if self.dry_run { "would prune" } else { "pruned" },
             self.runs_pruned,
             self.events,
             self.metrics,
             self.checkpoints_expired,
+            self.agent_loops,
             self.workspaces,
             self.checkpoints_over_limit,
             self.artifact_files,
@@ -348,6 +352,7 @@ pub async fn sweep(
                 report.events += rows.events;
                 report.metrics += rows.metrics;
                 report.checkpoints_expired += rows.checkpoints;
+                report.agent_loops += rows.agent_loops;
             }
             if dry_run {
                 // Nothing was marked: the same runs would come back.

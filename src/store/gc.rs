@@ -28,6 +28,8 @@ pub struct RunRows {
     pub metrics: u64,
     /// Checkpoints.
     pub checkpoints: u64,
+    /// Agent loops (their turns and tool calls go with them).
+    pub agent_loops: u64,
 }
 
 fn parse_run(s: &str) -> Result<RunId, StoreError> {
@@ -99,7 +101,8 @@ impl Store {
     pub async fn run_rows(&self, run: RunId) -> Result<RunRows, StoreError> {
         let sql = "SELECT (SELECT COUNT(*) FROM events WHERE run_id = $1) AS events, \
                    (SELECT COUNT(*) FROM metrics WHERE run_id = $1) AS metrics, \
-                   (SELECT COUNT(*) FROM checkpoints WHERE run_id = $1) AS checkpoints";
+                   (SELECT COUNT(*) FROM checkpoints WHERE run_id = $1) AS checkpoints, \
+                   (SELECT COUNT(*) FROM agent_loops WHERE run_id = $1) AS agent_loops";
         with_pool!(self, |p, _b| {
             let r = sqlx::query(sql)
                 .bind(run.to_string())
@@ -113,6 +116,7 @@ impl Store {
                 events: n("events")?,
                 metrics: n("metrics")?,
                 checkpoints: n("checkpoints")?,
+                agent_loops: n("agent_loops")?,
             })
         })
     }
@@ -143,7 +147,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes a run's events, metrics and checkpoints, `chunk` rows a transaction, then
+    /// Deletes a run's events, metrics, checkpoints and agent journals, `chunk` rows a
+    /// transaction, then
     /// marks it pruned. Returns what was deleted.
     ///
     /// # Errors
@@ -162,8 +167,11 @@ impl Store {
              (SELECT id FROM metrics WHERE run_id = $1 ORDER BY id LIMIT $2)",
             "DELETE FROM checkpoints WHERE id IN \
              (SELECT id FROM checkpoints WHERE run_id = $1 ORDER BY id LIMIT $2)",
+            // A loop's turns and tool calls go with it.
+            "DELETE FROM agent_loops WHERE id IN \
+             (SELECT id FROM agent_loops WHERE run_id = $1 ORDER BY id LIMIT $2)",
         ];
-        let mut counts = [0u64; 3];
+        let mut counts = [0u64; 4];
         for (k, sql) in statements.iter().enumerate() {
             loop {
                 let n = with_pool!(self, |p, _b| {
@@ -195,6 +203,7 @@ impl Store {
             events: counts[0],
             metrics: counts[1],
             checkpoints: counts[2],
+            agent_loops: counts[3],
         })
     }
 
