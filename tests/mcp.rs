@@ -382,6 +382,7 @@ async fn a_third_party_filesystem_server_serves_an_agent() {
 }
 
 /// Assistant messages of a request (the turns already taken).
+#[cfg(feature = "cli")]
 fn taken(body: &Value) -> usize {
     body["messages"]
         .as_array()
