@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::llm::{reply, server, Reply, Script};
+use common::llm::{openai_answer, openai_calls, reply, server, Reply, Script};
 use common::{events, plan, TestStore};
 use nofx::models::{ApiKey, ModelsConfig, RetryPolicy};
 use nofx::{AgentSpec, EventType, Role, RunStatus, Runtime};
@@ -20,38 +20,6 @@ fn fast(mut cfg: ModelsConfig) -> ModelsConfig {
         max_backoff: Duration::from_millis(10),
     };
     cfg
-}
-
-/// An OpenAI chat completion asking for `calls` (name, arguments JSON text).
-fn openai_calls(calls: &[(&str, &str, Value)], prompt_tokens: u64, cached: u64) -> Reply {
-    let calls: Vec<Value> = calls
-        .iter()
-        .map(|(id, name, args)| {
-            json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}})
-        })
-        .collect();
-    reply(
-        200,
-        json!({
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "served-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 20, "total_tokens": prompt_tokens + 20,
-                      "prompt_tokens_details": {"cached_tokens": cached}}
-        }),
-    )
-}
-
-/// An OpenAI chat completion answering `text`.
-fn openai_answer(text: &str, prompt_tokens: u64, cached: u64) -> Reply {
-    reply(
-        200,
-        json!({
-            "id": "chatcmpl-2", "object": "chat.completion", "created": 1, "model": "served-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 10, "total_tokens": prompt_tokens + 10,
-                      "prompt_tokens_details": {"cached_tokens": cached}}
-        }),
-    )
 }
 
 async fn openai(replies: Vec<Reply>) -> (ModelsConfig, Script) {

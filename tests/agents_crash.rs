@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::llm::{reply, responder, Reply, Seen};
+use common::llm::{conversation_len, openai_answer, openai_calls, responder, Reply, Seen};
 use common::{find, wait_for, TestStore};
 use nofx::tools::{describe, tool_fn, ToolOutput};
 use nofx::{AgentSpec, Role, RunStatus};
@@ -18,34 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn calls(id: &str, name: &str, args: Value) -> Reply {
-    reply(
-        200,
-        json!({
-            "id": "c", "object": "chat.completion", "created": 1, "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
-                {"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}}
-            ]}, "finish_reason": "tool_calls"}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 10}
-        }),
-    )
+    openai_calls(&[(id, name, args)], 100, 0)
 }
 
 fn answer(text: &str) -> Reply {
-    reply(
-        200,
-        json!({
-            "id": "c", "object": "chat.completion", "created": 1, "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 10}
-        }),
-    )
-}
-
-/// Messages of a request other than the system prompt.
-fn turns(body: &Value) -> usize {
-    body["messages"]
-        .as_array()
-        .map_or(0, |m| m.iter().filter(|m| m["role"] != "system").count())
+    openai_answer(text, 100, 0)
 }
 
 fn lines(dir: &Path, name: &str) -> usize {
@@ -130,24 +107,26 @@ fn kill_twice_and_resume(store: &TestStore, base: &str, seen: &Arc<Mutex<Vec<See
 async fn sigkill_mid_loop_never_repeats_a_committed_turn_or_a_side_effect() {
     for store in [TestStore::sqlite().await, TestStore::postgres().await] {
         let hung = Arc::new(Mutex::new(false));
-        let (base, seen) = responder("/v1/chat/completions", move |body| match turns(body) {
-            1 => calls("c1", "shell", shell("echo one >> first.txt")),
-            3 => {
-                let mut h = hung.lock().unwrap();
-                if *h {
-                    calls(
-                        "c2",
-                        "shell",
-                        shell("echo $$ > second.pid; echo two >> second.txt; sleep 300"),
-                    )
-                } else {
-                    *h = true;
-                    let mut r = answer("never seen");
-                    r.delay = Duration::from_secs(600);
-                    r
+        let (base, seen) = responder("/v1/chat/completions", move |body| {
+            match conversation_len(body) {
+                1 => calls("c1", "shell", shell("echo one >> first.txt")),
+                3 => {
+                    let mut h = hung.lock().unwrap();
+                    if *h {
+                        calls(
+                            "c2",
+                            "shell",
+                            shell("echo $$ > second.pid; echo two >> second.txt; sleep 300"),
+                        )
+                    } else {
+                        *h = true;
+                        let mut r = answer("never seen");
+                        r.delay = Duration::from_secs(600);
+                        r
+                    }
                 }
+                _ => answer("counted"),
             }
-            _ => answer("counted"),
         })
         .await;
         let s2 = seen.clone();
@@ -159,7 +138,7 @@ async fn sigkill_mid_loop_never_repeats_a_committed_turn_or_a_side_effect() {
         .unwrap();
 
         let seen = seen.lock().unwrap().clone();
-        let sizes: Vec<usize> = seen.iter().map(|s| turns(&s.body)).collect();
+        let sizes: Vec<usize> = seen.iter().map(|s| conversation_len(&s.body)).collect();
         // Turn 1 once; turn 2 twice (its first asking was never committed); turn 3 once.
         assert_eq!(sizes, [1, 3, 3, 5], "requests by conversation length");
         let last = seen[3].body["messages"]
@@ -274,9 +253,11 @@ async fn an_idempotent_call_cut_off_by_a_shutdown_runs_again_with_the_same_key()
         "Looks a fact up.",
         true,
     );
-    let (base, seen) = responder("/v1/chat/completions", |body| match turns(body) {
-        1 => calls("k1", "kb_lookup", json!({"q": "water"})),
-        _ => answer("water is wet"),
+    let (base, seen) = responder("/v1/chat/completions", |body| {
+        match conversation_len(body) {
+            1 => calls("k1", "kb_lookup", json!({"q": "water"})),
+            _ => answer("water is wet"),
+        }
     })
     .await;
     let agent = AgentSpec::new("analyst", Role::Specialist)

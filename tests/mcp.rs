@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::llm::{reply, responder, Reply};
+use common::llm::{conversation_len, openai_answer, openai_calls, responder, Reply};
 use common::{events, plan, TestStore};
 use nofx::mcp::{McpConfig, McpServer, McpTransport};
 use nofx::models::{ApiKey, ModelsConfig, RetryPolicy};
@@ -15,36 +15,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 fn calls(list: &[(&str, &str, Value)]) -> Reply {
-    let calls: Vec<Value> = list
-        .iter()
-        .map(|(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}}))
-        .collect();
-    reply(
-        200,
-        json!({
-            "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 10}
-        }),
-    )
+    openai_calls(list, 100, 0)
 }
 
 fn answer(text: &str) -> Reply {
-    reply(
-        200,
-        json!({
-            "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 10}
-        }),
-    )
-}
-
-/// Non-system messages of a request.
-fn turns(body: &Value) -> usize {
-    body["messages"]
-        .as_array()
-        .map_or(0, |m| m.iter().filter(|m| m["role"] != "system").count())
+    openai_answer(text, 100, 0)
 }
 
 fn server(name: &str, transport: McpTransport) -> McpServer {
@@ -101,7 +76,7 @@ const PLAN: &str = "name: read\ntasks:\n  - id: prep\n    tool: shell\n    input
 
 both_stores! {
     async fn an_agent_reads_files_through_a_stdio_mcp_server_that_stops_with_the_run(store) {
-        let (base, seen) = responder("/v1/chat/completions", |body| match turns(body) {
+        let (base, seen) = responder("/v1/chat/completions", |body| match conversation_len(body) {
             1 => calls(&[
                 ("r1", "mcp_files_read_file", json!({"path": "notes.txt"})),
                 ("p1", "mcp_files_sleep", json!({"seconds": 0})),
@@ -163,9 +138,11 @@ async fn an_agent_calls_a_server_over_streamable_http() {
         let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
         lines.next_line().await.unwrap().unwrap()
     };
-    let (base, seen) = responder("/v1/chat/completions", |body| match turns(body) {
-        1 => calls(&[("h1", "mcp_web_read_file", json!({"path": "remote.txt"}))]),
-        _ => answer("it says: served over http"),
+    let (base, seen) = responder("/v1/chat/completions", |body| {
+        match conversation_len(body) {
+            1 => calls(&[("h1", "mcp_web_read_file", json!({"path": "remote.txt"}))]),
+            _ => answer("it says: served over http"),
+        }
     })
     .await;
     let mut web = server("web", McpTransport::Url(format!("http://{addr}/mcp")));
@@ -269,10 +246,12 @@ async fn servers_that_will_not_start_or_lack_a_tool_fail_the_task_saying_which()
 
 #[tokio::test]
 async fn a_server_killed_mid_call_is_a_failed_call_not_a_hung_task() {
-    let (base, seen) = responder("/v1/chat/completions", |body| match turns(body) {
-        1 => calls(&[("s1", "mcp_files_sleep", json!({"seconds": 300}))]),
-        3 => calls(&[("r1", "mcp_files_list_files", json!({}))]),
-        _ => answer("the server died, then came back"),
+    let (base, seen) = responder("/v1/chat/completions", |body| {
+        match conversation_len(body) {
+            1 => calls(&[("s1", "mcp_files_sleep", json!({"seconds": 300}))]),
+            3 => calls(&[("r1", "mcp_files_list_files", json!({}))]),
+            _ => answer("the server died, then came back"),
+        }
     })
     .await;
     let store = TestStore::sqlite().await;
@@ -351,9 +330,11 @@ async fn a_third_party_filesystem_server_serves_an_agent() {
         );
         return;
     };
-    let (base, seen) = responder("/v1/chat/completions", |body| match turns(body) {
-        1 => calls(&[("f1", "mcp_fs_read_text_file", json!({"path": "notes.txt"}))]),
-        _ => answer("read it"),
+    let (base, seen) = responder("/v1/chat/completions", |body| {
+        match conversation_len(body) {
+            1 => calls(&[("f1", "mcp_fs_read_text_file", json!({"path": "notes.txt"}))]),
+            _ => answer("read it"),
+        }
     })
     .await;
     let mut fs = server(

@@ -32,17 +32,7 @@ pub async fn dispatch(g: &Global, c: McpCommand) -> CliResult {
     let servers: Vec<_> = match &server {
         Some(name) => match config.servers.get(name) {
             Some(s) => vec![s.clone()],
-            None => {
-                let known: Vec<&str> = config.servers.keys().map(String::as_str).collect();
-                return Err(Failure::Input(format!(
-                    "no MCP server `{name}` in policies/mcp.toml (it has: {})",
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                )));
-            }
+            None => return Err(Failure::Input(config.unknown(name))),
         },
         None => config.servers.values().cloned().collect(),
     };

@@ -124,14 +124,7 @@ pub fn route(g: &Global, a: RouteArgs) -> CliResult {
         "model: {} ({} `{}`), rule `{}`: {}",
         d.model, spec.provider, spec.name, d.rule, d.reason
     );
-    println!(
-        "fallbacks: {}",
-        if d.fallbacks.is_empty() {
-            "none".to_string()
-        } else {
-            d.fallbacks.join(", ")
-        }
-    );
+    println!("fallbacks: {}", crate::domain::names_or_none(&d.fallbacks));
     println!(
         "estimate: {} tokens, {}",
         d.estimated_tokens,

@@ -23,3 +23,16 @@ pub use failure::FailureKind;
 pub use ids::{CheckpointId, RunId, TaskKey, WaitId};
 pub use plan::{Complexity, GateSpec, Plan, Priority};
 pub use status::{IllegalTransition, RunStatus, TaskStatus};
+
+/// Names joined with `, ` for a message, or `none`.
+pub(crate) fn names_or_none<S: AsRef<str>>(names: &[S]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

@@ -215,6 +215,15 @@ impl McpConfig {
         }
     }
 
+    /// What to say of a server `name` that is not configured.
+    pub(crate) fn unknown(&self, name: &str) -> String {
+        let known: Vec<&str> = self.servers.keys().map(String::as_str).collect();
+        format!(
+            "no MCP server `{name}` is configured (policies/mcp.toml has: {})",
+            crate::domain::names_or_none(&known)
+        )
+    }
+
     /// Loads `mcp.toml` from a policies directory; none configured when there is no such
     /// file.
     ///

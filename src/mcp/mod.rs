@@ -31,15 +31,7 @@ impl RunServers {
     /// An unknown server, or one that does not start (naming its command and stderr tail).
     pub async fn session(&self, name: &str) -> Result<Arc<Session>, String> {
         let Some(server) = self.config.servers.get(name) else {
-            let known: Vec<&str> = self.config.servers.keys().map(String::as_str).collect();
-            return Err(format!(
-                "no MCP server `{name}` is configured (policies/mcp.toml has: {})",
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            ));
+            return Err(self.config.unknown(name));
         };
         let mut started = self.started.lock().await;
         if let Some(s) = started.get(name) {

@@ -164,27 +164,8 @@ impl Session {
             .ok_or_else(|| format!("{}: cannot start `{program}`: not found", described(server)))?;
         let mut cmd = crate::tools::shell::watched(program, &exe, &argv[1..])
             .map_err(|e| format!("{}: {e}", described(server)))?;
-        cmd.current_dir(&cwd)
-            .env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
-            )
-            .env(
-                "LANG",
-                std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into()),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        if let Some(home) = std::env::var_os("HOME") {
-            cmd.env("HOME", home);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        crate::tools::shell::isolate(&mut cmd, &cwd, env);
+        cmd.stdin(Stdio::piped());
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("{}: cannot start `{program}`: {e}", described(server)))?;

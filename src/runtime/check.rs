@@ -73,11 +73,10 @@ pub(crate) fn agent_problems(
             } else if let Some(rest) = p.strip_prefix("mcp:") {
                 let server = rest.split_once('.').map_or(rest, |(s, _)| s);
                 if !mcp.servers.contains_key(server) {
-                    let known: Vec<&str> = mcp.servers.keys().map(String::as_str).collect();
                     out.push(format!(
-                        "agent `{}`: `tools` entry `{p}` names MCP server `{server}`, which policies/mcp.toml does not configure (it has: {})",
+                        "agent `{}`: `tools` entry `{p}`: {}",
                         a.id,
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        mcp.unknown(server)
                     ));
                 }
             } else if p == "agent" || tools.get(p).is_none() {

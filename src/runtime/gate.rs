@@ -83,11 +83,7 @@ fn missing_output(name: &str, outputs: &Map<String, Value>) -> Verdict {
     Verdict::fail(
         format!(
             "output `{name}` is missing (outputs: {})",
-            if have.is_empty() {
-                "none".into()
-            } else {
-                have.join(", ")
-            }
+            crate::domain::names_or_none(&have)
         ),
         json!({"output": name}),
     )

@@ -147,6 +147,36 @@ pub(crate) fn watched(
     Ok(cmd)
 }
 
+/// Sets what every child nofx starts gets: `cwd`, an environment of `PATH`, `LANG` and `HOME`
+/// plus `extra_env` (nothing else of nofx's), its own process group, piped stdout and
+/// stderr, and a kill when its handle is dropped.
+pub(crate) fn isolate(
+    cmd: &mut tokio::process::Command,
+    cwd: &Path,
+    extra_env: &[(String, String)],
+) {
+    cmd.current_dir(cwd)
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+        )
+        .env(
+            "LANG",
+            std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(home) = std::env::var_os("HOME") {
+        cmd.env("HOME", home);
+    }
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+}
+
 /// Runs `argv` in `cwd` in its own process group, capturing both streams, until it exits or
 /// `cancel` fires. Shared by the `shell` tool and command gates.
 pub(crate) async fn run_command(
@@ -169,27 +199,8 @@ pub(crate) async fn run_command(
         .map_err(ToolError::Denied)?
         .ok_or_else(|| cannot_start(program, "no such file"))?;
     let mut cmd = watched(program, &exe, &argv[1..])?;
-    cmd.current_dir(cwd)
-        .env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
-        )
-        .env(
-            "LANG",
-            std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(home) = std::env::var_os("HOME") {
-        cmd.env("HOME", home);
-    }
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
+    isolate(&mut cmd, cwd, extra_env);
+    cmd.stdin(Stdio::null());
     let mut child = cmd
         .spawn()
         .map_err(|e| cannot_start(program, &e.to_string()))?;

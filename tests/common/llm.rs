@@ -40,6 +40,47 @@ pub fn openai_text(text: &str, prompt_tokens: u64, completion_tokens: u64) -> Re
     )
 }
 
+/// An OpenAI chat completion asking for `calls` (id, function name, arguments), with
+/// `cached` of its `prompt_tokens` read from the prompt cache.
+pub fn openai_calls(calls: &[(&str, &str, Value)], prompt_tokens: u64, cached: u64) -> Reply {
+    let calls: Vec<Value> = calls
+        .iter()
+        .map(|(id, name, args)| {
+            json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}})
+        })
+        .collect();
+    reply(
+        200,
+        json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "served-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 20, "total_tokens": prompt_tokens + 20,
+                      "prompt_tokens_details": {"cached_tokens": cached}}
+        }),
+    )
+}
+
+/// An OpenAI chat completion answering `text`, with `cached` of its `prompt_tokens` read
+/// from the prompt cache.
+pub fn openai_answer(text: &str, prompt_tokens: u64, cached: u64) -> Reply {
+    reply(
+        200,
+        json!({
+            "id": "chatcmpl-2", "object": "chat.completion", "created": 1, "model": "served-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 10, "total_tokens": prompt_tokens + 10,
+                      "prompt_tokens_details": {"cached_tokens": cached}}
+        }),
+    )
+}
+
+/// The messages of a chat completion request other than the system prompt.
+pub fn conversation_len(body: &Value) -> usize {
+    body["messages"]
+        .as_array()
+        .map_or(0, |m| m.iter().filter(|m| m["role"] != "system").count())
+}
+
 /// An Anthropic Messages API answer of `text`.
 pub fn anthropic_text(text: &str, input_tokens: u64, output_tokens: u64) -> Reply {
     reply(

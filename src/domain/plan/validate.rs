@@ -86,11 +86,7 @@ fn unknown_input(plan: &Plan, name: &str) -> PlanError {
     let declared: Vec<&str> = plan.inputs.keys().map(String::as_str).collect();
     PlanError::UnknownInput {
         name: name.to_string(),
-        declared: if declared.is_empty() {
-            "none".to_string()
-        } else {
-            declared.join(", ")
-        },
+        declared: crate::domain::names_or_none(&declared),
     }
 }
 

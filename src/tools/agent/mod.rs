@@ -150,11 +150,7 @@ impl Loop<'_> {
             return Some(format!(
                 "there is no tool `{}`; the tools are: {}",
                 call.name,
-                if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                }
+                crate::domain::names_or_none(&names)
             ));
         };
         if !call.input.is_object() {

@@ -147,11 +147,7 @@ pub(crate) async fn resolve(
                         let names: Vec<&str> = offered.iter().map(|t| t.name.as_str()).collect();
                         return Err(format!(
                             "MCP server `{server}` offers no tool `{wanted}` (it offers: {})",
-                            if names.is_empty() {
-                                "none".to_string()
-                            } else {
-                                names.join(", ")
-                            }
+                            crate::domain::names_or_none(&names)
                         ));
                     }
                 }
