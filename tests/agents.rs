@@ -570,3 +570,160 @@ both_stores! {
         rt.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_loop_streams_its_turns_to_subscribers_tool_calls_included() {
+    use futures::StreamExt;
+    let chunk = |delta: Value, finish: Option<&str>| json!({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}], "model": "m"});
+    let usage = json!({"choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": 4}});
+    let mut turn1 = common::llm::sse(&[
+        (
+            "",
+            chunk(
+                json!({"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": {"name": "test_echo", "arguments": ""}}]}),
+                None,
+            ),
+        ),
+        (
+            "",
+            chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"said\": "}}]}),
+                None,
+            ),
+        ),
+        (
+            "",
+            chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"hi\"}"}}]}),
+                Some("tool_calls"),
+            ),
+        ),
+        ("", usage.clone()),
+    ]);
+    turn1.body.push_str("data: [DONE]\n\n");
+    let mut turn2 = common::llm::sse(&[
+        ("", chunk(json!({"content": "it said "}), None)),
+        ("", chunk(json!({"content": "hi"}), Some("stop"))),
+        ("", usage),
+    ]);
+    turn2.body.push_str("data: [DONE]\n\n");
+    let (cfg, script) = openai(vec![turn1, turn2]).await;
+    let store = TestStore::sqlite().await;
+    let rt = runtime(&store, cfg, vec![analyst()]).await;
+    // Stored only, so the deltas subscription is in place before the first turn.
+    let run = rt
+        .submit_with(&plan(PLAN), Default::default(), None, true)
+        .await
+        .unwrap();
+    let deltas = run.deltas();
+    rt.resume(run.id()).await.unwrap();
+    let got: Vec<nofx::events::Delta> = deltas.collect().await;
+    let text: String = got
+        .iter()
+        .map(|d| d.data["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, "it said hi");
+    let out = run.wait().await.unwrap();
+    assert_eq!(out.status, RunStatus::Succeeded, "{out:?}");
+    assert_eq!(
+        out.tasks[0].outputs.as_ref().unwrap()["answer"],
+        "it said hi"
+    );
+    let seen = script.seen();
+    assert!(seen.iter().all(|s| s.body["stream"] == true));
+    // The streamed call's pieces made one call, whose result went back.
+    let result = seen[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(result["tool_call_id"], "c1");
+    assert_eq!(
+        serde_json::from_str::<Value>(result["content"].as_str().unwrap()).unwrap(),
+        json!({"said": "hi"})
+    );
+    rt.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_runs_budget_stops_a_loop_before_the_turn_that_would_pass_it() {
+    let (mut cfg, script) = openai(vec![
+        openai_calls(&[("c1", "test_echo", json!({"a": 1}))], 10_000, 0),
+        openai_answer("never asked", 100, 0),
+    ])
+    .await;
+    cfg.budgets = nofx::models::budget::Budgets {
+        per_run: Some(5_000),
+        ..Default::default()
+    };
+    let store = TestStore::sqlite().await;
+    let rt = runtime(&store, cfg, vec![analyst()]).await;
+    let src = plan("name: b\ntasks:\n  - { id: think, tool: agent, capabilities: [analysis], inputs: { prompt: \"Go.\", max_tokens: 1000 } }\n");
+    let run = rt.submit(&src, Default::default()).await.unwrap();
+    let out = run.wait().await.unwrap();
+    assert_eq!(out.status, RunStatus::Failed);
+    assert_eq!(out.reason.as_deref(), Some("budget_exceeded"), "{out:?}");
+    assert_eq!(
+        script.seen().len(),
+        1,
+        "the turn over budget was never sent"
+    );
+    let evs = events(&rt, run.id()).await;
+    let fin = evs
+        .iter()
+        .find(|e| e.kind == EventType::AgentFinished)
+        .unwrap();
+    assert_eq!(fin.data["stopReason"], "budget");
+    assert!(
+        fin.data["error"].as_str().unwrap().contains("budget"),
+        "{}",
+        fin.data
+    );
+    rt.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_run_stops_its_loop_and_the_call_in_flight() {
+    let agent = AgentSpec::new("operator", Role::Specialist)
+        .with_capabilities(["ops"])
+        .with_tools(["shell"]);
+    let (cfg, script) = openai(vec![openai_calls(
+        &[(
+            "s1",
+            "shell",
+            json!({"argv": ["sh", "-c", "echo $$ > slow.pid; sleep 300"]}),
+        )],
+        100,
+        0,
+    )])
+    .await;
+    let store = TestStore::sqlite().await;
+    let rt = runtime(&store, cfg, vec![agent]).await;
+    let src = plan("name: c\ntasks:\n  - { id: act, tool: agent, capabilities: [ops], inputs: { prompt: \"Wait.\" } }\n");
+    let run = rt.submit(&src, Default::default()).await.unwrap();
+    let ws = std::path::PathBuf::from(rt.store().run(run.id()).await.unwrap().workspace);
+    common::until(Duration::from_secs(30), || {
+        let p = ws.join("slow.pid");
+        async move { std::fs::read_to_string(p).is_ok_and(|t| t.ends_with('\n')) }
+    })
+    .await;
+    let pid: i32 = std::fs::read_to_string(ws.join("slow.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    run.cancel().await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), run.wait())
+        .await
+        .expect("the cancel is prompt")
+        .unwrap();
+    assert_eq!(out.status, RunStatus::Cancelled);
+    common::until(
+        Duration::from_secs(10),
+        || async move { !common::alive(pid) },
+    )
+    .await;
+    assert_eq!(script.seen().len(), 1, "no turn after the cancel");
+    rt.shutdown().await;
+}

@@ -208,6 +208,7 @@ pub type CliResult = Result<(), Failure>;
 /// Parses arguments and runs the command.
 pub fn main() -> ExitCode {
     quiet_on_closed_stdout();
+    crate::mcp::use_ring_for_tls();
     let cli = Cli::parse();
     let telemetry = match telemetry::init(&cli.global) {
         Ok(t) => t,

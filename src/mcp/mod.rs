@@ -118,3 +118,10 @@ pub async fn list_tools(server: &McpServer, dir: &Path) -> Result<Vec<McpTool>, 
 pub fn tool_annotations(t: &McpTool) -> serde_json::Value {
     annotations(t)
 }
+
+/// Makes ring the process's TLS crypto provider (once; a provider installed earlier stays).
+/// The HTTP clients of MCP and of trace export use rustls without choosing one, as the store's
+/// and the model providers' clients use ring.
+pub(crate) fn use_ring_for_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -243,8 +243,7 @@ impl Session {
     ) -> Result<Self, String> {
         use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
         use rmcp::transport::StreamableHttpClientTransport;
-        // Both TLS stacks in nofx use ring; make it the process's provider (once).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        super::use_ring_for_tls();
         let mut map = std::collections::HashMap::new();
         for (k, v) in headers {
             let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {

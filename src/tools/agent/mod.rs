@@ -36,6 +36,10 @@ const MAX_RESULT: usize = 64 * 1024;
 const EVENT_TEXT: usize = 4 * 1024;
 /// Output tokens a turn may use when the task does not say.
 const DEFAULT_MAX_TOKENS: u32 = 4096;
+/// Calls of one turn that run; the model is told the rest were refused.
+const MAX_CALLS_PER_TURN: usize = 64;
+/// Longest arguments (as JSON text) a call may have.
+const MAX_ARGUMENTS: usize = 256 * 1024;
 
 /// The `agent` tool.
 pub struct AgentTool;
@@ -89,11 +93,11 @@ fn cut(text: &str, limit: usize) -> String {
     if text.len() <= limit {
         return text.to_string();
     }
-    let mut end = limit;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… [cut: {} bytes in all]", &text[..end], text.len())
+    format!(
+        "{}… [cut: {} bytes in all]",
+        offers::clip(text, limit),
+        text.len()
+    )
 }
 
 /// A value for an event: itself, or its JSON text cut to 4 KiB when longer.
@@ -143,8 +147,16 @@ impl Loop<'_> {
         self.offer(&call.name).map(|o| o.tool.clone())
     }
 
-    /// Why a call cannot run (unknown tool, arguments that fail its schema); `None` when it can.
+    /// Why a call cannot run (unknown tool, arguments too long or failing its schema);
+    /// `None` when it can.
     fn refusal(&self, call: &ToolCall) -> Option<String> {
+        let size = call.input.to_string().len();
+        if size > MAX_ARGUMENTS {
+            return Some(format!(
+                "the arguments of `{}` are {size} bytes; at most {MAX_ARGUMENTS} are accepted",
+                call.name
+            ));
+        }
         let Some(offer) = self.offer(&call.name) else {
             let names: Vec<&str> = self.offers.iter().map(|o| o.name.as_str()).collect();
             return Some(format!(
@@ -619,7 +631,14 @@ impl Loop<'_> {
                     tool: tool.clone().unwrap_or_else(|| call.name.clone()),
                 });
                 let mut row = Self::call_row(st, turn, seq as u32, call, tool);
-                match self.refusal(call) {
+                let refusal = if seq >= MAX_CALLS_PER_TURN {
+                    Some(format!(
+                        "at most {MAX_CALLS_PER_TURN} calls of one turn run; call the rest in the next turn"
+                    ))
+                } else {
+                    self.refusal(call)
+                };
+                match refusal {
                     Some(why) => {
                         row.status = CallStatus::Failed;
                         row.is_error = true;

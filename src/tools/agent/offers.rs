@@ -85,6 +85,22 @@ pub(crate) fn wider(narrow: &[String], allowed: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Tools one loop may be offered.
+const MAX_OFFERS: usize = 256;
+/// Longest input schema (as JSON text) an MCP tool may have.
+const MAX_SCHEMA: usize = 64 * 1024;
+/// Longest description of an MCP tool the model is given; the rest is cut.
+const MAX_DESCRIPTION: usize = 4 * 1024;
+
+/// `text` cut to at most `limit` bytes (at a character boundary).
+pub(super) fn clip(text: &str, limit: usize) -> String {
+    let mut end = text.len().min(limit);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
 /// A provider-safe name for `tool`, unique among `taken`.
 fn model_name(tool: &str, taken: &mut HashSet<String>) -> String {
     let base: String = tool
@@ -157,13 +173,25 @@ pub(crate) async fn resolve(
                 if out.iter().any(|o: &Offer| o.tool == tool) {
                     continue;
                 }
+                let schema_size = t.input_schema.to_string().len();
+                if schema_size > MAX_SCHEMA {
+                    return Err(format!(
+                        "tool `{}` of MCP server `{server}` has an input schema of {schema_size} bytes (at most {MAX_SCHEMA})",
+                        t.name
+                    ));
+                }
+                if out.len() >= MAX_OFFERS {
+                    return Err(format!(
+                        "more than {MAX_OFFERS} tools would be offered; narrow `{p}` (e.g. `mcp:{server}.TOOL` or the server's `tools` list)"
+                    ));
+                }
                 out.push(Offer {
                     name: model_name(&tool, &mut taken),
                     tool,
                     description: if t.description.is_empty() {
                         format!("Tool `{}` of MCP server `{server}`.", t.name)
                     } else {
-                        t.description.clone()
+                        clip(&t.description, MAX_DESCRIPTION)
                     },
                     input_schema: t.input_schema.clone(),
                     idempotent: t.repeat_safe(),
