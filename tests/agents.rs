@@ -7,7 +7,7 @@ mod common;
 use common::llm::{openai_answer, openai_calls, reply, server, Reply, Script};
 use common::{events, plan, TestStore};
 use nofx::models::{ApiKey, ModelsConfig, RetryPolicy};
-use nofx::{AgentSpec, EventType, Role, RunStatus, Runtime};
+use nofx::{AgentSpec, EventType, Role, RunStatus, Runtime, SubmitOptions};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -725,5 +725,57 @@ async fn a_cancelled_run_stops_its_loop_and_the_call_in_flight() {
     )
     .await;
     assert_eq!(script.seen().len(), 1, "no turn after the cancel");
+    rt.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_the_right_to_run_commands_an_agent_that_may_call_shell_is_refused() {
+    let (cfg, _script) = openai(vec![]).await;
+    let operator = AgentSpec::new("operator", Role::Specialist)
+        .with_capabilities(["ops"])
+        .with_tools(["test:echo", "agent:runner"]);
+    let runner = AgentSpec::new("runner", Role::Worker).with_tools(["shell"]);
+    let store = TestStore::sqlite().await;
+    let rt = runtime(&store, cfg, vec![operator, runner]).await;
+    let opts = nofx::SubmitOptions {
+        no_commands: true,
+        ..Default::default()
+    };
+    // The operator may ask the runner, which may call shell: that is running commands.
+    let src = plan("name: o\ntasks:\n  - { id: act, tool: agent, capabilities: [ops], inputs: { prompt: \"x\" } }\n");
+    let err = rt
+        .submit_opts(&src, Default::default(), opts.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, nofx::RuntimeError::Forbidden { scope: "shell", .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("agent `operator` may call `shell`"),
+        "{err}"
+    );
+    assert!(
+        rt.store().runs(&[], 10).await.unwrap().is_empty(),
+        "nothing stored"
+    );
+    // Narrowed to what runs no command, it is accepted.
+    let narrow = plan("name: o\ntasks:\n  - { id: act, tool: agent, capabilities: [ops], inputs: { prompt: \"x\", tools: [test:echo] } }\n");
+    let run = rt
+        .submit_opts(
+            &narrow,
+            Default::default(),
+            SubmitOptions {
+                detach: true,
+                ..opts
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rt.store().run(run.id()).await.unwrap().status,
+        RunStatus::Pending
+    );
     rt.shutdown().await;
 }

@@ -458,3 +458,42 @@ async fn the_agents_example_reads_notes_and_publishes_a_report() {
         "durability.txt: 7 words\ntools.txt: 14 words\n"
     );
 }
+
+#[cfg(feature = "cli")]
+#[test]
+fn nofx_mcp_ls_lists_each_servers_tools_with_annotations() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/mcp.toml"),
+        format!(
+            "[servers.files]\ncommand = [{:?}]\ntools = [\"read_file\", \"word_count\"]\n\n[servers.broken]\ncommand = [\"sh\", \"-c\", \"echo 'no config here' >&2; exit 4\"]\n",
+            common::example("mcp_server").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = common::nofx_out(dir.path(), &["mcp", "ls", "files", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tools = doc["servers"][0]["tools"].as_array().unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t["tool"].as_str().unwrap()).collect();
+    assert_eq!(names, ["mcp:files.read_file", "mcp:files.word_count"]);
+    assert_eq!(tools[0]["annotations"]["readOnlyHint"], true);
+    assert_eq!(tools[1]["annotations"]["idempotentHint"], true);
+    let out = common::nofx_out(dir.path(), &["mcp", "ls"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("MCP server `broken`") && err.contains("no config here"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("mcp:files.read_file"));
+    let out = common::nofx_out(dir.path(), &["mcp", "ls", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no MCP server `nope`"));
+}

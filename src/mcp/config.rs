@@ -127,7 +127,7 @@ impl McpConfig {
     /// let c = nofx::mcp::McpConfig::from_toml("[servers.files]\ncommand = [\"files-server\"]\n", "mcp.toml").unwrap();
     /// assert!(c.servers.contains_key("files"));
     /// let e = nofx::mcp::McpConfig::from_toml("[servers.x]\ncommand = [\"a\"]\nurl = \"http://h\"\n", "mcp.toml").unwrap_err();
-    /// assert!(e[0].to_string().contains("either `command` or `url`"));
+    /// assert!(e[0].to_string().contains("give either `command` (stdio) or `url`"));
     /// ```
     pub fn from_toml(text: &str, file: &str) -> Result<Self, Vec<ConfigIssue>> {
         let raw: RawFile = parse_toml(text, file)?;

@@ -52,6 +52,58 @@ fn agent_tool_problems(
     out
 }
 
+/// The first `agent` task of `plan` whose loop may run commands on the host: an agent that
+/// may run it can call `shell`, directly or through the agents it may ask (`agent:ID`),
+/// within the task's narrowed `tools`. Described for messages.
+pub(crate) fn agent_command_user(
+    plan: &crate::domain::Plan,
+    agents: &[AgentSpec],
+) -> Option<String> {
+    fn runs_shell(tools: &[String], agents: &[AgentSpec], seen: &mut Vec<String>) -> bool {
+        tools.iter().any(|t| {
+            if t == "shell" {
+                return true;
+            }
+            let Some(id) = t.strip_prefix("agent:") else {
+                return false;
+            };
+            if seen.iter().any(|s| s == id) {
+                return false;
+            }
+            seen.push(id.to_string());
+            agents
+                .iter()
+                .find(|a| a.id == id)
+                .is_some_and(|a| runs_shell(&a.tools, agents, seen))
+        })
+    }
+    plan.tasks
+        .iter()
+        .filter(|t| t.tool == "agent")
+        .find_map(|t| {
+            let narrow: Option<Vec<String>> =
+                t.inputs.get("tools").and_then(Value::as_array).map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                });
+            agents
+                .iter()
+                .filter(|a| a.has_all(&t.capabilities))
+                .find(|a| {
+                    let tools = narrow.as_ref().unwrap_or(&a.tools);
+                    runs_shell(tools, agents, &mut vec![a.id.clone()])
+                })
+                .map(|a| {
+                    format!(
+                        "task `{}` (tool `agent`: agent `{}` may call `shell`)",
+                        t.id, a.id
+                    )
+                })
+        })
+}
+
 /// Problems of the agents' reasoning settings: each entry of `tools` must name a tool of the
 /// runtime (not `agent` itself), an agent (`agent:ID`) or a configured MCP server's tools
 /// (which tools a server offers is known once it runs).

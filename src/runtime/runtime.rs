@@ -32,7 +32,8 @@ pub struct SubmitOptions {
     /// the transaction that stores the run.
     pub template: Option<(String, String)>,
     /// Refuse the run (`Forbidden`, nothing stored) when its plan runs commands: `shell`
-    /// tasks or `command` gates. The API sets it for keys without the `shell` scope.
+    /// tasks, `command` gates, or `agent` tasks an agent may do with `shell` (directly or
+    /// through the agents it may ask). The API sets it for keys without the `shell` scope.
     pub no_commands: bool,
 }
 

@@ -86,7 +86,13 @@ impl Handler<Submit> for Node {
             return Box::pin(fut::ready(Err(RuntimeError::Stopped)));
         }
         if msg.no_commands {
-            if let Some(what) = msg.plan.plan.command_user() {
+            let agents = &self.shared.agents;
+            let user = msg
+                .plan
+                .plan
+                .command_user()
+                .or_else(|| crate::runtime::check::agent_command_user(&msg.plan.plan, agents));
+            if let Some(what) = user {
                 return Box::pin(fut::ready(Err(RuntimeError::Forbidden {
                     scope: "shell",
                     message: format!(
