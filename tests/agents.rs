@@ -779,3 +779,44 @@ async fn without_the_right_to_run_commands_an_agent_that_may_call_shell_is_refus
     );
     rt.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_model_tool_the_loop_calls_that_would_pass_the_budget_stops_the_loop_as_budget() {
+    let (mut cfg, script) = openai(vec![openai_calls(
+        &[(
+            "g1",
+            "llm_generate",
+            json!({"prompt": "write a long essay", "max_tokens": 4000}),
+        )],
+        100,
+        0,
+    )])
+    .await;
+    cfg.budgets = nofx::models::budget::Budgets {
+        per_run: Some(5_000),
+        ..Default::default()
+    };
+    let writer = AgentSpec::new("writer", Role::Specialist)
+        .with_capabilities(["analysis"])
+        .with_tools(["llm:generate"]);
+    let store = TestStore::sqlite().await;
+    let rt = runtime(&store, cfg, vec![writer]).await;
+    let src = plan("name: b\ntasks:\n  - { id: think, tool: agent, capabilities: [analysis], inputs: { prompt: \"Go.\", max_tokens: 1000 } }\n");
+    let run = rt.submit(&src, Default::default()).await.unwrap();
+    let out = run.wait().await.unwrap();
+    assert_eq!(out.reason.as_deref(), Some("budget_exceeded"), "{out:?}");
+    assert_eq!(
+        script.seen().len(),
+        1,
+        "the inner call over budget was never sent"
+    );
+    let t = rt.store().transcript(run.id(), "think").await.unwrap();
+    let call = &t.loops[0].turns[0].tool_calls[0];
+    assert_eq!(call.status, nofx::store::CallStatus::Failed);
+    assert!(
+        call.result.as_deref().unwrap().contains("budget"),
+        "{call:?}"
+    );
+    assert_eq!(t.loops[0].record.stop_reason.as_deref(), Some("budget"));
+    rt.shutdown().await;
+}

@@ -37,6 +37,20 @@ pub fn agents_ls(g: &Global, json: bool) -> CliResult {
             a.capabilities.join(","),
             a.affinity.join(",")
         );
+        if !a.tools.is_empty() || a.model.is_some() || a.instructions.is_some() {
+            println!(
+                "{:<16} reasons with model {}, tools {}{}, at most {} turns",
+                "",
+                a.model.as_deref().unwrap_or("(routed)"),
+                crate::domain::names_or_none(&a.tools),
+                if a.require_approval.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (approval: {})", a.require_approval.join(","))
+                },
+                a.max_turns
+            );
+        }
     }
     Ok(())
 }

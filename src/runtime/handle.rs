@@ -395,7 +395,9 @@ impl RunHandle {
     /// Safe: dropping it only stops waiting.
     pub async fn wait(&self) -> Result<Outcome, RuntimeError> {
         self.wait_end().await?;
-        Outcome::load(self.rt.store(), self.id).await
+        Outcome::load(self.rt.store(), self.id)
+            .await
+            .map_err(|e| self.stopped().unwrap_or(e))
     }
 
     /// Like [`RunHandle::wait`], but returns only the run's status and reason (no task
@@ -408,7 +410,12 @@ impl RunHandle {
     /// Safe: dropping it only stops waiting.
     pub async fn wait_status(&self) -> Result<(RunStatus, Option<String>), RuntimeError> {
         self.wait_end().await?;
-        let r = self.rt.store().run(self.id).await?;
+        let r = self
+            .rt
+            .store()
+            .run(self.id)
+            .await
+            .map_err(|e| self.or_stopped(e))?;
         Ok((r.status, r.reason))
     }
 
@@ -423,7 +430,19 @@ impl RunHandle {
         if let Some(e) = self.stopped() {
             return Err(e);
         }
-        Ok(self.rt.store().run(self.id).await?.status)
+        Ok(self
+            .rt
+            .store()
+            .run(self.id)
+            .await
+            .map_err(|e| self.or_stopped(e))?
+            .status)
+    }
+
+    /// A store failure, or what a call says once the runtime has stopped (a read can meet
+    /// the store closing under it).
+    fn or_stopped(&self, e: crate::store::StoreError) -> RuntimeError {
+        self.stopped().unwrap_or_else(|| e.into())
     }
 
     /// Once the runtime has stopped (its store is closed), what a call about the run says.
@@ -439,6 +458,19 @@ impl RunHandle {
 
     async fn wait_end(&self) -> Result<(), RuntimeError> {
         let mut rx = self.rt.hub().subscribe(self.id);
+        let ended = self.wait_end_with(&mut rx).await.map_err(|e| match e {
+            RuntimeError::Store(s) => self.or_stopped(s),
+            other => other,
+        });
+        drop(rx);
+        self.rt.hub().forget_if_unused(self.id);
+        ended
+    }
+
+    async fn wait_end_with(
+        &self,
+        rx: &mut tokio::sync::broadcast::Receiver<Event>,
+    ) -> Result<(), RuntimeError> {
         let ended = 'check: loop {
             if let Some(e) = self.stopped() {
                 break 'check Err(e);
@@ -475,8 +507,6 @@ impl RunHandle {
                 }
             }
         };
-        drop(rx);
-        self.rt.hub().forget_if_unused(self.id);
         ended
     }
 }

@@ -461,11 +461,23 @@ impl Loop<'_> {
         let snapshot = &*st;
         let results: Vec<Result<CallRecord, ToolError>> = futures::stream::iter(calls)
             .map(|c| async move {
-                let done = self.run_call(snapshot, c).await?;
+                let (done, stop) = match self.run_call(snapshot, c.clone()).await {
+                    Ok(done) => (done, None),
+                    // The call would pass the run's budget: it failed, and the loop stops.
+                    Err(ToolError::Budget(why)) => {
+                        let mut row = c;
+                        row.status = CallStatus::Failed;
+                        row.is_error = true;
+                        row.result = Some(format!("error: {why}"));
+                        row.finished_at = Some(crate::domain::time::now_ms());
+                        (row, Some(ToolError::Budget(why)))
+                    }
+                    Err(e) => return Err(e),
+                };
                 let mut rows = crate::store::Batch::default();
                 rows.tool_calls.push(done.clone());
                 self.commit(rows, vec![self.returned(&done)]).await?;
-                Ok(done)
+                stop.map_or(Ok(done), Err)
             })
             .buffer_unordered(limit)
             .collect()
@@ -508,11 +520,29 @@ impl Loop<'_> {
         Ok(st.outcome(stop, answer, error))
     }
 
+    /// A call that would pass the run's budget (a model tool the loop called) ends the loop
+    /// as `budget`; other errors pass through.
+    async fn stop_on_budget(
+        &self,
+        st: &mut LoopState,
+        r: Result<(), ToolError>,
+    ) -> Result<(), ToolError> {
+        match r {
+            Err(ToolError::Budget(why)) => {
+                self.finish(st, StopReason::Budget, None, Some(why.clone()))
+                    .await?;
+                Err(ToolError::Budget(why))
+            }
+            other => other,
+        }
+    }
+
     /// Asks, journals and acts until the loop ends.
     async fn drive(&self, st: &mut LoopState) -> Result<Outcome, ToolError> {
         let specs: Vec<_> = self.offers.iter().map(Offer::spec).collect();
         loop {
-            self.settle(st).await?;
+            let settled = self.settle(st).await;
+            self.stop_on_budget(st, settled).await?;
             let turn = st.turns.len() as u32 + 1;
             if turn > st.rec.max_turns {
                 let why = format!(
@@ -681,7 +711,8 @@ impl Loop<'_> {
             {
                 st.record(r);
             }
-            self.run_calls(st, runnable).await?;
+            let ran = self.run_calls(st, runnable).await;
+            self.stop_on_budget(st, ran).await?;
         }
     }
 }
@@ -822,15 +853,21 @@ async fn run_loop(ctx: &ToolContext, spec: AgentSpec, req: Request) -> Result<Ou
             (LoopState::fresh(rec), offers)
         }
     };
-    // A resumed loop runs as the agent that began it, when this runtime still has it.
-    let spec = if st.rec.agent == spec.id {
-        spec
-    } else {
-        link.agents()
-            .iter()
-            .find(|a| a.id == st.rec.agent)
-            .cloned()
-            .unwrap_or(spec)
+    // A resumed loop runs as the agent that began it (its model too), when this runtime
+    // still has it.
+    let began = (st.rec.agent != spec.id)
+        .then(|| link.agents().iter().find(|a| a.id == st.rec.agent).cloned())
+        .flatten();
+    let as_began;
+    let (ctx, spec) = match began {
+        Some(first) => {
+            as_began = ToolContext {
+                models: ctx.models.clone().for_agent(&first),
+                ..ctx.clone()
+            };
+            (&as_began, first)
+        }
+        None => (ctx, spec),
     };
     let me = Loop {
         ctx,
