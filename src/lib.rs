@@ -114,6 +114,7 @@ pub(crate) mod domain;
 pub mod mcp;
 pub mod models;
 pub mod planner;
+pub(crate) mod process;
 #[cfg(test)]
 mod properties_tests;
 

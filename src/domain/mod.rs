@@ -14,6 +14,7 @@ pub mod reference;
 pub mod status;
 pub mod template;
 pub mod time;
+pub mod tool_call;
 
 pub use agent::{AgentSpec, Role, DEFAULT_MAX_TURNS};
 pub use approval::ApprovalDecision;
@@ -23,6 +24,7 @@ pub use failure::FailureKind;
 pub use ids::{CheckpointId, RunId, TaskKey, WaitId};
 pub use plan::{Complexity, GateSpec, Plan, Priority};
 pub use status::{IllegalTransition, RunStatus, TaskStatus};
+pub use tool_call::ToolCall;
 
 /// Names joined with `, ` for a message, or `none`.
 pub(crate) fn names_or_none<S: AsRef<str>>(names: &[S]) -> String {

@@ -4,6 +4,7 @@
 //! its allow-list keeps) and calls them with the server's timeout.
 
 use super::config::{resolve_env, McpServer, McpTransport};
+use crate::process::GroupKill;
 use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
@@ -72,15 +73,9 @@ pub(crate) struct Session {
     service: RunningService<RoleClient, ClientConfig>,
     tools: Vec<McpTool>,
     /// A child's process group (killed on stop and drop) and its stderr.
-    group: Mutex<Option<i32>>,
+    group: Mutex<GroupKill>,
     stderr: Tail,
     _child: Option<tokio::process::Child>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 fn described(server: &McpServer) -> String {
@@ -159,12 +154,12 @@ impl Session {
         let program = &argv[0];
         // A relative path names a file from where nofx runs (as its flags' paths do).
         let here = std::env::current_dir().ok();
-        let exe = crate::tools::policy::locate(program, here.as_deref())
-            .filter(|p| crate::tools::policy::is_executable(p))
+        let exe = crate::process::locate(program, here.as_deref())
+            .filter(|p| crate::process::is_executable(p))
             .ok_or_else(|| format!("{}: cannot start `{program}`: not found", described(server)))?;
-        let mut cmd = crate::tools::shell::watched(program, &exe, &argv[1..])
+        let mut cmd = crate::process::watched(program, &exe, &argv[1..])
             .map_err(|e| format!("{}: {e}", described(server)))?;
-        crate::tools::shell::isolate(&mut cmd, &cwd, env);
+        crate::process::isolate(&mut cmd, &cwd, env);
         cmd.stdin(Stdio::piped());
         let mut child = cmd
             .spawn()
@@ -191,12 +186,7 @@ impl Session {
             }
         });
         let kill = |why: String| {
-            if let Some(g) = group {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(g),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            GroupKill(group).kill_now();
             why
         };
         let service = match tokio::time::timeout(
@@ -230,7 +220,7 @@ impl Session {
             server: server.clone(),
             service,
             tools: Vec::new(),
-            group: Mutex::new(group),
+            group: Mutex::new(GroupKill(group)),
             stderr: tail,
             _child: Some(child),
         })
@@ -281,7 +271,7 @@ impl Session {
             server: server.clone(),
             service,
             tools: Vec::new(),
-            group: Mutex::new(None),
+            group: Mutex::new(GroupKill(None)),
             stderr: Tail::default(),
             _child: None,
         })
@@ -361,13 +351,10 @@ impl Session {
 
     /// Stops a child server: its whole process group is killed.
     pub fn kill(&self) {
-        let group = self.group.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(g) = group {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(g),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        self.group
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .kill_now();
     }
 }
 

@@ -86,17 +86,7 @@ pub struct ToolSpec {
     pub input_schema: serde_json::Value,
 }
 
-/// A call a model asks for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ToolCall {
-    /// The provider's id of the call; its result names it.
-    pub id: String,
-    /// The tool.
-    pub name: String,
-    /// Its input as the model wrote it: a JSON object, or the raw text when the model wrote
-    /// something that is not JSON (the caller answers that with an error result).
-    pub input: serde_json::Value,
-}
+pub use crate::domain::ToolCall;
 
 /// What a call gave, handed back to the model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 
 use super::{q, with_pool, Store, StoreError};
 use crate::domain::RunId;
-use crate::models::ToolCall;
+use crate::domain::ToolCall;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use sqlx::Row;

@@ -11,7 +11,7 @@ mod function;
 mod healthcheck;
 pub(crate) mod llm;
 mod model;
-pub(crate) mod policy;
+mod policy;
 mod registry;
 pub(crate) mod shell;
 mod validate;

@@ -18,9 +18,9 @@
 use crate::config::{line_at, ConfigErrors, ConfigIssue};
 use crate::domain::plan::PlanError;
 use crate::domain::plan::{GateSpec, Plan};
+use crate::process::locate;
 use serde::Deserialize;
 use std::collections::BTreeSet;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
@@ -46,33 +46,6 @@ pub struct CommandPolicy {
     /// refused whatever file it names).
     deny: BTreeSet<PathBuf>,
     deny_names: BTreeSet<String>,
-}
-
-/// The `PATH` commands are looked up on (the one child processes get).
-fn search_path() -> OsString {
-    std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
-}
-
-/// The file `program` names: with a `/`, a path (relative ones in `cwd`, unknown without
-/// it); else the first executable of that name on `PATH`.
-pub(crate) fn locate(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
-    if program.contains('/') {
-        let p = Path::new(program);
-        return if p.is_absolute() {
-            Some(p.to_path_buf())
-        } else {
-            cwd.map(|c| c.join(p))
-        };
-    }
-    std::env::split_paths(&search_path())
-        .map(|dir| dir.join(program))
-        .find(|c| is_executable(c))
-}
-
-/// Whether `p` is a file its owner, group or others may execute.
-pub(crate) fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The real file (every symlink resolved) an existing path names.

@@ -1,10 +1,11 @@
 //! `shell`: runs `argv` (no shell string) in the run workspace, in its own process group,
 //! with a clean environment. The group is killed on timeout, cancel, drop and when the
-//! process that started it dies (see [`WATCHDOG`]). stdout and stderr are stored whole as
+//! process that started it dies (see `process.rs`). stdout and stderr are stored whole as
 //! artifacts; outputs hold `exit_code` and the first 64 KiB of each stream as text.
 
 use super::{Tool, ToolContext, ToolEnv, ToolError, ToolOutput};
 use crate::blobs::{BlobError, StoredBlob};
+use crate::process::{isolate, watched, GroupKill};
 use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -15,41 +16,8 @@ use tokio_util::sync::CancellationToken;
 /// Bytes of each stream kept in the outputs.
 pub const OUTPUT_LIMIT: usize = 64 * 1024;
 
-/// The watchdog every command runs under, as `/bin/sh -c WATCHDOG nofx-watchdog PROGRAM
-/// ARGS…`: it starts the command in the background in its own process group and waits for it.
-/// The kernel sends the watchdog SIGTERM when the thread that started it dies (the
-/// parent-death signal, set before the watchdog starts), which kills the whole group, so no
-/// child or grandchild of a killed program keeps running; an embedding program needs nothing
-/// for it. The command keeps the watchdog's standard input (a background job's would be
-/// `/dev/null`), so MCP servers speaking over stdio run under it too. Its exit status is the
-/// command's (128 + the signal for a killed command).
-pub(crate) const WATCHDOG: &str = r#"trap 'kill -KILL 0' TERM; exec 3<&0; "$@" <&3 3<&- & wait $!"#;
-
-/// The shell the watchdog runs in.
-const WATCHDOG_SHELL: &str = "/bin/sh";
-
 /// Runs commands.
 pub struct Shell;
-
-/// Kills a process group when dropped (unless the group was already reaped and killed).
-struct GroupKill(Option<i32>);
-
-impl GroupKill {
-    fn kill_now(&mut self) {
-        if let Some(pgid) = self.0.take() {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pgid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
-
-impl Drop for GroupKill {
-    fn drop(&mut self) {
-        self.kill_now();
-    }
-}
 
 /// How a command ended.
 pub(crate) enum Ended {
@@ -97,86 +65,6 @@ fn cannot_start(program: &str, why: &str) -> ToolError {
     ToolError::failed(format!("cannot start `{program}`: {why}"))
 }
 
-/// Whether the watchdog's shell is there (looked at once).
-static HAS_WATCHDOG_SHELL: std::sync::LazyLock<bool> =
-    std::sync::LazyLock::new(|| Path::new(WATCHDOG_SHELL).is_file());
-
-/// The command that runs `exe` with `args` under the [`WATCHDOG`] (or, on a system without
-/// `/bin/sh`, directly, killed by the kernel when its starter dies; its own children then
-/// outlive a killed starter).
-pub(crate) fn watched(
-    program: &str,
-    exe: &Path,
-    args: &[String],
-) -> Result<tokio::process::Command, ToolError> {
-    use nix::sys::signal::Signal;
-    if !super::policy::is_executable(exe) {
-        let why = if exe.exists() {
-            "not an executable file"
-        } else {
-            "no such file"
-        };
-        return Err(cannot_start(program, why));
-    }
-    let (mut cmd, signal) = if *HAS_WATCHDOG_SHELL {
-        let mut c = tokio::process::Command::new(WATCHDOG_SHELL);
-        c.arg("-c")
-            .arg(WATCHDOG)
-            .arg("nofx-watchdog")
-            .arg(exe)
-            .args(args);
-        (c, Signal::SIGTERM)
-    } else {
-        let mut c = tokio::process::Command::new(exe);
-        c.args(args);
-        (c, Signal::SIGKILL)
-    };
-    let starter = nix::unistd::getpid();
-    // SAFETY: the closure runs in the forked child before exec and makes only two system
-    // calls (prctl and getppid); it allocates nothing and takes no lock.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(signal)?;
-            if nix::unistd::getppid() != starter {
-                // The starter died before the signal was armed: start nothing.
-                return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
-    Ok(cmd)
-}
-
-/// Sets what every child nofx starts gets: `cwd`, an environment of `PATH`, `LANG` and `HOME`
-/// plus `extra_env` (nothing else of nofx's), its own process group, piped stdout and
-/// stderr, and a kill when its handle is dropped.
-pub(crate) fn isolate(
-    cmd: &mut tokio::process::Command,
-    cwd: &Path,
-    extra_env: &[(String, String)],
-) {
-    cmd.current_dir(cwd)
-        .env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
-        )
-        .env(
-            "LANG",
-            std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(home) = std::env::var_os("HOME") {
-        cmd.env("HOME", home);
-    }
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-}
-
 /// Runs `argv` in `cwd` in its own process group, capturing both streams, until it exits or
 /// `cancel` fires. Shared by the `shell` tool and command gates.
 pub(crate) async fn run_command(
@@ -198,7 +86,7 @@ pub(crate) async fn run_command(
         .resolve(program, Some(cwd))
         .map_err(ToolError::Denied)?
         .ok_or_else(|| cannot_start(program, "no such file"))?;
-    let mut cmd = watched(program, &exe, &argv[1..])?;
+    let mut cmd = watched(program, &exe, &argv[1..]).map_err(ToolError::failed)?;
     isolate(&mut cmd, cwd, extra_env);
     cmd.stdin(Stdio::null());
     let mut child = cmd
