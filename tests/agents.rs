@@ -163,7 +163,7 @@ tasks:
         assert!(results[1].contains("input schema") && results[1].contains("schema"), "{}", results[1]);
         assert!(results[2].contains("must be a JSON object"), "{}", results[2]);
         // Turn 3 was told the answer is not JSON.
-        let last = seen[2].body["messages"].as_array().unwrap().last().unwrap().clone();
+        let last = common::llm::last_message(&seen[2].body);
         assert_eq!(last["role"], "user");
         assert!(last["content"].as_str().unwrap().contains("not JSON"), "{last}");
 
@@ -301,10 +301,10 @@ tasks:
         let names: Vec<&str> = seen[1].body["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["test_echo", "agent_lead"]);
         // Asking the lead back names the chain.
-        let back = seen[2].body["messages"].as_array().unwrap().last().unwrap().clone();
+        let back = common::llm::last_message(&seen[2].body);
         assert!(back["content"].as_str().unwrap().contains("lead → helper → lead"), "{back}");
         // The lead got the helper's answer as the call's result.
-        let got = seen[3].body["messages"].as_array().unwrap().last().unwrap().clone();
+        let got = common::llm::last_message(&seen[3].body);
         assert_eq!((got["role"].as_str(), got["content"].as_str()), (Some("tool"), Some("hi from helper")));
         // Two loops under the task: the helper's hangs under the lead's call.
         let t = rt.store().transcript(run.id(), "ask").await.unwrap();
@@ -557,7 +557,7 @@ both_stores! {
         assert_eq!(results[0].0, "s1");
         assert!(results[0].1.contains("\"exit_code\":0"), "{results:?}");
         assert_eq!(results[1].0, "e1");
-        let last = seen[2].body["messages"].as_array().unwrap().last().unwrap().clone();
+        let last = common::llm::last_message(&seen[2].body);
         assert_eq!(last["content"], "the call was declined: too risky");
         let evs = events(&rt, id).await;
         let decided: Vec<(String, String)> = evs.iter().filter(|e| e.kind == EventType::ToolApprovalDecided)
@@ -632,12 +632,7 @@ async fn a_loop_streams_its_turns_to_subscribers_tool_calls_included() {
     let seen = script.seen();
     assert!(seen.iter().all(|s| s.body["stream"] == true));
     // The streamed call's pieces made one call, whose result went back.
-    let result = seen[1].body["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let result = common::llm::last_message(&seen[1].body);
     assert_eq!(result["tool_call_id"], "c1");
     assert_eq!(
         serde_json::from_str::<Value>(result["content"].as_str().unwrap()).unwrap(),

@@ -141,12 +141,7 @@ async fn sigkill_mid_loop_never_repeats_a_committed_turn_or_a_side_effect() {
         let sizes: Vec<usize> = seen.iter().map(|s| conversation_len(&s.body)).collect();
         // Turn 1 once; turn 2 twice (its first asking was never committed); turn 3 once.
         assert_eq!(sizes, [1, 3, 3, 5], "requests by conversation length");
-        let last = seen[3].body["messages"]
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap()
-            .clone();
+        let last = common::llm::last_message(&seen[3].body);
         assert_eq!(last["tool_call_id"], "c2");
         let said = last["content"].as_str().unwrap();
         assert!(

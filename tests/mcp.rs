@@ -102,7 +102,7 @@ both_stores! {
         let msgs = seen[1].body["messages"].as_array().unwrap();
         let got = msgs.iter().find(|m| m["tool_call_id"] == "r1").unwrap();
         assert_eq!(got["content"], "alpha beta\ngamma\n");
-        let counted = seen[2].body["messages"].as_array().unwrap().last().unwrap().clone();
+        let counted = common::llm::last_message(&seen[2].body);
         assert!(counted["content"].as_str().unwrap().contains("\"words\":3"), "{counted}");
 
         // The loop recorded the tools it saw, with the server's idempotency hints.
@@ -162,12 +162,7 @@ async fn an_agent_calls_a_server_over_streamable_http() {
     let seen = seen.lock().unwrap().clone();
     // Only the allowed tool was offered.
     assert_eq!(seen[0].body["tools"].as_array().unwrap().len(), 1);
-    let last = seen[1].body["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let last = common::llm::last_message(&seen[1].body);
     assert_eq!(last["content"], "served over http\n");
     rt.shutdown().await;
     child.kill().await.unwrap();
@@ -286,24 +281,14 @@ async fn a_server_killed_mid_call_is_a_failed_call_not_a_hung_task() {
         .unwrap();
     assert_eq!(out.status, RunStatus::Succeeded, "{out:?}");
     let seen = seen.lock().unwrap().clone();
-    let died = seen[1].body["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let died = common::llm::last_message(&seen[1].body);
     let text = died["content"].as_str().unwrap();
     assert!(
         text.starts_with("error:") && text.contains("MCP server `files`") && text.contains("sleep"),
         "{text}"
     );
     // The next call started the server again.
-    let listed = seen[2].body["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let listed = common::llm::last_message(&seen[2].body);
     assert!(
         listed["content"]
             .as_str()
@@ -349,12 +334,7 @@ async fn a_third_party_filesystem_server_serves_an_agent() {
     assert_eq!(out.status, RunStatus::Succeeded, "{out:?}");
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen[0].body["tools"].as_array().unwrap().len(), 2);
-    let last = seen[1].body["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let last = common::llm::last_message(&seen[1].body);
     assert!(
         last["content"].as_str().unwrap().contains("alpha beta"),
         "{last}"

@@ -74,6 +74,15 @@ pub fn openai_answer(text: &str, prompt_tokens: u64, cached: u64) -> Reply {
     )
 }
 
+/// The last message of a request's conversation.
+pub fn last_message(body: &Value) -> Value {
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 /// The messages of a chat completion request other than the system prompt.
 pub fn conversation_len(body: &Value) -> usize {
     body["messages"]
