@@ -413,6 +413,12 @@ async fn the_agents_example_reads_notes_and_publishes_a_report() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Progress shows what the agent calls.
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        progress.contains("agent   analyse: analyst turn 1 calls mcp:files.list_files"),
+        "{progress}"
+    );
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 4);
     // The agent's instructions file is its system prompt.

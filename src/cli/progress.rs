@@ -179,6 +179,49 @@ impl Progress {
                 "  model   {task}: {} failed ({}), trying {}",
                 f.from, f.cause, f.to
             )),
+            EventData::AgentTurn(t) if !t.tool_calls.is_empty() => {
+                let tools: Vec<&str> = t.tool_calls.iter().map(|c| c.tool.as_str()).collect();
+                self.line(format!(
+                    "  agent   {task}: {} turn {} calls {}",
+                    t.of.agent,
+                    t.turn,
+                    tools.join(", ")
+                ));
+            }
+            EventData::ToolReturned(r) if r.is_error => self.line(format!(
+                "  agent   {task}: {} {}: {}",
+                r.tool,
+                r.status,
+                r.output.lines().next().unwrap_or_default()
+            )),
+            EventData::ToolApprovalRequested(a) => {
+                self.running.remove(&task);
+                self.line(format!(
+                    "  waiting {task}: {} asks to call {} {}: nofx approve|reject {} {task} --as NAME",
+                    a.of.agent,
+                    a.tool,
+                    a.input.to_string().chars().take(200).collect::<String>(),
+                    e.run_id
+                ));
+            }
+            EventData::ToolApprovalDecided(d) => self.line(format!(
+                "  {:<7} {task}: {} by {}",
+                match d.decision {
+                    ApprovalDecision::Approve => "approved",
+                    ApprovalDecision::Reject => "rejected",
+                },
+                d.tool,
+                d.by
+            )),
+            EventData::AgentFinished(f) if f.stop_reason != "answer" => self.line(format!(
+                "  agent   {task}: {} stopped ({}){}",
+                f.of.agent,
+                f.stop_reason,
+                f.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            )),
             // Amounts as the event log writes them.
             EventData::CostAlert(a) => self.line(format!(
                 "  cost    {task}: one call to {} cost ${}, above the ${} alert threshold",
