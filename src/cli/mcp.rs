@@ -2,7 +2,7 @@
 //! current directory, lists the tools agents may use with their annotations, and stops them.
 
 use super::{dir_or_default, CliResult, Failure, Global};
-use crate::mcp::{list_tools, tool_annotations, McpConfig};
+use crate::mcp::{list_tools, McpConfig};
 use clap::Subcommand;
 use serde_json::json;
 
@@ -49,7 +49,7 @@ pub async fn dispatch(g: &Global, c: McpCommand) -> CliResult {
                 if !json {
                     println!("{} ({} tools)", s.name, tools.len());
                     for t in &tools {
-                        let a = tool_annotations(t);
+                        let a = t.annotations();
                         let hints: Vec<String> =
                             ["readOnlyHint", "idempotentHint", "destructiveHint"]
                                 .iter()
@@ -75,7 +75,7 @@ pub async fn dispatch(g: &Global, c: McpCommand) -> CliResult {
                         "tool": format!("mcp:{}.{}", s.name, t.name),
                         "description": t.description,
                         "inputSchema": t.input_schema,
-                        "annotations": tool_annotations(t),
+                        "annotations": t.annotations(),
                     })).collect::<Vec<_>>(),
                 }));
             }

@@ -9,7 +9,7 @@ mod session;
 
 pub use config::{McpConfig, McpServer, McpTransport};
 pub use session::McpTool;
-pub(crate) use session::{annotations, Session};
+pub(crate) use session::Session;
 
 use crate::domain::RunId;
 use std::collections::HashMap;
@@ -111,12 +111,6 @@ pub async fn list_tools(server: &McpServer, dir: &Path) -> Result<Vec<McpTool>, 
     let tools = s.tools().to_vec();
     s.kill();
     Ok(tools)
-}
-
-/// A tool's annotations as a JSON object (`readOnlyHint`, `idempotentHint`,
-/// `destructiveHint`; `null` when the server does not say).
-pub fn tool_annotations(t: &McpTool) -> serde_json::Value {
-    annotations(t)
 }
 
 /// Makes ring the process's TLS crypto provider (once; a provider installed earlier stays).

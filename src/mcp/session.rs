@@ -39,6 +39,12 @@ impl McpTool {
     pub fn repeat_safe(&self) -> bool {
         self.idempotent == Some(true) || self.read_only == Some(true)
     }
+
+    /// Its annotations as a JSON object (`readOnlyHint`, `idempotentHint`,
+    /// `destructiveHint`; `null` when the server does not say).
+    pub fn annotations(&self) -> Value {
+        json!({"readOnlyHint": self.read_only, "idempotentHint": self.idempotent, "destructiveHint": self.destructive})
+    }
 }
 
 /// What a call gave: its text (structured content as JSON text) and whether it is an error.
@@ -364,9 +370,4 @@ fn with_tail(message: String, tail: &str) -> String {
     } else {
         format!("{message}; its stderr ends with: {tail}")
     }
-}
-
-/// A tool's annotations as `nofx mcp ls --json` shows them.
-pub(crate) fn annotations(t: &McpTool) -> Value {
-    json!({"readOnlyHint": t.read_only, "idempotentHint": t.idempotent, "destructiveHint": t.destructive})
 }

@@ -1,8 +1,8 @@
-//! Where a task's model calls report: events and usage rows go to the run's coordinator
-//! (which gives events their place in the run's log and commits usage rows with them);
-//! streamed text goes straight to live subscribers.
+//! A task's link to its run: where its model calls report (events and usage rows go to the
+//! run's coordinator, which gives events their place in the run's log and commits usage rows
+//! with them; streamed text goes straight to live subscribers), and where a reasoning loop
+//! commits its journal and finds the runtime's tools, agents and the run's MCP servers.
 
-use super::hub::EventHub;
 use super::messages::ModelActivity;
 use crate::domain::event::payload::ModelDelta;
 use crate::domain::{Correlation, Delta, EventData};
@@ -10,12 +10,14 @@ use crate::models::CallSink;
 use crate::store::ModelCallRow;
 use actix::prelude::*;
 
-/// A task's sink.
+/// A task's link to its run and runtime.
 pub(crate) struct TaskSink {
     pub coordinator: Recipient<ModelActivity>,
     pub corr: Correlation,
     pub index: usize,
-    pub hub: EventHub,
+    pub shared: std::sync::Arc<super::Shared>,
+    /// The run's workspace (where its MCP servers run).
+    pub workspace: std::path::PathBuf,
 }
 
 impl CallSink for TaskSink {
@@ -35,11 +37,11 @@ impl CallSink for TaskSink {
     }
 
     fn wants_stream(&self) -> bool {
-        self.hub.wants_deltas(self.corr.run)
+        self.shared.hub.wants_deltas(self.corr.run)
     }
 
     fn delta(&self, model: &str, text: &str) {
-        self.hub.publish_delta(Delta::new(
+        self.shared.hub.publish_delta(Delta::new(
             self.corr.run,
             self.corr.task.clone(),
             self.corr.id.clone(),
@@ -51,18 +53,9 @@ impl CallSink for TaskSink {
     }
 }
 
-/// A task's link to its run and runtime: journal rows go to the run's coordinator, which
-/// commits them with their events and answers once they are committed.
-pub(crate) struct TaskLink {
-    pub coordinator: Recipient<ModelActivity>,
-    pub corr: Correlation,
-    pub index: usize,
-    pub shared: std::sync::Arc<super::Shared>,
-    /// The run's workspace (where its MCP servers run).
-    pub workspace: std::path::PathBuf,
-}
-
-impl crate::tools::RunLink for TaskLink {
+/// Journal rows go to the run's coordinator, which commits them with their events and
+/// answers once they are committed.
+impl crate::tools::RunLink for TaskSink {
     fn commit(
         &self,
         rows: crate::store::Batch,

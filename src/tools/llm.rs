@@ -44,7 +44,7 @@ impl Structured {
 }
 
 /// Schema violations of `v`, as `pointer: message` lines.
-fn violations(validator: &jsonschema::Validator, v: &Value) -> Vec<String> {
+pub(crate) fn violations(validator: &jsonschema::Validator, v: &Value) -> Vec<String> {
     validator
         .iter_errors(v)
         .map(|e| {
@@ -54,7 +54,9 @@ fn violations(validator: &jsonschema::Validator, v: &Value) -> Vec<String> {
         .collect()
 }
 
-fn check(validator: &jsonschema::Validator, text: &str) -> Result<Value, Vec<String>> {
+/// The JSON body of a model's answer (see [`answer_body`]) when it satisfies `validator`,
+/// else what is wrong.
+pub(crate) fn check(validator: &jsonschema::Validator, text: &str) -> Result<Value, Vec<String>> {
     let v: Value = serde_json::from_str(answer_body(text))
         .map_err(|e| vec![format!("the answer is not JSON: {e}")])?;
     let errors = violations(validator, &v);

@@ -11,7 +11,7 @@ use crate::domain::time::now_ms;
 use crate::domain::{FailureKind, RunStatus, TaskStatus};
 use crate::models::Caller;
 use crate::runtime::messages::{AttemptError, Delegate, TaskAttempted, TaskStarted};
-use crate::runtime::model_sink::{TaskLink, TaskSink};
+use crate::runtime::model_sink::TaskSink;
 use crate::runtime::scoring::TaskNeeds;
 use crate::store::StoredBlob;
 use crate::tools::{Link, ModelAccess, ToolOutput};
@@ -81,6 +81,7 @@ impl Coordinator {
         // The attempt number is committed before the attempt starts, so a crash never makes
         // two attempts with one number.
         self.write_row(i);
+        let sink = self.task_sink(i, ctx);
         self.delegates.push(Delegate {
             corr: self.corr(Some(i)),
             index: i,
@@ -97,26 +98,43 @@ impl Coordinator {
                 complexity: spec.complexity,
                 parent_agent,
             },
-            models: self.model_access(i, &spec.tool, ctx),
-            link: Link(Arc::new(TaskLink {
-                coordinator: ctx.address().recipient(),
-                corr: self.corr(Some(i)),
-                index: i,
-                shared: self.s.shared.clone(),
-                workspace: self.s.workspace.clone(),
-            })),
+            models: ModelAccess::new(
+                self.s.shared.models.clone(),
+                self.caller(i, &spec.tool),
+                sink.clone(),
+            ),
+            link: Link(sink),
             reply: self.reply.clone(),
         });
     }
 
+    /// Task `i`'s link to this run (its model calls report there; its loop journals there).
+    pub(super) fn task_sink(&self, i: usize, ctx: &Context<Self>) -> Arc<TaskSink> {
+        Arc::new(TaskSink {
+            coordinator: ctx.address().recipient(),
+            corr: self.corr(Some(i)),
+            index: i,
+            shared: self.s.shared.clone(),
+            workspace: self.s.workspace.clone(),
+        })
+    }
+
     /// Model access for task `i` calling as `tool`.
     pub(super) fn model_access(&self, i: usize, tool: &str, ctx: &Context<Self>) -> ModelAccess {
+        ModelAccess::new(
+            self.s.shared.models.clone(),
+            self.caller(i, tool),
+            self.task_sink(i, ctx),
+        )
+    }
+
+    /// Who calls models for task `i` as `tool`.
+    fn caller(&self, i: usize, tool: &str) -> Caller {
         let spec = self.s.graph.task(i);
-        let corr = self.corr(Some(i));
         let agent = self.state.task(i).agent.clone();
-        let caller = Caller {
+        Caller {
             run: Some(self.s.run),
-            task: corr.task.clone(),
+            task: Some(self.state.key(i).clone()),
             correlation: self.s.corr.clone(),
             tool: tool.to_string(),
             role: agent
@@ -127,14 +145,7 @@ impl Coordinator {
             priority: spec.priority,
             capabilities: spec.capabilities.clone(),
             project: self.s.project.clone(),
-        };
-        let sink = TaskSink {
-            coordinator: ctx.address().recipient(),
-            corr,
-            index: i,
-            hub: self.s.shared.hub.clone(),
-        };
-        ModelAccess::new(self.s.shared.models.clone(), caller, Arc::new(sink))
+        }
     }
 
     /// Whether new work should wait: too many rows wait for a commit, or a checkpoint is

@@ -79,17 +79,15 @@ impl Loop<'_> {
             st.record(c.clone());
             self.run_calls(st, vec![c]).await?;
         } else {
-            c.status = CallStatus::Declined;
-            c.is_error = true;
-            c.finished_at = Some(now);
             c.duration_ms = Some(0);
-            c.result = Some(format!(
+            let why = format!(
                 "the call was declined: {}",
                 w.reason
                     .as_deref()
                     .filter(|r| !r.trim().is_empty())
                     .unwrap_or("no reason given")
-            ));
+            );
+            let c = super::calls::ended(c, CallStatus::Declined, why);
             events.push(self.returned(&c));
             rows.tool_calls.push(c.clone());
             self.commit(rows, events).await?;

@@ -5,6 +5,16 @@
 use super::offers::{Exec, Offer};
 use super::*;
 
+/// `row` with its result: its status, what the model is given (an error unless it
+/// succeeded), and when it ended.
+pub(super) fn ended(mut row: CallRecord, status: CallStatus, result: String) -> CallRecord {
+    row.is_error = status != CallStatus::Succeeded;
+    row.status = status;
+    row.result = Some(result);
+    row.finished_at = Some(crate::domain::time::now_ms());
+    row
+}
+
 impl Loop<'_> {
     pub(super) fn offer(&self, name: &str) -> Option<&Offer> {
         self.offers.iter().find(|o| o.name == name)
@@ -51,12 +61,11 @@ impl Loop<'_> {
                 .into_iter()
                 .map(|(at, m)| format!("{}: {m}", if at.is_empty() { "/" } else { &at }))
                 .collect(),
-            Exec::Agent(_) | Exec::Mcp { .. } | Exec::Gone => {
-                match jsonschema::validator_for(&offer.input_schema) {
-                    Ok(v) => violations(&v, &call.input),
-                    Err(_) => Vec::new(),
-                }
-            }
+            Exec::Agent(_) | Exec::Mcp { .. } | Exec::Gone => offer
+                .validator
+                .as_ref()
+                .map(|v| crate::tools::llm::violations(v, &call.input))
+                .unwrap_or_default(),
         };
         (!problems.is_empty()).then(|| {
             format!(
@@ -126,8 +135,8 @@ impl Loop<'_> {
         mut row: CallRecord,
     ) -> Result<CallRecord, ToolError> {
         let started = Instant::now();
-        let offer = self.offer(&row.name).cloned();
-        let (content, is_error) = match offer.map(|o| o.exec) {
+        let exec = self.offer(&row.name).map(|o| o.exec.clone());
+        let (content, is_error) = match exec {
             None | Some(Exec::Gone) => (
                 format!(
                     "the tool `{}` is no longer available in this runtime",
@@ -140,15 +149,12 @@ impl Loop<'_> {
             Some(Exec::Mcp { server, tool }) => self.run_mcp(&server, &tool, &row).await,
         };
         row.duration_ms = Some(started.elapsed().as_millis() as i64);
-        row.finished_at = Some(crate::domain::time::now_ms());
-        row.status = if is_error {
+        let status = if is_error {
             CallStatus::Failed
         } else {
             CallStatus::Succeeded
         };
-        row.result = Some(content);
-        row.is_error = is_error;
-        Ok(row)
+        Ok(ended(row, status, content))
     }
 
     /// Runs a tool of the registry; `Err` only when the whole loop must stop (budget,
@@ -299,19 +305,17 @@ impl Loop<'_> {
         let mut repeat = Vec::new();
         let mut rows = crate::store::Batch::default();
         let mut events = Vec::new();
-        for mut c in pending {
+        for c in pending {
             let idempotent = self.offer(&c.name).is_some_and(|o| o.idempotent);
             if idempotent {
                 repeat.push(c);
                 continue;
             }
-            c.status = CallStatus::Uncertain;
-            c.is_error = true;
-            c.finished_at = Some(crate::domain::time::now_ms());
-            c.result = Some(format!(
+            let why = format!(
                 "error: this call was interrupted before its result was recorded, and `{}` is not idempotent, so it was not run again. Its effect is unknown: check before calling it again.",
                 c.tool.as_deref().unwrap_or(&c.name)
-            ));
+            );
+            let c = ended(c, CallStatus::Uncertain, why);
             events.push(self.returned(&c));
             rows.tool_calls.push(c.clone());
             st.record(c);
@@ -345,14 +349,10 @@ impl Loop<'_> {
                 let (done, stop) = match self.run_call(snapshot, c.clone()).await {
                     Ok(done) => (done, None),
                     // The call would pass the run's budget: it failed, and the loop stops.
-                    Err(ToolError::Budget(why)) => {
-                        let mut row = c;
-                        row.status = CallStatus::Failed;
-                        row.is_error = true;
-                        row.result = Some(format!("error: {why}"));
-                        row.finished_at = Some(crate::domain::time::now_ms());
-                        (row, Some(ToolError::Budget(why)))
-                    }
+                    Err(ToolError::Budget(why)) => (
+                        ended(c, CallStatus::Failed, format!("error: {why}")),
+                        Some(ToolError::Budget(why)),
+                    ),
                     Err(e) => return Err(e),
                 };
                 let mut rows = crate::store::Batch::default();

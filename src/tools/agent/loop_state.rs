@@ -5,7 +5,6 @@
 use super::{results_message, Outcome, StopReason};
 use crate::models::{Message, Role};
 use crate::store::{CallRecord, LoopRecord, TurnRecord};
-use serde_json::Value;
 
 pub(super) struct LoopState {
     pub rec: LoopRecord,
@@ -68,16 +67,12 @@ impl LoopState {
         out
     }
 
-    pub fn outcome(
-        &self,
-        stop: StopReason,
-        answer: Option<Value>,
-        error: Option<String>,
-    ) -> Outcome {
+    /// How the loop ended, as its (finished) record says.
+    pub fn outcome(&self) -> Outcome {
         Outcome {
-            stop,
-            answer,
-            error,
+            stop: StopReason::parse(self.rec.stop_reason.as_deref()),
+            answer: self.rec.answer.clone(),
+            error: self.rec.error.clone(),
             turns: self.turns.len() as u32,
             tool_calls: self.calls.len() as u32,
             input_tokens: self.turns.iter().map(|t| t.input_tokens).sum(),

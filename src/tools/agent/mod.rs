@@ -21,7 +21,7 @@ mod turns;
 use super::{Tool, ToolContext, ToolError, ToolOutput};
 use crate::domain::event::payload::{AgentFinished, AskedCall, LoopRef, ToolCalled, ToolReturned};
 use crate::domain::{AgentSpec, EventData};
-use crate::models::{answer_body, Ask, CallError, Message, ToolCall, ToolResult};
+use crate::models::{Ask, CallError, Message, ToolCall, ToolResult};
 use crate::store::{CallRecord, CallStatus, LoopRecord, LoopStatus, TurnRecord};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
@@ -63,6 +63,16 @@ impl StopReason {
             Self::MaxTurns => "max_turns",
             Self::Budget => "budget",
             Self::Error => "error",
+        }
+    }
+
+    /// A stored stop reason (an unknown or missing one reads as `error`).
+    fn parse(s: Option<&str>) -> Self {
+        match s {
+            Some("answer") => Self::Answer,
+            Some("max_turns") => Self::MaxTurns,
+            Some("budget") => Self::Budget,
+            _ => Self::Error,
         }
     }
 }
@@ -111,16 +121,6 @@ fn event_value(v: &Value) -> Value {
     } else {
         Value::String(cut(&text, EVENT_TEXT))
     }
-}
-
-fn violations(validator: &jsonschema::Validator, v: &Value) -> Vec<String> {
-    validator
-        .iter_errors(v)
-        .map(|e| {
-            let at = e.instance_path.to_string();
-            format!("{}: {e}", if at.is_empty() { "/".into() } else { at })
-        })
-        .collect()
 }
 
 fn journal_lost() -> ToolError {
@@ -183,31 +183,20 @@ async fn run_loop(ctx: &ToolContext, spec: AgentSpec, req: Request) -> Result<Ou
         .transpose()?;
     let depth = req.child.as_ref().map_or(0, |c| c.depth);
     let (mut st, offers) = match existing {
-        Some(rec) if rec.status == LoopStatus::Running => {
-            let journal = link
-                .store()
-                .loop_journal(&rec.id)
-                .await
-                .map_err(|e| ToolError::Io(e.to_string()))?;
-            let offers = offers::from_record(&rec.tools, link.tools(), link.agents());
-            (LoopState::resumed(rec, journal), offers)
-        }
-        Some(rec) if req.child.is_some() => {
-            // A sub-agent's loop that finished: its answer stands.
+        // A running loop resumes; a sub-agent's finished loop stands (its answer is the
+        // call's result).
+        Some(rec) if rec.status == LoopStatus::Running || req.child.is_some() => {
             let journal = link
                 .store()
                 .loop_journal(&rec.id)
                 .await
                 .map_err(|e| ToolError::Io(e.to_string()))?;
             let st = LoopState::resumed(rec, journal);
-            let stop = match st.rec.stop_reason.as_deref() {
-                Some("answer") => StopReason::Answer,
-                Some("max_turns") => StopReason::MaxTurns,
-                Some("budget") => StopReason::Budget,
-                _ => StopReason::Error,
-            };
-            let (answer, error) = (st.rec.answer.clone(), st.rec.error.clone());
-            return Ok(st.outcome(stop, answer, error));
+            if st.rec.status == LoopStatus::Finished {
+                return Ok(st.outcome());
+            }
+            let offers = offers::from_record(&st.rec.tools, link.tools(), link.agents());
+            (st, offers)
         }
         _ => {
             let mut patterns = spec.tools.clone();

@@ -38,6 +38,14 @@ pub(crate) struct Offer {
     /// Whether a call interrupted by a crash may run again.
     pub idempotent: bool,
     pub exec: Exec,
+    /// The compiled input schema of a tool outside the registry (the registry compiles its
+    /// own); `None` when it does not compile (the call is then not checked here).
+    pub validator: Option<Arc<jsonschema::Validator>>,
+}
+
+/// The validator of `schema`, compiled once for every call of an offer.
+fn compiled(schema: &Value) -> Option<Arc<jsonschema::Validator>> {
+    jsonschema::validator_for(schema).ok().map(Arc::new)
 }
 
 impl Offer {
@@ -199,6 +207,7 @@ pub(crate) async fn resolve(
                         server: server.to_string(),
                         tool: t.name.clone(),
                     },
+                    validator: compiled(&t.input_schema),
                 });
             }
             continue;
@@ -224,6 +233,7 @@ pub(crate) async fn resolve(
                 // Its own journal makes a repeat a resume.
                 idempotent: true,
                 exec: Exec::Agent(a.id.clone()),
+                validator: compiled(&agent_schema()),
             });
         } else {
             let Some(t) = tools.get(p) else {
@@ -240,6 +250,7 @@ pub(crate) async fn resolve(
                 input_schema: t.input_schema(),
                 idempotent: t.idempotent(),
                 exec: Exec::Local(t),
+                validator: None,
             });
         }
     }
@@ -272,6 +283,10 @@ pub(crate) fn from_record(
             } else {
                 tools.get(&tool).map_or(Exec::Gone, Exec::Local)
             };
+            let validator = match exec {
+                Exec::Local(_) => None,
+                _ => compiled(&o["inputSchema"]),
+            };
             Offer {
                 name: o["name"].as_str().unwrap_or_default().to_string(),
                 tool,
@@ -279,6 +294,7 @@ pub(crate) fn from_record(
                 input_schema: o["inputSchema"].clone(),
                 idempotent: o["idempotent"].as_bool().unwrap_or(false),
                 exec,
+                validator,
             }
         })
         .collect()

@@ -18,6 +18,29 @@ impl Loop<'_> {
             .map_err(|_| journal_lost())
     }
 
+    /// Marks the loop finished as `stop`; returns its row and `agent.finished`, to commit.
+    fn end(
+        &self,
+        st: &mut LoopState,
+        stop: StopReason,
+        answer: Option<Value>,
+        error: Option<String>,
+    ) -> (LoopRecord, EventData) {
+        st.rec.status = LoopStatus::Finished;
+        st.rec.stop_reason = Some(stop.as_str().to_string());
+        st.rec.answer = answer;
+        st.rec.error = error.clone();
+        st.rec.finished_at = Some(crate::domain::time::now_ms());
+        let event = EventData::AgentFinished(AgentFinished {
+            of: self.of.clone(),
+            stop_reason: stop.as_str().to_string(),
+            turns: st.turns.len() as u32,
+            tool_calls: st.calls.len() as u32,
+            error,
+        });
+        (st.rec.clone(), event)
+    }
+
     /// Commits the end of the loop with `agent.finished`.
     pub(super) async fn finish(
         &self,
@@ -26,22 +49,11 @@ impl Loop<'_> {
         answer: Option<Value>,
         error: Option<String>,
     ) -> Result<Outcome, ToolError> {
-        st.rec.status = LoopStatus::Finished;
-        st.rec.stop_reason = Some(stop.as_str().to_string());
-        st.rec.answer = answer.clone();
-        st.rec.error = error.clone();
-        st.rec.finished_at = Some(crate::domain::time::now_ms());
+        let (rec, event) = self.end(st, stop, answer, error);
         let mut rows = crate::store::Batch::default();
-        rows.agent_loops.push(st.rec.clone());
-        let event = EventData::AgentFinished(AgentFinished {
-            of: self.of.clone(),
-            stop_reason: stop.as_str().to_string(),
-            turns: st.turns.len() as u32,
-            tool_calls: st.calls.len() as u32,
-            error: error.clone(),
-        });
+        rows.agent_loops.push(rec);
         self.commit(rows, vec![event]).await?;
-        Ok(st.outcome(stop, answer, error))
+        Ok(st.outcome())
     }
 
     /// A call that would pass the run's budget (a model tool the loop called) ends the loop
@@ -52,12 +64,19 @@ impl Loop<'_> {
         r: Result<(), ToolError>,
     ) -> Result<(), ToolError> {
         match r {
-            Err(ToolError::Budget(why)) => {
-                self.finish(st, StopReason::Budget, None, Some(why.clone()))
-                    .await?;
-                Err(ToolError::Budget(why))
-            }
+            Err(ToolError::Budget(why)) => Err(self.out_of_budget(st, why).await),
             other => other,
+        }
+    }
+
+    /// Ends the loop as `budget`; the error that stops the run.
+    async fn out_of_budget(&self, st: &mut LoopState, why: String) -> ToolError {
+        match self
+            .finish(st, StopReason::Budget, None, Some(why.clone()))
+            .await
+        {
+            Ok(_) => ToolError::Budget(why),
+            Err(e) => e,
         }
     }
 
@@ -87,10 +106,7 @@ impl Loop<'_> {
             let answer = match self.ctx.models.complete(&ask).await {
                 Ok(a) => a,
                 Err(CallError::Budget(b)) => {
-                    let why = b.to_string();
-                    self.finish(st, StopReason::Budget, None, Some(why.clone()))
-                        .await?;
-                    return Err(ToolError::Budget(why));
+                    return Err(self.out_of_budget(st, b.to_string()).await)
                 }
                 Err(e) => {
                     let why = e.to_string();
@@ -132,17 +148,9 @@ impl Loop<'_> {
                 // model is told why, and that counts as a turn.
                 let verdict = match &self.output_schema {
                     None => Ok(Value::String(answer.text.clone())),
-                    Some(v) => match serde_json::from_str::<Value>(answer_body(&answer.text)) {
-                        Err(e) => Err(format!("Your final answer is not JSON ({e}). Reply with only one JSON value that satisfies the required JSON Schema.")),
-                        Ok(json) => {
-                            let errors = violations(v, &json);
-                            if errors.is_empty() {
-                                Ok(json)
-                            } else {
-                                Err(format!("Your final answer does not satisfy the required JSON Schema:\n- {}\nReply with only the corrected JSON.", errors.join("\n- ")))
-                            }
-                        }
-                    },
+                    Some(v) => crate::tools::llm::check(v, &answer.text).map_err(|errors| {
+                        format!("Your final answer does not satisfy the required JSON Schema:\n- {}\nReply with only one JSON value that satisfies it.", errors.join("\n- "))
+                    }),
                 };
                 record.feedback = verdict.as_ref().err().cloned();
                 rows.agent_turns.push(record.clone());
@@ -151,20 +159,11 @@ impl Loop<'_> {
                     Ok(value) => {
                         // The turn and the loop's end commit together.
                         st.turns.push(record);
-                        st.rec.status = LoopStatus::Finished;
-                        st.rec.stop_reason = Some(StopReason::Answer.as_str().to_string());
-                        st.rec.answer = Some(value.clone());
-                        st.rec.finished_at = Some(crate::domain::time::now_ms());
-                        rows.agent_loops.push(st.rec.clone());
-                        events.push(EventData::AgentFinished(AgentFinished {
-                            of: self.of.clone(),
-                            stop_reason: StopReason::Answer.as_str().to_string(),
-                            turns: st.turns.len() as u32,
-                            tool_calls: st.calls.len() as u32,
-                            error: None,
-                        }));
+                        let (rec, finished) = self.end(st, StopReason::Answer, Some(value), None);
+                        rows.agent_loops.push(rec);
+                        events.push(finished);
                         self.commit(rows, events).await?;
-                        return Ok(st.outcome(StopReason::Answer, Some(value), None));
+                        return Ok(st.outcome());
                     }
                     Err(_) => {
                         self.commit(rows, events).await?;
@@ -194,12 +193,12 @@ impl Loop<'_> {
                 };
                 match refusal {
                     Some(why) => {
-                        row.status = CallStatus::Failed;
-                        row.is_error = true;
-                        row.result = Some(format!("error: {why}"));
-                        row.finished_at = Some(record.at);
                         row.duration_ms = Some(0);
-                        refused.push(row);
+                        refused.push(super::calls::ended(
+                            row,
+                            CallStatus::Failed,
+                            format!("error: {why}"),
+                        ));
                     }
                     None if row.tool.as_deref().is_some_and(|t| self.needs_approval(t)) => {
                         row.status = CallStatus::Waiting;
