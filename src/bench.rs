@@ -96,6 +96,7 @@ fn echo(id: String, deps: Vec<String>) -> TaskSpec {
         gates: Vec::new(),
         retry: Default::default(),
         timeout_s: None,
+        decompose: None,
     }
 }
 

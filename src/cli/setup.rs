@@ -132,15 +132,32 @@ pub fn builder(g: &Global, default_policy: CommandPolicy) -> Result<RuntimeBuild
             })
         }),
     );
+    let limits = keep(
+        p,
+        dir_or_default(&g.policies, "policies").and_then(|dir| {
+            Ok(match dir {
+                Some(dir) => config::load_limits(&dir)?,
+                None => Default::default(),
+            })
+        }),
+    );
     let models = keep(p, load_models(g));
     let mcp = keep(p, super::mcp::load_mcp(g));
-    let (Some(ttl), Some(agents), Some(policy), Some(checkpoints), Some(models), Some(mcp)) =
-        (ttl, agents, policy, checkpoints, models, mcp)
+    let (
+        Some(ttl),
+        Some(agents),
+        Some(policy),
+        Some(checkpoints),
+        Some(limits),
+        Some(models),
+        Some(mcp),
+    ) = (ttl, agents, policy, checkpoints, limits, models, mcp)
     else {
         return Err(Failure::Input(problems.join("\n")));
     };
     Ok(Runtime::builder()
         .checkpoint_policy(checkpoints)
+        .limits(limits)
         .data_dir(g.data_dir.clone())
         .database_url(store_url(g))
         .agents(agents)

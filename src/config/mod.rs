@@ -110,3 +110,35 @@ pub fn load_checkpoint_policy(
         .map_err(|e| ConfigErrors(vec![e]))?;
     parse_toml(&text, &file).map_err(ConfigErrors)
 }
+
+const SHIPPED_LIMITS: &str = include_str!("../../policies/limits.toml");
+
+/// Loads `limits.toml` (`max_depth`, `max_subtasks`, `max_for_each`, `max_tasks`) from a
+/// policies directory: how far and how wide tasks may decompose. Without the file, the
+/// shipped one.
+///
+/// # Errors
+/// A syntax error, unknown key, wrong type or a limit of 0, naming file and line.
+pub fn load_limits(dir: &Path) -> Result<crate::domain::plan::Limits, ConfigErrors> {
+    let (text, file) =
+        read_policy(Some(dir), "limits.toml", SHIPPED_LIMITS).map_err(|e| ConfigErrors(vec![e]))?;
+    let limits: crate::domain::plan::Limits = parse_toml(&text, &file).map_err(ConfigErrors)?;
+    let zero: Vec<ConfigIssue> = limits
+        .named()
+        .into_iter()
+        .filter(|(_, v)| *v == 0)
+        .map(|(name, _)| ConfigIssue {
+            file: file.clone(),
+            line: text
+                .find(&format!("{name} ="))
+                .or_else(|| text.find(name))
+                .map(|at| line_at(&text, at)),
+            message: format!("`{name}` must be at least 1"),
+        })
+        .collect();
+    if zero.is_empty() {
+        Ok(limits)
+    } else {
+        Err(ConfigErrors(zero))
+    }
+}

@@ -31,11 +31,15 @@ pub enum FailureKind {
     Unavailable,
     /// A person rejected the task's result.
     Rejected,
+    /// A decomposition would pass a limit of `limits.toml` (depth, subtasks, tasks of a run).
+    LimitExceeded,
+    /// A subtask repeats the decomposition of a task on its ancestor chain.
+    DelegationCycle,
 }
 
 impl FailureKind {
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::Tool,
         Self::Gate,
         Self::Timeout,
@@ -47,6 +51,8 @@ impl FailureKind {
         Self::BudgetExceeded,
         Self::Unavailable,
         Self::Rejected,
+        Self::LimitExceeded,
+        Self::DelegationCycle,
     ];
 
     /// The text stored and shown.
@@ -63,6 +69,8 @@ impl FailureKind {
             Self::BudgetExceeded => "budget_exceeded",
             Self::Unavailable => "unavailable",
             Self::Rejected => "rejected",
+            Self::LimitExceeded => "limit_exceeded",
+            Self::DelegationCycle => "delegation_cycle",
         }
     }
 

@@ -1,8 +1,10 @@
 //! The `TaskGraph`: a plan's tasks as a petgraph `DiGraph` (edges from a dependency to its
-//! dependent), built once the plan is checked (`plan::validate`), and its cycles.
+//! dependent), built once the plan is checked (`plan::validate`), and its cycles. A run's
+//! graph grows as tasks decompose: subtasks are appended after every task there is, with
+//! edges only among siblings (their other dependencies have succeeded before they exist).
 
 use crate::domain::ids::TaskKey;
-use crate::domain::plan::{Complexity, GateSpec, Plan, Priority, RetryPolicy};
+use crate::domain::plan::{Complexity, Decompose, GateSpec, Plan, Priority, RetryPolicy, TaskSpec};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 use serde_json::{Map, Value};
@@ -31,17 +33,24 @@ pub struct Task {
     pub gates: Vec<GateSpec>,
     /// Retry policy.
     pub retry: RetryPolicy,
-    /// Deadline of one attempt.
+    /// Deadline of one attempt (of the whole sub-plan, for a decomposed task).
     pub timeout: Option<Duration>,
+    /// The task it is a subtask of.
+    pub parent: Option<usize>,
+    /// 0 for a task of the plan, its parent's depth + 1 for a subtask.
+    pub depth: u32,
 }
 
-/// The validated DAG of a plan.
+/// The validated DAG of a plan, with the subtasks of its decompositions so far.
 #[derive(Debug, Clone)]
 pub struct TaskGraph {
     plan: std::sync::Arc<Plan>,
     graph: DiGraph<usize, ()>,
     tasks: Vec<Task>,
     by_key: HashMap<TaskKey, usize>,
+    /// Specs of the subtasks (ids `PARENT.CHILD`, references rewritten to full ids), from
+    /// index `plan.tasks.len()` on.
+    added: Vec<TaskSpec>,
 }
 
 impl TaskGraph {
@@ -73,7 +82,92 @@ impl TaskGraph {
             graph,
             tasks,
             by_key,
+            added: Vec::new(),
         })
+    }
+
+    /// Appends the subtasks of task `parent` (ids `PARENT.CHILD`, `depends_on` listing every
+    /// dependency by full id: earlier tasks or siblings), at the next indices. Returns the
+    /// first new index.
+    ///
+    /// # Errors
+    /// A dependency that names no task; nothing is appended.
+    pub fn append(&mut self, parent: usize, subtasks: Vec<TaskSpec>) -> Result<usize, String> {
+        let first = self.tasks.len();
+        let depth = self.tasks[parent].depth + 1;
+        let local: HashMap<&str, usize> = subtasks
+            .iter()
+            .enumerate()
+            .map(|(n, s)| (s.id.as_str(), first + n))
+            .collect();
+        let mut tasks = Vec::with_capacity(subtasks.len());
+        for (n, spec) in subtasks.iter().enumerate() {
+            let mut deps = Vec::with_capacity(spec.depends_on.len());
+            for d in &spec.depends_on {
+                match local.get(d.as_str()).copied().or_else(|| self.index_of(d)) {
+                    Some(j) => deps.push(j),
+                    None => return Err(format!("subtask `{}` depends on unknown task `{d}`", spec.id)),
+                }
+            }
+            tasks.push(Task {
+                index: first + n,
+                key: TaskKey::from_trusted(spec.id.clone()),
+                tool: spec.tool_name().to_string(),
+                deps,
+                capabilities: spec.capabilities.clone(),
+                complexity: spec.complexity,
+                priority: spec.priority,
+                gates: spec.gates.clone(),
+                retry: spec.retry,
+                timeout: spec
+                    .timeout_s
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .map(Duration::from_secs_f64),
+                parent: Some(parent),
+                depth,
+            });
+        }
+        for t in tasks {
+            self.graph.add_node(t.index);
+            self.by_key.insert(t.key.clone(), t.index);
+            self.tasks.push(t);
+        }
+        for t in &self.tasks[first..] {
+            for &d in &t.deps {
+                self.graph
+                    .add_edge(NodeIndex::new(d), NodeIndex::new(t.index), ());
+            }
+        }
+        self.added.extend(subtasks);
+        Ok(first)
+    }
+
+    /// The spec of the task at `index`: the plan's, or the subtask's as decomposed.
+    ///
+    /// # Panics
+    /// When `index` is out of range; indices come from this graph.
+    pub fn spec(&self, index: usize) -> &TaskSpec {
+        let n = self.plan.tasks.len();
+        if index < n {
+            &self.plan.tasks[index]
+        } else {
+            &self.added[index - n]
+        }
+    }
+
+    /// How the task at `index` decomposes, when it does.
+    pub fn decompose(&self, index: usize) -> Option<&Decompose> {
+        self.spec(index).decompose.as_deref()
+    }
+
+    /// The task at `index` and its ancestors, nearest first.
+    pub fn ancestry(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
+        std::iter::successors(Some(index), |&i| self.tasks[i].parent)
+    }
+
+    /// The plan the graph was built from.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
     /// The tasks in plan order.
@@ -95,7 +189,7 @@ impl TaskGraph {
     /// # Panics
     /// When `index` is out of range; indices come from this graph.
     pub fn inputs(&self, index: usize) -> &Map<String, Value> {
-        &self.plan.tasks[index].inputs
+        &self.spec(index).inputs
     }
 
     /// The index of a task id.
@@ -125,6 +219,22 @@ impl TaskGraph {
     pub fn in_degrees(&self) -> Vec<u32> {
         self.tasks.iter().map(|t| t.deps.len() as u32).collect()
     }
+}
+
+/// Every dependency cycle among `tasks` (a list checked apart from any graph), each as task
+/// indices.
+pub(crate) fn cycles_among(tasks: &[Task]) -> Vec<Vec<usize>> {
+    let mut graph = DiGraph::with_capacity(tasks.len(), tasks.len());
+    let node_of: HashMap<usize, NodeIndex> =
+        tasks.iter().map(|t| (t.index, graph.add_node(t.index))).collect();
+    for t in tasks {
+        for d in &t.deps {
+            if let Some(&from) = node_of.get(d) {
+                graph.add_edge(from, node_of[&t.index], ());
+            }
+        }
+    }
+    cycles(&graph)
 }
 
 /// Every dependency cycle, each as task indices in edge order starting from its first task

@@ -1,4 +1,5 @@
-//! References inside task inputs: `${inputs.NAME}` and `${tasks.ID.outputs.PATH}`.
+//! References inside task inputs: `${inputs.NAME}`, `${tasks.ID.outputs.PATH}` (a
+//! subtask's ID is dotted, `PARENT.CHILD`) and, inside a `for_each` template, `${item.NAME}`.
 //! Anything else in `${…}` (a shell's `${HOME}`) is left as written; `$${` writes `${`.
 //! A string that is exactly one reference takes the referenced value with its type; a
 //! reference inside longer text is written into the text.
@@ -15,6 +16,13 @@ pub enum Reference {
         /// The task id.
         task: String,
         /// Dotted path into its outputs; numbers index arrays.
+        path: Vec<String>,
+    },
+    /// `${item.NAME.PATH}`: the item of a `for_each` subtask.
+    Item {
+        /// The item's name (`as`).
+        name: String,
+        /// Dotted path into the item.
         path: Vec<String>,
     },
 }
@@ -47,20 +55,32 @@ fn parse_inner(inner: &str) -> Result<Option<Reference>, BadReference> {
         return Ok(Some(Reference::Input(name.to_string())));
     }
     if let Some(rest) = inner.strip_prefix("tasks.") {
-        let mut parts = rest.split('.');
-        let task = parts.next().unwrap_or_default();
-        if task.is_empty() {
+        let parts: Vec<&str> = rest.split('.').collect();
+        // The task id runs up to the first `outputs` after at least one segment.
+        let Some(at) = parts.iter().skip(1).position(|p| *p == "outputs").map(|p| p + 1) else {
+            return Err(bad("expected `${tasks.ID.outputs.PATH}`"));
+        };
+        if parts[..at].iter().any(|p| p.is_empty()) {
             return Err(bad("expected `${tasks.ID.outputs.PATH}`"));
         }
-        if parts.next() != Some("outputs") {
-            return Err(bad("expected `${tasks.ID.outputs.PATH}`"));
-        }
-        let path: Vec<String> = parts.map(str::to_string).collect();
+        let path: Vec<String> = parts[at + 1..].iter().map(|p| p.to_string()).collect();
         if path.iter().any(String::is_empty) {
             return Err(bad("the output path has an empty segment"));
         }
         return Ok(Some(Reference::TaskOutput {
-            task: task.to_string(),
+            task: parts[..at].join("."),
+            path,
+        }));
+    }
+    if let Some(rest) = inner.strip_prefix("item.") {
+        let mut parts = rest.split('.');
+        let name = parts.next().unwrap_or_default();
+        let path: Vec<String> = parts.map(str::to_string).collect();
+        if name.is_empty() || path.iter().any(String::is_empty) {
+            return Err(bad("expected `${item.NAME}` or `${item.NAME.PATH}`"));
+        }
+        return Ok(Some(Reference::Item {
+            name: name.to_string(),
             path,
         }));
     }
@@ -168,6 +188,17 @@ pub enum ResolveError {
     /// The task has not succeeded, so it has no outputs.
     #[error("`${{tasks.{0}.outputs…}}`: task `{0}` has no outputs")]
     NoOutputs(String),
+    /// `${item…}` outside a `for_each` subtask, or naming another item.
+    #[error("`${{item.{0}…}}` names no item here")]
+    UnknownItem(String),
+    /// The item has nothing at that path.
+    #[error("`${{item.{name}.{path}}}`: the item has nothing at `{path}`")]
+    MissingItemPath {
+        /// The item's name.
+        name: String,
+        /// The dotted path.
+        path: String,
+    },
 }
 
 /// Looks up what references point at.
@@ -176,6 +207,21 @@ pub trait Lookup {
     fn input(&self, name: &str) -> Option<&Value>;
     /// The outputs of a succeeded task.
     fn outputs(&self, task: &str) -> Option<&Value>;
+    /// The item called `name` (inside a `for_each` subtask).
+    fn item(&self, _name: &str) -> Option<&Value> {
+        None
+    }
+}
+
+fn walk_path<'v>(mut cur: &'v Value, path: &[String]) -> Option<&'v Value> {
+    for seg in path {
+        cur = match cur {
+            Value::Object(m) => m.get(seg),
+            Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        }?;
+    }
+    Some(cur)
 }
 
 fn lookup_ref(r: &Reference, ctx: &dyn Lookup) -> Result<Value, ResolveError> {
@@ -185,21 +231,26 @@ fn lookup_ref(r: &Reference, ctx: &dyn Lookup) -> Result<Value, ResolveError> {
             .cloned()
             .ok_or_else(|| ResolveError::UnknownInput(name.clone())),
         Reference::TaskOutput { task, path } => {
-            let mut cur = ctx
+            let outputs = ctx
                 .outputs(task)
                 .ok_or_else(|| ResolveError::NoOutputs(task.clone()))?;
-            for seg in path {
-                let next = match cur {
-                    Value::Object(m) => m.get(seg),
-                    Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
-                    _ => None,
-                };
-                cur = next.ok_or_else(|| ResolveError::MissingOutput {
+            walk_path(outputs, path)
+                .cloned()
+                .ok_or_else(|| ResolveError::MissingOutput {
                     task: task.clone(),
                     path: path.join("."),
-                })?;
-            }
-            Ok(cur.clone())
+                })
+        }
+        Reference::Item { name, path } => {
+            let item = ctx
+                .item(name)
+                .ok_or_else(|| ResolveError::UnknownItem(name.clone()))?;
+            walk_path(item, path)
+                .cloned()
+                .ok_or_else(|| ResolveError::MissingItemPath {
+                    name: name.clone(),
+                    path: path.join("."),
+                })
         }
     }
 }
@@ -260,6 +311,62 @@ pub fn inputs_only(r: &Reference) -> bool {
     matches!(r, Reference::Input(_))
 }
 
+/// Accepts only `${item…}`: the pass that makes a `for_each` subtask from its template.
+pub fn items_only(r: &Reference) -> bool {
+    matches!(r, Reference::Item { .. })
+}
+
+/// `value` with every `${` in its strings written `$${`: data put where references are read
+/// (an item of a `for_each`) stays data.
+pub fn escaped(value: Value) -> Value {
+    match value {
+        Value::String(s) if s.contains("${") => Value::String(s.replace("${", "$${")),
+        Value::Array(items) => Value::Array(items.into_iter().map(escaped).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, escaped(v))).collect()),
+        other => other,
+    }
+}
+
+/// `value` with the task id of every `${tasks.ID…}` replaced by what `rename` gives (kept
+/// when it gives nothing); everything else, escapes included, as written.
+///
+/// # Errors
+/// The first malformed reference.
+pub fn rename_tasks(
+    value: &Value,
+    rename: &dyn Fn(&str) -> Option<String>,
+) -> Result<Value, BadReference> {
+    Ok(match value {
+        Value::String(s) if s.contains('$') => {
+            let mut out = String::with_capacity(s.len() + 16);
+            for p in pieces(s)? {
+                match p {
+                    Piece::Text(t) => out.push_str(t),
+                    Piece::Literal => out.push_str("$${"),
+                    Piece::Ref(Reference::TaskOutput { task, path }) => {
+                        let task = rename(&task).unwrap_or(task);
+                        out.push_str(&render(&Reference::TaskOutput { task, path }));
+                    }
+                    Piece::Ref(r) => out.push_str(&render(&r)),
+                }
+            }
+            Value::String(out)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| rename_tasks(v, rename))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), rename_tasks(v, rename)?)))
+                .collect::<Result<_, BadReference>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
 fn resolve_str(
     s: &str,
     ctx: &dyn Lookup,
@@ -297,6 +404,8 @@ fn render(r: &Reference) -> String {
         Reference::TaskOutput { task, path } => {
             format!("${{tasks.{task}.outputs.{}}}", path.join("."))
         }
+        Reference::Item { name, path } if path.is_empty() => format!("${{item.{name}}}"),
+        Reference::Item { name, path } => format!("${{item.{name}.{}}}", path.join(".")),
     }
 }
 
@@ -378,6 +487,35 @@ mod tests {
         assert_eq!(v, json!("100:${tasks.gen.outputs.stdout}:$${x}"));
         let v = resolve(&v, &ctx(), all).unwrap();
         assert_eq!(v, json!("100:ok\n:${x}"));
+    }
+
+    #[test]
+    fn subtask_ids_are_dotted_and_items_have_paths() {
+        let refs = references("${tasks.p.c.outputs.x.0} ${item.file.name}").unwrap();
+        assert_eq!(
+            refs,
+            vec![
+                Reference::TaskOutput {
+                    task: "p.c".into(),
+                    path: vec!["x".into(), "0".into()]
+                },
+                Reference::Item {
+                    name: "file".into(),
+                    path: vec!["name".into()]
+                }
+            ]
+        );
+        assert!(references("${tasks.outputs.outputs}").is_ok());
+        assert!(references("${tasks.a..b.outputs}").is_err());
+        let renamed = rename_tasks(
+            &json!({"a": ["${tasks.b.outputs.x}-$${k} ${inputs.n}"]}),
+            &|t| (t == "b").then(|| "p.b".to_string()),
+        )
+        .unwrap();
+        assert_eq!(
+            renamed,
+            json!({"a": ["${tasks.p.b.outputs.x}-$${k} ${inputs.n}"]})
+        );
     }
 
     #[test]

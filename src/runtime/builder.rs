@@ -33,6 +33,8 @@ pub struct Options {
     pub fleet: bool,
     /// How often a fleet node looks for runs to claim.
     pub claim_every: Duration,
+    /// How far and how wide tasks may decompose.
+    pub limits: crate::domain::plan::Limits,
 }
 
 impl Default for Options {
@@ -44,6 +46,7 @@ impl Default for Options {
             checkpoints: crate::domain::plan::CheckpointPolicy::default(),
             fleet: false,
             claim_every: Duration::from_millis(250),
+            limits: crate::domain::plan::Limits::default(),
         }
     }
 }
@@ -224,6 +227,14 @@ impl RuntimeBuilder {
     /// live node is less loaded; then it is stored for that node to claim.
     pub fn fleet(mut self, on: bool) -> Self {
         self.options.fleet = on;
+        self
+    }
+
+    /// How far and how wide tasks may decompose (default: depth 3, 1,000 subtasks a
+    /// decomposition, 10,000 a `for_each`, 100,000 tasks a run).
+    #[must_use]
+    pub fn limits(mut self, limits: crate::domain::plan::Limits) -> Self {
+        self.options.limits = limits;
         self
     }
 

@@ -107,7 +107,7 @@ fn input_refs(spec: &Value) -> HashSet<String> {
         .into_iter()
         .filter_map(|(_, r)| match r {
             Reference::Input(name) => Some(name),
-            Reference::TaskOutput { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -352,6 +352,8 @@ impl Runtime {
                         started_at: None,
                         finished_at: None,
                         restored_from: Some(cp.id.clone()),
+                        parent_task_id: None,
+                        depth: 0,
                     });
                 }
                 None => rerun.push(t.key.to_string()),

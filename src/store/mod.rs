@@ -7,6 +7,7 @@ pub use artifacts::{find_artifact, ArtifactLookup};
 mod batch;
 mod checkpoints;
 mod commands;
+mod decompositions;
 mod events;
 mod gc;
 #[cfg(feature = "server")]
@@ -26,6 +27,7 @@ mod waits;
 pub use crate::blobs::{BlobError, Blobs, StoredBlob};
 pub(crate) use batch::{Batch, Fences};
 pub use checkpoints::CheckpointRow;
+pub use decompositions::DecompositionRow;
 pub(crate) use commands::CommandKind;
 pub use gc::{ExpiredRun, RunRows};
 #[cfg(feature = "server")]

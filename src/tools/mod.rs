@@ -6,6 +6,7 @@
 
 pub(crate) mod agent;
 mod codegen;
+pub(crate) mod decompose;
 mod echo;
 mod function;
 mod healthcheck;

@@ -94,6 +94,12 @@ event_types! {
     TaskRetrying(TaskRetrying) => "task.retrying",
     /// The task was stopped by a cancel or the run's timeout.
     TaskCancelled(Reason) => "task.cancelled",
+    /// The task's sub-plan is committed: its subtasks, the source, their depth.
+    TaskDecomposed(TaskDecomposed) => "task.decomposed",
+    /// The subtasks' results became the task's outputs: merge, counts, failures.
+    TaskMerged(TaskMerged) => "task.merged",
+    /// The unfinished part of a sub-plan was replaced: round, replaced, new subtasks, reason.
+    TaskReplanned(TaskReplanned) => "task.replanned",
     /// A gate accepted the task's outputs.
     GatePassed(GateResult) => "gate.passed",
     /// A gate rejected the task's outputs.

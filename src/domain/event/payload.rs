@@ -140,6 +140,61 @@ pub struct TaskRetrying {
     pub backoff_ms: u64,
 }
 
+/// `task.decomposed`: the task's sub-plan is committed; its subtasks, where the sub-plan
+/// came from, and the subtasks' depth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskDecomposed {
+    /// `static`, `planner` or `for_each`.
+    pub source: String,
+    /// The subtasks' ids, in sub-plan order.
+    pub subtasks: Vec<String>,
+    /// The subtasks' depth (1 under a task of the plan).
+    pub depth: u32,
+    /// The agent that decomposed it.
+    pub agent: Option<String>,
+}
+
+/// One failed subtask in a merge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubtaskFailure {
+    /// The subtask.
+    pub task: String,
+    /// `failed`, `skipped` or `cancelled`.
+    pub status: String,
+    /// Why.
+    pub error: String,
+}
+
+/// `task.merged`: the subtasks' results became the task's outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskMerged {
+    /// `object`, `list`, `concat` or `llm`.
+    pub merge: String,
+    /// Subtasks merged (succeeded).
+    pub subtasks: usize,
+    /// Whether some subtasks failed and their results are missing (`collect`).
+    pub partial: bool,
+    /// The subtasks that did not succeed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<SubtaskFailure>,
+}
+
+/// `task.replanned`: a round of replanning replaced the unfinished part of the sub-plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskReplanned {
+    /// 2 for the first replan, then 3, …
+    pub round: u32,
+    /// Subtasks of earlier rounds that were replaced.
+    pub replaced: Vec<String>,
+    /// The new subtasks.
+    pub subtasks: Vec<String>,
+    /// The failure that made the replan.
+    pub reason: String,
+}
+
 /// `task.skipped`, `task.cancelled`, `run.interrupted`: why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {

@@ -107,6 +107,7 @@ impl TaskSpec {
             gates: Vec::new(),
             retry: RetryPolicy::default(),
             timeout_s: None,
+            decompose: None,
         }
     }
 

@@ -129,6 +129,22 @@ pub enum PlanError {
         /// How to configure a provider.
         how: String,
     },
+    /// A task's `decompose` is malformed.
+    #[error("task `{task}`: decompose: {why}")]
+    BadDecompose {
+        /// The task.
+        task: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A task names no tool (and does not decompose), or names one and decomposes.
+    #[error("task `{task}`: {why}")]
+    BadTool {
+        /// The task.
+        task: String,
+        /// What is wrong.
+        why: String,
+    },
     /// A field has a value out of range.
     #[error("{field}: {why}")]
     BadField {
@@ -152,6 +168,8 @@ impl PlanError {
             | Self::NoSingleAgent { task, .. }
             | Self::BadGate { task, .. }
             | Self::CommandNotAllowed { task, .. }
+            | Self::BadDecompose { task, .. }
+            | Self::BadTool { task, .. }
             | Self::NeedsModel { task, .. } => Some(task),
             _ => None,
         }
@@ -163,7 +181,8 @@ impl PlanError {
         match self {
             Self::BadInputs { pointer, .. } => Some(format!("inputs{pointer}")),
             Self::UnknownDependency { .. } => Some("depends_on".into()),
-            Self::UnknownTool { .. } => Some("tool".into()),
+            Self::UnknownTool { .. } | Self::BadTool { .. } => Some("tool".into()),
+            Self::BadDecompose { .. } => Some("decompose".into()),
             Self::MissingCapability { .. } | Self::NoSingleAgent { .. } => {
                 Some("capabilities".into())
             }

@@ -3,10 +3,15 @@
 //! builds its `TaskGraph`, `error.rs` says what is wrong with one.
 
 mod build;
+mod decompose;
 mod error;
 mod source;
+pub(crate) mod subplan;
 mod validate;
 
+pub use decompose::{
+    reserved_id, Decompose, Form, Limits, Merge, MergeSpec, OnSubtaskFailure, Replan, Source,
+};
 pub use error::{PlanError, PlanErrors, PlanIssue};
 pub use source::{Format, PlanSource, PlanSyntaxError};
 pub use validate::{inputs_from_text, placeholder_inputs, validate, ToolCatalog, ValidatedPlan};
@@ -73,30 +78,54 @@ impl Plan {
     /// The first thing of the plan that runs a command on the host (a `shell` task or a
     /// `command` gate), described for messages.
     pub fn command_user(&self) -> Option<String> {
-        self.tasks.iter().find_map(|t| {
-            if t.tool == "shell" {
-                return Some(format!("task `{}` (tool `shell`)", t.id));
-            }
-            t.gates
-                .iter()
-                .position(|g| matches!(g, GateSpec::Command { .. }))
-                .map(|g| format!("task `{}` (gate #{}, kind command)", t.id, g + 1))
+        self.tasks.iter().find_map(|top| {
+            std::iter::once(top).chain(top.nested()).find_map(|t| {
+                if t.tool == "shell" {
+                    return Some(format!("task `{}` (tool `shell`)", t.id));
+                }
+                if let Some(Ok(Form::Planner { .. })) = t.decompose.as_ref().map(|d| d.form()) {
+                    return Some(format!(
+                        "task `{}` (decompose with planner: its model may plan `shell` tasks)",
+                        t.id
+                    ));
+                }
+                t.gates
+                    .iter()
+                    .position(|g| matches!(g, GateSpec::Command { .. }))
+                    .map(|g| format!("task `{}` (gate #{}, kind command)", t.id, g + 1))
+            })
         })
     }
 
-    /// What in task `i` calls a model: its tool (`llm:generate`, `codegen`) and its
-    /// `llm_judge` gates, described for messages.
+    /// What in task `i` (and its static subtasks) calls a model: tools (`llm:generate`,
+    /// `codegen`, `agent`), `llm_judge` gates, a planned decomposition and an `llm` merge,
+    /// described for messages.
     pub fn model_users(&self, i: usize) -> Vec<String> {
-        let Some(t) = self.tasks.get(i) else {
+        let Some(top) = self.tasks.get(i) else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        if matches!(t.tool.as_str(), "llm:generate" | "codegen" | "agent") {
-            out.push(format!("tool `{}`", t.tool));
-        }
-        for (g, gate) in t.gates.iter().enumerate() {
-            if matches!(gate, GateSpec::LlmJudge { .. }) {
-                out.push(format!("gate #{} (llm_judge)", g + 1));
+        for t in std::iter::once(top).chain(top.nested()) {
+            let whose = if std::ptr::eq(t, top) {
+                String::new()
+            } else {
+                format!(" of subtask `{}`", t.id)
+            };
+            if matches!(t.tool.as_str(), "llm:generate" | "codegen" | "agent") {
+                out.push(format!("tool `{}`{whose}", t.tool));
+            }
+            if let Some(d) = &t.decompose {
+                if matches!(d.form(), Ok(Form::Planner { .. })) {
+                    out.push(format!("decompose with planner{whose}"));
+                }
+                if d.merge() == Merge::Llm {
+                    out.push(format!("merge `llm`{whose}"));
+                }
+            }
+            for (g, gate) in t.gates.iter().enumerate() {
+                if matches!(gate, GateSpec::LlmJudge { .. }) {
+                    out.push(format!("gate #{} (llm_judge){whose}", g + 1));
+                }
             }
         }
         out
@@ -196,9 +225,12 @@ impl InputType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
-    /// The task's id: letters, digits, `_` and `-`; unique in the plan.
+    /// The task's id: letters, digits, `_` and `-`; unique in the plan (a subtask's is
+    /// unique among its siblings and becomes `PARENT.ID`).
+    #[serde(default)]
     pub id: String,
-    /// The tool that runs it, e.g. `shell` or `test:echo`.
+    /// The tool that runs it, e.g. `shell` or `test:echo` (none with `decompose`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub tool: String,
     /// The tool's inputs; strings may hold references.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
@@ -221,9 +253,47 @@ pub struct TaskSpec {
     /// How often to try again after a failure.
     #[serde(default)]
     pub retry: RetryPolicy,
-    /// Deadline of one attempt, in seconds.
+    /// Deadline of one attempt, in seconds (of the whole sub-plan, with `decompose`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<f64>,
+    /// Splits the task into subtasks at run time; their merged results are its outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decompose: Option<Box<Decompose>>,
+}
+
+/// The tool name of a decomposed task in rows and events.
+pub const DECOMPOSE_TOOL: &str = "decompose";
+
+impl TaskSpec {
+    /// Every task of this one's static sub-plans and for_each templates, depth first (not
+    /// itself).
+    pub fn nested(&self) -> Vec<&TaskSpec> {
+        let mut out = Vec::new();
+        let mut stack: Vec<&TaskSpec> = vec![self];
+        while let Some(t) = stack.pop() {
+            if let Some(d) = &t.decompose {
+                let inner: Vec<&TaskSpec> = match d.form() {
+                    Ok(Form::Static(subtasks)) => subtasks.iter().collect(),
+                    Ok(Form::ForEach { task, .. }) => vec![task],
+                    _ => Vec::new(),
+                };
+                for s in inner.into_iter().rev() {
+                    out.push(s);
+                    stack.push(s);
+                }
+            }
+        }
+        out
+    }
+
+    /// The tool named in rows and events: its own, or `decompose`.
+    pub fn tool_name(&self) -> &str {
+        if self.decompose.is_some() {
+            DECOMPOSE_TOOL
+        } else {
+            &self.tool
+        }
+    }
 }
 
 /// Task complexity.

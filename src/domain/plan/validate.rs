@@ -3,13 +3,11 @@
 //! the typed inputs it runs with.
 
 use super::error::issue;
-use super::{GateSpec, Plan, PlanError, PlanErrors, PlanSource};
-use crate::domain::graph::{Task, TaskGraph};
-use crate::domain::ids::TaskKey;
-use crate::domain::reference::{self, Reference};
+use super::subplan::{check_tasks, positive_seconds, Checked, Found, Scope};
+use super::{Plan, PlanError, PlanErrors, PlanSource};
+use crate::domain::graph::TaskGraph;
+use crate::domain::reference;
 use serde_json::{Map, Value};
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::time::Duration;
 
 /// What validation needs to know about tools: whether one exists and what it accepts.
 pub trait ToolCatalog {
@@ -101,26 +99,6 @@ impl reference::Lookup for InputsOnly<'_> {
     }
 }
 
-fn positive_seconds(
-    v: Option<f64>,
-    field: String,
-    errors: &mut Vec<(Option<usize>, PlanError)>,
-    line: Option<usize>,
-) -> Option<Duration> {
-    let s = v?;
-    if !(s.is_finite() && s > 0.0 && s <= 31_536_000.0) {
-        errors.push((
-            line,
-            PlanError::BadField {
-                field,
-                why: format!("must be a number of seconds above 0 and at most one year, got {s}"),
-            },
-        ));
-        return None;
-    }
-    Some(Duration::from_secs_f64(s))
-}
-
 /// Validates a plan and builds its graph.
 ///
 /// `inputs` are the caller's values (already typed); `agents` are the registered agents (a
@@ -134,13 +112,9 @@ pub fn validate(
     tools: &dyn ToolCatalog,
     agents: &[crate::domain::AgentSpec],
 ) -> Result<ValidatedPlan, PlanErrors> {
-    let capabilities: HashSet<&str> = agents
-        .iter()
-        .flat_map(|a| a.capabilities.iter().map(String::as_str))
-        .collect();
     let plan = &source.plan;
     let line_of = |i: usize| source.task_lines.get(i).copied().flatten();
-    let mut errors: Vec<(Option<usize>, PlanError)> = Vec::new();
+    let mut errors: Found = Vec::new();
 
     // Plan inputs: given values, then defaults; every declared one must end up with a value.
     let mut resolved = Map::new();
@@ -185,210 +159,19 @@ pub fn validate(
         errors.push((None, PlanError::NoTasks));
     }
 
-    // Ids.
-    let mut by_key: HashMap<TaskKey, usize> = HashMap::new();
-    let mut keys: Vec<Option<TaskKey>> = Vec::with_capacity(plan.tasks.len());
-    for (i, t) in plan.tasks.iter().enumerate() {
-        match TaskKey::parse(&t.id) {
-            Ok(k) => {
-                if let Some(&first) = by_key.get(&k) {
-                    errors.push((
-                        line_of(i),
-                        PlanError::DuplicateId {
-                            task: t.id.clone(),
-                            first: first + 1,
-                        },
-                    ));
-                    keys.push(None);
-                } else {
-                    by_key.insert(k.clone(), i);
-                    keys.push(Some(k));
-                }
-            }
-            Err(why) => {
-                errors.push((
-                    line_of(i),
-                    PlanError::BadTaskId(format!("task #{}: {why}", i + 1)),
-                ));
-                keys.push(None);
-            }
-        }
-    }
-
-    // Dependencies, references, tools, capabilities, gates.
-    let known_tools = tools.names().join(", ");
-    let mut tasks = Vec::with_capacity(plan.tasks.len());
-    for (i, t) in plan.tasks.iter().enumerate() {
-        let line = line_of(i);
-        let inputs_value = Value::Object(t.inputs.clone());
-        let mut deps: BTreeSet<usize> = BTreeSet::new();
-        for d in &t.depends_on {
-            match by_key.get(d.as_str()) {
-                Some(&j) => {
-                    deps.insert(j);
-                }
-                None => errors.push((
-                    line,
-                    PlanError::UnknownDependency {
-                        task: t.id.clone(),
-                        missing: d.clone(),
-                    },
-                )),
-            }
-        }
-        let mut ref_pointers: Vec<String> = Vec::new();
-        match reference::references_in(&inputs_value) {
-            Err(e) => errors.push((
-                line,
-                PlanError::BadReference {
-                    task: t.id.clone(),
-                    why: e.to_string(),
-                },
-            )),
-            Ok(refs) => {
-                for (pointer, r) in refs {
-                    match r {
-                        Reference::Input(name) if !plan.inputs.contains_key(&name) => {
-                            errors.push((
-                                line,
-                                PlanError::BadReference {
-                                    task: t.id.clone(),
-                                    why: format!("`${{inputs.{name}}}` names no input of the plan"),
-                                },
-                            ))
-                        }
-                        Reference::Input(_) => {}
-                        Reference::TaskOutput { task, .. } => {
-                            ref_pointers.push(pointer);
-                            match by_key.get(task.as_str()) {
-                                Some(&j) if j == i => errors.push((
-                                    line,
-                                    PlanError::BadReference {
-                                        task: t.id.clone(),
-                                        why: format!("`${{tasks.{task}.outputs…}}` refers to the task itself"),
-                                    },
-                                )),
-                                Some(&j) => {
-                                    deps.insert(j);
-                                }
-                                None => errors.push((
-                                    line,
-                                    PlanError::BadReference {
-                                        task: t.id.clone(),
-                                        why: format!(
-                                            "`${{tasks.{task}.outputs…}}` refers to unknown task `{task}`"
-                                        ),
-                                    },
-                                )),
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        // Schema check with plan inputs filled in; values still holding task references are
-        // checked again when the task runs.
-        let for_check = reference::resolve(
-            &inputs_value,
-            &InputsOnly(&resolved),
-            reference::inputs_only,
-        )
-        .unwrap_or_else(|_| inputs_value.clone());
-        match tools.check_inputs(&t.tool, &for_check) {
-            None => errors.push((
-                line,
-                PlanError::UnknownTool {
-                    task: t.id.clone(),
-                    tool: t.tool.clone(),
-                    known: known_tools.clone(),
-                },
-            )),
-            Some(problems) => {
-                for (pointer, message) in problems {
-                    let touches_ref = ref_pointers
-                        .iter()
-                        .any(|r| r.starts_with(&pointer) || pointer.starts_with(r.as_str()));
-                    if !touches_ref {
-                        errors.push((
-                            line,
-                            PlanError::BadInputs {
-                                task: t.id.clone(),
-                                tool: t.tool.clone(),
-                                pointer,
-                                message,
-                            },
-                        ));
-                    }
-                }
-            }
-        }
-        let mut all_known = true;
-        for c in &t.capabilities {
-            if !capabilities.contains(c.as_str()) {
-                all_known = false;
-                errors.push((
-                    line,
-                    PlanError::MissingCapability {
-                        task: t.id.clone(),
-                        capability: c.clone(),
-                    },
-                ));
-            }
-        }
-        if all_known
-            && t.capabilities.len() > 1
-            && !agents.iter().any(|a| a.has_all(&t.capabilities))
-        {
-            errors.push((
-                line,
-                PlanError::NoSingleAgent {
-                    task: t.id.clone(),
-                    capabilities: t.capabilities.join(", "),
-                },
-            ));
-        }
-        let mut manual = 0;
-        for (g, gate) in t.gates.iter().enumerate() {
-            let mut problem = gate_problem(gate);
-            if matches!(gate, GateSpec::Manual { .. }) {
-                manual += 1;
-                if manual > 1 {
-                    problem = Some("a task has at most one manual gate".into());
-                }
-            }
-            if let Some(why) = problem {
-                errors.push((
-                    line,
-                    PlanError::BadGate {
-                        task: t.id.clone(),
-                        index: g + 1,
-                        kind: gate.kind(),
-                        why,
-                    },
-                ));
-            }
-        }
-        let timeout = positive_seconds(
-            t.timeout_s,
-            format!("task `{}`: timeout_s", t.id),
-            &mut errors,
-            line,
-        );
-        if let Some(key) = keys[i].clone() {
-            tasks.push(Task {
-                index: i,
-                key,
-                tool: t.tool.clone(),
-                deps: deps.into_iter().collect(),
-                capabilities: t.capabilities.clone(),
-                complexity: t.complexity,
-                priority: t.priority,
-                gates: t.gates.clone(),
-                retry: t.retry,
-                timeout,
-            });
-        }
-    }
+    let line = |i: usize| line_of(i);
+    let no_outer = |_: &str| None;
+    let scope = Scope {
+        parent: None,
+        outer: &no_outer,
+        item: None,
+        declared: &plan.inputs,
+        resolved: &resolved,
+        line: &line,
+        tools,
+        agents,
+    };
+    let Checked { tasks, by_key, .. } = check_tasks(&plan.tasks, &scope, &mut errors);
 
     // Cycles among the tasks that have an id, reported with every other problem.
     let graph = match TaskGraph::build(source.plan.clone(), tasks, by_key) {
@@ -414,53 +197,6 @@ pub fn validate(
             .map(|(line, e)| issue(source.origin.as_ref(), line, e))
             .collect(),
     ))
-}
-
-fn gate_problem(gate: &GateSpec) -> Option<String> {
-    match gate {
-        GateSpec::Pattern { regex, output } => {
-            if output.is_empty() {
-                return Some("`output` must name an output".into());
-            }
-            regex::Regex::new(regex)
-                .err()
-                .map(|e| format!("bad regex: {e}"))
-        }
-        GateSpec::JsonSchema { schema, .. } => jsonschema::validator_for(schema)
-            .err()
-            .map(|e| format!("bad schema: {e}")),
-        GateSpec::Command { argv, timeout_s } => {
-            if argv.is_empty() || argv[0].is_empty() {
-                Some("`argv` must name a command".into())
-            } else if matches!(timeout_s, Some(s) if !(s.is_finite() && *s > 0.0)) {
-                Some("`timeout_s` must be above 0".into())
-            } else {
-                None
-            }
-        }
-        GateSpec::Manual {
-            approvers,
-            timeout_s,
-            ..
-        } => {
-            if approvers.iter().any(|a| a.trim().is_empty()) {
-                Some("`approvers` must be names".into())
-            } else if matches!(timeout_s, Some(s) if !(s.is_finite() && *s > 0.0)) {
-                Some("`timeout_s` must be above 0".into())
-            } else {
-                None
-            }
-        }
-        GateSpec::LlmJudge { rubric, output } => {
-            if rubric.trim().is_empty() {
-                Some("`rubric` must say what the outputs must satisfy".into())
-            } else if output.as_deref().is_some_and(str::is_empty) {
-                Some("`output` must name an output".into())
-            } else {
-                None
-            }
-        }
-    }
 }
 
 /// Values for the plan's inputs that have no default (typed placeholders), so a template's

@@ -85,7 +85,6 @@ impl Node {
             shared: self.shared.clone(),
             run: record.id,
             corr: record.correlation_id.clone(),
-            graph: Arc::new(graph.graph),
             inputs: graph.inputs,
             workspace: record.workspace.clone().into(),
             last_seq,
@@ -108,7 +107,7 @@ impl Node {
             // Its lease was just claimed: that counts as renewed.
             self.renewed_at = std::time::Instant::now();
         }
-        let addr = Coordinator::launch(setup);
+        let addr = Coordinator::launch(setup, graph.graph);
         self.coordinators.insert(record.id, addr);
         self.shared.hub.set_local(record.id, true);
     }
@@ -179,13 +178,18 @@ async fn load_for_resume(
     let record = shared.store.run(run).await?;
     let rows = shared.store.tasks(run).await?;
     let last_seq = shared.store.last_seq(run).await?;
+    let decompositions = shared.store.decompositions(run).await?;
     let plan = plan::validate(
         &PlanSource::from_plan(record.plan.clone()),
         &record.inputs,
         &shared.tools,
         &shared.agents,
     )
-    .map_err(RuntimeError::Plan);
+    .map_err(RuntimeError::Plan)
+    .and_then(|mut p| {
+        super::run::replay(&mut p.graph, decompositions)?;
+        Ok(p)
+    });
     Ok((record, rows, last_seq, plan))
 }
 

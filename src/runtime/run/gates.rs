@@ -67,7 +67,7 @@ fn automatic(gates: &[GateSpec]) -> (Vec<usize>, Vec<GateSpec>) {
 impl Coordinator {
     /// Has the gates check task `i`'s result, stopping at the first that fails.
     pub(super) fn check_gates(&mut self, i: usize, output: ToolOutput, ctx: &mut Context<Self>) {
-        let (_, gates) = automatic(&self.s.graph.task(i).gates);
+        let (_, gates) = automatic(&self.state.graph().task(i).gates);
         let actors = self.s.gates.clone();
         let corr = self.corr(Some(i));
         let workspace = self.s.workspace.clone();
@@ -118,7 +118,7 @@ impl Coordinator {
         verdicts: Vec<Verdict>,
         ctx: &mut Context<Self>,
     ) {
-        let graph = self.s.graph.clone();
+        let graph = self.state.graph().clone();
         let all = &graph.task(i).gates;
         let (numbers, _) = automatic(all);
         let attempt = self.state.task(i).attempt;

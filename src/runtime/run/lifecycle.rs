@@ -26,6 +26,8 @@ impl Coordinator {
         for i in 0..self.state.len() {
             let t = self.state.task(i);
             match t.status {
+                // Decomposed: nothing of its own runs; it ends with its subtasks.
+                TaskStatus::Running if self.state.is_decomposed(i) => self.cancel_task(i),
                 TaskStatus::Running => {
                     if let Some(c) = &t.cancel {
                         c.cancel();
@@ -132,6 +134,11 @@ impl Coordinator {
         );
         // Tasks that were ready, running or retrying when the last process stopped run again.
         let (again, fresh) = self.state.restart();
+        for i in 0..self.state.len() {
+            if self.state.is_decomposed(i) && self.state.task(i).status == TaskStatus::Running {
+                self.arm_parent_deadline(i, ctx);
+            }
+        }
         for &i in &again {
             self.write_row(i);
         }

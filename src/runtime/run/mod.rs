@@ -8,7 +8,9 @@
 //! handlers of model activity and decisions.
 
 mod gates;
+mod hierarchy;
 mod lifecycle;
+mod merge;
 mod outbox;
 mod state;
 mod tasks;
@@ -34,6 +36,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
+pub(crate) use hierarchy::replay;
+
 /// How long start events may wait to share a commit with the task's result.
 const START_LINGER: Duration = Duration::from_millis(20);
 
@@ -55,8 +59,6 @@ pub struct Setup {
     pub run: RunId,
     /// Its correlation id.
     pub corr: CorrelationId,
-    /// Its graph.
-    pub graph: Arc<TaskGraph>,
     /// Resolved plan inputs.
     pub inputs: Map<String, Value>,
     /// Workspace.
@@ -150,12 +152,12 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// A coordinator for a run; `reply` is where agents report to it (its own address).
-    fn new(mut s: Setup, reply: Reply) -> Self {
+    fn new(mut s: Setup, graph: TaskGraph, reply: Reply) -> Self {
         let rows = match &mut s.start {
             Start::Fresh => Vec::new(),
             Start::Resume(rows) | Start::CancelOnly(rows, _) => std::mem::take(rows),
         };
-        let state = RunState::new(s.graph.clone(), &rows);
+        let state = RunState::new(Arc::new(graph), &rows);
         let has_waits = state.any_waiting();
         let span = tracing::info_span!("run", corr = %s.corr, run = %s.run);
         let out = Outbox::new(s.run, s.corr.clone(), s.last_seq);
@@ -181,15 +183,16 @@ impl Coordinator {
         }
     }
 
-    /// Starts the coordinator of a run.
-    pub fn launch(s: Setup) -> Addr<Self> {
+    /// Starts the coordinator of a run over its graph (the plan's, with the run's
+    /// decompositions so far).
+    pub fn launch(s: Setup, graph: TaskGraph) -> Addr<Self> {
         Self::create(|ctx| {
             let me = ctx.address();
             let reply = Reply {
                 started: me.clone().recipient(),
                 attempted: me.recipient(),
             };
-            Self::new(s, reply)
+            Self::new(s, graph, reply)
         })
     }
 
@@ -219,7 +222,10 @@ impl Coordinator {
     }
 
     fn write_row(&mut self, i: usize) {
-        self.out.task_row(self.s.graph.task(i), self.state.task(i));
+        let graph = self.state.graph();
+        let spec = graph.task(i);
+        let parent = spec.parent.map(|p| &graph.task(p).key);
+        self.out.task_row(spec, parent, self.state.task(i));
     }
 
     /// Moves task `i` to `to`; an illegal move is logged and ignored.
@@ -240,7 +246,10 @@ impl Coordinator {
             self.afters.push(a);
         }
         if self.flush_scheduled
-            || (self.out.is_empty() && self.afters.is_empty() && self.delegates.is_empty())
+            || (self.out.is_empty()
+                && self.afters.is_empty()
+                && self.delegates.is_empty()
+                && !self.state.has_unsettled())
         {
             return;
         }
@@ -269,6 +278,11 @@ impl Coordinator {
         if self.mode == Mode::Halted && self.afters.is_empty() {
             return;
         }
+        // Decomposed tasks whose subtasks ended settle in this commit (what they write joins
+        // it rather than asking for another).
+        self.flush_scheduled = true;
+        self.settle_groups(ctx);
+        self.flush_scheduled = false;
         if self.has_waits {
             self.sync_run_status();
         }

@@ -1,8 +1,10 @@
 //! A run's task states, pure: each task's status and attempt, the readiness counters (how
 //! many of its dependencies have not succeeded), what a success makes ready, whether a
-//! failure is retried, which dependents a failure skips, and how the run ends. No actors, no
-//! I/O, no clock: the coordinator passes the time in and turns what changed into events and
-//! rows.
+//! failure is retried, which dependents a failure skips, and how the run ends. It owns the
+//! run's graph, which grows as tasks decompose, and each decomposed task's group of subtasks
+//! (how many are open, which did not succeed), noting the groups whose subtasks ended so the
+//! coordinator settles them. No actors, no I/O, no clock: the coordinator passes the time in
+//! and turns what changed into events and rows.
 
 use crate::domain::graph::TaskGraph;
 use crate::domain::reference::Lookup;
@@ -49,9 +51,26 @@ pub(crate) enum AfterFailure {
     Fail,
 }
 
+/// The subtasks of a decomposed task.
+#[derive(Debug, Default)]
+pub(crate) struct Group {
+    /// Its subtasks (of every round).
+    pub children: Vec<usize>,
+    /// Subtasks not in a terminal status.
+    pub open: usize,
+    /// Subtasks that ended without success, in the order they ended.
+    pub failed: Vec<usize>,
+    /// Queued for the coordinator to settle.
+    queued: bool,
+}
+
 /// The tasks of one run.
 pub(crate) struct RunState {
     graph: Arc<TaskGraph>,
+    /// Decomposed tasks' groups, by task.
+    groups: HashMap<usize, Group>,
+    /// Decomposed tasks one of whose subtasks ended since the coordinator last looked.
+    settle: Vec<usize>,
     tasks: Vec<Task>,
     /// Per task, its dependencies that have not succeeded.
     remaining: Vec<u32>,
@@ -105,8 +124,30 @@ impl RunState {
             .iter()
             .filter(|t| t.status == TaskStatus::Succeeded)
             .count();
+        let mut groups: HashMap<usize, Group> = HashMap::new();
+        for t in graph.tasks() {
+            if let Some(p) = t.parent {
+                let g = groups.entry(p).or_default();
+                g.children.push(t.index);
+                match tasks[t.index].status {
+                    s if !s.is_terminal() => g.open += 1,
+                    TaskStatus::Succeeded => {}
+                    _ => g.failed.push(t.index),
+                }
+            }
+        }
+        // A group may have ended just before the process stopped: each is looked at once.
+        let mut settle: Vec<usize> = groups.keys().copied().collect();
+        settle.sort_unstable();
+        for p in &settle {
+            if let Some(g) = groups.get_mut(p) {
+                g.queued = true;
+            }
+        }
         Self {
             graph,
+            groups,
+            settle,
             tasks,
             remaining,
             open,
@@ -118,6 +159,70 @@ impl RunState {
     /// Number of tasks.
     pub fn len(&self) -> usize {
         self.tasks.len()
+    }
+
+    /// The run's graph as it stands.
+    pub fn graph(&self) -> &Arc<TaskGraph> {
+        &self.graph
+    }
+
+    /// Subtasks (full ids, every dependency in `depends_on`) join the graph under task
+    /// `parent`, pending; returns their indices and those with no open dependency (to make
+    /// ready).
+    ///
+    /// # Errors
+    /// A dependency that names no task; nothing changes.
+    pub fn append(
+        &mut self,
+        parent: usize,
+        subtasks: Vec<crate::domain::plan::TaskSpec>,
+    ) -> Result<(std::ops::Range<usize>, Vec<usize>), String> {
+        let n = subtasks.len();
+        let first = Arc::make_mut(&mut self.graph).append(parent, subtasks)?;
+        let mut ready = Vec::new();
+        let group = self.groups.entry(parent).or_default();
+        for i in first..first + n {
+            self.tasks.push(Task::default());
+            let left = self
+                .graph
+                .task(i)
+                .deps
+                .iter()
+                .filter(|&&d| self.tasks[d].status != TaskStatus::Succeeded)
+                .count() as u32;
+            self.remaining.push(left);
+            if left == 0 {
+                ready.push(i);
+            }
+            group.children.push(i);
+        }
+        group.open += n;
+        self.open += n;
+        Ok((first..first + n, ready))
+    }
+
+    /// The group of a decomposed task.
+    pub fn group(&self, i: usize) -> Option<&Group> {
+        self.groups.get(&i)
+    }
+
+    /// Whether task `i` has decomposed (its sub-plan is in the graph).
+    pub fn is_decomposed(&self, i: usize) -> bool {
+        self.groups.contains_key(&i)
+    }
+
+    /// The next decomposed task one of whose subtasks ended, to settle.
+    pub fn next_to_settle(&mut self) -> Option<usize> {
+        let p = self.settle.pop()?;
+        if let Some(g) = self.groups.get_mut(&p) {
+            g.queued = false;
+        }
+        Some(p)
+    }
+
+    /// Whether some decomposed task waits to be settled.
+    pub fn has_unsettled(&self) -> bool {
+        !self.settle.is_empty()
     }
 
     /// Task `i`.
@@ -177,6 +282,18 @@ impl RunState {
             self.open -= 1;
             t.finished_at = Some(now);
             t.cancel = None;
+            if let Some(p) = self.graph.task(i).parent {
+                if let Some(g) = self.groups.get_mut(&p) {
+                    g.open -= 1;
+                    if s != TaskStatus::Succeeded {
+                        g.failed.push(i);
+                    }
+                    if !g.queued {
+                        g.queued = true;
+                        self.settle.push(p);
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -232,9 +349,14 @@ impl RunState {
 
     /// Whether a failed attempt of task `i` is retried: its kind must allow it, the run must
     /// still be running, and the task's retry policy must have attempts left.
+    /// A decomposed task never tries again: its sub-plan is committed.
     pub fn after_failure(&self, i: usize, kind: FailureKind, running: bool) -> AfterFailure {
         let retry = self.graph.task(i).retry;
-        if kind.retryable() && running && self.tasks[i].attempt <= retry.max {
+        if kind.retryable()
+            && running
+            && self.tasks[i].attempt <= retry.max
+            && !self.is_decomposed(i)
+        {
             AfterFailure::Retry {
                 backoff_ms: retry.backoff_ms,
             }
@@ -268,7 +390,8 @@ impl RunState {
         self.tasks[i].dispatched = false;
         self.set_status(i, TaskStatus::Failed, now)?;
         self.tasks[i].error = Some(error.to_string());
-        if self.first_failure.is_none() {
+        // A subtask's failure is its parent's to handle.
+        if self.first_failure.is_none() && self.graph.task(i).parent.is_none() {
             self.first_failure = Some(format!("task `{}` failed: {error}", self.key(i)));
         }
         Ok(self.skip_dependents(i, now))
@@ -335,6 +458,10 @@ impl RunState {
         let mut again = Vec::new();
         let mut fresh = Vec::new();
         for (i, t) in self.tasks.iter_mut().enumerate() {
+            if t.status == TaskStatus::Running && self.groups.contains_key(&i) {
+                // Decomposed: its subtasks carry on, and it ends when they have.
+                continue;
+            }
             if matches!(t.status, TaskStatus::Ready | TaskStatus::Running) {
                 t.status = TaskStatus::Ready;
                 t.ready_at = Some(Instant::now());

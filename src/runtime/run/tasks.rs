@@ -14,7 +14,10 @@ use crate::runtime::messages::{AttemptError, Delegate, TaskAttempted, TaskStarte
 use crate::runtime::model_sink::TaskSink;
 use crate::runtime::scoring::TaskNeeds;
 use crate::store::StoredBlob;
-use crate::tools::{Link, ModelAccess, ToolOutput};
+use crate::domain::graph::TaskGraph;
+use crate::domain::plan::Decompose;
+use crate::tools::decompose::{Decomposer, Step};
+use crate::tools::{Link, ModelAccess, Tool, ToolOutput};
 use actix::prelude::*;
 use serde_json::Value;
 use std::sync::Arc;
@@ -50,7 +53,7 @@ impl Coordinator {
             self.deferred.push_back(i);
             return;
         }
-        let graph = self.s.graph.clone();
+        let graph = self.state.graph().clone();
         let spec = graph.task(i);
         let refs = self.state.refs(&self.s.inputs);
         let inputs = match reference::resolve_map(graph.inputs(i), &refs, reference::all) {
@@ -59,23 +62,48 @@ impl Coordinator {
                 return self.fail(i, AttemptError::new(FailureKind::Input, e.to_string()), ctx)
             }
         };
-        if let Some(problems) = self.s.shared.tools.input_errors(&spec.tool, &inputs) {
-            if let Some((pointer, message)) = problems.into_iter().next() {
-                let msg = format!(
-                    "inputs of tool `{}` are invalid at `{pointer}`: {message}",
-                    spec.tool
-                );
-                return self.fail(i, AttemptError::new(FailureKind::Input, msg), ctx);
+        let tool: Arc<dyn Tool> = match graph.decompose(i) {
+            Some(d) => {
+                if let Some(chain) = repeated_decomposition(&graph, i, d) {
+                    let msg = format!(
+                        "delegation_cycle: `{}` repeats the decomposition of its ancestor `{}` ({chain})",
+                        spec.key,
+                        chain.split(" -> ").next().unwrap_or_default()
+                    );
+                    return self.fail(i, AttemptError::new(FailureKind::DelegationCycle, msg), ctx);
+                }
+                Arc::new(Decomposer {
+                    step: Step::Accept,
+                })
             }
-        }
-        let Some(tool) = self.s.shared.tools.get(&spec.tool) else {
-            let msg = format!("unknown tool `{}`", spec.tool);
-            return self.fail(i, AttemptError::new(FailureKind::Input, msg), ctx);
+            None => {
+                if let Some(problems) = self.s.shared.tools.input_errors(&spec.tool, &inputs) {
+                    if let Some((pointer, message)) = problems.into_iter().next() {
+                        let msg = format!(
+                            "inputs of tool `{}` are invalid at `{pointer}`: {message}",
+                            spec.tool
+                        );
+                        return self.fail(i, AttemptError::new(FailureKind::Input, msg), ctx);
+                    }
+                }
+                match self.s.shared.tools.get(&spec.tool) {
+                    Some(tool) => tool,
+                    None => {
+                        let msg = format!("unknown tool `{}`", spec.tool);
+                        return self.fail(i, AttemptError::new(FailureKind::Input, msg), ctx);
+                    }
+                }
+            }
         };
-        let parent_agent = spec
-            .deps
-            .first()
-            .and_then(|&d| self.state.task(d).agent.clone());
+        // A subtask's parent agent is the agent that decomposed its parent; a task of the
+        // plan's, the agent of its first dependency.
+        let parent_agent = match spec.parent {
+            Some(p) => self.state.task(p).agent.clone(),
+            None => spec
+                .deps
+                .first()
+                .and_then(|&d| self.state.task(d).agent.clone()),
+        };
         let cancel = CancellationToken::new();
         let attempt = self.state.begin_attempt(i, cancel.clone());
         // The attempt number is committed before the attempt starts, so a crash never makes
@@ -130,7 +158,7 @@ impl Coordinator {
 
     /// Who calls models for task `i` as `tool`.
     fn caller(&self, i: usize, tool: &str) -> Caller {
-        let spec = self.s.graph.task(i);
+        let spec = self.state.graph().task(i);
         let agent = self.state.task(i).agent.clone();
         Caller {
             run: Some(self.s.run),
@@ -178,7 +206,7 @@ impl Coordinator {
             return;
         };
         self.out.attempt_metric(
-            self.s.graph.task(i),
+            self.state.graph().task(i),
             self.state.task(i),
             duration_ms,
             failure,
@@ -373,10 +401,31 @@ impl Handler<TaskAttempted> for Coordinator {
                 return self.suspend(i, wait, outputs, ctx);
             }
         }
+        let graph = self.state.graph().clone();
         match msg.result {
             Err(e) => self.fail(i, e, ctx),
-            Ok(output) if self.s.graph.task(i).gates.is_empty() => self.succeed(i, output, ctx),
+            Ok(output) if graph.decompose(i).is_some() && !self.state.is_decomposed(i) => {
+                self.decompose(i, output, ctx)
+            }
+            Ok(output) if graph.task(i).gates.is_empty() => self.succeed(i, output, ctx),
             Ok(output) => self.check_gates(i, output, ctx),
         }
     }
+}
+
+/// When decomposed task `i` asks for the same sub-plan (with the same inputs) as a task on
+/// its ancestor chain: the chain from that ancestor down to `i`.
+fn repeated_decomposition(graph: &TaskGraph, i: usize, d: &Decompose) -> Option<String> {
+    let chain: Vec<usize> = graph.ancestry(i).collect();
+    let at = chain.iter().skip(1).position(|&a| {
+        graph
+            .decompose(a)
+            .is_some_and(|other| other.same_work(d) && graph.inputs(a) == graph.inputs(i))
+    })?;
+    let names: Vec<&str> = chain[..at + 2]
+        .iter()
+        .rev()
+        .map(|&a| graph.task(a).key.as_str())
+        .collect();
+    Some(names.join(" -> "))
 }

@@ -120,7 +120,7 @@ impl Coordinator {
             }
             let store = act.s.shared.store.clone();
             let Some((decision, after)) =
-                act.s.graph.task(i).gates.iter().find_map(|g| match g {
+                act.state.graph().task(i).gates.iter().find_map(|g| match g {
                     GateSpec::Manual {
                         on_timeout,
                         timeout_s,

@@ -65,6 +65,8 @@ pub struct Batch {
     pub agent_turns: Vec<super::TurnRecord>,
     /// Tool calls to insert or update.
     pub tool_calls: Vec<super::CallRecord>,
+    /// Decompositions (and replans) of tasks.
+    pub decompositions: Vec<super::DecompositionRow>,
 }
 
 impl Batch {
@@ -86,6 +88,7 @@ impl Batch {
             && self.agent_loops.is_empty()
             && self.agent_turns.is_empty()
             && self.tool_calls.is_empty()
+            && self.decompositions.is_empty()
     }
 
     /// Number of rows it writes.
@@ -106,6 +109,7 @@ impl Batch {
             + self.agent_loops.len()
             + self.agent_turns.len()
             + self.tool_calls.len()
+            + self.decompositions.len()
     }
 
     /// Moves every write of `other` into this batch.
@@ -126,6 +130,7 @@ impl Batch {
         self.agent_loops.append(&mut other.agent_loops);
         self.agent_turns.append(&mut other.agent_turns);
         self.tool_calls.append(&mut other.tool_calls);
+        self.decompositions.append(&mut other.decompositions);
     }
 
     /// The runs whose existing rows this batch changes (not the runs it creates).
@@ -141,6 +146,7 @@ impl Batch {
         out.extend(self.agent_loops.iter().map(|l| l.run_id));
         out.extend(self.agent_turns.iter().map(|t| t.run_id));
         out.extend(self.tool_calls.iter().map(|c| c.run_id));
+        out.extend(self.decompositions.iter().map(|d| d.run_id));
         out.retain(|r| !new.contains(r));
         out
     }
@@ -158,6 +164,7 @@ impl Batch {
         self.agent_loops.retain(|l| !runs.contains(&l.run_id));
         self.agent_turns.retain(|t| !runs.contains(&t.run_id));
         self.tool_calls.retain(|c| !runs.contains(&c.run_id));
+        self.decompositions.retain(|d| !runs.contains(&d.run_id));
     }
 
     /// Keeps only the last row for each loop and each call (one statement may not touch a

@@ -63,7 +63,7 @@ macro_rules! push_tasks {
     ($qb:ident, $chunk:expr) => {
         $qb.push(
             "INSERT INTO tasks (run_id, task_id, idx, tool, status, attempt, agent, outputs, \
-             error, started_at, finished_at, restored_from) ",
+             error, started_at, finished_at, restored_from, parent_task_id, depth) ",
         );
         $qb.push_values($chunk, |mut b, t| {
             b.push_bind(t.run_id.to_string())
@@ -77,7 +77,9 @@ macro_rules! push_tasks {
                 .push_bind(t.error.clone())
                 .push_bind(t.started_at)
                 .push_bind(t.finished_at)
-                .push_bind(t.restored_from.clone());
+                .push_bind(t.restored_from.clone())
+                .push_bind(t.parent_task_id.as_ref().map(|p| p.to_string()))
+                .push_bind(t.depth);
         });
         $qb.push(
             " ON CONFLICT (run_id, task_id) DO UPDATE SET status = excluded.status, \
@@ -356,6 +358,26 @@ macro_rules! push_tool_calls {
     };
 }
 
+macro_rules! push_decompositions {
+    ($qb:ident, $chunk:expr) => {
+        $qb.push(
+            "INSERT INTO decompositions (run_id, task_id, round, first_idx, source, subtasks, \
+             replaced, reason, created_at) ",
+        );
+        $qb.push_values($chunk, |mut b, d| {
+            b.push_bind(d.run_id.to_string())
+                .push_bind(d.task_id.to_string())
+                .push_bind(i64::from(d.round))
+                .push_bind(d.first_idx)
+                .push_bind(d.source.as_str())
+                .push_bind(serde_json::to_string(&d.subtasks).unwrap_or_default())
+                .push_bind(serde_json::to_string(&d.replaced).unwrap_or_default())
+                .push_bind(d.reason.clone())
+                .push_bind(d.created_at);
+        });
+    };
+}
+
 /// Calls `$each!(qb, …)` for every statement of a batch, in the order rows must be written
 /// (runs before the rows that point at them). `$next` starts each statement.
 macro_rules! for_each_statement {
@@ -373,6 +395,11 @@ macro_rules! for_each_statement {
         for u in &$batch.run_updates {
             $next
             push_run_update!($qb, u);
+            $done
+        }
+        for chunk in $batch.decompositions.chunks(CHUNK) {
+            $next
+            push_decompositions!($qb, chunk);
             $done
         }
         for chunk in $batch.tasks.chunks(CHUNK) {

@@ -1,0 +1,423 @@
+//! Decomposed tasks. The agent that takes a task with `decompose` accepts it (or, with a
+//! planner, writes its sub-plan); the coordinator then makes the sub-plan (a static list, one
+//! subtask per item of a list), checks it against the limits and with the plan check, and
+//! commits it — the decomposition row, the subtasks' rows and `task.decomposed` in one
+//! transaction — before any subtask is handed out. The task stays running while its
+//! subtasks run; once they have ended their results merge into its outputs (`task.merged`)
+//! and it succeeds (through its gates), or it fails when a subtask fails (`fail`: the
+//! siblings are cancelled). A resume rebuilds the graph from the plan and the stored
+//! decompositions (`replay`), so nothing is decomposed twice.
+
+use super::merge::{self, Part};
+use super::{Coordinator, Mode};
+use crate::domain::event::payload::{self, SubtaskFailure};
+use crate::domain::event::EventData;
+use crate::domain::graph::TaskGraph;
+use crate::domain::plan::subplan::{self, Scope};
+use crate::domain::plan::{Form, OnSubtaskFailure, Source, TaskSpec};
+use crate::domain::reference::{self, Lookup};
+use crate::domain::time::now_ms;
+use crate::domain::{FailureKind, TaskStatus};
+use crate::runtime::messages::AttemptError;
+use crate::runtime::RuntimeError;
+use crate::store::{DecompositionRow, StoreError};
+use crate::tools::ToolOutput;
+use actix::prelude::*;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Rebuilds a run's graph: the plan's, then each stored decomposition in the order it joined.
+///
+/// # Errors
+/// A row that does not fit the graph (the store was changed by hand).
+pub(crate) fn replay(graph: &mut TaskGraph, rows: Vec<DecompositionRow>) -> Result<(), RuntimeError> {
+    for row in rows {
+        let corrupt = |why: String| {
+            RuntimeError::Store(StoreError::Corrupt {
+                what: "decomposition",
+                why: format!("task `{}` round {}: {why}", row.task_id, row.round),
+            })
+        };
+        let parent = graph
+            .index_of(row.task_id.as_str())
+            .ok_or_else(|| corrupt("no such task in the run".into()))?;
+        if graph.len() as i64 != row.first_idx {
+            return Err(corrupt(format!(
+                "its subtasks start at index {}, the graph has {} tasks",
+                row.first_idx,
+                graph.len()
+            )));
+        }
+        graph.append(parent, row.subtasks).map_err(corrupt)?;
+    }
+    Ok(())
+}
+
+/// An item of a `for_each`, as its subtask sees it (strings escaped: what an item holds is
+/// data, never a reference).
+struct ItemLookup<'a> {
+    name: &'a str,
+    value: Value,
+}
+
+impl Lookup for ItemLookup<'_> {
+    fn input(&self, _: &str) -> Option<&Value> {
+        None
+    }
+    fn outputs(&self, _: &str) -> Option<&Value> {
+        None
+    }
+    fn item(&self, name: &str) -> Option<&Value> {
+        (name == self.name).then_some(&self.value)
+    }
+}
+
+/// The subtasks of a `for_each` over `items`: `template` with each item in place of
+/// `${item.NAME}`, ids `0`, `1`, …
+fn expand(template: &TaskSpec, name: &str, items: Vec<Value>) -> Result<Vec<TaskSpec>, String> {
+    // Only the inputs hold the item in the common case: the rest is cloned as it is.
+    let mut rest = template.clone();
+    let inputs = Value::Object(std::mem::take(&mut rest.inputs));
+    let rest_value = serde_json::to_value(&rest).map_err(|e| e.to_string())?;
+    let rest_has_item = reference::references_in(&rest_value)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .any(|(_, r)| reference::items_only(r));
+    let mut out = Vec::with_capacity(items.len());
+    for (n, item) in items.into_iter().enumerate() {
+        let lookup = ItemLookup {
+            name,
+            value: reference::escaped(item),
+        };
+        let mut spec = if rest_has_item {
+            let v = reference::resolve(&rest_value, &lookup, reference::items_only)
+                .map_err(|e| format!("item {n}: {e}"))?;
+            serde_json::from_value::<TaskSpec>(v).map_err(|e| format!("item {n}: {e}"))?
+        } else {
+            rest.clone()
+        };
+        match reference::resolve(&inputs, &lookup, reference::items_only) {
+            Ok(Value::Object(m)) => spec.inputs = m,
+            Ok(_) => {}
+            Err(e) => return Err(format!("item {n}: {e}")),
+        }
+        spec.id = n.to_string();
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+impl Coordinator {
+    /// The agent accepted decomposed task `i` (with a planned sub-plan in `output`): its
+    /// sub-plan is made, checked and committed, and its subtasks with nothing to wait for
+    /// are made ready in the same transaction.
+    pub(super) fn decompose(&mut self, i: usize, output: ToolOutput, ctx: &mut Context<Self>) {
+        let graph = self.state.graph().clone();
+        let key = graph.task(i).key.clone();
+        let Some(d) = graph.decompose(i) else {
+            return;
+        };
+        let fail = |kind, message: String| AttemptError::new(kind, message);
+        let limits = self.s.shared.options.limits;
+        let depth = graph.task(i).depth + 1;
+        if depth > limits.max_depth {
+            let msg = format!(
+                "limit_exceeded: max_depth {}: the subtasks of `{key}` would be at depth {depth}",
+                limits.max_depth
+            );
+            return self.fail(i, fail(FailureKind::LimitExceeded, msg), ctx);
+        }
+        let (source, specs) = match d.form() {
+            Ok(Form::Static(subtasks)) => (Source::Static, subtasks.to_vec()),
+            Ok(Form::ForEach { list, item, task }) => {
+                let refs = self.state.refs(&self.s.inputs);
+                let items = match reference::resolve(&Value::String(list.to_string()), &refs, reference::all) {
+                    Ok(Value::Array(items)) => items,
+                    Ok(other) => {
+                        let msg = format!("for_each `{list}` is not a list (it is {})", merge::kind_of(&other));
+                        return self.fail(i, fail(FailureKind::Input, msg), ctx);
+                    }
+                    Err(e) => return self.fail(i, fail(FailureKind::Input, format!("for_each: {e}")), ctx),
+                };
+                let most = d.max_subtasks.unwrap_or(u32::MAX).min(limits.max_for_each);
+                if items.len() > most as usize {
+                    let which = if d.max_subtasks.is_some_and(|m| m < limits.max_for_each) {
+                        "max_subtasks"
+                    } else {
+                        "max_for_each"
+                    };
+                    let msg = format!(
+                        "limit_exceeded: {which} {most}: `{list}` has {} items",
+                        items.len()
+                    );
+                    return self.fail(i, fail(FailureKind::LimitExceeded, msg), ctx);
+                }
+                match expand(task, item, items) {
+                    Ok(specs) => (Source::ForEach, specs),
+                    Err(e) => return self.fail(i, fail(FailureKind::Input, format!("for_each: {e}")), ctx),
+                }
+            }
+            Ok(Form::Planner { .. }) => {
+                let planned = output
+                    .outputs
+                    .get("subtasks")
+                    .cloned()
+                    .map(serde_json::from_value::<Vec<TaskSpec>>);
+                match planned {
+                    Some(Ok(specs)) => (Source::Planner, specs),
+                    _ => {
+                        let msg = "the planner gave no sub-plan".to_string();
+                        return self.fail(i, fail(FailureKind::Tool, msg), ctx);
+                    }
+                }
+            }
+            Err(why) => return self.fail(i, fail(FailureKind::Input, why), ctx),
+        };
+        if source != Source::ForEach {
+            let most = d.max_subtasks.unwrap_or(u32::MAX).min(limits.max_subtasks);
+            if specs.len() > most as usize {
+                let which = if d.max_subtasks.is_some_and(|m| m < limits.max_subtasks) {
+                    "max_subtasks (of the task)"
+                } else {
+                    "max_subtasks"
+                };
+                let msg = format!(
+                    "limit_exceeded: {which} {most}: the sub-plan of `{key}` has {} subtasks",
+                    specs.len()
+                );
+                return self.fail(i, fail(FailureKind::LimitExceeded, msg), ctx);
+            }
+        }
+        if graph.len() + specs.len() > limits.max_tasks as usize {
+            let msg = format!(
+                "limit_exceeded: max_tasks {}: the run has {} tasks and `{key}` adds {}",
+                limits.max_tasks,
+                graph.len(),
+                specs.len()
+            );
+            return self.fail(i, fail(FailureKind::LimitExceeded, msg), ctx);
+        }
+        if let Some(why) = specs.iter().find_map(|s| crate::domain::plan::reserved_id(&s.id, d)) {
+            return self.fail(i, fail(FailureKind::Input, format!("the sub-plan of `{key}`: {why}")), ctx);
+        }
+        let specs = match self.check_subplan(i, specs) {
+            Ok(specs) => specs,
+            Err(why) => return self.fail(i, fail(FailureKind::Input, why), ctx),
+        };
+        let ids: Vec<String> = specs.iter().map(|s| s.id.clone()).collect();
+        let row = DecompositionRow {
+            run_id: self.s.run,
+            task_id: key.clone(),
+            round: 1,
+            first_idx: graph.len() as i64,
+            source,
+            subtasks: specs.clone(),
+            replaced: Vec::new(),
+            reason: None,
+            created_at: now_ms(),
+        };
+        drop(graph);
+        let (new, ready) = match self.state.append(i, specs) {
+            Ok(x) => x,
+            Err(why) => return self.fail(i, fail(FailureKind::Input, why), ctx),
+        };
+        self.record_attempt(i, None);
+        self.out.batch().decompositions.push(row);
+        let agent = self.state.task(i).agent.clone();
+        self.emit(
+            Some(i),
+            EventData::TaskDecomposed(payload::TaskDecomposed {
+                source: source.as_str().into(),
+                subtasks: ids,
+                depth,
+                agent,
+            }),
+        );
+        for c in new {
+            self.write_row(c);
+        }
+        if self.mode == Mode::Running {
+            for c in ready {
+                self.ready_or_defer(c, ctx);
+            }
+        }
+        self.arm_parent_deadline(i, ctx);
+        self.flush(ctx, None);
+    }
+
+    /// Checks a sub-plan of task `i` with the plan check, in the scope its subtasks have:
+    /// they may name each other and the tasks `i` (or one of its ancestors) depends on,
+    /// nearest scope first. Returns it with full ids.
+    fn check_subplan(&self, i: usize, specs: Vec<TaskSpec>) -> Result<Vec<TaskSpec>, String> {
+        let graph = self.state.graph();
+        let key = graph.task(i).key.to_string();
+        // Everything `i` and its ancestors depend on, transitively: done before `i` started.
+        let mut done: HashSet<usize> = HashSet::new();
+        let mut stack: Vec<usize> = graph
+            .ancestry(i)
+            .flat_map(|a| graph.task(a).deps.iter().copied())
+            .collect();
+        while let Some(j) = stack.pop() {
+            if done.insert(j) {
+                stack.extend(graph.task(j).deps.iter().copied());
+            }
+        }
+        let prefixes: Vec<String> = graph
+            .ancestry(i)
+            .map(|a| match graph.task(a).parent {
+                Some(p) => format!("{}.", graph.task(p).key),
+                None => String::new(),
+            })
+            .collect();
+        let outer = |name: &str| -> Option<String> {
+            prefixes.iter().find_map(|pre| {
+                let full = format!("{pre}{name}");
+                graph
+                    .index_of(&full)
+                    .filter(|j| done.contains(j))
+                    .map(|_| full)
+            })
+        };
+        let no_line = |_: usize| None;
+        let plan = graph.plan();
+        let scope = Scope {
+            parent: Some(&key),
+            outer: &outer,
+            item: None,
+            declared: &plan.inputs,
+            resolved: &self.s.inputs,
+            line: &no_line,
+            tools: &self.s.shared.tools,
+            agents: &self.s.shared.agents,
+        };
+        subplan::rewrite(&key, specs, &scope).map_err(|errors| {
+            let list: Vec<String> = errors.into_iter().map(|(_, e)| e.to_string()).collect();
+            format!("the sub-plan of `{key}` is invalid: {}", list.join("; "))
+        })
+    }
+
+    /// Arms decomposed task `i`'s deadline: its `timeout_s` from its first start covers its
+    /// whole sub-plan.
+    pub(super) fn arm_parent_deadline(&mut self, i: usize, ctx: &mut Context<Self>) {
+        let Some(limit) = self.state.graph().task(i).timeout else {
+            return;
+        };
+        let started = self.state.task(i).started_at.unwrap_or_else(now_ms);
+        let left = (started + limit.as_millis() as i64 - now_ms()).max(0) as u64;
+        ctx.run_later(Duration::from_millis(left), move |act, ctx| {
+            let t = act.state.task(i);
+            if act.mode != Mode::Running || t.status.is_terminal() || !act.state.is_decomposed(i) {
+                return;
+            }
+            act.cancel_subtree(i, "its parent task timed out");
+            let msg = format!("timed out after {}s (its subtasks were cancelled)", limit.as_secs_f64());
+            act.fail(i, AttemptError::new(FailureKind::Timeout, msg), ctx);
+            act.flush(ctx, None);
+        });
+    }
+
+    /// Cancels every open subtask under task `p` (their own subtasks first).
+    pub(super) fn cancel_subtree(&mut self, p: usize, reason: &str) {
+        let Some(children) = self.state.group(p).map(|g| g.children.clone()) else {
+            return;
+        };
+        for c in children {
+            if self.state.task(c).status.is_terminal() {
+                continue;
+            }
+            self.cancel_subtree(c, reason);
+            if self.state.cancel(c, reason, now_ms()) {
+                self.emit(
+                    Some(c),
+                    EventData::TaskCancelled(payload::Reason {
+                        reason: reason.to_string(),
+                    }),
+                );
+                self.write_row(c);
+            }
+        }
+    }
+
+    /// Settles the decomposed tasks one of whose subtasks ended: a failure under `fail`
+    /// cancels the siblings and fails the task; once every subtask has ended the results
+    /// merge into the task's outputs.
+    pub(super) fn settle_groups(&mut self, ctx: &mut Context<Self>) {
+        while let Some(p) = self.state.next_to_settle() {
+            let t = self.state.task(p);
+            if t.status != TaskStatus::Running || self.mode == Mode::Halted {
+                continue;
+            }
+            let graph = self.state.graph().clone();
+            let Some(d) = graph.decompose(p) else {
+                continue;
+            };
+            let Some(g) = self.state.group(p) else {
+                continue;
+            };
+            if d.on_subtask_failure == OnSubtaskFailure::Fail {
+                if let Some(&c) = g.failed.first() {
+                    let child = self.state.task(c);
+                    let why = child.error.clone().unwrap_or_default();
+                    let msg = format!("subtask `{}` {}: {why}", graph.task(c).key, child.status);
+                    self.cancel_subtree(p, &format!("sibling `{}` {}", graph.task(c).key, child.status));
+                    self.fail(p, AttemptError::new(FailureKind::Tool, msg), ctx);
+                    continue;
+                }
+            }
+            if g.open > 0 {
+                continue;
+            }
+            let key = graph.task(p).key.as_str();
+            let local = |c: usize| &graph.task(c).key.as_str()[key.len() + 1..];
+            let mut parts = Vec::with_capacity(g.children.len());
+            let mut failed = Vec::new();
+            for &c in &g.children {
+                let child = self.state.task(c);
+                if child.status == TaskStatus::Succeeded {
+                    parts.push(Part {
+                        id: local(c),
+                        outputs: child.outputs.as_ref(),
+                    });
+                } else {
+                    failed.push(SubtaskFailure {
+                        task: graph.task(c).key.to_string(),
+                        status: child.status.to_string(),
+                        error: child.error.clone().unwrap_or_default(),
+                    });
+                }
+            }
+            let collect = d.on_subtask_failure == OnSubtaskFailure::Collect;
+            let kind = d.merge();
+            let merged = merge::merge(kind, d.merge_output(), &parts, collect.then_some(&failed[..]));
+            let count = parts.len();
+            drop(parts);
+            match merged {
+                Err(why) => {
+                    let msg = format!("merge `{}` failed: {why}", kind.as_str());
+                    self.fail(p, AttemptError::new(FailureKind::Tool, msg), ctx);
+                }
+                Ok(outputs) => {
+                    self.emit(
+                        Some(p),
+                        EventData::TaskMerged(payload::TaskMerged {
+                            merge: kind.as_str().into(),
+                            subtasks: count,
+                            partial: !failed.is_empty(),
+                            failed,
+                        }),
+                    );
+                    let output = ToolOutput {
+                        outputs,
+                        artifacts: Vec::new(),
+                    };
+                    if graph.task(p).gates.is_empty() {
+                        self.succeed(p, output, ctx);
+                    } else {
+                        self.check_gates(p, output, ctx);
+                    }
+                }
+            }
+        }
+    }
+}
