@@ -2,7 +2,8 @@
 //! reports throughput, task latency (ready → committed) and peak memory as one JSON line.
 //!
 //! Shapes: `chain` (N in sequence), `fanout` (1 → N → 1), `layered` (N/100 layers of 100,
-//! each layer depending on the whole previous one).
+//! each layer depending on the whole previous one), `foreach` (a root listing N-3 items, a
+//! task that decomposes into one subtask per item, a sink: the fan-out made at run time).
 //!
 //! `agent_loop`: one `agent` task whose model (a local OpenAI-compatible server that answers
 //! at once) asks for one `test:echo` call a turn; it reports the loop's overhead per turn —
@@ -27,6 +28,8 @@ pub enum Shape {
     Fanout,
     /// N/100 layers of 100 tasks, each depending on the whole previous layer.
     Layered,
+    /// A root listing N-3 items, a `for_each` decomposition into one subtask per item, a sink.
+    Foreach,
 }
 
 /// Which store.
@@ -158,6 +161,38 @@ pub fn plan(shape: Shape, n: usize) -> Result<Plan, BenchError> {
             }
             t
         }
+        Shape::Foreach => {
+            if n < 4 {
+                return Err(BenchError::Input(
+                    "foreach needs --tasks of at least 4 (root, fan, one item, sink)".into(),
+                ));
+            }
+            let items: Vec<serde_json::Value> = (0..n - 3).map(serde_json::Value::from).collect();
+            let mut root = echo("root".into(), vec![]);
+            root.inputs
+                .insert("items".into(), serde_json::Value::Array(items));
+            let mut item = echo(String::new(), vec![]);
+            item.inputs.insert("n".into(), "${item.n}".into());
+            let mut fan = echo("fan".into(), vec![]);
+            fan.tool = String::new();
+            fan.decompose = Some(Box::new(crate::domain::plan::Decompose {
+                subtasks: None,
+                planner: None,
+                goal: None,
+                for_each: Some("${tasks.root.outputs.items}".into()),
+                item: Some("n".into()),
+                task: Some(Box::new(item)),
+                merge: Some(crate::domain::plan::MergeSpec::Full {
+                    kind: crate::domain::plan::Merge::List,
+                    instructions: None,
+                    output: Some("n".into()),
+                }),
+                on_subtask_failure: Default::default(),
+                replan: None,
+                max_subtasks: None,
+            }));
+            vec![root, fan, echo("sink".into(), vec!["fan".into()])]
+        }
     };
     Ok(Plan {
         name: format!("bench-{shape:?}-{n}").to_lowercase(),
@@ -272,9 +307,16 @@ pub async fn run(
     let agents: Vec<AgentSpec> = (0..4)
         .map(|i| AgentSpec::new(format!("bench-{i}"), Role::Worker).with_limits(4096, None))
         .collect();
+    // A for_each as wide as the run asks for is allowed.
+    let limits = crate::domain::plan::Limits {
+        max_for_each: (n as u32).max(1),
+        max_tasks: (n as u32).max(crate::domain::plan::Limits::default().max_tasks),
+        ..Default::default()
+    };
     let builder = Runtime::builder()
         .data_dir(tmp.clone())
         .agents(agents)
+        .limits(limits)
         .record_latencies(true);
     let (builder, scratch) = with_store(builder, store, &tmp, postgres_url).await?;
     let result = async {

@@ -35,6 +35,9 @@ pub enum BenchShape {
     Fanout,
     /// N/100 layers of 100 tasks, each depending on the whole previous layer.
     Layered,
+    /// One root whose output lists N-3 items, a task that decomposes with one subtask per
+    /// item (`for_each`), one sink: N tasks in all.
+    Foreach,
 }
 
 impl From<BenchShape> for crate::bench::Shape {
@@ -43,6 +46,7 @@ impl From<BenchShape> for crate::bench::Shape {
             BenchShape::Chain => Self::Chain,
             BenchShape::Fanout => Self::Fanout,
             BenchShape::Layered => Self::Layered,
+            BenchShape::Foreach => Self::Foreach,
         }
     }
 }

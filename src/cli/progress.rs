@@ -135,6 +135,42 @@ impl Progress {
             EventData::TaskStarted(_) => {
                 self.running.insert(task.clone(), e.at);
             }
+            EventData::TaskDecomposed(d) => {
+                self.total += d.subtasks.len();
+                if let Some(b) = &self.bar {
+                    b.set_length(self.total as u64);
+                }
+                self.line(format!(
+                    "  split   {task} into {} subtask(s) ({}, by {})",
+                    d.subtasks.len(),
+                    d.source,
+                    d.agent.as_deref().unwrap_or("-")
+                ));
+            }
+            EventData::TaskMerged(m) => {
+                let partial = if m.partial {
+                    format!(", partial: {} did not succeed", m.failed.len())
+                } else {
+                    String::new()
+                };
+                self.line(format!(
+                    "  merged  {task}: {} result(s) ({}{partial})",
+                    m.subtasks, m.merge
+                ));
+            }
+            EventData::TaskReplanned(r) => {
+                self.total += r.subtasks.len();
+                if let Some(b) = &self.bar {
+                    b.set_length(self.total as u64);
+                }
+                self.line(format!(
+                    "  replan  {task} (round {}): {} subtask(s) replace {}: {}",
+                    r.round,
+                    r.subtasks.len(),
+                    r.replaced.join(", "),
+                    r.reason
+                ));
+            }
             EventData::TaskSucceeded(t) => {
                 let took = self
                     .running

@@ -6,6 +6,7 @@ use crate::store::{Blobs, Store};
 use crate::RunId;
 use clap::Subcommand;
 use futures::StreamExt;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -230,7 +231,16 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                 "TASK", "STATUS", "ATTEMPTS", "AGENT"
             );
             let waits = store.waits(id).await?;
-            for t in o.tasks {
+            let mut kids: HashMap<String, usize> = HashMap::new();
+            for t in &o.tasks {
+                if let Some(p) = &t.parent_task_id {
+                    *kids.entry(p.to_string()).or_default() += 1;
+                }
+            }
+            let mut at = 0;
+            while at < o.tasks.len() {
+                let t = &o.tasks[at];
+                at += 1;
                 let open = waits
                     .iter()
                     .rev()
@@ -253,16 +263,47 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                             ))
                             .unwrap_or_default()
                     ),
-                    (None, None) => t.error.unwrap_or_default(),
+                    (None, None) => t.error.clone().unwrap_or_default(),
                 };
-                println!(
-                    "  {:<24} {:<10} {:>8}  {:<12} {}",
-                    t.id.to_string(),
-                    t.status,
-                    t.attempts,
-                    t.agent.unwrap_or_else(|| "-".into()),
-                    note
-                );
+                task_line(t, &note);
+                // A large group shows its counts by status and only the subtasks that did not
+                // succeed.
+                let n = kids.get(t.id.as_str()).copied().unwrap_or(0);
+                if n > GROUP_ROWS {
+                    let prefix = format!("{}.", t.id);
+                    let end = o.tasks[at..]
+                        .iter()
+                        .position(|s| !s.id.as_str().starts_with(&prefix))
+                        .map_or(o.tasks.len(), |p| at + p);
+                    let group = &o.tasks[at..end];
+                    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+                    for s in group.iter().filter(|s| s.depth == t.depth + 1) {
+                        *counts.entry(s.status.to_string()).or_default() += 1;
+                    }
+                    let counts: Vec<String> =
+                        counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+                    println!(
+                        "  {}{prefix}* {n} subtasks: {}",
+                        "  ".repeat(t.depth as usize + 1),
+                        counts.join(", ")
+                    );
+                    let unsettled: Vec<&crate::runtime::TaskOutcome> = group
+                        .iter()
+                        .filter(|s| s.status != crate::TaskStatus::Succeeded)
+                        .collect();
+                    for s in unsettled.iter().take(GROUP_ROWS) {
+                        task_line(s, s.error.as_deref().unwrap_or_default());
+                    }
+                    if unsettled.len() > GROUP_ROWS {
+                        println!(
+                            "  {}… {} more not succeeded (`nofx runs show {} --json` lists every task)",
+                            "  ".repeat(t.depth as usize + 1),
+                            unsettled.len() - GROUP_ROWS,
+                            o.id
+                        );
+                    }
+                    at = end;
+                }
             }
             Ok(())
         }
@@ -597,4 +638,20 @@ fn print_transcript(t: &crate::store::Transcript) {
             println!("{indent}  stopped: {}", line(e, 300));
         }
     }
+}
+
+/// Subtasks of one task listed one by one; a larger group is shown by its counts.
+const GROUP_ROWS: usize = 20;
+
+/// One task of `runs show`, indented by its depth.
+fn task_line(t: &crate::runtime::TaskOutcome, note: &str) {
+    let id = format!("{}{}", "  ".repeat(t.depth as usize), t.id);
+    println!(
+        "  {:<24} {:<10} {:>8}  {:<12} {}",
+        id,
+        t.status,
+        t.attempts,
+        t.agent.as_deref().unwrap_or("-"),
+        note
+    );
 }

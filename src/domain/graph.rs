@@ -106,7 +106,12 @@ impl TaskGraph {
             for d in &spec.depends_on {
                 match local.get(d.as_str()).copied().or_else(|| self.index_of(d)) {
                     Some(j) => deps.push(j),
-                    None => return Err(format!("subtask `{}` depends on unknown task `{d}`", spec.id)),
+                    None => {
+                        return Err(format!(
+                            "subtask `{}` depends on unknown task `{d}`",
+                            spec.id
+                        ))
+                    }
                 }
             }
             tasks.push(Task {
@@ -225,8 +230,10 @@ impl TaskGraph {
 /// indices.
 pub(crate) fn cycles_among(tasks: &[Task]) -> Vec<Vec<usize>> {
     let mut graph = DiGraph::with_capacity(tasks.len(), tasks.len());
-    let node_of: HashMap<usize, NodeIndex> =
-        tasks.iter().map(|t| (t.index, graph.add_node(t.index))).collect();
+    let node_of: HashMap<usize, NodeIndex> = tasks
+        .iter()
+        .map(|t| (t.index, graph.add_node(t.index)))
+        .collect();
     for t in tasks {
         for d in &t.deps {
             if let Some(&from) = node_of.get(d) {

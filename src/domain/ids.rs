@@ -98,6 +98,17 @@ impl TaskKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The task this one is a subtask of: a subtask's id is `PARENT.CHILD` (ids in a plan
+    /// hold no `.`).
+    pub fn parent(&self) -> Option<TaskKey> {
+        self.0.rsplit_once('.').map(|(p, _)| Self(p.to_string()))
+    }
+
+    /// 0 for a task of the plan, its parent's depth + 1 for a subtask.
+    pub fn depth(&self) -> u32 {
+        self.0.matches('.').count() as u32
+    }
 }
 
 impl fmt::Display for TaskKey {

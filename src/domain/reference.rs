@@ -57,7 +57,12 @@ fn parse_inner(inner: &str) -> Result<Option<Reference>, BadReference> {
     if let Some(rest) = inner.strip_prefix("tasks.") {
         let parts: Vec<&str> = rest.split('.').collect();
         // The task id runs up to the first `outputs` after at least one segment.
-        let Some(at) = parts.iter().skip(1).position(|p| *p == "outputs").map(|p| p + 1) else {
+        let Some(at) = parts
+            .iter()
+            .skip(1)
+            .position(|p| *p == "outputs")
+            .map(|p| p + 1)
+        else {
             return Err(bad("expected `${tasks.ID.outputs.PATH}`"));
         };
         if parts[..at].iter().any(|p| p.is_empty()) {
@@ -322,7 +327,9 @@ pub fn escaped(value: Value) -> Value {
     match value {
         Value::String(s) if s.contains("${") => Value::String(s.replace("${", "$${")),
         Value::Array(items) => Value::Array(items.into_iter().map(escaped).collect()),
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, escaped(v))).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, escaped(v))).collect())
+        }
         other => other,
     }
 }

@@ -352,8 +352,6 @@ impl Runtime {
                         started_at: None,
                         finished_at: None,
                         restored_from: Some(cp.id.clone()),
-                        parent_task_id: None,
-                        depth: 0,
                     });
                 }
                 None => rerun.push(t.key.to_string()),

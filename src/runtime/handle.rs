@@ -8,6 +8,7 @@ use crate::domain::{
 use futures::stream::{self, Stream};
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -71,6 +72,40 @@ pub struct TaskOutcome {
     pub agent: Option<String>,
     /// The checkpoint its result was restored from (it did not run in this run).
     pub restored_from: Option<CheckpointId>,
+    /// The task it is a subtask of (its id is `PARENT.CHILD`).
+    pub parent_task_id: Option<TaskKey>,
+    /// 0 for a task of the plan, its parent's depth + 1 for a subtask.
+    pub depth: u32,
+}
+
+impl TaskOutcome {
+    fn of(t: crate::store::TaskRow) -> Self {
+        Self {
+            status: t.status,
+            outputs: t.outputs,
+            error: t.error,
+            attempts: t.attempt,
+            agent: t.agent,
+            restored_from: t.restored_from,
+            parent_task_id: t.task_id.parent(),
+            depth: t.task_id.depth(),
+            id: t.task_id,
+        }
+    }
+
+    fn pending(id: TaskKey) -> Self {
+        Self {
+            status: TaskStatus::Pending,
+            outputs: None,
+            error: None,
+            attempts: 0,
+            agent: None,
+            restored_from: None,
+            parent_task_id: id.parent(),
+            depth: id.depth(),
+            id,
+        }
+    }
 }
 
 /// The live process executing a run.
@@ -253,7 +288,7 @@ pub struct Outcome {
     pub checkpoint_id: Option<CheckpointId>,
     /// The task a fork started at.
     pub forked_at: Option<String>,
-    /// Every task, in plan order.
+    /// Every task, in plan order, each decomposed task followed by its subtasks.
     pub tasks: Vec<TaskOutcome>,
 }
 
@@ -264,38 +299,30 @@ impl Outcome {
     /// Unknown run, store failures.
     pub async fn load(store: &crate::store::Store, id: RunId) -> Result<Self, RuntimeError> {
         let r = store.run(id).await?;
-        // Tasks without a row have not moved yet: they are pending.
-        let mut rows: std::collections::HashMap<String, crate::store::TaskRow> = store
-            .tasks(id)
-            .await?
-            .into_iter()
-            .map(|t| (t.task_id.to_string(), t))
-            .collect();
-        let tasks: Vec<TaskOutcome> = r
-            .plan
-            .tasks
-            .iter()
-            .map(|spec| match rows.remove(&spec.id) {
-                Some(t) => TaskOutcome {
-                    id: t.task_id,
-                    status: t.status,
-                    outputs: t.outputs,
-                    error: t.error,
-                    attempts: t.attempt,
-                    agent: t.agent,
-                    restored_from: t.restored_from,
-                },
-                None => TaskOutcome {
-                    id: TaskKey::from_trusted(spec.id.clone()),
-                    status: TaskStatus::Pending,
-                    outputs: None,
-                    error: None,
-                    attempts: 0,
-                    agent: None,
-                    restored_from: None,
-                },
-            })
-            .collect();
+        // Tasks without a row have not moved yet: they are pending. Subtasks follow their
+        // parent, in the order they joined the run.
+        let mut rows: HashMap<String, crate::store::TaskRow> = HashMap::new();
+        let mut children: HashMap<String, Vec<String>> = HashMap::new();
+        for t in store.tasks(id).await? {
+            if let Some(p) = t.task_id.parent() {
+                children
+                    .entry(p.to_string())
+                    .or_default()
+                    .push(t.task_id.to_string());
+            }
+            rows.insert(t.task_id.to_string(), t);
+        }
+        let mut tasks: Vec<TaskOutcome> = Vec::with_capacity(rows.len().max(r.plan.tasks.len()));
+        let mut stack: Vec<String> = r.plan.tasks.iter().rev().map(|t| t.id.clone()).collect();
+        while let Some(key) = stack.pop() {
+            if let Some(kids) = children.remove(&key) {
+                stack.extend(kids.into_iter().rev());
+            }
+            tasks.push(match rows.remove(&key) {
+                Some(t) => TaskOutcome::of(t),
+                None => TaskOutcome::pending(TaskKey::from_trusted(key)),
+            });
+        }
         let (resumable, owner) = liveness(store, &r).await?;
         Ok(Self {
             id,

@@ -27,8 +27,8 @@ mod waits;
 pub use crate::blobs::{BlobError, Blobs, StoredBlob};
 pub(crate) use batch::{Batch, Fences};
 pub use checkpoints::CheckpointRow;
-pub use decompositions::DecompositionRow;
 pub(crate) use commands::CommandKind;
+pub use decompositions::DecompositionRow;
 pub use gc::{ExpiredRun, RunRows};
 #[cfg(feature = "server")]
 pub(crate) use idempotency::Claimed;

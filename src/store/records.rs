@@ -91,10 +91,6 @@ pub struct TaskRow {
     pub finished_at: Option<i64>,
     /// The checkpoint its result was restored from (it did not run in this run).
     pub restored_from: Option<CheckpointId>,
-    /// The task it is a subtask of.
-    pub parent_task_id: Option<TaskKey>,
-    /// 0 for a task of the plan; a subtask's parent's depth + 1.
-    pub depth: i64,
 }
 
 /// One task attempt's metrics.

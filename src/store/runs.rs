@@ -79,11 +79,6 @@ macro_rules! task_from_row {
             started_at: r.try_get("started_at").map_err(q("read task"))?,
             finished_at: r.try_get("finished_at").map_err(q("read task"))?,
             restored_from: r.try_get("restored_from").map_err(q("read task"))?,
-            parent_task_id: r
-                .try_get::<Option<String>, _>("parent_task_id")
-                .map_err(q("read task"))?
-                .map(TaskKey::from_trusted),
-            depth: r.try_get("depth").map_err(q("read task"))?,
         }
     }};
 }
@@ -230,8 +225,7 @@ impl Store {
     /// Query failures.
     pub async fn tasks(&self, run: RunId) -> Result<Vec<TaskRow>, StoreError> {
         let sql = "SELECT task_id, idx, tool, status, attempt, agent, outputs, error, started_at, \
-                   finished_at, restored_from, parent_task_id, depth FROM tasks \
-                   WHERE run_id = $1 ORDER BY idx";
+                   finished_at, restored_from FROM tasks WHERE run_id = $1 ORDER BY idx";
         with_pool!(self, |p, _b| {
             let rows = sqlx::query(sql)
                 .bind(run.to_string())

@@ -157,8 +157,16 @@ impl Decompose {
                 a.trim().eq_ignore_ascii_case(b.trim())
             }
             (
-                Ok(Form::ForEach { list: a, item: x, task: t }),
-                Ok(Form::ForEach { list: b, item: y, task: u }),
+                Ok(Form::ForEach {
+                    list: a,
+                    item: x,
+                    task: t,
+                }),
+                Ok(Form::ForEach {
+                    list: b,
+                    item: y,
+                    task: u,
+                }),
             ) => a == b && x == y && t == u,
             _ => false,
         }

@@ -126,7 +126,10 @@ pub(crate) fn check_tasks(specs: &[TaskSpec], scope: &Scope<'_>, errors: &mut Fo
                     Some(p) => format!("subtask #{} of `{p}`", i + 1),
                     None => format!("task #{}", i + 1),
                 };
-                errors.push(((scope.line)(i), PlanError::BadTaskId(format!("{whose}: {why}"))));
+                errors.push((
+                    (scope.line)(i),
+                    PlanError::BadTaskId(format!("{whose}: {why}")),
+                ));
                 keys.push(None);
             }
         }
@@ -208,23 +211,41 @@ pub(crate) fn check_tasks(specs: &[TaskSpec], scope: &Scope<'_>, errors: &mut Fo
                 why,
             };
             match r {
-                Reference::Input(n) if !scope.declared.contains_key(&n) => {
-                    errors.push((line, bad(format!("`${{inputs.{n}}}` names no input of the plan"))))
-                }
+                Reference::Input(n) if !scope.declared.contains_key(&n) => errors.push((
+                    line,
+                    bad(format!("`${{inputs.{n}}}` names no input of the plan")),
+                )),
                 Reference::Input(_) => {}
                 Reference::Item { name: item, .. } => {
                     ref_pointers.push(pointer);
                     match scope.item {
                         Some(n) if n == item => {}
-                        Some(n) => errors.push((line, bad(format!("`${{item.{item}}}` names no item: the item here is `{n}`")))),
-                        None => errors.push((line, bad(format!("`${{item.{item}}}` is known only inside a `for_each` task")))),
+                        Some(n) => errors.push((
+                            line,
+                            bad(format!(
+                                "`${{item.{item}}}` names no item: the item here is `{n}`"
+                            )),
+                        )),
+                        None => errors.push((
+                            line,
+                            bad(format!(
+                                "`${{item.{item}}}` is known only inside a `for_each` task"
+                            )),
+                        )),
                     }
                 }
                 Reference::TaskOutput { task, .. } => {
                     ref_pointers.push(pointer);
-                    let unknown = bad(format!("`${{tasks.{task}.outputs…}}` refers to unknown task `{task}`"));
+                    let unknown = bad(format!(
+                        "`${{tasks.{task}.outputs…}}` refers to unknown task `{task}`"
+                    ));
                     if name_task(&task, errors, unknown) == Some(i) {
-                        errors.push((line, bad(format!("`${{tasks.{task}.outputs…}}` refers to the task itself"))));
+                        errors.push((
+                            line,
+                            bad(format!(
+                                "`${{tasks.{task}.outputs…}}` refers to the task itself"
+                            )),
+                        ));
                     }
                 }
             }
@@ -276,7 +297,12 @@ pub(crate) fn check_tasks(specs: &[TaskSpec], scope: &Scope<'_>, errors: &mut Fo
                 ));
             }
         }
-        let timeout = positive_seconds(t.timeout_s, format!("task `{name}`: timeout_s"), errors, line);
+        let timeout = positive_seconds(
+            t.timeout_s,
+            format!("task `{name}`: timeout_s"),
+            errors,
+            line,
+        );
         if let Some(key) = keys[i].clone() {
             tasks.push(Task {
                 index: i,
@@ -296,7 +322,11 @@ pub(crate) fn check_tasks(specs: &[TaskSpec], scope: &Scope<'_>, errors: &mut Fo
     }
 
     // Decompositions, once every sibling's dependencies are known.
-    let positions: HashMap<usize, usize> = tasks.iter().enumerate().map(|(p, t)| (t.index, p)).collect();
+    let positions: HashMap<usize, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(p, t)| (t.index, p))
+        .collect();
     for t in &tasks {
         if specs[t.index].decompose.is_some() {
             check_decompose(specs, t.index, &tasks, &positions, scope, errors);
@@ -330,10 +360,13 @@ fn check_tool(
         return;
     }
     if t.tool.is_empty() {
-        errors.push((line, PlanError::BadTool {
-            task: name.to_string(),
-            why: format!("names no `tool` (known tools: {known_tools}) and has no `decompose`"),
-        }));
+        errors.push((
+            line,
+            PlanError::BadTool {
+                task: name.to_string(),
+                why: format!("names no `tool` (known tools: {known_tools}) and has no `decompose`"),
+            },
+        ));
         return;
     }
     let for_check = with_plan_inputs(&Value::Object(t.inputs.clone()), scope.resolved);
@@ -383,13 +416,23 @@ fn check_decompose(
     };
     let line = (scope.line)(i);
     let name = scope.full(&t.id);
-    let bad = |why: String| (line, PlanError::BadDecompose { task: name.clone(), why });
+    let bad = |why: String| {
+        (
+            line,
+            PlanError::BadDecompose {
+                task: name.clone(),
+                why,
+            },
+        )
+    };
     let form = match d.form() {
         Ok(f) => f,
         Err(why) => return errors.push(bad(why)),
     };
     if d.merge() == Merge::Llm && d.merge_instructions().is_none_or(|s| s.trim().is_empty()) {
-        errors.push(bad("`merge: llm` needs `instructions` (merge: { kind: llm, instructions: \"…\" })".into()));
+        errors.push(bad(
+            "`merge: llm` needs `instructions` (merge: { kind: llm, instructions: \"…\" })".into(),
+        ));
     }
     if d.merge_output().is_some_and(str::is_empty) {
         errors.push(bad("`merge.output` must name an output".into()));
@@ -461,7 +504,12 @@ fn check_decompose(
 }
 
 /// Dependency cycles among checked siblings, as errors naming full ids.
-pub(crate) fn report_cycles(checked: &Checked, parent: &str, line: Option<usize>, errors: &mut Found) {
+pub(crate) fn report_cycles(
+    checked: &Checked,
+    parent: &str,
+    line: Option<usize>,
+    errors: &mut Found,
+) {
     for cycle in crate::domain::graph::cycles_among(&checked.tasks) {
         let names = cycle
             .iter()
@@ -553,7 +601,13 @@ pub(crate) fn rewrite(
     };
     for (spec, task) in specs.iter_mut().zip(&checked.tasks) {
         let bad = |e: reference::BadReference, id: &str| {
-            (None, PlanError::BadReference { task: full(id), why: e.to_string() })
+            (
+                None,
+                PlanError::BadReference {
+                    task: full(id),
+                    why: e.to_string(),
+                },
+            )
         };
         match reference::rename_tasks(&Value::Object(std::mem::take(&mut spec.inputs)), &rename) {
             Ok(Value::Object(m)) => spec.inputs = m,

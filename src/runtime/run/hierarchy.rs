@@ -31,7 +31,10 @@ use std::time::Duration;
 ///
 /// # Errors
 /// A row that does not fit the graph (the store was changed by hand).
-pub(crate) fn replay(graph: &mut TaskGraph, rows: Vec<DecompositionRow>) -> Result<(), RuntimeError> {
+pub(crate) fn replay(
+    graph: &mut TaskGraph,
+    rows: Vec<DecompositionRow>,
+) -> Result<(), RuntimeError> {
     for row in rows {
         let corrupt = |why: String| {
             RuntimeError::Store(StoreError::Corrupt {
@@ -132,13 +135,26 @@ impl Coordinator {
             Ok(Form::Static(subtasks)) => (Source::Static, subtasks.to_vec()),
             Ok(Form::ForEach { list, item, task }) => {
                 let refs = self.state.refs(&self.s.inputs);
-                let items = match reference::resolve(&Value::String(list.to_string()), &refs, reference::all) {
+                let items = match reference::resolve(
+                    &Value::String(list.to_string()),
+                    &refs,
+                    reference::all,
+                ) {
                     Ok(Value::Array(items)) => items,
                     Ok(other) => {
-                        let msg = format!("for_each `{list}` is not a list (it is {})", merge::kind_of(&other));
+                        let msg = format!(
+                            "for_each `{list}` is not a list (it is {})",
+                            merge::kind_of(&other)
+                        );
                         return self.fail(i, fail(FailureKind::Input, msg), ctx);
                     }
-                    Err(e) => return self.fail(i, fail(FailureKind::Input, format!("for_each: {e}")), ctx),
+                    Err(e) => {
+                        return self.fail(
+                            i,
+                            fail(FailureKind::Input, format!("for_each: {e}")),
+                            ctx,
+                        )
+                    }
                 };
                 let most = d.max_subtasks.unwrap_or(u32::MAX).min(limits.max_for_each);
                 if items.len() > most as usize {
@@ -155,7 +171,13 @@ impl Coordinator {
                 }
                 match expand(task, item, items) {
                     Ok(specs) => (Source::ForEach, specs),
-                    Err(e) => return self.fail(i, fail(FailureKind::Input, format!("for_each: {e}")), ctx),
+                    Err(e) => {
+                        return self.fail(
+                            i,
+                            fail(FailureKind::Input, format!("for_each: {e}")),
+                            ctx,
+                        )
+                    }
                 }
             }
             Ok(Form::Planner { .. }) => {
@@ -198,8 +220,18 @@ impl Coordinator {
             );
             return self.fail(i, fail(FailureKind::LimitExceeded, msg), ctx);
         }
-        if let Some(why) = specs.iter().find_map(|s| crate::domain::plan::reserved_id(&s.id, d)) {
-            return self.fail(i, fail(FailureKind::Input, format!("the sub-plan of `{key}`: {why}")), ctx);
+        if let Some(why) = specs
+            .iter()
+            .find_map(|s| crate::domain::plan::reserved_id(&s.id, d))
+        {
+            return self.fail(
+                i,
+                fail(
+                    FailureKind::Input,
+                    format!("the sub-plan of `{key}`: {why}"),
+                ),
+                ctx,
+            );
         }
         let specs = match self.check_subplan(i, specs) {
             Ok(specs) => specs,
@@ -311,7 +343,10 @@ impl Coordinator {
                 return;
             }
             act.cancel_subtree(i, "its parent task timed out");
-            let msg = format!("timed out after {}s (its subtasks were cancelled)", limit.as_secs_f64());
+            let msg = format!(
+                "timed out after {}s (its subtasks were cancelled)",
+                limit.as_secs_f64()
+            );
             act.fail(i, AttemptError::new(FailureKind::Timeout, msg), ctx);
             act.flush(ctx, None);
         });
@@ -360,7 +395,10 @@ impl Coordinator {
                     let child = self.state.task(c);
                     let why = child.error.clone().unwrap_or_default();
                     let msg = format!("subtask `{}` {}: {why}", graph.task(c).key, child.status);
-                    self.cancel_subtree(p, &format!("sibling `{}` {}", graph.task(c).key, child.status));
+                    self.cancel_subtree(
+                        p,
+                        &format!("sibling `{}` {}", graph.task(c).key, child.status),
+                    );
                     self.fail(p, AttemptError::new(FailureKind::Tool, msg), ctx);
                     continue;
                 }
@@ -389,7 +427,12 @@ impl Coordinator {
             }
             let collect = d.on_subtask_failure == OnSubtaskFailure::Collect;
             let kind = d.merge();
-            let merged = merge::merge(kind, d.merge_output(), &parts, collect.then_some(&failed[..]));
+            let merged = merge::merge(
+                kind,
+                d.merge_output(),
+                &parts,
+                collect.then_some(&failed[..]),
+            );
             let count = parts.len();
             drop(parts);
             match merged {

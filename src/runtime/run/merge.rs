@@ -175,7 +175,12 @@ mod tests {
             json!({"value": "ab"})
         );
         assert_eq!(
-            run(Merge::Concat, None, &[json!({"l": [1]}), json!({"l": [2, 3]})]).unwrap(),
+            run(
+                Merge::Concat,
+                None,
+                &[json!({"l": [1]}), json!({"l": [2, 3]})]
+            )
+            .unwrap(),
             json!({"value": [1, 2, 3]})
         );
     }

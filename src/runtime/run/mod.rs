@@ -222,10 +222,8 @@ impl Coordinator {
     }
 
     fn write_row(&mut self, i: usize) {
-        let graph = self.state.graph();
-        let spec = graph.task(i);
-        let parent = spec.parent.map(|p| &graph.task(p).key);
-        self.out.task_row(spec, parent, self.state.task(i));
+        self.out
+            .task_row(self.state.graph().task(i), self.state.task(i));
     }
 
     /// Moves task `i` to `to`; an illegal move is logged and ignored.

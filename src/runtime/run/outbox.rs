@@ -49,8 +49,8 @@ impl Outbox {
         ));
     }
 
-    /// Writes task `spec`'s row as `t` stands (`parent`: the task it is a subtask of).
-    pub fn task_row(&mut self, spec: &TaskSpec, parent: Option<&TaskKey>, t: &Task) {
+    /// Writes task `spec`'s row as `t` stands.
+    pub fn task_row(&mut self, spec: &TaskSpec, t: &Task) {
         self.batch.tasks.push(TaskRow {
             run_id: self.run,
             task_id: spec.key.clone(),
@@ -64,8 +64,6 @@ impl Outbox {
             started_at: t.started_at,
             finished_at: t.finished_at,
             restored_from: t.restored_from.clone(),
-            parent_task_id: parent.cloned(),
-            depth: i64::from(spec.depth),
         });
     }
 

@@ -274,8 +274,6 @@ fn a_resumed_run_picks_up_where_its_rows_left_it() {
         started_at: Some(1),
         finished_at: None,
         restored_from: None,
-        parent_task_id: None,
-        depth: 0,
     };
     let rows = [
         row("a", TaskStatus::Succeeded, 1),

@@ -6,6 +6,8 @@
 use super::state::AfterFailure;
 use super::{After, Coordinator, Mode};
 use crate::domain::event::{payload, EventData};
+use crate::domain::graph::TaskGraph;
+use crate::domain::plan::Decompose;
 use crate::domain::reference;
 use crate::domain::time::now_ms;
 use crate::domain::{FailureKind, RunStatus, TaskStatus};
@@ -14,8 +16,6 @@ use crate::runtime::messages::{AttemptError, Delegate, TaskAttempted, TaskStarte
 use crate::runtime::model_sink::TaskSink;
 use crate::runtime::scoring::TaskNeeds;
 use crate::store::StoredBlob;
-use crate::domain::graph::TaskGraph;
-use crate::domain::plan::Decompose;
 use crate::tools::decompose::{Decomposer, Step};
 use crate::tools::{Link, ModelAccess, Tool, ToolOutput};
 use actix::prelude::*;
@@ -72,9 +72,7 @@ impl Coordinator {
                     );
                     return self.fail(i, AttemptError::new(FailureKind::DelegationCycle, msg), ctx);
                 }
-                Arc::new(Decomposer {
-                    step: Step::Accept,
-                })
+                Arc::new(Decomposer { step: Step::Accept })
             }
             None => {
                 if let Some(problems) = self.s.shared.tools.input_errors(&spec.tool, &inputs) {

@@ -63,7 +63,7 @@ macro_rules! push_tasks {
     ($qb:ident, $chunk:expr) => {
         $qb.push(
             "INSERT INTO tasks (run_id, task_id, idx, tool, status, attempt, agent, outputs, \
-             error, started_at, finished_at, restored_from, parent_task_id, depth) ",
+             error, started_at, finished_at, restored_from) ",
         );
         $qb.push_values($chunk, |mut b, t| {
             b.push_bind(t.run_id.to_string())
@@ -77,9 +77,7 @@ macro_rules! push_tasks {
                 .push_bind(t.error.clone())
                 .push_bind(t.started_at)
                 .push_bind(t.finished_at)
-                .push_bind(t.restored_from.clone())
-                .push_bind(t.parent_task_id.as_ref().map(|p| p.to_string()))
-                .push_bind(t.depth);
+                .push_bind(t.restored_from.clone());
         });
         $qb.push(
             " ON CONFLICT (run_id, task_id) DO UPDATE SET status = excluded.status, \
