@@ -51,6 +51,10 @@ pub struct TaskGraph {
     /// Specs of the subtasks (ids `PARENT.CHILD`, references rewritten to full ids), from
     /// index `plan.tasks.len()` on.
     added: Vec<TaskSpec>,
+    /// Rounds of each decomposed task's sub-plan (1, then one more per replan).
+    rounds: HashMap<usize, u32>,
+    /// Subtasks a replan replaced (they keep their rows; their parent no longer counts them).
+    replaced: HashSet<usize>,
 }
 
 impl TaskGraph {
@@ -83,17 +87,32 @@ impl TaskGraph {
             tasks,
             by_key,
             added: Vec::new(),
+            rounds: HashMap::new(),
+            replaced: HashSet::new(),
         })
     }
 
-    /// Appends the subtasks of task `parent` (ids `PARENT.CHILD`, `depends_on` listing every
-    /// dependency by full id: earlier tasks or siblings), at the next indices. Returns the
-    /// first new index.
+    /// Appends a round of the subtasks of task `parent` (ids `PARENT.CHILD`, `depends_on`
+    /// listing every dependency by full id: earlier tasks or siblings), at the next indices;
+    /// a replan's round replaces earlier subtasks (`replaced`, by full id). Returns the first
+    /// new index.
     ///
     /// # Errors
-    /// A dependency that names no task; nothing is appended.
-    pub fn append(&mut self, parent: usize, subtasks: Vec<TaskSpec>) -> Result<usize, String> {
+    /// A dependency or a replaced subtask that names no task; nothing changes.
+    pub fn append(
+        &mut self,
+        parent: usize,
+        subtasks: Vec<TaskSpec>,
+        replaced: &[String],
+    ) -> Result<usize, String> {
         let first = self.tasks.len();
+        let mut gone = Vec::with_capacity(replaced.len());
+        for r in replaced {
+            match self.index_of(r) {
+                Some(j) if self.tasks[j].parent == Some(parent) => gone.push(j),
+                _ => return Err(format!("replaced subtask `{r}` is not a subtask of the task")),
+            }
+        }
         let depth = self.tasks[parent].depth + 1;
         let local: HashMap<&str, usize> = subtasks
             .iter()
@@ -144,7 +163,19 @@ impl TaskGraph {
             }
         }
         self.added.extend(subtasks);
+        self.replaced.extend(gone);
+        *self.rounds.entry(parent).or_insert(0) += 1;
         Ok(first)
+    }
+
+    /// Rounds of task `index`'s sub-plan so far (0: it has not decomposed).
+    pub fn rounds(&self, index: usize) -> u32 {
+        self.rounds.get(&index).copied().unwrap_or(0)
+    }
+
+    /// Whether a replan replaced subtask `index`.
+    pub fn is_replaced(&self, index: usize) -> bool {
+        self.replaced.contains(&index)
     }
 
     /// The spec of the task at `index`: the plan's, or the subtask's as decomposed.
@@ -171,7 +202,7 @@ impl TaskGraph {
     }
 
     /// The plan the graph was built from.
-    pub fn plan(&self) -> &Plan {
+    pub fn plan(&self) -> &Arc<Plan> {
         &self.plan
     }
 

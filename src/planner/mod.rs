@@ -128,6 +128,31 @@ pub fn system_prompt(tools: &ToolRegistry, agents: &[AgentSpec]) -> String {
     s
 }
 
+/// The first message asking for the sub-plan of task `parent`: its goal, what the task was
+/// given (`context`), the outside tasks its subtasks may use (`names`) and how many subtasks
+/// it may have.
+pub fn subplan_request(
+    parent: &str,
+    goal: &str,
+    context: &serde_json::Value,
+    names: &[&str],
+    most: u32,
+) -> String {
+    let mut s = format!(
+        "Goal: {goal}\n\nThis plan is the sub-plan of task `{parent}` of a larger run: its tasks run as subtasks `{parent}.ID`, and their results become that task's outputs.\n         - At most {most} tasks.\n         - Task ids are letters, digits, `_` and `-`; `outputs` is not an id.\n"
+    );
+    if !names.is_empty() {
+        s.push_str(&format!(
+            "- Finished tasks of the run a task may use with `${{tasks.ID.outputs.NAME}}`: {}\n",
+            names.join(", ")
+        ));
+    }
+    if context.as_object().is_some_and(|m| !m.is_empty()) {
+        s.push_str(&format!("\nWhat the task was given:\n{context}\n"));
+    }
+    s
+}
+
 /// Parses an answer into a plan source: JSON when the body starts with `{`, else YAML.
 ///
 /// # Errors
@@ -158,9 +183,45 @@ pub async fn plan_goal(
     options: PlannerOptions,
     validate: impl Fn(&PlanSource) -> Result<ValidatedPlan, PlanErrors>,
 ) -> Result<Planned, PlannerError> {
+    let ask = |a: Ask| async move { models.complete(caller, &a, sink).await };
+    let (source, plan, rounds, model) = ask_until_valid(
+        ask,
+        system,
+        format!("Goal: {goal}"),
+        options,
+        |src| validate(src).map_err(|e| e.to_string()),
+    )
+    .await?;
+    tracing::info!(rounds, %model, tasks = plan.graph.len(), "planner: plan accepted");
+    Ok(Planned {
+        source,
+        plan,
+        rounds,
+        model,
+    })
+}
+
+/// Asks (`complete`) with `system` and the first message `request` until an answer parses
+/// as a plan that `validate` accepts, sending its errors back for a repair; at most
+/// `options.max_rounds` answers. Returns the plan, what `validate` made of it, the answers
+/// it took and the model of the accepted one.
+///
+/// # Errors
+/// A call that fails, or every answer invalid (with the last errors).
+pub async fn ask_until_valid<T, F, Fut>(
+    complete: F,
+    system: String,
+    request: String,
+    options: PlannerOptions,
+    validate: impl Fn(&PlanSource) -> Result<T, String>,
+) -> Result<(PlanSource, T, u32, String), PlannerError>
+where
+    F: Fn(Ask) -> Fut,
+    Fut: std::future::Future<Output = Result<crate::models::Answer, CallError>>,
+{
     let mut ask = Ask {
         system: Some(system),
-        messages: vec![Message::user(format!("Goal: {goal}"))],
+        messages: vec![Message::user(request)],
         max_tokens: options.max_tokens,
         temperature: Some(0.0),
         requires_reasoning: true,
@@ -170,19 +231,11 @@ pub async fn plan_goal(
     let rounds = options.max_rounds.max(1);
     let mut errors = String::new();
     for round in 1..=rounds {
-        let answer = models.complete(caller, &ask, sink).await?;
+        let answer = complete(ask.clone()).await?;
         let checked = parse_answer(&answer.text)
-            .and_then(|src| validate(&src).map(|v| (src, v)).map_err(|e| e.to_string()));
+            .and_then(|src| validate(&src).map(|v| (src, v)));
         match checked {
-            Ok((source, plan)) => {
-                tracing::info!(round, model = %answer.model, tasks = plan.graph.len(), "planner: plan accepted");
-                return Ok(Planned {
-                    source,
-                    plan,
-                    rounds: round,
-                    model: answer.model,
-                });
-            }
+            Ok((source, value)) => return Ok((source, value, round, answer.model)),
             Err(e) => {
                 tracing::info!(round, errors = %e, "planner: plan rejected");
                 errors = e;

@@ -14,7 +14,7 @@ use crate::domain::event::payload::{self, SubtaskFailure};
 use crate::domain::event::EventData;
 use crate::domain::graph::TaskGraph;
 use crate::domain::plan::subplan::{self, Scope};
-use crate::domain::plan::{Form, OnSubtaskFailure, Source, TaskSpec};
+use crate::domain::plan::{Form, Merge, OnSubtaskFailure, Source, TaskSpec};
 use crate::domain::reference::{self, Lookup};
 use crate::domain::time::now_ms;
 use crate::domain::{FailureKind, TaskStatus};
@@ -24,8 +24,17 @@ use crate::store::{DecompositionRow, StoreError};
 use crate::tools::ToolOutput;
 use actix::prelude::*;
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
+
+/// What a round of a sub-plan is beside its subtasks.
+pub(super) struct Round {
+    pub source: Source,
+    /// Subtasks it replaces (a replan).
+    pub replaced: Vec<String>,
+    /// Why it was made (a replan).
+    pub reason: Option<String>,
+}
 
 /// Rebuilds a run's graph: the plan's, then each stored decomposition in the order it joined.
 ///
@@ -52,7 +61,9 @@ pub(crate) fn replay(
                 graph.len()
             )));
         }
-        graph.append(parent, row.subtasks).map_err(corrupt)?;
+        graph
+            .append(parent, row.subtasks, &row.replaced)
+            .map_err(corrupt)?;
     }
     Ok(())
 }
@@ -233,39 +244,67 @@ impl Coordinator {
                 ctx,
             );
         }
-        let specs = match self.check_subplan(i, specs) {
+        let names = self.scope_names(i, false);
+        let specs = match self.check_subplan(i, specs, &names) {
             Ok(specs) => specs,
             Err(why) => return self.fail(i, fail(FailureKind::Input, why), ctx),
         };
+        drop(graph);
+        self.record_attempt(i, None);
+        let round = Round {
+            source,
+            replaced: Vec::new(),
+            reason: None,
+        };
+        if let Err(why) = self.commit_round(i, specs, round, ctx) {
+            return self.fail(i, fail(FailureKind::Input, why), ctx);
+        }
+        self.arm_parent_deadline(i, ctx);
+        self.flush(ctx, None);
+    }
+
+    /// Commits a round of task `p`'s sub-plan (checked, full ids): its decomposition row,
+    /// the subtasks' rows and `task.decomposed` (the first round) or `task.replanned`, and
+    /// makes ready the subtasks with nothing to wait for, all in one transaction.
+    pub(super) fn commit_round(
+        &mut self,
+        p: usize,
+        specs: Vec<TaskSpec>,
+        round: Round,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), String> {
+        let graph = self.state.graph();
+        let number = graph.rounds(p) + 1;
+        let depth = graph.task(p).depth + 1;
         let ids: Vec<String> = specs.iter().map(|s| s.id.clone()).collect();
         let row = DecompositionRow {
             run_id: self.s.run,
-            task_id: key.clone(),
-            round: 1,
+            task_id: graph.task(p).key.clone(),
+            round: number,
             first_idx: graph.len() as i64,
-            source,
+            source: round.source,
             subtasks: specs.clone(),
-            replaced: Vec::new(),
-            reason: None,
+            replaced: round.replaced.clone(),
+            reason: round.reason.clone(),
             created_at: now_ms(),
         };
-        drop(graph);
-        let (new, ready) = match self.state.append(i, specs) {
-            Ok(x) => x,
-            Err(why) => return self.fail(i, fail(FailureKind::Input, why), ctx),
-        };
-        self.record_attempt(i, None);
+        let (new, ready) = self.state.append(p, specs, &round.replaced)?;
         self.out.batch().decompositions.push(row);
-        let agent = self.state.task(i).agent.clone();
-        self.emit(
-            Some(i),
-            EventData::TaskDecomposed(payload::TaskDecomposed {
-                source: source.as_str().into(),
+        let data = match round.reason {
+            None => EventData::TaskDecomposed(payload::TaskDecomposed {
+                source: round.source.as_str().into(),
                 subtasks: ids,
                 depth,
-                agent,
+                agent: self.state.task(p).agent.clone(),
             }),
-        );
+            Some(reason) => EventData::TaskReplanned(payload::TaskReplanned {
+                round: number,
+                replaced: round.replaced,
+                subtasks: ids,
+                reason,
+            }),
+        };
+        self.emit(Some(p), data);
         for c in new {
             self.write_row(c);
         }
@@ -274,17 +313,14 @@ impl Coordinator {
                 self.ready_or_defer(c, ctx);
             }
         }
-        self.arm_parent_deadline(i, ctx);
-        self.flush(ctx, None);
+        Ok(())
     }
 
-    /// Checks a sub-plan of task `i` with the plan check, in the scope its subtasks have:
-    /// they may name each other and the tasks `i` (or one of its ancestors) depends on,
-    /// nearest scope first. Returns it with full ids.
-    fn check_subplan(&self, i: usize, specs: Vec<TaskSpec>) -> Result<Vec<TaskSpec>, String> {
+    /// The tasks outside a sub-plan of task `i` that its subtasks may name, by the name they
+    /// use: what `i` and its ancestors depend on, transitively (all done before `i` started),
+    /// nearest scope first; with `finished`, also `i`'s own succeeded subtasks (a replan).
+    pub(super) fn scope_names(&self, i: usize, finished: bool) -> HashMap<String, String> {
         let graph = self.state.graph();
-        let key = graph.task(i).key.to_string();
-        // Everything `i` and its ancestors depend on, transitively: done before `i` started.
         let mut done: HashSet<usize> = HashSet::new();
         let mut stack: Vec<usize> = graph
             .ancestry(i)
@@ -295,29 +331,59 @@ impl Coordinator {
                 stack.extend(graph.task(j).deps.iter().copied());
             }
         }
-        let prefixes: Vec<String> = graph
+        let mut names: HashMap<String, String> = HashMap::new();
+        if finished {
+            if let Some(g) = self.state.group(i) {
+                for &c in &g.children {
+                    if self.state.task(c).status == TaskStatus::Succeeded {
+                        let key = graph.task(c).key.as_str();
+                        if let Some((_, local)) = key.rsplit_once('.') {
+                            names.insert(local.to_string(), key.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        // Nearest scope first: a name is taken by the first scope that has it.
+        let mut levels: Vec<(Option<usize>, Vec<usize>)> = graph
             .ancestry(i)
-            .map(|a| match graph.task(a).parent {
-                Some(p) => format!("{}.", graph.task(p).key),
-                None => String::new(),
-            })
+            .map(|a| (graph.task(a).parent, Vec::new()))
             .collect();
-        let outer = |name: &str| -> Option<String> {
-            prefixes.iter().find_map(|pre| {
-                let full = format!("{pre}{name}");
-                graph
-                    .index_of(&full)
-                    .filter(|j| done.contains(j))
-                    .map(|_| full)
-            })
-        };
+        for &j in &done {
+            let parent = graph.task(j).parent;
+            if let Some(level) = levels.iter_mut().find(|(p, _)| *p == parent) {
+                level.1.push(j);
+            }
+        }
+        for (_, members) in levels {
+            for j in members {
+                let key = graph.task(j).key.as_str();
+                let local = key.rsplit_once('.').map_or(key, |(_, l)| l);
+                names
+                    .entry(local.to_string())
+                    .or_insert_with(|| key.to_string());
+            }
+        }
+        names
+    }
+
+    /// Checks a sub-plan of task `i` with the plan check, in the scope its subtasks have
+    /// (`names`, from [`Coordinator::scope_names`]). Returns it with full ids.
+    pub(super) fn check_subplan(
+        &self,
+        i: usize,
+        specs: Vec<TaskSpec>,
+        names: &HashMap<String, String>,
+    ) -> Result<Vec<TaskSpec>, String> {
+        let graph = self.state.graph();
+        let key = graph.task(i).key.to_string();
+        let outer = |name: &str| names.get(name).cloned();
         let no_line = |_: usize| None;
-        let plan = graph.plan();
         let scope = Scope {
             parent: Some(&key),
             outer: &outer,
             item: None,
-            declared: &plan.inputs,
+            declared: &graph.plan().inputs,
             resolved: &self.s.inputs,
             line: &no_line,
             tools: &self.s.shared.tools,
@@ -375,31 +441,33 @@ impl Coordinator {
     }
 
     /// Settles the decomposed tasks one of whose subtasks ended: a failure under `fail`
-    /// cancels the siblings and fails the task; once every subtask has ended the results
-    /// merge into the task's outputs.
+    /// cancels the siblings and replans (when `replan` allows) or fails the task; once every
+    /// subtask has ended the results merge into the task's outputs.
     pub(super) fn settle_groups(&mut self, ctx: &mut Context<Self>) {
         while let Some(p) = self.state.next_to_settle() {
             let t = self.state.task(p);
-            if t.status != TaskStatus::Running || self.mode == Mode::Halted {
+            if t.status != TaskStatus::Running || self.mode != Mode::Running {
                 continue;
             }
             let graph = self.state.graph().clone();
-            let Some(d) = graph.decompose(p) else {
+            let (Some(d), Some(g)) = (graph.decompose(p), self.state.group(p)) else {
                 continue;
             };
-            let Some(g) = self.state.group(p) else {
+            if g.busy {
                 continue;
-            };
+            }
             if d.on_subtask_failure == OnSubtaskFailure::Fail {
                 if let Some(&c) = g.failed.first() {
                     let child = self.state.task(c);
                     let why = child.error.clone().unwrap_or_default();
                     let msg = format!("subtask `{}` {}: {why}", graph.task(c).key, child.status);
-                    self.cancel_subtree(
-                        p,
-                        &format!("sibling `{}` {}", graph.task(c).key, child.status),
-                    );
-                    self.fail(p, AttemptError::new(FailureKind::Tool, msg), ctx);
+                    let sibling = format!("sibling `{}` {}", graph.task(c).key, child.status);
+                    self.cancel_subtree(p, &sibling);
+                    if self.may_replan(p) {
+                        self.replan(p, msg, ctx);
+                    } else {
+                        self.fail(p, AttemptError::new(FailureKind::Tool, msg), ctx);
+                    }
                     continue;
                 }
             }
@@ -427,39 +495,18 @@ impl Coordinator {
             }
             let collect = d.on_subtask_failure == OnSubtaskFailure::Collect;
             let kind = d.merge();
-            let merged = merge::merge(
-                kind,
-                d.merge_output(),
-                &parts,
-                collect.then_some(&failed[..]),
-            );
-            let count = parts.len();
+            let merged = merge::merge(kind, d.merge_output(), &parts, collect.then_some(&failed[..]));
             drop(parts);
             match merged {
                 Err(why) => {
                     let msg = format!("merge `{}` failed: {why}", kind.as_str());
                     self.fail(p, AttemptError::new(FailureKind::Tool, msg), ctx);
                 }
-                Ok(outputs) => {
-                    self.emit(
-                        Some(p),
-                        EventData::TaskMerged(payload::TaskMerged {
-                            merge: kind.as_str().into(),
-                            subtasks: count,
-                            partial: !failed.is_empty(),
-                            failed,
-                        }),
-                    );
-                    let output = ToolOutput {
-                        outputs,
-                        artifacts: Vec::new(),
-                    };
-                    if graph.task(p).gates.is_empty() {
-                        self.succeed(p, output, ctx);
-                    } else {
-                        self.check_gates(p, output, ctx);
-                    }
+                Ok(outputs) if kind == Merge::Llm => {
+                    let instructions = d.merge_instructions().unwrap_or_default().to_string();
+                    self.merge_by_model(p, &instructions, outputs, failed, ctx);
                 }
+                Ok(outputs) => self.merged(p, kind.as_str(), failed, outputs, ctx),
             }
         }
     }

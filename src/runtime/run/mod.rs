@@ -12,6 +12,7 @@ mod hierarchy;
 mod lifecycle;
 mod merge;
 mod outbox;
+mod replan;
 mod state;
 mod tasks;
 mod waits;

@@ -62,6 +62,8 @@ pub(crate) struct Group {
     pub failed: Vec<usize>,
     /// Queued for the coordinator to settle.
     queued: bool,
+    /// A model merges its results or replans it now.
+    pub busy: bool,
 }
 
 /// The tasks of one run.
@@ -126,6 +128,9 @@ impl RunState {
             .count();
         let mut groups: HashMap<usize, Group> = HashMap::new();
         for t in graph.tasks() {
+            if graph.is_replaced(t.index) {
+                continue;
+            }
             if let Some(p) = t.parent {
                 let g = groups.entry(p).or_default();
                 g.children.push(t.index);
@@ -176,11 +181,15 @@ impl RunState {
         &mut self,
         parent: usize,
         subtasks: Vec<crate::domain::plan::TaskSpec>,
+        replaced: &[String],
     ) -> Result<(std::ops::Range<usize>, Vec<usize>), String> {
         let n = subtasks.len();
-        let first = Arc::make_mut(&mut self.graph).append(parent, subtasks)?;
+        let first = Arc::make_mut(&mut self.graph).append(parent, subtasks, replaced)?;
         let mut ready = Vec::new();
+        let graph = self.graph.clone();
         let group = self.groups.entry(parent).or_default();
+        group.children.retain(|&c| !graph.is_replaced(c));
+        group.failed.retain(|&c| !graph.is_replaced(c));
         for i in first..first + n {
             self.tasks.push(Task::default());
             let left = self
@@ -218,6 +227,23 @@ impl RunState {
             g.queued = false;
         }
         Some(p)
+    }
+
+    /// Marks decomposed task `i` as having a model merge or replan it (or not any more).
+    pub fn set_busy(&mut self, i: usize, busy: bool) {
+        if let Some(g) = self.groups.get_mut(&i) {
+            g.busy = busy;
+        }
+    }
+
+    /// Queues decomposed task `i` to be settled again (a merge or replan ended).
+    pub fn resettle(&mut self, i: usize) {
+        if let Some(g) = self.groups.get_mut(&i) {
+            if !g.queued {
+                g.queued = true;
+                self.settle.push(i);
+            }
+        }
     }
 
     /// Whether some decomposed task waits to be settled.

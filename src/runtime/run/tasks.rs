@@ -7,7 +7,7 @@ use super::state::AfterFailure;
 use super::{After, Coordinator, Mode};
 use crate::domain::event::{payload, EventData};
 use crate::domain::graph::TaskGraph;
-use crate::domain::plan::Decompose;
+use crate::domain::plan::{Decompose, Form};
 use crate::domain::reference;
 use crate::domain::time::now_ms;
 use crate::domain::{FailureKind, RunStatus, TaskStatus};
@@ -16,7 +16,7 @@ use crate::runtime::messages::{AttemptError, Delegate, TaskAttempted, TaskStarte
 use crate::runtime::model_sink::TaskSink;
 use crate::runtime::scoring::TaskNeeds;
 use crate::store::StoredBlob;
-use crate::tools::decompose::{Decomposer, Step};
+use crate::tools::decompose::{Decomposer, Planning, Step};
 use crate::tools::{Link, ModelAccess, Tool, ToolOutput};
 use actix::prelude::*;
 use serde_json::Value;
@@ -72,7 +72,21 @@ impl Coordinator {
                     );
                     return self.fail(i, AttemptError::new(FailureKind::DelegationCycle, msg), ctx);
                 }
-                Arc::new(Decomposer { step: Step::Accept })
+                let step = match d.form() {
+                    Ok(Form::Planner { goal }) => {
+                        let limit = self.s.shared.options.limits.max_subtasks;
+                        Step::Plan(Box::new(Planning {
+                            parent: spec.key.to_string(),
+                            goal: goal.to_string(),
+                            plan: graph.plan().clone(),
+                            inputs: self.s.inputs.clone(),
+                            names: self.scope_names(i, false),
+                            most: d.max_subtasks.map_or(limit, |m| m.min(limit)),
+                        }))
+                    }
+                    _ => Step::Accept,
+                };
+                Arc::new(Decomposer { step })
             }
             None => {
                 if let Some(problems) = self.s.shared.tools.input_errors(&spec.tool, &inputs) {
