@@ -110,7 +110,11 @@ impl TaskGraph {
         for r in replaced {
             match self.index_of(r) {
                 Some(j) if self.tasks[j].parent == Some(parent) => gone.push(j),
-                _ => return Err(format!("replaced subtask `{r}` is not a subtask of the task")),
+                _ => {
+                    return Err(format!(
+                        "replaced subtask `{r}` is not a subtask of the task"
+                    ))
+                }
             }
         }
         let depth = self.tasks[parent].depth + 1;

@@ -184,14 +184,11 @@ pub async fn plan_goal(
     validate: impl Fn(&PlanSource) -> Result<ValidatedPlan, PlanErrors>,
 ) -> Result<Planned, PlannerError> {
     let ask = |a: Ask| async move { models.complete(caller, &a, sink).await };
-    let (source, plan, rounds, model) = ask_until_valid(
-        ask,
-        system,
-        format!("Goal: {goal}"),
-        options,
-        |src| validate(src).map_err(|e| e.to_string()),
-    )
-    .await?;
+    let (source, plan, rounds, model) =
+        ask_until_valid(ask, system, format!("Goal: {goal}"), options, |src| {
+            validate(src).map_err(|e| e.to_string())
+        })
+        .await?;
     tracing::info!(rounds, %model, tasks = plan.graph.len(), "planner: plan accepted");
     Ok(Planned {
         source,
@@ -232,8 +229,7 @@ where
     let mut errors = String::new();
     for round in 1..=rounds {
         let answer = complete(ask.clone()).await?;
-        let checked = parse_answer(&answer.text)
-            .and_then(|src| validate(&src).map(|v| (src, v)));
+        let checked = parse_answer(&answer.text).and_then(|src| validate(&src).map(|v| (src, v)));
         match checked {
             Ok((source, value)) => return Ok((source, value, round, answer.model)),
             Err(e) => {

@@ -73,7 +73,9 @@ impl Planning {
             if t.id == "outputs" {
                 errors.push((
                     None,
-                    crate::domain::plan::PlanError::BadTaskId("`outputs` cannot be a task id".into()),
+                    crate::domain::plan::PlanError::BadTaskId(
+                        "`outputs` cannot be a task id".into(),
+                    ),
                 ));
             }
         }
@@ -130,14 +132,23 @@ async fn plan(p: &Planning, ctx: ToolContext) -> Result<ToolOutput, ToolError> {
         let models = models.clone();
         async move { models.complete(&a).await }
     };
-    let answer = planner::ask_until_valid(complete, system, request, PlannerOptions::default(), |src| {
-        p.check(&src.plan.tasks, link.tools(), link.agents())
-            .map(|()| src.plan.tasks.clone())
-    })
+    let answer = planner::ask_until_valid(
+        complete,
+        system,
+        request,
+        PlannerOptions::default(),
+        |src| {
+            p.check(&src.plan.tasks, link.tools(), link.agents())
+                .map(|()| src.plan.tasks.clone())
+        },
+    )
     .await;
     match answer {
         Ok((_, tasks, rounds, model)) => Ok(ToolOutput::default()
-            .output("subtasks", serde_json::to_value(tasks).unwrap_or(Value::Null))
+            .output(
+                "subtasks",
+                serde_json::to_value(tasks).unwrap_or(Value::Null),
+            )
             .output("rounds", rounds)
             .output("model", model)),
         Err(PlannerError::Call(e)) => Err(e.into()),

@@ -495,7 +495,12 @@ impl Coordinator {
             }
             let collect = d.on_subtask_failure == OnSubtaskFailure::Collect;
             let kind = d.merge();
-            let merged = merge::merge(kind, d.merge_output(), &parts, collect.then_some(&failed[..]));
+            let merged = merge::merge(
+                kind,
+                d.merge_output(),
+                &parts,
+                collect.then_some(&failed[..]),
+            );
             drop(parts);
             match merged {
                 Err(why) => {

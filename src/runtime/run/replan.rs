@@ -25,7 +25,13 @@ impl Coordinator {
     fn decomposer_models(&self, p: usize, tool: &str, ctx: &Context<Self>) -> ModelAccess {
         let access = self.model_access(p, tool, ctx);
         let agent = self.state.task(p).agent.as_deref();
-        match self.s.shared.agents.iter().find(|a| Some(a.id.as_str()) == agent) {
+        match self
+            .s
+            .shared
+            .agents
+            .iter()
+            .find(|a| Some(a.id.as_str()) == agent)
+        {
             Some(spec) => access.for_agent(spec),
             None => access,
         }
@@ -65,7 +71,8 @@ impl Coordinator {
             tools: Vec::new(),
             model: None,
         };
-        let call = async move { crate::tools::llm::ask_structured(&access, ask, None, "merge").await };
+        let call =
+            async move { crate::tools::llm::ask_structured(&access, ask, None, "merge").await };
         ctx.spawn(call.into_actor(self).map(move |res, act, ctx| {
             act.state.set_busy(p, false);
             if act.mode != Mode::Running || act.state.task(p).status != TaskStatus::Running {
@@ -98,7 +105,10 @@ impl Coordinator {
         outputs: Map<String, Value>,
         ctx: &mut Context<Self>,
     ) {
-        let count = self.state.group(p).map_or(0, |g| g.children.len() - g.failed.len());
+        let count = self
+            .state
+            .group(p)
+            .map_or(0, |g| g.children.len() - g.failed.len());
         self.emit(
             Some(p),
             EventData::TaskMerged(payload::TaskMerged {
@@ -133,7 +143,11 @@ impl Coordinator {
             let t = self.state.task(c);
             let mut spec = graph.spec(c).clone();
             spec.id = local(c);
-            spec.depends_on = spec.depends_on.iter().map(|d| d.rsplit('.').next().unwrap_or(d).to_string()).collect();
+            spec.depends_on = spec
+                .depends_on
+                .iter()
+                .map(|d| d.rsplit('.').next().unwrap_or(d).to_string())
+                .collect();
             sub_plan.push(spec);
             if t.status == TaskStatus::Succeeded {
                 finished.insert(local(c), t.outputs.clone().unwrap_or(Value::Null));
@@ -183,14 +197,23 @@ impl Coordinator {
                 let access = access.clone();
                 async move { access.complete(&a).await }
             };
-            planner::ask_until_valid(complete, system, request, PlannerOptions::default(), |src| {
-                if let Some(t) = src.plan.tasks.iter().find(|t| taken.contains(&t.id)) {
-                    return Err(format!("task id `{}` is already used in this sub-plan; choose a new one", t.id));
-                }
-                planning
-                    .check(&src.plan.tasks, &shared.tools, &shared.agents)
-                    .map(|()| src.plan.tasks.clone())
-            })
+            planner::ask_until_valid(
+                complete,
+                system,
+                request,
+                PlannerOptions::default(),
+                |src| {
+                    if let Some(t) = src.plan.tasks.iter().find(|t| taken.contains(&t.id)) {
+                        return Err(format!(
+                            "task id `{}` is already used in this sub-plan; choose a new one",
+                            t.id
+                        ));
+                    }
+                    planning
+                        .check(&src.plan.tasks, &shared.tools, &shared.agents)
+                        .map(|()| src.plan.tasks.clone())
+                },
+            )
             .await
         };
         ctx.spawn(call.into_actor(self).map(move |res, act, ctx| {
@@ -201,17 +224,26 @@ impl Coordinator {
             let specs: Result<Vec<TaskSpec>, AttemptError> = match res {
                 Ok((_, specs, _, _)) => Ok(specs),
                 Err(PlannerError::Call(e)) => Err(AttemptError::from(ToolError::from(e))),
-                Err(e) => Err(AttemptError::new(FailureKind::Tool, format!("replan round {round} of `{}`: {e} (after: {reason})", act.state.key(p)))),
+                Err(e) => Err(AttemptError::new(
+                    FailureKind::Tool,
+                    format!(
+                        "replan round {round} of `{}`: {e} (after: {reason})",
+                        act.state.key(p)
+                    ),
+                )),
             };
             let names = act.scope_names(p, true);
             let done = specs.and_then(|specs| {
-                let specs = act.check_subplan(p, specs, &names).map_err(|why| AttemptError::new(FailureKind::Input, why))?;
+                let specs = act
+                    .check_subplan(p, specs, &names)
+                    .map_err(|why| AttemptError::new(FailureKind::Input, why))?;
                 let round = Round {
                     source: Source::Planner,
                     replaced: unfinished,
                     reason: Some(reason),
                 };
-                act.commit_round(p, specs, round, ctx).map_err(|why| AttemptError::new(FailureKind::Input, why))
+                act.commit_round(p, specs, round, ctx)
+                    .map_err(|why| AttemptError::new(FailureKind::Input, why))
             });
             if let Err(e) = done {
                 act.fail(p, e, ctx);

@@ -141,6 +141,13 @@ impl RunState {
                 }
             }
         }
+        // A decomposed task keeps running: its sub-plan is committed, never asked again.
+        let mut tasks = tasks;
+        for &p in groups.keys() {
+            if rows.get(graph.task(p).key.as_str()).map(|r| r.status) == Some(TaskStatus::Running) {
+                tasks[p].status = TaskStatus::Running;
+            }
+        }
         // A group may have ended just before the process stopped: each is looked at once.
         let mut settle: Vec<usize> = groups.keys().copied().collect();
         settle.sort_unstable();
