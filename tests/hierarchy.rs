@@ -245,3 +245,59 @@ both_stores! {
         rt.shutdown().await;
     }
 }
+
+both_stores! {
+    async fn restore_and_fork_keep_sub_plans_and_run_again_only_what_must(store) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let healthy = std::sync::Arc::new(AtomicBool::new(false));
+        let h = healthy.clone();
+        let flaky = tool_fn("test:flaky", json!({"type": "object"}), move |_| {
+            let ok = h.load(Ordering::SeqCst);
+            async move {
+                if ok { Ok(ToolOutput::new().output("ok", true)) } else { Err(ToolError::failed("not yet")) }
+            }
+        });
+        let rt = store.builder().tool(flaky).build().await.unwrap();
+        let src = plan("name: r\ntasks:\n  - id: p\n    decompose:\n      subtasks:\n        - { id: a, tool: test:echo, inputs: { v: 1 } }\n        - { id: b, tool: test:flaky, depends_on: [a] }\n        - { id: c, tool: test:echo, inputs: { v: 3 } }\n  - { id: fin, tool: test:echo, inputs: { got: \"${tasks.p.outputs.b.ok}\" } }\n");
+        let first = rt.submit(&src, Map::new()).await.unwrap();
+        let out = first.wait().await.unwrap();
+        assert_eq!(out.status, RunStatus::Failed);
+        let cp = rt.checkpoint(first.id(), None).await.unwrap();
+        assert_eq!(cp.decompositions.as_array().unwrap().len(), 1, "the checkpoint holds the decomposition");
+        let kept: Vec<&str> = cp.tasks.as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+        assert!(kept.contains(&"p.a"), "{kept:?}");
+        healthy.store(true, Ordering::SeqCst);
+
+        // Restore: the sub-plan is the checkpoint's; what succeeded is not run again.
+        let restored = rt.restore(&cp.id, Default::default()).await.unwrap();
+        let out = restored.wait().await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded, "{:?}", out.reason);
+        assert_eq!(task(&out, "p.a").restored_from.as_deref(), Some(cp.id.as_str()));
+        assert_eq!(task(&out, "p.b").attempts, 1);
+        assert_eq!(outputs(&out, "fin")["got"], json!(true));
+        let kinds: Vec<EventType> = events(&rt, restored.id()).await.iter().map(|e| e.kind).collect();
+        assert!(!kinds.contains(&EventType::TaskDecomposed), "a restore does not decompose again");
+        assert!(kinds.contains(&EventType::TaskMerged));
+        assert_eq!(rt.store().decompositions(restored.id()).await.unwrap().len(), 1);
+
+        // Fork at a subtask: it and what depends on it run again, its parent merges again,
+        // its sub-plan stays.
+        let fork = nofx::runtime::Fork { at: "p.b".into(), ..Default::default() };
+        let forked = rt.fork(restored.id(), fork, Default::default()).await.unwrap();
+        let out = forked.wait().await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded, "{:?}", out.reason);
+        assert!(task(&out, "p.a").restored_from.is_some() && task(&out, "p.c").restored_from.is_some());
+        assert!(task(&out, "p.b").restored_from.is_none() && task(&out, "p").restored_from.is_none() && task(&out, "fin").restored_from.is_none());
+        let kinds: Vec<EventType> = events(&rt, forked.id()).await.iter().map(|e| e.kind).collect();
+        assert!(!kinds.contains(&EventType::TaskDecomposed));
+        // Fork at the decomposed task: it decomposes again.
+        let fork = nofx::runtime::Fork { at: "p".into(), ..Default::default() };
+        let again = rt.fork(restored.id(), fork, Default::default()).await.unwrap();
+        let out = again.wait().await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded, "{:?}", out.reason);
+        assert!(out.tasks.iter().all(|t| t.restored_from.is_none()), "nothing under a task that decomposes again is kept");
+        let kinds: Vec<EventType> = events(&rt, again.id()).await.iter().map(|e| e.kind).collect();
+        assert!(kinds.contains(&EventType::TaskDecomposed));
+        rt.shutdown().await;
+    }
+}

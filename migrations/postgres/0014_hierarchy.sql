@@ -16,3 +16,7 @@ CREATE TABLE decompositions (
     created_at BIGINT NOT NULL,
     PRIMARY KEY (run_id, task_id, round)
 );
+
+-- A checkpoint holds the run's decompositions: a restore or fork starts from the same
+-- sub-plans instead of decomposing again.
+ALTER TABLE checkpoints ADD COLUMN decompositions TEXT;

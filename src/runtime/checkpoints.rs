@@ -11,7 +11,9 @@ use crate::domain::plan::ValidatedPlan;
 use crate::domain::plan::{Format, Plan, PlanSource};
 use crate::domain::reference::{references_in, Reference};
 use crate::domain::{CheckpointId, RunId, TaskKey, TaskStatus};
-use crate::store::{ArtifactRow, Blobs, CheckpointRow, Lineage, RunRecord, TaskRow};
+use crate::store::{
+    ArtifactRow, Blobs, CheckpointRow, DecompositionRow, Lineage, RunRecord, TaskRow,
+};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -122,22 +124,20 @@ pub(crate) async fn snapshot(
     description: Option<String>,
 ) -> Result<CheckpointRow, RuntimeError> {
     let record = store.run(run).await?;
-    let by_id: HashMap<String, TaskRow> = store
+    // Rows come in graph order: the plan's tasks, then subtasks as they joined.
+    let tasks: Vec<Value> = store
         .tasks(run)
         .await?
         .into_iter()
-        .map(|t| (t.task_id.to_string(), t))
+        .filter(|t| t.status == TaskStatus::Succeeded)
+        .map(|t| json!({"id": t.task_id, "outputs": t.outputs, "agent": t.agent, "attempts": t.attempt}))
         .collect();
-    let mut tasks = Vec::new();
-    for spec in &record.plan.tasks {
-        if let Some(t) = by_id.get(&spec.id) {
-            if t.status == TaskStatus::Succeeded {
-                tasks.push(json!({
-                    "id": t.task_id, "outputs": t.outputs, "agent": t.agent, "attempts": t.attempt,
-                }));
-            }
-        }
-    }
+    let decompositions: Vec<Value> = store
+        .decompositions(run)
+        .await?
+        .iter()
+        .map(crate::store::DecompositionRow::to_json)
+        .collect();
     let artifacts: Vec<Value> = store
         .artifacts(run)
         .await?
@@ -154,6 +154,7 @@ pub(crate) async fn snapshot(
         tasks: Value::Array(tasks),
         artifacts: Value::Array(artifacts),
         manifest: Value::Object(manifest),
+        decompositions: Value::Array(decompositions),
         created_at: crate::domain::time::now_ms(),
     })
 }
@@ -204,11 +205,13 @@ impl Runtime {
         let cp = self.store().checkpoint(checkpoint).await?;
         let parent = self.store().run(cp.run_id).await?;
         let src = PlanSource::from_plan(parent.plan.clone());
-        let plan = self
+        let mut plan = self
             .validate(&src, &parent.inputs)
             .map_err(RuntimeError::Plan)?;
-        let done = checkpoint_tasks(&cp);
-        self.branch(&parent, &cp, plan, done, None, opts).await
+        let mut done = checkpoint_tasks(&cp);
+        let kept = arrange(&mut plan, &cp, &mut done, None);
+        self.branch(&parent, &cp, (plan, kept), done, None, opts)
+            .await
     }
 
     /// Forks a run at task `fork.at`: the plan (with `fork.patch` applied) is validated;
@@ -230,7 +233,15 @@ impl Runtime {
         opts: SubmitOptions,
     ) -> Result<RunHandle, RuntimeError> {
         let parent = self.store().run(run).await?;
-        if !parent.plan.tasks.iter().any(|t| t.id == fork.at) {
+        // A subtask (`PARENT.CHILD`) is a fork point too.
+        let subtask = fork.at.contains('.')
+            && self
+                .store()
+                .tasks(run)
+                .await?
+                .iter()
+                .any(|t| t.task_id.as_str() == fork.at);
+        if !subtask && !parent.plan.tasks.iter().any(|t| t.id == fork.at) {
             let ids: Vec<&str> = parent.plan.tasks.iter().map(|t| t.id.as_str()).collect();
             return Err(RuntimeError::BadFork(format!(
                 "run {run} has no task `{}` (its tasks: {})",
@@ -272,7 +283,7 @@ impl Runtime {
             }
         }
         inputs.extend(fork.inputs.clone());
-        let plan = self.validate(&src, &inputs).map_err(RuntimeError::Plan)?;
+        let mut plan = self.validate(&src, &inputs).map_err(RuntimeError::Plan)?;
         let cp = self
             .checkpoint(run, Some(format!("fork at {}", fork.at)))
             .await?;
@@ -288,36 +299,22 @@ impl Runtime {
                 )
             })
             .collect();
-        let graph = &plan.graph;
-        let mut again: Vec<bool> = vec![false; graph.len()];
-        for (i, t) in plan.plan.tasks.iter().enumerate() {
-            let spec = serde_json::to_value(t).unwrap_or(Value::Null);
-            let inputs_changed = input_refs(&spec)
-                .iter()
-                .any(|name| parent.inputs.get(name) != plan.inputs.get(name));
-            again[i] = t.id == fork.at
-                || !done.contains_key(&t.id)
-                || old.get(t.id.as_str()) != Some(&spec)
-                || inputs_changed;
-        }
-        // Everything downstream of a task that runs again runs again too: propagate until
-        // nothing changes (each pass is linear in the tasks and their edges).
-        loop {
-            let mut moved = false;
-            for i in 0..graph.len() {
-                if !again[i] && graph.task(i).deps.iter().any(|&d| again[d]) {
-                    again[i] = true;
-                    moved = true;
-                }
-            }
-            if !moved {
-                break;
-            }
-        }
-        for (i, _) in again.iter().enumerate().filter(|(_, &a)| a) {
-            done.remove(graph.task(i).key.as_str());
-        }
-        self.branch(&parent, &cp, plan, done, Some(fork.at), opts)
+        // Tasks of the plan whose spec or referenced inputs changed.
+        let changed: HashSet<String> = plan
+            .plan
+            .tasks
+            .iter()
+            .filter(|t| {
+                let spec = serde_json::to_value(t).unwrap_or(Value::Null);
+                let inputs_changed = input_refs(&spec)
+                    .iter()
+                    .any(|name| parent.inputs.get(name) != plan.inputs.get(name));
+                old.get(t.id.as_str()) != Some(&spec) || inputs_changed
+            })
+            .map(|t| t.id.clone())
+            .collect();
+        let kept = arrange(&mut plan, &cp, &mut done, Some((&fork.at, &changed)));
+        self.branch(&parent, &cp, (plan, kept), done, Some(fork.at), opts)
             .await
     }
 
@@ -327,15 +324,27 @@ impl Runtime {
         &self,
         parent: &RunRecord,
         cp: &CheckpointRow,
-        plan: ValidatedPlan,
+        (plan, decompositions): (ValidatedPlan, Vec<DecompositionRow>),
         keep: HashMap<String, Kept>,
         forked_at: Option<String>,
         opts: SubmitOptions,
     ) -> Result<RunHandle, RuntimeError> {
         let id = opts.id.unwrap_or_default();
+        let now = crate::domain::time::now_ms();
+        let decompositions: Vec<DecompositionRow> = decompositions
+            .into_iter()
+            .map(|d| DecompositionRow {
+                run_id: id,
+                created_at: now,
+                ..d
+            })
+            .collect();
         let mut tasks = Vec::new();
         let (mut restored, mut rerun) = (Vec::new(), Vec::new());
         for (i, t) in plan.graph.tasks().iter().enumerate() {
+            if plan.graph.is_replaced(i) {
+                continue;
+            }
             match keep.get(t.key.as_str()) {
                 Some((outputs, agent)) => {
                     restored.push(t.key.to_string());
@@ -357,7 +366,6 @@ impl Runtime {
                 None => rerun.push(t.key.to_string()),
             }
         }
-        let now = crate::domain::time::now_ms();
         let artifacts: Vec<ArtifactRow> = cp
             .artifacts
             .as_array()
@@ -411,6 +419,7 @@ impl Runtime {
                 lineage,
                 tasks,
                 artifacts,
+                decompositions,
             }),
             ..submission(plan, opts)
         };
@@ -427,4 +436,104 @@ impl Runtime {
             }
         }
     }
+}
+
+/// Lays out a run that starts from checkpoint `cp`: its graph (`plan`'s) gets the
+/// checkpoint's decompositions that still apply; `done` (the checkpoint's succeeded tasks)
+/// loses every task that runs again. What runs again: what had not succeeded, and with a
+/// fork, its point and the plan tasks whose spec or inputs changed (`changed`), then
+/// everything downstream of those and every decomposed task above them (it merges again).
+/// A decomposed task that runs again for its own sake (the fork point, a change, an
+/// upstream task) decomposes again: its sub-plan is dropped; one that runs again only for
+/// a subtask keeps its sub-plan. Returns the decompositions kept, in graph order.
+fn arrange(
+    plan: &mut ValidatedPlan,
+    cp: &CheckpointRow,
+    done: &mut HashMap<String, Kept>,
+    fork: Option<(&str, &HashSet<String>)>,
+) -> Vec<DecompositionRow> {
+    let rows: Vec<DecompositionRow> = cp
+        .decompositions
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| DecompositionRow::from_json(cp.run_id, v).ok())
+        .collect();
+    // Every decomposition that still fits the plan, on a scratch graph.
+    let mut g = plan.graph.clone();
+    let mut fits = Vec::new();
+    for r in rows {
+        if let Some(p) = g.index_of(r.task_id.as_str()) {
+            if g.append(p, r.subtasks.clone(), &r.replaced).is_ok() {
+                fits.push(r);
+            }
+        }
+    }
+    let n = g.len();
+    let own = |key: &str| fork.is_some_and(|(at, changed)| at == key || changed.contains(key));
+    let mut again: Vec<bool> = (0..n)
+        .map(|i| {
+            let key = g.task(i).key.as_str();
+            !g.is_replaced(i) && (!done.contains_key(key) || own(key))
+        })
+        .collect();
+    // Downstream through dependencies, up to the decomposed task of a subtask that runs
+    // again (each pass is linear in the tasks and their edges).
+    loop {
+        let mut moved = false;
+        for i in 0..n {
+            if g.is_replaced(i) {
+                continue;
+            }
+            if !again[i] && g.task(i).deps.iter().any(|&d| again[d]) {
+                again[i] = true;
+                moved = true;
+            }
+            if again[i] {
+                if let Some(p) = g.task(i).parent {
+                    if !again[p] {
+                        again[p] = true;
+                        moved = true;
+                    }
+                }
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    let fresh: HashSet<usize> = (0..n)
+        .filter(|&p| {
+            g.rounds(p) > 0
+                && again[p]
+                && (own(g.task(p).key.as_str()) || g.task(p).deps.iter().any(|&d| again[d]))
+        })
+        .collect();
+    // Under a task that decomposes again nothing of its old sub-plan stays.
+    let dropped = |i: usize| g.ancestry(i).skip(1).any(|a| fresh.contains(&a));
+    for i in 0..n {
+        if again[i] || dropped(i) {
+            done.remove(g.task(i).key.as_str());
+        }
+    }
+    let mut kept = Vec::new();
+    for mut r in fits {
+        let Some(p) = plan.graph.index_of(r.task_id.as_str()) else {
+            continue;
+        };
+        let gp = g.index_of(r.task_id.as_str()).unwrap_or(p);
+        if fresh.contains(&gp) || dropped(gp) {
+            continue;
+        }
+        r.first_idx = plan.graph.len() as i64;
+        if plan
+            .graph
+            .append(p, r.subtasks.clone(), &r.replaced)
+            .is_ok()
+        {
+            kept.push(r);
+        }
+    }
+    kept
 }

@@ -343,6 +343,8 @@ pub struct Restore {
     pub tasks: Vec<TaskRow>,
     /// Artifact rows of the restored tasks (their run id is set here).
     pub artifacts: Vec<crate::store::ArtifactRow>,
+    /// Decompositions it starts with (already in the plan's graph).
+    pub decompositions: Vec<crate::store::DecompositionRow>,
 }
 
 /// Commits rows written outside any run's coordinator (planner usage rows, checkpoints);

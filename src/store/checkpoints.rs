@@ -25,12 +25,16 @@ pub struct CheckpointRow {
     pub artifacts: Value,
     /// `{path: sha256}` of every file of the workspace.
     pub manifest: Value,
+    /// `[{task, round, source, subtasks, replaced, reason}]`: the run's decompositions, in
+    /// the order they joined its graph.
+    pub decompositions: Value,
     /// Creation time (ms; RFC 3339 in documents).
     #[serde(serialize_with = "crate::domain::time::ms")]
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "id, run_id, description, step, tasks, artifacts, manifest, created_at";
+const COLUMNS: &str =
+    "id, run_id, description, step, tasks, artifacts, manifest, decompositions, created_at";
 
 macro_rules! checkpoint_from_row {
     ($r:expr) => {{
@@ -54,6 +58,17 @@ macro_rules! checkpoint_from_row {
             tasks: json("tasks")?,
             artifacts: json("artifacts")?,
             manifest: json("manifest")?,
+            decompositions: {
+                let text: Option<String> =
+                    r.try_get("decompositions").map_err(q("read checkpoint"))?;
+                match text {
+                    None => Value::Array(Vec::new()),
+                    Some(t) => serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
+                        what: "checkpoint",
+                        why: e.to_string(),
+                    })?,
+                }
+            },
             created_at: r.try_get("created_at").map_err(q("read checkpoint"))?,
         }
     }};

@@ -30,6 +30,53 @@ pub struct DecompositionRow {
     pub created_at: i64,
 }
 
+impl DecompositionRow {
+    /// The row as a checkpoint keeps it (without its run).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "task": self.task_id,
+            "round": self.round,
+            "source": self.source.as_str(),
+            "subtasks": self.subtasks,
+            "replaced": self.replaced,
+            "reason": self.reason,
+        })
+    }
+
+    /// A row a checkpoint kept, for run `run`; `first_idx` and `created_at` are set when it
+    /// joins that run.
+    ///
+    /// # Errors
+    /// A value that is not such a row.
+    pub fn from_json(run: RunId, v: &serde_json::Value) -> Result<Self, String> {
+        let field = |k: &str| {
+            v.get(k)
+                .ok_or_else(|| format!("decomposition without `{k}`"))
+        };
+        Ok(Self {
+            run_id: run,
+            task_id: TaskKey::from_trusted(
+                field("task")?
+                    .as_str()
+                    .ok_or("`task` is not text")?
+                    .to_string(),
+            ),
+            round: field("round")?
+                .as_u64()
+                .and_then(|r| u32::try_from(r).ok())
+                .ok_or("`round` is not a number")?,
+            first_idx: 0,
+            source: Source::parse(field("source")?.as_str().unwrap_or_default())?,
+            subtasks: serde_json::from_value(field("subtasks")?.clone())
+                .map_err(|e| e.to_string())?,
+            replaced: serde_json::from_value(field("replaced")?.clone())
+                .map_err(|e| e.to_string())?,
+            reason: v.get("reason").and_then(|r| r.as_str()).map(str::to_string),
+            created_at: 0,
+        })
+    }
+}
+
 impl Store {
     /// A run's decompositions, in the order their subtasks joined its graph.
     ///

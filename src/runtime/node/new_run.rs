@@ -74,6 +74,9 @@ fn new_run(
                 run_id: id,
                 ..a.clone()
             }));
+        batch
+            .decompositions
+            .extend(r.decompositions.iter().cloned());
     }
     Ok((record, batch, restored))
 }

@@ -136,6 +136,7 @@ impl Coordinator {
         let (again, fresh) = self.state.restart();
         for i in 0..self.state.len() {
             if self.state.is_decomposed(i) && self.state.task(i).status == TaskStatus::Running {
+                self.write_row(i);
                 self.arm_parent_deadline(i, ctx);
             }
         }

@@ -141,11 +141,13 @@ impl RunState {
                 }
             }
         }
-        // A decomposed task keeps running: its sub-plan is committed, never asked again.
+        // A decomposed task keeps running: its sub-plan is committed, never asked again (a
+        // run restored from a checkpoint starts with the sub-plans it had).
         let mut tasks = tasks;
         for &p in groups.keys() {
-            if rows.get(graph.task(p).key.as_str()).map(|r| r.status) == Some(TaskStatus::Running) {
-                tasks[p].status = TaskStatus::Running;
+            match rows.get(graph.task(p).key.as_str()).map(|r| r.status) {
+                Some(TaskStatus::Running) | None => tasks[p].status = TaskStatus::Running,
+                _ => {}
             }
         }
         // A group may have ended just before the process stopped: each is looked at once.

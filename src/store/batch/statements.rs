@@ -209,7 +209,7 @@ macro_rules! push_checkpoints {
     ($qb:ident, $chunk:expr) => {
         $qb.push(
             "INSERT INTO checkpoints (id, run_id, description, step, tasks, artifacts, manifest, \
-             created_at) ",
+             decompositions, created_at) ",
         );
         $qb.push_values($chunk, |mut b, c| {
             b.push_bind(c.id.clone())
@@ -219,6 +219,7 @@ macro_rules! push_checkpoints {
                 .push_bind(c.tasks.to_string())
                 .push_bind(c.artifacts.to_string())
                 .push_bind(c.manifest.to_string())
+                .push_bind(c.decompositions.to_string())
                 .push_bind(c.created_at);
         });
     };
