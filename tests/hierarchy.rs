@@ -301,3 +301,110 @@ both_stores! {
         rt.shutdown().await;
     }
 }
+
+/// The examples from the command line: a for_each over a directory's files, a static
+/// sub-plan; `runs show` prints the tree (a large group by its counts); a fork at a subtask.
+#[cfg(feature = "cli")]
+#[test]
+fn the_hierarchy_examples_run_and_show_their_tree_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = |name: &str| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/plans")
+            .join(name)
+            .display()
+            .to_string()
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let run = |args: &[&str]| {
+        let out = common::nofx_out(dir.path(), args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        (text(&out.stdout).trim().to_string(), text(&out.stderr))
+    };
+    let show = |id: &str| -> Value {
+        serde_json::from_str(&run(&["runs", "show", id, "--json"]).0).unwrap()
+    };
+    let outputs_of = |doc: &Value, id: &str| {
+        doc["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == json!(id))
+            .unwrap()["outputs"]
+            .clone()
+    };
+    // for_each over sample files: 1 + 2 + 3 + 4 + 5 lines.
+    let (id, err) = run(&["run", &example("each-file.yaml")]);
+    assert!(
+        err.contains("split   count into 5 subtask(s) (for_each, by "),
+        "{err}"
+    );
+    assert!(err.contains("merged  count: 5 result(s) (concat)"), "{err}");
+    let doc = show(&id);
+    assert_eq!(outputs_of(&doc, "total")["stdout"], json!("15\n"));
+    let sub = doc["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == json!("count.3"))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (sub["parentTaskId"].clone(), sub["depth"].clone()),
+        (json!("count"), json!(1))
+    );
+    // A directory of 30 files: the tree shows the group by its counts.
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    for i in 0..30 {
+        std::fs::write(files.join(format!("f{i:02}.txt")), "x\n".repeat(i)).unwrap();
+    }
+    let input = format!("dir={}", files.display());
+    let (id, _) = run(&["run", &example("each-file.yaml"), "--input", &input]);
+    let (tree, _) = run(&["runs", "show", &id]);
+    assert!(
+        tree.contains("\n  count                    succeeded"),
+        "{tree}"
+    );
+    assert!(
+        tree.contains("    count.* 30 subtasks: 30 succeeded"),
+        "{tree}"
+    );
+    assert!(
+        !tree.contains("count.7 "),
+        "a large group is not listed task by task: {tree}"
+    );
+    assert_eq!(outputs_of(&show(&id), "total")["stdout"], json!("435\n"));
+    // A static sub-plan, indented under its task; a fork at one of its subtasks.
+    let (id, _) = run(&["run", &example("release-review.yaml")]);
+    let (tree, _) = run(&["runs", "show", &id]);
+    assert!(
+        tree.contains("\n    review.version         succeeded"),
+        "{tree}"
+    );
+    assert_eq!(
+        outputs_of(&show(&id), "publish")["stdout"],
+        json!("Release nofx-demo 1.0\n built (built\n)\n")
+    );
+    let (forked, err) = run(&["runs", "fork", &id, "--at", "review.size"]);
+    assert!(
+        err.contains("to run: review, publish, review.size"),
+        "{err}"
+    );
+    let doc = show(&forked);
+    let restored = |t: &str| {
+        !doc["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == json!(t))
+            .unwrap()["restoredFrom"]
+            .is_null()
+    };
+    assert!(restored("review.version") && restored("review.notes") && !restored("review.size"));
+}

@@ -1,7 +1,8 @@
 //! `shell`: runs `argv` (no shell string) in the run workspace, in its own process group,
 //! with a clean environment. The group is killed on timeout, cancel, drop and when the
 //! process that started it dies (see `process.rs`). stdout and stderr are stored whole as
-//! artifacts; outputs hold `exit_code` and the first 64 KiB of each stream as text.
+//! artifacts; outputs hold `exit_code` and the first 64 KiB of each stream as text (and, with
+//! `stdout_lines`, stdout's non-empty lines as a list).
 
 use super::{Tool, ToolContext, ToolEnv, ToolError, ToolOutput};
 use crate::blobs::{BlobError, StoredBlob};
@@ -175,7 +176,9 @@ impl Tool for Shell {
                 "env": {"type": "object", "additionalProperties": {"type": "string"},
                         "description": "Extra environment variables."},
                 "artifacts": {"type": "array", "items": {"type": "string"},
-                              "description": "Workspace files to keep as artifacts after success."}
+                              "description": "Workspace files to keep as artifacts after success."},
+                "stdout_lines": {"type": "boolean",
+                                 "description": "Also give stdout as `lines`: its non-empty lines, as a list (e.g. for a `for_each`)."}
             },
             "additionalProperties": false
         })
@@ -230,6 +233,16 @@ impl Tool for Shell {
             // when there was more.
             let cut = |c: &Captured| c.blob.size > OUTPUT_LIMIT as i64;
             let (out_cut, err_cut) = (cut(&done.stdout), cut(&done.stderr));
+            if ctx.inputs.get("stdout_lines") == Some(&Value::Bool(true)) {
+                let lines: Vec<Value> = done
+                    .stdout
+                    .head
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| Value::String(l.to_string()))
+                    .collect();
+                outputs.insert("lines".into(), Value::Array(lines));
+            }
             outputs.insert("stdout".into(), Value::String(done.stdout.head));
             outputs.insert("stderr".into(), Value::String(done.stderr.head));
             for (name, was_cut) in [("stdout_truncated", out_cut), ("stderr_truncated", err_cut)] {

@@ -133,18 +133,18 @@ impl Decompose {
         }
         if given[1] {
             if self.planner != Some(true) {
-                return Err("`decompose.planner` must be `true` (with `goal`)".into());
+                return Err("`planner` must be `true` (with `goal`)".into());
             }
             return match self.goal.as_deref().map(str::trim) {
                 Some(g) if !g.is_empty() => Ok(Form::Planner {
                     goal: self.goal.as_deref().unwrap_or_default(),
                 }),
-                _ => Err("`decompose.goal` must say what the sub-plan achieves".into()),
+                _ => Err("`goal` must say what the sub-plan achieves".into()),
             };
         }
         match (&self.for_each, &self.item, &self.task) {
             (Some(list), Some(item), Some(task)) => Ok(Form::ForEach { list, item, task }),
-            _ => Err("`decompose.for_each` needs `as` (the item's name) and `task`".into()),
+            _ => Err("`for_each` needs `as` (the item's name) and `task`".into()),
         }
     }
 

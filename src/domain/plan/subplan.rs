@@ -489,8 +489,9 @@ fn check_decompose(
             if let Err(why) = TaskKey::parse(item) {
                 errors.push(bad(format!("`as`: {why}")));
             }
+            // Named `PARENT.ITEM` in messages: it stands for every item's subtask.
             let template = TaskSpec {
-                id: "0".into(),
+                id: "ITEM".into(),
                 ..task.clone()
             };
             let scope = Scope {
