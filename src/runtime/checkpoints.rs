@@ -512,8 +512,8 @@ fn arrange(
         .collect();
     // Under a task that decomposes again nothing of its old sub-plan stays.
     let dropped = |i: usize| g.ancestry(i).skip(1).any(|a| fresh.contains(&a));
-    for i in 0..n {
-        if again[i] || dropped(i) {
+    for (i, &a) in again.iter().enumerate() {
+        if a || dropped(i) {
             done.remove(g.task(i).key.as_str());
         }
     }

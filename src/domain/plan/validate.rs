@@ -3,10 +3,9 @@
 //! the typed inputs it runs with.
 
 use super::error::issue;
-use super::subplan::{check_tasks, positive_seconds, Checked, Found, Scope};
+use super::subplan::{check_tasks, positive_seconds, with_plan_inputs, Checked, Found, Scope};
 use super::{Plan, PlanError, PlanErrors, PlanSource};
 use crate::domain::graph::TaskGraph;
-use crate::domain::reference;
 use serde_json::{Map, Value};
 
 /// What validation needs to know about tools: whether one exists and what it accepts.
@@ -35,8 +34,8 @@ impl ValidatedPlan {
     pub fn with_inputs_resolved(&self) -> Plan {
         let mut plan = self.plan.as_ref().clone();
         for t in &mut plan.tasks {
-            if let Ok(Value::Object(m)) =
-                reference::resolve_map(&t.inputs, &InputsOnly(&self.inputs), reference::inputs_only)
+            if let Value::Object(m) =
+                with_plan_inputs(&Value::Object(std::mem::take(&mut t.inputs)), &self.inputs)
             {
                 t.inputs = m;
             }
@@ -85,17 +84,6 @@ fn unknown_input(plan: &Plan, name: &str) -> PlanError {
     PlanError::UnknownInput {
         name: name.to_string(),
         declared: crate::domain::names_or_none(&declared),
-    }
-}
-
-struct InputsOnly<'a>(&'a Map<String, Value>);
-
-impl reference::Lookup for InputsOnly<'_> {
-    fn input(&self, name: &str) -> Option<&Value> {
-        self.0.get(name)
-    }
-    fn outputs(&self, _: &str) -> Option<&Value> {
-        None
     }
 }
 

@@ -68,6 +68,15 @@ pub(crate) fn replay(
     Ok(())
 }
 
+/// The bound on a decomposition's size, named: the task's own `max_subtasks` when it is
+/// below the runtime's limit `name`.
+fn size_limit(own: Option<u32>, name: &'static str, limit: u32) -> (&'static str, u32) {
+    match own {
+        Some(m) if m < limit => ("max_subtasks (of the task)", m),
+        _ => (name, limit),
+    }
+}
+
 /// An item of a `for_each`, as its subtask sees it (strings escaped: what an item holds is
 /// data, never a reference).
 struct ItemLookup<'a> {
@@ -167,13 +176,8 @@ impl Coordinator {
                         )
                     }
                 };
-                let most = d.max_subtasks.unwrap_or(u32::MAX).min(limits.max_for_each);
+                let (which, most) = size_limit(d.max_subtasks, "max_for_each", limits.max_for_each);
                 if items.len() > most as usize {
-                    let which = if d.max_subtasks.is_some_and(|m| m < limits.max_for_each) {
-                        "max_subtasks"
-                    } else {
-                        "max_for_each"
-                    };
                     let msg = format!(
                         "limit_exceeded: {which} {most}: `{list}` has {} items",
                         items.len()
@@ -208,13 +212,8 @@ impl Coordinator {
             Err(why) => return self.fail(i, fail(FailureKind::Input, why), ctx),
         };
         if source != Source::ForEach {
-            let most = d.max_subtasks.unwrap_or(u32::MAX).min(limits.max_subtasks);
+            let (which, most) = size_limit(d.max_subtasks, "max_subtasks", limits.max_subtasks);
             if specs.len() > most as usize {
-                let which = if d.max_subtasks.is_some_and(|m| m < limits.max_subtasks) {
-                    "max_subtasks (of the task)"
-                } else {
-                    "max_subtasks"
-                };
                 let msg = format!(
                     "limit_exceeded: {which} {most}: the sub-plan of `{key}` has {} subtasks",
                     specs.len()

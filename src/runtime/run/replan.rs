@@ -9,7 +9,7 @@ use super::hierarchy::Round;
 use super::{Coordinator, Mode};
 use crate::domain::event::payload::{self, SubtaskFailure};
 use crate::domain::event::EventData;
-use crate::domain::plan::{Form, Source, TaskSpec};
+use crate::domain::plan::{Form, Source};
 use crate::domain::{FailureKind, TaskStatus};
 use crate::models::{Ask, Message};
 use crate::planner::{self, PlannerError, PlannerOptions};
@@ -129,6 +129,12 @@ impl Coordinator {
         }
     }
 
+    /// A replan of `p` that could not be made or committed fails it.
+    fn fail_replan(&mut self, p: usize, e: AttemptError, ctx: &mut Context<Self>) {
+        self.fail(p, e, ctx);
+        self.flush(ctx, None);
+    }
+
     /// Another round of `p`'s sub-plan after a subtask failed (`reason`): the unfinished
     /// subtasks were cancelled; the agent's model writes their replacement.
     pub(super) fn replan(&mut self, p: usize, reason: String, ctx: &mut Context<Self>) {
@@ -221,32 +227,30 @@ impl Coordinator {
             if act.mode != Mode::Running || act.state.task(p).status != TaskStatus::Running {
                 return;
             }
-            let specs: Result<Vec<TaskSpec>, AttemptError> = match res {
-                Ok((_, specs, _, _)) => Ok(specs),
-                Err(PlannerError::Call(e)) => Err(AttemptError::from(ToolError::from(e))),
-                Err(e) => Err(AttemptError::new(
-                    FailureKind::Tool,
-                    format!(
+            let specs = match res {
+                Ok((_, specs, _, _)) => specs,
+                Err(PlannerError::Call(e)) => {
+                    return act.fail_replan(p, AttemptError::from(ToolError::from(e)), ctx)
+                }
+                Err(e) => {
+                    let msg = format!(
                         "replan round {round} of `{}`: {e} (after: {reason})",
                         act.state.key(p)
-                    ),
-                )),
+                    );
+                    return act.fail_replan(p, AttemptError::new(FailureKind::Tool, msg), ctx);
+                }
             };
             let names = act.scope_names(p, true);
-            let done = specs.and_then(|specs| {
-                let specs = act
-                    .check_subplan(p, specs, &names)
-                    .map_err(|why| AttemptError::new(FailureKind::Input, why))?;
-                let round = Round {
-                    source: Source::Planner,
-                    replaced: unfinished,
-                    reason: Some(reason),
-                };
-                act.commit_round(p, specs, round, ctx)
-                    .map_err(|why| AttemptError::new(FailureKind::Input, why))
-            });
-            if let Err(e) = done {
-                act.fail(p, e, ctx);
+            let round = Round {
+                source: Source::Planner,
+                replaced: unfinished,
+                reason: Some(reason),
+            };
+            let done = act
+                .check_subplan(p, specs, &names)
+                .and_then(|specs| act.commit_round(p, specs, round, ctx));
+            if let Err(why) = done {
+                return act.fail_replan(p, AttemptError::new(FailureKind::Input, why), ctx);
             }
             act.state.resettle(p);
             act.flush(ctx, None);
