@@ -408,3 +408,38 @@ fn the_hierarchy_examples_run_and_show_their_tree_from_the_command_line() {
     };
     assert!(restored("review.version") && restored("review.notes") && !restored("review.size"));
 }
+
+both_stores! {
+    async fn a_decomposed_tasks_timeout_covers_its_sub_plan(store) {
+        let blocker = tool_fn("test:block", json!({"type": "object"}), |ctx| async move {
+            ctx.cancel.cancelled().await;
+            Err::<ToolOutput, _>(ToolError::Cancelled)
+        });
+        let rt = store.builder().tool(blocker).build().await.unwrap();
+        let src = plan("name: t\ntasks:\n  - id: p\n    timeout_s: 0.5\n    decompose:\n      subtasks:\n        - { id: quick, tool: test:echo }\n        - { id: stuck, tool: test:block }\n  - { id: other, tool: test:echo }\n");
+        let out = tokio::time::timeout(Duration::from_secs(30), async { rt.submit(&src, Map::new()).await.unwrap().wait().await.unwrap() }).await.expect("the deadline ends the task");
+        assert_eq!(out.status, RunStatus::Failed);
+        assert_eq!(task(&out, "p").error.as_deref(), Some("timed out after 0.5s (its subtasks were cancelled)"));
+        assert_eq!(task(&out, "p.stuck").status, TaskStatus::Cancelled);
+        assert_eq!(task(&out, "p.quick").status, TaskStatus::Succeeded);
+        assert_eq!(task(&out, "other").status, TaskStatus::Succeeded);
+        rt.shutdown().await;
+    }
+}
+
+both_stores! {
+    async fn a_submitter_without_commands_cannot_reach_them_through_subtasks(store) {
+        let models = nofx::models::ModelsConfig::shipped().api_key("openai", nofx::models::ApiKey::new("sk-test-0123456789"));
+        let rt = store.builder().models(models).build().await.unwrap();
+        let no_commands = || nofx::SubmitOptions { no_commands: true, ..Default::default() };
+        for (yaml, what) in [
+            ("name: a\ntasks:\n  - id: p\n    decompose:\n      subtasks:\n        - { id: s, tool: shell, inputs: { argv: [echo] } }\n", "task `p.s` (tool `shell`)"),
+            ("name: b\ntasks:\n  - { id: l, tool: test:echo, inputs: { xs: [1] } }\n  - id: p\n    decompose: { for_each: \"${tasks.l.outputs.xs}\", as: x, task: { tool: shell, inputs: { argv: [echo] } } }\n", "task `p.ITEM` (tool `shell`)"),
+            ("name: c\ntasks:\n  - id: p\n    decompose: { planner: true, goal: anything }\n", "task `p` (decompose with planner: its model may plan `shell` tasks)"),
+        ] {
+            let err = rt.submit_opts(&plan(yaml), Map::new(), no_commands()).await.unwrap_err();
+            assert!(err.to_string().contains(what), "{err}");
+        }
+        rt.shutdown().await;
+    }
+}

@@ -17,7 +17,12 @@ fn agent_tool_problems(
     agents: &[AgentSpec],
 ) -> Vec<(usize, PlanError)> {
     let mut out = Vec::new();
-    for (i, t) in plan.tasks.iter().enumerate() {
+    for (i, (id, t)) in plan
+        .tasks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, top)| top.with_nested().into_iter().map(move |x| (i, x)))
+    {
         if t.tool != "agent" {
             continue;
         }
@@ -36,7 +41,7 @@ fn agent_tool_problems(
                 out.push((
                     i,
                     PlanError::BadInputs {
-                        task: t.id.clone(),
+                        task: id.clone(),
                         tool: t.tool.clone(),
                         pointer: "/tools".into(),
                         message: format!(
@@ -77,10 +82,12 @@ pub(crate) fn agent_command_user(
                 .is_some_and(|a| runs_shell(&a.tools, agents, seen))
         })
     }
+    // Subtasks of static sub-plans and for_each templates run agents too.
     plan.tasks
         .iter()
-        .filter(|t| t.tool == "agent")
-        .find_map(|t| {
+        .flat_map(|t| t.with_nested())
+        .filter(|(_, t)| t.tool == "agent")
+        .find_map(|(id, t)| {
             let narrow: Option<Vec<String>> =
                 t.inputs.get("tools").and_then(Value::as_array).map(|a| {
                     a.iter()
@@ -97,8 +104,8 @@ pub(crate) fn agent_command_user(
                 })
                 .map(|a| {
                     format!(
-                        "task `{}` (tool `agent`: agent `{}` may call `shell`)",
-                        t.id, a.id
+                        "task `{id}` (tool `agent`: agent `{}` may call `shell`)",
+                        a.id
                     )
                 })
         })

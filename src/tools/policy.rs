@@ -218,7 +218,13 @@ impl CommandPolicy {
     /// of `shell` tasks and of command gates, when it is written out (not a reference).
     pub fn plan_problems(&self, plan: &Plan) -> Vec<(usize, PlanError)> {
         let mut out = Vec::new();
-        for (i, t) in plan.tasks.iter().enumerate() {
+        // Subtasks of static sub-plans and for_each templates run commands too.
+        for (i, (id, t)) in plan
+            .tasks
+            .iter()
+            .enumerate()
+            .flat_map(|(i, top)| top.with_nested().into_iter().map(move |x| (i, x)))
+        {
             let mut programs: Vec<&str> = Vec::new();
             if t.tool == "shell" {
                 if let Some(p) = t
@@ -245,7 +251,7 @@ impl CommandPolicy {
                     out.push((
                         i,
                         PlanError::CommandNotAllowed {
-                            task: t.id.clone(),
+                            task: id.clone(),
                             why,
                         },
                     ));

@@ -79,20 +79,19 @@ impl Plan {
     /// `command` gate), described for messages.
     pub fn command_user(&self) -> Option<String> {
         self.tasks.iter().find_map(|top| {
-            std::iter::once(top).chain(top.nested()).find_map(|t| {
+            top.with_nested().into_iter().find_map(|(id, t)| {
                 if t.tool == "shell" {
-                    return Some(format!("task `{}` (tool `shell`)", t.id));
+                    return Some(format!("task `{id}` (tool `shell`)"));
                 }
                 if let Some(Ok(Form::Planner { .. })) = t.decompose.as_ref().map(|d| d.form()) {
                     return Some(format!(
-                        "task `{}` (decompose with planner: its model may plan `shell` tasks)",
-                        t.id
+                        "task `{id}` (decompose with planner: its model may plan `shell` tasks)"
                     ));
                 }
                 t.gates
                     .iter()
                     .position(|g| matches!(g, GateSpec::Command { .. }))
-                    .map(|g| format!("task `{}` (gate #{}, kind command)", t.id, g + 1))
+                    .map(|g| format!("task `{id}` (gate #{}, kind command)", g + 1))
             })
         })
     }
@@ -105,11 +104,11 @@ impl Plan {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for t in std::iter::once(top).chain(top.nested()) {
+        for (id, t) in top.with_nested() {
             let whose = if std::ptr::eq(t, top) {
                 String::new()
             } else {
-                format!(" of subtask `{}`", t.id)
+                format!(" of subtask `{id}`")
             };
             if matches!(t.tool.as_str(), "llm:generate" | "codegen" | "agent") {
                 out.push(format!("tool `{}`{whose}", t.tool));
@@ -266,24 +265,35 @@ pub const DECOMPOSE_TOOL: &str = "decompose";
 
 impl TaskSpec {
     /// Every task of this one's static sub-plans and for_each templates, depth first (not
-    /// itself).
-    pub fn nested(&self) -> Vec<&TaskSpec> {
+    /// itself), each with its full id (`PARENT.CHILD`; a template's is `PARENT.ITEM`).
+    pub fn nested(&self) -> Vec<(String, &TaskSpec)> {
         let mut out = Vec::new();
-        let mut stack: Vec<&TaskSpec> = vec![self];
-        while let Some(t) = stack.pop() {
+        let mut stack: Vec<(String, &TaskSpec)> = vec![(self.id.clone(), self)];
+        while let Some((id, t)) = stack.pop() {
             if let Some(d) = &t.decompose {
-                let inner: Vec<&TaskSpec> = match d.form() {
-                    Ok(Form::Static(subtasks)) => subtasks.iter().collect(),
-                    Ok(Form::ForEach { task, .. }) => vec![task],
+                let inner: Vec<(String, &TaskSpec)> = match d.form() {
+                    Ok(Form::Static(subtasks)) => subtasks
+                        .iter()
+                        .map(|s| (format!("{id}.{}", s.id), s))
+                        .collect(),
+                    Ok(Form::ForEach { task, .. }) => vec![(format!("{id}.ITEM"), task)],
                     _ => Vec::new(),
                 };
-                for s in inner.into_iter().rev() {
-                    out.push(s);
-                    stack.push(s);
+                for (sid, s) in inner.into_iter().rev() {
+                    out.push((sid.clone(), s));
+                    stack.push((sid, s));
                 }
             }
         }
         out
+    }
+
+    /// This task and every task of its static sub-plans and for_each templates, each with its
+    /// full id.
+    pub fn with_nested(&self) -> Vec<(String, &TaskSpec)> {
+        let mut all = vec![(self.id.clone(), self)];
+        all.extend(self.nested());
+        all
     }
 
     /// The tool named in rows and events: its own, or `decompose`.
