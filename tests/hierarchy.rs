@@ -234,13 +234,22 @@ both_stores! {
             }
         });
         let rt = store.builder().tool(blocker).build().await.unwrap();
-        let src = plan(&format!("name: c\ntasks:\n  - {{ id: l, tool: test:echo, inputs: {{ xs: {:?} }} }}\n  - id: e\n    decompose: {{ for_each: \"${{tasks.l.outputs.xs}}\", as: x, task: {{ tool: test:block }} }}\n  - {{ id: after, tool: test:echo, depends_on: [e] }}\n", (0..1000).collect::<Vec<_>>()));
+        let src = plan(&format!("name: c\ntasks:\n  - {{ id: l, tool: test:echo, inputs: {{ xs: {:?} }} }}\n  - id: e\n    decompose: {{ for_each: \"${{tasks.l.outputs.xs}}\", as: x, task: {{ tool: test:block }} }}\n  - {{ id: after, tool: test:echo, depends_on: [e] }}\n  - id: s\n    decompose: {{ subtasks: [{{ id: x, tool: test:block }}, {{ id: y, tool: test:echo, depends_on: [x] }}] }}\n", (0..1000).collect::<Vec<_>>()));
         let run = rt.submit(&src, Map::new()).await.unwrap();
         common::until(Duration::from_secs(30), || { let s = started.clone(); async move { s.load(std::sync::atomic::Ordering::SeqCst) >= 10 } }).await;
+        // While it runs, its document lists every subtask, those that have not moved too.
+        let id = run.id();
+        common::until(Duration::from_secs(30), || { let rt = rt.clone(); async move { rt.store().decompositions(id).await.unwrap().len() == 2 } }).await;
+        let now = nofx::Outcome::load(rt.store(), run.id()).await.unwrap();
+        assert_eq!(now.tasks.len(), 1006);
+        assert_eq!(now.tasks[2].id.as_str(), "e.0");
+        assert_eq!(now.tasks[1001].id.as_str(), "e.999");
+        let y = task(&now, "s.y");
+        assert_eq!((y.status, y.depth, y.parent_task_id.as_ref().map(|k| k.as_str())), (TaskStatus::Pending, 1, Some("s")));
         run.cancel().await.unwrap();
         let out = tokio::time::timeout(Duration::from_secs(30), run.wait()).await.expect("the cancel ends the run").unwrap();
         assert_eq!(out.status, RunStatus::Cancelled);
-        assert_eq!(out.tasks.len(), 1003);
+        assert_eq!(out.tasks.len(), 1006);
         assert!(out.tasks.iter().filter(|t| t.id.as_str() != "l").all(|t| t.status == TaskStatus::Cancelled), "every subtask, the parent and its dependent are cancelled");
         rt.shutdown().await;
     }

@@ -89,8 +89,19 @@ pub fn validate(g: &Global, a: ValidateArgs) -> CliResult {
     let inputs = plan_inputs(&src, &a.inputs)?;
     let v = check_plan(g, &src, &inputs)?;
     let n = v.graph.len();
+    let split = v
+        .plan
+        .tasks
+        .iter()
+        .filter(|t| t.decompose.is_some())
+        .count();
+    let more = if split == 0 {
+        String::new()
+    } else {
+        format!(", {split} of them decomposed at run time")
+    };
     println!(
-        "{}: plan `{}` is valid ({n} task{})",
+        "{}: plan `{}` is valid ({n} task{}{more})",
         a.file.display(),
         v.plan.name,
         if n == 1 { "" } else { "s" }

@@ -299,8 +299,9 @@ impl Outcome {
     /// Unknown run, store failures.
     pub async fn load(store: &crate::store::Store, id: RunId) -> Result<Self, RuntimeError> {
         let r = store.run(id).await?;
-        // Tasks without a row have not moved yet: they are pending. Subtasks follow their
-        // parent, in the order they joined the run.
+        // Tasks without a row have not moved yet: they are pending (subtasks of an unfinished
+        // run are listed by their decompositions). Subtasks follow their parent, in the order
+        // they joined the run.
         let mut rows: HashMap<String, crate::store::TaskRow> = HashMap::new();
         let mut children: HashMap<String, Vec<String>> = HashMap::new();
         for t in store.tasks(id).await? {
@@ -311,6 +312,21 @@ impl Outcome {
                     .push(t.task_id.to_string());
             }
             rows.insert(t.task_id.to_string(), t);
+        }
+        if !r.status.is_terminal() {
+            for d in store.decompositions(id).await? {
+                let kids = children.entry(d.task_id.to_string()).or_default();
+                for s in d.subtasks {
+                    if !rows.contains_key(&s.id) {
+                        kids.push(s.id);
+                    }
+                }
+            }
+            // Rows first (in index order), then those without one: in decomposition order.
+            for kids in children.values_mut() {
+                let order = |k: &String| rows.get(k).map_or(i64::MAX, |r| r.idx);
+                kids.sort_by_key(order);
+            }
         }
         let mut tasks: Vec<TaskOutcome> = Vec::with_capacity(rows.len().max(r.plan.tasks.len()));
         let mut stack: Vec<String> = r.plan.tasks.iter().rev().map(|t| t.id.clone()).collect();

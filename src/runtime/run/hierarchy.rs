@@ -262,9 +262,9 @@ impl Coordinator {
         self.flush(ctx, None);
     }
 
-    /// Commits a round of task `p`'s sub-plan (checked, full ids): its decomposition row,
-    /// the subtasks' rows and `task.decomposed` (the first round) or `task.replanned`, and
-    /// makes ready the subtasks with nothing to wait for, all in one transaction.
+    /// Commits a round of task `p`'s sub-plan (checked, full ids): its decomposition row and
+    /// `task.decomposed` (the first round) or `task.replanned`, and makes ready the subtasks
+    /// with nothing to wait for, all in one transaction.
     pub(super) fn commit_round(
         &mut self,
         p: usize,
@@ -287,7 +287,7 @@ impl Coordinator {
             reason: round.reason.clone(),
             created_at: now_ms(),
         };
-        let (new, ready) = self.state.append(p, specs, &round.replaced)?;
+        let (_, ready) = self.state.append(p, specs, &round.replaced)?;
         self.out.batch().decompositions.push(row);
         let data = match round.reason {
             None => EventData::TaskDecomposed(payload::TaskDecomposed {
@@ -304,9 +304,8 @@ impl Coordinator {
             }),
         };
         self.emit(Some(p), data);
-        for c in new {
-            self.write_row(c);
-        }
+        // Subtasks get their rows as they move (as plan tasks do); until then the
+        // decomposition row lists them.
         if self.mode == Mode::Running {
             for c in ready {
                 self.ready_or_defer(c, ctx);
