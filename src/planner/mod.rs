@@ -10,7 +10,6 @@ use crate::domain::plan::{PlanErrors, ToolCatalog, ValidatedPlan};
 use crate::domain::AgentSpec;
 use crate::models::{answer_body, Ask, CallError, CallSink, Caller, Message, Models};
 use crate::store::ModelCallRow;
-use crate::tools::ToolRegistry;
 use std::sync::Mutex;
 
 /// How the planner works.
@@ -98,7 +97,7 @@ impl CallSink for Collected {
 }
 
 /// The system prompt: the plan schema and what the runtime offers.
-pub fn system_prompt(tools: &ToolRegistry, agents: &[AgentSpec]) -> String {
+pub fn system_prompt(tools: &dyn ToolCatalog, agents: &[AgentSpec]) -> String {
     let mut s = String::from(
         "You are the planner of nofx, a runtime that executes plans: DAGs of tasks that agents run with tools.\n\
          Turn the user's goal into one plan.\n\
@@ -110,9 +109,11 @@ pub fn system_prompt(tools: &ToolRegistry, agents: &[AgentSpec]) -> String {
          - Order tasks with `depends_on`; pass an output on with `${tasks.ID.outputs.NAME}` in a later task's input.\n\
          - Keep the plan as small as the goal allows.\n\nTools:\n",
     );
-    for name in tools.names() {
-        if let Some(t) = tools.get(&name) {
-            s.push_str(&format!("- `{name}`, input schema: {}\n", t.input_schema()));
+    let mut names = tools.names();
+    names.sort();
+    for name in names {
+        if let Some(schema) = tools.input_schema(&name) {
+            s.push_str(&format!("- `{name}`, input schema: {schema}\n"));
         }
     }
     s.push_str("\nAgents:\n");

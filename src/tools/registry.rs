@@ -98,4 +98,8 @@ impl ToolCatalog for ToolRegistry {
     fn names(&self) -> Vec<String> {
         self.tools.keys().cloned().collect()
     }
+
+    fn input_schema(&self, tool: &str) -> Option<Value> {
+        self.get(tool).map(|t| t.input_schema())
+    }
 }

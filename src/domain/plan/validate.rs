@@ -15,6 +15,10 @@ pub trait ToolCatalog {
     fn check_inputs(&self, tool: &str, inputs: &Value) -> Option<Vec<(String, String)>>;
     /// Every tool name, for "did you mean" lists.
     fn names(&self) -> Vec<String>;
+    /// The JSON Schema of a tool's inputs (what a planner is shown).
+    fn input_schema(&self, _tool: &str) -> Option<Value> {
+        None
+    }
 }
 
 /// A plan that passed validation, with its inputs resolved.
