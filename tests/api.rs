@@ -1041,3 +1041,36 @@ both_stores! {
         assert!(reqwest::Client::new().get(format!("{base}/runs/{left}")).send().await.is_err(), "it no longer listens");
     }
 }
+
+both_stores! {
+    async fn a_run_document_over_http_carries_the_task_tree(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        let plan = "name: tree\ntasks:\n  - id: p\n    decompose:\n      subtasks:\n        - { id: a, tool: test:echo, inputs: { v: 1 } }\n        - { id: b, tool: test:echo, depends_on: [a] }\n  - { id: after, tool: test:echo, inputs: { got: \"${tasks.p.outputs.a.v}\" } }\n";
+        let (status, body) = s.post(&key, "/runs", "application/yaml", plan).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["id"].as_str().unwrap().to_string();
+        s.wait(&id).await;
+        let (status, doc) = s.get(&key, &format!("/runs/{id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        let tasks: Vec<(Value, Value, Value)> = doc["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["id"].clone(), t["parentTaskId"].clone(), t["depth"].clone()))
+            .collect();
+        assert_eq!(tasks, vec![
+            (json!("p"), Value::Null, json!(0)),
+            (json!("p.a"), json!("p"), json!(1)),
+            (json!("p.b"), json!("p"), json!(1)),
+            (json!("after"), Value::Null, json!(0)),
+        ]);
+        assert_eq!(doc["tasks"][3]["outputs"]["got"], json!(1));
+        // A plan whose sub-plan is invalid is refused with 4xx, naming the subtask.
+        let bad = "name: bad\ntasks:\n  - id: p\n    decompose: { subtasks: [ { id: x, tool: nope } ] }\n";
+        let (status, body) = s.post(&key, "/runs", "application/yaml", bad).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body.to_string().contains("task `p.x`: unknown tool `nope`"), "{body}");
+        s.stop().await;
+    }
+}
