@@ -14,7 +14,7 @@ use crate::domain::event::payload::{self, SubtaskFailure};
 use crate::domain::event::EventData;
 use crate::domain::graph::TaskGraph;
 use crate::domain::plan::subplan::{self, Scope};
-use crate::domain::plan::{Form, Merge, OnSubtaskFailure, Source, TaskSpec};
+use crate::domain::plan::{reserved_id, Form, Merge, OnSubtaskFailure, Source, TaskSpec};
 use crate::domain::reference::{self, Lookup};
 use crate::domain::time::now_ms;
 use crate::domain::{FailureKind, TaskStatus};
@@ -23,7 +23,7 @@ use crate::runtime::RuntimeError;
 use crate::store::{DecompositionRow, StoreError};
 use crate::tools::ToolOutput;
 use actix::prelude::*;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -131,10 +131,84 @@ fn expand(template: &TaskSpec, name: &str, items: Vec<Value>) -> Result<Vec<Task
     Ok(out)
 }
 
+/// What a decomposition is made from, gathered by the coordinator: subtasks as given, or a
+/// `for_each` template and its items.
+enum Material {
+    Specs(Source, Vec<TaskSpec>),
+    Items {
+        template: Box<TaskSpec>,
+        item: String,
+        items: Vec<Value>,
+    },
+}
+
+impl Material {
+    fn len(&self) -> usize {
+        match self {
+            Self::Specs(_, s) => s.len(),
+            Self::Items { items, .. } => items.len(),
+        }
+    }
+
+    fn source(&self) -> Source {
+        match self {
+            Self::Specs(source, _) => *source,
+            Self::Items { .. } => Source::ForEach,
+        }
+    }
+
+    fn into_specs(self) -> Result<Vec<TaskSpec>, String> {
+        match self {
+            Self::Specs(_, specs) => Ok(specs),
+            Self::Items {
+                template,
+                item,
+                items,
+            } => expand(&template, &item, items).map_err(|e| format!("for_each: {e}")),
+        }
+    }
+}
+
+/// The sub-plan of task `i` of `graph` checked with the plan check, in the scope its subtasks
+/// have (`names`, from [`Coordinator::scope_names`]), rewritten to full ids.
+fn check_subplan(
+    graph: &TaskGraph,
+    i: usize,
+    specs: Vec<TaskSpec>,
+    names: &HashMap<String, String>,
+    inputs: &Map<String, Value>,
+    shared: &crate::runtime::Shared,
+) -> Result<Vec<TaskSpec>, String> {
+    let key = graph.task(i).key.to_string();
+    if let Some(why) = graph
+        .decompose(i)
+        .and_then(|d| specs.iter().find_map(|s| reserved_id(&s.id, d)))
+    {
+        return Err(format!("the sub-plan of `{key}`: {why}"));
+    }
+    let outer = |name: &str| names.get(name).cloned();
+    let no_line = |_: usize| None;
+    let scope = Scope {
+        parent: Some(&key),
+        outer: &outer,
+        item: None,
+        declared: &graph.plan().inputs,
+        resolved: inputs,
+        line: &no_line,
+        tools: &shared.tools,
+        agents: &shared.agents,
+    };
+    subplan::rewrite(&key, specs, &scope).map_err(|errors| {
+        let list: Vec<String> = errors.into_iter().map(|(_, e)| e.to_string()).collect();
+        format!("the sub-plan of `{key}` is invalid: {}", list.join("; "))
+    })
+}
+
 impl Coordinator {
-    /// The agent accepted decomposed task `i` (with a planned sub-plan in `output`): its
-    /// sub-plan is made, checked and committed, and its subtasks with nothing to wait for
-    /// are made ready in the same transaction.
+    /// The agent accepted decomposed task `i` (with a planned sub-plan in `output`): the
+    /// limits are checked here; the sub-plan is made and checked on a blocking thread (a
+    /// `for_each` may have thousands of items), then committed with its subtasks that have
+    /// nothing to wait for made ready in the same transaction.
     pub(super) fn decompose(&mut self, i: usize, output: ToolOutput, ctx: &mut Context<Self>) {
         let graph = self.state.graph().clone();
         let key = graph.task(i).key.clone();
@@ -151,15 +225,13 @@ impl Coordinator {
             );
             return self.fail(i, fail(FailureKind::LimitExceeded, msg), ctx);
         }
-        let (source, specs) = match d.form() {
-            Ok(Form::Static(subtasks)) => (Source::Static, subtasks.to_vec()),
+        let material = match d.form() {
+            Ok(Form::Static(subtasks)) => Material::Specs(Source::Static, subtasks.to_vec()),
             Ok(Form::ForEach { list, item, task }) => {
                 let refs = self.state.refs(&self.s.inputs);
-                let items = match reference::resolve(
-                    &Value::String(list.to_string()),
-                    &refs,
-                    reference::all,
-                ) {
+                let resolved =
+                    reference::resolve(&Value::String(list.to_string()), &refs, reference::all);
+                let items = match resolved {
                     Ok(Value::Array(items)) => items,
                     Ok(other) => {
                         let msg = format!(
@@ -169,11 +241,8 @@ impl Coordinator {
                         return self.fail(i, fail(FailureKind::Input, msg), ctx);
                     }
                     Err(e) => {
-                        return self.fail(
-                            i,
-                            fail(FailureKind::Input, format!("for_each: {e}")),
-                            ctx,
-                        )
+                        let msg = format!("for_each: {e}");
+                        return self.fail(i, fail(FailureKind::Input, msg), ctx);
                     }
                 };
                 let (which, most) = size_limit(d.max_subtasks, "max_for_each", limits.max_for_each);
@@ -184,15 +253,10 @@ impl Coordinator {
                     );
                     return self.fail(i, fail(FailureKind::LimitExceeded, msg), ctx);
                 }
-                match expand(task, item, items) {
-                    Ok(specs) => (Source::ForEach, specs),
-                    Err(e) => {
-                        return self.fail(
-                            i,
-                            fail(FailureKind::Input, format!("for_each: {e}")),
-                            ctx,
-                        )
-                    }
+                Material::Items {
+                    template: Box::new(task.clone()),
+                    item: item.to_string(),
+                    items,
                 }
             }
             Ok(Form::Planner { .. }) => {
@@ -202,7 +266,7 @@ impl Coordinator {
                     .cloned()
                     .map(serde_json::from_value::<Vec<TaskSpec>>);
                 match planned {
-                    Some(Ok(specs)) => (Source::Planner, specs),
+                    Some(Ok(specs)) => Material::Specs(Source::Planner, specs),
                     _ => {
                         let msg = "the planner gave no sub-plan".to_string();
                         return self.fail(i, fail(FailureKind::Tool, msg), ctx);
@@ -211,44 +275,65 @@ impl Coordinator {
             }
             Err(why) => return self.fail(i, fail(FailureKind::Input, why), ctx),
         };
-        if source != Source::ForEach {
+        let n = material.len();
+        if material.source() != Source::ForEach {
             let (which, most) = size_limit(d.max_subtasks, "max_subtasks", limits.max_subtasks);
-            if specs.len() > most as usize {
+            if n > most as usize {
                 let msg = format!(
-                    "limit_exceeded: {which} {most}: the sub-plan of `{key}` has {} subtasks",
-                    specs.len()
+                    "limit_exceeded: {which} {most}: the sub-plan of `{key}` has {n} subtasks"
                 );
                 return self.fail(i, fail(FailureKind::LimitExceeded, msg), ctx);
             }
         }
-        if graph.len() + specs.len() > limits.max_tasks as usize {
+        if graph.len() + n > limits.max_tasks as usize {
             let msg = format!(
-                "limit_exceeded: max_tasks {}: the run has {} tasks and `{key}` adds {}",
+                "limit_exceeded: max_tasks {}: the run has {} tasks and `{key}` adds {n}",
                 limits.max_tasks,
-                graph.len(),
-                specs.len()
+                graph.len()
             );
             return self.fail(i, fail(FailureKind::LimitExceeded, msg), ctx);
         }
-        if let Some(why) = specs
-            .iter()
-            .find_map(|s| crate::domain::plan::reserved_id(&s.id, d))
-        {
-            return self.fail(
-                i,
-                fail(
-                    FailureKind::Input,
-                    format!("the sub-plan of `{key}`: {why}"),
-                ),
-                ctx,
-            );
-        }
         let names = self.scope_names(i, false);
-        let specs = match self.check_subplan(i, specs, &names) {
-            Ok(specs) => specs,
-            Err(why) => return self.fail(i, fail(FailureKind::Input, why), ctx),
+        let (shared, inputs) = (self.s.shared.clone(), self.s.inputs.clone());
+        let source = material.source();
+        let job = move || {
+            let specs = material.into_specs()?;
+            check_subplan(&graph, i, specs, &names, &inputs, &shared)
         };
-        drop(graph);
+        self.decomposing.insert(i);
+        let checked = async move {
+            tokio::task::spawn_blocking(job)
+                .await
+                .unwrap_or_else(|e| Err(format!("checking the sub-plan failed: {e}")))
+        };
+        ctx.spawn(checked.into_actor(self).map(move |res, act, ctx| {
+            act.decomposed(i, source, res, ctx);
+        }));
+    }
+
+    /// The sub-plan of task `i` is made and checked (or why not): commit it, unless the task
+    /// ended meanwhile (a cancel).
+    fn decomposed(
+        &mut self,
+        i: usize,
+        source: Source,
+        checked: Result<Vec<TaskSpec>, String>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.decomposing.remove(&i);
+        if self.mode != Mode::Running
+            || self.state.task(i).status != TaskStatus::Running
+            || self.state.is_decomposed(i)
+        {
+            return;
+        }
+        let specs = match checked {
+            Ok(specs) => specs,
+            Err(why) => {
+                self.fail(i, AttemptError::new(FailureKind::Input, why), ctx);
+                return self.flush(ctx, None);
+            }
+        };
         self.record_attempt(i, None);
         let round = Round {
             source,
@@ -256,9 +341,10 @@ impl Coordinator {
             reason: None,
         };
         if let Err(why) = self.commit_round(i, specs, round, ctx) {
-            return self.fail(i, fail(FailureKind::Input, why), ctx);
+            self.fail(i, AttemptError::new(FailureKind::Input, why), ctx);
+        } else {
+            self.arm_parent_deadline(i, ctx);
         }
-        self.arm_parent_deadline(i, ctx);
         self.flush(ctx, None);
     }
 
@@ -365,32 +451,21 @@ impl Coordinator {
         names
     }
 
-    /// Checks a sub-plan of task `i` with the plan check, in the scope its subtasks have
-    /// (`names`, from [`Coordinator::scope_names`]). Returns it with full ids.
+    /// Checks a sub-plan of task `i` (see [`check_subplan`]) here, on the actor.
     pub(super) fn check_subplan(
         &self,
         i: usize,
         specs: Vec<TaskSpec>,
         names: &HashMap<String, String>,
     ) -> Result<Vec<TaskSpec>, String> {
-        let graph = self.state.graph();
-        let key = graph.task(i).key.to_string();
-        let outer = |name: &str| names.get(name).cloned();
-        let no_line = |_: usize| None;
-        let scope = Scope {
-            parent: Some(&key),
-            outer: &outer,
-            item: None,
-            declared: &graph.plan().inputs,
-            resolved: &self.s.inputs,
-            line: &no_line,
-            tools: &self.s.shared.tools,
-            agents: &self.s.shared.agents,
-        };
-        subplan::rewrite(&key, specs, &scope).map_err(|errors| {
-            let list: Vec<String> = errors.into_iter().map(|(_, e)| e.to_string()).collect();
-            format!("the sub-plan of `{key}` is invalid: {}", list.join("; "))
-        })
+        check_subplan(
+            self.state.graph(),
+            i,
+            specs,
+            names,
+            &self.s.inputs,
+            &self.s.shared,
+        )
     }
 
     /// Arms decomposed task `i`'s deadline: its `timeout_s` from its first start covers its

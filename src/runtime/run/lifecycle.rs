@@ -27,7 +27,11 @@ impl Coordinator {
             let t = self.state.task(i);
             match t.status {
                 // Decomposed: nothing of its own runs; it ends with its subtasks.
-                TaskStatus::Running if self.state.is_decomposed(i) => self.cancel_task(i),
+                TaskStatus::Running
+                    if self.state.is_decomposed(i) || self.decomposing.contains(&i) =>
+                {
+                    self.cancel_task(i)
+                }
                 TaskStatus::Running => {
                     if let Some(c) = &t.cancel {
                         c.cancel();

@@ -149,6 +149,8 @@ pub struct Coordinator {
     /// Attempts that stop to wait for a decision on a tool call, by task: (attempt, wait,
     /// outputs while waiting).
     suspensions: HashMap<usize, (u32, crate::store::WaitRow, Map<String, Value>)>,
+    /// Decomposed tasks whose sub-plan is being made and checked (no attempt in flight).
+    decomposing: std::collections::HashSet<usize>,
 }
 
 impl Coordinator {
@@ -181,6 +183,7 @@ impl Coordinator {
             run_status: RunStatus::Running,
             reply,
             suspensions: HashMap::new(),
+            decomposing: std::collections::HashSet::new(),
         }
     }
 
