@@ -133,6 +133,12 @@ pub mod plan {
     pub use crate::domain::plan::TaskSpec as Task;
     pub use crate::domain::plan::*;
 }
+/// Typed questions to the user: a question's spec ([`questions::Question`]), the check of an
+/// answer against it, and what it falls back to without one ([`questions::Question::fallback`]:
+/// `default`, then `smart_default`, never an invented value).
+pub mod questions {
+    pub use crate::domain::question::*;
+}
 pub mod retention;
 pub mod runtime;
 #[cfg(feature = "server")]

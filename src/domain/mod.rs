@@ -10,6 +10,7 @@ pub mod graph;
 pub mod ids;
 pub mod nesting;
 pub mod plan;
+pub mod question;
 pub mod reference;
 pub mod status;
 pub mod template;
