@@ -452,3 +452,25 @@ both_stores! {
         rt.shutdown().await;
     }
 }
+
+both_stores! {
+    async fn a_subtasks_approval_and_nested_for_each_over_a_siblings_output(store) {
+        let rt = store.runtime().await;
+        let src = plan("name: nested\ntasks:\n  - { id: base, tool: test:echo, inputs: { n: 10 } }\n  - id: outer\n    depends_on: [base]\n    decompose:\n      subtasks:\n        - { id: gen, tool: test:echo, inputs: { xs: [a, b, c], n: \"${tasks.base.outputs.n}\" } }\n        - id: each\n          decompose:\n            for_each: \"${tasks.gen.outputs.xs}\"\n            as: x\n            task: { tool: test:echo, inputs: { v: \"${item.x}-${tasks.gen.outputs.n}\" } }\n            merge: { kind: list, output: v }\n        - id: check\n          tool: test:echo\n          inputs: { got: \"${tasks.each.outputs.items}\" }\n          gates: [ { kind: manual, approvers: [ana] } ]\n  - { id: fin, tool: test:echo, inputs: { r: \"${tasks.outer.outputs.check.got}\" } }\n");
+        let run = rt.submit(&src, Map::new()).await.unwrap();
+        let id = run.id();
+        common::until(Duration::from_secs(30), || {
+            let rt = rt.clone();
+            async move { rt.store().task(id, "outer.check").await.unwrap().is_some_and(|t| t.status == TaskStatus::Waiting) }
+        })
+        .await;
+        let err = run.approve("outer.nope", "ana", None).await.unwrap_err();
+        assert!(err.to_string().contains("has no task `outer.nope`"), "{err}");
+        run.approve("outer.check", "ana", None).await.unwrap();
+        let out = run.wait().await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded, "{:?}", out.reason);
+        assert_eq!(outputs(&out, "fin")["r"], json!(["a-10", "b-10", "c-10"]));
+        assert_eq!(task(&out, "outer.each.2").depth, 2);
+        rt.shutdown().await;
+    }
+}

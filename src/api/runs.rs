@@ -426,7 +426,7 @@ pub async fn transcript(
     Path((id, task)): Path<(String, String)>,
 ) -> Result<Json<crate::store::Transcript>, ApiError> {
     let r = visible_run(&st, &caller, &id).await?;
-    if !r.plan.tasks.iter().any(|t| t.id == task) {
+    if !st.rt.store().has_task(&r, &task).await? {
         return Err(ApiError::not_found(format!(
             "run {} has no task `{task}`",
             r.id

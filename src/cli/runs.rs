@@ -310,7 +310,7 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
         RunsCommand::Transcript { run, task, json } => {
             let id = store.find_run(&run).await?;
             let record = store.run(id).await?;
-            if !record.plan.tasks.iter().any(|t| t.id == task) {
+            if !store.has_task(&record, &task).await? {
                 return Err(Failure::Input(format!("run {id} has no task `{task}`")));
             }
             let t = store.transcript(id, &task).await?;

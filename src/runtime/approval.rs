@@ -100,16 +100,12 @@ impl Runtime {
         }
         let store = self.store();
         let record = store.run(run).await?;
-        if !record.plan.tasks.iter().any(|t| t.id == task) {
+        if !store.has_task(&record, task).await? {
             return Err(RuntimeError::NoSuchTask(format!(
                 "run {run} has no task `{task}`"
             )));
         }
-        let row = store
-            .tasks(run)
-            .await?
-            .into_iter()
-            .find(|t| t.task_id.as_str() == task);
+        let row = store.task(run, task).await?;
         let status = row.map_or(TaskStatus::Pending, |t| t.status);
         let wait = store.last_wait(run, task).await?;
         let decided = |w: &WaitRow| {

@@ -234,14 +234,7 @@ impl Runtime {
     ) -> Result<RunHandle, RuntimeError> {
         let parent = self.store().run(run).await?;
         // A subtask (`PARENT.CHILD`) is a fork point too.
-        let subtask = fork.at.contains('.')
-            && self
-                .store()
-                .tasks(run)
-                .await?
-                .iter()
-                .any(|t| t.task_id.as_str() == fork.at);
-        if !subtask && !parent.plan.tasks.iter().any(|t| t.id == fork.at) {
+        if !self.store().has_task(&parent, &fork.at).await? {
             let ids: Vec<&str> = parent.plan.tasks.iter().map(|t| t.id.as_str()).collect();
             return Err(RuntimeError::BadFork(format!(
                 "run {run} has no task `{}` (its tasks: {})",

@@ -218,6 +218,38 @@ impl Store {
         }
     }
 
+    /// One task's row, when it has one (a task that has not moved has none).
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn task(&self, run: RunId, task: &str) -> Result<Option<TaskRow>, StoreError> {
+        let sql = "SELECT task_id, idx, tool, status, attempt, agent, outputs, error, started_at, \
+                   finished_at, restored_from FROM tasks WHERE run_id = $1 AND task_id = $2";
+        with_pool!(self, |p, _b| {
+            let row = sqlx::query(sql)
+                .bind(run.to_string())
+                .bind(task)
+                .fetch_optional(p)
+                .await
+                .map_err(q("read task"))?;
+            Ok(match row {
+                Some(r) => Some(task_from_row!(r, run)),
+                None => None,
+            })
+        })
+    }
+
+    /// Whether run `record` has task `task`: one of its plan's, or a subtask that has a row.
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn has_task(&self, record: &RunRecord, task: &str) -> Result<bool, StoreError> {
+        if record.plan.tasks.iter().any(|t| t.id == task) {
+            return Ok(true);
+        }
+        Ok(task.contains('.') && self.task(record.id, task).await?.is_some())
+    }
+
     /// The rows of a run's tasks, in plan order. A task gets its row when it first moves
     /// (ready); tasks of the plan without one are pending.
     ///
