@@ -138,8 +138,9 @@ impl Coordinator {
         );
         // Tasks that were ready, running or retrying when the last process stopped run again.
         let (again, fresh) = self.state.restart();
-        for i in 0..self.state.len() {
-            if self.state.is_decomposed(i) && self.state.task(i).status == TaskStatus::Running {
+        // Decomposed tasks only: a start never walks every task for them.
+        for i in self.state.decomposed() {
+            if self.state.task(i).status == TaskStatus::Running {
                 self.write_row(i);
                 self.arm_parent_deadline(i, ctx);
             }

@@ -224,6 +224,13 @@ impl RunState {
         self.groups.get(&i)
     }
 
+    /// The decomposed tasks, in index order.
+    pub fn decomposed(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = self.groups.keys().copied().collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Whether task `i` has decomposed (its sub-plan is in the graph).
     pub fn is_decomposed(&self, i: usize) -> bool {
         self.groups.contains_key(&i)
