@@ -138,6 +138,7 @@ pub mod plan {
 /// `default`, then `smart_default`, never an invented value).
 pub mod questions {
     pub use crate::domain::question::*;
+    pub use crate::runtime::{default_answerer, AskedQuestion};
 }
 pub mod retention;
 pub mod runtime;

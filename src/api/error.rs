@@ -141,7 +141,15 @@ impl From<RuntimeError> for ApiError {
                 Self::new(StatusCode::FORBIDDEN, "missing_scope", message)
                     .with("scope", json!(scope))
             }
-            RuntimeError::NoSuchTask(m) => Self::not_found(m),
+            RuntimeError::NoSuchTask(m) | RuntimeError::NoSuchQuestion(m) => Self::not_found(m),
+            RuntimeError::BadAnswer(r) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_answer",
+                r.to_string(),
+            )
+            .with("question", json!(r.question))
+            .with("rule", json!(r.rule)),
+            RuntimeError::Answered(m) => Self::new(StatusCode::CONFLICT, "already_answered", m),
             RuntimeError::Planner(e) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "planner_failed",

@@ -10,6 +10,7 @@ mod extract;
 mod info;
 mod metrics;
 pub mod openapi;
+mod questions;
 mod runs;
 mod stream;
 mod templates;
@@ -94,6 +95,9 @@ fn routes(rt: Runtime, opts: ApiOptions, closing: tokio_util::sync::Cancellation
         .route("/runs/{id}/fork", post(checkpoints::fork))
         .route("/runs/{id}/tasks/{task}/approval", post(approvals::decide))
         .route("/runs/{id}/tasks/{task}/transcript", get(runs::transcript))
+        .route("/runs/{id}/questions", get(questions::of_run))
+        .route("/runs/{id}/questions/{q}/answer", post(questions::answer))
+        .route("/questions", get(questions::of_project))
         .route("/runs/{id}/artifacts", get(artifacts::list))
         .route("/runs/{id}/artifacts/{*name}", get(artifacts::get))
         .route("/templates", get(templates::list).post(templates::create))

@@ -13,6 +13,7 @@ mod keys;
 mod mcp;
 mod nodes;
 mod progress;
+mod questions;
 mod route;
 mod run;
 mod runs;
@@ -138,6 +139,11 @@ enum Command {
     /// MCP servers agents may call (policies/mcp.toml).
     #[command(subcommand)]
     Mcp(mcp::McpCommand),
+    /// Typed questions runs ask the user.
+    #[command(subcommand)]
+    Questions(questions::QuestionsCommand),
+    /// Answer a question a run asks (VALUE, or --idk for its default).
+    Answer(questions::AnswerArgs),
 }
 
 #[derive(Subcommand)]
@@ -179,7 +185,10 @@ impl From<crate::RuntimeError> for Failure {
             | crate::RuntimeError::BadFork(m)
             | crate::RuntimeError::NotWaiting(m)
             | crate::RuntimeError::NotApprover(m)
-            | crate::RuntimeError::NoSuchTask(m) => Failure::Input(m),
+            | crate::RuntimeError::NoSuchTask(m)
+            | crate::RuntimeError::NoSuchQuestion(m)
+            | crate::RuntimeError::Answered(m) => Failure::Input(m),
+            crate::RuntimeError::BadAnswer(r) => Failure::Input(r.to_string()),
             crate::RuntimeError::Store(e) => Failure::from(e),
             // A data directory that cannot be made is the caller's configuration.
             e @ crate::RuntimeError::Io { .. } => Failure::Input(e.to_string()),
@@ -318,5 +327,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Reject(a) => approve::decide(&g, a, false).await,
         Command::Bench(a) => bench::bench(&g, a).await,
         Command::Mcp(c) => mcp::dispatch(&g, c).await,
+        Command::Questions(c) => questions::dispatch(&g, c).await,
+        Command::Answer(a) => questions::answer(&g, a).await,
     }
 }

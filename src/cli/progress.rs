@@ -240,6 +240,42 @@ impl Progress {
                     e.run_id
                 ));
             }
+            EventData::QuestionAsked(a) => {
+                self.running.remove(&task);
+                let q = &a.question;
+                let mut hint = q.kind.as_str().to_string();
+                if !q.options.is_empty() {
+                    hint = format!("{hint}: {}", q.options.join(" | "));
+                }
+                if let Some(d) = &q.default {
+                    hint.push_str(&format!(", default {d}"));
+                }
+                if let Some(d) = a.deadline {
+                    hint.push_str(&format!(", until {}", crate::domain::time::text(&d)));
+                }
+                self.line(format!(
+                    "  asking  {task}: {} ({hint}): nofx answer {} {} VALUE|--idk",
+                    q.text, e.run_id, q.id
+                ));
+            }
+            EventData::QuestionAnswered(a) | EventData::QuestionDefaulted(a) => {
+                let how = match (a.answer.source, a.answer.timed_out) {
+                    (Some(s), true) => format!("{} at the deadline", s.as_str()),
+                    (Some(s), false) => s.as_str().to_string(),
+                    (None, _) if a.reason.is_some() => "no default".into(),
+                    (None, _) => "no answer".into(),
+                };
+                self.line(format!(
+                    "  answer  {task}: {} = {} ({how}, by {})",
+                    a.question, a.answer.value, a.answer.answered_by
+                ));
+            }
+            EventData::QuestionSkipped(s) => {
+                self.line(format!(
+                    "  skipped {task}: question {}: {}",
+                    s.question, s.reason
+                ));
+            }
             EventData::ToolApprovalDecided(d) => self.line(format!(
                 "  {:<7} {task}: {} by {}",
                 match d.decision {

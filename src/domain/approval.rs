@@ -73,18 +73,22 @@ pub enum WaitKind {
     /// A person's decision on a tool call an agent's model asked for (the agent's
     /// `require_approval`); the task runs again once decided, and its loop goes on.
     ToolCall,
+    /// A typed question to the user (the `ask` tool); the task runs again once every
+    /// question it asked is settled.
+    Question,
 }
 
 impl WaitKind {
-    /// `approval` or `tool_call`.
+    /// `approval`, `tool_call` or `question`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Approval => "approval",
             Self::ToolCall => "tool_call",
+            Self::Question => "question",
         }
     }
 
-    /// Parses `approval` or `tool_call`.
+    /// Parses `approval`, `tool_call` or `question`.
     ///
     /// # Errors
     /// Any other text.
@@ -92,6 +96,7 @@ impl WaitKind {
         match s {
             "approval" => Ok(Self::Approval),
             "tool_call" => Ok(Self::ToolCall),
+            "question" => Ok(Self::Question),
             other => Err(format!("unknown wait kind `{other}`")),
         }
     }

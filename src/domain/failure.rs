@@ -35,11 +35,13 @@ pub enum FailureKind {
     LimitExceeded,
     /// A subtask repeats the decomposition of a task on its ancestor chain.
     DelegationCycle,
+    /// A required question got no answer and has no default or smart default.
+    NoDefault,
 }
 
 impl FailureKind {
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::Tool,
         Self::Gate,
         Self::Timeout,
@@ -53,6 +55,7 @@ impl FailureKind {
         Self::Rejected,
         Self::LimitExceeded,
         Self::DelegationCycle,
+        Self::NoDefault,
     ];
 
     /// The text stored and shown.
@@ -71,6 +74,7 @@ impl FailureKind {
             Self::Rejected => "rejected",
             Self::LimitExceeded => "limit_exceeded",
             Self::DelegationCycle => "delegation_cycle",
+            Self::NoDefault => "no_default",
         }
     }
 

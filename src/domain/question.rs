@@ -51,8 +51,9 @@ pub enum DependsOn {
     },
     /// `{output: REF, value: V}`.
     Output {
-        /// A `${tasks.ID.outputs.PATH}` reference.
-        output: String,
+        /// A `${tasks.ID.outputs.PATH}` reference (in a plan's `ask` task, filled in with
+        /// the output's value when the task runs).
+        output: Value,
         /// The value that makes this one asked.
         value: Value,
     },
@@ -106,9 +107,11 @@ pub struct Question {
     /// The answer taken on "I don't know", an empty optional answer or the deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
-    /// A `${…}` reference to earlier answers or outputs, taken when there is no `default`.
+    /// A `${answers.ID…}` or `${tasks.ID.outputs…}` reference, taken when there is no
+    /// `default` (in a plan's `ask` task a `${tasks…}` reference is filled in with the
+    /// output's value when the task runs, so the question as asked holds that value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub smart_default: Option<String>,
+    pub smart_default: Option<Value>,
     /// When it is asked at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depends_on: Option<DependsOn>,
@@ -146,6 +149,102 @@ pub enum AnswerSource {
     /// The question's `smart_default`.
     SmartDefault,
 }
+
+/// A question's answer as stored: the value, where it came from, who gave it (`timeout` for
+/// the deadline) and whether the deadline did; the same document in events, over HTTP and
+/// in the CLI's `--json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredAnswer {
+    /// The value (null: an optional question left without one, or `no_default`).
+    pub value: Value,
+    /// `user`, `default` or `smart_default` (null when there is no value).
+    pub source: Option<AnswerSource>,
+    /// Who answered (`timeout` for the deadline).
+    pub answered_by: String,
+    /// Whether the deadline answered it.
+    pub timed_out: bool,
+    /// When (RFC 3339).
+    pub answered_at: String,
+}
+
+/// Where a question stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuestionStatus {
+    /// Asked; no answer yet.
+    Pending,
+    /// Answered by a person, or defaulted (I don't know, an empty optional answer, the
+    /// deadline).
+    Answered,
+    /// Not asked: its `depends_on` was not met.
+    Skipped,
+    /// Required, and neither answered nor with a default to fall back on: its task fails
+    /// with `no_default`.
+    NoDefault,
+}
+
+impl QuestionStatus {
+    /// `pending`, `answered`, `skipped` or `no_default`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Answered => "answered",
+            Self::Skipped => "skipped",
+            Self::NoDefault => "no_default",
+        }
+    }
+
+    /// Parses the text [`QuestionStatus::as_str`] gives.
+    ///
+    /// # Errors
+    /// Any other text, naming the statuses.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "answered" => Ok(Self::Answered),
+            "skipped" => Ok(Self::Skipped),
+            "no_default" => Ok(Self::NoDefault),
+            other => Err(format!(
+                "unknown question status `{other}` (expected pending, answered, skipped or no_default)"
+            )),
+        }
+    }
+}
+
+impl AnswerSource {
+    /// `user`, `default` or `smart_default`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Default => "default",
+            Self::SmartDefault => "smart_default",
+        }
+    }
+
+    /// Parses the text [`AnswerSource::as_str`] gives.
+    ///
+    /// # Errors
+    /// Any other text.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "user" => Ok(Self::User),
+            "default" => Ok(Self::Default),
+            "smart_default" => Ok(Self::SmartDefault),
+            other => Err(format!("unknown answer source `{other}`")),
+        }
+    }
+}
+
+/// Most questions one `ask` asks (generated ones included).
+pub const MAX_QUESTIONS: usize = 50;
+/// Most characters of a question's text, of an option and of a regex.
+const MAX_TEXT: usize = 4_000;
+const MAX_OPTION: usize = 500;
+const MAX_REGEX: usize = 1_000;
+/// Most options of a question.
+const MAX_OPTIONS: usize = 200;
+/// Most bytes of an answer (or a default) as JSON.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// An answer that breaks a rule of its question.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -198,7 +297,11 @@ impl Question {
         }
         if let Some(rules) = &self.rules {
             if let Some(re) = &rules.regex {
-                if let Err(e) = regex::Regex::new(re) {
+                if re.chars().count() > MAX_REGEX {
+                    out.push(format!(
+                        "validate.regex is longer than {MAX_REGEX} characters"
+                    ));
+                } else if let Err(e) = compile(re) {
                     out.push(format!("validate.regex is not a regular expression: {e}"));
                 }
             }
@@ -228,17 +331,138 @@ impl Question {
                 out.push(why);
             }
         }
-        if let Some(s) = &self.smart_default {
-            if !smart_reference(s) {
+        if let Some(Value::String(s)) = &self.smart_default {
+            if s.contains("${") && !smart_reference(s) {
                 out.push(format!(
                     "`smart_default` must be one `${{…}}` reference to an earlier answer or an output, got `{s}`"
                 ));
             }
         }
+        if let Some(DependsOn::Output {
+            output: Value::String(s),
+            ..
+        }) = &self.depends_on
+        {
+            if s.contains("${") && !output_reference(s) {
+                out.push(format!(
+                    "`depends_on.output` must be one `${{tasks.ID.outputs.PATH}}` reference, got `{s}`"
+                ));
+            }
+        }
+        self.size_problems(&mut out);
         if matches!(self.timeout_s, Some(t) if !(t.is_finite() && t > 0.0)) {
             out.push("`timeout_s` must be a number of seconds above 0".into());
         }
         out
+    }
+
+    fn size_problems(&self, out: &mut Vec<String>) {
+        if self.text.chars().count() > MAX_TEXT {
+            out.push(format!("`text` is longer than {MAX_TEXT} characters"));
+        }
+        if self.options.len() > MAX_OPTIONS {
+            out.push(format!(
+                "{} options; at most {MAX_OPTIONS} are allowed",
+                self.options.len()
+            ));
+        }
+        if let Some(o) = self.options.iter().find(|o| o.chars().count() > MAX_OPTION) {
+            out.push(format!(
+                "option `{}…` is longer than {MAX_OPTION} characters",
+                o.chars().take(20).collect::<String>()
+            ));
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for o in &self.options {
+            if seen.contains(&o.as_str()) {
+                out.push(format!("option `{o}` is listed twice"));
+            }
+            seen.push(o);
+        }
+        for (what, v) in [
+            ("default", &self.default),
+            ("smart_default", &self.smart_default),
+        ] {
+            if v.as_ref()
+                .is_some_and(|v| v.to_string().len() > MAX_ANSWER_BYTES)
+            {
+                out.push(format!("`{what}` is larger than {MAX_ANSWER_BYTES} bytes"));
+            }
+        }
+    }
+
+    /// The ids of the questions asked with this one that it needs settled first: the
+    /// question of its `depends_on` and the answer its `smart_default` names.
+    pub fn needs(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        if let Some(DependsOn::Question { question, .. }) = &self.depends_on {
+            out.push(question.as_str());
+        }
+        if let Some((id, _)) = self
+            .smart_default
+            .as_ref()
+            .and_then(Value::as_str)
+            .and_then(answers_reference)
+        {
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        out
+    }
+
+    /// The smart default's value: the answer it names (looked up with `answer`), or the
+    /// value a `${tasks…}` reference was filled in with; `None` when it names nothing
+    /// that has a value.
+    pub fn smart_value(&self, answer: &dyn Fn(&str) -> Option<Value>) -> Option<Value> {
+        match self.smart_default.as_ref()? {
+            Value::String(s) if s.contains("${") => {
+                let (id, path) = answers_reference(s)?;
+                let mut cur = answer(id)?;
+                for seg in path {
+                    cur = match cur {
+                        Value::Object(mut m) => m.remove(seg)?,
+                        Value::Array(mut a) => {
+                            let i: usize = seg.parse().ok()?;
+                            (i < a.len()).then(|| a.swap_remove(i))?
+                        }
+                        _ => return None,
+                    };
+                }
+                (!cur.is_null()).then_some(cur)
+            }
+            Value::Null => None,
+            v => Some(v.clone()),
+        }
+    }
+
+    /// Whether the question is asked, given the answer of the question it depends on (or
+    /// the value its output reference was filled in with): met when equal to `value`, or
+    /// when a list containing it.
+    pub fn is_asked(&self, answer: &dyn Fn(&str) -> Option<Value>) -> bool {
+        let (actual, want) = match &self.depends_on {
+            None => return true,
+            Some(DependsOn::Question { question, value }) => (answer(question), value),
+            Some(DependsOn::Output { output, value }) => (Some(output.clone()), value),
+        };
+        match actual {
+            Some(Value::Array(items)) if !want.is_array() => items.contains(want),
+            Some(v) => &v == want,
+            None => false,
+        }
+    }
+
+    /// What `depends_on` waits for, in words (for `question.skipped`).
+    pub fn condition(&self) -> String {
+        match &self.depends_on {
+            None => String::new(),
+            Some(DependsOn::Question { question, value }) => {
+                format!("asked when question `{question}` is answered {value}")
+            }
+            Some(DependsOn::Output { output, value }) => {
+                format!("asked when the output is {value} (it is {output})")
+            }
+        }
     }
 
     fn rejected(&self, rule: &'static str, why: String) -> Rejected {
@@ -254,6 +478,12 @@ impl Question {
     /// # Errors
     /// The first rule it breaks.
     pub fn accept(&self, value: &Value) -> Result<Value, Rejected> {
+        if value.to_string().len() > MAX_ANSWER_BYTES {
+            return Err(self.rejected(
+                "max_len",
+                format!("an answer is at most {MAX_ANSWER_BYTES} bytes"),
+            ));
+        }
         let rules = self.rules.clone().unwrap_or_default();
         let value = match (self.kind, value) {
             (QuestionType::Text, Value::String(s)) => {
@@ -354,9 +584,7 @@ impl Question {
             return Err(self.rejected("max_len", format!("at most {n} characters, got {len}")));
         }
         if let Some(re) = &rules.regex {
-            let ok = regex::Regex::new(re)
-                .map(|r| r.is_match(s))
-                .unwrap_or(false);
+            let ok = compile(re).map(|r| r.is_match(s)).unwrap_or(false);
             if !ok {
                 return Err(self.rejected("regex", format!("`{s}` does not match `{re}`")));
             }
@@ -372,6 +600,25 @@ impl Question {
             "option",
             format!("`{s}` is not one of: {}", self.options.join(", ")),
         ))
+    }
+
+    /// A value typed as text (a command line, a terminal) read as this question's answer:
+    /// a multiselect takes a JSON list or comma-separated choices; anything else stays text
+    /// ([`Question::accept`] reads numbers and yes/no from text).
+    pub fn from_text(&self, text: &str) -> Value {
+        if self.kind == QuestionType::Multiselect {
+            if let Ok(v @ Value::Array(_)) = serde_json::from_str::<Value>(text) {
+                return v;
+            }
+            return Value::Array(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.to_string()))
+                    .collect(),
+            );
+        }
+        Value::String(text.to_string())
     }
 
     /// Whether an answer counts as empty (an optional question answered so takes its
@@ -418,13 +665,36 @@ fn smart_reference(s: &str) -> bool {
     if inner.contains(['{', '}', '$']) {
         return false;
     }
-    if let Some(path) = inner.strip_prefix("answers.") {
-        return path.split('.').all(|seg| !seg.is_empty());
+    if inner.starts_with("answers.") {
+        return answers_reference(s).is_some();
     }
+    output_reference(s)
+}
+
+/// A question's regex, with bounded size (a spec is untrusted input).
+fn compile(re: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(re)
+        .size_limit(1 << 20)
+        .dfa_size_limit(1 << 20)
+        .build()
+}
+
+/// Whether `s` is exactly one `${tasks.ID.outputs…}` reference.
+fn output_reference(s: &str) -> bool {
     matches!(
-        crate::domain::reference::references(s).as_deref(),
+        crate::domain::reference::references(s.trim()).as_deref(),
         Ok([crate::domain::reference::Reference::TaskOutput { .. }])
-    )
+    ) && s.trim().starts_with("${")
+        && s.trim().ends_with('}')
+}
+
+/// The question id and path of a `${answers.ID.PATH}` reference.
+fn answers_reference(s: &str) -> Option<(&str, Vec<&str>)> {
+    let inner = s.trim().strip_prefix("${answers.")?.strip_suffix('}')?;
+    let mut parts = inner.split('.');
+    let id = parts.next().filter(|id| !id.is_empty())?;
+    let path: Vec<&str> = parts.collect();
+    (!inner.contains(['{', '}', '$']) && path.iter().all(|p| !p.is_empty())).then_some((id, path))
 }
 
 fn expects(kind: QuestionType) -> &'static str {

@@ -75,6 +75,16 @@ pub enum RuntimeError {
     /// The run has no such task.
     #[error("{0}")]
     NoSuchTask(String),
+    /// The run has no such question.
+    #[error("{0}")]
+    NoSuchQuestion(String),
+    /// An answer breaks a rule of its question (type, option, regex, count, range): nothing
+    /// is stored and the question still waits.
+    #[error("{0}")]
+    BadAnswer(#[from] crate::domain::question::Rejected),
+    /// The question was answered already (with another value), or cannot be answered now.
+    #[error("{0}")]
+    Answered(String),
     /// A restore or fork cannot start as asked (unknown task, bad patch, missing files).
     #[error("{0}")]
     BadFork(String),

@@ -132,20 +132,16 @@ pub enum ModelActivity {
         /// Told once committed.
         ack: oneshot::Sender<()>,
     },
-    /// The attempt `attempt` stops to wait for a person's decision on one of its agent's
-    /// tool calls: once it reports, the task waits on `wait` (its outputs, while it waits,
-    /// say which call) instead of failing. `ack` is told once the coordinator has it.
+    /// An attempt stops to wait for a person (a decision on one of its agent's tool calls,
+    /// answers to its questions): once it reports, the task waits on the suspension's
+    /// waits instead of failing. `ack` is told once the coordinator has it.
     Suspend {
         /// Run, task and correlation id.
         corr: Correlation,
         /// Task index.
         index: usize,
-        /// The attempt that stops.
-        attempt: u32,
-        /// The wait row to write.
-        wait: crate::store::WaitRow,
-        /// What the task shows while it waits.
-        outputs: Map<String, Value>,
+        /// The attempt, its waits, their events, what the task shows meanwhile.
+        suspension: crate::tools::Suspension,
         /// Told once received.
         ack: oneshot::Sender<()>,
     },

@@ -73,19 +73,12 @@ impl crate::tools::RunLink for TaskSink {
         rx
     }
 
-    fn suspend(
-        &self,
-        attempt: u32,
-        wait: crate::store::WaitRow,
-        outputs: serde_json::Map<String, serde_json::Value>,
-    ) -> tokio::sync::oneshot::Receiver<()> {
+    fn suspend(&self, suspension: crate::tools::Suspension) -> tokio::sync::oneshot::Receiver<()> {
         let (ack, rx) = tokio::sync::oneshot::channel();
         self.coordinator.do_send(ModelActivity::Suspend {
             corr: self.corr.clone(),
             index: self.index,
-            attempt,
-            wait,
-            outputs,
+            suspension,
             ack,
         });
         rx

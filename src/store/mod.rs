@@ -46,7 +46,7 @@ pub use templates::{CreateTemplateError, SHIPPED};
 pub use usage::{
     parse_date, GroupBy, ModelCallRow, UsageBucket, UsageReport, UsageSummary, MAX_BUCKETS,
 };
-pub use waits::WaitRow;
+pub use waits::{QuestionWait, QuestionsOf, Settled, WaitRow};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{

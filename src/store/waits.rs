@@ -4,12 +4,34 @@
 use super::{q, with_pool, Store, StoreError};
 use crate::domain::approval::{ApprovalDecision, WaitKind};
 use crate::domain::plan::OnTimeout;
+use crate::domain::question::{AnswerSource, Question, QuestionStatus};
 use crate::domain::{RunId, WaitId};
 use serde::Serialize;
+use serde_json::Value;
 use sqlx::Row;
 
+/// What a question's wait holds beyond a wait's columns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuestionWait {
+    /// Which ask of the task asked it (a plan task's ask, or one call of an agent).
+    pub scope: String,
+    /// The question as asked.
+    pub spec: Question,
+    /// Where it stands.
+    pub status: QuestionStatus,
+    /// The answer's value, once answered (null: an optional question left without one).
+    pub value: Option<Value>,
+    /// Where the value came from.
+    pub source: Option<AnswerSource>,
+    /// Whether the deadline answered it.
+    pub timed_out: bool,
+    /// Whether its `question.answered`/`question.defaulted` event is committed.
+    pub noted: bool,
+}
+
 /// A wait row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WaitRow {
     /// Id, `wait-…`.
@@ -41,9 +63,16 @@ pub struct WaitRow {
     /// When (ms; RFC 3339 in documents).
     #[serde(serialize_with = "crate::domain::time::opt_ms")]
     pub decided_at: Option<i64>,
+    /// The question, for a wait of kind `question`.
+    pub question: Option<Box<QuestionWait>>,
 }
 
 impl WaitRow {
+    /// Whether it still waits: undecided, unanswered.
+    pub fn is_open(&self) -> bool {
+        self.decided_at.is_none()
+    }
+
     /// Whether `name` may decide.
     pub fn may_decide(&self, name: &str) -> bool {
         self.approvers.is_empty() || self.approvers.iter().any(|a| a == name)
@@ -51,7 +80,8 @@ impl WaitRow {
 }
 
 const COLUMNS: &str = "id, run_id, task_id, attempt, kind, approvers, deadline_at, on_timeout, \
-                       requested_at, decision, decided_by, reason, decided_at";
+                       requested_at, decision, decided_by, reason, decided_at, scope, spec, \
+                       question_status, answer, source, timed_out, noted_at";
 
 macro_rules! wait_from_row {
     ($r:expr) => {{
@@ -85,6 +115,48 @@ macro_rules! wait_from_row {
             decided_by: r.try_get("decided_by").map_err(q("read wait"))?,
             reason: r.try_get("reason").map_err(q("read wait"))?,
             decided_at: r.try_get("decided_at").map_err(q("read wait"))?,
+            question: question_from_row!(r),
+        }
+    }};
+}
+
+macro_rules! question_from_row {
+    ($r:expr) => {{
+        let r = $r;
+        let spec: Option<String> = r.try_get("spec").map_err(q("read wait"))?;
+        match spec {
+            None => None,
+            Some(spec) => {
+                let corrupt =
+                    |what: &'static str| move |why: String| StoreError::Corrupt { what, why };
+                let status: Option<String> =
+                    r.try_get("question_status").map_err(q("read wait"))?;
+                let answer: Option<String> = r.try_get("answer").map_err(q("read wait"))?;
+                let source: Option<String> = r.try_get("source").map_err(q("read wait"))?;
+                let timed_out: Option<bool> = r.try_get("timed_out").map_err(q("read wait"))?;
+                let noted: Option<i64> = r.try_get("noted_at").map_err(q("read wait"))?;
+                Some(Box::new(QuestionWait {
+                    scope: r
+                        .try_get::<Option<String>, _>("scope")
+                        .map_err(q("read wait"))?
+                        .unwrap_or_default(),
+                    spec: serde_json::from_str(&spec)
+                        .map_err(|e| e.to_string())
+                        .map_err(corrupt("question spec"))?,
+                    status: QuestionStatus::parse(status.as_deref().unwrap_or("pending"))
+                        .map_err(corrupt("question status"))?,
+                    value: answer
+                        .map(|a| serde_json::from_str(&a).map_err(|e| e.to_string()))
+                        .transpose()
+                        .map_err(corrupt("question answer"))?,
+                    source: source
+                        .map(|s| AnswerSource::parse(&s))
+                        .transpose()
+                        .map_err(corrupt("answer source"))?,
+                    timed_out: timed_out.unwrap_or(false),
+                    noted: noted.is_some(),
+                }))
+            }
         }
     }};
 }
@@ -162,4 +234,167 @@ impl Store {
             Ok(done.rows_affected() == 1)
         })
     }
+
+    /// The question waits of one ask (`scope`) of a task, in the order they were written.
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn asked(
+        &self,
+        run: RunId,
+        task: &str,
+        scope: &str,
+    ) -> Result<Vec<WaitRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM waits WHERE run_id = $1 AND task_id = $2 AND scope = $3 \
+             AND kind = 'question' ORDER BY requested_at, id"
+        );
+        with_pool!(self, |p, _b| {
+            let rows = sqlx::query(&sql)
+                .bind(run.to_string())
+                .bind(task)
+                .bind(scope)
+                .fetch_all(p)
+                .await
+                .map_err(q("list questions"))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(wait_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The question waits of a run whose question id (or wait id) is `q`, oldest first.
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn question_rows(
+        &self,
+        run: RunId,
+        question: &str,
+    ) -> Result<Vec<WaitRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM waits WHERE run_id = $1 AND kind = 'question' \
+             AND (question_id = $2 OR id = $2) ORDER BY requested_at, id"
+        );
+        with_pool!(self, |p, _b| {
+            let rows = sqlx::query(&sql)
+                .bind(run.to_string())
+                .bind(question)
+                .fetch_all(p)
+                .await
+                .map_err(q("read questions"))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(wait_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Questions of one run (`run`) or of every run of `project`, oldest first, optionally
+    /// of one status; at most `limit`.
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn questions(
+        &self,
+        of: QuestionsOf<'_>,
+        status: Option<QuestionStatus>,
+        limit: i64,
+    ) -> Result<Vec<WaitRow>, StoreError> {
+        let (filter, key) = match of {
+            QuestionsOf::Run(run) => ("w.run_id = $1", run.to_string()),
+            QuestionsOf::All => ("$1 = ''", String::new()),
+            QuestionsOf::Project(p) => (
+                "w.run_id IN (SELECT id FROM runs WHERE project = $1)",
+                p.to_string(),
+            ),
+        };
+        let cols = COLUMNS
+            .split(", ")
+            .map(|c| format!("w.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {cols} FROM waits w WHERE {filter} AND w.kind = 'question' \
+             AND ($2 = '' OR w.question_status = $2) ORDER BY w.requested_at, w.id LIMIT $3"
+        );
+        with_pool!(self, |p, _b| {
+            let rows = sqlx::query(&sql)
+                .bind(key)
+                .bind(status.map(QuestionStatus::as_str).unwrap_or_default())
+                .bind(limit)
+                .fetch_all(p)
+                .await
+                .map_err(q("list questions"))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(wait_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Records the answer of a pending question. Returns false when it was already
+    /// answered (the first answer stands).
+    ///
+    /// # Errors
+    /// Query failures.
+    pub(crate) async fn answer_question(
+        &self,
+        id: &WaitId,
+        answer: &Settled,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let sql =
+            "UPDATE waits SET question_status = $1, answer = $2, source = $3, timed_out = $4, \
+                   decided_by = $5, reason = $6, decided_at = $7 \
+                   WHERE id = $8 AND decided_at IS NULL";
+        with_pool!(self, |p, _b| {
+            let done = sqlx::query(sql)
+                .bind(answer.status.as_str())
+                .bind(answer.value.as_ref().map(Value::to_string))
+                .bind(answer.source.map(AnswerSource::as_str))
+                .bind(answer.timed_out)
+                .bind(&answer.by)
+                .bind(answer.reason.as_deref())
+                .bind(at)
+                .bind(id.as_str())
+                .execute(p)
+                .await
+                .map_err(q("answer question"))?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+}
+
+/// Whose questions [`Store::questions`] lists.
+#[derive(Debug, Clone, Copy)]
+pub enum QuestionsOf<'a> {
+    /// One run's.
+    Run(RunId),
+    /// Every run's of a project.
+    Project(&'a str),
+    /// Every run's.
+    All,
+}
+
+/// How a question was settled: its status, value, where the value came from, who (or
+/// `timeout`), whether by the deadline, and why (for `no_default`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settled {
+    /// `answered` or `no_default`.
+    pub status: QuestionStatus,
+    /// The value (null for an optional question left without one, or for `no_default`).
+    pub value: Option<Value>,
+    /// Where it came from.
+    pub source: Option<AnswerSource>,
+    /// Whether the deadline settled it.
+    pub timed_out: bool,
+    /// Who answered (`timeout` for the deadline).
+    pub by: String,
+    /// Why, when no value was found.
+    pub reason: Option<String>,
 }

@@ -1,10 +1,12 @@
 //! Tools: what agents run. A tool is a trait object with a name, an input JSON Schema and an
 //! async `run`; it never writes to the store (the persistence actor does). Built in:
 //! `test:echo`, `test:validate`, `test:healthcheck`, `shell`, the model tools
-//! `llm:generate` and `codegen`, and `agent` (the task's agent reasons with its tools);
+//! `llm:generate` and `codegen`, `agent` (the task's agent reasons with its tools) and
+//! `ask` (typed questions to the user);
 //! users register their own.
 
 pub(crate) mod agent;
+pub(crate) mod ask;
 mod codegen;
 pub(crate) mod decompose;
 mod echo;
@@ -19,6 +21,7 @@ mod validate;
 mod workspace;
 
 pub(crate) use agent::AgentTool;
+pub(crate) use ask::Ask;
 pub(crate) use codegen::Codegen;
 pub(crate) use echo::Echo;
 pub use function::{blocking_tool_fn, describe, tool_fn};
@@ -84,14 +87,10 @@ pub(crate) trait RunLink: Send + Sync {
         rows: crate::store::Batch,
         events: Vec<crate::domain::EventData>,
     ) -> tokio::sync::oneshot::Receiver<()>;
-    /// Has the attempt `attempt` wait on `wait` once it reports (it stops to wait for a
-    /// person's decision on a tool call); resolves once the coordinator has it.
-    fn suspend(
-        &self,
-        attempt: u32,
-        wait: crate::store::WaitRow,
-        outputs: Map<String, Value>,
-    ) -> tokio::sync::oneshot::Receiver<()>;
+    /// Has the attempt `attempt` wait on `waits` once it reports (it stops to wait for a
+    /// person: a decision on a tool call, answers to questions); the rows commit with
+    /// `events` and the waiting task row. Resolves once the coordinator has it.
+    fn suspend(&self, suspension: Suspension) -> tokio::sync::oneshot::Receiver<()>;
     /// The store, for reads.
     fn store(&self) -> &crate::store::Store;
     /// The runtime's tools.
@@ -100,6 +99,17 @@ pub(crate) trait RunLink: Send + Sync {
     fn agents(&self) -> &[crate::domain::AgentSpec];
     /// The MCP servers of the task's run (started on first use).
     fn mcp(&self) -> Arc<crate::mcp::RunServers>;
+}
+
+/// What an attempt that stops to wait for a person leaves: the attempt, the wait rows
+/// (new ones are written; rows already written are kept as they are), their events, and
+/// what the task shows while it waits.
+#[derive(Debug, Clone)]
+pub(crate) struct Suspension {
+    pub attempt: u32,
+    pub waits: Vec<crate::store::WaitRow>,
+    pub events: Vec<crate::domain::EventData>,
+    pub outputs: Map<String, Value>,
 }
 
 /// A task's [`RunLink`].
@@ -147,6 +157,13 @@ pub enum ToolError {
     /// What the tool needs is not configured (e.g. no model provider).
     #[error("{0}")]
     Unavailable(String),
+    /// The attempt stopped to wait for a person (the task waits; it runs again once
+    /// answered).
+    #[error("{0}")]
+    Waiting(String),
+    /// A required question got no answer and has nothing to fall back on.
+    #[error("{0}")]
+    NoDefault(String),
 }
 
 impl ToolError {
@@ -160,6 +177,8 @@ impl ToolError {
             Self::Io(_) => FailureKind::Io,
             Self::Budget(_) => FailureKind::BudgetExceeded,
             Self::Unavailable(_) => FailureKind::Unavailable,
+            Self::Waiting(_) => FailureKind::Io,
+            Self::NoDefault(_) => FailureKind::NoDefault,
         }
     }
 }

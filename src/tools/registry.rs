@@ -32,7 +32,7 @@ pub struct ToolRegistry {
 
 impl ToolRegistry {
     /// The built-in tools: `test:echo`, `test:validate`, `test:healthcheck`, `shell`,
-    /// `llm:generate`, `codegen`, `agent`.
+    /// `llm:generate`, `codegen`, `agent`, `ask`.
     pub fn builtin() -> Self {
         let mut r = Self::default();
         for t in [
@@ -43,6 +43,7 @@ impl ToolRegistry {
             Arc::new(super::LlmGenerate),
             Arc::new(super::Codegen),
             Arc::new(super::AgentTool),
+            Arc::new(super::Ask),
         ] {
             r.register(t).expect("built-in tool schemas compile");
         }

@@ -109,6 +109,15 @@ event_types! {
     ApprovalRequested(ApprovalRequested) => "approval.requested",
     /// Someone (or the deadline) decided: decision, by, reason.
     ApprovalDecided(ApprovalDecided) => "approval.decided",
+    /// A task asks the user a typed question: the full spec, until when.
+    QuestionAsked(QuestionAsked) => "question.asked",
+    /// Someone answered a question: the stored answer.
+    QuestionAnswered(QuestionAnswered) => "question.answered",
+    /// A question took its default (I don't know, an empty optional answer, the deadline),
+    /// or found none (`no_default`).
+    QuestionDefaulted(QuestionAnswered) => "question.defaulted",
+    /// A question was not asked: its `depends_on` was not met.
+    QuestionSkipped(QuestionSkipped) => "question.skipped",
     /// Nothing of the run can go on until someone decides: the tasks waiting.
     RunWaiting(RunWaiting) => "run.waiting",
     /// Every task succeeded.
@@ -155,7 +164,7 @@ impl std::fmt::Display for EventType {
 impl EventType {
     /// The run-level events: run changes and finished tasks, what a project-wide stream
     /// (`GET /runs/stream`) carries.
-    pub const RUN_LEVEL: [Self; 14] = [
+    pub const RUN_LEVEL: [Self; 17] = [
         Self::RunCreated,
         Self::RunStarted,
         Self::RunSucceeded,
@@ -166,6 +175,9 @@ impl EventType {
         Self::RunRestored,
         Self::ApprovalRequested,
         Self::ApprovalDecided,
+        Self::QuestionAsked,
+        Self::QuestionAnswered,
+        Self::QuestionDefaulted,
         Self::TaskSucceeded,
         Self::TaskFailed,
         Self::TaskSkipped,

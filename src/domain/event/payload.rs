@@ -254,6 +254,50 @@ pub struct ApprovalDecided {
     pub attempt: i64,
 }
 
+/// `question.asked`: the question as asked (its full typed spec), the ask it belongs to
+/// and until when it waits for an answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuestionAsked {
+    /// The question's wait.
+    pub wait_id: WaitId,
+    /// The question.
+    pub question: Box<crate::domain::question::Question>,
+    /// Which ask of the task asked it.
+    pub scope: String,
+    /// When the default applies (none: it waits for an answer).
+    #[serde(serialize_with = "opt_time")]
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+/// `question.answered` and `question.defaulted`: the stored answer (for `no_default`, no
+/// value and the reason).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuestionAnswered {
+    /// The question's wait.
+    pub wait_id: WaitId,
+    /// The question's id.
+    pub question: String,
+    /// The answer.
+    pub answer: crate::domain::question::StoredAnswer,
+    /// Why no value was found (`no_default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `question.skipped`: a question not asked because its `depends_on` was not met.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuestionSkipped {
+    /// Its wait (settled as skipped).
+    pub wait_id: WaitId,
+    /// The question's id.
+    pub question: String,
+    /// The condition that was not met.
+    pub reason: String,
+}
+
 /// `run.waiting`: the tasks waiting for a decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunWaiting {

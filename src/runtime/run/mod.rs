@@ -110,6 +110,8 @@ enum After {
     TaskDone(usize, bool),
     /// The task's wait (and its event) is committed: checkpoint, arm the deadline.
     Waiting(usize, Option<i64>),
+    /// A task's questions (and their events) are committed: arm their deadlines.
+    Asked,
     RunDone,
     Interrupted(Option<oneshot::Sender<()>>),
     /// Tell a reasoning loop its journal rows are committed.
@@ -148,7 +150,9 @@ pub struct Coordinator {
     reply: Reply,
     /// Attempts that stop to wait for a decision on a tool call, by task: (attempt, wait,
     /// outputs while waiting).
-    suspensions: HashMap<usize, (u32, crate::store::WaitRow, Map<String, Value>)>,
+    suspensions: HashMap<usize, crate::tools::Suspension>,
+    /// Question waits whose deadline is armed.
+    armed: std::collections::HashSet<crate::domain::WaitId>,
     /// Decomposed tasks whose sub-plan is being made and checked (no attempt in flight).
     decomposing: std::collections::HashSet<usize>,
 }
@@ -183,6 +187,7 @@ impl Coordinator {
             run_status: RunStatus::Running,
             reply,
             suspensions: HashMap::new(),
+            armed: std::collections::HashSet::new(),
             decomposing: std::collections::HashSet::new(),
         }
     }
@@ -379,6 +384,7 @@ impl Coordinator {
                     self.arm_deadline(i, wait, at, ctx);
                 }
             }
+            After::Asked => self.check_waits(ctx),
             After::RunDone => {
                 let latencies = std::mem::take(&mut self.latencies);
                 self.s.ended.do_send(RunEnded {
@@ -453,15 +459,13 @@ impl Handler<ModelActivity> for Coordinator {
             ModelActivity::Suspend {
                 corr,
                 index,
-                attempt,
-                wait,
-                outputs,
+                suspension,
                 ack,
             } => {
                 if !self.owns(&corr, index) || self.mode == Mode::Halted {
                     return;
                 }
-                self.suspensions.insert(index, (attempt, wait, outputs));
+                self.suspensions.insert(index, suspension);
                 let _ = ack.send(());
             }
         }

@@ -408,9 +408,9 @@ impl Handler<TaskAttempted> for Coordinator {
             return;
         }
         self.state.task_mut(i).attempt_ms = Some(msg.duration_ms);
-        if let Some((attempt, wait, outputs)) = self.suspensions.remove(&i) {
-            if attempt == msg.attempt && self.mode == Mode::Running {
-                return self.suspend(i, wait, outputs, ctx);
+        if let Some(s) = self.suspensions.remove(&i) {
+            if s.attempt == msg.attempt && self.mode == Mode::Running {
+                return self.suspend(i, s, ctx);
             }
         }
         let graph = self.state.graph().clone();

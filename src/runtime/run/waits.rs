@@ -64,6 +64,7 @@ impl Coordinator {
             decided_by: None,
             reason: None,
             decided_at: None,
+            question: None,
         });
         self.emit(
             Some(i),
@@ -81,26 +82,108 @@ impl Coordinator {
         self.flush(ctx, Some(After::Waiting(i, deadline)));
     }
 
-    /// Task `i`'s attempt stopped to wait for a decision on one of its agent's tool calls:
-    /// the wait row and the waiting task row commit together; once decided the task runs
-    /// again and its loop reads the decision.
+    /// Task `i`'s attempt stopped to wait for a person (a decision on one of its agent's
+    /// tool calls, answers to its questions): the wait rows, their events and the waiting
+    /// task row commit together; once settled the task runs again and reads the outcome.
     pub(super) fn suspend(
         &mut self,
         i: usize,
-        wait: WaitRow,
-        outputs: Map<String, Value>,
+        s: crate::tools::Suspension,
         ctx: &mut Context<Self>,
     ) {
-        if let Err(e) = self.state.hold(i, outputs, wait.id.clone(), now_ms()) {
+        let Some(first) = s.waits.iter().find(|w| w.is_open()).or(s.waits.first()) else {
+            return;
+        };
+        let (id, deadline) = (first.id.clone(), first.deadline_at);
+        let questions = first.kind == WaitKind::Question;
+        if let Err(e) = self.state.hold(i, s.outputs, id, now_ms()) {
             tracing::warn!(parent: &self.span, task = %self.state.key(i), error = %e, "ignored transition");
             return;
         }
         self.has_waits = true;
         self.record_attempt(i, None);
-        let deadline = wait.deadline_at;
-        self.out.batch().waits.push(wait);
+        for data in s.events {
+            self.emit(Some(i), data);
+        }
+        self.out.batch().waits.extend(s.waits);
         self.write_row(i);
-        self.flush(ctx, Some(After::Waiting(i, deadline)));
+        let after = if questions {
+            After::Asked
+        } else {
+            After::Waiting(i, deadline)
+        };
+        self.flush(ctx, Some(after));
+    }
+
+    /// At a question's deadline its default answers it, unless someone answered first (the
+    /// store keeps whichever answer came first); then the run's waits are read again.
+    fn arm_question(&mut self, w: &WaitRow, ctx: &mut Context<Self>) {
+        let Some(at) = w.deadline_at else {
+            return;
+        };
+        if !self.armed.insert(w.id.clone()) {
+            return;
+        }
+        let left = Duration::from_millis((at - now_ms()).max(0) as u64);
+        let (id, task) = (w.id.clone(), w.task_id.clone());
+        let scope = w
+            .question
+            .as_ref()
+            .map(|q| q.scope.clone())
+            .unwrap_or_default();
+        ctx.run_later(left, move |act, ctx| {
+            act.armed.remove(&id);
+            if act.mode != Mode::Running {
+                return;
+            }
+            let store = act.s.shared.store.clone();
+            let run = act.s.run;
+            let fut = async move {
+                let rows = store.asked(run, &task, &scope).await?;
+                let Some(row) = rows.iter().find(|r| r.id == id && r.is_open()) else {
+                    return Ok(false);
+                };
+                let settled = crate::runtime::questions::by_default(row, &rows, "timeout", true);
+                store.answer_question(&id, &settled, now_ms()).await
+            };
+            ctx.spawn(fut.into_actor(act).map(|res: Result<bool, crate::store::StoreError>, act, ctx| {
+                if let Err(e) = res {
+                    tracing::warn!(parent: &act.span, error = %e, "could not record a question's timeout; reading the waits again");
+                }
+                act.check_waits(ctx);
+            }));
+        });
+    }
+
+    /// Task `i` waits on questions (`rows`, its question waits): announces each answer not
+    /// yet announced (its event and its note commit together), arms the deadlines of the
+    /// open ones, and once none is open has the task run again to read the answers.
+    fn settle_questions(&mut self, i: usize, rows: Vec<WaitRow>, ctx: &mut Context<Self>) {
+        let mut open = 0;
+        for w in rows {
+            let Some(q) = w.question.as_deref() else {
+                continue;
+            };
+            if w.is_open() {
+                open += 1;
+                self.arm_question(&w, ctx);
+                continue;
+            }
+            if q.noted || q.status == crate::domain::question::QuestionStatus::Skipped {
+                continue;
+            }
+            if let Some(data) = crate::runtime::questions::settled_event(&w) {
+                self.emit(Some(i), data);
+                self.out.batch().noted_waits.push(w.id.clone());
+            }
+        }
+        if open == 0 {
+            self.state.task_mut(i).wait = None;
+            self.set_status(i, TaskStatus::Ready);
+            self.state.task_mut(i).ready_at = Some(Instant::now());
+            self.write_row(i);
+            self.dispatch(i, ctx);
+        }
     }
 
     /// At the deadline the wait's `on_timeout` decides, unless someone decided first (the
@@ -167,27 +250,40 @@ impl Coordinator {
             if act.mode != Mode::Running {
                 return;
             }
-            let mut last: HashMap<String, WaitRow> = HashMap::new();
+            let mut of_task: HashMap<String, Vec<WaitRow>> = HashMap::new();
             for w in rows {
-                last.insert(w.task_id.clone(), w);
+                of_task.entry(w.task_id.clone()).or_default().push(w);
             }
             for i in 0..act.state.len() {
                 if act.state.task(i).status != TaskStatus::Waiting {
                     continue;
                 }
-                match last.remove(act.state.key(i).as_str()) {
+                let mut waits = of_task.remove(act.state.key(i).as_str()).unwrap_or_default();
+                match waits.last() {
                     None => {
                         act.set_status(i, TaskStatus::Ready);
                         act.state.task_mut(i).ready_at = Some(Instant::now());
                         act.write_row(i);
                         act.dispatch(i, ctx);
                     }
-                    Some(w) if w.decision.is_some() => act.decided(i, w, ctx),
+                    Some(w) if w.kind == WaitKind::Question => {
+                        // The questions of the task's last ask: the rows of its scope.
+                        let scope = w.question.as_ref().map(|q| q.scope.clone());
+                        waits.retain(|w| {
+                            w.kind == WaitKind::Question
+                                && w.question.as_ref().map(|q| &q.scope) == scope.as_ref()
+                        });
+                        act.settle_questions(i, waits, ctx);
+                    }
+                    Some(w) if w.decision.is_some() => {
+                        let w = waits.pop().expect("a last wait");
+                        act.decided(i, w, ctx)
+                    }
                     Some(w) => {
                         if act.state.task(i).wait.as_ref() != Some(&w.id) {
                             act.state.task_mut(i).wait = Some(w.id.clone());
                             if let Some(at) = w.deadline_at {
-                                act.arm_deadline(i, w.id, at, ctx);
+                                act.arm_deadline(i, w.id.clone(), at, ctx);
                             }
                         }
                     }

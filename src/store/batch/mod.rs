@@ -55,8 +55,10 @@ pub struct Batch {
     pub template_uses: Vec<(String, String)>,
     /// New checkpoints.
     pub checkpoints: Vec<super::CheckpointRow>,
-    /// New waits (manual approvals).
+    /// New waits (manual approvals, tool calls and questions waiting for a person).
     pub waits: Vec<super::WaitRow>,
+    /// Answered questions whose event this batch carries.
+    pub noted_waits: Vec<crate::domain::WaitId>,
     /// Leases of new runs, taken in the transaction that stores them: (run, holder, expiry).
     pub new_leases: Vec<(RunId, super::LeaseHolder, i64)>,
     /// Agent loops to insert or update.
@@ -84,6 +86,7 @@ impl Batch {
             && self.template_uses.is_empty()
             && self.checkpoints.is_empty()
             && self.waits.is_empty()
+            && self.noted_waits.is_empty()
             && self.new_leases.is_empty()
             && self.agent_loops.is_empty()
             && self.agent_turns.is_empty()
@@ -105,6 +108,7 @@ impl Batch {
             + self.template_uses.len()
             + self.checkpoints.len()
             + self.waits.len()
+            + self.noted_waits.len()
             + self.new_leases.len()
             + self.agent_loops.len()
             + self.agent_turns.len()
@@ -126,6 +130,7 @@ impl Batch {
         self.template_uses.append(&mut other.template_uses);
         self.checkpoints.append(&mut other.checkpoints);
         self.waits.append(&mut other.waits);
+        self.noted_waits.append(&mut other.noted_waits);
         self.new_leases.append(&mut other.new_leases);
         self.agent_loops.append(&mut other.agent_loops);
         self.agent_turns.append(&mut other.agent_turns);
@@ -160,6 +165,10 @@ impl Batch {
         self.metrics.retain(|m| !runs.contains(&m.run_id));
         self.artifacts.retain(|a| !runs.contains(&a.run_id));
         self.waits.retain(|w| !runs.contains(&w.run_id));
+        if !self.noted_waits.is_empty() {
+            // A stale writer's notes go with its events.
+            self.noted_waits.clear();
+        }
         self.checkpoints.retain(|c| !runs.contains(&c.run_id));
         self.agent_loops.retain(|l| !runs.contains(&l.run_id));
         self.agent_turns.retain(|t| !runs.contains(&t.run_id));

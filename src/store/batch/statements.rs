@@ -244,9 +244,11 @@ macro_rules! push_waits {
     ($qb:ident, $chunk:expr) => {
         $qb.push(
             "INSERT INTO waits (id, run_id, task_id, attempt, kind, approvers, deadline_at, \
-             on_timeout, requested_at) ",
+             on_timeout, requested_at, decided_by, reason, decided_at, question_id, scope, \
+             spec, question_status, answer, source, timed_out) ",
         );
         $qb.push_values($chunk, |mut b, w| {
+            let qw = w.question.as_deref();
             b.push_bind(w.id.to_string())
                 .push_bind(w.run_id.to_string())
                 .push_bind(w.task_id.clone())
@@ -255,10 +257,29 @@ macro_rules! push_waits {
                 .push_bind(serde_json::json!(w.approvers).to_string())
                 .push_bind(w.deadline_at)
                 .push_bind(w.on_timeout.as_str())
-                .push_bind(w.requested_at);
+                .push_bind(w.requested_at)
+                .push_bind(w.decided_by.clone())
+                .push_bind(w.reason.clone())
+                .push_bind(w.decided_at)
+                .push_bind(qw.map(|q| q.spec.id.clone()))
+                .push_bind(qw.map(|q| q.scope.clone()))
+                .push_bind(qw.map(|q| serde_json::to_string(&q.spec).unwrap_or_default()))
+                .push_bind(qw.map(|q| q.status.as_str()))
+                .push_bind(qw.and_then(|q| q.value.as_ref().map(json_text)))
+                .push_bind(qw.and_then(|q| q.source.map(|s| s.as_str())))
+                .push_bind(qw.map(|q| q.timed_out));
         });
         // A wait asked for again (an attempt repeated after a crash) keeps its first row.
         $qb.push(" ON CONFLICT (id) DO NOTHING");
+    };
+}
+
+macro_rules! push_noted {
+    ($qb:ident, $id:expr, $now:expr) => {
+        $qb.push("UPDATE waits SET noted_at = ")
+            .push_bind($now)
+            .push(" WHERE id = ")
+            .push_bind($id.to_string());
     };
 }
 
@@ -449,6 +470,11 @@ macro_rules! for_each_statement {
         for chunk in $batch.waits.chunks(CHUNK) {
             $next
             push_waits!($qb, chunk);
+            $done
+        }
+        for id in &$batch.noted_waits {
+            $next
+            push_noted!($qb, id, $now);
             $done
         }
         for chunk in $batch.agent_loops.chunks(CHUNK) {

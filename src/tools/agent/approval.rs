@@ -113,6 +113,7 @@ impl Loop<'_> {
             decided_by: None,
             reason: None,
             decided_at: None,
+            question: None,
         };
         let mut outputs = Map::new();
         outputs.insert(
@@ -123,7 +124,12 @@ impl Loop<'_> {
             .ctx
             .link
             .0
-            .suspend(self.ctx.attempt, wait, outputs)
+            .suspend(crate::tools::Suspension {
+                attempt: self.ctx.attempt,
+                waits: vec![wait],
+                events: Vec::new(),
+                outputs,
+            })
             .await;
         ToolError::Io(format!(
             "the agent's call of `{tool}` waits for a person's decision (nofx approve|reject)"

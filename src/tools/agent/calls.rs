@@ -191,7 +191,12 @@ impl Loop<'_> {
                 }
                 (cut(&v.to_string(), MAX_RESULT), true)
             }
-            Ok(Err(e @ (ToolError::Budget(_) | ToolError::Cancelled))) => return Err(e),
+            Ok(Err(
+                e @ (ToolError::Budget(_)
+                | ToolError::Cancelled
+                | ToolError::Waiting(_)
+                | ToolError::NoDefault(_)),
+            )) => return Err(e),
             Ok(Err(e)) => (format!("error: {e}"), true),
             Err(_) => (format!("error: the tool `{name}` panicked"), true),
         })
