@@ -153,6 +153,8 @@ pub struct Coordinator {
     suspensions: HashMap<usize, crate::tools::Suspension>,
     /// Question waits whose deadline is armed.
     armed: std::collections::HashSet<crate::domain::WaitId>,
+    /// Answered questions whose event is emitted (their note commits with it).
+    announced: std::collections::HashSet<crate::domain::WaitId>,
     /// Decomposed tasks whose sub-plan is being made and checked (no attempt in flight).
     decomposing: std::collections::HashSet<usize>,
 }
@@ -188,6 +190,7 @@ impl Coordinator {
             reply,
             suspensions: HashMap::new(),
             armed: std::collections::HashSet::new(),
+            announced: std::collections::HashSet::new(),
             decomposing: std::collections::HashSet::new(),
         }
     }

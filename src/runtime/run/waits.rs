@@ -169,12 +169,19 @@ impl Coordinator {
                 self.arm_question(&w, ctx);
                 continue;
             }
-            if q.noted || q.status == crate::domain::question::QuestionStatus::Skipped {
+            if q.noted
+                || q.status == crate::domain::question::QuestionStatus::Skipped
+                || self.announced.contains(&w.id)
+            {
                 continue;
             }
             if let Some(data) = crate::runtime::questions::settled_event(&w) {
                 self.emit(Some(i), data);
-                self.out.batch().noted_waits.push(w.id.clone());
+                self.announced.insert(w.id.clone());
+                self.out
+                    .batch()
+                    .noted_waits
+                    .push((self.s.run, w.id.clone()));
             }
         }
         if open == 0 {

@@ -57,8 +57,8 @@ pub struct Batch {
     pub checkpoints: Vec<super::CheckpointRow>,
     /// New waits (manual approvals, tool calls and questions waiting for a person).
     pub waits: Vec<super::WaitRow>,
-    /// Answered questions whose event this batch carries.
-    pub noted_waits: Vec<crate::domain::WaitId>,
+    /// Answered questions (run, wait) whose event this batch carries.
+    pub noted_waits: Vec<(RunId, crate::domain::WaitId)>,
     /// Leases of new runs, taken in the transaction that stores them: (run, holder, expiry).
     pub new_leases: Vec<(RunId, super::LeaseHolder, i64)>,
     /// Agent loops to insert or update.
@@ -148,6 +148,7 @@ impl Batch {
         out.extend(self.metrics.iter().map(|m| m.run_id));
         out.extend(self.artifacts.iter().map(|a| a.run_id));
         out.extend(self.waits.iter().map(|w| w.run_id));
+        out.extend(self.noted_waits.iter().map(|(r, _)| *r));
         out.extend(self.agent_loops.iter().map(|l| l.run_id));
         out.extend(self.agent_turns.iter().map(|t| t.run_id));
         out.extend(self.tool_calls.iter().map(|c| c.run_id));
@@ -165,10 +166,7 @@ impl Batch {
         self.metrics.retain(|m| !runs.contains(&m.run_id));
         self.artifacts.retain(|a| !runs.contains(&a.run_id));
         self.waits.retain(|w| !runs.contains(&w.run_id));
-        if !self.noted_waits.is_empty() {
-            // A stale writer's notes go with its events.
-            self.noted_waits.clear();
-        }
+        self.noted_waits.retain(|(r, _)| !runs.contains(r));
         self.checkpoints.retain(|c| !runs.contains(&c.run_id));
         self.agent_loops.retain(|l| !runs.contains(&l.run_id));
         self.agent_turns.retain(|t| !runs.contains(&t.run_id));

@@ -472,7 +472,7 @@ macro_rules! for_each_statement {
             push_waits!($qb, chunk);
             $done
         }
-        for id in &$batch.noted_waits {
+        for (_, id) in &$batch.noted_waits {
             $next
             push_noted!($qb, id, $now);
             $done
