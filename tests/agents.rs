@@ -815,3 +815,65 @@ async fn a_model_tool_the_loop_calls_that_would_pass_the_budget_stops_the_loop_a
     assert_eq!(t.loops[0].record.stop_reason.as_deref(), Some("budget"));
     rt.shutdown().await;
 }
+
+both_stores! {
+    async fn an_agent_asks_the_user_and_goes_on_with_the_answer(store) {
+        let curious = AgentSpec::new("interviewer", Role::Specialist)
+            .with_capabilities(["interview"])
+            .with_instructions("Ask the user when you need to know something.")
+            .with_tools(["ask", "test:echo"]);
+        let color = json!({"id": "color", "text": "Favourite colour?", "type": "select", "options": ["red", "blue"]});
+        let (cfg, script) = openai(vec![
+            openai_calls(&[("q1", "ask", color.clone())], 100, 0),
+            // The same question id asked again by another call is another question.
+            openai_calls(&[("q2", "ask", json!({"questions": [color, {"id": "sure", "text": "Sure?", "type": "boolean", "default": true}]}))], 100, 0),
+            openai_answer("blue, then red", 100, 0),
+        ])
+        .await;
+        let rt = runtime(&store, cfg, vec![curious]).await;
+        let src = plan("name: talk\ntasks:\n  - id: chat\n    tool: agent\n    capabilities: [interview]\n    inputs: { prompt: \"Find out the user's colour.\" }\n");
+        let run = rt.submit(&src, Default::default()).await.unwrap();
+        let pending = |want: usize| {
+            let run = run.clone();
+            async move {
+                let mut last = Vec::new();
+                for _ in 0..600 {
+                    last = run.pending_questions().await.unwrap();
+                    if last.len() == want {
+                        return last;
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                panic!("{} pending, expected {want}", last.len());
+            }
+        };
+        let first = pending(1).await;
+        assert_eq!(first[0].question.id, "color");
+        assert_eq!(first[0].task_id, "chat");
+        assert_eq!(script.seen().len(), 1, "the loop stopped to wait");
+        run.answer("color", nofx::questions::Answer::Value(json!("blue"))).await.unwrap();
+        let second = pending(2).await;
+        assert_ne!(second[0].scope, first[0].scope);
+        // Its id is pending once; the first `color` stays answered.
+        run.answer("color", nofx::questions::Answer::Value(json!("red"))).await.unwrap();
+        run.answer("sure", nofx::questions::Answer::Idk).await.unwrap();
+        let out = run.wait().await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded, "{out:?}");
+        assert_eq!(out.tasks[0].outputs.as_ref().unwrap()["answer"], "blue, then red");
+        let seen = script.seen();
+        assert_eq!(seen.len(), 3);
+        let offered: Vec<&str> = seen[0].body["tools"].as_array().unwrap().iter()
+            .map(|t| t["function"]["name"].as_str().unwrap()).collect();
+        assert!(offered.contains(&"ask"), "{offered:?}");
+        let result = |i: usize| {
+            let last = common::llm::last_message(&seen[i].body);
+            assert_eq!(last["role"], "tool");
+            serde_json::from_str::<Value>(last["content"].as_str().unwrap()).unwrap()
+        };
+        assert_eq!(result(1), json!({"color": "blue"}));
+        assert_eq!(result(2), json!({"color": "red", "sure": true}));
+        let evs = events(&rt, run.id()).await;
+        assert_eq!(evs.iter().filter(|e| e.kind == EventType::QuestionAsked).count(), 3);
+        rt.shutdown().await;
+    }
+}

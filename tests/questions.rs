@@ -126,6 +126,8 @@ both_stores! {
         assert!(matches!(e, RuntimeError::Answered(_)), "{e}");
         assert!(e.to_string().contains("was already answered: \"shop\" (user, by ada"), "{e}");
 
+        let e = run.approve("ask", "ada", None).await.unwrap_err();
+        assert!(e.to_string().contains("waits for answers to its questions"), "{e}");
         run.answer("db", Answer::Value(json!("postgres"))).await.unwrap();
         run.answer("features", Answer::Value(json!(["auth", "search"]))).await.unwrap();
         run.answer("ci", Answer::Value(json!("yes"))).await.unwrap();
@@ -329,6 +331,9 @@ fn the_cli_lists_and_answers_the_questions_of_a_run_another_process_executes() {
         text.contains("go  boolean  pending  default false"),
         "{text}"
     );
+    let out = nofx(&["runs", "show", &run]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("waiting for answers to tags, go"), "{shown}");
     let out = nofx(&["answer", &run, "tags", "a,d"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -372,4 +377,254 @@ fn the_cli_lists_and_answers_the_questions_of_a_run_another_process_executes() {
     let out = nofx(&["questions", "ls", &run, "--status", "answered", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["questions"].as_array().unwrap().len(), 2);
+}
+
+/// A `nofx serve` on the data directory `dir`; its base URL.
+fn serve(dir: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = common::nofx_cmd(dir)
+        .args(["serve", "--bind", "127.0.0.1:0", "--grace", "0"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("nofx serve starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("serve says where it listens").unwrap();
+        if let Some(rest) = line.strip_prefix("nofx serving on ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
+}
+
+/// SSE frames (id, event, data) of `resp` until `until` says stop, or the end.
+async fn frames(
+    resp: reqwest::Response,
+    until: impl Fn(&str) -> bool,
+) -> Vec<(i64, String, Value)> {
+    use eventsource_stream::Eventsource;
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    let mut es = resp.bytes_stream().eventsource();
+    while let Some(ev) = es.next().await {
+        let ev = ev.unwrap();
+        let Ok(id) = ev.id.parse::<i64>() else {
+            continue;
+        };
+        let data: Value = serde_json::from_str(&ev.data).unwrap_or_default();
+        let stop = until(&ev.event);
+        out.push((id, ev.event, data));
+        if stop {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_pending_when_serve_is_killed_is_answered_over_http_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = {
+        let out = common::nofx_out(dir.path(), &["keys", "create", "--project", "acme"]);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap()
+            .to_string()
+    };
+    let (mut node, base) = tokio::task::spawn_blocking({
+        let d = dir.path().to_path_buf();
+        move || serve(&d)
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let plan = "name: http\ntasks:\n  - id: ask\n    tool: ask\n    inputs:\n      questions:\n        - { id: db, text: Which database?, type: select, options: [postgres, sqlite] }\n        - { id: n, text: How many?, type: number, validate: { min: 1 } }\n  - { id: use, tool: test:echo, depends_on: [ask], inputs: { db: \"${tasks.ask.outputs.db}\", n: \"${tasks.ask.outputs.n}\" } }\n";
+    let r = http
+        .post(format!("{base}/runs"))
+        .bearer_auth(&key)
+        .header("content-type", "application/yaml")
+        .body(plan)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let run: Value = r.json().await.unwrap();
+    let id = run["id"].as_str().unwrap().to_string();
+    // The stream up to the second question: the client then goes away.
+    let stream = |base: String, last: Option<i64>| {
+        let mut r = http
+            .get(format!("{base}/runs/{id}/stream"))
+            .bearer_auth(&key);
+        if let Some(l) = last {
+            r = r.header("last-event-id", l.to_string());
+        }
+        r.send()
+    };
+    let seen = frames(stream(base.clone(), None).await.unwrap(), |e| {
+        e == "task.started"
+    })
+    .await;
+    let last = seen.last().unwrap().0;
+    let pending = |base: String| {
+        let (http, key) = (http.clone(), key.clone());
+        async move {
+            let r = http
+                .get(format!("{base}/questions?status=pending"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
+            r.json::<Value>().await.unwrap()["questions"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    let mut listed = Vec::new();
+    for _ in 0..400 {
+        listed = pending(base.clone()).await;
+        if listed.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(listed.len(), 2, "{listed:?}");
+
+    // kill -9 with both questions pending; a new process on the same data directory.
+    node.kill().unwrap();
+    node.wait().unwrap();
+    let (mut node, base) = tokio::task::spawn_blocking({
+        let d = dir.path().to_path_buf();
+        move || serve(&d)
+    })
+    .await
+    .unwrap();
+    // A client that comes late finds the questions in the pending list, and in the stream
+    // resumed from the last event it saw.
+    let listed = pending(base.clone()).await;
+    let ids: Vec<&str> = listed
+        .iter()
+        .map(|q| q["question"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["db", "n"]);
+    assert_eq!(listed[0]["runId"], id.as_str());
+    assert_eq!(
+        listed[0]["question"]["options"],
+        json!(["postgres", "sqlite"])
+    );
+    let resumed = frames(stream(base.clone(), Some(last)).await.unwrap(), |e| {
+        e == "run.waiting"
+    })
+    .await;
+    let asked: Vec<&str> = resumed
+        .iter()
+        .filter(|(_, e, _)| e == "question.asked")
+        .map(|(_, _, d)| d["data"]["question"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(asked, ["db", "n"], "{resumed:?}");
+    assert_eq!(resumed[0].0, last + 1, "no gap");
+
+    let answer = |q: &'static str, body: &'static str| {
+        let (http, key, base, id) = (http.clone(), key.clone(), base.clone(), id.clone());
+        async move {
+            let r = http
+                .post(format!("{base}/runs/{id}/questions/{q}/answer"))
+                .bearer_auth(&key)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let (st, e) = answer("db", r#"{"value": "mysql"}"#).await;
+    assert_eq!(st, 422, "{e}");
+    assert_eq!(
+        (e["error"]["code"].as_str(), e["error"]["rule"].as_str()),
+        (Some("bad_answer"), Some("option"))
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("question `db`: option:"),
+        "{e}"
+    );
+    let (st, e) = answer("n", r#"{"value": 0}"#).await;
+    assert_eq!((st, e["error"]["rule"].as_str()), (422, Some("min")));
+    let (st, _) = answer("n", r#"{"value": 1, "idk": true}"#).await;
+    assert_eq!(st, 400);
+    let (st, _) = answer("n", r#"{"answer": 1}"#).await;
+    assert_eq!(st, 400);
+    let (st, _) = answer("zzz", r#"{"idk": true}"#).await;
+    assert_eq!(st, 404);
+    let (st, q) = answer("db", r#"{"value": "postgres"}"#).await;
+    assert_eq!(st, 200, "{q}");
+    assert_eq!(q["answer"]["source"], "user");
+    assert!(
+        q["answer"]["answered_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("key:"),
+        "{q}"
+    );
+    let (st, _) = answer("db", r#"{"value": "postgres"}"#).await;
+    assert_eq!(st, 200, "the same answer again");
+    let (st, e) = answer("db", r#"{"value": "sqlite"}"#).await;
+    assert_eq!(st, 409);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already answered: \"postgres\""),
+        "{e}"
+    );
+    let (st, _) = answer("n", r#"{"value": "4"}"#).await;
+    assert_eq!(st, 200);
+    let end = frames(stream(base.clone(), Some(last)).await.unwrap(), |e| {
+        e == "run.succeeded"
+    })
+    .await;
+    assert_eq!(end.last().unwrap().1, "run.succeeded");
+    let r = http
+        .get(format!("{base}/runs/{id}"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(
+        doc["tasks"][1]["outputs"],
+        json!({"db": "postgres", "n": 4})
+    );
+    let r = http
+        .get(format!("{base}/runs/{id}/questions?status=answered"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["questions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let r = http
+        .get(format!("{base}/runs/{id}/questions?status=maybe"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST);
+    node.kill().unwrap();
+    node.wait().unwrap();
 }

@@ -244,10 +244,21 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                 let open = waits
                     .iter()
                     .rev()
-                    .find(|w| w.task_id == t.id.as_str() && w.decision.is_none())
+                    .find(|w| w.task_id == t.id.as_str() && w.is_open())
                     .filter(|_| t.status == crate::TaskStatus::Waiting);
                 let note = match (&t.restored_from, open) {
                     (Some(cp), _) => format!("restored from {cp}"),
+                    (None, Some(w)) if w.kind == crate::WaitKind::Question => {
+                        let asked: Vec<&str> = waits
+                            .iter()
+                            .filter(|o| o.task_id == w.task_id && o.is_open())
+                            .filter_map(|o| o.question.as_deref().map(|q| q.spec.id.as_str()))
+                            .collect();
+                        format!(
+                            "waiting for answers to {} (nofx answer {id} QUESTION VALUE)",
+                            asked.join(", ")
+                        )
+                    }
                     (None, Some(w)) => format!(
                         "waiting for approval by {}{}",
                         if w.approvers.is_empty() {

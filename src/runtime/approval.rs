@@ -116,6 +116,11 @@ impl Runtime {
             ))
         };
         let wait = match wait {
+            Some(w) if w.kind == WaitKind::Question => {
+                return Err(RuntimeError::NotWaiting(format!(
+                    "task `{task}` of run {run} waits for answers to its questions, not for a decision (nofx answer)"
+                )))
+            }
             Some(w) if w.decision.is_some() => return Err(decided(&w)),
             Some(w) if status == TaskStatus::Waiting && !record.status.is_terminal() => w,
             _ => {
