@@ -736,7 +736,7 @@ mod tests {
         let ok = q("{ id: db, text: Which database?, type: select, options: [postgres, sqlite], default: sqlite }");
         assert!(ok.problems().is_empty(), "{:?}", ok.problems());
         assert!(
-            q("{ id: x, text: t, type: text, smart_default: nope }").problems()[0]
+            q("{ id: x, text: t, type: text, smart_default: '${nope.x}' }").problems()[0]
                 .contains("smart_default")
         );
         assert!(
@@ -754,6 +754,49 @@ mod tests {
                 .problems()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn conditions_and_smart_defaults_read_earlier_answers() {
+        let answers = |id: &str| match id {
+            "db" => Some(json!("postgres")),
+            "langs" => Some(json!(["rust", "go"])),
+            "cfg" => Some(json!({"port": 5432, "hosts": ["a", "b"]})),
+            _ => None,
+        };
+        let on_db = q(
+            "{ id: pool, text: t, type: number, depends_on: { question: db, value: postgres } }",
+        );
+        assert!(on_db.is_asked(&answers));
+        assert_eq!(on_db.needs(), ["db"]);
+        let on_list =
+            q("{ id: g, text: t, type: text, depends_on: { question: langs, value: go } }");
+        assert!(on_list.is_asked(&answers), "a list holding the value");
+        let off =
+            q("{ id: p, text: t, type: text, depends_on: { question: langs, value: python } }");
+        assert!(!off.is_asked(&answers));
+        assert!(off.condition().contains("`langs` is answered \"python\""));
+        let filled = q(
+            "{ id: p, text: t, type: text, depends_on: { output: [rust, python], value: python } }",
+        );
+        assert!(filled.is_asked(&answers) && filled.needs().is_empty());
+        let port = q("{ id: p, text: t, type: number, smart_default: '${answers.cfg.port}' }");
+        assert_eq!(port.needs(), ["cfg"]);
+        assert_eq!(port.smart_value(&answers), Some(json!(5432)));
+        let host = q("{ id: h, text: t, type: text, smart_default: '${answers.cfg.hosts.1}' }");
+        assert_eq!(host.smart_value(&answers), Some(json!("b")));
+        let missing = q("{ id: h, text: t, type: text, smart_default: '${answers.cfg.nope}' }");
+        assert_eq!(missing.smart_value(&answers), None);
+        let value = q("{ id: h, text: t, type: text, smart_default: cargo test }");
+        assert_eq!(
+            value.smart_value(&answers),
+            Some(json!("cargo test")),
+            "a filled-in output"
+        );
+        let multi = q("{ id: m, text: t, type: multiselect, options: [a, b] }");
+        assert_eq!(multi.from_text("a, b"), json!(["a", "b"]));
+        assert_eq!(multi.from_text("[\"b\"]"), json!(["b"]));
+        assert_eq!(on_db.from_text("7"), json!("7"));
     }
 
     #[test]
