@@ -135,9 +135,12 @@ pub mod plan {
 }
 /// Typed questions to the user: a question's spec ([`questions::Question`]), the check of an
 /// answer against it, and what it falls back to without one ([`questions::Question::fallback`]:
-/// `default`, then `smart_default`, never an invented value).
+/// `default`, then `smart_default`, never an invented value); questionnaires that gather
+/// requirements in phases and compile to a gathering run's plan
+/// ([`questions::QuestionnaireSource`]).
 pub mod questions {
     pub use crate::domain::question::*;
+    pub use crate::domain::questionnaire::*;
     pub use crate::runtime::{default_answerer, AskedQuestion};
 }
 pub mod retention;

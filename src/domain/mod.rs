@@ -11,6 +11,7 @@ pub mod ids;
 pub mod nesting;
 pub mod plan;
 pub mod question;
+pub mod questionnaire;
 pub mod reference;
 pub mod status;
 pub mod template;
