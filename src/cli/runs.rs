@@ -220,11 +220,15 @@ async fn read(g: &Global, store: &Store, c: RunsCommand) -> CliResult {
                 println!("  duration: {:.2}s", d as f64 / 1000.0);
             }
             println!("  workspace: {}", o.workspace);
-            if let (Some(parent), Some(cp)) = (&o.parent_run_id, &o.checkpoint_id) {
-                match &o.forked_at {
-                    Some(at) => println!("  forked from: run {parent} at task {at} ({cp})"),
-                    None => println!("  restored from: run {parent}, checkpoint {cp}"),
+            match (&o.parent_run_id, &o.checkpoint_id, &o.forked_at) {
+                (Some(parent), Some(cp), Some(at)) => {
+                    println!("  forked from: run {parent} at task {at} ({cp})")
                 }
+                (Some(parent), Some(cp), None) => {
+                    println!("  restored from: run {parent}, checkpoint {cp}")
+                }
+                (Some(parent), None, _) => println!("  made from: run {parent}"),
+                _ => {}
             }
             println!(
                 "  {:<24} {:<10} {:>8}  {:<12} NOTE",

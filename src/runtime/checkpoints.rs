@@ -389,7 +389,7 @@ impl Runtime {
         }
         let lineage = Lineage {
             parent_run_id: parent.id,
-            checkpoint_id: cp.id.clone(),
+            checkpoint_id: Some(cp.id.clone()),
             forked_at: forked_at.clone(),
         };
         let prelude = vec![EventData::RunRestored(payload::RunRestored {

@@ -353,7 +353,7 @@ impl Outcome {
             duration_ms: r.started_at.zip(r.finished_at).map(|(s, f)| f - s),
             workspace: r.workspace,
             parent_run_id: r.lineage.as_ref().map(|l| l.parent_run_id),
-            checkpoint_id: r.lineage.as_ref().map(|l| l.checkpoint_id.clone()),
+            checkpoint_id: r.lineage.as_ref().and_then(|l| l.checkpoint_id.clone()),
             forked_at: r.lineage.and_then(|l| l.forked_at),
             tasks,
         })

@@ -328,6 +328,10 @@ pub struct Submit {
     pub restore: Option<Restore>,
     /// Refuse a plan that runs commands (the caller lacks the `shell` scope).
     pub no_commands: bool,
+    /// An existing directory to work in instead of a new workspace.
+    pub workspace: Option<std::path::PathBuf>,
+    /// The run it was made from.
+    pub parent: Option<RunId>,
 }
 
 /// What a restored or forked run starts with: its lineage, the tasks restored as succeeded

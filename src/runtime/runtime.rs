@@ -35,6 +35,12 @@ pub struct SubmitOptions {
     /// tasks, `command` gates, or `agent` tasks an agent may do with `shell` (directly or
     /// through the agents it may ask). The API sets it for keys without the `shell` scope.
     pub no_commands: bool,
+    /// Work in this existing directory instead of a new workspace under the data
+    /// directory (nofx never deletes it); the run's tasks read and write it.
+    pub workspace: Option<std::path::PathBuf>,
+    /// The run this one was made from (its `parentRunId`; e.g. the gathering run whose plan
+    /// it runs).
+    pub parent: Option<RunId>,
 }
 
 /// The message that creates a run of `plan` as `opts` ask (a new correlation id unless one is
@@ -50,6 +56,8 @@ pub(super) fn submission(plan: ValidatedPlan, opts: SubmitOptions) -> messages::
         template: opts.template,
         restore: None,
         no_commands: opts.no_commands,
+        workspace: opts.workspace,
+        parent: opts.parent,
     }
 }
 
@@ -341,6 +349,8 @@ impl Runtime {
             id: Some(id),
             template: None,
             no_commands: opts.no_commands,
+            workspace: opts.workspace,
+            parent: opts.parent,
         };
         let submit = messages::Submit {
             prelude,

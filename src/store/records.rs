@@ -41,8 +41,9 @@ pub struct RunRecord {
 pub struct Lineage {
     /// The run it was restored or forked from.
     pub parent_run_id: RunId,
-    /// The checkpoint it starts from.
-    pub checkpoint_id: CheckpointId,
+    /// The checkpoint it starts from (none for a run made from another's result, such as
+    /// the plan a gathering run made).
+    pub checkpoint_id: Option<CheckpointId>,
     /// The task a fork starts at (none for a restore).
     pub forked_at: Option<String>,
 }

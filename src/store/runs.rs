@@ -46,8 +46,7 @@ macro_rules! run_from_row {
                         checkpoint_id: r
                             .try_get::<Option<String>, _>("checkpoint_id")
                             .map_err(q("read run"))?
-                            .unwrap_or_default()
-                            .into(),
+                            .map(Into::into),
                         forked_at: r.try_get("forked_at").map_err(q("read run"))?,
                     }),
                 }

@@ -11,9 +11,10 @@
 
 use super::{Suspension, Tool, ToolContext, ToolError, ToolOutput};
 use crate::domain::approval::WaitKind;
-use crate::domain::event::payload::{QuestionAsked, QuestionSkipped};
+use crate::domain::event::payload::{QuestionAsked, QuestionDropped, QuestionSkipped};
 use crate::domain::plan::OnTimeout;
 use crate::domain::question::{Question, QuestionStatus, MAX_QUESTIONS};
+use crate::domain::questionnaire::MAX_GENERATED;
 use crate::domain::time::{from_ms, now_ms};
 use crate::domain::{EventData, WaitId};
 use crate::store::{QuestionWait, WaitRow};
@@ -30,6 +31,21 @@ pub(crate) fn questions(inputs: &Value) -> Result<Vec<Question>, Vec<(String, St
     let one = |v: &Value, at: String| -> Result<Question, (String, String)> {
         serde_json::from_value::<Question>(v.clone()).map_err(|e| (at, e.to_string()))
     };
+    let mut keys = inputs.clone();
+    let generate = keys.as_object_mut().map(|m| {
+        let g = m.remove("generate");
+        m.remove("context");
+        g
+    });
+    if let Some(Some(g)) = &generate {
+        if !matches!(g.as_u64(), Some(n) if (1..=u64::from(MAX_GENERATED)).contains(&n)) {
+            return Err(vec![(
+                "/generate".into(),
+                format!("`generate` must be 1 to {MAX_GENERATED}"),
+            )]);
+        }
+    }
+    let inputs = &keys;
     let (list, base): (Vec<(String, &Value)>, bool) = match inputs.get("questions") {
         Some(Value::Array(items)) => (
             items
@@ -184,6 +200,8 @@ impl Tool for Ask {
             "description": "one question's keys, or `questions` for several",
             "properties": {
                 "questions": {"type": "array", "items": question, "minItems": 1, "maxItems": MAX_QUESTIONS},
+                "generate": {"type": "integer", "minimum": 1, "maximum": MAX_GENERATED, "description": "a model proposes up to this many more questions"},
+                "context": {"type": "object", "description": "what the proposed questions may build on (earlier answers, an analysis)"},
                 "id": {"type": "string"}, "text": {"type": "string"},
                 "type": {"enum": ["text", "select", "multiselect", "boolean", "number"]},
                 "options": {"type": "array", "items": {"type": "string"}},
@@ -227,6 +245,23 @@ impl Tool for Ask {
                 .asked(ctx.corr.run, &task, &ctx.idempotency_key)
                 .await
                 .map_err(|e| ToolError::Io(e.to_string()))?;
+            let mut asked = asked;
+            let mut events = Vec::new();
+            let n = ctx.inputs.get("generate").and_then(Value::as_u64).unwrap_or(0);
+            if rows.is_empty() && n > 0 {
+                let (extra, dropped) = generate(&ctx, &asked, n as usize).await?;
+                asked.extend(extra);
+                events.extend(dropped);
+            } else {
+                // Questions a model proposed are in the rows of the first round.
+                for w in &rows {
+                    if let Some(q) = w.question.as_deref() {
+                        if !asked.iter().any(|a| a.id == q.spec.id) {
+                            asked.push(q.spec.clone());
+                        }
+                    }
+                }
+            }
             let open: Vec<WaitRow> = rows.iter().filter(|w| w.is_open()).cloned().collect();
             if !open.is_empty() {
                 return Err(suspend(&ctx, open, Vec::new()).await);
@@ -242,7 +277,6 @@ impl Tool for Ask {
                     })
                     .collect();
             let mut new_rows = Vec::new();
-            let mut events = Vec::new();
             let mut asking = false;
             for q in &asked {
                 if settled.contains_key(&q.id) {
@@ -278,7 +312,7 @@ impl Tool for Ask {
             if asking {
                 return Err(suspend(&ctx, new_rows, events).await);
             }
-            if !new_rows.is_empty() {
+            if !new_rows.is_empty() || !events.is_empty() {
                 let batch = crate::store::Batch {
                     waits: new_rows,
                     ..Default::default()
@@ -305,6 +339,121 @@ impl Tool for Ask {
             }
             Ok(out)
         })
+    }
+}
+
+/// Up to `n` more questions the task's model proposes from the inputs' `context` and the
+/// questions already asked; each is checked like a written one and stands alone (no
+/// `depends_on`, no `smart_default`); a bad one is dropped with `question.dropped`. No model
+/// configured: none, with a `question.dropped` saying so.
+async fn generate(
+    ctx: &ToolContext,
+    fixed: &[Question],
+    n: usize,
+) -> Result<(Vec<Question>, Vec<EventData>), ToolError> {
+    let dropped = |proposed: Value, reason: String| {
+        EventData::QuestionDropped(QuestionDropped {
+            proposed: cut_value(proposed),
+            reason,
+        })
+    };
+    let known: Vec<Value> = fixed
+        .iter()
+        .map(|q| json!({"id": q.id, "text": q.text, "type": q.kind.as_str()}))
+        .collect();
+    let context = ctx.inputs.get("context").cloned().unwrap_or(json!({}));
+    let system = format!(
+        "You help gather the requirements of a software change by proposing follow-up questions to the user. \
+         Reply with only a JSON array of at most {n} questions, nothing else. Each question is an object with \
+         `id` (letters, digits, _ and -), `text`, `type` (text, select, multiselect, boolean or number), \
+         `options` (at least 2, for select and multiselect), and optionally `default` (an acceptable answer), \
+         `required` (true or false) and `validate` ({{regex, min_len, max_len, min_items, max_items, min, max}}). \
+         Ask only what the answers and the analysis below do not already tell, and never repeat a question already asked."
+    );
+    let request = format!(
+        "Questions already asked:\n{}\n\nWhat is known so far (answers and analysis):\n{}",
+        Value::Array(known),
+        cut_text(&context.to_string(), 24 * 1024)
+    );
+    let ask = crate::models::Ask {
+        system: Some(system),
+        messages: vec![crate::models::Message::user(request)],
+        max_tokens: 2048,
+        temperature: Some(0.0),
+        requires_reasoning: false,
+        tools: Vec::new(),
+        model: None,
+    };
+    let answer = match ctx.models.complete(&ask).await {
+        Ok(a) => a,
+        Err(crate::models::CallError::Budget(b)) => return Err(ToolError::Budget(b.to_string())),
+        Err(e) => {
+            return Ok((
+                Vec::new(),
+                vec![dropped(Value::Null, format!("no questions were generated: {e}"))],
+            ))
+        }
+    };
+    let text = answer.text.trim();
+    let start = text.find('[');
+    let end = text.rfind(']');
+    let proposed: Vec<Value> = match (start, end) {
+        (Some(s), Some(e)) if s < e => serde_json::from_str(&text[s..=e]).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let mut events = Vec::new();
+    if proposed.is_empty() {
+        events.push(dropped(
+            Value::String(cut_text(text, 500)),
+            "the model's answer holds no JSON list of questions".into(),
+        ));
+    }
+    let mut out: Vec<Question> = Vec::new();
+    for p in proposed {
+        if out.len() >= n || fixed.len() + out.len() >= MAX_QUESTIONS {
+            events.push(dropped(p, format!("more than {n} questions were proposed")));
+            continue;
+        }
+        let q: Question = match serde_json::from_value(p.clone()) {
+            Ok(q) => q,
+            Err(e) => {
+                events.push(dropped(p, format!("not a question: {e}")));
+                continue;
+            }
+        };
+        let mut why = q.problems();
+        if q.depends_on.is_some() || q.smart_default.is_some() {
+            why.push("a proposed question stands alone (no depends_on, no smart_default)".into());
+        }
+        if fixed.iter().chain(&out).any(|o| o.id == q.id) {
+            why.push(format!("question id `{}` is already asked", q.id));
+        }
+        if why.is_empty() {
+            out.push(q);
+        } else {
+            events.push(dropped(p, why.join("; ")));
+        }
+    }
+    Ok((out, events))
+}
+
+fn cut_text(s: &str, most: usize) -> String {
+    if s.len() <= most {
+        return s.to_string();
+    }
+    let mut end = most;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn cut_value(v: Value) -> Value {
+    let text = v.to_string();
+    if text.len() <= 4096 {
+        v
+    } else {
+        Value::String(cut_text(&text, 4096))
     }
 }
 

@@ -1,8 +1,8 @@
 //! Tools: what agents run. A tool is a trait object with a name, an input JSON Schema and an
 //! async `run`; it never writes to the store (the persistence actor does). Built in:
 //! `test:echo`, `test:validate`, `test:healthcheck`, `shell`, the model tools
-//! `llm:generate` and `codegen`, `agent` (the task's agent reasons with its tools) and
-//! `ask` (typed questions to the user);
+//! `llm:generate` and `codegen`, `agent` (the task's agent reasons with its tools), `ask`
+//! (typed questions to the user) and `repo:analyze` (what a codebase is, without a model);
 //! users register their own.
 
 pub(crate) mod agent;
@@ -11,11 +11,13 @@ mod codegen;
 pub(crate) mod decompose;
 mod echo;
 mod function;
+pub mod gather;
 mod healthcheck;
 pub(crate) mod llm;
 mod model;
 mod policy;
 mod registry;
+mod repo;
 pub(crate) mod shell;
 mod validate;
 mod workspace;
@@ -31,6 +33,7 @@ pub(crate) use llm::LlmGenerate;
 pub use model::ModelAccess;
 pub use policy::{load_command_policy, CommandPolicy, PolicyError};
 pub use registry::{RegistryError, ToolRegistry};
+pub(crate) use repo::RepoAnalyze;
 pub(crate) use shell::Shell;
 pub(crate) use validate::Validate;
 

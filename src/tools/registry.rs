@@ -32,7 +32,7 @@ pub struct ToolRegistry {
 
 impl ToolRegistry {
     /// The built-in tools: `test:echo`, `test:validate`, `test:healthcheck`, `shell`,
-    /// `llm:generate`, `codegen`, `agent`, `ask`.
+    /// `llm:generate`, `codegen`, `agent`, `ask`, `repo:analyze`, `gather:plan`.
     pub fn builtin() -> Self {
         let mut r = Self::default();
         for t in [
@@ -44,6 +44,8 @@ impl ToolRegistry {
             Arc::new(super::Codegen),
             Arc::new(super::AgentTool),
             Arc::new(super::Ask),
+            Arc::new(super::RepoAnalyze),
+            Arc::new(super::gather::GatherPlan),
         ] {
             r.register(t).expect("built-in tool schemas compile");
         }

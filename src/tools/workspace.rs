@@ -73,6 +73,26 @@ pub(crate) fn existing_file(workspace: &Path, p: &str, what: &str) -> Result<Pat
     Ok(real)
 }
 
+/// The real path of an existing workspace directory `p` (`.` is the workspace itself),
+/// checked like [`existing_file`].
+pub(crate) fn existing_dir(workspace: &Path, p: &str, what: &str) -> Result<PathBuf, String> {
+    let root =
+        std::fs::canonicalize(workspace).map_err(|e| format!("cannot open the workspace: {e}"))?;
+    if p.trim_end_matches('/') == "." || p.is_empty() {
+        return Ok(root);
+    }
+    let rel = relative(p, what)?;
+    let real = std::fs::canonicalize(root.join(&rel))
+        .map_err(|_| format!("{what} `{p}` does not exist in the workspace"))?;
+    if !real.starts_with(&root) {
+        return Err(format!("{what} `{p}` leaves the workspace through a symlink"));
+    }
+    if !real.is_dir() {
+        return Err(format!("{what} `{p}` is not a directory"));
+    }
+    Ok(real)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,6 +118,8 @@ event_types! {
     QuestionDefaulted(QuestionAnswered) => "question.defaulted",
     /// A question was not asked: its `depends_on` was not met.
     QuestionSkipped(QuestionSkipped) => "question.skipped",
+    /// A question a model proposed (`generate`) was not asked: why (a warning).
+    QuestionDropped(QuestionDropped) => "question.dropped",
     /// Nothing of the run can go on until someone decides: the tasks waiting.
     RunWaiting(RunWaiting) => "run.waiting",
     /// Every task succeeded.

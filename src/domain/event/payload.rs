@@ -298,6 +298,16 @@ pub struct QuestionSkipped {
     pub reason: String,
 }
 
+/// `question.dropped`: a question a model proposed (`generate`) that was not asked, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuestionDropped {
+    /// The proposed question as the model wrote it (cut when long).
+    pub proposed: Value,
+    /// Why it was dropped.
+    pub reason: String,
+}
+
 /// `run.waiting`: the tasks waiting for a decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunWaiting {

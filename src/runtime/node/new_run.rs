@@ -18,11 +18,29 @@ fn new_run(
 ) -> Result<(RunRecord, Batch, Vec<TaskRow>), RuntimeError> {
     let (plan, corr) = (&msg.plan, &msg.corr);
     let id = msg.id.unwrap_or_default();
-    let workspace = workspace_of(&shared.data_dir, id);
-    std::fs::create_dir_all(&workspace).map_err(|source| RuntimeError::Io {
-        path: workspace.display().to_string(),
-        source,
-    })?;
+    let workspace = match &msg.workspace {
+        // The caller's directory, as it really is (symlinks resolved).
+        Some(dir) => std::fs::canonicalize(dir)
+            .and_then(|d| {
+                if d.is_dir() {
+                    Ok(d)
+                } else {
+                    Err(std::io::Error::other("not a directory"))
+                }
+            })
+            .map_err(|source| RuntimeError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?,
+        None => {
+            let workspace = workspace_of(&shared.data_dir, id);
+            std::fs::create_dir_all(&workspace).map_err(|source| RuntimeError::Io {
+                path: workspace.display().to_string(),
+                source,
+            })?;
+            workspace
+        }
+    };
     let now = crate::domain::event::from_ms(crate::domain::time::now_ms());
     let record = RunRecord {
         id,
@@ -41,7 +59,17 @@ fn new_run(
             .project
             .clone()
             .unwrap_or_else(|| plan.plan.project().to_string()),
-        lineage: msg.restore.as_ref().map(|r| r.lineage.clone()),
+        lineage: msg
+            .restore
+            .as_ref()
+            .map(|r| r.lineage.clone())
+            .or_else(|| {
+                msg.parent.map(|p| crate::store::Lineage {
+                    parent_run_id: p,
+                    checkpoint_id: None,
+                    forked_at: None,
+                })
+            }),
     };
     // Task rows are written as tasks start to move; until then the plan says they are pending.
     let mut batch = Batch::default();

@@ -32,7 +32,7 @@ macro_rules! push_runs {
                 .push_bind(r.deadline_at)
                 .push_bind(r.project.clone())
                 .push_bind(r.lineage.as_ref().map(|l| l.parent_run_id.to_string()))
-                .push_bind(r.lineage.as_ref().map(|l| l.checkpoint_id.clone()))
+                .push_bind(r.lineage.as_ref().and_then(|l| l.checkpoint_id.clone()))
                 .push_bind(r.lineage.as_ref().and_then(|l| l.forked_at.clone()));
         });
     };
