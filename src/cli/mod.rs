@@ -7,6 +7,7 @@ mod agents;
 mod approve;
 mod bench;
 mod checkpoints;
+mod gather;
 mod gc;
 mod interrupt;
 mod keys;
@@ -144,6 +145,9 @@ enum Command {
     Questions(questions::QuestionsCommand),
     /// Answer a question a run asks (VALUE, or --idk for its default).
     Answer(questions::AnswerArgs),
+    /// Gather requirements with a questionnaire (answered here, from a file or over the API)
+    /// and print the plan they make; --run runs it.
+    Gather(gather::GatherArgs),
 }
 
 #[derive(Subcommand)]
@@ -329,5 +333,6 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Mcp(c) => mcp::dispatch(&g, c).await,
         Command::Questions(c) => questions::dispatch(&g, c).await,
         Command::Answer(a) => questions::answer(&g, a).await,
+        Command::Gather(a) => gather::gather(&g, a).await,
     }
 }

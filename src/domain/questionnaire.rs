@@ -499,6 +499,13 @@ impl Questionnaire {
     /// The plan of a gathering run: a task a phase, each after the one before, and the
     /// last task, `plan`, which makes the plan from the answers.
     pub fn compile(&self) -> Plan {
+        self.compile_with(&Map::new(), None)
+    }
+
+    /// [`Questionnaire::compile`], with answers given in advance (by question id: a value,
+    /// or `{idk: true}`) that settle their questions as soon as they are asked, given by
+    /// `by`.
+    pub fn compile_with(&self, advance: &Map<String, Value>, by: Option<&str>) -> Plan {
         let places = self.places();
         let phase_of = |id: &str| places.get(id).map(|&(p, _)| self.phases[p].id.clone());
         // `${answers.ID…}` of another phase → `${tasks.PHASE.outputs.ID…}`.
@@ -559,6 +566,18 @@ impl Questionnaire {
                     answers.push(Value::String(format!("${{tasks.{}.outputs}}", phase.id)));
                     let mut t = TaskSpec::new(phase.id.clone(), "ask")
                         .input("questions", Value::Array(list));
+                    // Answers are data: a `${…}` in one is not a reference.
+                    let given: Map<String, Value> = advance
+                        .iter()
+                        .filter(|(k, _)| places.get(k.as_str()).is_some_and(|&(qp, _)| qp == p))
+                        .map(|(k, v)| (k.clone(), crate::domain::reference::escaped(v.clone())))
+                        .collect();
+                    if !given.is_empty() {
+                        t = t.input("answers", Value::Object(given));
+                        if let Some(by) = by {
+                            t = t.input("answered_by", by);
+                        }
+                    }
                     if let Some(n) = phase.generate {
                         t = t.input("generate", n);
                         let mut context = Map::new();

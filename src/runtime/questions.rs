@@ -102,9 +102,64 @@ pub(crate) fn settled_event(w: &WaitRow) -> Option<EventData> {
     })
 }
 
-/// How question `row` is settled without a usable answer: its default, else its smart
-/// default (an earlier answer among `asked`, the questions of the same ask), else null
-/// when optional; `no_default` when required.
+/// How a question is settled by `given`: a value is checked against the question (an empty
+/// one of a required question breaks `required`); "I don't know" and an empty optional value
+/// take the default, else the smart default (`answer_of` gives earlier answers), else null
+/// when optional, else `no_default`.
+///
+/// # Errors
+/// The rule a value breaks.
+pub(crate) fn settle(
+    spec: &Question,
+    given: &Answer,
+    answer_of: &dyn Fn(&str) -> Option<Value>,
+    by: &str,
+    timed_out: bool,
+) -> Result<Settled, Rejected> {
+    let settled = |status, value, source, reason| Settled {
+        status,
+        value,
+        source,
+        timed_out,
+        by: by.to_string(),
+        reason,
+    };
+    match given {
+        Answer::Value(v) if !Question::is_empty_answer(v) => Ok(settled(
+            QuestionStatus::Answered,
+            Some(spec.accept(v)?),
+            Some(AnswerSource::User),
+            None,
+        )),
+        Answer::Value(_) if spec.required => Err(Rejected {
+            question: spec.id.clone(),
+            rule: "required",
+            why: "an answer is required (answer {\"idk\": true} to take the default)".into(),
+        }),
+        Answer::Value(_) | Answer::Idk => {
+            let smart = spec.smart_value(answer_of);
+            Ok(match spec.fallback(smart.as_ref()) {
+                Ok((value, source)) => settled(QuestionStatus::Answered, Some(value), source, None),
+                Err(e) => settled(QuestionStatus::NoDefault, None, None, Some(e.to_string())),
+            })
+        }
+    }
+}
+
+/// The answers of the settled questions among `asked` (the questions of one ask).
+fn answers_among(asked: &[WaitRow]) -> impl Fn(&str) -> Option<Value> + '_ {
+    move |id: &str| {
+        asked.iter().find_map(|r| {
+            let a = r.question.as_deref()?;
+            (a.spec.id == id && a.status == QuestionStatus::Answered)
+                .then(|| a.value.clone())
+                .flatten()
+        })
+    }
+}
+
+/// How question `row` is settled without an answer (the deadline): as [`settle`] with
+/// "I don't know".
 pub(crate) fn by_default(row: &WaitRow, asked: &[WaitRow], by: &str, timed_out: bool) -> Settled {
     let Some(q) = row.question.as_deref() else {
         return Settled {
@@ -116,33 +171,8 @@ pub(crate) fn by_default(row: &WaitRow, asked: &[WaitRow], by: &str, timed_out: 
             reason: Some("not a question".into()),
         };
     };
-    let answer_of = |id: &str| {
-        asked.iter().find_map(|r| {
-            let a = r.question.as_deref()?;
-            (a.spec.id == id && a.status == QuestionStatus::Answered)
-                .then(|| a.value.clone())
-                .flatten()
-        })
-    };
-    let smart = q.spec.smart_value(&answer_of);
-    match q.spec.fallback(smart.as_ref()) {
-        Ok((value, source)) => Settled {
-            status: QuestionStatus::Answered,
-            value: Some(value),
-            source,
-            timed_out,
-            by: by.to_string(),
-            reason: None,
-        },
-        Err(e) => Settled {
-            status: QuestionStatus::NoDefault,
-            value: None,
-            source: None,
-            timed_out,
-            by: by.to_string(),
-            reason: Some(e.to_string()),
-        },
-    }
+    let answer_of = answers_among(asked);
+    settle(&q.spec, &Answer::Idk, &answer_of, by, timed_out).expect("I don't know breaks no rule")
 }
 
 /// The name an answer is given under when none is named: the user of this process.
@@ -246,28 +276,8 @@ impl Runtime {
             )));
         }
         let q = row.question.as_deref().expect("a question's row");
-        let settled = match &answer {
-            Answer::Value(v) if !Question::is_empty_answer(v) => Settled {
-                status: QuestionStatus::Answered,
-                value: Some(q.spec.accept(v)?),
-                source: Some(AnswerSource::User),
-                timed_out: false,
-                by: by.clone(),
-                reason: None,
-            },
-            Answer::Value(_) if q.spec.required => {
-                return Err(RuntimeError::BadAnswer(Rejected {
-                    question: q.spec.id.clone(),
-                    rule: "required",
-                    why: "an answer is required (answer {\"idk\": true} to take the default)"
-                        .into(),
-                }))
-            }
-            Answer::Value(_) | Answer::Idk => {
-                let asked = store.asked(run, &row.task_id, &q.scope).await?;
-                by_default(row, &asked, &by, false)
-            }
-        };
+        let asked = store.asked(run, &row.task_id, &q.scope).await?;
+        let settled = settle(&q.spec, &answer, &answers_among(&asked), &by, false)?;
         let now = now_ms();
         if !store.answer_question(&row.id, &settled, now).await? {
             let rows = store.question_rows(run, row.id.as_str()).await?;

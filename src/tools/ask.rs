@@ -35,6 +35,8 @@ pub(crate) fn questions(inputs: &Value) -> Result<Vec<Question>, Vec<(String, St
     let generate = keys.as_object_mut().map(|m| {
         let g = m.remove("generate");
         m.remove("context");
+        m.remove("answers");
+        m.remove("answered_by");
         g
     });
     if let Some(Some(g)) = &generate {
@@ -69,7 +71,8 @@ pub(crate) fn questions(inputs: &Value) -> Result<Vec<Question>, Vec<(String, St
             "with `questions`, the question keys go inside each question".into(),
         )]);
     }
-    if list.is_empty() {
+    let generating = matches!(generate, Some(Some(_)));
+    if list.is_empty() && !generating {
         return Err(vec![("/questions".into(), "no questions to ask".into())]);
     }
     if list.len() > MAX_QUESTIONS {
@@ -113,6 +116,15 @@ pub(crate) fn questions(inputs: &Value) -> Result<Vec<Question>, Vec<(String, St
     } else {
         Err(problems)
     }
+}
+
+/// The answer given in advance to question `id` (inputs' `answers`).
+fn given(inputs: &Value, id: &str) -> Option<crate::domain::question::Answer> {
+    let v = inputs.get("answers")?.get(id)?;
+    if v.get("idk").and_then(Value::as_bool) == Some(true) {
+        return Some(crate::domain::question::Answer::Idk);
+    }
+    Some(crate::domain::question::Answer::Value(v.clone()))
 }
 
 /// A question's new wait row.
@@ -202,6 +214,8 @@ impl Tool for Ask {
                 "questions": {"type": "array", "items": question, "minItems": 1, "maxItems": MAX_QUESTIONS},
                 "generate": {"type": "integer", "minimum": 1, "maximum": MAX_GENERATED, "description": "a model proposes up to this many more questions"},
                 "context": {"type": "object", "description": "what the proposed questions may build on (earlier answers, an analysis)"},
+                "answers": {"type": "object", "description": "answers given in advance, by question id (a value, or {idk: true}); a question answered so is not waited for"},
+                "answered_by": {"type": "string", "description": "who gave the answers in advance"},
                 "id": {"type": "string"}, "text": {"type": "string"},
                 "type": {"enum": ["text", "select", "multiselect", "boolean", "number"]},
                 "options": {"type": "array", "items": {"type": "string"}},
@@ -247,7 +261,11 @@ impl Tool for Ask {
                 .map_err(|e| ToolError::Io(e.to_string()))?;
             let mut asked = asked;
             let mut events = Vec::new();
-            let n = ctx.inputs.get("generate").and_then(Value::as_u64).unwrap_or(0);
+            let n = ctx
+                .inputs
+                .get("generate")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
             if rows.is_empty() && n > 0 {
                 let (extra, dropped) = generate(&ctx, &asked, n as usize).await?;
                 asked.extend(extra);
@@ -288,13 +306,44 @@ impl Tool for Ask {
                 }
                 let answer = |id: &str| settled.get(id).and_then(|(_, v, _)| v.clone());
                 if q.is_asked(&answer) {
-                    let w = wait_row(&ctx, q, QuestionStatus::Pending, None);
+                    let mut w = wait_row(&ctx, q, QuestionStatus::Pending, None);
                     events.push(EventData::QuestionAsked(QuestionAsked {
                         wait_id: w.id.clone(),
                         question: Box::new(q.clone()),
                         scope: ctx.idempotency_key.clone(),
                         deadline: w.deadline_at.map(from_ms),
                     }));
+                    // Answered in advance: settled in the commit that asks it.
+                    if let Some(given) = given(&ctx.inputs, &q.id) {
+                        let by = ctx
+                            .inputs
+                            .get("answered_by")
+                            .and_then(Value::as_str)
+                            .unwrap_or("answers");
+                        match crate::runtime::questions::settle(q, &given, &answer, by, false) {
+                            Ok(done) => {
+                                w.deadline_at = None;
+                                w.decided_by = Some(done.by.clone());
+                                w.decided_at = Some(w.requested_at);
+                                w.reason = done.reason.clone();
+                                if let Some(qw) = w.question.as_deref_mut() {
+                                    qw.status = done.status;
+                                    qw.value = done.value.clone();
+                                    qw.source = done.source;
+                                    qw.noted = true;
+                                }
+                                events.extend(crate::runtime::questions::settled_event(&w));
+                                settled
+                                    .insert(q.id.clone(), (done.status, done.value, done.reason));
+                                new_rows.push(w);
+                                continue;
+                            }
+                            Err(e) => {
+                                w.reason =
+                                    Some(format!("the answer given in advance was refused: {e}"));
+                            }
+                        }
+                    }
                     new_rows.push(w);
                     asking = true;
                 } else {
@@ -390,7 +439,10 @@ async fn generate(
         Err(e) => {
             return Ok((
                 Vec::new(),
-                vec![dropped(Value::Null, format!("no questions were generated: {e}"))],
+                vec![dropped(
+                    Value::Null,
+                    format!("no questions were generated: {e}"),
+                )],
             ))
         }
     };

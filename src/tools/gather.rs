@@ -43,7 +43,10 @@ fn cut(text: String, most: usize) -> String {
 
 /// What the planner is asked: the goal, the answers and what is known of the codebase.
 pub(crate) fn goal_request(goal: &str, answers: &Map<String, Value>, analysis: &Value) -> String {
-    let mut out = format!("Goal: {goal}\n\nThe user's answers to the requirements questions, by question id:\n{}\n", Value::Object(answers.clone()));
+    let mut out = format!(
+        "Goal: {goal}\n\nThe user's answers to the requirements questions, by question id:\n{}\n",
+        Value::Object(answers.clone())
+    );
     if analysis.as_object().is_some_and(|m| !m.is_empty()) {
         out.push_str(&format!(
             "\nWhat is known of the codebase (analysis without a model):\n{}\n",
@@ -81,7 +84,10 @@ impl Tool for GatherPlan {
     fn check_inputs(&self, inputs: &Value) -> Vec<(String, String)> {
         match (inputs.get("template"), inputs.get("goal")) {
             (Some(_), Some(_)) | (None, None) => {
-                vec![(String::new(), "give `template` (with `inputs`) or `goal`".into())]
+                vec![(
+                    String::new(),
+                    "give `template` (with `inputs`) or `goal`".into(),
+                )]
             }
             _ => Vec::new(),
         }
@@ -105,22 +111,38 @@ impl Tool for GatherPlan {
                     .template(&project, id)
                     .await
                     .map_err(|e| ToolError::Io(e.to_string()))?
-                    .ok_or_else(|| ToolError::failed(format!("no template `{id}` for project {project}")))?;
-                let inputs = ctx.inputs.get("inputs").and_then(Value::as_object).cloned().unwrap_or_default();
+                    .ok_or_else(|| {
+                        ToolError::failed(format!("no template `{id}` for project {project}"))
+                    })?;
+                let inputs = ctx
+                    .inputs
+                    .get("inputs")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
                 let src = PlanSource {
                     plan: Arc::new(t.spec.plan.clone()),
                     origin: Some(format!("template {id}")),
                     task_lines: Vec::new(),
                 };
-                crate::domain::plan::validate(&src, &inputs, link.tools(), link.agents())
-                    .map_err(|e| ToolError::failed(format!("template `{id}` with the answers: {e}")))?;
+                let checked =
+                    crate::domain::plan::validate(&src, &inputs, link.tools(), link.agents())
+                        .map_err(|e| {
+                            ToolError::failed(format!("template `{id}` with the answers: {e}"))
+                        })?;
+                // The plan as it will run: the template's, its inputs filled in.
+                let plan = checked.with_inputs_resolved();
                 out = out
                     .output("source", "template")
                     .output("template", id)
                     .output("inputs", Value::Object(inputs))
-                    .output("plan", serde_json::to_value(&t.spec.plan).unwrap_or(Value::Null));
+                    .output("plan", serde_json::to_value(&plan).unwrap_or(Value::Null));
             } else {
-                let goal = ctx.inputs.get("goal").and_then(Value::as_str).unwrap_or_default();
+                let goal = ctx
+                    .inputs
+                    .get("goal")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let system = planner::system_prompt(link.tools(), link.agents());
                 let models = ctx.models.clone();
                 let complete = |a| {

@@ -1,6 +1,7 @@
 //! `repo:analyze`: what a codebase is, without a model — languages and their share of the
 //! code, manifests (Cargo.toml, package.json, pyproject.toml, go.mod, …), the build, test and
-//! lint commands they imply, the top-level tree and the size. It reads a directory of the
+//! lint commands they imply (`test_command` is the first of `test_commands`, or null: what a
+//! `smart_default` names), the top-level tree and the size. It reads a directory of the
 //! run's workspace (never outside it: symlinks are not followed), skips what is generated or
 //! vendored (`.git`, `target`, `node_modules`, …) and stops after a bounded number of files.
 
@@ -21,14 +22,43 @@ const MAX_DEPTH: usize = 24;
 const MAX_MANIFEST: u64 = 256 * 1024;
 
 const SKIPPED: &[&str] = &[
-    ".git", ".hg", ".svn", "target", "node_modules", ".venv", "venv", "__pycache__", "dist",
-    "build", ".next", ".tox", ".mypy_cache", ".pytest_cache", ".gradle", ".idea", ".cache",
+    ".git",
+    ".hg",
+    ".svn",
+    "target",
+    "node_modules",
+    ".venv",
+    "venv",
+    "__pycache__",
+    "dist",
+    "build",
+    ".next",
+    ".tox",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".gradle",
+    ".idea",
+    ".cache",
 ];
 
 const MANIFESTS: &[&str] = &[
-    "Cargo.toml", "package.json", "pyproject.toml", "setup.py", "requirements.txt", "go.mod",
-    "pom.xml", "build.gradle", "build.gradle.kts", "Gemfile", "composer.json",
-    "CMakeLists.txt", "Makefile", "justfile", "mix.exs", "deno.json", "Package.swift",
+    "Cargo.toml",
+    "package.json",
+    "pyproject.toml",
+    "setup.py",
+    "requirements.txt",
+    "go.mod",
+    "pom.xml",
+    "build.gradle",
+    "build.gradle.kts",
+    "Gemfile",
+    "composer.json",
+    "CMakeLists.txt",
+    "Makefile",
+    "justfile",
+    "mix.exs",
+    "deno.json",
+    "Package.swift",
 ];
 
 fn language(path: &Path) -> Option<&'static str> {
@@ -116,7 +146,8 @@ fn walk(root: &Path) -> Walk {
             }
         }
     }
-    w.manifests.sort_by_key(|m| (m.matches('/').count(), m.clone()));
+    w.manifests
+        .sort_by_key(|m| (m.matches('/').count(), m.clone()));
     w
 }
 
@@ -131,9 +162,8 @@ fn read_small(path: &Path) -> Option<String> {
 /// Build, test and lint commands the manifests at the top of `root` imply.
 fn commands(root: &Path) -> (Vec<String>, Vec<String>, Vec<String>) {
     let (mut build, mut test, mut lint) = (Vec::new(), Vec::new(), Vec::new());
-    let has = |n: &str| {
-        std::fs::symlink_metadata(root.join(n)).is_ok_and(|m| m.is_file() || m.is_dir())
-    };
+    let has =
+        |n: &str| std::fs::symlink_metadata(root.join(n)).is_ok_and(|m| m.is_file() || m.is_dir());
     if has("Cargo.toml") {
         build.push("cargo build".into());
         test.push("cargo test".into());
@@ -187,7 +217,11 @@ fn commands(root: &Path) -> (Vec<String>, Vec<String>, Vec<String>) {
         test.push("mvn test".into());
     }
     if has("build.gradle") || has("build.gradle.kts") {
-        let g = if has("gradlew") { "./gradlew" } else { "gradle" };
+        let g = if has("gradlew") {
+            "./gradlew"
+        } else {
+            "gradle"
+        };
         build.push(format!("{g} build"));
         test.push(format!("{g} test"));
     }
@@ -223,7 +257,11 @@ fn tree(root: &Path) -> Vec<String> {
             if SKIPPED.contains(&name.as_str()) {
                 return None;
             }
-            Some(if kind.is_dir() { format!("{name}/") } else { name })
+            Some(if kind.is_dir() {
+                format!("{name}/")
+            } else {
+                name
+            })
         })
         .collect();
     out.sort();
@@ -254,6 +292,9 @@ pub(crate) fn analyze(root: &Path, shown: &str) -> serde_json::Map<String, Value
             "name": name, "files": files, "bytes": bytes, "share": share(*bytes)
         })).collect::<Vec<_>>(),
         "manifests": w.manifests,
+        "build_command": build.first(),
+        "test_command": test.first(),
+        "lint_command": lint.first(),
         "build_commands": build,
         "test_commands": test,
         "lint_commands": lint,
@@ -337,20 +378,41 @@ mod tests {
         std::fs::write(root.join("src/main.rs"), "fn main() {}\n".repeat(20)).unwrap();
         std::fs::write(root.join("src/tool.py"), "print(1)\n").unwrap();
         std::fs::write(root.join("target/big.rs"), "x".repeat(10_000)).unwrap();
-        std::fs::write(root.join("web/package.json"), r#"{"scripts": {"test": "vitest"}}"#).unwrap();
+        std::fs::write(
+            root.join("web/package.json"),
+            r#"{"scripts": {"test": "vitest"}}"#,
+        )
+        .unwrap();
         std::fs::write(root.join("web/node_modules/x/index.js"), "x".repeat(10_000)).unwrap();
-        std::fs::write(root.join("Makefile"), "build:\n\tcargo build\nlint:\n\tcargo clippy\n").unwrap();
+        std::fs::write(
+            root.join("Makefile"),
+            "build:\n\tcargo build\nlint:\n\tcargo clippy\n",
+        )
+        .unwrap();
         #[cfg(unix)]
         std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
         let a = analyze(root, ".");
         assert_eq!(a["language"], "rust");
         assert_eq!(a["languages"], json!(["rust", "python"]));
-        assert_eq!(a["manifests"], json!(["Cargo.toml", "Makefile", "web/package.json"]));
+        assert_eq!(
+            a["manifests"],
+            json!(["Cargo.toml", "Makefile", "web/package.json"])
+        );
         assert_eq!(a["test_commands"], json!(["cargo test"]));
+        assert_eq!(a["test_command"], "cargo test");
         assert_eq!(a["build_commands"], json!(["cargo build", "make build"]));
-        assert!(a["lint_commands"].as_array().unwrap().contains(&json!("make lint")));
-        assert_eq!(a["files"], 5, "skipped directories and symlinks are not read: {a:?}");
-        assert_eq!(a["tree"], json!(["Cargo.toml", "Makefile", "etc", "src/", "web/"]));
+        assert!(a["lint_commands"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("make lint")));
+        assert_eq!(
+            a["files"], 5,
+            "skipped directories and symlinks are not read: {a:?}"
+        );
+        assert_eq!(
+            a["tree"],
+            json!(["Cargo.toml", "Makefile", "etc", "src/", "web/"])
+        );
         let shares = a["language_shares"].as_array().unwrap();
         assert!(shares[0]["share"].as_f64().unwrap() > 0.9);
     }

@@ -85,7 +85,9 @@ pub(crate) fn existing_dir(workspace: &Path, p: &str, what: &str) -> Result<Path
     let real = std::fs::canonicalize(root.join(&rel))
         .map_err(|_| format!("{what} `{p}` does not exist in the workspace"))?;
     if !real.starts_with(&root) {
-        return Err(format!("{what} `{p}` leaves the workspace through a symlink"));
+        return Err(format!(
+            "{what} `{p}` leaves the workspace through a symlink"
+        ));
     }
     if !real.is_dir() {
         return Err(format!("{what} `{p}` is not a directory"));

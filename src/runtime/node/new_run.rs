@@ -59,17 +59,13 @@ fn new_run(
             .project
             .clone()
             .unwrap_or_else(|| plan.plan.project().to_string()),
-        lineage: msg
-            .restore
-            .as_ref()
-            .map(|r| r.lineage.clone())
-            .or_else(|| {
-                msg.parent.map(|p| crate::store::Lineage {
-                    parent_run_id: p,
-                    checkpoint_id: None,
-                    forked_at: None,
-                })
-            }),
+        lineage: msg.restore.as_ref().map(|r| r.lineage.clone()).or_else(|| {
+            msg.parent.map(|p| crate::store::Lineage {
+                parent_run_id: p,
+                checkpoint_id: None,
+                forked_at: None,
+            })
+        }),
     };
     // Task rows are written as tasks start to move; until then the plan says they are pending.
     let mut batch = Batch::default();

@@ -245,7 +245,7 @@ macro_rules! push_waits {
         $qb.push(
             "INSERT INTO waits (id, run_id, task_id, attempt, kind, approvers, deadline_at, \
              on_timeout, requested_at, decided_by, reason, decided_at, question_id, scope, \
-             spec, question_status, answer, source, timed_out) ",
+             spec, question_status, answer, source, timed_out, noted_at) ",
         );
         $qb.push_values($chunk, |mut b, w| {
             let qw = w.question.as_deref();
@@ -267,7 +267,8 @@ macro_rules! push_waits {
                 .push_bind(qw.map(|q| q.status.as_str()))
                 .push_bind(qw.and_then(|q| q.value.as_ref().map(json_text)))
                 .push_bind(qw.and_then(|q| q.source.map(|s| s.as_str())))
-                .push_bind(qw.map(|q| q.timed_out));
+                .push_bind(qw.map(|q| q.timed_out))
+                .push_bind(qw.filter(|q| q.noted).map(|_| w.requested_at));
         });
         // A wait asked for again (an attempt repeated after a crash) keeps its first row.
         $qb.push(" ON CONFLICT (id) DO NOTHING");
