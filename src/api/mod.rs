@@ -98,6 +98,7 @@ fn routes(rt: Runtime, opts: ApiOptions, closing: tokio_util::sync::Cancellation
         .route("/runs/{id}/questions", get(questions::of_run))
         .route("/runs/{id}/questions/{q}/answer", post(questions::answer))
         .route("/questions", get(questions::of_project))
+        .route("/gather", post(questions::gather))
         .route("/runs/{id}/artifacts", get(artifacts::list))
         .route("/runs/{id}/artifacts/{*name}", get(artifacts::get))
         .route("/templates", get(templates::list).post(templates::create))

@@ -24,6 +24,7 @@ pub const OPERATIONS: &[(&str, &str, &str, bool, u16)] = &[
     ("get", "/runs/{id}/questions", "A run's typed questions, oldest first (status: pending, answered, skipped, no_default)", true, 200),
     ("post", "/runs/{id}/questions/{q}/answer", "Answer a question: {value} or {idk: true} (422 a rule broken, 409 answered already)", true, 200),
     ("get", "/questions", "The project's typed questions, oldest first (status)", true, 200),
+    ("post", "/gather", "Start a gathering run from a questionnaire ({questionnaire, path?, answers?}; 422 listing its problems)", true, 201),
     ("post", "/runs/{id}/fork", "Fork a run at a task, with a JSON merge patch on the plan", true, 201),
     ("get", "/runs/{id}/artifacts/{name}", "One artifact's content", true, 200),
     ("get", "/templates", "Templates the project sees, most used first (category)", true, 200),

@@ -1,16 +1,21 @@
-//! Typed questions over HTTP: the questions of a run or of the key's project, and answers.
+//! Typed questions over HTTP: the questions of a run or of the key's project, answers, and
+//! gathering runs made from questionnaires.
 
-use super::auth::Caller;
+use super::auth::{Caller, RequestCorrelation};
 use super::error::ApiError;
 use super::extract::{Body, Params};
 use super::runs::visible_run;
 use super::ApiState;
+use crate::domain::plan::{Format, PlanSource};
 use crate::domain::question::{Answer, QuestionStatus};
+use crate::domain::questionnaire::QuestionnaireSource;
 use crate::runtime::AskedQuestion;
 use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 /// Query of the question listings.
 #[derive(Deserialize)]
@@ -91,4 +96,93 @@ pub async fn answer(
     let r = visible_run(&st, &caller, &id).await?;
     let by = b.by.unwrap_or_else(|| format!("key:{}", caller.key_id));
     Ok(Json(st.rt.answer(r.id, &question, answer, &by).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatherBody {
+    questionnaire: Value,
+    path: Option<String>,
+    #[serde(default)]
+    answers: Map<String, Value>,
+}
+
+/// `POST /gather` with `{"questionnaire": DOCUMENT or its YAML/JSON text, "path": DIR,
+/// "answers": {ID: VALUE or {"idk": true}}}` → 201, the gathering run (its questions are
+/// then asked and answered like any other; its last task makes the plan). A questionnaire
+/// with problems is a 422 listing each (line, question, message). `path` is a directory
+/// on the server's host and needs a key with the `shell` scope.
+pub async fn gather(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Extension(corr): Extension<RequestCorrelation>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let b: GatherBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be {{\"questionnaire\": …, \"path\": DIR, \"answers\": {{…}}}}: {e}"
+        ))
+    })?;
+    let (text, format) = match &b.questionnaire {
+        Value::String(t) => (t.clone(), Format::Yaml),
+        Value::Object(_) => (b.questionnaire.to_string(), Format::Json),
+        _ => {
+            return Err(ApiError::bad_request(
+                "`questionnaire` is a questionnaire document, or its YAML or JSON text",
+            ))
+        }
+    };
+    let src = QuestionnaireSource::parse(&text, format, None).map_err(|e| {
+        let problems: Vec<Value> = e
+            .problems
+            .iter()
+            .map(|p| json!({"line": p.line, "at": p.at, "message": p.message}))
+            .collect();
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_questionnaire",
+            format!("the questionnaire has {} problem(s)", problems.len()),
+        )
+        .with("problems", Value::Array(problems))
+    })?;
+    let dir = match &b.path {
+        None => None,
+        Some(_) if !caller.has(crate::store::Scope::Shell) => {
+            return Err(super::auth::missing_scope(
+                crate::store::Scope::Shell,
+                "a gathering run in a directory of the server",
+            ))
+        }
+        Some(p) => {
+            let dir = std::path::PathBuf::from(p);
+            if !dir.is_absolute() || !dir.is_dir() {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad_path",
+                    format!(
+                        "`path` must be an existing directory of the server, given absolute: {p}"
+                    ),
+                ));
+            }
+            Some(dir)
+        }
+    };
+    let known: std::collections::HashSet<&str> = src
+        .questionnaire
+        .phases
+        .iter()
+        .flat_map(|p| p.questions.iter().flatten().map(|q| q.id.as_str()))
+        .collect();
+    if let Some(k) = b.answers.keys().find(|k| !known.contains(k.as_str())) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_answer",
+            format!("`answers`: the questionnaire asks no question `{k}`"),
+        ));
+    }
+    let by = format!("key:{}", caller.key_id);
+    let plan = src.questionnaire.compile_with(&b.answers, Some(&by));
+    let submission = super::runs::Submission::Gathering(PlanSource::from_plan(plan), dir);
+    super::runs::submit(&st, &caller, corr, &headers, &body, submission).await
 }

@@ -83,6 +83,9 @@ pub(crate) enum Submission {
     Restore(String),
     /// A run to fork.
     Fork(RunId, crate::runtime::Fork),
+    /// A gathering run (a questionnaire's plan), working in a directory of the server when
+    /// one is given.
+    Gathering(PlanSource, Option<std::path::PathBuf>),
 }
 
 fn parse_submission(headers: &HeaderMap, body: &[u8]) -> Result<Submission, ApiError> {
@@ -242,6 +245,10 @@ pub(crate) async fn submit(
         project: Some(caller.project.clone()),
         id: Some(id),
         no_commands: !caller.has(crate::store::Scope::Shell),
+        workspace: match &submission {
+            Submission::Gathering(_, dir) => dir.clone(),
+            _ => None,
+        },
         ..SubmitOptions::default()
     };
     let submitted = match submission {
@@ -256,6 +263,7 @@ pub(crate) async fn submit(
             .map(|(h, _)| h),
         Submission::Restore(cp) => st.rt.restore(&cp, opts).await,
         Submission::Fork(run, fork) => st.rt.fork(run, fork, opts).await,
+        Submission::Gathering(src, _) => st.rt.submit_opts(&src, Map::new(), opts).await,
     };
     let handle = match submitted {
         Ok(h) => h,
