@@ -90,7 +90,7 @@ fn gather_prompts_in_a_terminal_by_type_re_prompts_a_bad_answer_and_runs_the_pla
     let d = dir.path();
     let pty = nix::pty::openpty(None, None).unwrap();
     let slave: OwnedFd = pty.slave;
-    let mut child = common::nofx_cmd(d)
+    let child = common::nofx_cmd(d)
         .args(["gather", "survey.yaml", "--path", "repo", "--run", "--json"])
         .stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::piped())
@@ -100,7 +100,7 @@ fn gather_prompts_in_a_terminal_by_type_re_prompts_a_bad_answer_and_runs_the_pla
     let mut master = std::fs::File::from(pty.master);
     let _ = master.as_raw_fd();
     let mut seen = String::new();
-    let mut say = |master: &mut std::fs::File, line: &str| {
+    let say = |master: &mut std::fs::File, line: &str| {
         master.write_all(format!("{line}\n").as_bytes()).unwrap();
     };
     // A list to pick from, with the default shown: a bad pick is refused, then the number.
