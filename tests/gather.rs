@@ -7,7 +7,7 @@ mod common;
 
 use serde_json::{json, Value};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -98,7 +98,6 @@ fn gather_prompts_in_a_terminal_by_type_re_prompts_a_bad_answer_and_runs_the_pla
         .spawn()
         .unwrap();
     let mut master = std::fs::File::from(pty.master);
-    let _ = master.as_raw_fd();
     let mut seen = String::new();
     let say = |master: &mut std::fs::File, line: &str| {
         master.write_all(format!("{line}\n").as_bytes()).unwrap();
@@ -432,4 +431,154 @@ async fn post_gather_starts_a_gathering_run_answered_over_http() {
     assert_eq!(plan["outputs"]["answers"]["owner"], "nobody");
     node.kill().unwrap();
     node.wait().unwrap();
+}
+
+mod with_a_model {
+    use super::common::llm::{openai_text, server};
+    use super::common::{events, TestStore};
+    use nofx::models::{ApiKey, ModelsConfig, RetryPolicy};
+    use nofx::plan::{Format, PlanSource};
+    use nofx::questions::{Answer, QuestionnaireSource};
+    use nofx::{EventType, RunStatus};
+    use serde_json::{json, Value};
+    use std::time::Duration;
+
+    const INTERVIEW: &str = r#"name: interview
+phases:
+  - id: intent
+    questions:
+      - { id: change, text: What should change?, type: text }
+  - id: more
+    generate: 2
+    questions:
+      - { id: urgent, text: Is it urgent?, type: boolean, default: false }
+plan:
+  goal: "Make this change: ${answers.change}"
+"#;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_model_proposes_questions_and_plans_the_goal_from_the_answers() {
+        let proposed = json!([
+            {"id": "deadline", "text": "When is it due?", "type": "text"},
+            {"id": "bad", "text": "Which?", "type": "select", "options": ["only"]},
+            {"id": "env", "text": "Which environment?", "type": "select", "options": ["dev", "prod"], "default": "dev"},
+            {"id": "extra", "text": "One too many?", "type": "boolean"}
+        ]);
+        let plan = json!({"name": "made", "tasks": [{"id": "do", "tool": "test:echo", "inputs": {"done": true}}]});
+        let (base, script) = server(
+            "/v1/chat/completions",
+            vec![
+                openai_text(&proposed.to_string(), 300, 80),
+                openai_text(&plan.to_string(), 900, 60),
+            ],
+        )
+        .await;
+        let mut cfg = ModelsConfig::shipped()
+            .api_key("openai", ApiKey::new("sk-test-secret-key-0123456789"))
+            .base_url("openai", format!("{base}/v1"));
+        cfg.retry = RetryPolicy {
+            max_attempts: 1,
+            base_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(10),
+        };
+        let store = TestStore::sqlite().await;
+        let rt = store.builder().models(cfg).build().await.unwrap();
+        let q = QuestionnaireSource::parse(INTERVIEW, Format::Yaml, None).unwrap();
+        let run = rt
+            .submit(
+                &PlanSource::from_plan(q.questionnaire.compile()),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let wait_for = |want: &'static [&'static str]| {
+            let run = run.clone();
+            async move {
+                for _ in 0..600 {
+                    let p = run.pending_questions().await.unwrap();
+                    let mut ids: Vec<String> = p.iter().map(|q| q.question.id.clone()).collect();
+                    ids.sort();
+                    if ids == want {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                panic!("never pending: {want:?}");
+            }
+        };
+        wait_for(&["change"]).await;
+        run.answer("change", Answer::Value(json!("Add a health endpoint")))
+            .await
+            .unwrap();
+        // The written question and the two good proposals are asked together.
+        wait_for(&["deadline", "env", "urgent"]).await;
+        run.answer("deadline", Answer::Value(json!("Friday")))
+            .await
+            .unwrap();
+        run.answer("env", Answer::Idk).await.unwrap();
+        run.answer("urgent", Answer::Value(json!("yes")))
+            .await
+            .unwrap();
+        let out = run.wait().await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded, "{out:?}");
+        let made = out
+            .tasks
+            .iter()
+            .find(|t| t.id.as_str() == "plan")
+            .unwrap()
+            .outputs
+            .clone()
+            .unwrap();
+        assert_eq!(made["source"], "goal");
+        assert_eq!(made["plan"]["tasks"][0]["id"], "do");
+        assert_eq!(
+            made["answers"],
+            json!({"change": "Add a health endpoint", "urgent": true, "deadline": "Friday", "env": "dev"})
+        );
+        let evs = events(&rt, run.id()).await;
+        let dropped: Vec<&Value> = evs
+            .iter()
+            .filter(|e| e.kind == EventType::QuestionDropped)
+            .map(|e| &e.data)
+            .collect();
+        assert_eq!(dropped.len(), 2, "{dropped:?}");
+        assert!(
+            dropped[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("at least 2 options"),
+            "{dropped:?}"
+        );
+        assert!(
+            dropped[1]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("more than 2"),
+            "{dropped:?}"
+        );
+        // What the model was told: the answers so far for the proposals; the answers (and
+        // the goal with them) for the plan.
+        let seen = script.seen();
+        assert_eq!(seen.len(), 2);
+        let text = |i: usize| seen[i].body["messages"].to_string();
+        assert!(
+            text(0).contains("Add a health endpoint") && text(0).contains("Is it urgent?"),
+            "{}",
+            text(0)
+        );
+        assert!(
+            text(1).contains("Goal: Make this change: Add a health endpoint"),
+            "{}",
+            text(1)
+        );
+        assert!(text(1).contains("Friday"), "{}", text(1));
+        // Each call is a usage row of the gathering run.
+        let calls = rt.store().model_calls(run.id()).await.unwrap();
+        let tasks: Vec<&str> = calls
+            .iter()
+            .map(|c| c.task_id.as_deref().unwrap_or(""))
+            .collect();
+        assert_eq!(tasks, ["more", "plan"]);
+        rt.shutdown().await;
+    }
 }
