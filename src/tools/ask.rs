@@ -185,44 +185,29 @@ impl Tool for Ask {
     }
 
     fn input_schema(&self) -> Value {
-        let rules = json!({"type": "object", "properties": {
-            "regex": {"type": "string"}, "min_len": {"type": "integer", "minimum": 0},
-            "max_len": {"type": "integer", "minimum": 0}, "min_items": {"type": "integer", "minimum": 0},
-            "max_items": {"type": "integer", "minimum": 0}, "min": {"type": "number"}, "max": {"type": "number"}
-        }, "additionalProperties": false});
-        let question = json!({
-            "type": "object",
-            "required": ["id", "text", "type"],
-            "properties": {
-                "id": {"type": "string", "description": "letters, digits, _ and -"},
-                "text": {"type": "string", "description": "what is asked"},
-                "type": {"enum": ["text", "select", "multiselect", "boolean", "number"]},
-                "options": {"type": "array", "items": {"type": "string"}},
-                "default": {},
-                "smart_default": {"description": "${answers.ID} of an earlier question of this ask, or ${tasks.ID.outputs.PATH}"},
-                "depends_on": {"type": "object", "description": "{question: ID, value: V} or {output: REF, value: V}"},
-                "validate": rules,
-                "required": {"type": "boolean"},
-                "timeout_s": {"type": "number", "exclusiveMinimum": 0},
-                "allow_other": {"type": "boolean"}
-            }
-        });
+        // What a caller (a plan's author, a model) reads; the whole check of a question is
+        // `check_inputs`, which reads it into its type.
+        let kinds = json!(["text", "select", "multiselect", "boolean", "number"]);
         json!({
             "type": "object",
-            "description": "one question's keys, or `questions` for several",
+            "description": "one question's keys, or `questions` for several asked together",
             "properties": {
-                "questions": {"type": "array", "items": question, "minItems": 1, "maxItems": MAX_QUESTIONS},
-                "generate": {"type": "integer", "minimum": 1, "maximum": MAX_GENERATED, "description": "a model proposes up to this many more questions"},
+                "questions": {"type": "array", "maxItems": MAX_QUESTIONS, "description": "questions asked together, each with the keys below"},
+                "id": {"type": "string", "description": "letters, digits, _ and -"},
+                "text": {"type": "string", "description": "what is asked"},
+                "type": {"enum": kinds},
+                "options": {"type": "array", "description": "the choices of a select or multiselect (at least 2)"},
+                "default": {"description": "taken on I don't know, an empty optional answer or the deadline"},
+                "smart_default": {"description": "${answers.ID} of an earlier question of this ask, or ${tasks.ID.outputs.PATH}"},
+                "depends_on": {"type": "object", "description": "{question: ID, value: V} or {output: REF, value: V}: asked only then"},
+                "validate": {"type": "object", "description": "regex, min_len, max_len, min_items, max_items, min, max"},
+                "required": {"type": "boolean", "description": "default true"},
+                "timeout_s": {"type": "number", "description": "seconds before the default applies"},
+                "allow_other": {"type": "boolean", "description": "a select or multiselect also takes free text"},
+                "generate": {"type": "integer", "description": "a model proposes up to this many more questions"},
                 "context": {"type": "object", "description": "what the proposed questions may build on (earlier answers, an analysis)"},
                 "answers": {"type": "object", "description": "answers given in advance, by question id (a value, or {idk: true}); a question answered so is not waited for"},
-                "answered_by": {"type": "string", "description": "who gave the answers in advance"},
-                "id": {"type": "string"}, "text": {"type": "string"},
-                "type": {"enum": ["text", "select", "multiselect", "boolean", "number"]},
-                "options": {"type": "array", "items": {"type": "string"}},
-                "default": {}, "smart_default": {}, "depends_on": {"type": "object"},
-                "validate": rules, "required": {"type": "boolean"},
-                "timeout_s": {"type": "number", "exclusiveMinimum": 0},
-                "allow_other": {"type": "boolean"}
+                "answered_by": {"type": "string", "description": "who gave the answers in advance"}
             }
         })
     }
