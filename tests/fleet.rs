@@ -9,7 +9,7 @@ use common::{events, plan, until, TestStore};
 use nofx::{EventType, RunId, RunStatus, Runtime, TaskStatus};
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// Raw SQL on the test store, standing in for another process (or a network partition).
@@ -125,31 +125,15 @@ both_stores! {
 
 /// A `nofx serve` node of the fleet; its base URL.
 fn start_node(dir: &Path, url: &str) -> (Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = common::nofx_cmd(dir)
-        .env("NOFX_DATABASE_URL", url)
-        .args([
-            "--lease-ttl",
-            "2",
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--grace",
-            "0",
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("nofx serve starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("serve says where it listens").unwrap();
-        if let Some(rest) = line.strip_prefix("nofx serving on ") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, base)
+    common::serve_with(common::nofx_cmd(dir).env("NOFX_DATABASE_URL", url).args([
+        "--lease-ttl",
+        "2",
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--grace",
+        "0",
+    ]))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

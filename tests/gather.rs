@@ -270,22 +270,13 @@ fn gather_answers_from_a_file_waits_for_what_it_leaves_out_and_refuses_bad_quest
 
 /// A `nofx serve` on `dir`; its base URL.
 fn serve(dir: &Path) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = common::nofx_cmd(dir)
-        .args(["serve", "--bind", "127.0.0.1:0", "--grace", "0"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("nofx serve starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("serve says where it listens").unwrap();
-        if let Some(rest) = line.strip_prefix("nofx serving on ") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, base)
+    common::serve_with(common::nofx_cmd(dir).args([
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--grace",
+        "0",
+    ]))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -381,22 +381,13 @@ fn the_cli_lists_and_answers_the_questions_of_a_run_another_process_executes() {
 
 /// A `nofx serve` on the data directory `dir`; its base URL.
 fn serve(dir: &std::path::Path) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = common::nofx_cmd(dir)
-        .args(["serve", "--bind", "127.0.0.1:0", "--grace", "0"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("nofx serve starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("serve says where it listens").unwrap();
-        if let Some(rest) = line.strip_prefix("nofx serving on ") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, base)
+    common::serve_with(common::nofx_cmd(dir).args([
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--grace",
+        "0",
+    ]))
 }
 
 /// SSE frames (id, event, data) of `resp` until `until` says stop, or the end.

@@ -162,6 +162,27 @@ macro_rules! question_from_row {
 }
 
 impl Store {
+    /// Wait rows `sql` selects (its `$1`, `$2`, … bound to `binds`, in order).
+    async fn wait_rows(
+        &self,
+        sql: &str,
+        binds: &[&str],
+        what: &'static str,
+    ) -> Result<Vec<WaitRow>, StoreError> {
+        with_pool!(self, |p, _b| {
+            let mut query = sqlx::query(sql);
+            for b in binds {
+                query = query.bind(*b);
+            }
+            let rows = query.fetch_all(p).await.map_err(q(what))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(wait_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
     /// The waits of a run, oldest first.
     ///
     /// # Errors
@@ -169,18 +190,8 @@ impl Store {
     pub async fn waits(&self, run: RunId) -> Result<Vec<WaitRow>, StoreError> {
         let sql =
             format!("SELECT {COLUMNS} FROM waits WHERE run_id = $1 ORDER BY requested_at, id");
-        with_pool!(self, |p, _b| {
-            let rows = sqlx::query(&sql)
-                .bind(run.to_string())
-                .fetch_all(p)
-                .await
-                .map_err(q("list waits"))?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push(wait_from_row!(r));
-            }
-            Ok(out)
-        })
+        self.wait_rows(&sql, &[&run.to_string()], "list waits")
+            .await
     }
 
     /// The latest wait of a task, decided or not.
@@ -249,20 +260,8 @@ impl Store {
             "SELECT {COLUMNS} FROM waits WHERE run_id = $1 AND task_id = $2 AND scope = $3 \
              AND kind = 'question' ORDER BY requested_at, id"
         );
-        with_pool!(self, |p, _b| {
-            let rows = sqlx::query(&sql)
-                .bind(run.to_string())
-                .bind(task)
-                .bind(scope)
-                .fetch_all(p)
-                .await
-                .map_err(q("list questions"))?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push(wait_from_row!(r));
-            }
-            Ok(out)
-        })
+        self.wait_rows(&sql, &[&run.to_string(), task, scope], "list questions")
+            .await
     }
 
     /// The question waits of a run whose question id (or wait id) is `q`, oldest first.
@@ -278,19 +277,8 @@ impl Store {
             "SELECT {COLUMNS} FROM waits WHERE run_id = $1 AND kind = 'question' \
              AND (question_id = $2 OR id = $2) ORDER BY requested_at, id"
         );
-        with_pool!(self, |p, _b| {
-            let rows = sqlx::query(&sql)
-                .bind(run.to_string())
-                .bind(question)
-                .fetch_all(p)
-                .await
-                .map_err(q("read questions"))?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push(wait_from_row!(r));
-            }
-            Ok(out)
-        })
+        self.wait_rows(&sql, &[&run.to_string(), question], "read questions")
+            .await
     }
 
     /// Questions of one run (`run`) or of every run of `project`, oldest first, optionally
@@ -319,22 +307,13 @@ impl Store {
             .join(", ");
         let sql = format!(
             "SELECT {cols} FROM waits w WHERE {filter} AND w.kind = 'question' \
-             AND ($2 = '' OR w.question_status = $2) ORDER BY w.requested_at, w.id LIMIT $3"
+             AND ($2 = '' OR w.question_status = $2) ORDER BY w.requested_at, w.id \
+             LIMIT {}",
+            limit.max(0)
         );
-        with_pool!(self, |p, _b| {
-            let rows = sqlx::query(&sql)
-                .bind(key)
-                .bind(status.map(QuestionStatus::as_str).unwrap_or_default())
-                .bind(limit)
-                .fetch_all(p)
-                .await
-                .map_err(q("list questions"))?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push(wait_from_row!(r));
-            }
-            Ok(out)
-        })
+        let status = status.map(QuestionStatus::as_str).unwrap_or_default();
+        self.wait_rows(&sql, &[&key, status], "list questions")
+            .await
     }
 
     /// Records the answer of a pending question. Returns false when it was already

@@ -261,3 +261,24 @@ pub fn nofx_cmd(dir: &std::path::Path) -> std::process::Command {
 pub fn nofx_out(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     nofx_cmd(dir).args(args).output().expect("nofx starts")
 }
+
+#[cfg(feature = "cli")]
+/// Starts `nofx serve` as `cmd` gives it (its args include `serve`); the child and the base
+/// URL it says it listens on. The rest of its stderr is drained.
+pub fn serve_with(cmd: &mut std::process::Command) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("nofx serve starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("serve says where it listens").unwrap();
+        if let Some(rest) = line.strip_prefix("nofx serving on ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
+}
