@@ -532,13 +532,13 @@ both_stores! {
 both_stores! {
     async fn templates_are_listed_created_and_instantiated_per_project(store) {
         let s = Server::start(&store).await;
-        assert_eq!(s.rt.load_templates(std::path::Path::new("templates")).await.unwrap(), 2);
+        assert_eq!(s.rt.load_templates(std::path::Path::new("templates")).await.unwrap(), 3);
         // Loading again changes nothing.
         assert_eq!(s.rt.load_templates(std::path::Path::new("templates")).await.unwrap(), 0);
         let key = s.key("acme").await;
         let (_, list) = s.get(&key, "/templates").await;
         let ids: Vec<&str> = list["templates"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
-        assert_eq!(ids, vec!["prime-fanout", "sales-report"]);
+        assert_eq!(ids, vec!["prime-fanout", "sales-report", "small-change"]);
         assert_eq!(list["templates"][0]["shipped"], true);
 
         let tpl = json!({
@@ -600,7 +600,7 @@ both_stores! {
         let (st, _) = s.post(&other, "/templates/greet/instantiate", "application/json", "{}").await;
         assert_eq!(st, StatusCode::NOT_FOUND);
         let (_, theirs) = s.get(&other, "/templates").await;
-        assert_eq!(theirs["templates"].as_array().unwrap().len(), 2);
+        assert_eq!(theirs["templates"].as_array().unwrap().len(), 3);
         // A shipped template runs for anyone; its id cannot be taken over.
         let (st, run) = s.post(&other, "/templates/sales-report/instantiate", "application/json", r#"{"inputs": {"rows": 20}}"#).await;
         assert_eq!(st, StatusCode::CREATED, "{run}");
