@@ -6,12 +6,10 @@
 //! required question with neither is settled `no_default` and its task fails.
 
 use super::{messages, RunHandle, Runtime, RuntimeError};
-use crate::domain::event::payload;
-use crate::domain::question::{
-    Answer, AnswerSource, Question, QuestionStatus, Rejected, StoredAnswer,
-};
+use crate::domain::question::{Answer, AnswerSource, Question, QuestionStatus, StoredAnswer};
 use crate::domain::time::{now_ms, rfc3339};
-use crate::domain::{EventData, RunId, WaitId};
+use crate::domain::{RunId, WaitId};
+use crate::store::waits::{settle, stored_answer};
 use crate::store::{QuestionsOf, Settled, WaitRow};
 use serde::Serialize;
 use serde_json::Value;
@@ -64,85 +62,6 @@ impl AskedQuestion {
             answer: stored_answer(w),
             reason: w.reason.clone(),
         })
-    }
-}
-
-/// The stored answer of a settled (answered or `no_default`) question.
-pub(crate) fn stored_answer(w: &WaitRow) -> Option<StoredAnswer> {
-    let q = w.question.as_deref()?;
-    if !matches!(
-        q.status,
-        QuestionStatus::Answered | QuestionStatus::NoDefault
-    ) {
-        return None;
-    }
-    Some(StoredAnswer {
-        value: q.value.clone().unwrap_or(Value::Null),
-        source: q.source,
-        answered_by: w.decided_by.clone().unwrap_or_default(),
-        timed_out: q.timed_out,
-        answered_at: rfc3339(w.decided_at.unwrap_or(w.requested_at)),
-    })
-}
-
-/// `question.answered` (a person's value) or `question.defaulted` (anything else) for a
-/// settled question.
-pub(crate) fn settled_event(w: &WaitRow) -> Option<EventData> {
-    let answer = stored_answer(w)?;
-    let data = payload::QuestionAnswered {
-        wait_id: w.id.clone(),
-        question: w.question.as_deref()?.spec.id.clone(),
-        reason: w.reason.clone(),
-        answer,
-    };
-    Some(if data.answer.source == Some(AnswerSource::User) {
-        EventData::QuestionAnswered(data)
-    } else {
-        EventData::QuestionDefaulted(data)
-    })
-}
-
-/// How a question is settled by `given`: a value is checked against the question (an empty
-/// one of a required question breaks `required`); "I don't know" and an empty optional value
-/// take the default, else the smart default (`answer_of` gives earlier answers), else null
-/// when optional, else `no_default`.
-///
-/// # Errors
-/// The rule a value breaks.
-pub(crate) fn settle(
-    spec: &Question,
-    given: &Answer,
-    answer_of: &dyn Fn(&str) -> Option<Value>,
-    by: &str,
-    timed_out: bool,
-) -> Result<Settled, Rejected> {
-    let settled = |status, value, source, reason| Settled {
-        status,
-        value,
-        source,
-        timed_out,
-        by: by.to_string(),
-        reason,
-    };
-    match given {
-        Answer::Value(v) if !Question::is_empty_answer(v) => Ok(settled(
-            QuestionStatus::Answered,
-            Some(spec.accept(v)?),
-            Some(AnswerSource::User),
-            None,
-        )),
-        Answer::Value(_) if spec.required => Err(Rejected {
-            question: spec.id.clone(),
-            rule: "required",
-            why: "an answer is required (answer {\"idk\": true} to take the default)".into(),
-        }),
-        Answer::Value(_) | Answer::Idk => {
-            let smart = spec.smart_value(answer_of);
-            Ok(match spec.fallback(smart.as_ref()) {
-                Ok((value, source)) => settled(QuestionStatus::Answered, Some(value), source, None),
-                Err(e) => settled(QuestionStatus::NoDefault, None, None, Some(e.to_string())),
-            })
-        }
     }
 }
 

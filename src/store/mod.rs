@@ -22,7 +22,7 @@ mod runs;
 mod stats;
 mod templates;
 mod usage;
-mod waits;
+pub(crate) mod waits;
 
 pub use crate::blobs::{BlobError, Blobs, StoredBlob};
 pub(crate) use batch::{Batch, Fences};

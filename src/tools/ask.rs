@@ -305,7 +305,7 @@ impl Tool for Ask {
                             .get("answered_by")
                             .and_then(Value::as_str)
                             .unwrap_or("answers");
-                        match crate::runtime::questions::settle(q, &given, &answer, by, false) {
+                        match crate::store::waits::settle(q, &given, &answer, by, false) {
                             Ok(done) => {
                                 w.deadline_at = None;
                                 w.decided_by = Some(done.by.clone());
@@ -317,7 +317,7 @@ impl Tool for Ask {
                                     qw.source = done.source;
                                     qw.noted = true;
                                 }
-                                events.extend(crate::runtime::questions::settled_event(&w));
+                                events.extend(crate::store::waits::settled_event(&w));
                                 settled
                                     .insert(q.id.clone(), (done.status, done.value, done.reason));
                                 new_rows.push(w);

@@ -175,7 +175,7 @@ impl Coordinator {
             {
                 continue;
             }
-            if let Some(data) = crate::runtime::questions::settled_event(&w) {
+            if let Some(data) = crate::store::waits::settled_event(&w) {
                 self.emit(Some(i), data);
                 self.announced.insert(w.id.clone());
                 self.out
