@@ -387,7 +387,7 @@ async fn generate(
 ) -> Result<(Vec<Question>, Vec<EventData>), ToolError> {
     let dropped = |proposed: Value, reason: String| {
         EventData::QuestionDropped(QuestionDropped {
-            proposed: cut_value(proposed),
+            proposed: super::agent::event_value(&proposed),
             reason,
         })
     };
@@ -407,7 +407,7 @@ async fn generate(
     let request = format!(
         "Questions already asked:\n{}\n\nWhat is known so far (answers and analysis):\n{}",
         Value::Array(known),
-        cut_text(&context.to_string(), 24 * 1024)
+        super::agent::cut(&context.to_string(), 24 * 1024)
     );
     let ask = crate::models::Ask {
         system: Some(system),
@@ -441,7 +441,7 @@ async fn generate(
     let mut events = Vec::new();
     if proposed.is_empty() {
         events.push(dropped(
-            Value::String(cut_text(text, 500)),
+            Value::String(super::agent::cut(text, 500)),
             "the model's answer holds no JSON list of questions".into(),
         ));
     }
@@ -472,26 +472,6 @@ async fn generate(
         }
     }
     Ok((out, events))
-}
-
-fn cut_text(s: &str, most: usize) -> String {
-    if s.len() <= most {
-        return s.to_string();
-    }
-    let mut end = most;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
-fn cut_value(v: Value) -> Value {
-    let text = v.to_string();
-    if text.len() <= 4096 {
-        v
-    } else {
-        Value::String(cut_text(&text, 4096))
-    }
 }
 
 /// Has the task wait on `waits` once this attempt ends; the error ends it.

@@ -30,17 +30,6 @@ fn merged(answers: &Value) -> Map<String, Value> {
     out
 }
 
-fn cut(text: String, most: usize) -> String {
-    if text.len() <= most {
-        return text;
-    }
-    let mut end = most;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
-
 /// What the planner is asked: the goal, the answers and what is known of the codebase.
 pub(crate) fn goal_request(goal: &str, answers: &Map<String, Value>, analysis: &Value) -> String {
     let mut out = format!(
@@ -50,7 +39,7 @@ pub(crate) fn goal_request(goal: &str, answers: &Map<String, Value>, analysis: &
     if analysis.as_object().is_some_and(|m| !m.is_empty()) {
         out.push_str(&format!(
             "\nWhat is known of the codebase (analysis without a model):\n{}\n",
-            cut(analysis.to_string(), MAX_CONTEXT)
+            super::agent::cut(&analysis.to_string(), MAX_CONTEXT)
         ));
     }
     out

@@ -185,11 +185,7 @@ impl Coordinator {
             }
         }
         if open == 0 {
-            self.state.task_mut(i).wait = None;
-            self.set_status(i, TaskStatus::Ready);
-            self.state.task_mut(i).ready_at = Some(Instant::now());
-            self.write_row(i);
-            self.dispatch(i, ctx);
+            self.run_again(i, ctx);
         }
     }
 
@@ -268,10 +264,7 @@ impl Coordinator {
                 let mut waits = of_task.remove(act.state.key(i).as_str()).unwrap_or_default();
                 match waits.last() {
                     None => {
-                        act.set_status(i, TaskStatus::Ready);
-                        act.state.task_mut(i).ready_at = Some(Instant::now());
-                        act.write_row(i);
-                        act.dispatch(i, ctx);
+                        act.run_again(i, ctx);
                     }
                     Some(w) if w.kind == WaitKind::Question => {
                         // The questions of the task's last ask: the rows of its scope.
@@ -300,6 +293,16 @@ impl Coordinator {
         }));
     }
 
+    /// Waiting task `i` runs again (its wait is over, or it has none): ready, written,
+    /// dispatched.
+    fn run_again(&mut self, i: usize, ctx: &mut Context<Self>) {
+        self.state.task_mut(i).wait = None;
+        self.set_status(i, TaskStatus::Ready);
+        self.state.task_mut(i).ready_at = Some(Instant::now());
+        self.write_row(i);
+        self.dispatch(i, ctx);
+    }
+
     /// Applies a decision: approved, the task succeeds with its held outputs; rejected, it
     /// fails (no retry).
     fn decided(&mut self, i: usize, w: WaitRow, ctx: &mut Context<Self>) {
@@ -308,11 +311,7 @@ impl Coordinator {
         };
         if w.kind == WaitKind::ToolCall {
             // The agent's loop reads the decision (and logs it) when the task runs again.
-            self.state.task_mut(i).wait = None;
-            self.set_status(i, TaskStatus::Ready);
-            self.state.task_mut(i).ready_at = Some(Instant::now());
-            self.write_row(i);
-            self.dispatch(i, ctx);
+            self.run_again(i, ctx);
             return;
         }
         let by = w.decided_by.clone().unwrap_or_default();

@@ -102,7 +102,8 @@ struct Loop<'a> {
     of: LoopRef,
 }
 
-fn cut(text: &str, limit: usize) -> String {
+/// `text`, cut to `limit` bytes (on a character boundary) with a note of its whole size.
+pub(crate) fn cut(text: &str, limit: usize) -> String {
     if text.len() <= limit {
         return text.to_string();
     }
@@ -114,7 +115,7 @@ fn cut(text: &str, limit: usize) -> String {
 }
 
 /// A value for an event: itself, or its JSON text cut to 4 KiB when longer.
-fn event_value(v: &Value) -> Value {
+pub(crate) fn event_value(v: &Value) -> Value {
     let text = v.to_string();
     if text.len() <= EVENT_TEXT {
         v.clone()
