@@ -89,17 +89,8 @@ pub enum BenchError {
 
 fn echo(id: String, deps: Vec<String>) -> TaskSpec {
     TaskSpec {
-        id,
-        tool: "test:echo".into(),
-        inputs: Map::new(),
         depends_on: deps,
-        capabilities: Vec::new(),
-        complexity: Default::default(),
-        priority: Default::default(),
-        gates: Vec::new(),
-        retry: Default::default(),
-        timeout_s: None,
-        decompose: None,
+        ..TaskSpec::new(id, "test:echo")
     }
 }
 

@@ -143,10 +143,17 @@ pub mod questions {
     pub use crate::domain::questionnaire::*;
     pub use crate::runtime::{default_answerer, AskedQuestion};
 }
+/// PRPs (Product Requirements Prompts): the document ([`prp::Prp`], read with
+/// [`prp::PrpSource::parse`], its JSON Schema [`prp::prp_schema`]), its check (every problem
+/// at its key path) and the plan of a run that executes it step by step behind gates.
+pub mod prp {
+    pub use crate::domain::prp::*;
+}
 pub mod retention;
 pub mod runtime;
 #[cfg(feature = "server")]
 pub mod service;
+pub(crate) mod snapshot;
 pub mod store;
 pub mod tools;
 

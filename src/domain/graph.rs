@@ -4,7 +4,9 @@
 //! edges only among siblings (their other dependencies have succeeded before they exist).
 
 use crate::domain::ids::TaskKey;
-use crate::domain::plan::{Complexity, Decompose, GateSpec, Plan, Priority, RetryPolicy, TaskSpec};
+use crate::domain::plan::{
+    Complexity, Decompose, GateSpec, Plan, Priority, RetryPolicy, RunIf, TaskSpec,
+};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 use serde_json::{Map, Value};
@@ -39,6 +41,8 @@ pub struct Task {
     pub parent: Option<usize>,
     /// 0 for a task of the plan, its parent's depth + 1 for a subtask.
     pub depth: u32,
+    /// When it runs.
+    pub run_if: RunIf,
 }
 
 /// The validated DAG of a plan, with the subtasks of its decompositions so far.
@@ -153,6 +157,7 @@ impl TaskGraph {
                     .map(Duration::from_secs_f64),
                 parent: Some(parent),
                 depth,
+                run_if: spec.run_if,
             });
         }
         for t in tasks {

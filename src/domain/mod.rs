@@ -10,6 +10,7 @@ pub mod graph;
 pub mod ids;
 pub mod nesting;
 pub mod plan;
+pub mod prp;
 pub mod question;
 pub mod questionnaire;
 pub mod reference;

@@ -108,6 +108,7 @@ impl TaskSpec {
             retry: RetryPolicy::default(),
             timeout_s: None,
             decompose: None,
+            run_if: super::RunIf::default(),
         }
     }
 

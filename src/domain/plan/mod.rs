@@ -258,6 +258,29 @@ pub struct TaskSpec {
     /// Splits the task into subtasks at run time; their merged results are its outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decompose: Option<Box<Decompose>>,
+    /// When it runs: once every dependency succeeded (the default), or only when one of
+    /// them failed (a clean-up or undo task).
+    #[serde(default, skip_serializing_if = "RunIf::is_default")]
+    pub run_if: RunIf,
+}
+
+/// When a task with dependencies runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunIf {
+    /// Once every dependency succeeded; skipped when one fails or is skipped.
+    #[default]
+    Succeeded,
+    /// Once every dependency has ended and at least one failed; skipped when none failed.
+    /// A task that undoes or reports what its dependencies did.
+    Failed,
+}
+
+impl RunIf {
+    /// Whether it is the default (`succeeded`).
+    pub fn is_default(&self) -> bool {
+        *self == Self::Succeeded
+    }
 }
 
 /// The tool name of a decomposed task in rows and events.

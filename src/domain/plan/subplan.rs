@@ -168,6 +168,15 @@ pub(crate) fn check_tasks(specs: &[TaskSpec], scope: &Scope<'_>, errors: &mut Fo
                 errors.push((line, PlanError::Cycle(vec![name.clone(), name.clone()])));
             }
         }
+        if t.run_if == super::RunIf::Failed && t.depends_on.is_empty() {
+            errors.push((
+                line,
+                PlanError::BadTool {
+                    task: name.clone(),
+                    why: "`run_if: failed` needs `depends_on`: the task runs when one of them failed".into(),
+                },
+            ));
+        }
         let inputs_value = Value::Object(t.inputs.clone());
         let mut ref_pointers: Vec<String> = Vec::new();
         let mut refs = match reference::references_in(&inputs_value) {
@@ -317,6 +326,7 @@ pub(crate) fn check_tasks(specs: &[TaskSpec], scope: &Scope<'_>, errors: &mut Fo
                 timeout,
                 parent: None,
                 depth: 0,
+                run_if: t.run_if,
             });
         }
     }

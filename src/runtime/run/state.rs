@@ -7,13 +7,14 @@
 //! and turns what changed into events and rows.
 
 use crate::domain::graph::TaskGraph;
+use crate::domain::plan::RunIf;
 use crate::domain::reference::Lookup;
 use crate::domain::{
     CheckpointId, FailureKind, IllegalTransition, RunStatus, TaskKey, TaskStatus, WaitId,
 };
 use crate::store::TaskRow;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +41,15 @@ pub(crate) struct Task {
     pub restored_from: Option<CheckpointId>,
     /// The wait it is held by, while waiting for a decision.
     pub wait: Option<WaitId>,
+}
+
+/// What the end of a task changes downstream.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Unblocked {
+    /// Tasks ready now.
+    pub ready: Vec<usize>,
+    /// Tasks skipped, with why, in the order they were reached.
+    pub skipped: Vec<(usize, String)>,
 }
 
 /// What follows a failed attempt.
@@ -74,8 +84,11 @@ pub(crate) struct RunState {
     /// Decomposed tasks one of whose subtasks ended since the coordinator last looked.
     settle: Vec<usize>,
     tasks: Vec<Task>,
-    /// Per task, its dependencies that have not succeeded.
+    /// Per task, its dependencies that have not succeeded (for a `run_if: failed` task:
+    /// that have not ended).
     remaining: Vec<u32>,
+    /// `run_if: failed` tasks one of whose dependencies failed.
+    dep_failed: HashSet<usize>,
     /// Tasks not in a terminal status.
     open: usize,
     /// Succeeded tasks (kept as they change: counting them on each success would make a
@@ -111,16 +124,40 @@ impl RunState {
                 None => Task::default(),
             })
             .collect();
+        let mut dep_failed = HashSet::new();
         let remaining = graph
             .tasks()
             .iter()
-            .map(|t| {
-                t.deps
+            .map(|t| match t.run_if {
+                RunIf::Succeeded => t
+                    .deps
                     .iter()
                     .filter(|&&d| tasks[d].status != TaskStatus::Succeeded)
-                    .count() as u32
+                    .count() as u32,
+                RunIf::Failed => {
+                    if t.deps.iter().any(|&d| tasks[d].status == TaskStatus::Failed) {
+                        dep_failed.insert(t.index);
+                    }
+                    t.deps
+                        .iter()
+                        .filter(|&&d| !tasks[d].status.is_terminal())
+                        .count() as u32
+                }
             })
             .collect();
+        // How the run ends still counts a failure from before a restart.
+        let first_failure = graph
+            .tasks()
+            .iter()
+            .filter(|t| t.parent.is_none() && tasks[t.index].status == TaskStatus::Failed)
+            .min_by_key(|t| (tasks[t.index].finished_at, t.index))
+            .map(|t| {
+                format!(
+                    "task `{}` failed: {}",
+                    t.key,
+                    tasks[t.index].error.as_deref().unwrap_or_default()
+                )
+            });
         let open = tasks.iter().filter(|t| !t.status.is_terminal()).count();
         let succeeded = tasks
             .iter()
@@ -164,9 +201,10 @@ impl RunState {
             settle,
             tasks,
             remaining,
+            dep_failed,
             open,
             succeeded,
-            first_failure: None,
+            first_failure,
         }
     }
 
@@ -362,7 +400,8 @@ impl RunState {
     }
 
     /// Task `i` succeeded with `outputs`: the dependents whose last dependency it was and
-    /// that are still pending, in plan order (they are ready now).
+    /// that are still pending, in plan order (they are ready now), and the `run_if: failed`
+    /// tasks this leaves with nothing to do (skipped, with what that skips in turn).
     ///
     /// # Errors
     /// When the task cannot succeed from its status; nothing changes.
@@ -371,22 +410,15 @@ impl RunState {
         i: usize,
         outputs: Map<String, Value>,
         now: i64,
-    ) -> Result<Vec<usize>, IllegalTransition> {
+    ) -> Result<Unblocked, IllegalTransition> {
         self.set_status(i, TaskStatus::Succeeded, now)?;
         let t = &mut self.tasks[i];
         t.outputs = Some(Value::Object(outputs));
         t.error = None;
         t.dispatched = false;
-        let graph = self.graph.clone();
-        let mut ready = Vec::new();
-        for d in graph.dependents(i) {
-            self.remaining[d] = self.remaining[d].saturating_sub(1);
-            if self.remaining[d] == 0 && self.tasks[d].status == TaskStatus::Pending {
-                ready.push(d);
-            }
-        }
-        ready.sort_unstable();
-        Ok(ready)
+        let mut out = self.ended(i, now);
+        out.ready.sort_unstable();
+        Ok(out)
     }
 
     /// Whether a failed attempt of task `i` is retried: its kind must allow it, the run must
@@ -418,17 +450,14 @@ impl RunState {
         self.tasks[i].error = Some(error.to_string());
     }
 
-    /// Task `i` failed with `error`: every pending task downstream of it is skipped. Returns
-    /// the skipped tasks with their reasons, in the order they were reached.
+    /// Task `i` failed with `error`: every pending task downstream of it is skipped, except
+    /// `run_if: failed` tasks, which become ready once all their dependencies have ended.
+    /// Returns the skipped tasks with their reasons, in the order they were reached, and
+    /// the ready ones.
     ///
     /// # Errors
     /// When the task cannot fail from its status; nothing changes.
-    pub fn fail(
-        &mut self,
-        i: usize,
-        error: &str,
-        now: i64,
-    ) -> Result<Vec<(usize, String)>, IllegalTransition> {
+    pub fn fail(&mut self, i: usize, error: &str, now: i64) -> Result<Unblocked, IllegalTransition> {
         self.tasks[i].dispatched = false;
         self.set_status(i, TaskStatus::Failed, now)?;
         self.tasks[i].error = Some(error.to_string());
@@ -436,27 +465,66 @@ impl RunState {
         if self.first_failure.is_none() && self.graph.task(i).parent.is_none() {
             self.first_failure = Some(format!("task `{}` failed: {error}", self.key(i)));
         }
-        Ok(self.skip_dependents(i, now))
+        Ok(self.ended(i, now))
     }
 
-    fn skip_dependents(&mut self, failed: usize, now: i64) -> Vec<(usize, String)> {
+    /// What the end of task `ended` (succeeded, failed or skipped) does to the pending tasks
+    /// downstream: a task waiting for every dependency's success becomes ready on the last
+    /// one, or is skipped when one did not succeed; a `run_if: failed` task becomes ready
+    /// once every dependency has ended and one failed, or is skipped when none failed.
+    /// Skips go on downstream.
+    fn ended(&mut self, ended: usize, now: i64) -> Unblocked {
         let graph = self.graph.clone();
-        let mut skipped = Vec::new();
-        let mut stack = vec![failed];
+        let mut out = Unblocked::default();
+        let mut stack = vec![ended];
         while let Some(i) = stack.pop() {
-            let verb = if i == failed { "failed" } else { "was skipped" };
+            let status = self.tasks[i].status;
             for d in graph.dependents(i) {
-                if self.tasks[d].status == TaskStatus::Pending
-                    && self.set_status(d, TaskStatus::Skipped, now).is_ok()
-                {
-                    let reason = format!("dependency `{}` {verb}", self.key(i));
-                    self.tasks[d].error = Some(reason.clone());
-                    skipped.push((d, reason));
-                    stack.push(d);
+                let skip = match graph.task(d).run_if {
+                    RunIf::Succeeded if status == TaskStatus::Succeeded => {
+                        self.remaining[d] = self.remaining[d].saturating_sub(1);
+                        if self.remaining[d] == 0 && self.tasks[d].status == TaskStatus::Pending {
+                            out.ready.push(d);
+                        }
+                        None
+                    }
+                    RunIf::Succeeded => {
+                        let verb = if status == TaskStatus::Failed {
+                            "failed"
+                        } else {
+                            "was skipped"
+                        };
+                        Some(format!("dependency `{}` {verb}", self.key(i)))
+                    }
+                    RunIf::Failed => {
+                        self.remaining[d] = self.remaining[d].saturating_sub(1);
+                        if status == TaskStatus::Failed {
+                            self.dep_failed.insert(d);
+                        }
+                        match self.remaining[d] {
+                            0 if self.dep_failed.contains(&d) => {
+                                if self.tasks[d].status == TaskStatus::Pending {
+                                    out.ready.push(d);
+                                }
+                                None
+                            }
+                            0 => Some("no dependency failed".to_string()),
+                            _ => None,
+                        }
+                    }
+                };
+                if let Some(reason) = skip {
+                    if self.tasks[d].status == TaskStatus::Pending
+                        && self.set_status(d, TaskStatus::Skipped, now).is_ok()
+                    {
+                        self.tasks[d].error = Some(reason.clone());
+                        out.skipped.push((d, reason));
+                        stack.push(d);
+                    }
                 }
             }
         }
-        skipped
+        out
     }
 
     /// Cancels task `i` (its attempt in flight is told to stop). False when it had already
@@ -508,7 +576,10 @@ impl RunState {
                 t.status = TaskStatus::Ready;
                 t.ready_at = Some(Instant::now());
                 again.push(i);
-            } else if t.status == TaskStatus::Pending && self.remaining[i] == 0 {
+            } else if t.status == TaskStatus::Pending
+                && self.remaining[i] == 0
+                && (self.graph.task(i).run_if == RunIf::Succeeded || self.dep_failed.contains(&i))
+            {
                 fresh.push(i);
             }
         }

@@ -56,11 +56,11 @@ fn a_fresh_run_starts_with_the_tasks_that_have_no_dependencies() {
 fn a_success_makes_ready_exactly_the_dependents_it_completes() {
     let mut s = diamond();
     run(&mut s, 0);
-    assert_eq!(s.succeed(0, outputs(json!({"x": 1})), 2).unwrap(), [1, 2]);
+    assert_eq!(s.succeed(0, outputs(json!({"x": 1})), 2).unwrap().ready, [1, 2]);
     run(&mut s, 1);
-    assert_eq!(s.succeed(1, Map::new(), 3).unwrap(), Vec::<usize>::new());
+    assert_eq!(s.succeed(1, Map::new(), 3).unwrap(), Unblocked::default());
     run(&mut s, 2);
-    assert_eq!(s.succeed(2, Map::new(), 4).unwrap(), [3]);
+    assert_eq!(s.succeed(2, Map::new(), 4).unwrap().ready, [3]);
     assert_eq!((s.open(), s.succeeded()), (2, 3));
     assert_eq!(s.task(0).finished_at, Some(2));
     assert_eq!(s.task(0).attempt, 1);
@@ -129,7 +129,7 @@ fn a_failure_skips_everything_downstream_and_is_the_runs_reason() {
     run(&mut s, 0);
     s.succeed(0, Map::new(), 1).unwrap();
     run(&mut s, 1);
-    let skipped = s.fail(1, "exit 1", 5).unwrap();
+    let skipped = s.fail(1, "exit 1", 5).unwrap().skipped;
     assert_eq!(
         skipped,
         [
@@ -169,7 +169,7 @@ fn the_first_failure_stays_the_reason() {
     run(&mut s, 1);
     assert_eq!(
         s.fail(1, "second", 3).unwrap(),
-        vec![],
+        Unblocked::default(),
         "d was skipped already"
     );
     assert_eq!(s.outcome(None).1.as_deref(), Some("task `c` failed: first"));
@@ -179,7 +179,7 @@ fn the_first_failure_stays_the_reason() {
 fn a_task_that_cannot_run_fails_from_ready() {
     let mut s = diamond();
     s.set_status(0, TaskStatus::Ready, 0).unwrap();
-    assert_eq!(s.fail(0, "bad input", 1).unwrap().len(), 4);
+    assert_eq!(s.fail(0, "bad input", 1).unwrap().skipped.len(), 4);
     assert_eq!(s.open(), 0);
 }
 
@@ -236,7 +236,7 @@ fn a_held_task_waits_and_the_run_waits_when_nothing_else_can_run() {
         "work held back keeps the run running"
     );
     // Approved: the held outputs become the result.
-    assert_eq!(s.succeed(1, outputs(json!({"v": 2})), 4).unwrap(), [3]);
+    assert_eq!(s.succeed(1, outputs(json!({"v": 2})), 4).unwrap().ready, [3]);
     assert!(!s.any_waiting());
 }
 
@@ -255,7 +255,7 @@ fn a_waiting_task_can_be_rejected_or_run_again() {
     s.hold(2, Map::new(), "w2".into(), 2).unwrap();
     s.set_status(2, TaskStatus::Ready, 3).unwrap();
     assert_eq!(status(&s, 2), TaskStatus::Ready);
-    assert_eq!(s.fail(1, "rejected by ann", 3).unwrap().len(), 2);
+    assert_eq!(s.fail(1, "rejected by ann", 3).unwrap().skipped.len(), 2);
 }
 
 #[test]
@@ -292,7 +292,7 @@ fn a_resumed_run_picks_up_where_its_rows_left_it() {
     assert_eq!(s.task(1).attempt, 3, "the next attempt number");
     s.started(1, "w", 5).unwrap();
     assert_eq!(s.task(1).started_at, Some(1), "first start kept");
-    assert_eq!(s.succeed(1, Map::new(), 6).unwrap(), [3]);
+    assert_eq!(s.succeed(1, Map::new(), 6).unwrap().ready, [3]);
 }
 
 #[test]
@@ -302,4 +302,85 @@ fn illegal_moves_change_nothing() {
     assert!(s.hold(3, Map::new(), "w".into(), 1).is_err());
     assert_eq!(status(&s, 3), TaskStatus::Pending);
     assert_eq!(s.open(), 5);
+}
+
+/// a → b → c, and `undo` (run_if: failed) after b and c.
+fn with_undo() -> RunState {
+    let text = "name: u\ntasks:\n  - { id: a, tool: test:echo }\n  - { id: b, tool: test:echo, depends_on: [a] }\n  - { id: c, tool: test:echo, depends_on: [b] }\n  - { id: undo, tool: test:echo, depends_on: [b, c], run_if: failed }\n";
+    let src = PlanSource::parse(text, Format::Yaml, None).unwrap();
+    let agents = [AgentSpec::new("w", Role::Worker)];
+    RunState::new(
+        Arc::new(validate(&src, &Map::new(), &Echo, &agents).unwrap().graph),
+        &[],
+    )
+}
+
+#[test]
+fn a_run_if_failed_task_runs_once_its_dependencies_ended_with_a_failure() {
+    let mut s = with_undo();
+    run(&mut s, 0);
+    s.succeed(0, Map::new(), 1).unwrap();
+    run(&mut s, 1);
+    let u = s.fail(1, "gate", 2).unwrap();
+    assert_eq!(u.skipped, [(2, "dependency `b` failed".to_string())]);
+    assert_eq!(u.ready, [3], "c was skipped, b failed: the undo runs");
+    run(&mut s, 3);
+    s.succeed(3, Map::new(), 3).unwrap();
+    assert_eq!(s.outcome(None).1.as_deref(), Some("task `b` failed: gate"));
+}
+
+#[test]
+fn a_run_if_failed_task_is_skipped_when_nothing_failed() {
+    let mut s = with_undo();
+    for i in 0..2 {
+        run(&mut s, i);
+        assert!(s.succeed(i, Map::new(), 1).unwrap().skipped.is_empty());
+    }
+    run(&mut s, 2);
+    let u = s.succeed(2, Map::new(), 2).unwrap();
+    assert_eq!(u.skipped, [(3, "no dependency failed".to_string())]);
+    assert!(u.ready.is_empty());
+    assert_eq!(s.open(), 0);
+    assert_eq!(s.outcome(None), (RunStatus::Succeeded, None));
+}
+
+#[test]
+fn a_run_if_failed_task_is_skipped_when_its_dependencies_were_only_skipped() {
+    let mut s = with_undo();
+    run(&mut s, 0);
+    let u = s.fail(0, "precondition", 1).unwrap();
+    assert_eq!(u.skipped.len(), 3, "{u:?}");
+    assert!(u.ready.is_empty());
+    assert_eq!(s.task(3).error.as_deref(), Some("no dependency failed"));
+}
+
+#[test]
+fn a_restarted_run_keeps_its_failure_and_its_pending_undo() {
+    let mut s = with_undo();
+    run(&mut s, 0);
+    s.succeed(0, Map::new(), 1).unwrap();
+    run(&mut s, 1);
+    s.fail(1, "gate", 2).unwrap();
+    let rows: Vec<TaskRow> = (0..4)
+        .map(|i| {
+            let t = s.task(i);
+            TaskRow {
+                run_id: RunId::new(),
+                task_id: s.key(i).clone(),
+                idx: i as i64,
+                tool: "test:echo".into(),
+                status: t.status,
+                attempt: i64::from(t.attempt),
+                agent: None,
+                outputs: None,
+                error: t.error.clone(),
+                started_at: None,
+                finished_at: t.finished_at,
+                restored_from: None,
+            }
+        })
+        .collect();
+    let mut again = RunState::new(s.graph().clone(), &rows);
+    assert_eq!(again.restart(), (vec![], vec![3]));
+    assert_eq!(again.outcome(None).1.as_deref(), Some("task `b` failed: gate"));
 }

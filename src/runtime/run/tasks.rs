@@ -232,8 +232,8 @@ impl Coordinator {
     }
 
     pub(super) fn succeed(&mut self, i: usize, output: ToolOutput, ctx: &mut Context<Self>) {
-        let ready = match self.state.succeed(i, output.outputs, now_ms()) {
-            Ok(ready) => ready,
+        let unblocked = match self.state.succeed(i, output.outputs, now_ms()) {
+            Ok(u) => u,
             Err(e) => {
                 tracing::warn!(parent: &self.span, task = %self.state.key(i), error = %e, "ignored transition");
                 return;
@@ -248,6 +248,7 @@ impl Coordinator {
         self.push_artifacts(i, output.artifacts);
         self.emit(Some(i), data);
         self.write_row(i);
+        self.write_skipped(unblocked.skipped);
         // An automatic checkpoint due now sees the workspace as this task left it: what
         // becomes ready waits (as for the write budget) until the files are read.
         let every = self.s.checkpoints.every as usize;
@@ -264,7 +265,7 @@ impl Coordinator {
         // Dependents that this success makes ready are written in the same transaction; they
         // are handed to agents only once it commits (with the success).
         if self.mode == Mode::Running {
-            for d in ready {
+            for d in unblocked.ready {
                 self.ready_or_defer(d, ctx);
             }
         }
@@ -307,8 +308,8 @@ impl Coordinator {
             self.flush(ctx, Some(After::TaskDone(i, false)));
             return;
         }
-        let skipped = match self.state.fail(i, &err.message, now_ms()) {
-            Ok(skipped) => skipped,
+        let unblocked = match self.state.fail(i, &err.message, now_ms()) {
+            Ok(u) => u,
             Err(e) => {
                 tracing::warn!(parent: &self.span, task = %self.state.key(i), error = %e, "ignored transition");
                 return;
@@ -323,14 +324,25 @@ impl Coordinator {
             }),
         );
         self.write_row(i);
-        for (d, reason) in skipped {
-            self.emit(Some(d), EventData::TaskSkipped(payload::Reason { reason }));
-            self.write_row(d);
+        self.write_skipped(unblocked.skipped);
+        // A task that runs when a dependency failed (an undo) is ready now.
+        if self.mode == Mode::Running {
+            for d in unblocked.ready {
+                self.ready_or_defer(d, ctx);
+            }
         }
         self.flush(ctx, Some(After::TaskDone(i, false)));
         if err.kind == FailureKind::BudgetExceeded {
             // The next model call would pass a budget: nothing else of this run may spend.
             self.stop_run(RunStatus::Failed, "budget_exceeded".into(), ctx);
+        }
+    }
+
+    /// The events and rows of tasks a task's end skipped.
+    fn write_skipped(&mut self, skipped: Vec<(usize, String)>) {
+        for (d, reason) in skipped {
+            self.emit(Some(d), EventData::TaskSkipped(payload::Reason { reason }));
+            self.write_row(d);
         }
     }
 
