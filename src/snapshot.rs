@@ -83,11 +83,6 @@ pub struct Changed {
 }
 
 impl Changes {
-    /// Whether nothing changed.
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.modified.is_empty() && self.deleted.is_empty()
-    }
-
     /// Every changed path.
     pub fn paths(&self) -> impl Iterator<Item = &str> {
         self.added
@@ -127,7 +122,8 @@ pub fn diff(before: &Manifest, after: &Manifest) -> Changes {
         }
     }
     for (path, b) in before {
-        if !matches!(b, Entry::Dir) && !matches!(after.get(path), Some(e) if !matches!(e, Entry::Dir))
+        if !matches!(b, Entry::Dir)
+            && !matches!(after.get(path), Some(e) if !matches!(e, Entry::Dir))
         {
             out.deleted.push(Changed {
                 path: path.clone(),
@@ -155,7 +151,10 @@ impl Skip {
 
 /// Every file, link and directory under `root` a snapshot covers, with its kind (a blocking
 /// walk; `root` itself is not listed).
-fn walk(root: &Path, skip: &Skip) -> Result<Vec<(String, PathBuf, std::fs::FileType)>, SnapshotError> {
+fn walk(
+    root: &Path,
+    skip: &Skip,
+) -> Result<Vec<(String, PathBuf, std::fs::FileType)>, SnapshotError> {
     let canon = std::fs::canonicalize(root).map_err(io(root))?;
     let skipped = skip.0.clone();
     let mut walker = ignore::WalkBuilder::new(&canon);
@@ -222,7 +221,10 @@ fn mode_of(meta: &std::fs::Metadata) -> u32 {
 }
 
 /// What `root` holds now, hashed but not stored (a blocking read of every file).
-fn scan_blocking(root: &Path, skip: &Skip) -> Result<(Manifest, BTreeMap<String, PathBuf>), SnapshotError> {
+fn scan_blocking(
+    root: &Path,
+    skip: &Skip,
+) -> Result<(Manifest, BTreeMap<String, PathBuf>), SnapshotError> {
     let mut manifest = Manifest::new();
     let mut paths = BTreeMap::new();
     for (rel, path, kind) in walk(root, skip)? {
@@ -273,7 +275,10 @@ pub async fn take(root: &Path, skip: &Skip, blobs: &Blobs) -> Result<Manifest, S
         .map_err(|e| SnapshotError::Unusable(e.to_string()))??;
     for (rel, entry) in manifest.iter_mut() {
         if let Entry::File { sha256, size, .. } = entry {
-            if tokio::fs::try_exists(blobs.path_of(sha256)).await.unwrap_or(false) {
+            if tokio::fs::try_exists(blobs.path_of(sha256))
+                .await
+                .unwrap_or(false)
+            {
                 continue;
             }
             // The copy is the truth: a file that changed since it was hashed is kept as copied.
@@ -314,7 +319,12 @@ pub async fn restore(
     skip: &Skip,
     blobs: &Blobs,
 ) -> Result<Restored, SnapshotError> {
-    let (dir, sk, m, b) = (root.to_path_buf(), skip.clone(), manifest.clone(), blobs.clone());
+    let (dir, sk, m, b) = (
+        root.to_path_buf(),
+        skip.clone(),
+        manifest.clone(),
+        blobs.clone(),
+    );
     tokio::task::spawn_blocking(move || restore_blocking(&dir, &m, &sk, &b))
         .await
         .map_err(|e| SnapshotError::Unusable(e.to_string()))?
@@ -489,14 +499,24 @@ mod tests {
         std::fs::write(root.join("target/build"), "ignored").unwrap();
         let now = scan(&root, &Skip::default()).await.unwrap();
         let changes = diff(&m, &now);
-        assert_eq!(changes.added.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(), ["new/deep/x"]);
+        assert_eq!(
+            changes
+                .added
+                .iter()
+                .map(|c| c.path.as_str())
+                .collect::<Vec<_>>(),
+            ["new/deep/x"]
+        );
         assert_eq!(changes.modified[0].path, "src/a.rs");
         assert_eq!(changes.deleted[0].path, "keep.txt");
 
         let done = restore(&root, &m, &Skip::default(), &blobs).await.unwrap();
         assert!(done.written >= 2 && done.removed >= 1, "{done:?}");
         assert_eq!(tree(&root), before);
-        assert_eq!(std::fs::read_to_string(root.join("target/build")).unwrap(), "ignored");
+        assert_eq!(
+            std::fs::read_to_string(root.join("target/build")).unwrap(),
+            "ignored"
+        );
         let again = restore(&root, &m, &Skip::default(), &blobs).await.unwrap();
         assert_eq!(again, Restored::default());
     }
@@ -515,6 +535,9 @@ mod tests {
         std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
         restore(&root, &m, &Skip::default(), &blobs).await.unwrap();
         assert!(!root.join("escape").exists());
-        assert_eq!(std::fs::read_to_string(outside.join("secret")).unwrap(), "s");
+        assert_eq!(
+            std::fs::read_to_string(outside.join("secret")).unwrap(),
+            "s"
+        );
     }
 }

@@ -133,6 +133,12 @@ impl From<RuntimeError> for ApiError {
                 )
                 .with("problems", Value::Array(problems))
             }
+            RuntimeError::BadPrp(e) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_prp",
+                format!("the PRP has {} problem(s)", e.problems.len()),
+            )
+            .with("problems", json!(e.problems)),
             RuntimeError::BadGoal(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_goal", m),
             RuntimeError::BadFork(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_fork", m),
             RuntimeError::NotWaiting(m) => Self::new(StatusCode::CONFLICT, "not_waiting", m),

@@ -14,6 +14,7 @@ mod keys;
 mod mcp;
 mod nodes;
 mod progress;
+mod prp;
 mod questions;
 mod route;
 mod run;
@@ -148,12 +149,21 @@ enum Command {
     /// Gather requirements with a questionnaire (answered here, from a file or over the API)
     /// and print the plan they make; --run runs it.
     Gather(gather::GatherArgs),
+    /// PRPs: validate, run step by step behind gates with rollback, report.
+    #[command(subcommand)]
+    Prp(prp::PrpCommand),
 }
 
 #[derive(Subcommand)]
 enum SchemaCommand {
     /// The JSON Schema of a plan (always JSON; `--json` is accepted like every read command).
     Plan {
+        /// JSON on stdout (the only form).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The JSON Schema of a PRP.
+    Prp {
         /// JSON on stdout (the only form).
         #[arg(long)]
         json: bool,
@@ -193,6 +203,7 @@ impl From<crate::RuntimeError> for Failure {
             | crate::RuntimeError::NoSuchQuestion(m)
             | crate::RuntimeError::Answered(m) => Failure::Input(m),
             crate::RuntimeError::BadAnswer(r) => Failure::Input(r.to_string()),
+            crate::RuntimeError::BadPrp(e) => Failure::Input(e.to_string()),
             crate::RuntimeError::Store(e) => Failure::from(e),
             // A data directory that cannot be made is the caller's configuration.
             e @ crate::RuntimeError::Io { .. } => Failure::Input(e.to_string()),
@@ -319,6 +330,12 @@ async fn dispatch(cli: Cli) -> CliResult {
             println!("{schema}");
             Ok(())
         }
+        Command::Schema(SchemaCommand::Prp { json: _ }) => {
+            let schema = serde_json::to_string_pretty(&crate::domain::prp::prp_schema())
+                .map_err(|e| Failure::Error(e.to_string()))?;
+            println!("{schema}");
+            Ok(())
+        }
         Command::Usage(a) => usage::usage(&g, a).await,
         Command::Route(a) => route::route(&g, a),
         Command::Keys(c) => keys::dispatch(&g, c).await,
@@ -334,5 +351,6 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Questions(c) => questions::dispatch(&g, c).await,
         Command::Answer(a) => questions::answer(&g, a).await,
         Command::Gather(a) => gather::gather(&g, a).await,
+        Command::Prp(c) => prp::dispatch(&g, c).await,
     }
 }

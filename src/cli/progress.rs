@@ -206,6 +206,40 @@ impl Progress {
                 self.line(format!("  cancel  {task}: {}", r.reason));
             }
             EventData::GateFailed(g) => self.line(format!("  gate    {task}: {}", g.reason)),
+            EventData::PrpPreconditionFailed(c) => self.line(format!(
+                "  prp     precondition failed, no step runs: {}",
+                c.reason
+            )),
+            EventData::PrpPostconditionFailed(c) => {
+                self.line(format!("  prp     postcondition failed: {}", c.reason))
+            }
+            EventData::PrpIntegrityViolation(v) => self.line(format!(
+                "  prp     {}: changed protected {}",
+                v.step,
+                v.paths.join(", ")
+            )),
+            EventData::PrpStepRolledBack(r) => {
+                let mut how = Vec::new();
+                if let Some(c) = &r.command {
+                    how.push(format!("ran {} (exit {})", c["argv"], c["exit_code"]));
+                }
+                if r.restored {
+                    how.push(format!(
+                        "snapshot put back ({} written, {} removed)",
+                        r.written, r.removed
+                    ));
+                }
+                self.line(format!(
+                    "  undo    {} ({}): {}",
+                    r.step,
+                    r.cause,
+                    if how.is_empty() {
+                        "nothing to do".to_string()
+                    } else {
+                        how.join(", ")
+                    }
+                ))
+            }
             EventData::ModelCompleted(m) => {
                 self.model_calls += 1;
                 self.model_tokens += m.input_tokens + m.output_tokens;

@@ -37,11 +37,13 @@ pub enum FailureKind {
     DelegationCycle,
     /// A required question got no answer and has no default or smart default.
     NoDefault,
+    /// A PRP step changed a path the PRP protects.
+    Integrity,
 }
 
 impl FailureKind {
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::Tool,
         Self::Gate,
         Self::Timeout,
@@ -56,6 +58,7 @@ impl FailureKind {
         Self::LimitExceeded,
         Self::DelegationCycle,
         Self::NoDefault,
+        Self::Integrity,
     ];
 
     /// The text stored and shown.
@@ -75,6 +78,7 @@ impl FailureKind {
             Self::LimitExceeded => "limit_exceeded",
             Self::DelegationCycle => "delegation_cycle",
             Self::NoDefault => "no_default",
+            Self::Integrity => "integrity",
         }
     }
 

@@ -385,7 +385,10 @@ impl PrpSource {
             return Err(fail(
                 String::new(),
                 None,
-                format!("the PRP is {} bytes; at most {MAX_BYTES} are allowed", text.len()),
+                format!(
+                    "the PRP is {} bytes; at most {MAX_BYTES} are allowed",
+                    text.len()
+                ),
             ));
         }
         let deep = match format {
@@ -399,7 +402,11 @@ impl PrpSource {
                 let de = &mut serde_json::Deserializer::from_str(text);
                 serde_path_to_error::deserialize(de).map_err(|e| {
                     let line = e.inner().line();
-                    (e.path().to_string(), Some(line), without_position(&e.inner().to_string()))
+                    (
+                        e.path().to_string(),
+                        Some(line),
+                        without_position(&e.inner().to_string()),
+                    )
                 })
             }
             Format::Yaml => match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
@@ -465,8 +472,13 @@ fn line_of(lines: &HashMap<String, usize>, path: &str) -> Option<usize> {
 fn key_lines(text: &str) -> HashMap<String, usize> {
     use yaml_rust2::parser::{Event, Parser};
     enum Frame {
-        Map { key: Option<String>, expect_key: bool },
-        Seq { next: usize },
+        Map {
+            key: Option<String>,
+            expect_key: bool,
+        },
+        Seq {
+            next: usize,
+        },
     }
     fn path(stack: &[Frame]) -> String {
         let mut out = String::new();
@@ -516,7 +528,13 @@ fn key_lines(text: &str) -> HashMap<String, usize> {
                 }
             }
             Event::Scalar(value, ..) => {
-                let is_key = matches!(stack.last(), Some(Frame::Map { expect_key: true, .. }));
+                let is_key = matches!(
+                    stack.last(),
+                    Some(Frame::Map {
+                        expect_key: true,
+                        ..
+                    })
+                );
                 if is_key {
                     if let Some(Frame::Map { key, expect_key }) = stack.last_mut() {
                         *key = Some(value);
@@ -551,12 +569,16 @@ pub fn relative_path_problem(p: &str) -> Option<String> {
         return Some("the path is empty".into());
     }
     if path.is_absolute() || p.starts_with('/') || p.starts_with('\\') {
-        return Some(format!("`{p}` is absolute; paths are relative to the workspace"));
+        return Some(format!(
+            "`{p}` is absolute; paths are relative to the workspace"
+        ));
     }
-    if path
-        .components()
-        .any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir))
-    {
+    if path.components().any(|c| {
+        !matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    }) {
         return Some(format!("`{p}` leaves the workspace (`..`)"));
     }
     None
@@ -564,7 +586,12 @@ pub fn relative_path_problem(p: &str) -> Option<String> {
 
 impl Prp {
     /// The gates `refs` name (rules resolved), with the problems of each at `at[N]`.
-    fn resolve(&self, refs: &[GateRef], at: &str, out: &mut Vec<(String, String)>) -> Vec<GateSpec> {
+    fn resolve(
+        &self,
+        refs: &[GateRef],
+        at: &str,
+        out: &mut Vec<(String, String)>,
+    ) -> Vec<GateSpec> {
         let mut gates = Vec::with_capacity(refs.len());
         for (n, r) in refs.iter().enumerate() {
             match r {
@@ -572,8 +599,12 @@ impl Prp {
                 GateRef::Named(name) => match self.context.validation_rules.get(name) {
                     Some(g) => gates.push(g.clone()),
                     None => {
-                        let known: Vec<&str> =
-                            self.context.validation_rules.keys().map(String::as_str).collect();
+                        let known: Vec<&str> = self
+                            .context
+                            .validation_rules
+                            .keys()
+                            .map(String::as_str)
+                            .collect();
                         out.push((
                             format!("{at}[{n}]"),
                             format!(
@@ -652,16 +683,24 @@ impl Prp {
             let at = format!("implementation.steps[{i}]");
             match TaskKey::parse(&s.id) {
                 Err(why) => out.push((format!("{at}.id"), why)),
-                Ok(_) if [PRE_TASK, POST_TASK, ROLLBACK_TASK].contains(&s.id.as_str()) => out.push((
-                    format!("{at}.id"),
-                    format!("`{}` is the id of a task every PRP run has; choose another", s.id),
-                )),
+                Ok(_) if [PRE_TASK, POST_TASK, ROLLBACK_TASK].contains(&s.id.as_str()) => {
+                    out.push((
+                        format!("{at}.id"),
+                        format!(
+                            "`{}` is the id of a task every PRP run has; choose another",
+                            s.id
+                        ),
+                    ))
+                }
                 Ok(_) => {
                     if let Some(j) = first.insert(s.id.as_str(), i) {
                         first.insert(s.id.as_str(), j);
                         out.push((
                             format!("{at}.id"),
-                            format!("duplicate step id `{}` (first used by implementation.steps[{j}])", s.id),
+                            format!(
+                                "duplicate step id `{}` (first used by implementation.steps[{j}])",
+                                s.id
+                            ),
                         ));
                     }
                 }
@@ -672,8 +711,14 @@ impl Prp {
             let kinds = [s.tool.is_some(), s.agent.is_some(), s.codegen.is_some()];
             match kinds.iter().filter(|k| **k).count() {
                 1 => {}
-                0 => out.push((at.clone(), "give one of `tool` (with `inputs`), `agent` or `codegen`".into())),
-                _ => out.push((at.clone(), "give only one of `tool`, `agent` and `codegen`".into())),
+                0 => out.push((
+                    at.clone(),
+                    "give one of `tool` (with `inputs`), `agent` or `codegen`".into(),
+                )),
+                _ => out.push((
+                    at.clone(),
+                    "give only one of `tool`, `agent` and `codegen`".into(),
+                )),
             }
             if s.tool.is_none() && !s.inputs.is_empty() {
                 out.push((format!("{at}.inputs"), "`inputs` go with `tool`".into()));
@@ -690,9 +735,15 @@ impl Prp {
             }
             for d in &s.depends_on {
                 if !steps.iter().any(|o| &o.id == d) {
-                    out.push((format!("{at}.depends_on"), format!("no step is named `{d}`")));
+                    out.push((
+                        format!("{at}.depends_on"),
+                        format!("no step is named `{d}`"),
+                    ));
                 } else if d == &s.id {
-                    out.push((format!("{at}.depends_on"), "a step cannot depend on itself".into()));
+                    out.push((
+                        format!("{at}.depends_on"),
+                        "a step cannot depend on itself".into(),
+                    ));
                 }
             }
             let gates = self.resolve(&s.gates, &format!("{at}.gates"), &mut out);
@@ -704,7 +755,10 @@ impl Prp {
             }
             for (n, g) in gates.iter().enumerate() {
                 if matches!(g, GateSpec::Manual { .. }) {
-                    out.push((format!("{at}.gates[{n}]"), "a `manual` gate cannot check a PRP step".into()));
+                    out.push((
+                        format!("{at}.gates[{n}]"),
+                        "a `manual` gate cannot check a PRP step".into(),
+                    ));
                 }
             }
             if let Some(cmd) = s.rollback.command() {
@@ -713,18 +767,30 @@ impl Prp {
                 }
             }
             if s.retry.max > MAX_RETRY {
-                out.push((format!("{at}.retry.max"), format!("at most {MAX_RETRY} retries are allowed")));
+                out.push((
+                    format!("{at}.retry.max"),
+                    format!("at most {MAX_RETRY} retries are allowed"),
+                ));
             }
         }
         if let Some(cycle) = self.cycle() {
-            out.push(("implementation.steps".into(), format!("the steps' depends_on make a cycle: {}", cycle.join(" -> "))));
+            out.push((
+                "implementation.steps".into(),
+                format!("the steps' depends_on make a cycle: {}", cycle.join(" -> ")),
+            ));
         }
         self.resolve(&self.preconditions, "preconditions", &mut out);
         self.resolve(&self.postconditions, "postconditions", &mut out);
-        for (key, list) in [("preconditions", &self.preconditions), ("postconditions", &self.postconditions)] {
+        for (key, list) in [
+            ("preconditions", &self.preconditions),
+            ("postconditions", &self.postconditions),
+        ] {
             for (n, g) in list.iter().enumerate() {
                 if matches!(g, GateRef::Inline(GateSpec::Manual { .. })) {
-                    out.push((format!("{key}[{n}]"), "a `manual` gate cannot be a condition of a PRP".into()));
+                    out.push((
+                        format!("{key}[{n}]"),
+                        "a `manual` gate cannot be a condition of a PRP".into(),
+                    ));
                 }
             }
         }
@@ -738,7 +804,10 @@ impl Prp {
         }
         if let Some(c) = &self.confidence {
             if !(1..=10).contains(&c.score) {
-                out.push(("confidence.score".into(), format!("{} is not between 1 and 10", c.score)));
+                out.push((
+                    "confidence.score".into(),
+                    format!("{} is not between 1 and 10", c.score),
+                ));
             }
         }
         out
@@ -747,8 +816,11 @@ impl Prp {
     /// A cycle among the steps' `depends_on`, as step ids.
     fn cycle(&self) -> Option<Vec<String>> {
         let steps = &self.implementation.steps;
-        let index: HashMap<&str, usize> =
-            steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+        let index: HashMap<&str, usize> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
         // 0 unvisited, 1 on the path, 2 done.
         let mut mark = vec![0u8; steps.len()];
         fn visit(
@@ -761,7 +833,9 @@ impl Prp {
             mark[i] = 1;
             path.push(i);
             for d in &steps[i].depends_on {
-                let Some(&j) = index.get(d.as_str()) else { continue };
+                let Some(&j) = index.get(d.as_str()) else {
+                    continue;
+                };
                 if j == i {
                     continue;
                 }
@@ -795,15 +869,20 @@ impl Prp {
     /// the steps it depends on. `None` when they make a cycle.
     pub fn order(&self) -> Option<Vec<usize>> {
         let steps = &self.implementation.steps;
-        let index: HashMap<&str, usize> =
-            steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+        let index: HashMap<&str, usize> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
         let mut placed: HashSet<usize> = HashSet::new();
         let mut out = Vec::with_capacity(steps.len());
         while out.len() < steps.len() {
             let next = (0..steps.len()).find(|&i| {
                 !placed.contains(&i)
                     && steps[i].depends_on.iter().all(|d| {
-                        index.get(d.as_str()).is_none_or(|j| placed.contains(j) || *j == i)
+                        index
+                            .get(d.as_str())
+                            .is_none_or(|j| placed.contains(j) || *j == i)
                     })
             })?;
             placed.insert(next);
@@ -829,7 +908,11 @@ impl Prp {
             }
         };
         list("Business goals", &self.context.business_goals, &mut out);
-        list("Technical constraints", &self.context.technical_constraints, &mut out);
+        list(
+            "Technical constraints",
+            &self.context.technical_constraints,
+            &mut out,
+        );
         list("Gotchas", &self.context.gotchas, &mut out);
         if !self.context.documentation.is_empty() {
             out.push_str("\n## Documentation\n");
@@ -872,7 +955,10 @@ impl Prp {
                 }
                 (None, None, Some(c)) => {
                     let mut m = Map::new();
-                    m.insert("prompt".into(), Value::String(c.prompt.clone().unwrap_or_else(|| s.description.clone())));
+                    m.insert(
+                        "prompt".into(),
+                        Value::String(c.prompt.clone().unwrap_or_else(|| s.description.clone())),
+                    );
                     if let Some(d) = &c.dir {
                         m.insert("dir".into(), Value::String(d.clone()));
                     }
@@ -893,7 +979,10 @@ impl Prp {
         let mut rollback_cmds = Vec::new();
         for s in &self.implementation.steps {
             if let Some(cmd) = s.rollback.command() {
-                rollback_cmds.push(GateSpec::Command { argv: cmd.to_vec(), timeout_s: None });
+                rollback_cmds.push(GateSpec::Command {
+                    argv: cmd.to_vec(),
+                    timeout_s: None,
+                });
             }
         }
         tasks.push(TaskSpec {
@@ -979,7 +1068,9 @@ impl Prp {
     /// task that undoes by `policy` when one of them failed.
     pub fn compile(&self, policy: RollbackPolicy) -> Plan {
         let mut none = Vec::new();
-        let order = self.order().unwrap_or_else(|| (0..self.implementation.steps.len()).collect());
+        let order = self
+            .order()
+            .unwrap_or_else(|| (0..self.implementation.steps.len()).collect());
         let steps = &self.implementation.steps;
         let context = self.context_text();
         let mut tasks = vec![TaskSpec {
@@ -1103,10 +1194,17 @@ confidence: { score: 11, reason: sure }
         let found = src.prp.problems(&|_| Ok(()));
         let errs = src.errors(found);
         let paths: Vec<&str> = errs.problems.iter().map(|p| p.path.as_str()).collect();
-        assert!(paths.contains(&"implementation.steps[1].gates[1]"), "{paths:?}");
+        assert!(
+            paths.contains(&"implementation.steps[1].gates[1]"),
+            "{paths:?}"
+        );
         assert!(paths.contains(&"protected[1]"), "{paths:?}");
         assert!(paths.contains(&"confidence.score"), "{paths:?}");
-        let gate = errs.problems.iter().find(|p| p.path == "implementation.steps[1].gates[1]").unwrap();
+        let gate = errs
+            .problems
+            .iter()
+            .find(|p| p.path == "implementation.steps[1].gates[1]")
+            .unwrap();
         assert_eq!(gate.line, Some(20));
         assert!(gate.message.contains("`missing`"), "{}", gate.message);
     }
@@ -1117,14 +1215,19 @@ confidence: { score: 11, reason: sure }
         let src = parse(&text);
         let found = src.prp.problems(&|_| Ok(()));
         assert!(
-            found.iter().any(|(p, m)| p == "implementation.steps[1].gates" && m.contains("deterministic")),
+            found
+                .iter()
+                .any(|(p, m)| p == "implementation.steps[1].gates" && m.contains("deterministic")),
             "{found:?}"
         );
     }
 
     #[test]
     fn shape_errors_name_their_path() {
-        let text = GOOD.replace("description: judged only", "description: judged only\n      colour: red");
+        let text = GOOD.replace(
+            "description: judged only",
+            "description: judged only\n      colour: red",
+        );
         let e = PrpSource::parse(&text, Format::Yaml, None).unwrap_err();
         assert_eq!(e.problems[0].path, "implementation.steps[1].colour");
         assert_eq!(e.problems[0].line, Some(16));

@@ -261,6 +261,25 @@ impl RuntimeBuilder {
         Ok(tools)
     }
 
+    /// What a check runs against: the tools, the agents and the models this builder gives.
+    fn checked_against(
+        &self,
+    ) -> Result<(ToolRegistry, Vec<AgentSpec>, crate::models::Models), RuntimeError> {
+        let tools = self.registry()?;
+        let agents = self
+            .agents
+            .clone()
+            .unwrap_or_else(crate::config::builtin_agents);
+        let models = crate::models::Models::build(
+            self.models
+                .clone()
+                .unwrap_or_else(crate::models::ModelsConfig::shipped),
+            None,
+        )
+        .map_err(RuntimeError::Config)?;
+        Ok((tools, agents, models))
+    }
+
     /// Checks a plan as a runtime built from this builder would before running it (the
     /// same check as [`Runtime::validate`]), without opening a store or starting anything:
     /// for a program that checks plans before it has a runtime.
@@ -281,20 +300,27 @@ impl RuntimeBuilder {
         plan: &PlanSource,
         inputs: &Map<String, Value>,
     ) -> Result<ValidatedPlan, RuntimeError> {
-        let tools = self.registry()?;
-        let agents = self
-            .agents
-            .clone()
-            .unwrap_or_else(crate::config::builtin_agents);
-        let models = crate::models::Models::build(
-            self.models
-                .clone()
-                .unwrap_or_else(crate::models::ModelsConfig::shipped),
-            None,
-        )
-        .map_err(RuntimeError::Config)?;
+        let (tools, agents, models) = self.checked_against()?;
         check::check_plan(plan, inputs, &tools, &agents, &self.policy, &models)
             .map_err(RuntimeError::Plan)
+    }
+
+    /// Checks a PRP as a runtime built from this builder would before running it in `base`
+    /// (the same check as [`Runtime::check_prp`]), without opening a store. Returns the plan
+    /// of its run.
+    ///
+    /// # Errors
+    /// `Config` for a tool or model configuration that cannot be built; `BadPrp` with every
+    /// problem of the PRP.
+    pub fn check_prp(
+        &self,
+        src: &crate::domain::prp::PrpSource,
+        base: &std::path::Path,
+        policy: crate::domain::prp::RollbackPolicy,
+    ) -> Result<crate::domain::plan::Plan, RuntimeError> {
+        let (tools, agents, models) = self.checked_against()?;
+        super::prp::check_prp(src, base, policy, &tools, &agents, &self.policy, &models)
+            .map_err(RuntimeError::BadPrp)
     }
 
     /// Opens the store, applies migrations and starts the actors.

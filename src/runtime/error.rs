@@ -88,6 +88,9 @@ pub enum RuntimeError {
     /// A restore or fork cannot start as asked (unknown task, bad patch, missing files).
     #[error("{0}")]
     BadFork(String),
+    /// A PRP that cannot run: its problems, each at its key path.
+    #[error("{0}")]
+    BadPrp(crate::domain::prp::PrpErrors),
     /// No template with that id is visible.
     #[error("no template `{0}`")]
     NoSuchTemplate(String),

@@ -78,6 +78,18 @@ fn excerpt(s: &str) -> String {
     out
 }
 
+/// The end of a command's output, what a retry is told: the tails of stdout and stderr.
+fn output_tail(stdout: &str, stderr: &str) -> String {
+    let mut out = String::new();
+    for (name, text) in [("stdout", stdout), ("stderr", stderr)] {
+        let text = text.trim_end();
+        if !text.is_empty() {
+            out.push_str(&format!("--- {name} (end) ---\n{text}\n"));
+        }
+    }
+    out
+}
+
 fn missing_output(name: &str, outputs: &Map<String, Value>) -> Verdict {
     let have: Vec<&str> = outputs.keys().map(String::as_str).collect();
     Verdict::fail(
@@ -311,7 +323,7 @@ impl Handler<CheckGate> for GateActor {
                             Ended::Cancelled => Verdict::fail("cancelled", json!({"argv": argv})),
                             Ended::Exited(status) => {
                                 let code = exit_code(&status);
-                                let detail = json!({"argv": argv, "exit_code": code, "stdout": excerpt(&done.stdout.head), "stderr": excerpt(&done.stderr.head)});
+                                let detail = json!({"argv": argv, "exit_code": code, "stdout": excerpt(&done.stdout.head), "stderr": excerpt(&done.stderr.head), "output_tail": output_tail(&done.stdout.tail, &done.stderr.tail)});
                                 if code == 0 {
                                     Verdict::pass(
                                         format!("command `{program}` exited with 0"),

@@ -125,8 +125,8 @@ pub enum ModelActivity {
         corr: Correlation,
         /// Task index.
         index: usize,
-        /// Loop, turn and tool-call rows.
-        rows: Batch,
+        /// Loop, turn and tool-call rows (boxed: a batch is large).
+        rows: Box<Batch>,
         /// Their events, in order.
         events: Vec<EventData>,
         /// Told once committed.

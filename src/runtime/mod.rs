@@ -5,7 +5,7 @@
 //! `gate.rs`, `persistence.rs`, `hub.rs` and `follow.rs` (events, live and from the store);
 //! the facade is `runtime.rs` (`Runtime`), wired by `builder.rs`, with `handle.rs`
 //! (`RunHandle`), `approval.rs`, `checkpoints.rs` and `workspace.rs`, `templates.rs`,
-//! `check.rs` (the one plan check) and `error.rs`.
+//! `check.rs` (the one plan check), `prp.rs` (PRPs checked and run) and `error.rs`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), nofx::RuntimeError> {
@@ -43,6 +43,7 @@ pub(crate) mod node;
 mod persistence;
 mod pool;
 mod probe;
+mod prp;
 pub(crate) mod questions;
 pub(crate) mod run;
 pub(crate) mod scoring;
@@ -57,5 +58,6 @@ pub use checkpoints::Fork;
 pub use error::RuntimeError;
 pub use handle::{Outcome, Owner, RunFilter, RunHandle, RunSummary, TaskOutcome};
 pub use messages::{AgentLoad, Cancelled, QueueReport, Resumed};
+pub use prp::{prp_report_of, read_prp, GateReport, PrpReport, PrpRun, StepReport};
 pub use questions::{default_answerer, AskedQuestion};
 pub use runtime::{Orphans, Resumption, Runtime, SubmitOptions};

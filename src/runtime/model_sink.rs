@@ -66,7 +66,7 @@ impl crate::tools::RunLink for TaskSink {
         self.coordinator.do_send(ModelActivity::Journal {
             corr: self.corr.clone(),
             index: self.index,
-            rows,
+            rows: Box::new(rows),
             events,
             ack,
         });

@@ -60,6 +60,28 @@ impl Store {
         })
     }
 
+    /// Events of one task of a run, in order.
+    ///
+    /// # Errors
+    /// Query failures and undecodable rows.
+    pub async fn task_events(&self, run: RunId, task: &str) -> Result<Vec<Event>, StoreError> {
+        let sql = "SELECT seq, type, at, task_id, correlation_id, data FROM events \
+                   WHERE run_id = $1 AND task_id = $2 ORDER BY seq";
+        with_pool!(self, |p, _b| {
+            let rows = sqlx::query(sql)
+                .bind(run.to_string())
+                .bind(task.to_string())
+                .fetch_all(p)
+                .await
+                .map_err(q("read task events"))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(event_from_row!(r, run));
+            }
+            Ok(out)
+        })
+    }
+
     /// The highest event sequence number of a run (0 when it has none).
     ///
     /// # Errors

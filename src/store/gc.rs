@@ -170,8 +170,11 @@ impl Store {
             // A loop's turns and tool calls go with it.
             "DELETE FROM agent_loops WHERE id IN \
              (SELECT id FROM agent_loops WHERE run_id = $1 ORDER BY id LIMIT $2)",
+            // Snapshots only matter while a run may still roll back.
+            "DELETE FROM workspace_snapshots WHERE run_id = $1 AND task_id IN \
+             (SELECT task_id FROM workspace_snapshots WHERE run_id = $1 ORDER BY task_id LIMIT $2)",
         ];
-        let mut counts = [0u64; 4];
+        let mut counts = [0u64; 5];
         for (k, sql) in statements.iter().enumerate() {
             loop {
                 let n = with_pool!(self, |p, _b| {
@@ -256,8 +259,9 @@ impl Store {
         })
     }
 
-    /// Every content hash a row refers to: artifacts, and the files of checkpoint manifests
-    /// (but those of the checkpoints in `skip` and of the runs in `skip_runs`, about to go).
+    /// Every content hash a row refers to: artifacts, the files of checkpoint manifests (but
+    /// those of the checkpoints in `skip` and of the runs in `skip_runs`, about to go) and of
+    /// workspace snapshots.
     ///
     /// # Errors
     /// Query failures; a manifest that is not JSON.
@@ -302,6 +306,25 @@ impl Store {
                     m.into_values()
                         .filter_map(|v| v.as_str().map(str::to_string)),
                 );
+            }
+            let rows = sqlx::query("SELECT run_id, manifest FROM workspace_snapshots")
+                .fetch_all(p)
+                .await
+                .map_err(q("read snapshot manifests"))?;
+            for r in rows {
+                let run: String = r.try_get("run_id").map_err(q("read snapshot manifests"))?;
+                if skip_runs.contains(&parse_run(&run)?) {
+                    continue;
+                }
+                let text: String = r
+                    .try_get("manifest")
+                    .map_err(q("read snapshot manifests"))?;
+                let m: crate::snapshot::Manifest =
+                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                        what: "snapshot manifest",
+                        why: e.to_string(),
+                    })?;
+                out.extend(super::SnapshotRow::hashes(&m).map(str::to_string));
             }
             Ok(out)
         })

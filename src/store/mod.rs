@@ -19,6 +19,7 @@ mod metrics;
 mod nodes;
 mod records;
 mod runs;
+mod snapshots;
 mod stats;
 mod templates;
 mod usage;
@@ -41,6 +42,7 @@ pub(crate) use leases::Claim;
 pub use leases::{LeaseHolder, LeaseInfo};
 pub use nodes::{LeaseRow, NodeRow};
 pub use records::{ArtifactRow, Lineage, MetricRow, RunRecord, RunUpdate, TaskRow};
+pub use snapshots::SnapshotRow;
 pub use stats::{Stats, DURATION_BUCKETS};
 pub use templates::{CreateTemplateError, SHIPPED};
 pub use usage::{

@@ -16,6 +16,7 @@ mod healthcheck;
 pub(crate) mod llm;
 mod model;
 mod policy;
+pub(crate) mod prp;
 mod registry;
 mod repo;
 pub(crate) mod shell;
@@ -167,6 +168,9 @@ pub enum ToolError {
     /// A required question got no answer and has nothing to fall back on.
     #[error("{0}")]
     NoDefault(String),
+    /// A PRP step changed a protected path (it is not tried again).
+    #[error("{0}")]
+    Integrity(String),
 }
 
 impl ToolError {
@@ -182,6 +186,7 @@ impl ToolError {
             Self::Unavailable(_) => FailureKind::Unavailable,
             Self::Waiting(_) => FailureKind::Io,
             Self::NoDefault(_) => FailureKind::NoDefault,
+            Self::Integrity(_) => FailureKind::Integrity,
         }
     }
 }

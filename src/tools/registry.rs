@@ -32,7 +32,8 @@ pub struct ToolRegistry {
 
 impl ToolRegistry {
     /// The built-in tools: `test:echo`, `test:validate`, `test:healthcheck`, `shell`,
-    /// `llm:generate`, `codegen`, `agent`, `ask`, `repo:analyze`, `gather:plan`.
+    /// `llm:generate`, `codegen`, `agent`, `ask`, `repo:analyze`, `gather:plan`, and the
+    /// tools of a PRP's run: `prp:step`, `prp:check`, `prp:rollback`.
     pub fn builtin() -> Self {
         let mut r = Self::default();
         for t in [
@@ -46,6 +47,9 @@ impl ToolRegistry {
             Arc::new(super::Ask),
             Arc::new(super::RepoAnalyze),
             Arc::new(super::gather::GatherPlan),
+            Arc::new(super::prp::PrpStep),
+            Arc::new(super::prp::PrpCheck),
+            Arc::new(super::prp::PrpRollback),
         ] {
             r.register(t).expect("built-in tool schemas compile");
         }

@@ -35,15 +35,21 @@ pub(crate) struct Finished {
     pub stderr: Captured,
 }
 
-/// A captured stream: its head as text, and the whole as a blob.
+/// A captured stream: its head and its tail as text, and the whole as a blob.
 pub(crate) struct Captured {
     pub head: String,
+    /// The last [`TAIL_LIMIT`] bytes (where a test run says what failed).
+    pub tail: String,
     pub blob: StoredBlob,
 }
+
+/// Bytes of a stream's end kept as text.
+pub(crate) const TAIL_LIMIT: usize = 4 * 1024;
 
 async fn capture<R: AsyncRead + Unpin>(mut r: R, env: &ToolEnv) -> Result<Captured, BlobError> {
     let mut w = env.blobs.writer().await?;
     let mut head = Vec::new();
+    let mut tail: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = match r.read(&mut buf).await {
@@ -54,10 +60,16 @@ async fn capture<R: AsyncRead + Unpin>(mut r: R, env: &ToolEnv) -> Result<Captur
             let take = n.min(OUTPUT_LIMIT - head.len());
             head.extend_from_slice(&buf[..take]);
         }
+        let keep = &buf[n.saturating_sub(TAIL_LIMIT)..n];
+        tail.extend(keep);
+        let over = tail.len().saturating_sub(TAIL_LIMIT);
+        tail.drain(..over);
         w.write(&buf[..n]).await?;
     }
+    let tail: Vec<u8> = tail.into();
     Ok(Captured {
         head: String::from_utf8_lossy(&head).into_owned(),
+        tail: String::from_utf8_lossy(&tail).into_owned(),
         blob: w.finish().await?,
     })
 }
@@ -120,8 +132,8 @@ pub(crate) async fn run_command(
             group.kill_now();
             Ok(Finished {
                 ended: Ended::Cancelled,
-                stdout: Captured { head: String::new(), blob: StoredBlob { hash: String::new(), size: 0 } },
-                stderr: Captured { head: String::new(), blob: StoredBlob { hash: String::new(), size: 0 } },
+                stdout: Captured { head: String::new(), tail: String::new(), blob: StoredBlob { hash: String::new(), size: 0 } },
+                stderr: Captured { head: String::new(), tail: String::new(), blob: StoredBlob { hash: String::new(), size: 0 } },
             })
         }
     }

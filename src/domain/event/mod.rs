@@ -155,6 +155,14 @@ event_types! {
     ToolApprovalDecided(ToolApprovalDecided) => "tool.approval.decided",
     /// A reasoning loop ended: stop reason, turns, tool calls.
     AgentFinished(AgentFinished) => "agent.finished",
+    /// A PRP's precondition failed: no step ran.
+    PrpPreconditionFailed(PrpConditionFailed) => "prp.precondition.failed",
+    /// A PRP step was undone: how (its command, its snapshot put back) and what changed.
+    PrpStepRolledBack(PrpStepRolledBack) => "prp.step.rolled_back",
+    /// A PRP step changed a protected path: the paths; the step fails and is rolled back.
+    PrpIntegrityViolation(PrpIntegrityViolation) => "prp.integrity_violation",
+    /// A PRP's postcondition failed after every step succeeded.
+    PrpPostconditionFailed(PrpConditionFailed) => "prp.postcondition.failed",
 }
 
 impl std::fmt::Display for EventType {

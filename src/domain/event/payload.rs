@@ -308,6 +308,44 @@ pub struct QuestionDropped {
     pub reason: String,
 }
 
+/// `prp.precondition.failed` / `prp.postcondition.failed`: the task that checked, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrpConditionFailed {
+    /// `preconditions` or `postconditions`.
+    pub task: String,
+    /// The failed gate's verdict.
+    pub reason: String,
+}
+
+/// `prp.step.rolled_back`: a step undone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrpStepRolledBack {
+    /// The step.
+    pub step: String,
+    /// Why: `gate` (a gate failed after the retries), `integrity` (a protected path
+    /// changed) or `rollback_all` (a later step failed under `--rollback all`).
+    pub cause: String,
+    /// Its rollback command and how it ended (`{argv, exit_code, output_tail}`), when it has
+    /// one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Value>,
+    /// Whether its workspace snapshot was put back.
+    pub restored: bool,
+    /// Files and links written back.
+    pub written: usize,
+    /// Files, links and directories removed.
+    pub removed: usize,
+}
+
+/// `prp.integrity_violation`: a step changed protected paths.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrpIntegrityViolation {
+    /// The step.
+    pub step: String,
+    /// The protected paths it added, changed or removed.
+    pub paths: Vec<String>,
+}
+
 /// `run.waiting`: the tasks waiting for a decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunWaiting {

@@ -173,7 +173,9 @@ pub(crate) fn check_tasks(specs: &[TaskSpec], scope: &Scope<'_>, errors: &mut Fo
                 line,
                 PlanError::BadTool {
                     task: name.clone(),
-                    why: "`run_if: failed` needs `depends_on`: the task runs when one of them failed".into(),
+                    why:
+                        "`run_if: failed` needs `depends_on`: the task runs when one of them failed"
+                            .into(),
                 },
             ));
         }

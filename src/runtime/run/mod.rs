@@ -456,7 +456,7 @@ impl Handler<ModelActivity> for Coordinator {
                 for data in events {
                     self.emit(Some(index), data);
                 }
-                self.out.batch().append(rows);
+                self.out.batch().append(*rows);
                 self.flush(ctx, Some(After::Ack(ack)));
             }
             ModelActivity::Suspend {

@@ -135,7 +135,10 @@ impl RunState {
                     .filter(|&&d| tasks[d].status != TaskStatus::Succeeded)
                     .count() as u32,
                 RunIf::Failed => {
-                    if t.deps.iter().any(|&d| tasks[d].status == TaskStatus::Failed) {
+                    if t.deps
+                        .iter()
+                        .any(|&d| tasks[d].status == TaskStatus::Failed)
+                    {
                         dep_failed.insert(t.index);
                     }
                     t.deps
@@ -457,7 +460,12 @@ impl RunState {
     ///
     /// # Errors
     /// When the task cannot fail from its status; nothing changes.
-    pub fn fail(&mut self, i: usize, error: &str, now: i64) -> Result<Unblocked, IllegalTransition> {
+    pub fn fail(
+        &mut self,
+        i: usize,
+        error: &str,
+        now: i64,
+    ) -> Result<Unblocked, IllegalTransition> {
         self.tasks[i].dispatched = false;
         self.set_status(i, TaskStatus::Failed, now)?;
         self.tasks[i].error = Some(error.to_string());

@@ -56,7 +56,10 @@ fn a_fresh_run_starts_with_the_tasks_that_have_no_dependencies() {
 fn a_success_makes_ready_exactly_the_dependents_it_completes() {
     let mut s = diamond();
     run(&mut s, 0);
-    assert_eq!(s.succeed(0, outputs(json!({"x": 1})), 2).unwrap().ready, [1, 2]);
+    assert_eq!(
+        s.succeed(0, outputs(json!({"x": 1})), 2).unwrap().ready,
+        [1, 2]
+    );
     run(&mut s, 1);
     assert_eq!(s.succeed(1, Map::new(), 3).unwrap(), Unblocked::default());
     run(&mut s, 2);
@@ -236,7 +239,10 @@ fn a_held_task_waits_and_the_run_waits_when_nothing_else_can_run() {
         "work held back keeps the run running"
     );
     // Approved: the held outputs become the result.
-    assert_eq!(s.succeed(1, outputs(json!({"v": 2})), 4).unwrap().ready, [3]);
+    assert_eq!(
+        s.succeed(1, outputs(json!({"v": 2})), 4).unwrap().ready,
+        [3]
+    );
     assert!(!s.any_waiting());
 }
 
@@ -382,5 +388,8 @@ fn a_restarted_run_keeps_its_failure_and_its_pending_undo() {
         .collect();
     let mut again = RunState::new(s.graph().clone(), &rows);
     assert_eq!(again.restart(), (vec![], vec![3]));
-    assert_eq!(again.outcome(None).1.as_deref(), Some("task `b` failed: gate"));
+    assert_eq!(
+        again.outcome(None).1.as_deref(),
+        Some("task `b` failed: gate")
+    );
 }

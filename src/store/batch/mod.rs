@@ -69,6 +69,9 @@ pub struct Batch {
     pub tool_calls: Vec<super::CallRecord>,
     /// Decompositions (and replans) of tasks.
     pub decompositions: Vec<super::DecompositionRow>,
+    /// Workspace snapshots to insert, or to mark rolled back (the manifest of the first
+    /// insert stands).
+    pub snapshots: Vec<super::SnapshotRow>,
 }
 
 impl Batch {
@@ -92,6 +95,7 @@ impl Batch {
             && self.agent_turns.is_empty()
             && self.tool_calls.is_empty()
             && self.decompositions.is_empty()
+            && self.snapshots.is_empty()
     }
 
     /// Number of rows it writes.
@@ -114,6 +118,7 @@ impl Batch {
             + self.agent_turns.len()
             + self.tool_calls.len()
             + self.decompositions.len()
+            + self.snapshots.len()
     }
 
     /// Moves every write of `other` into this batch.
@@ -136,6 +141,7 @@ impl Batch {
         self.agent_turns.append(&mut other.agent_turns);
         self.tool_calls.append(&mut other.tool_calls);
         self.decompositions.append(&mut other.decompositions);
+        self.snapshots.append(&mut other.snapshots);
     }
 
     /// The runs whose existing rows this batch changes (not the runs it creates).
@@ -153,6 +159,7 @@ impl Batch {
         out.extend(self.agent_turns.iter().map(|t| t.run_id));
         out.extend(self.tool_calls.iter().map(|c| c.run_id));
         out.extend(self.decompositions.iter().map(|d| d.run_id));
+        out.extend(self.snapshots.iter().map(|s| s.run_id));
         out.retain(|r| !new.contains(r));
         out
     }
@@ -172,6 +179,7 @@ impl Batch {
         self.agent_turns.retain(|t| !runs.contains(&t.run_id));
         self.tool_calls.retain(|c| !runs.contains(&c.run_id));
         self.decompositions.retain(|d| !runs.contains(&d.run_id));
+        self.snapshots.retain(|s| !runs.contains(&s.run_id));
     }
 
     /// Keeps only the last row for each loop and each call (one statement may not touch a
@@ -193,6 +201,7 @@ impl Batch {
         }
         last_only(&mut self.agent_loops, |l| l.id.clone());
         last_only(&mut self.tool_calls, |c| (c.loop_id.clone(), c.turn, c.seq));
+        last_only(&mut self.snapshots, |s| (s.run_id, s.task_id.clone()));
     }
 
     /// Keeps only the last row for each task (one statement may not touch a row twice).

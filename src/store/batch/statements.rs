@@ -399,6 +399,29 @@ macro_rules! push_decompositions {
     };
 }
 
+macro_rules! push_snapshots {
+    ($qb:ident, $chunk:expr) => {
+        $qb.push(
+            "INSERT INTO workspace_snapshots (run_id, task_id, taken_at, manifest, rolled_back_at, \
+             rollback) ",
+        );
+        $qb.push_values($chunk, |mut b, s| {
+            b.push_bind(s.run_id.to_string())
+                .push_bind(s.task_id.clone())
+                .push_bind(s.taken_at)
+                .push_bind(serde_json::to_string(&s.manifest).unwrap_or_default())
+                .push_bind(s.rolled_back_at)
+                .push_bind(s.rollback.as_ref().map(|v| v.to_string()));
+        });
+        // The manifest of the first snapshot stands; a rollback is recorded once.
+        $qb.push(
+            " ON CONFLICT (run_id, task_id) DO UPDATE SET \
+             rolled_back_at = COALESCE(workspace_snapshots.rolled_back_at, excluded.rolled_back_at), \
+             rollback = COALESCE(workspace_snapshots.rollback, excluded.rollback)",
+        );
+    };
+}
+
 /// Calls `$each!(qb, …)` for every statement of a batch, in the order rows must be written
 /// (runs before the rows that point at them). `$next` starts each statement.
 macro_rules! for_each_statement {
@@ -491,6 +514,11 @@ macro_rules! for_each_statement {
         for chunk in $batch.tool_calls.chunks(CHUNK) {
             $next
             push_tool_calls!($qb, chunk);
+            $done
+        }
+        for chunk in $batch.snapshots.chunks(CHUNK) {
+            $next
+            push_snapshots!($qb, chunk);
             $done
         }
     };
