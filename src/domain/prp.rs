@@ -27,6 +27,11 @@ pub const STEP_TOOL: &str = "prp:step";
 pub const CHECK_TOOL: &str = "prp:check";
 /// The tool of the rollback task.
 pub const ROLLBACK_TOOL: &str = "prp:rollback";
+/// Whether a tool is one of a PRP run's own (`prp:…`), which only its compiled plan uses.
+pub fn is_prp_tool(name: &str) -> bool {
+    name.starts_with("prp:")
+}
+
 /// Most steps a PRP may have.
 pub const MAX_STEPS: usize = 100;
 /// Most bytes of a PRP document.
@@ -186,13 +191,25 @@ pub struct CodegenStep {
 }
 
 /// A gate: the name of a validation rule, or the gate itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum GateRef {
     /// A rule of `context.validation_rules`.
     Named(String),
     /// A gate written in place.
     Inline(GateSpec),
+}
+
+impl<'de> Deserialize<'de> for GateRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A name, or a gate whose own error says what is wrong with it.
+        match Value::deserialize(d)? {
+            Value::String(name) => Ok(Self::Named(name)),
+            other => GateSpec::deserialize(other)
+                .map(Self::Inline)
+                .map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 /// How a step is undone.

@@ -111,7 +111,11 @@ pub fn system_prompt(tools: &dyn ToolCatalog, agents: &[AgentSpec]) -> String {
     );
     let mut names = tools.names();
     names.sort();
-    for name in names {
+    // A PRP's own tools run only in the plan a PRP compiles to.
+    for name in names
+        .into_iter()
+        .filter(|n| !crate::domain::prp::is_prp_tool(n))
+    {
         if let Some(schema) = tools.input_schema(&name) {
             s.push_str(&format!("- `{name}`, input schema: {schema}\n"));
         }
