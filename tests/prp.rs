@@ -461,3 +461,58 @@ both_stores! {
         }
     }
 }
+
+both_stores! {
+    async fn generate_sends_the_problems_back_and_keeps_every_call_as_usage(store) {
+        let dir = project(store.dir.path());
+        // The first PRP names a rule that does not exist and gives no confidence.
+        let invalid = json!({
+            "name": "greet", "goal": "lib.txt greets the world",
+            "implementation": {"steps": [{"id": "write", "description": "fix lib.txt", "codegen": {}, "gates": ["tests"]}]}
+        });
+        let valid = json!({
+            "name": "greet", "goal": "lib.txt greets the world",
+            "context": {"examples": [{"file": "lib.txt", "why": "the file to fix"}],
+                        "validation_rules": {"tests": {"kind": "command", "argv": ["sh", "tests/check.sh"]}}},
+            "implementation": {"steps": [{"id": "write", "description": "fix lib.txt", "codegen": {}, "gates": ["tests"]}]},
+            "protected": ["tests/**"],
+            "confidence": {"score": 8, "reason": "one small file"}
+        });
+        let (cfg, script) = openai(vec![
+            openai_text(&invalid.to_string(), 900, 60),
+            openai_text(&format!("```json\n{valid}\n```"), 1200, 80),
+        ])
+        .await;
+        let rt = store.builder().models(cfg).build().await.unwrap();
+        let initial = "## FEATURE\nMake lib.txt say hello world.\n## EXAMPLES\nlib.txt and tests/check.sh\n## DOCUMENTATION\nnone\n## OTHER CONSIDERATIONS\nkeep the newline\n";
+        let run = rt
+            .generate_prp(nofx::runtime::PrpFrom::Initial(initial.into()), Some(dir.clone()), Default::default())
+            .await
+            .unwrap();
+        let outcome = run.wait().await.unwrap();
+        assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.reason);
+        let made = outcome.tasks[0].outputs.clone().unwrap();
+        assert_eq!(made["rounds"], 2);
+        assert_eq!(made["confidence"]["score"], 8);
+        assert_eq!(made["prp"]["protected"], json!(["tests/**"]));
+        let seen = script.seen();
+        assert_eq!(seen.len(), 2);
+        let first = seen[0].body.to_string();
+        assert!(first.contains("keep the newline") && first.contains("grep -q world lib.txt"), "the INITIAL file and the files it names: {first}");
+        let repair = common::llm::last_message(&seen[1].body).to_string();
+        assert!(repair.contains("implementation.steps[0].gates[0]") && repair.contains("`tests`"), "{repair}");
+        assert!(repair.contains("confidence"), "{repair}");
+        // Both calls are usage rows of the generating run.
+        let calls = rt.store().model_calls(run.id()).await.unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls.iter().map(|c| c.input_tokens).sum::<i64>(), 2100);
+        // The accepted PRP is stored with its confidence, and it runs as written.
+        let prp: nofx::prp::Prp = serde_json::from_value(made["prp"].clone()).unwrap();
+        let row = rt.store_prp(&prp, &outcome.project, Some(run.id())).await.unwrap();
+        let back = rt.store().prp(&outcome.project, &row.id).await.unwrap().unwrap();
+        assert_eq!((back.confidence, back.from_run), (Some(8), Some(run.id())));
+        let src = PrpSource::parse(&serde_json::to_string(&back.prp).unwrap(), Format::Json, None).unwrap();
+        rt.check_prp(&src, &dir, RollbackPolicy::Step).unwrap();
+        rt.shutdown().await;
+    }
+}

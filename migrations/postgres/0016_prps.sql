@@ -5,7 +5,7 @@ CREATE TABLE prps (
     project TEXT NOT NULL,
     name TEXT NOT NULL,
     document TEXT NOT NULL,
-    confidence INTEGER,
+    confidence BIGINT,
     from_run TEXT,
     created_at BIGINT NOT NULL
 );

@@ -5,7 +5,7 @@ use super::run::StartArgs;
 use super::setup::builder;
 use super::{runtime, CliResult, Failure, Global};
 use crate::domain::prp::{PrpErrors, RollbackPolicy};
-use crate::runtime::{read_prp, PrpReport, PrpRun};
+use crate::runtime::{read_prp, PrpFrom, PrpReport, PrpRun, GENERATE_TASK};
 use crate::tools::CommandPolicy;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -15,6 +15,9 @@ pub enum PrpCommand {
     /// Check a PRP as `nofx prp run` would (tools, gates, commands, files its context
     /// names), every problem at its key path; exit 2 on problems.
     Validate(ValidateArgs),
+    /// Have a model write a PRP from a gathering run (`nofx gather`) or an INITIAL file;
+    /// its problems go back for repair; the PRP carries the model's confidence.
+    Generate(GenerateArgs),
     /// Run a PRP: preconditions, each step behind its gates (retried with what the gate
     /// said), postconditions; a failed step is rolled back.
     Run(RunArgs),
@@ -33,6 +36,24 @@ pub struct ValidateArgs {
     /// Problems as JSON on stdout.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("from").required(true).args(["from_run", "initial"])))]
+pub struct GenerateArgs {
+    /// A gathering run (id or unique prefix): its answers and `repo:analyze` outputs.
+    #[arg(long, value_name = "GATHER_RUN")]
+    from_run: Option<String>,
+    /// An INITIAL file: FEATURE, EXAMPLES, DOCUMENTATION, OTHER CONSIDERATIONS.
+    #[arg(long, value_name = "FILE")]
+    initial: Option<PathBuf>,
+    /// Where the PRP is written (YAML, or JSON for a `.json` name); default: stdout.
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    output: Option<PathBuf>,
+    /// The project the PRP is about (files the requirements name are shown to the model).
+    /// Default: the current directory (with --from-run: the gathering run's directory).
+    #[arg(long, value_name = "DIR")]
+    path: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -66,6 +87,7 @@ pub struct ReportArgs {
 pub async fn dispatch(g: &Global, c: PrpCommand) -> CliResult {
     match c {
         PrpCommand::Validate(a) => validate(g, a),
+        PrpCommand::Generate(a) => generate(g, a).await,
         PrpCommand::Run(a) => run(g, a).await,
         PrpCommand::Report(a) => report(g, a).await,
     }
@@ -115,6 +137,83 @@ fn validate(g: &Global, a: ValidateArgs) -> CliResult {
             src.prp.postconditions.len()
         );
     }
+    Ok(())
+}
+
+async fn generate(g: &Global, a: GenerateArgs) -> CliResult {
+    let rt = runtime(g).await?;
+    let result = generate_with(&rt, &a).await;
+    rt.shutdown().await;
+    result
+}
+
+async fn generate_with(rt: &crate::Runtime, a: &GenerateArgs) -> CliResult {
+    let (from, dir) = match (&a.from_run, &a.initial) {
+        (Some(r), _) => {
+            let run = rt.store().find_run(r).await?;
+            (PrpFrom::Gathering(run), a.path.clone())
+        }
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Failure::Input(format!("cannot read {}: {e}", file.display())))?;
+            (PrpFrom::Initial(text), Some(base(&a.path)?))
+        }
+        (None, None) => return Err(Failure::Input("give --from-run or --initial".into())),
+    };
+    let handle = rt.generate_prp(from, dir, Default::default()).await?;
+    eprintln!("generating a PRP: run {}", handle.id());
+    let outcome = super::run::follow(rt, &handle, 1).await?;
+    let task = outcome
+        .tasks
+        .iter()
+        .find(|t| t.id.as_str() == GENERATE_TASK);
+    let made = task
+        .filter(|t| t.status == crate::TaskStatus::Succeeded)
+        .and_then(|t| t.outputs.clone());
+    let Some(made) = made else {
+        eprintln!(
+            "run {} {}: {}",
+            outcome.id,
+            outcome.status,
+            outcome.reason.unwrap_or_default()
+        );
+        return Err(Failure::RunFailed);
+    };
+    let prp: crate::domain::prp::Prp = serde_json::from_value(made["prp"].clone())
+        .map_err(|e| Failure::Error(format!("the generated PRP does not read back: {e}")))?;
+    let row = rt
+        .store_prp(&prp, &outcome.project, Some(outcome.id))
+        .await?;
+    let json_out = a
+        .output
+        .as_ref()
+        .is_some_and(|o| o.extension().is_some_and(|e| e == "json"));
+    let text = if json_out {
+        serde_json::to_string_pretty(&prp).map_err(|e| Failure::Error(e.to_string()))?
+    } else {
+        serde_yaml_ng::to_string(&prp).map_err(|e| Failure::Error(e.to_string()))?
+    };
+    match &a.output {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| Failure::Error(format!("cannot write {}: {e}", path.display())))?,
+        None => print!("{text}"),
+    }
+    let confidence = prp
+        .confidence
+        .as_ref()
+        .map(|c| format!("{}/10 ({})", c.score, c.reason))
+        .unwrap_or_default();
+    eprintln!(
+        "PRP `{}` ({} step(s)) {}; stored as {}; confidence {confidence}; {} answer(s) from the model",
+        prp.name,
+        prp.implementation.steps.len(),
+        match &a.output {
+            Some(p) => format!("written to {}", p.display()),
+            None => "printed above".into(),
+        },
+        row.id,
+        made["rounds"]
+    );
     Ok(())
 }
 

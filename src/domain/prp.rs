@@ -1020,6 +1020,21 @@ impl Prp {
         }
     }
 
+    /// The problems of the check plan ([`Prp::check_plan`]) at the steps' key paths.
+    pub fn plan_problems(&self, errors: &super::plan::PlanErrors) -> Vec<(String, String)> {
+        errors
+            .0
+            .iter()
+            .map(|issue| {
+                let path = match issue.error.task() {
+                    Some(task) => self.path_of(task, issue.error.field().as_deref()),
+                    None => String::new(),
+                };
+                (path, issue.error.to_string())
+            })
+            .collect()
+    }
+
     /// The key path of a problem the check plan found in task `task` at `field` (as
     /// [`crate::plan::PlanError::field`] names it).
     pub fn path_of(&self, task: &str, field: Option<&str>) -> String {

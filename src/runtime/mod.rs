@@ -58,6 +58,8 @@ pub use checkpoints::Fork;
 pub use error::RuntimeError;
 pub use handle::{Outcome, Owner, RunFilter, RunHandle, RunSummary, TaskOutcome};
 pub use messages::{AgentLoad, Cancelled, QueueReport, Resumed};
-pub use prp::{prp_report_of, read_prp, GateReport, PrpReport, PrpRun, StepReport};
+pub use prp::{
+    prp_report_of, read_prp, GateReport, PrpFrom, PrpReport, PrpRun, StepReport, GENERATE_TASK,
+};
 pub use questions::{default_answerer, AskedQuestion};
 pub use runtime::{Orphans, Resumption, Runtime, SubmitOptions};

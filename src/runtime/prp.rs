@@ -34,18 +34,6 @@ pub struct PrpRun {
     pub submit: SubmitOptions,
 }
 
-/// Whether `rel` names a file inside `base` (links followed, but never out of it).
-fn file_inside(base: &Path, rel: &str) -> Result<(), String> {
-    let root = std::fs::canonicalize(base)
-        .map_err(|e| format!("cannot open the directory {}: {e}", base.display()))?;
-    match std::fs::canonicalize(root.join(rel)) {
-        Ok(p) if !p.starts_with(&root) => Err(format!("`{rel}` leads out of the directory")),
-        Ok(p) if p.is_file() => Ok(()),
-        Ok(_) => Err(format!("`{rel}` is not a file")),
-        Err(_) => Err(format!("`{rel}` does not exist in {}", base.display())),
-    }
-}
-
 /// Checks a PRP whole against a runtime's tools, agents, command policy and models, for the
 /// directory it will work on (`base`: the files its context names must be there): every
 /// problem at its key path. Returns the plan of a run of it under `policy`.
@@ -59,7 +47,7 @@ pub(crate) fn check_prp(
     models: &Models,
 ) -> Result<Plan, PrpErrors> {
     let prp = &src.prp;
-    let mut found = prp.problems(&|rel| file_inside(base, rel));
+    let mut found = prp.problems(&|rel| crate::tools::prp::file_inside(base, rel));
     // What each step runs, as this runtime would run it; reported at the step's keys.
     if found
         .iter()
@@ -67,13 +55,7 @@ pub(crate) fn check_prp(
     {
         let plan = PlanSource::from_plan(prp.check_plan());
         if let Err(errors) = check_plan(&plan, &Map::new(), tools, agents, commands, models) {
-            for issue in errors.0 {
-                let path = match issue.error.task() {
-                    Some(task) => prp.path_of(task, issue.error.field().as_deref()),
-                    None => String::new(),
-                };
-                found.push((path, issue.error.to_string()));
-            }
+            found.extend(prp.plan_problems(&errors));
         }
     }
     if !found.is_empty() {
@@ -476,4 +458,121 @@ pub async fn prp_report_of(
         totals,
         confidence,
     })
+}
+
+/// What a PRP is generated from.
+#[derive(Debug, Clone)]
+pub enum PrpFrom {
+    /// An INITIAL file's text (FEATURE / EXAMPLES / DOCUMENTATION / OTHER CONSIDERATIONS).
+    Initial(String),
+    /// A gathering run (`nofx gather`): its answers and its `repo:analyze` outputs.
+    Gathering(RunId),
+}
+
+/// The id of the task of a generating run.
+pub const GENERATE_TASK: &str = "generate";
+
+impl Runtime {
+    /// Starts a run in which a model writes a PRP (`prp:generate`): from an INITIAL file, or
+    /// from a gathering run (then the generating run is its child and, unless `dir` is given,
+    /// works in its workspace). `dir` is the project the PRP is about (files the requirements
+    /// name are shown to the model; the PRP's context files must be there). The accepted PRP
+    /// and its confidence are the outputs of task `generate`; every model call is a usage row
+    /// of the run.
+    ///
+    /// # Errors
+    /// An unknown or unfinished gathering run; the errors of [`Runtime::submit_opts`].
+    pub async fn generate_prp(
+        &self,
+        from: PrpFrom,
+        dir: Option<PathBuf>,
+        mut opts: SubmitOptions,
+    ) -> Result<RunHandle, RuntimeError> {
+        let mut inputs = serde_json::Map::new();
+        let mut workspace = dir;
+        match from {
+            PrpFrom::Initial(text) => {
+                inputs.insert("initial".into(), Value::String(text));
+            }
+            PrpFrom::Gathering(run) => {
+                let record = self.store().run(run).await?;
+                let tasks = self.store().tasks(run).await?;
+                let plan_task = tasks
+                    .iter()
+                    .find(|t| t.task_id.as_str() == crate::domain::questionnaire::PLAN_TASK);
+                let answers = match plan_task {
+                    Some(t) if t.status == TaskStatus::Succeeded => t
+                        .outputs
+                        .as_ref()
+                        .and_then(|o| o.get("answers"))
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                    _ => {
+                        return Err(RuntimeError::BadPrp(PrpErrors::one(
+                            None,
+                            "",
+                            format!("run {run} is not a gathering run that finished (`nofx gather` makes one)"),
+                        )))
+                    }
+                };
+                let analysis: Vec<Value> = tasks
+                    .iter()
+                    .filter(|t| t.tool == "repo:analyze" && t.status == TaskStatus::Succeeded)
+                    .filter_map(|t| t.outputs.clone())
+                    .collect();
+                inputs.insert(
+                    "requirements".into(),
+                    json!({"answers": answers, "analysis": analysis}),
+                );
+                workspace = workspace.or_else(|| Some(PathBuf::from(&record.workspace)));
+                opts.parent = opts.parent.or(Some(run));
+                opts.project = opts.project.or(Some(record.project));
+            }
+        }
+        opts.workspace = match workspace {
+            Some(w) => Some(
+                std::fs::canonicalize(&w).map_err(|source| RuntimeError::Io {
+                    path: w.display().to_string(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
+        let plan = Plan {
+            name: "generate-prp".into(),
+            inputs: Default::default(),
+            tasks: vec![crate::domain::plan::TaskSpec {
+                inputs,
+                ..crate::domain::plan::TaskSpec::new(GENERATE_TASK, "prp:generate")
+            }],
+            timeout_s: None,
+            project: None,
+            checkpoints: None,
+        };
+        self.submit_opts(plan, Map::new(), opts).await
+    }
+
+    /// Stores a checked PRP for `project` (`POST /prps`, `nofx prp generate`); its id is
+    /// `prp-…`.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn store_prp(
+        &self,
+        prp: &crate::domain::prp::Prp,
+        project: &str,
+        from_run: Option<RunId>,
+    ) -> Result<crate::store::PrpRow, RuntimeError> {
+        let row = crate::store::PrpRow {
+            id: format!("prp-{}", uuid::Uuid::now_v7().simple()),
+            project: project.to_string(),
+            name: prp.name.clone(),
+            prp: serde_json::to_value(prp).unwrap_or(Value::Null),
+            confidence: prp.confidence.as_ref().map(|c| i64::from(c.score)),
+            from_run,
+            created_at: crate::domain::time::now_ms(),
+        };
+        self.store().insert_prp(&row).await?;
+        Ok(row)
+    }
 }

@@ -33,7 +33,7 @@ pub struct ToolRegistry {
 impl ToolRegistry {
     /// The built-in tools: `test:echo`, `test:validate`, `test:healthcheck`, `shell`,
     /// `llm:generate`, `codegen`, `agent`, `ask`, `repo:analyze`, `gather:plan`, and the
-    /// tools of a PRP's run: `prp:step`, `prp:check`, `prp:rollback`.
+    /// tools of PRPs: `prp:step`, `prp:check`, `prp:rollback`, `prp:generate`.
     pub fn builtin() -> Self {
         let mut r = Self::default();
         for t in [
@@ -50,6 +50,7 @@ impl ToolRegistry {
             Arc::new(super::prp::PrpStep),
             Arc::new(super::prp::PrpCheck),
             Arc::new(super::prp::PrpRollback),
+            Arc::new(super::prp::generate::PrpGenerate),
         ] {
             r.register(t).expect("built-in tool schemas compile");
         }

@@ -15,6 +15,9 @@
 //!   first, ending with the workspace as before the first; `none`), each step's rollback
 //!   command first, then its snapshot. Each undone step is committed with its event, so a
 //!   rollback resumed after a crash undoes every step once.
+//! - `prp:generate` (`generate.rs`) has a model write a PRP from requirements.
+
+pub(crate) mod generate;
 
 use super::agent::cut;
 use super::shell::{exit_code, run_command, Ended};
@@ -82,6 +85,18 @@ async fn snapshot_of(ctx: &ToolContext, task: &str) -> Result<Option<SnapshotRow
         .map_err(io)?
         .into_iter()
         .find(|s| s.task_id == task))
+}
+
+/// Whether `rel` names a file inside `base` (links followed, but never out of it).
+pub(crate) fn file_inside(base: &std::path::Path, rel: &str) -> Result<(), String> {
+    let root = std::fs::canonicalize(base)
+        .map_err(|e| format!("cannot open the directory {}: {e}", base.display()))?;
+    match std::fs::canonicalize(root.join(rel)) {
+        Ok(p) if !p.starts_with(&root) => Err(format!("`{rel}` leads out of the directory")),
+        Ok(p) if p.is_file() => Ok(()),
+        Ok(_) => Err(format!("`{rel}` is not a file")),
+        Err(_) => Err(format!("`{rel}` does not exist in {}", base.display())),
+    }
 }
 
 /// What a step does.
