@@ -328,7 +328,7 @@ implementation:
 protected: ["/abs"]
 "#;
     let err = rt
-        .check_prp(&prp(text), &dir, RollbackPolicy::Step)
+        .check_prp(&prp(text), Some(&dir), RollbackPolicy::Step)
         .unwrap_err();
     let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
     for want in [
@@ -359,7 +359,7 @@ implementation:
       gates: [{ kind: pattern, output: x, regex: "(" }]
 "#;
     let err = rt
-        .check_prp(&prp(text), &dir, RollbackPolicy::Step)
+        .check_prp(&prp(text), Some(&dir), RollbackPolicy::Step)
         .unwrap_err();
     let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
     for want in [
@@ -512,7 +512,82 @@ both_stores! {
         let back = rt.store().prp(&outcome.project, &row.id).await.unwrap().unwrap();
         assert_eq!((back.confidence, back.from_run), (Some(8), Some(run.id())));
         let src = PrpSource::parse(&serde_json::to_string(&back.prp).unwrap(), Format::Json, None).unwrap();
-        rt.check_prp(&src, &dir, RollbackPolicy::Step).unwrap();
+        rt.check_prp(&src, Some(&dir), RollbackPolicy::Step).unwrap();
+        rt.shutdown().await;
+    }
+}
+
+#[cfg(feature = "server")]
+async fn http(
+    method: reqwest::Method,
+    url: String,
+    key: &str,
+    ctype: &str,
+    body: String,
+) -> (reqwest::StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(key)
+        .header("content-type", ctype)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[cfg(feature = "server")]
+both_stores! {
+    async fn prps_are_stored_executed_and_reported_over_http(store) {
+        use reqwest::{Method, StatusCode};
+        let dir = project(store.dir.path());
+        let rt = store.runtime().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(nofx::api::serve(rt.clone(), Default::default(), listener, async {
+            let _ = rx.await;
+        }));
+        let key = rt.store().create_key("acme", None, &nofx::store::Scope::ALL).await.unwrap().1;
+        let other = rt.store().create_key("other", None, &nofx::store::Scope::ALL).await.unwrap().1;
+        let yaml = "application/yaml";
+        // A PRP with problems: 422, each at its key path; nothing stored.
+        let broken = TWO_STEPS.replace("gates: [tests]", "gates: [nosuch]");
+        let (s, e) = http(Method::POST, format!("{base}/prps"), &key, yaml, broken).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        assert_eq!(e["error"]["code"], "invalid_prp");
+        assert_eq!(e["error"]["problems"][0]["path"], "implementation.steps[1].gates[0]");
+        assert!(e["error"]["problems"][0]["line"].is_u64(), "{e}");
+        // Stored, read back, and invisible to another project.
+        let (s, stored) = http(Method::POST, format!("{base}/prps"), &key, yaml, TWO_STEPS.into()).await;
+        assert_eq!(s, StatusCode::CREATED, "{stored}");
+        let id = stored["id"].as_str().unwrap().to_string();
+        assert_eq!(stored["confidence"], 7);
+        let (s, got) = http(Method::GET, format!("{base}/prps/{id}"), &key, yaml, String::new()).await;
+        assert_eq!((s, got["prp"]["name"].clone()), (StatusCode::OK, json!("add-world")));
+        let (s, _) = http(Method::GET, format!("{base}/prps/{id}"), &other, yaml, String::new()).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        // Executed on a directory of the server, rolled back, reported.
+        let body = json!({"path": dir, "rollback": "all"}).to_string();
+        let (s, run) = http(Method::POST, format!("{base}/prps/{id}/execute"), &key, "application/json", body).await;
+        assert_eq!(s, StatusCode::CREATED, "{run}");
+        let run_id: nofx::RunId = run["id"].as_str().unwrap().parse().unwrap();
+        let outcome = rt.run(run_id).await.unwrap().wait().await.unwrap();
+        assert_eq!(outcome.status, RunStatus::Failed);
+        let (s, report) = http(Method::GET, format!("{base}/runs/{run_id}/report"), &key, yaml, String::new()).await;
+        assert_eq!(s, StatusCode::OK, "{report}");
+        assert_eq!(report["rollback"], "all");
+        assert_eq!(report["steps"][1]["rolledBack"], true);
+        assert_eq!(report["totals"]["rolledBack"], 2);
+        let (s, _) = http(Method::GET, format!("{base}/runs/{run_id}/report"), &other, yaml, String::new()).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        // Bad bodies are 400 or 422, never a run.
+        let (s, _) = http(Method::POST, format!("{base}/prps/{id}/execute"), &key, "application/json", json!({"rollback": "some"}).to_string()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, _) = http(Method::POST, format!("{base}/prps/{id}/execute"), &key, "application/json", json!({"path": "relative/dir"}).to_string()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        let _ = tx.send(());
         rt.shutdown().await;
     }
 }

@@ -10,6 +10,7 @@ mod extract;
 mod info;
 mod metrics;
 pub mod openapi;
+mod prps;
 mod questions;
 mod runs;
 mod stream;
@@ -99,6 +100,10 @@ fn routes(rt: Runtime, opts: ApiOptions, closing: tokio_util::sync::Cancellation
         .route("/runs/{id}/questions/{q}/answer", post(questions::answer))
         .route("/questions", get(questions::of_project))
         .route("/gather", post(questions::gather))
+        .route("/prps", post(prps::create))
+        .route("/prps/{id}", get(prps::get))
+        .route("/prps/{id}/execute", post(prps::execute))
+        .route("/runs/{id}/report", get(prps::report))
         .route("/runs/{id}/artifacts", get(artifacts::list))
         .route("/runs/{id}/artifacts/{*name}", get(artifacts::get))
         .route("/templates", get(templates::list).post(templates::create))

@@ -86,6 +86,13 @@ pub(crate) enum Submission {
     /// A gathering run (a questionnaire's plan), working in a directory of the server when
     /// one is given.
     Gathering(PlanSource, Option<std::path::PathBuf>),
+    /// A PRP: the directory it works on (a copy, unless in place), and its rollback policy.
+    Prp(
+        Box<crate::domain::prp::PrpSource>,
+        Option<std::path::PathBuf>,
+        bool,
+        crate::domain::prp::RollbackPolicy,
+    ),
 }
 
 fn parse_submission(headers: &HeaderMap, body: &[u8]) -> Result<Submission, ApiError> {
@@ -264,6 +271,15 @@ pub(crate) async fn submit(
         Submission::Restore(cp) => st.rt.restore(&cp, opts).await,
         Submission::Fork(run, fork) => st.rt.fork(run, fork, opts).await,
         Submission::Gathering(src, _) => st.rt.submit_opts(&src, Map::new(), opts).await,
+        Submission::Prp(src, path, in_place, rollback) => {
+            let how = crate::runtime::PrpRun {
+                path,
+                in_place,
+                rollback,
+                submit: opts,
+            };
+            st.rt.submit_prp(&src, how).await
+        }
     };
     let handle = match submitted {
         Ok(h) => h,

@@ -117,12 +117,15 @@ fn base(path: &Option<PathBuf>) -> Result<PathBuf, Failure> {
 fn validate(g: &Global, a: ValidateArgs) -> CliResult {
     let src = read_prp(&a.file).map_err(|e| problems(e, a.json))?;
     let dir = base(&a.path)?;
-    let plan =
-        match builder(g, CommandPolicy::allow_all())?.check_prp(&src, &dir, RollbackPolicy::Step) {
-            Ok(p) => p,
-            Err(crate::RuntimeError::BadPrp(e)) => return Err(problems(e, a.json)),
-            Err(other) => return Err(other.into()),
-        };
+    let plan = match builder(g, CommandPolicy::allow_all())?.check_prp(
+        &src,
+        Some(&dir),
+        RollbackPolicy::Step,
+    ) {
+        Ok(p) => p,
+        Err(crate::RuntimeError::BadPrp(e)) => return Err(problems(e, a.json)),
+        Err(other) => return Err(other.into()),
+    };
     let steps = plan.tasks.len() - 3;
     if a.json {
         println!(

@@ -315,7 +315,7 @@ impl RuntimeBuilder {
     pub fn check_prp(
         &self,
         src: &crate::domain::prp::PrpSource,
-        base: &std::path::Path,
+        base: Option<&std::path::Path>,
         policy: crate::domain::prp::RollbackPolicy,
     ) -> Result<crate::domain::plan::Plan, RuntimeError> {
         let (tools, agents, models) = self.checked_against()?;

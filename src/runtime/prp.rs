@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 /// How a PRP runs.
 #[derive(Debug, Clone, Default)]
 pub struct PrpRun {
-    /// The directory the PRP works on (default: the current directory).
+    /// The directory the PRP works on (copied, unless `in_place`); without one, a new empty
+    /// workspace.
     pub path: Option<PathBuf>,
     /// Work on the directory itself (its git tree must be clean) instead of a copy.
     pub in_place: bool,
@@ -35,11 +36,12 @@ pub struct PrpRun {
 }
 
 /// Checks a PRP whole against a runtime's tools, agents, command policy and models, for the
-/// directory it will work on (`base`: the files its context names must be there): every
-/// problem at its key path. Returns the plan of a run of it under `policy`.
+/// directory it will work on (`base`: the files its context names must be there; without
+/// one they are checked when it runs): every problem at its key path. Returns the plan of a
+/// run of it under `policy`.
 pub(crate) fn check_prp(
     src: &PrpSource,
-    base: &Path,
+    base: Option<&Path>,
     policy: RollbackPolicy,
     tools: &ToolRegistry,
     agents: &[AgentSpec],
@@ -47,7 +49,10 @@ pub(crate) fn check_prp(
     models: &Models,
 ) -> Result<Plan, PrpErrors> {
     let prp = &src.prp;
-    let mut found = prp.problems(&|rel| crate::tools::prp::file_inside(base, rel));
+    let mut found = prp.problems(&|rel| match base {
+        Some(b) => crate::tools::prp::file_inside(b, rel),
+        None => Ok(()),
+    });
     // What each step runs, as this runtime would run it; reported at the step's keys.
     if found
         .iter()
@@ -83,15 +88,15 @@ pub(crate) fn check_prp(
 
 impl Runtime {
     /// Checks a PRP whole against this runtime, for the directory it will work on (`base`:
-    /// the files its context names must be there): every problem at its key path. Returns
-    /// the plan of a run of it under `policy`.
+    /// the files its context names must be there; without one they are not checked):
+    /// every problem at its key path. Returns the plan of a run of it under `policy`.
     ///
     /// # Errors
     /// Every problem found.
     pub fn check_prp(
         &self,
         src: &PrpSource,
-        base: &Path,
+        base: Option<&Path>,
         policy: RollbackPolicy,
     ) -> Result<Plan, PrpErrors> {
         let s = &self.inner.shared;
@@ -111,46 +116,41 @@ impl Runtime {
         src: &PrpSource,
         how: PrpRun,
     ) -> Result<RunHandle, RuntimeError> {
-        let base = match &how.path {
-            Some(p) => p.clone(),
-            None => std::env::current_dir().map_err(|source| RuntimeError::Io {
-                path: ".".into(),
-                source,
-            })?,
-        };
-        if !base.is_dir() {
-            return Err(RuntimeError::BadPrp(PrpErrors::one(
-                src.origin.as_deref(),
-                "",
-                format!("{} is not a directory", base.display()),
-            )));
+        let bad =
+            |msg: String| RuntimeError::BadPrp(PrpErrors::one(src.origin.as_deref(), "", msg));
+        if let Some(p) = &how.path {
+            if !p.is_dir() {
+                return Err(bad(format!("{} is not a directory", p.display())));
+            }
+        } else if how.in_place {
+            return Err(bad("--in-place needs the directory to work on".into()));
         }
         let plan = self
-            .check_prp(src, &base, how.rollback)
+            .check_prp(src, how.path.as_deref(), how.rollback)
             .map_err(RuntimeError::BadPrp)?;
         let mut opts = how.submit;
         let id = opts.id.unwrap_or_default();
         opts.id = Some(id);
-        let copied = if how.in_place {
-            clean_git_tree(&base).await?;
-            opts.workspace =
-                Some(
-                    std::fs::canonicalize(&base).map_err(|source| RuntimeError::Io {
-                        path: base.display().to_string(),
-                        source,
-                    })?,
-                );
-            None
-        } else {
-            let to = workspace_of(self.data_dir(), id);
-            let skip = Skip::dirs([self.data_dir().to_path_buf()]);
-            snapshot::copy_tree(&base, &to, &skip)
-                .await
-                .map_err(|e| RuntimeError::Io {
-                    path: base.display().to_string(),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
-            Some(to)
+        let io = |path: &Path, e: String| RuntimeError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(e),
+        };
+        let copied = match &how.path {
+            Some(base) if how.in_place => {
+                clean_git_tree(base).await?;
+                opts.workspace =
+                    Some(std::fs::canonicalize(base).map_err(|e| io(base, e.to_string()))?);
+                None
+            }
+            Some(base) => {
+                let to = workspace_of(self.data_dir(), id);
+                let skip = Skip::dirs([self.data_dir().to_path_buf()]);
+                snapshot::copy_tree(base, &to, &skip)
+                    .await
+                    .map_err(|e| io(base, e.to_string()))?;
+                Some(to)
+            }
+            None => None,
         };
         let submitted = self.submit_opts(plan, Map::new(), opts).await;
         if submitted.is_err() {
