@@ -591,3 +591,30 @@ both_stores! {
         rt.shutdown().await;
     }
 }
+
+both_stores! {
+    async fn the_shipped_example_prp_adds_its_function_on_the_second_attempt(store) {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/prps");
+        let greeter = examples.join("greeter");
+        let before = tree(&greeter);
+        let greet = std::fs::read_to_string(greeter.join("greet.sh")).unwrap();
+        let wrong = format!("{greet}\n# farewell NAME: prints \"goodbye, NAME\".\nfarewell() {{\n    echo \"bye, $1\"\n}}\n");
+        let right = wrong.replace("echo \"bye, $1\"", "echo \"goodbye, $1\"");
+        let file = |content: &str| json!({"files": [{"path": "greet.sh", "content": content}]}).to_string();
+        let (cfg, script) = openai(vec![openai_text(&file(&wrong), 700, 90), openai_text(&file(&right), 900, 90)]).await;
+        let rt = store.builder().models(cfg).build().await.unwrap();
+        let text = std::fs::read_to_string(examples.join("add-farewell.yaml")).unwrap();
+        let src = PrpSource::parse(&text, Format::Yaml, Some("add-farewell.yaml")).unwrap();
+        let (outcome, _) = run_prp(&rt, &src, &greeter, RollbackPolicy::Step).await;
+        assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.reason);
+        let second = common::llm::last_message(&script.seen()[1].body).to_string();
+        assert!(second.contains("FAIL farewell: expected 'goodbye, ada', got 'bye, ada'"), "{second}");
+        let ws = PathBuf::from(&outcome.workspace);
+        assert_eq!(std::fs::read_to_string(ws.join("greet.sh")).unwrap(), right);
+        assert_eq!(tree(&greeter), before, "the example project itself is untouched");
+        let report = rt.prp_report(outcome.id).await.unwrap();
+        assert_eq!(report.steps[0].attempts, 2);
+        assert_eq!(report.confidence["outcome"], "succeeded after retries");
+        rt.shutdown().await;
+    }
+}
