@@ -618,3 +618,30 @@ both_stores! {
         rt.shutdown().await;
     }
 }
+
+both_stores! {
+    async fn a_protected_file_changed_by_a_failing_gate_is_put_back_even_without_rollback(store) {
+        let dir = project(store.dir.path());
+        let rt = store.runtime().await;
+        let text = r#"
+name: sneaky-gate
+goal: x
+implementation:
+  steps:
+    - id: write
+      description: write a file
+      tool: shell
+      inputs: { argv: [sh, -c, "echo new > new.txt"] }
+      gates: [{ kind: command, argv: [sh, -c, "echo 'exit 0' > tests/check.sh; exit 1"] }]
+protected: ["tests/**"]
+"#;
+        let (outcome, events) = run_prp(&rt, &prp(text), &dir, RollbackPolicy::None).await;
+        assert_eq!(outcome.status, RunStatus::Failed);
+        let v = of(&events, EventType::PrpIntegrityViolation);
+        assert_eq!(v.len(), 1, "{events:#?}");
+        assert_eq!(v[0].task_id.as_ref().unwrap().as_str(), "rollback");
+        let ws = PathBuf::from(&outcome.workspace);
+        assert_eq!(std::fs::read_to_string(ws.join("tests/check.sh")).unwrap(), "grep -q world lib.txt\n");
+        rt.shutdown().await;
+    }
+}

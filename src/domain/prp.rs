@@ -1160,7 +1160,7 @@ impl Prp {
         after.extend(order.iter().map(|&i| steps[i].id.clone()));
         after.push(POST_TASK.to_string());
         tasks.push(TaskSpec {
-            inputs: obj(json!({"policy": policy, "steps": undo, "prp": {"name": self.name, "confidence": self.confidence}})),
+            inputs: obj(json!({"policy": policy, "steps": undo, "protected": self.protected, "prp": {"name": self.name, "confidence": self.confidence}})),
             depends_on: after,
             run_if: RunIf::Failed,
             ..TaskSpec::new(ROLLBACK_TASK, ROLLBACK_TOOL)

@@ -264,6 +264,55 @@ async fn prompt(
     Ok(out)
 }
 
+/// What a step changed since its snapshot; when that touches a protected path, the snapshot
+/// is put back at once and committed with `prp.integrity_violation` and
+/// `prp.step.rolled_back` (the step's snapshot row marked), and the paths are returned.
+async fn guard(
+    ctx: &ToolContext,
+    step: &str,
+    snap: &SnapshotRow,
+    protected: &globset::GlobSet,
+) -> Result<(Changes, Option<Vec<String>>), ToolError> {
+    let skip = skip_of(ctx);
+    let now = snapshot::scan(&ctx.workspace, &skip).await.map_err(io)?;
+    let changes = snapshot::diff(&snap.manifest, &now);
+    let violated: Vec<String> = changes
+        .paths()
+        .filter(|p| protected.is_match(p))
+        .map(str::to_string)
+        .collect();
+    if violated.is_empty() {
+        return Ok((changes, None));
+    }
+    let done = snapshot::restore(&ctx.workspace, &snap.manifest, &skip, &ctx.env.blobs)
+        .await
+        .map_err(io)?;
+    let rows = Batch {
+        snapshots: vec![SnapshotRow {
+            rolled_back_at: Some(now_ms()),
+            rollback: Some(json!({"cause": "integrity", "paths": violated})),
+            ..snap.clone()
+        }],
+        ..Batch::default()
+    };
+    let events = vec![
+        EventData::PrpIntegrityViolation(payload::PrpIntegrityViolation {
+            step: step.to_string(),
+            paths: violated.clone(),
+        }),
+        EventData::PrpStepRolledBack(payload::PrpStepRolledBack {
+            step: step.to_string(),
+            cause: "integrity".into(),
+            command: None,
+            restored: true,
+            written: done.written,
+            removed: done.removed,
+        }),
+    ];
+    commit(ctx, rows, events).await?;
+    Ok((changes, Some(violated)))
+}
+
 /// `prp:step`.
 pub(crate) struct PrpStep;
 
@@ -399,45 +448,13 @@ impl Tool for PrpStep {
                 // Paused for a person (checked once it ends) or stopped.
                 return result;
             }
-            let now = snapshot::scan(&ctx.workspace, &skip).await.map_err(io)?;
-            let changes = snapshot::diff(&snap.manifest, &now);
-            let violated: Vec<String> = changes
-                .paths()
-                .filter(|p| protected.is_match(p))
-                .map(str::to_string)
-                .collect();
-            if !violated.is_empty() {
-                let done = snapshot::restore(&ctx.workspace, &snap.manifest, &skip, &blobs)
-                    .await
-                    .map_err(io)?;
-                let rows = Batch {
-                    snapshots: vec![SnapshotRow {
-                        rolled_back_at: Some(now_ms()),
-                        rollback: Some(json!({"cause": "integrity", "paths": violated})),
-                        ..snap.clone()
-                    }],
-                    ..Batch::default()
-                };
-                let events = vec![
-                    EventData::PrpIntegrityViolation(payload::PrpIntegrityViolation {
-                        step: input.step.clone(),
-                        paths: violated.clone(),
-                    }),
-                    EventData::PrpStepRolledBack(payload::PrpStepRolledBack {
-                        step: input.step.clone(),
-                        cause: "integrity".into(),
-                        command: None,
-                        restored: true,
-                        written: done.written,
-                        removed: done.removed,
-                    }),
-                ];
-                commit(&ctx, rows, events).await?;
+            let (changes, violated) = guard(&ctx, &input.step, &snap, &protected).await?;
+            if let Some(paths) = violated {
                 return Err(ToolError::Integrity(format!(
                     "step `{}` changed protected {} {}; the step was rolled back",
                     input.step,
-                    if violated.len() == 1 { "path" } else { "paths" },
-                    violated
+                    if paths.len() == 1 { "path" } else { "paths" },
+                    paths
                         .iter()
                         .map(|p| format!("`{p}`"))
                         .collect::<Vec<_>>()
@@ -537,6 +554,8 @@ struct Undo {
 struct RollbackInput {
     policy: RollbackPolicy,
     steps: Vec<Undo>,
+    #[serde(default)]
+    protected: Vec<String>,
 }
 
 /// `prp:rollback`.
@@ -637,6 +656,23 @@ impl Tool for PrpRollback {
                 .find(|s| failed(&s.step))
                 .map(|s| s.step.clone());
             out.outputs.insert("failed_step".into(), json!(failed_step));
+            let mut snaps: HashMap<String, SnapshotRow> = store
+                .snapshots(run)
+                .await
+                .map_err(io)?
+                .into_iter()
+                .map(|s| (s.task_id.clone(), s))
+                .collect();
+            // A step that failed before its own check (a timeout, a crash, a gate that wrote)
+            // is checked here: a protected path it changed is put back whatever the policy.
+            if let Some(step) = &failed_step {
+                if let Some(snap) = snaps.get_mut(step).filter(|s| s.rolled_back_at.is_none()) {
+                    let protected = protected_set(&input.protected)?;
+                    if guard(&ctx, step, snap, &protected).await?.1.is_some() {
+                        snap.rolled_back_at = Some(now_ms());
+                    }
+                }
+            }
             let undo: Vec<&Undo> = match input.policy {
                 RollbackPolicy::None => Vec::new(),
                 RollbackPolicy::Step => input
@@ -646,13 +682,7 @@ impl Tool for PrpRollback {
                     .collect(),
                 RollbackPolicy::All => input.steps.iter().rev().collect(),
             };
-            let snaps: HashMap<String, SnapshotRow> = store
-                .snapshots(run)
-                .await
-                .map_err(io)?
-                .into_iter()
-                .map(|s| (s.task_id.clone(), s))
-                .collect();
+
             let skip = skip_of(&ctx);
             let blobs = ctx.env.blobs.clone();
             let mut undone = Vec::new();
