@@ -153,3 +153,24 @@ fn unauthorized(message: &str) -> Response {
     );
     resp
 }
+
+/// A directory of the server a request names: absolute and existing; only for keys with
+/// the `shell` scope.
+pub(crate) fn server_dir(
+    caller: &Caller,
+    path: &str,
+    what: &str,
+) -> Result<std::path::PathBuf, ApiError> {
+    if !caller.has(Scope::Shell) {
+        return Err(missing_scope(Scope::Shell, what));
+    }
+    let dir = std::path::PathBuf::from(path);
+    if !dir.is_absolute() || !dir.is_dir() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_path",
+            format!("`path` must be an existing directory of the server, given absolute: {path}"),
+        ));
+    }
+    Ok(dir)
+}

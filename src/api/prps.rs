@@ -1,7 +1,7 @@
 //! PRPs over HTTP: store one (checked: 422 with every problem at its key path), read it,
 //! execute it as a run, and the report of a PRP's run.
 
-use super::auth::{missing_scope, Caller, RequestCorrelation};
+use super::auth::{server_dir, Caller, RequestCorrelation};
 use super::error::ApiError;
 use super::extract::Body;
 use super::runs::{submit, visible_run, Submission};
@@ -9,29 +9,12 @@ use super::ApiState;
 use crate::domain::plan::Format;
 use crate::domain::prp::{PrpSource, RollbackPolicy};
 use crate::runtime::PrpReport;
-use crate::store::{PrpRow, Scope};
+use crate::store::PrpRow;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-
-/// A directory of the server a request names: absolute and existing; only for keys with
-/// the `shell` scope.
-fn server_dir(caller: &Caller, path: &str, what: &str) -> Result<std::path::PathBuf, ApiError> {
-    if !caller.has(Scope::Shell) {
-        return Err(missing_scope(Scope::Shell, what));
-    }
-    let dir = std::path::PathBuf::from(path);
-    if !dir.is_absolute() || !dir.is_dir() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_path",
-            format!("`path` must be an existing directory of the server, given absolute: {path}"),
-        ));
-    }
-    Ok(dir)
-}
 
 /// Reads a PRP from a body: JSON, or YAML (by `Content-Type`).
 fn read(headers: &HeaderMap, body: &[u8]) -> Result<PrpSource, ApiError> {

@@ -148,25 +148,11 @@ pub async fn gather(
     })?;
     let dir = match &b.path {
         None => None,
-        Some(_) if !caller.has(crate::store::Scope::Shell) => {
-            return Err(super::auth::missing_scope(
-                crate::store::Scope::Shell,
-                "a gathering run in a directory of the server",
-            ))
-        }
-        Some(p) => {
-            let dir = std::path::PathBuf::from(p);
-            if !dir.is_absolute() || !dir.is_dir() {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "bad_path",
-                    format!(
-                        "`path` must be an existing directory of the server, given absolute: {p}"
-                    ),
-                ));
-            }
-            Some(dir)
-        }
+        Some(p) => Some(super::auth::server_dir(
+            &caller,
+            p,
+            "a gathering run in a directory of the server",
+        )?),
     };
     let known: std::collections::HashSet<&str> = src
         .questionnaire
