@@ -645,3 +645,101 @@ protected: ["tests/**"]
         rt.shutdown().await;
     }
 }
+
+/// The tour: `nofx gather` answers questions about a project, `nofx prp generate --from-run`
+/// turns its answers and analysis into a PRP (a child run of the gathering run), and the
+/// PRP validates for that project.
+#[cfg(feature = "cli")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gathering_run_becomes_a_prp() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path().to_path_buf();
+    let proj = project(&d);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(d.join("templates")).unwrap();
+    std::fs::copy(
+        repo.join("templates/small-change.yaml"),
+        d.join("templates/small-change.yaml"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("examples/models")).unwrap();
+    std::fs::copy(
+        repo.join("examples/models/small-change.yaml"),
+        d.join("examples/models/small-change.yaml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo.join("examples/questionnaires/small-change.yaml"),
+        d.join("q.yaml"),
+    )
+    .unwrap();
+    std::fs::write(d.join("a.yaml"), "change: Make lib.txt greet the world\nkind: feature\nlanguage: sh\ntest_command: sh tests/check.sh\n").unwrap();
+    let valid = json!({
+        "name": "greet", "goal": "lib.txt greets the world",
+        "context": {"examples": [{"file": "lib.txt", "why": "the file to fix"}],
+                    "validation_rules": {"tests": {"kind": "command", "argv": ["sh", "tests/check.sh"]}}},
+        "implementation": {"steps": [{"id": "write", "description": "fix lib.txt", "tool": "shell",
+                                       "inputs": {"argv": ["sh", "-c", "echo hello world > lib.txt"]}, "gates": ["tests"]}]},
+        "protected": ["tests/**"],
+        "confidence": {"score": 9, "reason": "one line"}
+    });
+    let (base, script) = server(
+        "/v1/chat/completions",
+        vec![openai_text(&valid.to_string(), 800, 100)],
+    )
+    .await;
+    let cmd = move |args: Vec<String>| {
+        let mut c = common::nofx_cmd(&d);
+        c.env("OPENAI_API_KEY", KEY)
+            .env("OPENAI_BASE_URL", format!("{base}/v1"))
+            .args(args);
+        c.output().unwrap()
+    };
+    let args = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let proj_s = proj.display().to_string();
+    let gather = {
+        let (cmd, a) = (
+            cmd.clone(),
+            args(&["gather", "q.yaml", "--path", &proj_s, "--answers", "a.yaml"]),
+        );
+        tokio::task::spawn_blocking(move || cmd(a)).await.unwrap()
+    };
+    let err = String::from_utf8_lossy(&gather.stderr).to_string();
+    assert_eq!(gather.status.code(), Some(0), "{err}");
+    let g = err
+        .split_whitespace()
+        .skip_while(|w| *w != "run")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let generate = {
+        let (cmd, a) = (
+            cmd.clone(),
+            args(&["prp", "generate", "--from-run", &g, "-o", "prp.yaml"]),
+        );
+        tokio::task::spawn_blocking(move || cmd(a)).await.unwrap()
+    };
+    let err = String::from_utf8_lossy(&generate.stderr).to_string();
+    assert_eq!(generate.status.code(), Some(0), "{err}");
+    assert!(err.contains("confidence 9/10 (one line)"), "{err}");
+    let asked = script.seen()[0].body.to_string();
+    assert!(
+        asked.contains("Make lib.txt greet the world"),
+        "the answers: {asked}"
+    );
+    assert!(asked.contains("test_command"), "the analysis: {asked}");
+    assert!(
+        asked.contains("grep -q world lib.txt") || asked.contains("lib.txt"),
+        "{asked}"
+    );
+    let validate = {
+        let a = args(&["prp", "validate", "prp.yaml", "--path", &proj_s]);
+        tokio::task::spawn_blocking(move || cmd(a)).await.unwrap()
+    };
+    assert_eq!(
+        validate.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
+}

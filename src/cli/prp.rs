@@ -173,13 +173,8 @@ async fn generate_with(rt: &crate::Runtime, a: &GenerateArgs) -> CliResult {
     let made = task
         .filter(|t| t.status == crate::TaskStatus::Succeeded)
         .and_then(|t| t.outputs.clone());
+    // The progress already said why the run did not succeed.
     let Some(made) = made else {
-        eprintln!(
-            "run {} {}: {}",
-            outcome.id,
-            outcome.status,
-            outcome.reason.unwrap_or_default()
-        );
         return Err(Failure::RunFailed);
     };
     let prp: crate::domain::prp::Prp = serde_json::from_value(made["prp"].clone())

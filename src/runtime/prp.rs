@@ -497,24 +497,24 @@ impl Runtime {
             PrpFrom::Gathering(run) => {
                 let record = self.store().run(run).await?;
                 let tasks = self.store().tasks(run).await?;
-                let plan_task = tasks
+                // Every ask phase's answers (by question id), whatever became of its plan.
+                let mut answers = serde_json::Map::new();
+                for t in tasks
                     .iter()
-                    .find(|t| t.task_id.as_str() == crate::domain::questionnaire::PLAN_TASK);
-                let answers = match plan_task {
-                    Some(t) if t.status == TaskStatus::Succeeded => t
-                        .outputs
-                        .as_ref()
-                        .and_then(|o| o.get("answers"))
-                        .cloned()
-                        .unwrap_or(Value::Null),
-                    _ => {
-                        return Err(RuntimeError::BadPrp(PrpErrors::one(
-                            None,
-                            "",
-                            format!("run {run} is not a gathering run that finished (`nofx gather` makes one)"),
-                        )))
+                    .filter(|t| t.tool == "ask" && t.status == TaskStatus::Succeeded)
+                {
+                    if let Some(Value::Object(o)) = &t.outputs {
+                        answers.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
                     }
-                };
+                }
+                if answers.is_empty() {
+                    return Err(RuntimeError::BadPrp(PrpErrors::one(
+                        None,
+                        "",
+                        format!("run {run} has no answered questions: give a gathering run (`nofx gather` makes one)"),
+                    )));
+                }
+                let answers = Value::Object(answers);
                 let analysis: Vec<Value> = tasks
                     .iter()
                     .filter(|t| t.tool == "repo:analyze" && t.status == TaskStatus::Succeeded)
