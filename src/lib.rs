@@ -65,6 +65,10 @@
 //!   [`AgentSpec`]: agents; [`RuntimeError`]: every failure of the calls above.
 //! - [`models`] and [`planner`]: model providers, routing, budgets, and goals planned by a
 //!   model; [`retention`]: sweeping old runs.
+//! - [`questions`] and [`prp`]: typed questions and questionnaires; PRPs checked
+//!   ([`Runtime::check_prp`]), run step by step behind gates with rollback
+//!   ([`Runtime::submit_prp`]), generated ([`Runtime::generate_prp`]) and reported
+//!   ([`Runtime::prp_report`]).
 //! - With the `server` feature (on by default), `service` serves the HTTP API, as
 //!   `nofx serve` does. Features `cli`, `otel` and `jemalloc` build the `nofx` binary; a
 //!   program that only embeds the runtime can turn the defaults off.

@@ -743,3 +743,49 @@ async fn a_gathering_run_becomes_a_prp() {
         String::from_utf8_lossy(&validate.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_place_needs_a_clean_git_tree_and_rolls_back_in_the_directory_itself() {
+    let store = TestStore::sqlite().await;
+    let dir = project(store.dir.path());
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let rt = store.runtime().await;
+    let how = |in_place| PrpRun {
+        path: Some(dir.clone()),
+        in_place,
+        rollback: RollbackPolicy::All,
+        ..PrpRun::default()
+    };
+    // Not a git tree, then a dirty one: refused, nothing stored.
+    let e = rt.submit_prp(&prp(TWO_STEPS), how(true)).await.unwrap_err();
+    assert!(e.to_string().contains("not in a git work tree"), "{e}");
+    git(&["init", "-q"]);
+    let e = rt.submit_prp(&prp(TWO_STEPS), how(true)).await.unwrap_err();
+    assert!(e.to_string().contains("uncommitted changes"), "{e}");
+    assert!(rt.store().runs(&[], 10).await.unwrap().is_empty());
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "start"]);
+    let before = tree(&dir);
+    let run = rt.submit_prp(&prp(TWO_STEPS), how(true)).await.unwrap();
+    let outcome = run.wait().await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Failed);
+    assert_eq!(
+        std::fs::canonicalize(&outcome.workspace).unwrap(),
+        std::fs::canonicalize(&dir).unwrap()
+    );
+    // Rolled back in place: the tree (git's own files included) is as it was.
+    assert_eq!(tree(&dir), before);
+    rt.shutdown().await;
+}
