@@ -132,7 +132,7 @@ impl QuestionnaireSource {
     /// Reads and checks a questionnaire.
     ///
     /// # Errors
-    /// Syntax, and every problem of [`Questionnaire::problems`], each naming its line and
+    /// Syntax, and every problem the questionnaire shows, each naming its line and
     /// question.
     pub fn parse(
         text: &str,

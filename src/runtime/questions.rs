@@ -106,7 +106,7 @@ pub fn default_answerer() -> String {
 
 impl Runtime {
     /// Questions of run `run`, oldest first, optionally of one status (at most
-    /// [`MAX_LISTED`]).
+    /// 1,000).
     ///
     /// # Errors
     /// `NoSuchRun` (as a store error); store failures.
@@ -124,7 +124,7 @@ impl Runtime {
     }
 
     /// Questions of every run of `project`, oldest first, optionally of one status (at
-    /// most [`MAX_LISTED`]).
+    /// most 1,000).
     ///
     /// # Errors
     /// Store failures.
