@@ -438,27 +438,25 @@ fn kill_during_rollback(store: &TestStore) {
     assert_eq!(tree(workspace), before, "byte-identical to before step one");
 }
 
+#[cfg(feature = "cli")]
 both_stores! {
     async fn a_rollback_killed_midway_finishes_once_on_resume(store) {
-        #[cfg(feature = "cli")]
-        {
-            let store = tokio::task::spawn_blocking(move || {
-                kill_during_rollback(&store);
-                store
-            })
-            .await
-            .unwrap();
-            // Each step was undone once.
-            let rt = store.runtime().await;
-            let runs = rt.store().runs(&[], 10).await.unwrap();
-            let events = common::events(&rt, runs[0].id).await;
-            let undone: Vec<&str> = of(&events, EventType::PrpStepRolledBack)
-                .iter()
-                .map(|e| e.data["step"].as_str().unwrap())
-                .collect();
-            assert_eq!(undone, ["two", "one"]);
-            rt.shutdown().await;
-        }
+        let store = tokio::task::spawn_blocking(move || {
+            kill_during_rollback(&store);
+            store
+        })
+        .await
+        .unwrap();
+        // Each step was undone once.
+        let rt = store.runtime().await;
+        let runs = rt.store().runs(&[], 10).await.unwrap();
+        let events = common::events(&rt, runs[0].id).await;
+        let undone: Vec<&str> = of(&events, EventType::PrpStepRolledBack)
+            .iter()
+            .map(|e| e.data["step"].as_str().unwrap())
+            .collect();
+        assert_eq!(undone, ["two", "one"]);
+        rt.shutdown().await;
     }
 }
 
