@@ -286,7 +286,7 @@ pub(crate) fn cycles_among(tasks: &[Task]) -> Vec<Vec<usize>> {
 
 /// Every dependency cycle, each as task indices in edge order starting from its first task
 /// in plan order (the first task repeated at the end).
-fn cycles(graph: &DiGraph<usize, ()>) -> Vec<Vec<usize>> {
+pub(crate) fn cycles(graph: &DiGraph<usize, ()>) -> Vec<Vec<usize>> {
     let mut out = Vec::new();
     for scc in petgraph::algo::tarjan_scc(graph) {
         let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);

@@ -41,3 +41,25 @@ pub(crate) fn names_or_none<S: AsRef<str>>(names: &[S]) -> String {
             .join(", ")
     }
 }
+
+/// A relative path made only of normal components (what names a file inside a directory:
+/// a run's workspace, a PRP's project), or why not (`what` names it in the
+/// message, e.g. "artifact").
+pub(crate) fn relative_path(p: &str, what: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::Path::new(p);
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(n) => out.push(n),
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => return Err(format!("{what} `{p}` uses `..`")),
+            std::path::Component::RootDir | std::path::Component::Prefix(_) => {
+                return Err(format!("{what} `{p}` is absolute"))
+            }
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err(format!("{what} `{p}` names no file"));
+    }
+    Ok(out)
+}

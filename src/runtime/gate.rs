@@ -7,7 +7,7 @@ use super::messages::{CheckGate, Verdict};
 use crate::domain::{FailureKind, GateSpec};
 use crate::models::{Ask, Message};
 use crate::tools::llm::ask_structured;
-use crate::tools::shell::{exit_code, run_command, Ended};
+use crate::tools::shell::{command_vars, exit_code, run_command, Ended};
 use crate::tools::{ToolEnv, ToolError};
 use actix::prelude::*;
 use serde_json::{json, Map, Value};
@@ -290,19 +290,7 @@ impl Handler<CheckGate> for GateActor {
                     .map(Duration::from_secs_f64)
                     .unwrap_or(COMMAND_TIMEOUT);
                 Box::pin(async move {
-                    let vars = vec![
-                        ("NOFX_RUN_ID".to_string(), msg.corr.run.to_string()),
-                        (
-                            "NOFX_TASK_ID".to_string(),
-                            msg.corr
-                                .task
-                                .as_ref()
-                                .map(|t| t.to_string())
-                                .unwrap_or_default(),
-                        ),
-                        ("NOFX_ATTEMPT".to_string(), msg.attempt.to_string()),
-                        ("NOFX_CORRELATION_ID".to_string(), msg.corr.id.to_string()),
-                    ];
+                    let vars = command_vars(&msg.corr, msg.attempt);
                     let stop = msg.cancel.child_token();
                     let run = run_command(&argv, &vars, &msg.workspace, &env, &stop);
                     let outcome = tokio::time::timeout(limit, run).await;

@@ -49,20 +49,14 @@ pub(crate) fn check_prp(
     models: &Models,
 ) -> Result<Plan, PrpErrors> {
     let prp = &src.prp;
-    let mut found = prp.problems(&|rel| match base {
+    // What each step runs is checked as this runtime would run it.
+    let exists = |rel: &str| match base {
         Some(b) => crate::tools::prp::file_inside(b, rel),
         None => Ok(()),
+    };
+    let found = prp.all_problems(&exists, |plan| {
+        check_plan(plan, &Map::new(), tools, agents, commands, models).map(|_| ())
     });
-    // What each step runs, as this runtime would run it; reported at the step's keys.
-    if found
-        .iter()
-        .all(|(p, _)| !p.starts_with("implementation.steps"))
-    {
-        let plan = PlanSource::from_plan(prp.check_plan());
-        if let Err(errors) = check_plan(&plan, &Map::new(), tools, agents, commands, models) {
-            found.extend(prp.plan_problems(&errors));
-        }
-    }
     if !found.is_empty() {
         return Err(src.errors(found));
     }
@@ -539,15 +533,11 @@ impl Runtime {
             None => None,
         };
         let plan = Plan {
-            name: "generate-prp".into(),
-            inputs: Default::default(),
             tasks: vec![crate::domain::plan::TaskSpec {
                 inputs,
                 ..crate::domain::plan::TaskSpec::new(GENERATE_TASK, "prp:generate")
             }],
-            timeout_s: None,
-            project: None,
-            checkpoints: None,
+            ..Plan::new("generate-prp")
         };
         self.submit_opts(plan, Map::new(), opts).await
     }

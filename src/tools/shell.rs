@@ -78,6 +78,26 @@ fn cannot_start(program: &str, why: &str) -> ToolError {
     ToolError::failed(format!("cannot start `{program}`: {why}"))
 }
 
+/// What a command nofx runs for a task is told of it: `NOFX_RUN_ID`, `NOFX_TASK_ID`,
+/// `NOFX_ATTEMPT`, `NOFX_CORRELATION_ID`.
+pub(crate) fn command_vars(
+    corr: &crate::domain::Correlation,
+    attempt: u32,
+) -> Vec<(String, String)> {
+    vec![
+        ("NOFX_RUN_ID".into(), corr.run.to_string()),
+        (
+            "NOFX_TASK_ID".into(),
+            corr.task
+                .as_ref()
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        ),
+        ("NOFX_ATTEMPT".into(), attempt.to_string()),
+        ("NOFX_CORRELATION_ID".into(), corr.id.to_string()),
+    ]
+}
+
 /// Runs `argv` in `cwd` in its own process group, capturing both streams, until it exits or
 /// `cancel` fires. Shared by the `shell` tool and command gates.
 pub(crate) async fn run_command(
@@ -221,18 +241,8 @@ impl Tool for Shell {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
                 .collect();
-            env.push(("NOFX_RUN_ID".into(), ctx.corr.run.to_string()));
-            env.push((
-                "NOFX_TASK_ID".into(),
-                ctx.corr
-                    .task
-                    .as_ref()
-                    .map(|t| t.to_string())
-                    .unwrap_or_default(),
-            ));
-            env.push(("NOFX_ATTEMPT".into(), ctx.attempt.to_string()));
+            env.extend(command_vars(&ctx.corr, ctx.attempt));
             env.push(("NOFX_IDEMPOTENCY_KEY".into(), ctx.idempotency_key.clone()));
-            env.push(("NOFX_CORRELATION_ID".into(), ctx.corr.id.to_string()));
             let done = run_command(&argv, &env, &ctx.workspace, &ctx.env, &ctx.cancel).await?;
             let status = match done.ended {
                 Ended::Cancelled => return Err(ToolError::Cancelled),

@@ -2,28 +2,9 @@
 //! (`shell` artifacts, `codegen` files). A path is relative, never uses `..`, and resolves —
 //! symlinks included — to a place inside the workspace.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-/// A relative path made only of normal components, or why not (`what` names it in the
-/// message, e.g. "artifact").
-pub(crate) fn relative(p: &str, what: &str) -> Result<PathBuf, String> {
-    let path = Path::new(p);
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir => {}
-            Component::ParentDir => return Err(format!("{what} `{p}` uses `..`")),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("{what} `{p}` is absolute"))
-            }
-        }
-    }
-    if out.as_os_str().is_empty() {
-        return Err(format!("{what} `{p}` names no file"));
-    }
-    Ok(out)
-}
+pub(crate) use crate::domain::relative_path as relative;
 
 /// Whether the nearest existing ancestor of `target` resolves inside `root` (`root` itself
 /// resolved); catches symlinks that point out of the workspace before a file is written.

@@ -1,11 +1,13 @@
 //! What is wrong with a PRP by itself (every problem at its key path), the order its steps
 //! run in, and the check plan that has a runtime check what each step runs.
 
-use super::{GateRef, Prp, Step, MAX_RETRY, MAX_STEPS, POST_TASK, PRE_TASK, ROLLBACK_TASK};
+use super::{GateRef, Prp, MAX_RETRY, MAX_STEPS, POST_TASK, PRE_TASK, ROLLBACK_TASK};
+use crate::domain::graph::cycles;
 use crate::domain::ids::TaskKey;
-use crate::domain::plan::{GateSpec, Plan, TaskSpec};
+use crate::domain::plan::{GateSpec, Plan, PlanSource, TaskSpec};
+use petgraph::graph::DiGraph;
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 /// Whether a gate decides by itself, without a model or a person.
 fn deterministic(g: &GateSpec) -> bool {
@@ -13,28 +15,6 @@ fn deterministic(g: &GateSpec) -> bool {
         g,
         GateSpec::Command { .. } | GateSpec::Pattern { .. } | GateSpec::JsonSchema { .. }
     )
-}
-
-/// A relative path that stays below its base (no `..`, not absolute), as text problems.
-pub fn relative_path_problem(p: &str) -> Option<String> {
-    let path = std::path::Path::new(p);
-    if p.trim().is_empty() {
-        return Some("the path is empty".into());
-    }
-    if path.is_absolute() || p.starts_with('/') || p.starts_with('\\') {
-        return Some(format!(
-            "`{p}` is absolute; paths are relative to the workspace"
-        ));
-    }
-    if path.components().any(|c| {
-        !matches!(
-            c,
-            std::path::Component::Normal(_) | std::path::Component::CurDir
-        )
-    }) {
-        return Some(format!("`{p}` leaves the workspace (`..`)"));
-    }
-    None
 }
 
 impl Prp {
@@ -94,7 +74,7 @@ impl Prp {
                         at.clone(),
                         "give one of `file` (a workspace file) or `url`".into(),
                     )),
-                    (Some(f), None) => match relative_path_problem(f) {
+                    (Some(f), None) => match crate::domain::relative_path(f, "file").err() {
                         Some(why) => out.push((format!("{at}.file"), why)),
                         None => {
                             if let Err(why) = exists(f) {
@@ -182,7 +162,7 @@ impl Prp {
                 }
             }
             if let Some(dir) = s.codegen.as_ref().and_then(|c| c.dir.as_deref()) {
-                if let Some(why) = relative_path_problem(dir) {
+                if let Err(why) = crate::domain::relative_path(dir, "`dir`") {
                     out.push((format!("{at}.codegen.dir"), why));
                 }
             }
@@ -249,7 +229,7 @@ impl Prp {
         }
         for (n, p) in self.protected.iter().enumerate() {
             let at = format!("protected[{n}]");
-            if let Some(why) = relative_path_problem(p) {
+            if let Err(why) = crate::domain::relative_path(p, "path") {
                 out.push((at, why));
             } else if let Err(e) = globset::Glob::new(p) {
                 out.push((at, format!("not a valid glob: {e}")));
@@ -266,7 +246,7 @@ impl Prp {
         out
     }
 
-    /// A cycle among the steps' `depends_on`, as step ids.
+    /// A cycle among the steps' `depends_on`, as step ids (the first repeated at the end).
     fn cycle(&self) -> Option<Vec<String>> {
         let steps = &self.implementation.steps;
         let index: HashMap<&str, usize> = steps
@@ -274,48 +254,18 @@ impl Prp {
             .enumerate()
             .map(|(i, s)| (s.id.as_str(), i))
             .collect();
-        // 0 unvisited, 1 on the path, 2 done.
-        let mut mark = vec![0u8; steps.len()];
-        fn visit(
-            i: usize,
-            steps: &[Step],
-            index: &HashMap<&str, usize>,
-            mark: &mut [u8],
-            path: &mut Vec<usize>,
-        ) -> Option<Vec<usize>> {
-            mark[i] = 1;
-            path.push(i);
-            for d in &steps[i].depends_on {
-                let Some(&j) = index.get(d.as_str()) else {
-                    continue;
-                };
-                if j == i {
-                    continue;
-                }
-                if mark[j] == 1 {
-                    let from = path.iter().position(|&p| p == j).unwrap_or(0);
-                    let mut c = path[from..].to_vec();
-                    c.push(j);
-                    return Some(c);
-                }
-                if mark[j] == 0 {
-                    if let Some(c) = visit(j, steps, index, mark, path) {
-                        return Some(c);
-                    }
-                }
-            }
-            path.pop();
-            mark[i] = 2;
-            None
-        }
-        for i in 0..steps.len() {
-            if mark[i] == 0 {
-                if let Some(c) = visit(i, steps, &index, &mut mark, &mut Vec::new()) {
-                    return Some(c.into_iter().rev().map(|k| steps[k].id.clone()).collect());
+        let mut graph: DiGraph<usize, ()> = DiGraph::with_capacity(steps.len(), steps.len());
+        let nodes: Vec<_> = (0..steps.len()).map(|i| graph.add_node(i)).collect();
+        for (i, s) in steps.iter().enumerate() {
+            // A step naming itself is reported as such, not as a cycle.
+            for j in s.depends_on.iter().filter_map(|d| index.get(d.as_str())) {
+                if *j != i {
+                    graph.add_edge(nodes[*j], nodes[i], ());
                 }
             }
         }
-        None
+        let cycle = cycles(&graph).into_iter().next()?;
+        Some(cycle.into_iter().map(|k| steps[k].id.clone()).collect())
     }
 
     /// The steps in the order they run: the written order, except that a step comes after
@@ -404,17 +354,33 @@ impl Prp {
             ..TaskSpec::new(ROLLBACK_TASK, "test:echo")
         });
         Plan {
-            name: self.name.clone(),
-            inputs: BTreeMap::new(),
             tasks,
-            timeout_s: None,
-            project: None,
-            checkpoints: None,
+            ..Plan::new(self.name.clone())
         }
     }
 
+    /// Every problem: the document's own ([`Prp::problems`]), then — when its steps are
+    /// well formed — what `check` (a runtime's plan check) finds in its check plan
+    /// ([`Prp::check_plan`]), at the steps' key paths.
+    pub fn all_problems(
+        &self,
+        exists: &dyn Fn(&str) -> Result<(), String>,
+        check: impl FnOnce(&PlanSource) -> Result<(), crate::domain::plan::PlanErrors>,
+    ) -> Vec<(String, String)> {
+        let mut found = self.problems(exists);
+        if found
+            .iter()
+            .all(|(p, _)| !p.starts_with("implementation.steps"))
+        {
+            if let Err(errors) = check(&PlanSource::from_plan(self.check_plan())) {
+                found.extend(self.plan_problems(&errors));
+            }
+        }
+        found
+    }
+
     /// The problems of the check plan ([`Prp::check_plan`]) at the steps' key paths.
-    pub fn plan_problems(&self, errors: &crate::domain::plan::PlanErrors) -> Vec<(String, String)> {
+    fn plan_problems(&self, errors: &crate::domain::plan::PlanErrors) -> Vec<(String, String)> {
         errors
             .0
             .iter()

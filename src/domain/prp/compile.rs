@@ -7,7 +7,6 @@ use super::{
 };
 use crate::domain::plan::{Plan, RunIf, TaskSpec};
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
 
 impl Prp {
     /// What the model or agent of a step is told besides its task: goal, why, business
@@ -124,12 +123,8 @@ impl Prp {
             ..TaskSpec::new(ROLLBACK_TASK, ROLLBACK_TOOL)
         });
         Plan {
-            name: self.name.clone(),
-            inputs: BTreeMap::new(),
             tasks,
-            timeout_s: None,
-            project: None,
-            checkpoints: None,
+            ..Plan::new(self.name.clone())
         }
     }
 }

@@ -11,7 +11,6 @@ mod check;
 mod compile;
 mod source;
 
-pub use check::relative_path_problem;
 pub use source::{Problem, PrpErrors, PrpSource};
 
 use super::plan::{GateSpec, RetryPolicy};

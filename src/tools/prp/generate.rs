@@ -10,7 +10,7 @@
 use super::super::agent::cut;
 use super::super::{Tool, ToolContext, ToolError, ToolOutput};
 use super::file_inside;
-use crate::domain::plan::{validate, PlanSource, ToolCatalog};
+use crate::domain::plan::{validate, ToolCatalog};
 use crate::domain::prp::{prp_schema, PrpSource};
 use crate::models::{answer_body, Ask, Message};
 use futures::future::BoxFuture;
@@ -41,10 +41,7 @@ fn named_files(text: &str, root: &std::path::Path) -> Vec<String> {
         {
             continue;
         }
-        if crate::domain::prp::relative_path_problem(w).is_none()
-            && file_inside(root, w).is_ok()
-            && !out.iter().any(|o| o == w)
-        {
+        if file_inside(root, w).is_ok() && !out.iter().any(|o| o == w) {
             out.push(w.to_string());
         }
     }
@@ -59,26 +56,20 @@ fn problems(text: &str, ctx: &ToolContext) -> Result<PrpSource, Vec<String>> {
         .or_else(|_| PrpSource::parse(body, crate::domain::plan::Format::Yaml, None))
         .map_err(|e| e.problems.iter().map(show).collect::<Vec<_>>())?;
     let prp = &src.prp;
-    let mut found = prp.problems(&|rel| file_inside(&ctx.workspace, rel));
-    if found
-        .iter()
-        .all(|(p, _)| !p.starts_with("implementation.steps"))
-    {
-        let link = &ctx.link.0;
-        let plan = PlanSource::from_plan(prp.check_plan());
-        if let Err(e) = validate(&plan, &Map::new(), link.tools(), link.agents()) {
-            found.extend(prp.plan_problems(&e));
+    let link = &ctx.link.0;
+    // The runtime's plan check less the model configuration (a tool reaches no further).
+    let mut found = prp.all_problems(&|rel| file_inside(&ctx.workspace, rel), |plan| {
+        let mut errors = validate(plan, &Map::new(), link.tools(), link.agents())
+            .err()
+            .map_or_else(Vec::new, |e| e.0);
+        let denied = ctx.env.policy.plan_problems(&plan.plan);
+        errors.extend(crate::domain::plan::PlanErrors::at_tasks(plan, denied).0);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::domain::plan::PlanErrors(errors))
         }
-        for (_, e) in ctx.env.policy.plan_problems(&plan.plan) {
-            found.extend(prp.plan_problems(&crate::domain::plan::PlanErrors(vec![
-                crate::domain::plan::PlanIssue {
-                    origin: None,
-                    line: None,
-                    error: e,
-                },
-            ])));
-        }
-    }
+    });
     if prp.confidence.is_none() {
         found.push((
             "confidence".into(),

@@ -20,7 +20,7 @@
 pub(crate) mod generate;
 
 use super::agent::cut;
-use super::shell::{exit_code, run_command, Ended};
+use super::shell::{command_vars, exit_code, run_command, Ended};
 use super::{Tool, ToolContext, ToolError, ToolOutput};
 use crate::domain::event::payload;
 use crate::domain::prp::{Rollback, RollbackPolicy, POST_TASK, PRE_TASK};
@@ -87,16 +87,9 @@ async fn snapshot_of(ctx: &ToolContext, task: &str) -> Result<Option<SnapshotRow
         .find(|s| s.task_id == task))
 }
 
-/// Whether `rel` names a file inside `base` (links followed, but never out of it).
+/// Whether `rel` names an existing file inside `base` (links followed, never out of it).
 pub(crate) fn file_inside(base: &std::path::Path, rel: &str) -> Result<(), String> {
-    let root = std::fs::canonicalize(base)
-        .map_err(|e| format!("cannot open the directory {}: {e}", base.display()))?;
-    match std::fs::canonicalize(root.join(rel)) {
-        Ok(p) if !p.starts_with(&root) => Err(format!("`{rel}` leads out of the directory")),
-        Ok(p) if p.is_file() => Ok(()),
-        Ok(_) => Err(format!("`{rel}` is not a file")),
-        Err(_) => Err(format!("`{rel}` does not exist in {}", base.display())),
-    }
+    super::workspace::existing_file(base, rel, "file").map(|_| ())
 }
 
 /// What a step does.
@@ -564,10 +557,7 @@ pub(crate) struct PrpRollback;
 impl PrpRollback {
     /// Runs a step's rollback command: `{argv, exit_code, output_tail}`.
     async fn command(ctx: &ToolContext, argv: &[String]) -> Value {
-        let vars = vec![
-            ("NOFX_RUN_ID".to_string(), ctx.corr.run.to_string()),
-            ("NOFX_CORRELATION_ID".to_string(), ctx.corr.id.to_string()),
-        ];
+        let vars = command_vars(&ctx.corr, ctx.attempt);
         match run_command(argv, &vars, &ctx.workspace, &ctx.env, &ctx.cancel).await {
             Err(e) => json!({"argv": argv, "exit_code": null, "error": e.to_string()}),
             Ok(done) => {
