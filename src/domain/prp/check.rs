@@ -246,14 +246,20 @@ impl Prp {
         out
     }
 
-    /// A cycle among the steps' `depends_on`, as step ids (the first repeated at the end).
-    fn cycle(&self) -> Option<Vec<String>> {
-        let steps = &self.implementation.steps;
-        let index: HashMap<&str, usize> = steps
+    /// Each step's position, by id.
+    fn step_index(&self) -> HashMap<&str, usize> {
+        self.implementation
+            .steps
             .iter()
             .enumerate()
             .map(|(i, s)| (s.id.as_str(), i))
-            .collect();
+            .collect()
+    }
+
+    /// A cycle among the steps' `depends_on`, as step ids (the first repeated at the end).
+    fn cycle(&self) -> Option<Vec<String>> {
+        let steps = &self.implementation.steps;
+        let index = self.step_index();
         let mut graph: DiGraph<usize, ()> = DiGraph::with_capacity(steps.len(), steps.len());
         let nodes: Vec<_> = (0..steps.len()).map(|i| graph.add_node(i)).collect();
         for (i, s) in steps.iter().enumerate() {
@@ -272,11 +278,7 @@ impl Prp {
     /// the steps it depends on. `None` when they make a cycle.
     pub fn order(&self) -> Option<Vec<usize>> {
         let steps = &self.implementation.steps;
-        let index: HashMap<&str, usize> = steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.as_str(), i))
-            .collect();
+        let index = self.step_index();
         let mut placed: HashSet<usize> = HashSet::new();
         let mut out = Vec::with_capacity(steps.len());
         while out.len() < steps.len() {
