@@ -1,9 +1,12 @@
 //! Benchmark: runs generated plans of `test:echo` tasks through the full actor path and
-//! reports throughput, task latency (ready → committed) and peak memory as one JSON line.
+//! reports throughput (submit to the run's end committed), task latency (ready → committed)
+//! and peak memory as one JSON line.
 //!
 //! Shapes: `chain` (N in sequence), `fanout` (1 → N → 1), `layered` (N/100 layers of 100,
 //! each layer depending on the whole previous one), `foreach` (a root listing N-3 items, a
-//! task that decomposes into one subtask per item, a sink: the fan-out made at run time).
+//! task that decomposes into one subtask per item, a sink: the fan-out made at run time),
+//! and `commit`: no plan, N one-row transactions in a loop through the store's group commit
+//! (the same code the persistence actor calls), the store's own commit latency.
 //!
 //! `agent_loop`: one `agent` task whose model (a local OpenAI-compatible server that answers
 //! at once) asks for one `test:echo` call a turn; it reports the loop's overhead per turn —
@@ -30,6 +33,9 @@ pub enum Shape {
     Layered,
     /// A root listing N-3 items, a `for_each` decomposition into one subtask per item, a sink.
     Foreach,
+    /// No plan: N one-row transactions in a loop through the store's group commit (the
+    /// store's own commit latency, which a chain's step can at best approach).
+    Commit,
 }
 
 /// Which store.
@@ -63,6 +69,23 @@ pub struct Report {
     pub p99_ms: f64,
     /// Peak resident memory of the process, MB.
     pub peak_rss_mb: f64,
+}
+
+impl Report {
+    /// The figures of `n` tasks in `seconds`, with their latencies (ms) in any order.
+    fn of(shape: Shape, n: usize, store: BenchStore, seconds: f64, mut lat: Vec<f32>) -> Self {
+        lat.sort_by(|a, b| a.total_cmp(b));
+        Self {
+            shape,
+            tasks: n,
+            store,
+            seconds,
+            tasks_per_s: n as f64 / seconds,
+            p50_ms: percentile(&lat, 0.50),
+            p99_ms: percentile(&lat, 0.99),
+            peak_rss_mb: peak_rss_mb(),
+        }
+    }
 }
 
 /// A benchmark failure.
@@ -184,6 +207,11 @@ pub fn plan(shape: Shape, n: usize) -> Result<Plan, BenchError> {
             }));
             vec![root, fan, echo("sink".into(), vec!["fan".into()])]
         }
+        Shape::Commit => {
+            return Err(BenchError::Input(
+                "the commit shape runs no plan (bench::run measures it)".into(),
+            ))
+        }
     };
     Ok(Plan {
         name: format!("bench-{shape:?}-{n}").to_lowercase(),
@@ -289,6 +317,9 @@ pub async fn run(
     store: BenchStore,
     postgres_url: Option<&str>,
 ) -> Result<Report, BenchError> {
+    if shape == Shape::Commit {
+        return commits(n, store, postgres_url).await;
+    }
     let plan = plan(shape, n)?;
     let tmp = std::env::temp_dir().join(format!(
         "nofx-bench-{}-{}",
@@ -315,27 +346,109 @@ pub async fn run(
         let src = PlanSource::from_plan(plan);
         let started = Instant::now();
         let handle = rt.submit(&src, Map::new()).await?;
-        let outcome = handle.wait().await?;
+        // The run's end, not its outcome: reading every task's row back is a query's cost,
+        // not the runtime's.
+        let (status, reason) = handle.wait_status().await?;
         let seconds = started.elapsed().as_secs_f64();
-        let mut lat = rt.take_latencies(handle.id()).await.unwrap_or_default();
+        let lat = rt.take_latencies(handle.id()).await.unwrap_or_default();
         rt.shutdown().await;
-        if outcome.status != RunStatus::Succeeded {
+        if status != RunStatus::Succeeded {
             return Err(BenchError::RunFailed {
-                status: outcome.status,
-                reason: outcome.reason.unwrap_or_default(),
+                status,
+                reason: reason.unwrap_or_default(),
             });
         }
-        lat.sort_by(|a, b| a.total_cmp(b));
-        Ok(Report {
-            shape,
-            tasks: n,
-            store,
-            seconds,
-            tasks_per_s: n as f64 / seconds,
-            p50_ms: percentile(&lat, 0.50),
-            p99_ms: percentile(&lat, 0.99),
-            peak_rss_mb: peak_rss_mb(),
-        })
+        Ok(Report::of(shape, n, store, seconds, lat))
+    }
+    .await;
+    if let Some((server, name)) = scratch {
+        pg_drop(&server, &name).await;
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// `n` one-row transactions (an event each) in a loop through the store's group commit:
+/// `tasks_per_s` is commits per second, the latencies are a commit's.
+async fn commits(
+    n: usize,
+    store: BenchStore,
+    postgres_url: Option<&str>,
+) -> Result<Report, BenchError> {
+    use crate::domain::event::{self, payload, EventData};
+    use crate::domain::{CorrelationId, Event, RunId};
+    use crate::store::{Batch, Fences, RunRecord, Store};
+    if n < 1 {
+        return Err(BenchError::Input("--tasks must be at least 1".into()));
+    }
+    let tmp = std::env::temp_dir().join(format!(
+        "nofx-bench-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let mut scratch = None;
+    let opened = match store {
+        BenchStore::Memory => Store::memory().await,
+        BenchStore::Sqlite => {
+            std::fs::create_dir_all(&tmp)
+                .map_err(|e| BenchError::Input(format!("cannot create {}: {e}", tmp.display())))?;
+            Store::sqlite_file(&tmp.join("bench.db")).await
+        }
+        BenchStore::Postgres => {
+            let server = postgres_url.ok_or_else(|| {
+                BenchError::Input(
+                    "--store postgres needs --database-url or NOFX_DATABASE_URL".into(),
+                )
+            })?;
+            let (url, name) = pg_scratch(server).await?;
+            scratch = Some((server.to_string(), name));
+            Store::open(&url).await
+        }
+    };
+    let result = async {
+        let db = opened.map_err(RuntimeError::from)?;
+        let run = RunId::new();
+        let corr = CorrelationId::generate();
+        let now = crate::domain::time::now_ms();
+        let mut first = Batch::default();
+        first.new_runs.push(RunRecord {
+            id: run,
+            name: "bench-commit".into(),
+            status: RunStatus::Running,
+            reason: None,
+            correlation_id: corr.clone(),
+            plan: std::sync::Arc::new(Plan::new("bench-commit")),
+            inputs: Map::new(),
+            workspace: tmp.display().to_string(),
+            created_at: now,
+            started_at: Some(now),
+            finished_at: None,
+            deadline_at: None,
+            project: "default".into(),
+            lineage: None,
+        });
+        let (fences, mut stale) = (Fences::default(), Default::default());
+        db.write_fenced(&mut first, &fences, &mut stale)
+            .await
+            .map_err(RuntimeError::from)?;
+        let data = EventData::TaskReady(payload::TaskReady {});
+        let mut lat = Vec::with_capacity(n);
+        let started = Instant::now();
+        for seq in 1..=n as i64 {
+            let mut batch = Batch::default();
+            let at = event::from_ms(crate::domain::time::now_ms());
+            batch
+                .events
+                .push(Event::new(seq, at, run, None, corr.clone(), &data));
+            let t = Instant::now();
+            db.write_fenced(&mut batch, &fences, &mut stale)
+                .await
+                .map_err(RuntimeError::from)?;
+            lat.push(t.elapsed().as_secs_f32() * 1000.0);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        db.close().await;
+        Ok(Report::of(Shape::Commit, n, store, seconds, lat))
     }
     .await;
     if let Some((server, name)) = scratch {

@@ -816,3 +816,29 @@ async fn with_an_otlp_endpoint_spans_carrying_the_correlation_id_are_exported() 
     assert!(names.iter().any(|n| n == "run"), "{names:?}");
     assert!(names.iter().any(|n| n == "nofx"), "task spans: {names:?}");
 }
+
+#[test]
+fn bench_commit_measures_one_row_transactions_through_the_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in ["memory", "sqlite"] {
+        let out = run(nofx(dir.path()).args([
+            "bench", "--shape", "commit", "--tasks", "20,40", "--store", store,
+        ]));
+        assert!(out.status.success(), "{store}: {}", text(&out.stderr));
+        let lines: Vec<serde_json::Value> = text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{store}");
+        for (line, n) in lines.iter().zip([20, 40]) {
+            assert_eq!(line["shape"], "commit");
+            assert_eq!(line["store"], store);
+            assert_eq!(line["tasks"], n);
+            assert!(line["tasks_per_s"].as_f64().unwrap() > 0.0, "{line}");
+            assert!(line["p99_ms"].as_f64().unwrap() >= line["p50_ms"].as_f64().unwrap());
+        }
+    }
+    let out = run(nofx(dir.path()).args(["bench", "--shape", "commit", "--tasks", "0"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--tasks must be at least 1"));
+}

@@ -248,3 +248,89 @@ async fn a_reference_built_in_code_to_a_missing_task_is_refused_before_the_run()
     assert!(format!("{rt:?}").contains("test:echo"));
     rt.shutdown().await;
 }
+
+/// A quick tool (`inline`): reports the thread it ran on; `mode` makes it panic at once,
+/// panic in its future, or wait past its task's timeout.
+struct Quick;
+
+impl Tool for Quick {
+    fn name(&self) -> &str {
+        "test:quick"
+    }
+    fn input_schema(&self) -> Value {
+        json!({"type": "object"})
+    }
+    fn inline(&self) -> bool {
+        true
+    }
+    fn run<'a>(&'a self, ctx: ToolContext) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
+        let mode = ctx.inputs["mode"].as_str().unwrap_or("").to_string();
+        if mode == "panic-at-once" {
+            panic!("quick and broken");
+        }
+        let thread = std::thread::current().name().unwrap_or("").to_string();
+        Box::pin(async move {
+            match mode.as_str() {
+                "panic-later" => panic!("broken in the future"),
+                "slow" => tokio::time::sleep(Duration::from_secs(30)).await,
+                _ => {}
+            }
+            Ok(ToolOutput::new().output("thread", thread))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_tool_runs_on_the_agents_thread_and_its_panics_and_timeouts_fail_only_its_attempt()
+{
+    let store = TestStore::sqlite().await;
+    let rt = store
+        .builder()
+        .tool(Arc::new(Quick))
+        .tool(nofx::tools::tool_fn(
+            "test:where",
+            json!({"type": "object"}),
+            |_| async move {
+                let thread = std::thread::current().name().unwrap_or("").to_string();
+                Ok(ToolOutput::new().output("thread", thread))
+            },
+        ))
+        .build()
+        .await
+        .unwrap();
+    let run = rt
+        .submit(
+            &plan(concat!(
+                "name: q\ntasks:\n",
+                "  - { id: quick, tool: test:quick }\n",
+                "  - { id: pooled, tool: test:where }\n",
+                "  - { id: at-once, tool: test:quick, inputs: { mode: panic-at-once } }\n",
+                "  - { id: later, tool: test:quick, inputs: { mode: panic-later } }\n",
+                "  - { id: slow, tool: test:quick, inputs: { mode: slow }, timeout_s: 0.2 }\n",
+                "  - { id: after, tool: test:quick, depends_on: [quick] }\n",
+            )),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), run.wait())
+        .await
+        .expect("the run ends")
+        .unwrap();
+    let task = |id: &str| out.tasks.iter().find(|t| t.id.as_str() == id).unwrap();
+    let thread = |id: &str| task(id).outputs.as_ref().unwrap()["thread"].clone();
+    assert_eq!(thread("quick"), "nofx-runtime", "{out:?}");
+    assert_eq!(thread("after"), "nofx-runtime");
+    assert_eq!(thread("pooled"), "nofx-tools");
+    for (id, says) in [
+        ("at-once", "panicked: quick and broken"),
+        ("later", "panicked: broken in the future"),
+        ("slow", "timed out after 0.2s"),
+    ] {
+        assert_eq!(task(id).status, nofx::TaskStatus::Failed, "{id}");
+        let error = task(id).error.clone().unwrap_or_default();
+        assert!(error.contains(says), "{id}: {error}");
+    }
+    assert_eq!(out.status, RunStatus::Failed);
+    rt.shutdown().await;
+}

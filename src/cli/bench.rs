@@ -38,6 +38,9 @@ pub enum BenchShape {
     /// One root whose output lists N-3 items, a task that decomposes with one subtask per
     /// item (`for_each`), one sink: N tasks in all.
     Foreach,
+    /// No plan: N one-row transactions in a loop through the store's group commit (the
+    /// store's own commit latency; tasks_per_s is commits per second).
+    Commit,
 }
 
 impl From<BenchShape> for crate::bench::Shape {
@@ -47,6 +50,7 @@ impl From<BenchShape> for crate::bench::Shape {
             BenchShape::Fanout => Self::Fanout,
             BenchShape::Layered => Self::Layered,
             BenchShape::Foreach => Self::Foreach,
+            BenchShape::Commit => Self::Commit,
         }
     }
 }

@@ -2,12 +2,15 @@
 //! `max_concurrency` at once (its mailbox is bounded to that). Results go back to the
 //! coordinator and the freed slot to the supervisor with `do_send`, so a result never waits
 //! on a full mailbox and no send cycle can deadlock. Tools run on the runtime's tool threads
-//! (`pool.rs`), not on the actor thread.
+//! (`pool.rs`), not on the actor thread, except those that say they are quick
+//! ([`crate::tools::Tool::inline`]).
 
 use super::messages::{AttemptError, RunTask, SlotFreed, TaskAttempted, TaskStarted};
 use crate::domain::{AgentSpec, FailureKind};
 use crate::tools::{ToolContext, ToolEnv, ToolError};
 use actix::prelude::*;
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -98,36 +101,59 @@ impl Handler<RunTask> for AgentActor {
                 // A panic, in `run` itself or in its future, fails the attempt; it never
                 // takes the agent or the runtime down.
                 let name = tool.name().to_string();
-                let job = tool.clone();
-                let mut job = pool.spawn(async move { job.run(tool_ctx).await });
-                tokio::select! {
-                    r = &mut job => match r {
-                        Ok(r) => r.map_err(AttemptError::from),
-                        Err(e) if e.is_panic() => {
-                            let panic = e.into_panic();
-                            let what = panic
-                                .downcast_ref::<&str>()
-                                .map(|s| s.to_string())
-                                .or_else(|| panic.downcast_ref::<String>().cloned())
-                                .unwrap_or_else(|| "no message".into());
-                            Err(AttemptError::new(FailureKind::Panic, format!("tool `{name}` panicked: {what}")))
-                        }
-                        // The tool threads stopped (the runtime is shutting down).
-                        Err(_) => Err(AttemptError::from(ToolError::Cancelled)),
-                    },
-                    _ = cancel.cancelled() => {
-                        job.abort();
-                        Err(AttemptError::from(ToolError::Cancelled))
+                let panicked = |panic: Box<dyn std::any::Any + Send>| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".into());
+                    AttemptError::new(
+                        FailureKind::Panic,
+                        format!("tool `{name}` panicked: {what}"),
+                    )
+                };
+                let limit = async {
+                    match timeout {
+                        Some(t) => tokio::time::sleep(t).await,
+                        None => std::future::pending::<()>().await,
                     }
-                    _ = async {
-                        match timeout {
-                            Some(t) => tokio::time::sleep(t).await,
-                            None => std::future::pending::<()>().await,
+                };
+                let timed_out = || {
+                    let secs = timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
+                    AttemptError::new(FailureKind::Timeout, format!("timed out after {secs}s"))
+                };
+                if tool.inline() {
+                    // A quick tool runs here: no hop to a tool thread and back.
+                    let job = std::panic::catch_unwind(AssertUnwindSafe(|| tool.run(tool_ctx)));
+                    match job {
+                        Err(panic) => Err(panicked(panic)),
+                        Ok(job) => tokio::select! {
+                            r = AssertUnwindSafe(job).catch_unwind() => match r {
+                                Ok(r) => r.map_err(AttemptError::from),
+                                Err(panic) => Err(panicked(panic)),
+                            },
+                            _ = cancel.cancelled() => Err(AttemptError::from(ToolError::Cancelled)),
+                            _ = limit => Err(timed_out()),
+                        },
+                    }
+                } else {
+                    let job = tool.clone();
+                    let mut job = pool.spawn(async move { job.run(tool_ctx).await });
+                    tokio::select! {
+                        r = &mut job => match r {
+                            Ok(r) => r.map_err(AttemptError::from),
+                            Err(e) if e.is_panic() => Err(panicked(e.into_panic())),
+                            // The tool threads stopped (the runtime is shutting down).
+                            Err(_) => Err(AttemptError::from(ToolError::Cancelled)),
+                        },
+                        _ = cancel.cancelled() => {
+                            job.abort();
+                            Err(AttemptError::from(ToolError::Cancelled))
                         }
-                    } => {
-                        job.abort();
-                        let secs = timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
-                        Err(AttemptError::new(FailureKind::Timeout, format!("timed out after {secs}s")))
+                        _ = limit => {
+                            job.abort();
+                            Err(timed_out())
+                        }
                     }
                 }
             };

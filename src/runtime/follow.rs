@@ -118,8 +118,8 @@ pub fn run_events(
             }
             if !st.checked_end {
                 st.checked_end = true;
-                match st.store.run(st.run).await {
-                    Ok(r) if r.status.is_terminal() => {
+                match st.store.run_status(st.run).await {
+                    Ok((status, _)) if status.is_terminal() => {
                         // Read once more: its last events may have landed meanwhile.
                         st.ended = true;
                         continue;

@@ -453,13 +453,11 @@ impl RunHandle {
     /// Safe: dropping it only stops waiting.
     pub async fn wait_status(&self) -> Result<(RunStatus, Option<String>), RuntimeError> {
         self.wait_end().await?;
-        let r = self
-            .rt
+        self.rt
             .store()
-            .run(self.id)
+            .run_status(self.id)
             .await
-            .map_err(|e| self.or_stopped(e))?;
-        Ok((r.status, r.reason))
+            .map_err(|e| self.or_stopped(e))
     }
 
     /// The run's status as stored now, without waiting. An unfinished run keeps the status
@@ -476,10 +474,10 @@ impl RunHandle {
         Ok(self
             .rt
             .store()
-            .run(self.id)
+            .run_status(self.id)
             .await
             .map_err(|e| self.or_stopped(e))?
-            .status)
+            .0)
     }
 
     /// A store failure, or what a call says once the runtime has stopped (a read can meet
@@ -500,7 +498,7 @@ impl RunHandle {
     }
 
     async fn wait_end(&self) -> Result<(), RuntimeError> {
-        let mut rx = self.rt.hub().subscribe(self.id);
+        let mut rx = self.rt.hub().subscribe_end(self.id);
         let ended = self.wait_end_with(&mut rx).await.map_err(|e| match e {
             RuntimeError::Store(s) => self.or_stopped(s),
             other => other,
@@ -518,7 +516,7 @@ impl RunHandle {
             if let Some(e) = self.stopped() {
                 break 'check Err(e);
             }
-            let status = self.rt.store().run(self.id).await?.status;
+            let status = self.rt.store().run_status(self.id).await?.0;
             if status.is_terminal() {
                 break 'check Ok(());
             }
@@ -530,7 +528,7 @@ impl RunHandle {
                 && self.rt.store().live_owner(self.id).await?.is_none();
             if orphaned {
                 // Unless it ended between the reads.
-                if self.rt.store().run(self.id).await?.status.is_terminal() {
+                if self.rt.store().run_status(self.id).await?.0.is_terminal() {
                     break 'check Ok(());
                 }
                 break 'check Err(RuntimeError::Interrupted { run: self.id });

@@ -16,6 +16,9 @@ const CAPACITY: usize = 4096;
 #[derive(Clone)]
 pub struct EventHub {
     runs: Arc<Mutex<HashMap<RunId, broadcast::Sender<Event>>>>,
+    /// Per run, a channel of only the event that ends its execution (what waiting for the
+    /// end listens to: it is not woken by every event of the run).
+    ends: Arc<Mutex<HashMap<RunId, broadcast::Sender<Event>>>>,
     deltas: Arc<Mutex<HashMap<RunId, broadcast::Sender<Delta>>>>,
     all: broadcast::Sender<Event>,
     /// Runs this process executes: their events are published here as they commit.
@@ -28,6 +31,7 @@ impl Default for EventHub {
     fn default() -> Self {
         Self {
             runs: Arc::default(),
+            ends: Arc::default(),
             deltas: Arc::default(),
             all: broadcast::channel(CAPACITY).0,
             local: Arc::default(),
@@ -66,6 +70,15 @@ impl EventHub {
         let mut runs = lock(&self.runs);
         runs.entry(run)
             .or_insert_with(|| broadcast::channel(CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Receives the event that ends the execution of `run` here (its end, or its
+    /// interruption), once it commits.
+    pub fn subscribe_end(&self, run: RunId) -> broadcast::Receiver<Event> {
+        lock(&self.ends)
+            .entry(run)
+            .or_insert_with(|| broadcast::channel(1).0)
             .subscribe()
     }
 
@@ -109,6 +122,11 @@ impl EventHub {
             runs.remove(&run);
         }
         drop(runs);
+        let mut ends = lock(&self.ends);
+        if ends.get(&run).is_some_and(|tx| tx.receiver_count() == 0) {
+            ends.remove(&run);
+        }
+        drop(ends);
         let mut deltas = lock(&self.deltas);
         if deltas.get(&run).is_some_and(|tx| tx.receiver_count() == 0) {
             deltas.remove(&run);
@@ -141,6 +159,15 @@ impl EventHub {
             let mut deltas = lock(&self.deltas);
             for r in &ended {
                 deltas.remove(r);
+            }
+            drop(deltas);
+            let mut ends = lock(&self.ends);
+            if !ends.is_empty() {
+                for e in events.iter().filter(|e| e.kind.ends_run()) {
+                    if let Some(tx) = ends.remove(&e.run_id) {
+                        let _ = tx.send(e.clone());
+                    }
+                }
             }
         }
         let mut runs = lock(&self.runs);

@@ -137,13 +137,6 @@ impl std::fmt::Display for DbError {
 
 impl std::error::Error for DbError {}
 
-impl DbError {
-    /// The driver's error, when it is a query or connection failure.
-    pub(crate) fn sqlx(&self) -> Option<&sqlx::Error> {
-        self.0.downcast_ref()
-    }
-}
-
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
         Self(Box::new(e))
@@ -172,7 +165,7 @@ pub(crate) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
-pub struct Store(pub(crate) Db);
+pub struct Store(pub(crate) Db, pub(crate) std::sync::Arc<batch::Writer>);
 
 /// The database behind a store.
 #[derive(Clone)]
@@ -253,7 +246,10 @@ impl Store {
                 .connect_with(opts)
                 .await
                 .map_err(open_err("postgres"))?;
-            Self(Db::Postgres(pool)).migrated().await
+            let writer = batch::Writer::Postgres(Default::default());
+            Self(Db::Postgres(pool), std::sync::Arc::new(writer))
+                .migrated()
+                .await
         } else if url == "sqlite::memory:" || url == "memory" {
             Self::memory().await
         } else if let Some(path) = url
@@ -285,7 +281,13 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(open_err("sqlite"))?;
-        Self(Db::Sqlite(pool)).migrated().await
+        let writer = batch::SqliteWriter::new(batch::Target::File(path.to_path_buf()));
+        Self(
+            Db::Sqlite(pool),
+            std::sync::Arc::new(batch::Writer::Sqlite(writer)),
+        )
+        .migrated()
+        .await
     }
 
     /// A private in-memory SQLite store, for tests and benchmarks.
@@ -296,7 +298,8 @@ impl Store {
         let opts = SqliteConnectOptions::from_str("sqlite::memory:")
             .map_err(open_err("sqlite"))?
             .foreign_keys(true);
-        // One connection that never closes: each connection to `:memory:` is its own database.
+        // One connection that never closes (the database lives as long as one of its
+        // connections), beside the group commit's own.
         let pool = SqlitePoolOptions::new()
             .test_before_acquire(false)
             .max_connections(1)
@@ -306,7 +309,14 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(open_err("sqlite"))?;
-        Self(Db::Sqlite(pool)).migrated().await
+        let name = pool.connect_options().get_filename().to_path_buf();
+        let writer = batch::SqliteWriter::new(batch::Target::Memory(name));
+        Self(
+            Db::Sqlite(pool),
+            std::sync::Arc::new(batch::Writer::Sqlite(writer)),
+        )
+        .migrated()
+        .await
     }
 
     async fn migrated(self) -> Result<Self, StoreError> {
@@ -380,6 +390,7 @@ impl Store {
 
     /// Closes every connection.
     pub async fn close(&self) {
+        self.1.close().await;
         with_pool!(self, |p, _b| p.close().await)
     }
 }

@@ -104,6 +104,27 @@ impl Store {
         })
     }
 
+    /// A run's status and reason only (nothing of its plan is read: a run's plan can be
+    /// large).
+    ///
+    /// # Errors
+    /// `NoSuchRun` when absent; query failures.
+    pub async fn run_status(&self, id: RunId) -> Result<(RunStatus, Option<String>), StoreError> {
+        with_pool!(self, |p, _b| {
+            let row = sqlx::query("SELECT status, reason FROM runs WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(p)
+                .await
+                .map_err(q("read run"))?
+                .ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?;
+            let status: String = row.try_get("status").map_err(q("read run"))?;
+            Ok((
+                RunStatus::parse(&status).map_err(corrupt("run status"))?,
+                row.try_get("reason").map_err(q("read run"))?,
+            ))
+        })
+    }
+
     /// Runs, newest first, optionally only those with one of `statuses`.
     ///
     /// # Errors

@@ -20,6 +20,10 @@ impl Tool for Echo {
         true
     }
 
+    fn inline(&self) -> bool {
+        true
+    }
+
     fn input_schema(&self) -> Value {
         json!({"type": "object"})
     }

@@ -245,4 +245,13 @@ pub trait Tool: Send + Sync + 'static {
     fn idempotent(&self) -> bool {
         false
     }
+    /// Whether its attempts run on the agent's own thread instead of the tool threads: only
+    /// for a tool whose future neither blocks nor computes for long (a quick transformation
+    /// of its inputs). It saves the two thread hops of handing the attempt to a tool thread
+    /// and back; a panic still fails only the attempt, and timeouts and cancellation act as
+    /// for any tool. A tool that says `true` and then blocks stalls every run of the
+    /// runtime while it does. The default is `false`.
+    fn inline(&self) -> bool {
+        false
+    }
 }

@@ -279,7 +279,7 @@ impl Handler<Cancel> for Node {
             let store = self.shared.store.clone();
             return Box::pin(
                 async move {
-                    let status = store.run(run).await?.status;
+                    let status = store.run_status(run).await?.0;
                     if status.is_terminal() {
                         return Ok(Cancelled::Finished(status));
                     }

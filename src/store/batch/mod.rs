@@ -1,14 +1,18 @@
-//! Group commit: many state changes from many runs written in one transaction, one multi-row
-//! statement per table (`statements.rs` has the statement of each table).
+//! Group commit: many state changes from many runs written in one transaction. What each
+//! table's statement is, and how a row binds to it, is said once for both backends in
+//! `tables.rs`; `sqlite.rs` is SQLite's writer (a connection and thread of its own, one
+//! prepared statement per table); Postgres writes one statement per table (its rows as
+//! arrays, one a column) on a connection kept for the purpose.
 
-#[macro_use]
-mod statements;
+mod sqlite;
+mod tables;
 
-use crate::store::Db;
-use statements::json_text;
+pub(crate) use sqlite::{SqliteWriter, Target};
+use tables::{Cell, Step};
 
 use super::{q, ArtifactRow, MetricRow, RunRecord, RunUpdate, Store, StoreError, TaskRow};
 use crate::domain::{Event, RunId};
+use crate::store::Db;
 use sqlx::{QueryBuilder, Row};
 use std::collections::{HashMap, HashSet};
 
@@ -22,13 +26,6 @@ pub struct Fences {
     /// Tokens by run.
     pub tokens: HashMap<RunId, i64>,
 }
-
-/// Rows per multi-row statement (well under both backends' bind-parameter limits).
-const CHUNK: usize = 256;
-/// Longest SQL text whose prepared statements are kept in the connection's cache.
-const CACHED_SQL: usize = 4096;
-/// SQLite statements sent to its worker thread in one call.
-const STATEMENTS_PER_CALL: usize = 8;
 
 /// A group of writes committed together.
 #[derive(Debug, Default, Clone)]
@@ -232,22 +229,26 @@ impl Batch {
     }
 }
 
-/// A pooled SQLite connection inside a transaction this code opened; dropped before the
-/// transaction ends, the connection is closed instead of going back to the pool.
-struct OpenTransaction<'a>(Option<&'a mut sqlx::pool::PoolConnection<sqlx::Sqlite>>);
-
-impl OpenTransaction<'_> {
-    fn conn(&mut self) -> &mut sqlx::pool::PoolConnection<sqlx::Sqlite> {
-        self.0
-            .as_deref_mut()
-            .expect("the connection is held until the transaction ends")
-    }
+/// The writer of a store's group commits.
+pub(crate) enum Writer {
+    /// SQLite's writer thread.
+    Sqlite(SqliteWriter),
+    /// A Postgres connection kept open between commits (one taken from the pool for each
+    /// commit would cost another round trip when it goes back: the pool tests each returned
+    /// connection). Opened on first use, and again after a commit that failed.
+    Postgres(tokio::sync::Mutex<Option<sqlx::PgConnection>>),
 }
 
-impl Drop for OpenTransaction<'_> {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            c.close_on_drop();
+impl Writer {
+    /// Closes the writer's connection (the store is closing).
+    pub(crate) async fn close(&self) {
+        match self {
+            Self::Sqlite(w) => w.close(),
+            Self::Postgres(slot) => {
+                if let Some(c) = slot.lock().await.take() {
+                    let _ = sqlx::Connection::close(c).await;
+                }
+            }
         }
     }
 }
@@ -286,147 +287,121 @@ impl Store {
                 .filter_map(|r| fences.tokens.get(&r).map(|t| (r, *t)))
                 .collect()
         };
-        match &self.0 {
-            Db::Sqlite(p) => {
-                // BEGIN, the statements and COMMIT go to SQLite's worker thread in as few calls
-                // as possible (one for a usual batch). The fence check is the batch's first
-                // statement: it fails the transaction when a lease it fences has moved on;
-                // then the leases are read, the stale runs' rows dropped, and the rest written.
-                // If this future is dropped half-way, the connection is closed rather than
-                // returned inside an open transaction.
-                let mut conn = p.acquire().await.map_err(q("begin write"))?;
-                let mut inline = !fenced.is_empty();
-                loop {
-                    let mut guard = OpenTransaction(Some(&mut conn));
-                    let mut qb: QueryBuilder<sqlx::Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE");
-                    if inline {
-                        qb.push(";\n");
-                        push_fence_update(&mut qb, &fenced, &fences.holder);
-                    } else if !fenced.is_empty() {
-                        qb.push(";\n");
-                        push_lease_check(&mut qb, &fenced, "");
-                        let rows = qb
-                            .build()
-                            .persistent(false)
-                            .fetch_all(&mut **guard.conn())
-                            .await;
-                        let found = match rows {
-                            Ok(rows) => stale_runs(&rows, &fenced, &fences.holder),
-                            Err(e) => Err(q("check leases")(e)),
-                        };
-                        let found = match found {
-                            Ok(f) => f,
-                            Err(e) => {
-                                if sqlx::query("ROLLBACK")
-                                    .execute(&mut **guard.conn())
-                                    .await
-                                    .is_ok()
-                                {
-                                    guard.0 = None;
-                                }
-                                return Err(e);
-                            }
-                        };
-                        batch.drop_runs(&found);
-                        stale.extend(found);
-                        qb = QueryBuilder::new("SELECT 1");
-                    }
-                    let mut queued = 0;
-                    let result: Result<(), StoreError> = async {
-                        for_each_statement!(
-                            batch,
-                            now,
-                            qb,
-                            {
-                                qb.push(";\n");
-                            },
-                            {
-                                queued += 1;
-                                if queued == STATEMENTS_PER_CALL {
-                                    qb.build()
-                                        .persistent(false)
-                                        .execute(&mut **guard.conn())
-                                        .await
-                                        .map_err(q("write batch"))?;
-                                    qb = QueryBuilder::new("");
-                                    queued = 0;
-                                }
-                            }
-                        );
-                        if !qb.sql().is_empty() {
-                            qb.push(";\n");
-                        }
-                        qb.push("COMMIT");
-                        // Small batches repeat the same text (a chain writes the same shape
-                        // every step), so their prepared statements are worth caching; large
-                        // ones are not.
-                        let cache = qb.sql().len() <= CACHED_SQL;
-                        qb.build()
-                            .persistent(cache)
-                            .execute(&mut **guard.conn())
-                            .await
-                            .map_err(q("commit"))?;
-                        Ok(())
-                    }
-                    .await;
-                    let clean = match &result {
-                        Ok(()) => true,
-                        Err(_) => sqlx::query("ROLLBACK")
-                            .execute(&mut **guard.conn())
-                            .await
-                            .is_ok(),
-                    };
-                    if clean {
-                        guard.0 = None;
-                    }
-                    drop(guard);
-                    match result {
-                        Err(e) if inline && clean && is_fence_failure(&e) => inline = false,
-                        other => {
-                            other?;
-                            break;
-                        }
-                    }
-                }
-            }
-            Db::Postgres(p) => {
-                let mut tx = p.begin().await.map_err(q("begin write"))?;
-                if !fenced.is_empty() {
-                    // FOR SHARE: a claim (FOR UPDATE) of these leases waits for this commit.
-                    let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new("");
-                    push_lease_check(&mut qb, &fenced, " FOR SHARE");
-                    let rows = qb
-                        .build()
-                        .persistent(false)
-                        .fetch_all(&mut *tx)
+        match (&self.0, &*self.1) {
+            (_, Writer::Sqlite(w)) => w.write(batch, fenced, &fences.holder, now, stale).await,
+            (Db::Postgres(p), Writer::Postgres(slot)) => {
+                let mut slot = slot.lock().await;
+                if slot.is_none() {
+                    let opts = p.connect_options();
+                    let conn = sqlx::ConnectOptions::connect(&*opts)
                         .await
-                        .map_err(q("check leases"))?;
-                    let found = stale_runs(&rows, &fenced, &fences.holder)?;
-                    batch.drop_runs(&found);
-                    stale.extend(found);
+                        .map_err(q("open the writer's connection"))?;
+                    *slot = Some(conn);
                 }
-                let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new("");
-                for_each_statement!(
-                    batch,
-                    now,
-                    qb,
-                    {
-                        qb = QueryBuilder::new("");
-                    },
-                    {
-                        qb.build()
-                            .persistent(false)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(q("write batch"))?;
-                    }
-                );
-                drop(qb);
-                tx.commit().await.map_err(q("commit"))?;
+                let conn = slot.as_mut().expect("opened above");
+                let result = postgres_batch(conn, batch, &fenced, fences, stale, now).await;
+                if result.is_err() {
+                    // A broken connection is not used again; a sound one was rolled back.
+                    *slot = None;
+                }
+                result
+            }
+            (Db::Sqlite(_), Writer::Postgres(_)) => {
+                unreachable!("a SQLite store has a SQLite writer")
             }
         }
-        Ok(())
     }
+}
+
+/// Writes `batch` on Postgres in one transaction on `conn` (see [`Store::write_fenced`]).
+async fn postgres_batch(
+    conn: &mut sqlx::PgConnection,
+    batch: &mut Batch,
+    fenced: &[(RunId, i64)],
+    fences: &Fences,
+    stale: &mut HashSet<RunId>,
+    now: i64,
+) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await.map_err(q("begin write"))?;
+    if !fenced.is_empty() {
+        // FOR SHARE: a claim (FOR UPDATE) of these leases waits for this commit.
+        let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new("");
+        push_lease_check(&mut qb, fenced, " FOR SHARE");
+        let rows = qb
+            .build()
+            .persistent(false)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(q("check leases"))?;
+        let found = stale_runs(&rows, fenced, &fences.holder)?;
+        batch.drop_runs(&found);
+        stale.extend(found);
+    }
+    for step in tables::steps(batch, now) {
+        match step {
+            Step::Insert {
+                head,
+                tail,
+                width,
+                cells,
+            } => {
+                // One statement whatever the number of rows: a typed array a column, its rows
+                // zipped back by UNNEST. Its text depends only on the table, so it is
+                // prepared once per connection.
+                let first = &cells[..width];
+                let columns: Vec<String> = first
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("${}::{}[]", i + 1, pg_type(c)))
+                    .collect();
+                let sql = format!("{head}SELECT * FROM UNNEST({}){tail}", columns.join(", "));
+                let mut query = sqlx::query(&sql);
+                for (col, kind) in first.iter().enumerate() {
+                    let column = cells.iter().skip(col).step_by(width);
+                    query = match kind {
+                        Cell::Text(_) => query.bind(
+                            column
+                                .map(|c| match c {
+                                    Cell::Text(t) => t.as_deref(),
+                                    _ => None,
+                                })
+                                .collect::<Vec<Option<&str>>>(),
+                        ),
+                        Cell::Int(_) => query.bind(
+                            column
+                                .map(|c| match c {
+                                    Cell::Int(v) => *v,
+                                    _ => None,
+                                })
+                                .collect::<Vec<Option<i64>>>(),
+                        ),
+                        Cell::Bool(_) => query.bind(
+                            column
+                                .map(|c| match c {
+                                    Cell::Bool(v) => *v,
+                                    _ => None,
+                                })
+                                .collect::<Vec<Option<bool>>>(),
+                        ),
+                    };
+                }
+                query.execute(&mut *tx).await.map_err(q("write batch"))?;
+            }
+            Step::Single { sql, cells } => {
+                let mut query = sqlx::query(sql);
+                for c in cells {
+                    query = match c {
+                        Cell::Text(v) => query.bind(v),
+                        Cell::Int(v) => query.bind(v),
+                        Cell::Bool(v) => query.bind(v),
+                    };
+                }
+                query.execute(&mut *tx).await.map_err(q("write batch"))?;
+            }
+        }
+    }
+    tx.commit().await.map_err(q("commit"))
 }
 
 fn push_lease_check<DB: sqlx::Database>(
@@ -446,34 +421,13 @@ fn push_lease_check<DB: sqlx::Database>(
     qb.push(lock);
 }
 
-/// SQLite: sets the `fence` row's `held` to whether every fenced lease still names `holder`
-/// with its token; its CHECK fails the transaction otherwise.
-fn push_fence_update(
-    qb: &mut QueryBuilder<'_, sqlx::Sqlite>,
-    fenced: &[(RunId, i64)],
-    holder: &str,
-) {
-    qb.push("UPDATE fence SET held = ((SELECT COUNT(*) FROM leases WHERE holder = ");
-    qb.push_bind(holder.to_string());
-    qb.push(" AND (");
-    for (i, (run, token)) in fenced.iter().enumerate() {
-        if i > 0 {
-            qb.push(" OR ");
-        }
-        qb.push("(run_id = ")
-            .push_bind(run.to_string())
-            .push(" AND token = ")
-            .push_bind(*token)
-            .push(")");
+/// The Postgres type of a column whose values are `c`'s kind.
+fn pg_type(c: &Cell<'_>) -> &'static str {
+    match c {
+        Cell::Text(_) => "text",
+        Cell::Int(_) => "int8",
+        Cell::Bool(_) => "bool",
     }
-    qb.push(")) = ");
-    qb.push_bind(fenced.len() as i64);
-    qb.push(")");
-}
-
-fn is_fence_failure(e: &StoreError) -> bool {
-    matches!(e, StoreError::Query { source, .. }
-        if matches!(source.sqlx(), Some(sqlx::Error::Database(d)) if d.message().contains("fence_held")))
 }
 
 /// The fenced runs whose lease no longer names `holder` with the token it was granted (or
