@@ -13,7 +13,7 @@ use tables::{Cell, Step};
 use super::{q, ArtifactRow, MetricRow, RunRecord, RunUpdate, Store, StoreError, TaskRow};
 use crate::domain::{Event, RunId};
 use crate::store::Db;
-use sqlx::{QueryBuilder, Row};
+use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
 /// The leases a writer holds: its holder id and, by run, the fencing token it was granted.
@@ -255,17 +255,20 @@ impl Writer {
 
 impl Store {
     /// Writes a batch in one transaction; when this returns `Ok`, every row is committed.
-    /// On SQLite the whole batch is one multi-statement call (one hop to SQLite's worker
-    /// thread); on Postgres it is one multi-row statement per table and chunk. For a writer
-    /// holding leases, in the same transaction, the rows of every run in `fences` whose lease
-    /// moved to another holder (or token) are dropped from the batch (for good, even if the
+    /// On SQLite the writer thread does it (one message there and back), or for a small
+    /// batch of an in-memory store the calling thread; on Postgres it takes three round trips
+    /// for a task's step (BEGIN with the lease check, the rows, COMMIT). For a writer holding
+    /// leases, in the same transaction, the rows of every run in `fences` whose lease moved to
+    /// another holder (or token) are dropped from the batch (for good, even if the
     /// transaction then fails) and added to `stale`; the rest is written.
     ///
     /// # Errors
     /// Any failed statement; then nothing of the batch is written.
     ///
     /// # Cancel safety
-    /// Dropping the future rolls the transaction back.
+    /// On Postgres, dropping the future rolls the transaction back. On SQLite a batch handed
+    /// to the writer thread is committed (or not) whether or not anyone waits for it: as
+    /// after a crash, what was committed without being acknowledged is found on resume.
     pub(crate) async fn write_fenced(
         &self,
         batch: &mut Batch,
@@ -291,20 +294,21 @@ impl Store {
             (_, Writer::Sqlite(w)) => w.write(batch, fenced, &fences.holder, now, stale).await,
             (Db::Postgres(p), Writer::Postgres(slot)) => {
                 let mut slot = slot.lock().await;
-                if slot.is_none() {
-                    let opts = p.connect_options();
-                    let conn = sqlx::ConnectOptions::connect(&*opts)
-                        .await
-                        .map_err(q("open the writer's connection"))?;
-                    *slot = Some(conn);
-                }
-                let conn = slot.as_mut().expect("opened above");
-                let result = postgres_batch(conn, batch, &fenced, fences, stale, now).await;
-                if result.is_err() {
-                    // A broken connection is not used again; a sound one was rolled back.
-                    *slot = None;
-                }
-                result
+                // Out of its slot while in use: if this future is dropped midway, the
+                // connection goes with it and the server rolls the transaction back; a
+                // failed commit's connection is not used again either.
+                let mut conn = match slot.take() {
+                    Some(c) => c,
+                    None => {
+                        let opts = p.connect_options();
+                        sqlx::ConnectOptions::connect(&*opts)
+                            .await
+                            .map_err(q("open the writer's connection"))?
+                    }
+                };
+                postgres_batch(&mut conn, batch, &fenced, fences, stale, now).await?;
+                *slot = Some(conn);
+                Ok(())
             }
             (Db::Sqlite(_), Writer::Postgres(_)) => {
                 unreachable!("a SQLite store has a SQLite writer")
@@ -322,23 +326,30 @@ async fn postgres_batch(
     stale: &mut HashSet<RunId>,
     now: i64,
 ) -> Result<(), StoreError> {
-    use sqlx::Connection;
-    let mut tx = conn.begin().await.map_err(q("begin write"))?;
+    // BEGIN and the lease check go in one round trip (the run ids are uuids nofx made,
+    // written as literals); FOR SHARE: a claim (FOR UPDATE) of these leases waits for this
+    // commit. A failure anywhere leaves the transaction open: the caller drops the
+    // connection, which rolls it back (the server does when it goes).
+    let mut begin = String::from("BEGIN");
     if !fenced.is_empty() {
-        // FOR SHARE: a claim (FOR UPDATE) of these leases waits for this commit.
-        let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new("");
-        push_lease_check(&mut qb, fenced, " FOR SHARE");
-        let rows = qb
-            .build()
-            .persistent(false)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(q("check leases"))?;
+        let ids: Vec<String> = fenced.iter().map(|(r, _)| format!("'{r}'")).collect();
+        // Locks are taken in run id order, as a renewal takes them: no deadlock between the two.
+        begin.push_str(&format!(
+            "; SELECT run_id, holder, token FROM leases WHERE run_id IN ({}) ORDER BY run_id FOR SHARE",
+            ids.join(", ")
+        ));
+    }
+    let rows = sqlx::raw_sql(&begin)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(q("begin write"))?;
+    if !fenced.is_empty() {
         let found = stale_runs(&rows, fenced, &fences.holder)?;
         batch.drop_runs(&found);
         stale.extend(found);
     }
-    for step in tables::steps(batch, now) {
+    let mut steps = tables::steps(batch, now).into_iter().peekable();
+    while let Some(step) = steps.next() {
         match step {
             Step::Insert {
                 head,
@@ -346,47 +357,49 @@ async fn postgres_batch(
                 width,
                 cells,
             } => {
-                // One statement whatever the number of rows: a typed array a column, its rows
-                // zipped back by UNNEST. Its text depends only on the table, so it is
-                // prepared once per connection.
-                let first = &cells[..width];
-                let columns: Vec<String> = first
+                // Inserts into tables whose rows point at nothing else in the batch go in one
+                // statement (a data-modifying WITH each): one round trip for the rows a task's
+                // step writes.
+                let mut group = vec![(head, tail, width, cells)];
+                while let Some(Step::Insert { head: next, .. }) = steps.peek() {
+                    if !(tables::independent(head) && tables::independent(next)) {
+                        break;
+                    }
+                    if let Some(Step::Insert {
+                        head,
+                        tail,
+                        width,
+                        cells,
+                    }) = steps.next()
+                    {
+                        group.push((head, tail, width, cells));
+                    }
+                }
+                let mut parts = Vec::with_capacity(group.len());
+                let mut columns = Vec::new();
+                for (head, tail, width, cells) in &group {
+                    parts.push(unnest_insert(head, tail, *width, cells, &mut columns));
+                }
+                let last = parts.pop().unwrap_or_default();
+                let with: Vec<String> = parts
                     .iter()
                     .enumerate()
-                    .map(|(i, c)| format!("${}::{}[]", i + 1, pg_type(c)))
+                    .map(|(i, p)| format!("w{i} AS ({p})"))
                     .collect();
-                let sql = format!("{head}SELECT * FROM UNNEST({}){tail}", columns.join(", "));
+                let sql = if with.is_empty() {
+                    last
+                } else {
+                    format!("WITH {} {last}", with.join(", "))
+                };
                 let mut query = sqlx::query(&sql);
-                for (col, kind) in first.iter().enumerate() {
-                    let column = cells.iter().skip(col).step_by(width);
-                    query = match kind {
-                        Cell::Text(_) => query.bind(
-                            column
-                                .map(|c| match c {
-                                    Cell::Text(t) => t.as_deref(),
-                                    _ => None,
-                                })
-                                .collect::<Vec<Option<&str>>>(),
-                        ),
-                        Cell::Int(_) => query.bind(
-                            column
-                                .map(|c| match c {
-                                    Cell::Int(v) => *v,
-                                    _ => None,
-                                })
-                                .collect::<Vec<Option<i64>>>(),
-                        ),
-                        Cell::Bool(_) => query.bind(
-                            column
-                                .map(|c| match c {
-                                    Cell::Bool(v) => *v,
-                                    _ => None,
-                                })
-                                .collect::<Vec<Option<bool>>>(),
-                        ),
+                for column in columns {
+                    query = match column {
+                        Column::Text(v) => query.bind(v),
+                        Column::Int(v) => query.bind(v),
+                        Column::Bool(v) => query.bind(v),
                     };
                 }
-                query.execute(&mut *tx).await.map_err(q("write batch"))?;
+                query.execute(&mut *conn).await.map_err(q("write batch"))?;
             }
             Step::Single { sql, cells } => {
                 let mut query = sqlx::query(sql);
@@ -397,37 +410,77 @@ async fn postgres_batch(
                         Cell::Bool(v) => query.bind(v),
                     };
                 }
-                query.execute(&mut *tx).await.map_err(q("write batch"))?;
+                query.execute(&mut *conn).await.map_err(q("write batch"))?;
             }
         }
     }
-    tx.commit().await.map_err(q("commit"))
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut *conn)
+        .await
+        .map_err(q("commit"))?;
+    Ok(())
 }
 
-fn push_lease_check<DB: sqlx::Database>(
-    qb: &mut QueryBuilder<'_, DB>,
-    fenced: &[(RunId, i64)],
-    lock: &str,
-) where
-    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    qb.push("SELECT run_id, holder, token FROM leases WHERE run_id IN (");
-    let mut sep = qb.separated(", ");
-    for (r, _) in fenced {
-        sep.push_bind(r.to_string());
-    }
-    // Locks are taken in run id order, as a renewal takes them: no deadlock between the two.
-    qb.push(") ORDER BY run_id");
-    qb.push(lock);
+/// A column's values bound as one Postgres array.
+enum Column<'a> {
+    Text(Vec<Option<&'a str>>),
+    Int(Vec<Option<i64>>),
+    Bool(Vec<Option<bool>>),
 }
 
-/// The Postgres type of a column whose values are `c`'s kind.
-fn pg_type(c: &Cell<'_>) -> &'static str {
-    match c {
-        Cell::Text(_) => "text",
-        Cell::Int(_) => "int8",
-        Cell::Bool(_) => "bool",
+/// The insert of `cells` (`width` a row) as one statement whatever the number of rows: a
+/// typed array a column, zipped back into rows by UNNEST; its columns are added to `columns`
+/// (numbered after those already there). Its text depends only on the table and where its
+/// parameters start, so it is prepared once per connection.
+fn unnest_insert<'a>(
+    head: &str,
+    tail: &str,
+    width: usize,
+    cells: &'a [Cell<'a>],
+    columns: &mut Vec<Column<'a>>,
+) -> String {
+    let mut marks = Vec::with_capacity(width);
+    for (col, kind) in cells[..width].iter().enumerate() {
+        let values = cells.iter().skip(col).step_by(width);
+        let (column, ty) = match kind {
+            Cell::Text(_) => (
+                Column::Text(
+                    values
+                        .map(|c| match c {
+                            Cell::Text(t) => t.as_deref(),
+                            _ => None,
+                        })
+                        .collect(),
+                ),
+                "text",
+            ),
+            Cell::Int(_) => (
+                Column::Int(
+                    values
+                        .map(|c| match c {
+                            Cell::Int(v) => *v,
+                            _ => None,
+                        })
+                        .collect(),
+                ),
+                "int8",
+            ),
+            Cell::Bool(_) => (
+                Column::Bool(
+                    values
+                        .map(|c| match c {
+                            Cell::Bool(v) => *v,
+                            _ => None,
+                        })
+                        .collect(),
+                ),
+                "bool",
+            ),
+        };
+        columns.push(column);
+        marks.push(format!("${}::{ty}[]", columns.len()));
     }
+    format!("{head}SELECT * FROM UNNEST({}){tail}", marks.join(", "))
 }
 
 /// The fenced runs whose lease no longer names `holder` with the token it was granted (or

@@ -444,6 +444,12 @@ pub(crate) fn steps(batch: &Batch, now: i64) -> Vec<Step<'_>> {
     s
 }
 
+/// Whether rows inserted by `head` point at nothing another insert of the same batch writes
+/// (only at runs, which go first), so they may be written in one statement with others such.
+pub(crate) fn independent(head: &str) -> bool {
+    [TASKS, EVENTS, METRICS, ARTIFACTS, MODEL_CALLS].contains(&head)
+}
+
 /// The text of a one-row insert: `head`, `$1…$width`, `tail`.
 pub(crate) fn one_row(head: &str, tail: &str, width: usize) -> String {
     let marks: Vec<String> = (1..=width).map(|i| format!("${i}")).collect();
