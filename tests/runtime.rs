@@ -392,3 +392,33 @@ both_stores! {
         watcher.shutdown().await;
     }
 }
+
+/// On the in-memory store a task's small commit runs on the actor thread; while the node's
+/// lease renewal (also on that thread) holds a write transaction on the store's other
+/// connection, that commit must not wait there for it, or neither could finish. Renewals
+/// every 100 ms beside a long chain of quick tasks meet it many times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_store_commit_never_waits_on_the_actor_thread_for_a_lease_renewal() {
+    use nofx::plan::{Plan, Task};
+    let rt = nofx::Runtime::builder()
+        .memory_store()
+        .lease_ttl(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let mut plan = Plan::new("long-chain");
+    for i in 0..3000 {
+        let mut t = Task::new(format!("t{i}"), "test:echo");
+        if i > 0 {
+            t = t.after(format!("t{}", i - 1));
+        }
+        plan = plan.task(t);
+    }
+    let run = rt.submit(plan, Default::default()).await.unwrap();
+    let (status, reason) = tokio::time::timeout(Duration::from_secs(120), run.wait_status())
+        .await
+        .expect("the chain ends: no commit waits on the thread the renewals need")
+        .unwrap();
+    assert_eq!(status, RunStatus::Succeeded, "{reason:?}");
+    rt.shutdown().await;
+}

@@ -2,7 +2,10 @@
 //! between commits, on a thread of its own. A commit is one message to that thread and one
 //! answer back; the statements are shaped and bound there, not on the thread that asked. An
 //! in-memory store's small commits run where they are asked for instead: there is no disk to
-//! wait for, and no hop is cheaper than one.
+//! wait for, and no hop is cheaper than one. Such a commit never waits there for a lock: the
+//! connection holding it may need the very thread that asked to finish its transaction (the
+//! lease renewals' run on the actor thread), so a locked commit goes to the writer thread,
+//! which waits.
 
 use super::tables::{self, Cell, Step};
 use super::Batch;
@@ -20,6 +23,9 @@ use std::time::Duration;
 const INLINE_ROWS: usize = 256;
 /// Prepared statements kept (every table's insert and every single-row statement).
 const STATEMENTS: usize = 64;
+/// How long the writer thread waits for another connection of an in-memory store to end its
+/// transaction (a file's connections wait as long through the busy timeout).
+const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 impl rusqlite::ToSql for Cell<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -44,6 +50,29 @@ fn failed(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |e| StoreError::Query {
         what,
         source: e.into(),
+    }
+}
+
+/// Why a commit did not happen.
+enum Failure {
+    /// Another connection of the in-memory database holds a lock it needs: nothing was
+    /// written; try again once it is released.
+    Locked,
+    /// Anything else.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// `failed(what)`, except that a shared-cache lock is [`Failure::Locked`].
+fn or_locked(what: &'static str) -> impl FnOnce(rusqlite::Error) -> Failure {
+    move |e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseLocked) => Failure::Locked,
+        _ => Failure::Store(failed(what)(e)),
     }
 }
 
@@ -109,7 +138,12 @@ impl SqliteWriter {
         if matches!(self.target, Target::Memory(_)) && batch.len() <= INLINE_ROWS {
             let mut state = lock(&self.state);
             let conn = open(&mut state, &self.target)?;
-            return commit(conn, batch, &fenced, holder, now, stale);
+            match commit(conn, batch, &fenced, holder, now, stale) {
+                Ok(()) => return Ok(()),
+                Err(Failure::Store(e)) => return Err(e),
+                // Held by another connection: the writer thread waits for it.
+                Err(Failure::Locked) => {}
+            }
         }
         let sender = self.sender()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -148,18 +182,39 @@ impl SqliteWriter {
                 // Ends when the store is closed or dropped (its sender goes).
                 while let Ok(mut job) = rx.recv() {
                     let mut stale = HashSet::new();
-                    let result = {
-                        let mut state = lock(&state);
-                        open(&mut state, &target).and_then(|conn| {
-                            commit(
-                                conn,
-                                &mut job.batch,
-                                &job.fenced,
-                                &job.holder,
-                                job.now,
-                                &mut stale,
-                            )
-                        })
+                    let until = std::time::Instant::now() + LOCK_WAIT;
+                    let result = loop {
+                        let attempt = {
+                            let mut state = lock(&state);
+                            match open(&mut state, &target) {
+                                Ok(conn) => commit(
+                                    conn,
+                                    &mut job.batch,
+                                    &job.fenced,
+                                    &job.holder,
+                                    job.now,
+                                    &mut stale,
+                                ),
+                                Err(e) => Err(Failure::Store(e)),
+                            }
+                        };
+                        match attempt {
+                            Ok(()) => break Ok(()),
+                            Err(Failure::Store(e)) => break Err(e),
+                            Err(Failure::Locked) if std::time::Instant::now() < until => {
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                            Err(Failure::Locked) => break Err(StoreError::Query {
+                                what: "write batch",
+                                source: DbError(
+                                    format!(
+                                        "the database stayed locked by another connection for {}s",
+                                        LOCK_WAIT.as_secs()
+                                    )
+                                    .into(),
+                                ),
+                            }),
+                        }
                     };
                     let _ = job.reply.send((job.batch, stale, result));
                 }
@@ -221,7 +276,8 @@ fn open<'a>(state: &'a mut State, target: &Target) -> Result<&'a mut Conn, Store
 
 /// Writes `batch` in one transaction on `conn`. The rows of fenced runs whose lease no longer
 /// names `holder` with its token are dropped first (for good) and their runs added to
-/// `stale`; the check and the writes happen under one write lock.
+/// `stale`; the check and the writes happen under one write lock. An in-memory store's
+/// lock held by another connection is not waited for: [`Failure::Locked`], nothing written.
 fn commit(
     conn: &mut Conn,
     batch: &mut Batch,
@@ -229,21 +285,21 @@ fn commit(
     holder: &str,
     now: i64,
     stale: &mut HashSet<RunId>,
-) -> Result<(), StoreError> {
+) -> Result<(), Failure> {
     let Conn { db, inserts } = conn;
     let tx = db
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(failed("begin write"))?;
+        .map_err(or_locked("begin write"))?;
     if !fenced.is_empty() {
         let mut found = HashSet::new();
         let mut read = tx
             .prepare_cached("SELECT holder, token FROM leases WHERE run_id = $1")
-            .map_err(failed("check leases"))?;
+            .map_err(or_locked("check leases"))?;
         for (run, token) in fenced {
             let lease: Option<(String, i64)> = read
                 .query_row([run.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
-                .map_err(failed("check leases"))?;
+                .map_err(or_locked("check leases"))?;
             if lease.as_ref().map(|(h, t)| (h.as_str(), *t)) != Some((holder, *token)) {
                 found.insert(*run);
             }
@@ -263,18 +319,18 @@ fn commit(
                 let sql = inserts
                     .entry(head)
                     .or_insert_with(|| tables::one_row(head, tail, width));
-                let mut st = tx.prepare_cached(sql).map_err(failed("write batch"))?;
+                let mut st = tx.prepare_cached(sql).map_err(or_locked("write batch"))?;
                 for row in cells.chunks(width) {
                     st.execute(rusqlite::params_from_iter(row))
-                        .map_err(failed("write batch"))?;
+                        .map_err(or_locked("write batch"))?;
                 }
             }
             Step::Single { sql, cells } => {
                 tx.prepare_cached(sql)
                     .and_then(|mut st| st.execute(rusqlite::params_from_iter(&cells)))
-                    .map_err(failed("write batch"))?;
+                    .map_err(or_locked("write batch"))?;
             }
         }
     }
-    tx.commit().map_err(failed("commit"))
+    tx.commit().map_err(or_locked("commit"))
 }
