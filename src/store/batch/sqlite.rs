@@ -204,16 +204,18 @@ impl SqliteWriter {
                             Err(Failure::Locked) if std::time::Instant::now() < until => {
                                 std::thread::sleep(Duration::from_millis(1));
                             }
-                            Err(Failure::Locked) => break Err(StoreError::Query {
-                                what: "write batch",
-                                source: DbError(
-                                    format!(
+                            Err(Failure::Locked) => {
+                                break Err(StoreError::Query {
+                                    what: "write batch",
+                                    source: DbError(
+                                        format!(
                                         "the database stayed locked by another connection for {}s",
                                         LOCK_WAIT.as_secs()
                                     )
-                                    .into(),
-                                ),
-                            }),
+                                        .into(),
+                                    ),
+                                })
+                            }
                         }
                     };
                     let _ = job.reply.send((job.batch, stale, result));
