@@ -201,31 +201,27 @@ impl Batch {
         last_only(&mut self.snapshots, |s| (s.run_id, s.task_id.clone()));
     }
 
-    /// Keeps only the last row for each task (one statement may not touch a row twice).
-    fn dedup_tasks(&mut self) {
+    /// Keeps only the last row for each task (one statement may not touch a row twice), in
+    /// key order: the rows then go into the table's B-tree one after another rather than
+    /// all over it.
+    fn order_tasks(&mut self) {
         if self.tasks.len() < 2 {
             return;
         }
-        let mut last: HashMap<(crate::domain::RunId, &str), usize> =
-            HashMap::with_capacity(self.tasks.len());
-        for (i, t) in self.tasks.iter().enumerate() {
-            last.insert((t.run_id, t.task_id.as_str()), i);
+        // Stable: the rows of one task stay in the order they were written.
+        self.tasks
+            .sort_by(|a, b| (a.run_id, a.task_id.as_str()).cmp(&(b.run_id, b.task_id.as_str())));
+        let rows = std::mem::take(&mut self.tasks);
+        let mut kept: Vec<TaskRow> = Vec::with_capacity(rows.len());
+        for row in rows {
+            match kept.last_mut() {
+                Some(prev) if prev.run_id == row.run_id && prev.task_id == row.task_id => {
+                    *prev = row;
+                }
+                _ => kept.push(row),
+            }
         }
-        if last.len() == self.tasks.len() {
-            return;
-        }
-        let keep: Vec<bool> = self
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| last.get(&(t.run_id, t.task_id.as_str())) == Some(&i))
-            .collect();
-        let mut i = 0;
-        self.tasks.retain(|_| {
-            let k = keep[i];
-            i += 1;
-            k
-        });
+        self.tasks = kept;
     }
 }
 
@@ -278,7 +274,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        batch.dedup_tasks();
+        batch.order_tasks();
         batch.dedup_journal();
         let now = super::now_ms();
         let fenced: Vec<(RunId, i64)> = if fences.tokens.is_empty() {
@@ -508,4 +504,53 @@ where
         .filter(|(run, token)| current.get(&run.to_string()) != Some(&(holder.to_string(), *token)))
         .map(|(run, _)| *run)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{TaskKey, TaskStatus};
+
+    fn row(run: RunId, id: &str, attempt: i64) -> TaskRow {
+        TaskRow {
+            run_id: run,
+            task_id: TaskKey::from_trusted(id.to_string()),
+            idx: 0,
+            tool: "test:echo".into(),
+            status: TaskStatus::Ready,
+            attempt,
+            agent: None,
+            outputs: None,
+            error: None,
+            started_at: None,
+            finished_at: None,
+            restored_from: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_keeps_each_tasks_last_row_in_key_order() {
+        let (r1, r2) = {
+            let (a, b) = (RunId::new(), RunId::new());
+            (a.min(b), a.max(b))
+        };
+        let mut batch = Batch {
+            tasks: vec![
+                row(r2, "a", 1),
+                row(r1, "f10", 1),
+                row(r1, "f2", 1),
+                row(r1, "f10", 2),
+                row(r2, "a", 2),
+                row(r1, "f10", 3),
+            ],
+            ..Batch::default()
+        };
+        batch.order_tasks();
+        let got: Vec<(RunId, &str, i64)> = batch
+            .tasks
+            .iter()
+            .map(|t| (t.run_id, t.task_id.as_str(), t.attempt))
+            .collect();
+        assert_eq!(got, vec![(r1, "f10", 3), (r1, "f2", 1), (r2, "a", 2)]);
+    }
 }
