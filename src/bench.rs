@@ -280,18 +280,27 @@ async fn pg_drop(server_url: &str, name: &str) {
     }
 }
 
-/// `builder` on `store` (a fresh Postgres database made from `postgres_url` when asked for:
-/// its server URL and name are returned to drop it after).
-async fn with_store(
-    builder: crate::RuntimeBuilder,
+/// A scratch directory for one benchmark (removed after it).
+fn scratch_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "nofx-bench-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ))
+}
+
+/// The database URL of `store` (none: the in-memory store): a file in `tmp`, or a fresh
+/// Postgres database made from `postgres_url`, whose server URL and name are returned to drop
+/// it after.
+async fn store_url(
     store: BenchStore,
     tmp: &std::path::Path,
     postgres_url: Option<&str>,
-) -> Result<(crate::RuntimeBuilder, Option<(String, String)>), BenchError> {
+) -> Result<(Option<String>, Option<(String, String)>), BenchError> {
     Ok(match store {
-        BenchStore::Memory => (builder.memory_store(), None),
+        BenchStore::Memory => (None, None),
         BenchStore::Sqlite => (
-            builder.database_url(format!("sqlite://{}", tmp.join("bench.db").display())),
+            Some(format!("sqlite://{}", tmp.join("bench.db").display())),
             None,
         ),
         BenchStore::Postgres => {
@@ -301,9 +310,24 @@ async fn with_store(
                 )
             })?;
             let (url, name) = pg_scratch(server).await?;
-            (builder.database_url(url), Some((server.to_string(), name)))
+            (Some(url), Some((server.to_string(), name)))
         }
     })
+}
+
+/// `builder` on `store` (see [`store_url`]).
+async fn with_store(
+    builder: crate::RuntimeBuilder,
+    store: BenchStore,
+    tmp: &std::path::Path,
+    postgres_url: Option<&str>,
+) -> Result<(crate::RuntimeBuilder, Option<(String, String)>), BenchError> {
+    let (url, scratch) = store_url(store, tmp, postgres_url).await?;
+    let builder = match url {
+        None => builder.memory_store(),
+        Some(u) => builder.database_url(u),
+    };
+    Ok((builder, scratch))
 }
 
 /// Runs one benchmark. `postgres_url` names a server database to create a scratch database
@@ -321,11 +345,7 @@ pub async fn run(
         return commits(n, store, postgres_url).await;
     }
     let plan = plan(shape, n)?;
-    let tmp = std::env::temp_dir().join(format!(
-        "nofx-bench-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
+    let tmp = scratch_dir();
     let agents: Vec<AgentSpec> = (0..4)
         .map(|i| AgentSpec::new(format!("bench-{i}"), Role::Worker).with_limits(4096, None))
         .collect();
@@ -381,29 +401,13 @@ async fn commits(
     if n < 1 {
         return Err(BenchError::Input("--tasks must be at least 1".into()));
     }
-    let tmp = std::env::temp_dir().join(format!(
-        "nofx-bench-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let mut scratch = None;
-    let opened = match store {
-        BenchStore::Memory => Store::memory().await,
-        BenchStore::Sqlite => {
-            std::fs::create_dir_all(&tmp)
-                .map_err(|e| BenchError::Input(format!("cannot create {}: {e}", tmp.display())))?;
-            Store::sqlite_file(&tmp.join("bench.db")).await
-        }
-        BenchStore::Postgres => {
-            let server = postgres_url.ok_or_else(|| {
-                BenchError::Input(
-                    "--store postgres needs --database-url or NOFX_DATABASE_URL".into(),
-                )
-            })?;
-            let (url, name) = pg_scratch(server).await?;
-            scratch = Some((server.to_string(), name));
-            Store::open(&url).await
-        }
+    let tmp = scratch_dir();
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| BenchError::Input(format!("cannot create {}: {e}", tmp.display())))?;
+    let (url, scratch) = store_url(store, &tmp, postgres_url).await?;
+    let opened = match url {
+        None => Store::memory().await,
+        Some(u) => Store::open(&u).await,
     };
     let result = async {
         let db = opened.map_err(RuntimeError::from)?;
@@ -536,11 +540,7 @@ pub async fn agent_loop(
         ));
     }
     let (base, arrivals) = instant_model(turns).await?;
-    let tmp = std::env::temp_dir().join(format!(
-        "nofx-bench-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
+    let tmp = scratch_dir();
     let agent = AgentSpec::new("bench-agent", Role::Worker)
         .with_tools(["test:echo"])
         .with_max_turns(turns as u32);

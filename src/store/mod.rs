@@ -246,7 +246,10 @@ impl Store {
                 .connect_with(opts)
                 .await
                 .map_err(open_err("postgres"))?;
-            let writer = batch::Writer::Postgres(Default::default());
+            let writer = batch::Writer::Postgres {
+                pool: pool.clone(),
+                conn: Default::default(),
+            };
             Self(Db::Postgres(pool), std::sync::Arc::new(writer))
                 .migrated()
                 .await

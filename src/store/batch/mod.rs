@@ -12,7 +12,6 @@ use tables::{Cell, Step};
 
 use super::{q, ArtifactRow, MetricRow, RunRecord, RunUpdate, Store, StoreError, TaskRow};
 use crate::domain::{Event, RunId};
-use crate::store::Db;
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
@@ -179,6 +178,28 @@ impl Batch {
         self.snapshots.retain(|s| !runs.contains(&s.run_id));
     }
 
+    /// Drops the rows of every run in `fenced` whose lease (as `lease` reads it: holder and
+    /// token, or none) no longer names `holder` with the token it was granted, and adds those
+    /// runs to `stale`.
+    fn fence<E>(
+        &mut self,
+        fenced: &[(RunId, i64)],
+        holder: &str,
+        stale: &mut HashSet<RunId>,
+        mut lease: impl FnMut(RunId) -> Result<Option<(String, i64)>, E>,
+    ) -> Result<(), E> {
+        let mut found = HashSet::new();
+        for &(run, token) in fenced {
+            let current = lease(run)?;
+            if current.as_ref().map(|(h, t)| (h.as_str(), *t)) != Some((holder, token)) {
+                found.insert(run);
+            }
+        }
+        self.drop_runs(&found);
+        stale.extend(found);
+        Ok(())
+    }
+
     /// Keeps only the last row for each loop and each call (one statement may not touch a
     /// row twice).
     fn dedup_journal(&mut self) {
@@ -231,8 +252,12 @@ pub(crate) enum Writer {
     Sqlite(SqliteWriter),
     /// A Postgres connection kept open between commits (one taken from the pool for each
     /// commit would cost another round trip when it goes back: the pool tests each returned
-    /// connection). Opened on first use, and again after a commit that failed.
-    Postgres(tokio::sync::Mutex<Option<sqlx::PgConnection>>),
+    /// connection). Opened with the pool's settings on first use, and again after a commit
+    /// that failed.
+    Postgres {
+        pool: sqlx::PgPool,
+        conn: tokio::sync::Mutex<Option<sqlx::PgConnection>>,
+    },
 }
 
 impl Writer {
@@ -240,8 +265,8 @@ impl Writer {
     pub(crate) async fn close(&self) {
         match self {
             Self::Sqlite(w) => w.close(),
-            Self::Postgres(slot) => {
-                if let Some(c) = slot.lock().await.take() {
+            Self::Postgres { conn, .. } => {
+                if let Some(c) = conn.lock().await.take() {
                     let _ = sqlx::Connection::close(c).await;
                 }
             }
@@ -286,17 +311,17 @@ impl Store {
                 .filter_map(|r| fences.tokens.get(&r).map(|t| (r, *t)))
                 .collect()
         };
-        match (&self.0, &*self.1) {
-            (_, Writer::Sqlite(w)) => w.write(batch, fenced, &fences.holder, now, stale).await,
-            (Db::Postgres(p), Writer::Postgres(slot)) => {
-                let mut slot = slot.lock().await;
+        match &*self.1 {
+            Writer::Sqlite(w) => w.write(batch, fenced, &fences.holder, now, stale).await,
+            Writer::Postgres { pool, conn } => {
+                let mut slot = conn.lock().await;
                 // Out of its slot while in use: if this future is dropped midway, the
                 // connection goes with it and the server rolls the transaction back; a
                 // failed commit's connection is not used again either.
                 let mut conn = match slot.take() {
                     Some(c) => c,
                     None => {
-                        let opts = p.connect_options();
+                        let opts = pool.connect_options();
                         sqlx::ConnectOptions::connect(&*opts)
                             .await
                             .map_err(q("open the writer's connection"))?
@@ -305,9 +330,6 @@ impl Store {
                 postgres_batch(&mut conn, batch, &fenced, fences, stale, now).await?;
                 *slot = Some(conn);
                 Ok(())
-            }
-            (Db::Sqlite(_), Writer::Postgres(_)) => {
-                unreachable!("a SQLite store has a SQLite writer")
             }
         }
     }
@@ -340,9 +362,16 @@ async fn postgres_batch(
         .await
         .map_err(q("begin write"))?;
     if !fenced.is_empty() {
-        let found = stale_runs(&rows, fenced, &fences.holder)?;
-        batch.drop_runs(&found);
-        stale.extend(found);
+        let mut leases = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let run: String = r.try_get("run_id").map_err(q("check leases"))?;
+            let holder: String = r.try_get("holder").map_err(q("check leases"))?;
+            let token: i64 = r.try_get("token").map_err(q("check leases"))?;
+            leases.insert(run, (holder, token));
+        }
+        batch.fence(fenced, &fences.holder, stale, |run| {
+            Ok::<_, StoreError>(leases.remove(&run.to_string()))
+        })?;
     }
     let mut steps = tables::steps(batch, now).into_iter().peekable();
     while let Some(step) = steps.next() {
@@ -357,19 +386,16 @@ async fn postgres_batch(
                 // statement (a data-modifying WITH each): one round trip for the rows a task's
                 // step writes.
                 let mut group = vec![(head, tail, width, cells)];
-                while let Some(Step::Insert { head: next, .. }) = steps.peek() {
-                    if !(tables::independent(head) && tables::independent(next)) {
-                        break;
-                    }
-                    if let Some(Step::Insert {
-                        head,
-                        tail,
-                        width,
-                        cells,
-                    }) = steps.next()
-                    {
-                        group.push((head, tail, width, cells));
-                    }
+                while let Some(Step::Insert {
+                    head,
+                    tail,
+                    width,
+                    cells,
+                }) = steps.next_if(|next| {
+                    matches!(next, Step::Insert { head: next, .. }
+                        if tables::independent(head) && tables::independent(next))
+                }) {
+                    group.push((head, tail, width, cells));
                 }
                 let mut parts = Vec::with_capacity(group.len());
                 let mut columns = Vec::new();
@@ -477,33 +503,6 @@ fn unnest_insert<'a>(
         marks.push(format!("${}::{ty}[]", columns.len()));
     }
     format!("{head}SELECT * FROM UNNEST({}){tail}", marks.join(", "))
-}
-
-/// The fenced runs whose lease no longer names `holder` with the token it was granted (or
-/// has no row at all).
-fn stale_runs<R: Row>(
-    rows: &[R],
-    fenced: &[(RunId, i64)],
-    holder: &str,
-) -> Result<HashSet<RunId>, StoreError>
-where
-    usize: sqlx::ColumnIndex<R>,
-    for<'r> &'r str: sqlx::ColumnIndex<R>,
-    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let mut current: HashMap<String, (String, i64)> = HashMap::new();
-    for r in rows {
-        let run: String = r.try_get("run_id").map_err(q("check leases"))?;
-        let h: String = r.try_get("holder").map_err(q("check leases"))?;
-        let t: i64 = r.try_get("token").map_err(q("check leases"))?;
-        current.insert(run, (h, t));
-    }
-    Ok(fenced
-        .iter()
-        .filter(|(run, token)| current.get(&run.to_string()) != Some(&(holder.to_string(), *token)))
-        .map(|(run, _)| *run)
-        .collect())
 }
 
 #[cfg(test)]

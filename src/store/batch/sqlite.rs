@@ -251,10 +251,9 @@ fn open<'a>(state: &'a mut State, target: &Target) -> Result<&'a mut Conn, Store
         let db = match target {
             Target::File(path) => {
                 let db = rusqlite::Connection::open_with_flags(path, flags).map_err(open)?;
-                // As the store's other connections: WAL, a sync at each commit, waiting for
-                // another process's write rather than failing.
-                db.pragma_update(None, "journal_mode", "WAL")
-                    .and_then(|()| db.pragma_update(None, "synchronous", "FULL"))
+                // As the store's other connections (the file is in WAL mode already): a sync
+                // at each commit, waiting for another process's write rather than failing.
+                db.pragma_update(None, "synchronous", "FULL")
                     .and_then(|()| db.busy_timeout(Duration::from_secs(30)))
                     .map_err(failed("set up the writer's connection"))?;
                 db
@@ -296,22 +295,14 @@ fn commit(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(or_locked("begin write"))?;
     if !fenced.is_empty() {
-        let mut found = HashSet::new();
         let mut read = tx
             .prepare_cached("SELECT holder, token FROM leases WHERE run_id = $1")
             .map_err(or_locked("check leases"))?;
-        for (run, token) in fenced {
-            let lease: Option<(String, i64)> = read
-                .query_row([run.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+        batch.fence(fenced, holder, stale, |run| {
+            read.query_row([run.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
-                .map_err(or_locked("check leases"))?;
-            if lease.as_ref().map(|(h, t)| (h.as_str(), *t)) != Some((holder, *token)) {
-                found.insert(*run);
-            }
-        }
-        drop(read);
-        batch.drop_runs(&found);
-        stale.extend(found);
+                .map_err(or_locked("check leases"))
+        })?;
     }
     for step in tables::steps(batch, now) {
         match step {

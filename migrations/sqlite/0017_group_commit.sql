@@ -1,3 +1,7 @@
+-- The group commit's writer reads the leases it fences inside its own write transaction: the
+-- `fence` row that made a lease check fail a one-call transaction is no longer used.
+DROP TABLE fence;
+
 -- metrics: a plain INTEGER PRIMARY KEY instead of AUTOINCREMENT. Ids still only grow while
 -- rows are only added; AUTOINCREMENT cost every insert a write to sqlite_sequence (one more
 -- page in each commit of a task's result).
