@@ -86,13 +86,16 @@ const RUN_COLUMNS: &str = "id, name, status, reason, correlation_id, plan, input
                            created_at, started_at, finished_at, deadline_at, project, \
                            parent_run_id, checkpoint_id, forked_at";
 
+/// Runs with their plans (kept in a table of their own: see migration 0018).
+const RUNS_WITH_PLANS: &str = "runs JOIN run_plans ON run_plans.run_id = runs.id";
+
 impl Store {
     /// One run.
     ///
     /// # Errors
     /// `NoSuchRun` when absent; query failures.
     pub async fn run(&self, id: RunId) -> Result<RunRecord, StoreError> {
-        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+        let sql = format!("SELECT {RUN_COLUMNS} FROM {RUNS_WITH_PLANS} WHERE id = $1");
         with_pool!(self, |p, _b| {
             let row = sqlx::query(&sql)
                 .bind(id.to_string())
@@ -144,7 +147,7 @@ impl Store {
             format!("WHERE status IN ({})", list.join(", "))
         };
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs {filter} ORDER BY created_at DESC, id DESC LIMIT $1"
+            "SELECT {RUN_COLUMNS} FROM {RUNS_WITH_PLANS} {filter} ORDER BY created_at DESC, id DESC LIMIT $1"
         );
         with_pool!(self, |p, _b| {
             let rows = sqlx::query(&sql)
@@ -174,7 +177,7 @@ impl Store {
     ) -> Result<Vec<RunRecord>, StoreError> {
         // One statement for every case: no status filters nothing, no cursor starts at the top.
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE project = $1 AND ($3 = '' OR status = $3) \
+            "SELECT {RUN_COLUMNS} FROM {RUNS_WITH_PLANS} WHERE project = $1 AND ($3 = '' OR status = $3) \
              AND (created_at < $4 OR (created_at = $4 AND id < $5)) \
              ORDER BY created_at DESC, id DESC LIMIT $2"
         );

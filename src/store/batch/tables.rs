@@ -78,9 +78,11 @@ fn insert<'a, R>(
     });
 }
 
-const RUNS: &str = "INSERT INTO runs (id, name, status, reason, correlation_id, plan, inputs, \
+const RUNS: &str = "INSERT INTO runs (id, name, status, reason, correlation_id, inputs, \
     workspace, created_at, started_at, finished_at, deadline_at, project, parent_run_id, \
     checkpoint_id, forked_at) ";
+
+const RUN_PLANS: &str = "INSERT INTO run_plans (run_id, plan) ";
 
 const LEASES: &str = "INSERT INTO leases (run_id, holder, host, pid, expires_at, token) ";
 const LEASES_TAIL: &str = " ON CONFLICT (run_id) DO NOTHING";
@@ -165,7 +167,6 @@ pub(crate) fn steps(batch: &Batch, now: i64) -> Vec<Step<'_>> {
             text(r.status.as_str()),
             opt_text(r.reason.as_deref()),
             text(r.correlation_id.as_str()),
-            text(serde_json::to_string(&*r.plan).unwrap_or_default()),
             text(serde_json::Value::Object(r.inputs.clone()).to_string()),
             text(r.workspace.as_str()),
             int(r.created_at),
@@ -176,6 +177,12 @@ pub(crate) fn steps(batch: &Batch, now: i64) -> Vec<Step<'_>> {
             opt_text(r.lineage.as_ref().map(|l| l.parent_run_id.to_string())),
             opt_text(r.lineage.as_ref().and_then(|l| l.checkpoint_id.as_deref())),
             opt_text(r.lineage.as_ref().and_then(|l| l.forked_at.as_deref())),
+        ]);
+    });
+    insert(&mut s, RUN_PLANS, "", &batch.new_runs, |r, c| {
+        c.extend([
+            text(r.id.to_string()),
+            text(serde_json::to_string(&*r.plan).unwrap_or_default()),
         ]);
     });
     insert(

@@ -1,0 +1,9 @@
+-- A run's plan in a table of its own. SQLite rewrites a whole row on every update: kept in
+-- `runs`, a plan (about 60 bytes a task) was written again with each change of its run's
+-- status, a cost that grew with the run.
+CREATE TABLE run_plans (
+    run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    plan   TEXT NOT NULL
+);
+INSERT INTO run_plans (run_id, plan) SELECT id, plan FROM runs;
+ALTER TABLE runs DROP COLUMN plan;
