@@ -6,7 +6,8 @@
 //! each layer depending on the whole previous one), `foreach` (a root listing N-3 items, a
 //! task that decomposes into one subtask per item, a sink: the fan-out made at run time),
 //! and `commit`: no plan, N one-row transactions in a loop through the store's group commit
-//! (the same code the persistence actor calls), the store's own commit latency.
+//! (the same code the persistence actor calls, checking a lease as it does), the store's own
+//! commit latency.
 //!
 //! `agent_loop`: one `agent` task whose model (a local OpenAI-compatible server that answers
 //! at once) asks for one `test:echo` call a turn; it reports the loop's overhead per turn —
@@ -388,8 +389,9 @@ pub async fn run(
     result
 }
 
-/// `n` one-row transactions (an event each) in a loop through the store's group commit:
-/// `tasks_per_s` is commits per second, the latencies are a commit's.
+/// `n` one-row transactions (an event each) in a loop through the store's group commit, each
+/// checking the run's lease as a runtime's commits do: `tasks_per_s` is commits per second,
+/// the latencies are a commit's.
 async fn commits(
     n: usize,
     store: BenchStore,
@@ -431,10 +433,20 @@ async fn commits(
             project: "default".into(),
             lineage: None,
         });
-        let (fences, mut stale) = (Fences::default(), Default::default());
-        db.write_fenced(&mut first, &fences, &mut stale)
+        // Held as a runtime holds its runs: every commit checks the run's lease, as each of
+        // a runtime's commits does.
+        let holder = crate::store::LeaseHolder::this_process();
+        first
+            .new_leases
+            .push((run, holder.clone(), now + 3_600_000));
+        let mut stale = Default::default();
+        db.write_fenced(&mut first, &Fences::default(), &mut stale)
             .await
             .map_err(RuntimeError::from)?;
+        let fences = Fences {
+            holder: holder.id,
+            tokens: std::iter::once((run, 1)).collect(),
+        };
         let data = EventData::TaskReady(payload::TaskReady {});
         let mut lat = Vec::with_capacity(n);
         let started = Instant::now();

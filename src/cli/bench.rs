@@ -38,8 +38,9 @@ pub enum BenchShape {
     /// One root whose output lists N-3 items, a task that decomposes with one subtask per
     /// item (`for_each`), one sink: N tasks in all.
     Foreach,
-    /// No plan: N one-row transactions in a loop through the store's group commit (the
-    /// store's own commit latency; tasks_per_s is commits per second).
+    /// No plan: N one-row transactions in a loop through the store's group commit, each
+    /// checking the run's lease as a runtime's commits do (the store's own commit latency;
+    /// tasks_per_s is commits per second).
     Commit,
 }
 

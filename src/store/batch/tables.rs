@@ -31,8 +31,14 @@ fn opt_int(v: Option<i64>) -> Cell<'static> {
     Cell::Int(v)
 }
 
+/// JSON text, written straight into a buffer (`Display` goes through the formatter, a call
+/// per piece).
 fn json(v: &serde_json::Value) -> Cell<'static> {
-    text(v.to_string())
+    text(json_text(v))
+}
+
+fn json_text(v: &serde_json::Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// One statement of a commit.
@@ -167,7 +173,7 @@ pub(crate) fn steps(batch: &Batch, now: i64) -> Vec<Step<'_>> {
             text(r.status.as_str()),
             opt_text(r.reason.as_deref()),
             text(r.correlation_id.as_str()),
-            text(serde_json::Value::Object(r.inputs.clone()).to_string()),
+            text(json_text(&serde_json::Value::Object(r.inputs.clone()))),
             text(r.workspace.as_str()),
             int(r.created_at),
             opt_int(r.started_at),
@@ -236,7 +242,7 @@ pub(crate) fn steps(batch: &Batch, now: i64) -> Vec<Step<'_>> {
             text(t.status.as_str()),
             int(t.attempt),
             opt_text(t.agent.as_deref()),
-            opt_text(t.outputs.as_ref().map(|v| v.to_string())),
+            opt_text(t.outputs.as_ref().map(json_text)),
             opt_text(t.error.as_deref()),
             opt_int(t.started_at),
             opt_int(t.finished_at),
