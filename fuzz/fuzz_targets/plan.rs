@@ -1,0 +1,121 @@
+//! Plan text (JSON and YAML) through parsing and the whole plan check. Properties: no panic,
+//! no hang; an accepted plan round-trips (serialize, parse, check: the same plan); and an
+//! accepted plan that only echoes runs to an end on the in-memory store.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use nofx::plan::{Format, PlanSource};
+use serde_json::Map;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// Tasks above which an accepted echo plan is not run (the check's limits are fuzzed, not
+/// the runtime's speed).
+const RUN_AT_MOST: usize = 200;
+/// How long an echo plan may take to end.
+const RUN_WITHIN: Duration = Duration::from_secs(20);
+
+/// Echo runs after which the runtime (and the in-memory store holding every run so far) is
+/// replaced by a fresh one, so that a long session's memory stays flat.
+const RUNS_PER_RUNTIME: usize = 500;
+
+struct Env {
+    tokio: tokio::runtime::Runtime,
+    rt: Option<nofx::Runtime>,
+    runs: usize,
+    fresh: usize,
+}
+
+impl Env {
+    /// The runtime, fresh after `RUNS_PER_RUNTIME` runs.
+    fn rt(&mut self) -> nofx::Runtime {
+        if self.runs >= RUNS_PER_RUNTIME {
+            if let Some(old) = self.rt.take() {
+                self.tokio.block_on(old.shutdown());
+                let _ = std::fs::remove_dir_all(old.data_dir());
+            }
+            self.runs = 0;
+        }
+        if self.rt.is_none() {
+            self.fresh += 1;
+            let dir = std::env::var_os("NOFX_FUZZ_DATA")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir)
+                .join(format!("plan-{}-{}", std::process::id(), self.fresh));
+            let rt = self
+                .tokio
+                .block_on(
+                    nofx::Runtime::builder()
+                        .data_dir(dir)
+                        .memory_store()
+                        .build(),
+                )
+                .expect("runtime on the in-memory store");
+            self.rt = Some(rt);
+        }
+        self.rt.clone().expect("made above")
+    }
+}
+
+fn env() -> std::sync::MutexGuard<'static, Env> {
+    static ENV: OnceLock<Mutex<Env>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        Mutex::new(Env {
+            tokio: tokio::runtime::Runtime::new().expect("tokio runtime"),
+            rt: None,
+            runs: 0,
+            fresh: 0,
+        })
+    })
+    .lock()
+    .unwrap_or_else(|p| p.into_inner())
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut env = env();
+    let rt = env.rt();
+    for format in [Format::Json, Format::Yaml] {
+        let Ok(src) = PlanSource::parse(text, format, None) else {
+            continue;
+        };
+        let Ok(checked) = rt.validate(&src, &Map::new()) else {
+            continue;
+        };
+        let json = serde_json::to_string(&*checked.plan).expect("an accepted plan serializes");
+        let again = PlanSource::parse(&json, Format::Json, None).unwrap_or_else(|e| {
+            panic!("an accepted plan, serialized, does not parse: {e}\n{json}")
+        });
+        let rechecked = rt.validate(&again, &Map::new()).unwrap_or_else(|e| {
+            panic!("an accepted plan, serialized, fails the check: {e}\n{json}")
+        });
+        assert_eq!(
+            checked.plan, rechecked.plan,
+            "the round trip changed the plan"
+        );
+        let echo_only = checked
+            .plan
+            .tasks
+            .iter()
+            .all(|t| t.tool == "test:echo" && t.gates.is_empty() && t.decompose.is_none());
+        if echo_only && checked.plan.tasks.len() <= RUN_AT_MOST {
+            env.runs += 1;
+            let rt = rt.clone();
+            let ended = env.tokio.block_on(async move {
+                let handle = rt.submit(&again, Map::new()).await?;
+                Ok::<_, nofx::RuntimeError>(
+                    tokio::time::timeout(RUN_WITHIN, handle.wait_status()).await,
+                )
+            });
+            let (status, reason) = ended
+                .expect("an accepted echo plan is stored")
+                .unwrap_or_else(|_| {
+                    panic!("an echo plan did not end within {RUN_WITHIN:?}\n{json}")
+                })
+                .expect("the run's status");
+            assert!(status.is_terminal(), "{status:?} ({reason:?})\n{json}");
+        }
+    }
+});
