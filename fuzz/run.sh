@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS each (default 60): builds them with cargo-fuzz on the
 # nightly toolchain (installing cargo-fuzz when it is missing), seeds each corpus from the
-# examples and shipped policies, and stops at the first target that finds a crash, a hang
+# examples, the shipped policies and fuzz/seeds/, and stops at the first target that finds a crash, a hang
 # (an input over 30 s) or an input over 2 GiB of memory. A finding is left in
 # fuzz/artifacts/TARGET/; `cargo +nightly fuzz run TARGET FILE` replays it.
 set -euo pipefail
