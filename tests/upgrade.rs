@@ -70,3 +70,66 @@ both_stores! {
         s.close().await;
     }
 }
+
+both_stores! {
+    /// A store the first release left (only its first migration), holding a run its process
+    /// stopped midway, is migrated when a runtime opens it, and the run resumes from where it
+    /// was: the finished task is not executed again, the next one reads its outputs, and the
+    /// events go on from the last one stored.
+    async fn an_unfinished_run_in_a_first_release_store_resumes_after_the_upgrade(store) {
+        let old = migrations_up_to(&store, 1);
+        migrate_with(&store, old.path()).await;
+        let id = RunId::new();
+        let ws = store.dir.path().join("old-workspace");
+        std::fs::create_dir_all(&ws).unwrap();
+        let plan = r#"{"name":"old","tasks":[{"id":"a","tool":"test:echo","inputs":{"x":41}},{"id":"b","tool":"test:echo","depends_on":["a"],"inputs":{"y":"${tasks.a.outputs.x}"}}]}"#;
+        let rows = [
+            format!(
+                "INSERT INTO runs (id, name, status, correlation_id, plan, inputs, workspace, created_at, started_at) \
+                 VALUES ('{id}', 'old', 'running', 'corr_old', '{plan}', '{{}}', '{}', 1000, 1001)",
+                ws.display()
+            ),
+            format!(
+                "INSERT INTO tasks (run_id, task_id, idx, tool, status, attempt, agent, outputs, started_at, finished_at) \
+                 VALUES ('{id}', 'a', 0, 'test:echo', 'succeeded', 1, 'worker', '{{\"x\":41}}', 1002, 1003)"
+            ),
+            format!(
+                "INSERT INTO tasks (run_id, task_id, idx, tool, status, attempt) \
+                 VALUES ('{id}', 'b', 1, 'test:echo', 'ready', 0)"
+            ),
+            format!(
+                "INSERT INTO events (run_id, seq, type, at, task_id, correlation_id, data) VALUES \
+                 ('{id}', 1, 'run.created', 1000, NULL, 'corr_old', '{{\"name\":\"old\",\"tasks\":2,\"inputs\":{{}}}}'), \
+                 ('{id}', 2, 'run.started', 1001, NULL, 'corr_old', '{{\"resumed\":false,\"tasks\":2}}'), \
+                 ('{id}', 3, 'task.ready', 1001, 'a', 'corr_old', '{{}}'), \
+                 ('{id}', 4, 'task.started', 1002, 'a', 'corr_old', '{{\"agent\":\"worker\",\"attempt\":1}}'), \
+                 ('{id}', 5, 'task.succeeded', 1003, 'a', 'corr_old', '{{\"attempt\":1,\"agent\":\"worker\"}}'), \
+                 ('{id}', 6, 'task.ready', 1003, 'b', 'corr_old', '{{}}')"
+            ),
+            // Its process is long gone (the lease expired decades ago).
+            format!(
+                "INSERT INTO leases (run_id, holder, host, pid, expires_at, token) \
+                 VALUES ('{id}', 'gone', 'elsewhere', 1, 2000, 1)"
+            ),
+        ];
+        for r in &rows {
+            store.sql(r).await;
+        }
+
+        let rt = store.runtime().await;
+        let (_, handle) = rt.resume(id).await.expect("the upgraded store's run resumes");
+        let outcome = handle.wait().await.expect("it ends");
+        assert_eq!(outcome.status, nofx::RunStatus::Succeeded, "{:?}", outcome.reason);
+        let a = outcome.tasks.iter().find(|t| t.id.as_str() == "a").unwrap();
+        let b = outcome.tasks.iter().find(|t| t.id.as_str() == "b").unwrap();
+        assert_eq!(a.attempts, 1, "a is not executed again");
+        assert_eq!(b.outputs.as_ref().unwrap()["y"], 41, "{:?}", b.outputs);
+        let events = common::events(&rt, id).await;
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.seq as usize, i + 1, "no gap after the old events");
+        }
+        assert!(events.len() > 6);
+        assert_eq!(events.last().unwrap().kind, nofx::EventType::RunSucceeded);
+        rt.shutdown().await;
+    }
+}

@@ -7,6 +7,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
+/// Seconds a 503 asks the client to wait before trying again.
+pub const RETRY_AFTER_S: &str = "2";
+
 /// An error answered to a client.
 #[derive(Debug)]
 pub struct ApiError {
@@ -79,6 +82,17 @@ impl ApiError {
         self
     }
 
+    /// 503 for a store that cannot be reached now (restarting, connections lost, disk
+    /// full), logging the cause once; the answer carries `Retry-After`.
+    pub fn unavailable(cause: &impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "request failed: the store is unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the store cannot be reached just now; try again shortly",
+        )
+    }
+
     /// 500, logging the cause once; the client learns nothing internal.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "request failed");
@@ -96,7 +110,15 @@ impl IntoResponse for ApiError {
         error.insert("code".into(), json!(self.code));
         error.insert("message".into(), json!(self.message));
         error.extend(self.extra);
-        (self.status, axum::Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        // Every 503 passes (a store coming back, a server restarting): say when to try again.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_S),
+            );
+        }
+        response
     }
 }
 
@@ -106,6 +128,7 @@ impl From<StoreError> for ApiError {
             StoreError::NoSuchRun(_) => Self::not_found("no such run"),
             StoreError::NoSuchCheckpoint(id) => Self::not_found(format!("no checkpoint `{id}`")),
             StoreError::BadRange(m) | StoreError::BadInput(m) => Self::bad_request(m),
+            e if e.is_unavailable() => Self::unavailable(&e),
             other => Self::internal(other),
         }
     }
@@ -162,6 +185,7 @@ impl From<RuntimeError> for ApiError {
                 e.to_string(),
             ),
             RuntimeError::Store(s) => s.into(),
+            RuntimeError::Write(s) if s.is_unavailable() => Self::unavailable(&s),
             RuntimeError::NoSuchTemplate(t) => Self::not_found(format!("no template `{t}`")),
             RuntimeError::Stopped => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -5,6 +5,7 @@
 
 mod agents;
 mod approve;
+mod backup;
 mod bench;
 mod checkpoints;
 mod gather;
@@ -106,6 +107,8 @@ enum Command {
     Agents(agents::AgentsCommand),
     /// Apply store migrations.
     Migrate,
+    /// Copy the SQLite store to a new file while runs execute (consistent as of one commit).
+    Backup(backup::BackupArgs),
     /// Print JSON Schemas.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -314,6 +317,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Validate(a) => validate::validate(&g, a),
         Command::Runs(c) => runs::dispatch(&g, c).await,
         Command::Agents(agents::AgentsCommand::Ls { json }) => agents::agents_ls(&g, json),
+        Command::Backup(a) => backup::backup(&g, a).await,
         Command::Migrate => {
             let store = open_store(&g).await?;
             println!(

@@ -236,9 +236,25 @@ pub(crate) async fn follow(
     };
     // The event stream is dropped before the runtime stops: a read of it left suspended
     // would hold a store connection that closing the store waits for.
+    // Execution here can stop without the run ending (its writes could not be committed, its
+    // lease could not be renewed): then nothing more comes, and following ends.
+    let stopped = async {
+        match handle.wait_status().await {
+            Err(RuntimeError::Interrupted { .. }) => {}
+            _ => std::future::pending::<()>().await,
+        }
+    };
     let interrupted = tokio::select! {
         r = watch => { r?; false }
         _ = interrupt::requested() => true,
+        () = stopped => {
+            rt.shutdown().await;
+            return Err(Failure::Error(format!(
+                "run {} stopped before it ended (the log above says why); resume it with `nofx resume {}`",
+                handle.id(),
+                handle.id()
+            )));
+        }
     };
     if interrupted {
         eprintln!("\ninterrupted: stopping tasks in flight…");

@@ -46,6 +46,9 @@ pub(crate) fn names_or_none<S: AsRef<str>>(names: &[S]) -> String {
 /// a run's workspace, a PRP's project), or why not (`what` names it in the
 /// message, e.g. "artifact").
 pub(crate) fn relative_path(p: &str, what: &str) -> Result<std::path::PathBuf, String> {
+    if p.contains('\0') {
+        return Err(format!("{what} `{}` contains a NUL byte", p.escape_debug()));
+    }
     let path = std::path::Path::new(p);
     let mut out = std::path::PathBuf::new();
     for c in path.components() {

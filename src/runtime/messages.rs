@@ -166,10 +166,11 @@ pub struct Interrupt(pub Option<oneshot::Sender<()>>);
 #[rtype(result = "()")]
 pub struct RecheckWaits;
 
-/// Stops at once, writing nothing: another process owns the run now.
+/// Stops at once, writing nothing: another process owns the run now, or may soon (its lease
+/// could not be renewed). Says which.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Abandon;
+pub struct Abandon(pub &'static str);
 
 // ---- To the supervisor
 /// Where an agent reports an attempt of a task: its run's coordinator.

@@ -91,29 +91,12 @@ impl Persistence {
             holder: self.holder.id.clone(),
             tokens: self.tokens.clone(),
         };
+        let outage = std::time::Duration::from_millis(self.lease_ttl_ms.max(0) as u64);
         let fut = async move {
-            let mut result = Ok(());
             let mut stale: HashSet<RunId> = HashSet::new();
-            for attempt in 1..=ATTEMPTS {
-                // A failed transaction wrote nothing, so the same batch (less the rows of
-                // runs found fenced) is tried again.
-                match store.write_fenced(&mut batch, &fences, &mut stale).await {
-                    Ok(()) => {
-                        result = Ok(());
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(attempt, error = %e, "group commit failed");
-                        result = Err(Arc::new(e));
-                        if attempt < ATTEMPTS {
-                            tokio::time::sleep(std::time::Duration::from_millis(
-                                50 * u64::from(attempt),
-                            ))
-                            .await;
-                        }
-                    }
-                }
-            }
+            let result = commit_with_retries(&store, &mut batch, &fences, &mut stale, outage)
+                .await
+                .map_err(Arc::new);
             // New runs' leases (token 1) committed for this process are its own now.
             let mut granted = Vec::new();
             if result.is_ok() {
@@ -149,6 +132,60 @@ impl Persistence {
             act.busy = false;
             act.commit_next(ctx);
         }));
+    }
+}
+
+/// Commits `batch`, trying a failed transaction again (it wrote nothing): up to [`ATTEMPTS`]
+/// times for a refusal, and for as long as `outage` while the store cannot be reached (a
+/// restart, lost connections, a full disk). Past half a lease's TTL without a renewal the
+/// node stops its runs' tasks anyway, and a run another process took over meanwhile is
+/// fenced when the store answers again; so waiting up to the TTL loses nothing and spares
+/// the runs a stop and a resume.
+async fn commit_with_retries(
+    store: &Store,
+    batch: &mut Batch,
+    fences: &Fences,
+    stale: &mut HashSet<RunId>,
+    outage: std::time::Duration,
+) -> Result<(), StoreError> {
+    let mut attempt = 0;
+    let mut down_since: Option<std::time::Instant> = None;
+    loop {
+        attempt += 1;
+        // A failed transaction wrote nothing, so the same batch (less the rows of runs
+        // found fenced) is tried again.
+        let e = match store.write_fenced(batch, fences, stale).await {
+            Ok(()) => {
+                if let Some(t) = down_since {
+                    tracing::warn!(
+                        seconds = t.elapsed().as_secs_f64(),
+                        rows = batch.len(),
+                        "the store answers again; the held writes are committed"
+                    );
+                }
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        let pause = if e.is_unavailable() {
+            let since = *down_since.get_or_insert_with(|| {
+                tracing::warn!(error = %e, rows = batch.len(), outage_s = outage.as_secs_f64(),
+                    "the store is unavailable; holding the writes and trying again");
+                std::time::Instant::now()
+            });
+            if since.elapsed() >= outage {
+                return Err(e);
+            }
+            // 50 ms doubling to 1 s: a restarted server is found within a second.
+            std::time::Duration::from_millis(50 << attempt.min(5)).min(outage - since.elapsed())
+        } else {
+            tracing::warn!(attempt, error = %e, "group commit failed");
+            if attempt >= ATTEMPTS {
+                return Err(e);
+            }
+            std::time::Duration::from_millis(50 * u64::from(attempt))
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 

@@ -4,6 +4,8 @@
 
 mod artifacts;
 pub use artifacts::{find_artifact, ArtifactLookup};
+mod backup;
+pub use backup::BackupReport;
 mod batch;
 mod checkpoints;
 mod commands;
@@ -124,6 +126,132 @@ pub enum StoreError {
     AmbiguousRun(String),
 }
 
+impl StoreError {
+    /// Whether the store could not be reached or had no room, as opposed to refusing what
+    /// was asked: the connection was refused, reset or timed out, the server is shutting
+    /// down or restarting, its connections are used up, or the disk is full. Such a failure
+    /// wrote nothing and passes by itself; trying the same thing again later is right
+    /// (the API answers it with 503 and `Retry-After`).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Open { source, .. }
+            | Self::Query { source, .. }
+            | Self::Migrate { source, .. } => source.is_unavailable(),
+            _ => false,
+        }
+    }
+}
+
+/// SQLSTATEs of a Postgres server that cannot serve now: connection exceptions (class 08),
+/// shutdown and restart (57P01–57P03), too many connections, disk or memory full.
+fn unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53000" | "53100" | "53200" | "53300"
+        )
+}
+
+/// SQLite's result codes for a store without room or a failing device.
+fn unavailable_sqlite(code: rusqlite::ErrorCode) -> bool {
+    matches!(
+        code,
+        rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure
+    )
+}
+
+impl DbError {
+    fn is_unavailable(&self) -> bool {
+        if let Some(e) = self.0.downcast_ref::<sqlx::Error>() {
+            return match e {
+                // A stream that ended mid-message (a server gone during the handshake
+                // answers an SSLRequest with nothing) is a connection lost, as is an I/O error.
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Database(d) => {
+                    let Some(code) = d.code() else {
+                        return false;
+                    };
+                    if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                        code.parse::<i32>()
+                            .is_ok_and(|n| unavailable_sqlite(rusqlite::ffi::Error::new(n).code))
+                    } else {
+                        unavailable_sqlstate(&code)
+                    }
+                }
+                _ => false,
+            };
+        }
+        if let Some(e) = self.0.downcast_ref::<rusqlite::Error>() {
+            return e.sqlite_error_code().is_some_and(unavailable_sqlite);
+        }
+        self.0.downcast_ref::<Unavailable>().is_some()
+    }
+}
+
+/// A store that cannot serve now, said in nofx's words (a commit whose outcome is not known
+/// yet because its connection was lost; a SQLite file on a full disk, named).
+#[derive(Debug)]
+pub(crate) struct Unavailable(pub(crate) String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// Why a SQLite file cannot be opened for writing, when its directory or the file says so
+/// (missing, read-only, no permission); `None` when both can be written.
+fn unwritable(path: &Path) -> Option<Box<dyn std::error::Error + Send + Sync>> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let why = |what: String, e: std::io::Error| Some(format!("{what} ({e})").into());
+    if let Err(e) = std::fs::metadata(dir) {
+        return why(
+            format!(
+                "{}: its directory {} cannot be reached",
+                path.display(),
+                dir.display()
+            ),
+            e,
+        );
+    }
+    // SQLite writes its journal beside the file: the directory must take new files.
+    let probe = dir.join(format!(".nofx-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(e) => {
+            return why(
+                format!(
+                    "{}: its directory {} cannot be written",
+                    path.display(),
+                    dir.display()
+                ),
+                e,
+            )
+        }
+    }
+    if path.exists() {
+        if let Err(e) = std::fs::OpenOptions::new().write(true).open(path) {
+            return why(format!("{} cannot be written", path.display()), e);
+        }
+    }
+    None
+}
+
 /// What the database driver said (its message; the driver's own types are not part of
 /// nofx's API).
 #[derive(Debug)]
@@ -237,10 +365,12 @@ impl Store {
                 .await
                 .map_err(open_err("postgres"))?;
             let _ = sqlx::Connection::close(probe).await;
-            // No ping before each acquire: a broken connection fails its query, and the
-            // persistence actor retries the batch.
+            // A ping before each acquire: a connection the server ended (a restart, an
+            // operator's pg_terminate_backend) is replaced, not handed to a read that would
+            // fail with it. Reads are off the task path (the group commit has a connection
+            // of its own), so the round trip costs a step nothing.
             let pool = PgPoolOptions::new()
-                .test_before_acquire(false)
+                .test_before_acquire(true)
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts)
@@ -270,6 +400,21 @@ impl Store {
     /// # Errors
     /// When the file cannot be opened or migrated.
     pub async fn sqlite_file(path: &Path) -> Result<Self, StoreError> {
+        Self::sqlite_file_at(path).await.map_err(|e| match e {
+            StoreError::Open { backend, source } | StoreError::Migrate { backend, source } => {
+                StoreError::Open {
+                    backend,
+                    source: DbError(
+                        unwritable(path)
+                            .unwrap_or_else(|| format!("{}: {source}", path.display()).into()),
+                    ),
+                }
+            }
+            other => other,
+        })
+    }
+
+    async fn sqlite_file_at(path: &Path) -> Result<Self, StoreError> {
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

@@ -169,6 +169,39 @@ pub(crate) fn exit_code(status: &ExitStatus) -> i64 {
     }
 }
 
+/// Variables a plan may not set for a command: they choose what runs (`PATH`), load code
+/// into the allowed program (`LD_PRELOAD` and the dynamic loader's others, glibc's tunables)
+/// or into a shell it starts (`ENV`, `BASH_ENV`, …), or are nofx's own (`NOFX_*`). Each would
+/// let a plan run what the command policy does not allow.
+fn env_refusal(name: &str, value: &str) -> Option<String> {
+    const NAMES: [&str; 8] = [
+        "PATH",
+        "IFS",
+        "ENV",
+        "BASH_ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "CDPATH",
+        "GLIBC_TUNABLES",
+    ];
+    const PREFIXES: [&str; 3] = ["LD_", "DYLD_", "NOFX_"];
+    if name.is_empty() || name.contains(['=', '\0']) {
+        return Some(format!(
+            "`env` name `{}` is not a variable name",
+            name.escape_debug()
+        ));
+    }
+    if value.contains('\0') {
+        return Some(format!("`env.{name}` contains a NUL byte"));
+    }
+    if NAMES.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p)) {
+        return Some(format!(
+            "`env.{name}` may not be set by a plan: it would change what the command policy allowed to run"
+        ));
+    }
+    None
+}
+
 impl Tool for Shell {
     fn name(&self) -> &str {
         "shell"
@@ -183,19 +216,30 @@ impl Tool for Shell {
     }
 
     fn check_inputs(&self, inputs: &Value) -> Vec<(String, String)> {
-        let Some(paths) = inputs.get("artifacts").and_then(Value::as_array) else {
-            return Vec::new();
-        };
-        paths
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| {
-                let p = p.as_str()?;
-                super::workspace::relative(p, "artifact")
-                    .err()
-                    .map(|why| (format!("/artifacts/{i}"), why))
+        let mut out: Vec<(String, String)> = inputs
+            .get("env")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| {
+                env_refusal(k, v.as_str().unwrap_or_default())
+                    .map(|why| (format!("/env/{}", k.escape_debug()), why))
             })
-            .collect()
+            .collect();
+        let paths = inputs.get("artifacts").and_then(Value::as_array);
+        out.extend(
+            paths
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    let p = p.as_str()?;
+                    super::workspace::relative(p, "artifact")
+                        .err()
+                        .map(|why| (format!("/artifacts/{i}"), why))
+                }),
+        );
+        out
     }
 
     fn input_schema(&self) -> Value {
@@ -237,10 +281,15 @@ impl Tool for Shell {
             for p in &keep {
                 super::workspace::relative(p, "artifact").map_err(ToolError::InvalidInput)?;
             }
-            let mut env: Vec<(String, String)> = user_env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect();
+            let mut env: Vec<(String, String)> = Vec::with_capacity(user_env.len() + 8);
+            for (k, v) in &user_env {
+                let v = v.as_str().unwrap_or_default();
+                // Checked again here: the whole `env` may have come from a reference.
+                if let Some(why) = env_refusal(k, v) {
+                    return Err(ToolError::InvalidInput(why));
+                }
+                env.push((k.clone(), v.to_string()));
+            }
             env.extend(command_vars(&ctx.corr, ctx.attempt));
             env.push(("NOFX_IDEMPOTENCY_KEY".into(), ctx.idempotency_key.clone()));
             let done = run_command(&argv, &env, &ctx.workspace, &ctx.env, &ctx.cancel).await?;

@@ -26,7 +26,9 @@ impl Node {
             );
             for (run, c) in self.coordinators.drain() {
                 self.shared.hub.set_local(run, false);
-                c.do_send(Abandon);
+                c.do_send(Abandon(
+                    "its lease could not be renewed within half its TTL",
+                ));
             }
             return;
         }
@@ -49,7 +51,9 @@ impl Node {
                                 if !held.contains(&run) {
                                     if let Some(c) = act.coordinators.remove(&run) {
                                         act.shared.hub.set_local(run, false);
-                                        c.do_send(Abandon);
+                                        c.do_send(Abandon(
+                                            "its lease was taken over by another process",
+                                        ));
                                     }
                                 }
                             }

@@ -222,8 +222,8 @@ impl Handler<Interrupt> for Coordinator {
 impl Handler<Abandon> for Coordinator {
     type Result = ();
 
-    fn handle(&mut self, _: Abandon, ctx: &mut Context<Self>) {
-        tracing::warn!(parent: &self.span, "lease lost to another process; stopping without writing");
+    fn handle(&mut self, msg: Abandon, ctx: &mut Context<Self>) {
+        tracing::warn!(parent: &self.span, why = msg.0, "stopping without writing; the run resumes wherever it is claimed next");
         self.halt();
         ctx.stop();
     }

@@ -68,6 +68,10 @@ pub struct Batch {
     /// Workspace snapshots to insert, or to mark rolled back (the manifest of the first
     /// insert stands).
     pub snapshots: Vec<super::SnapshotRow>,
+    /// Postgres: the transaction id of this batch's last COMMIT whose answer was lost with
+    /// its connection. Before the batch is written again, the server says whether that
+    /// transaction committed (then it is not written twice) or not.
+    pub(crate) unsure_commit: Option<i64>,
 }
 
 impl Batch {
@@ -327,6 +331,14 @@ impl Store {
                             .map_err(q("open the writer's connection"))?
                     }
                 };
+                if let Some(xid) = batch.unsure_commit {
+                    if committed_before(&mut conn, xid).await? {
+                        batch.unsure_commit = None;
+                        *slot = Some(conn);
+                        return Ok(());
+                    }
+                    batch.unsure_commit = None;
+                }
                 postgres_batch(&mut conn, batch, &fenced, fences, stale, now).await?;
                 *slot = Some(conn);
                 Ok(())
@@ -348,7 +360,9 @@ async fn postgres_batch(
     // written as literals); FOR SHARE: a claim (FOR UPDATE) of these leases waits for this
     // commit. A failure anywhere leaves the transaction open: the caller drops the
     // connection, which rolls it back (the server does when it goes).
-    let mut begin = String::from("BEGIN");
+    // The transaction's id comes first: should the answer to COMMIT be lost with the
+    // connection, the next attempt asks the server what became of it.
+    let mut begin = String::from("BEGIN; SELECT txid_current() AS nofx_xid");
     if !fenced.is_empty() {
         let ids: Vec<String> = fenced.iter().map(|(r, _)| format!("'{r}'")).collect();
         // Locks are taken in run id order, as a renewal takes them: no deadlock between the two.
@@ -361,9 +375,17 @@ async fn postgres_batch(
         .fetch_all(&mut *conn)
         .await
         .map_err(q("begin write"))?;
+    let xid: i64 = rows
+        .first()
+        .ok_or_else(|| StoreError::Corrupt {
+            what: "transaction id",
+            why: "the server returned no row".into(),
+        })?
+        .try_get("nofx_xid")
+        .map_err(q("begin write"))?;
     if !fenced.is_empty() {
         let mut leases = HashMap::with_capacity(rows.len());
-        for r in &rows {
+        for r in &rows[1..] {
             let run: String = r.try_get("run_id").map_err(q("check leases"))?;
             let holder: String = r.try_get("holder").map_err(q("check leases"))?;
             let token: i64 = r.try_get("token").map_err(q("check leases"))?;
@@ -436,11 +458,40 @@ async fn postgres_batch(
             }
         }
     }
-    sqlx::raw_sql("COMMIT")
-        .execute(&mut *conn)
-        .await
-        .map_err(q("commit"))?;
+    if let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
+        let e = q("commit")(e);
+        // Sent but not answered: the transaction may have committed.
+        if e.is_unavailable() {
+            batch.unsure_commit = Some(xid);
+        }
+        return Err(e);
+    }
     Ok(())
+}
+
+/// Whether transaction `xid`, whose COMMIT went unanswered, committed. An answer the server
+/// cannot give yet (the old connection's backend has not noticed it is gone) is an
+/// unavailable store: the caller tries again.
+async fn committed_before(conn: &mut sqlx::PgConnection, xid: i64) -> Result<bool, StoreError> {
+    let status: Option<String> = sqlx::query_scalar("SELECT txid_status($1)")
+        .bind(xid)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(q("check an unanswered commit"))?;
+    match status.as_deref() {
+        Some("committed") => Ok(true),
+        Some("aborted") => Ok(false),
+        Some(_) => Err(StoreError::Query {
+            what: "check an unanswered commit",
+            source: super::DbError(Box::new(super::Unavailable(format!(
+                "transaction {xid}, whose commit went unanswered, is still in progress on the server"
+            )))),
+        }),
+        None => Err(StoreError::Corrupt {
+            what: "transaction status",
+            why: format!("the server no longer knows transaction {xid}, whose commit went unanswered"),
+        }),
+    }
 }
 
 /// A column's values bound as one Postgres array.

@@ -161,7 +161,24 @@ impl SqliteWriter {
         let (back, found, result) = answer.await.map_err(|_| StoreError::Closed)?;
         *batch = back;
         stale.extend(found);
-        result
+        result.map_err(|e| self.named(e))
+    }
+
+    /// A full disk or a failing device, said with the file it stopped (the writes wait for
+    /// the store to take them again).
+    fn named(&self, e: StoreError) -> StoreError {
+        match (e, &self.target) {
+            (StoreError::Query { what, source }, Target::File(path)) if source.is_unavailable() => {
+                StoreError::Query {
+                    what,
+                    source: DbError(Box::new(crate::store::Unavailable(format!(
+                        "the SQLite store {} cannot take writes: {source}",
+                        path.display()
+                    )))),
+                }
+            }
+            (e, _) => e,
+        }
     }
 
     /// The writer thread's queue, started on first use.
