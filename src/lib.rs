@@ -153,6 +153,7 @@ pub mod questions {
 pub mod prp {
     pub use crate::domain::prp::*;
 }
+pub(crate) mod redact;
 pub mod retention;
 pub mod runtime;
 #[cfg(feature = "server")]

@@ -487,3 +487,50 @@ fn nofx_mcp_ls_lists_each_servers_tools_with_annotations() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no MCP server `nope`"));
 }
+
+/// The value an MCP server's `env` read from nofx's environment is its secret: what the
+/// server says back (here a file holding it) reaches the model, the transcript and the
+/// store with the secret taken out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_server_says_never_holds_the_secret_its_env_read() {
+    const TOKEN: &str = "ghp_nofxTestToken0123456789abcdef";
+    std::env::set_var("NOFX_TEST_MCP_TOKEN", TOKEN);
+    let store = TestStore::sqlite().await;
+    let (base, seen) = responder("/v1/chat/completions", |body| {
+        match conversation_len(body) {
+            1 => calls(&[("r1", "mcp_files_read_file", json!({"path": "token.txt"}))]),
+            _ => answer("read it"),
+        }
+    })
+    .await;
+    let mut files = server("files", example_server());
+    files
+        .env
+        .insert("TOKEN".into(), "${env.NOFX_TEST_MCP_TOKEN}".into());
+    let rt = runtime(&store, &base, reader(&["mcp:files.*"]), config(vec![files])).await;
+    // The file appears once the run's workspace exists (the test writes it, so the plan
+    // never holds the token).
+    let src = "name: secret\ntasks:\n  - id: prep\n    tool: shell\n    inputs: { argv: [sh, -c, 'while [ ! -f token.txt ]; do sleep 0.02; done'] }\n  - id: read\n    tool: agent\n    capabilities: [files]\n    depends_on: [prep]\n    inputs: { prompt: \"Read token.txt.\" }\n";
+    let run = rt.submit(&plan(src), Default::default()).await.unwrap();
+    let ws = std::path::PathBuf::from(rt.store().run(run.id()).await.unwrap().workspace);
+    std::fs::write(ws.join("token.txt"), format!("{TOKEN}\n")).unwrap();
+    let out = run.wait().await.unwrap();
+    assert_eq!(out.status, RunStatus::Succeeded, "{out:?}");
+
+    let seen = seen.lock().unwrap().clone();
+    let msgs = seen[1].body["messages"].as_array().unwrap();
+    let got = msgs.iter().find(|m| m["tool_call_id"] == "r1").unwrap();
+    assert_eq!(got["content"], "[redacted]\n");
+    let all = serde_json::to_string(&events(&rt, run.id()).await).unwrap();
+    let transcript = format!(
+        "{:?}",
+        rt.store().transcript(run.id(), "read").await.unwrap()
+    );
+    assert!(!all.contains(TOKEN) && !transcript.contains(TOKEN));
+    rt.shutdown().await;
+    let db = std::fs::read(store.dir.path().join("nofx.db")).unwrap();
+    let wal = std::fs::read(store.dir.path().join("nofx.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(!bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()));
+    }
+}

@@ -82,6 +82,8 @@ pub(crate) struct Session {
     group: Mutex<GroupKill>,
     stderr: Tail,
     _child: Option<tokio::process::Child>,
+    /// The values its `env` read from nofx's environment: taken out of what it says.
+    secrets: Vec<String>,
 }
 
 fn described(server: &McpServer) -> String {
@@ -100,18 +102,31 @@ impl Session {
     /// # Errors
     /// A message naming the server, its command or URL, and (for a child) its stderr tail.
     pub async fn start(server: &McpServer, workspace: &Path) -> Result<Self, String> {
-        let lookup = |k: &str| std::env::var(k).ok();
-        let mut env = Vec::new();
-        for (k, v) in &server.env {
-            let value = resolve_env(v, &lookup)
-                .map_err(|why| format!("{}: `env.{k}`: {why}", described(server)))?;
-            env.push((k.clone(), value));
-        }
+        // The values read from nofx's environment are the server's secrets: never in what
+        // it says back.
+        let (env, secrets) = {
+            let read = std::cell::RefCell::new(Vec::new());
+            let lookup = |k: &str| {
+                let v = std::env::var(k).ok();
+                if let Some(v) = &v {
+                    read.borrow_mut().push(v.clone());
+                }
+                v
+            };
+            let mut env = Vec::new();
+            for (k, v) in &server.env {
+                let value = resolve_env(v, &lookup)
+                    .map_err(|why| format!("{}: `env.{k}`: {why}", described(server)))?;
+                env.push((k.clone(), value));
+            }
+            (env, read.into_inner())
+        };
         let started = match &server.transport {
             McpTransport::Command(argv) => Self::spawn(server, argv, &env, workspace).await,
             McpTransport::Url(url) => Self::connect(server, url, &env).await,
         };
-        let mut session = started?;
+        let mut session = started.map_err(|e| crate::redact::redacted(e, &secrets))?;
+        session.secrets = secrets;
         let listed = tokio::time::timeout(server.timeout, session.service.list_all_tools()).await;
         let tools = match listed {
             Ok(Ok(t)) => t,
@@ -229,6 +244,7 @@ impl Session {
             group: Mutex::new(GroupKill(group)),
             stderr: tail,
             _child: Some(child),
+            secrets: Vec::new(),
         })
     }
 
@@ -280,6 +296,7 @@ impl Session {
             group: Mutex::new(GroupKill(None)),
             stderr: Tail::default(),
             _child: None,
+            secrets: Vec::new(),
         })
     }
 
@@ -289,9 +306,12 @@ impl Session {
     }
 
     fn failure(&self, what: &str) -> String {
-        with_tail(
-            format!("{}: {what}", described(&self.server)),
-            &self.stderr.text(),
+        crate::redact::redacted(
+            with_tail(
+                format!("{}: {what}", described(&self.server)),
+                &self.stderr.text(),
+            ),
+            &self.secrets,
         )
     }
 
@@ -326,7 +346,7 @@ impl Session {
                     }
                 }
                 CallOutcome {
-                    text: parts.join("\n"),
+                    text: crate::redact::redacted(parts.join("\n"), &self.secrets),
                     is_error: r.is_error == Some(true),
                 }
             }

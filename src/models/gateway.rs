@@ -134,6 +134,8 @@ pub struct Models {
     retry: RetryPolicy,
     ledger: Ledger,
     how_to_configure: String,
+    /// The configured API keys: never in what a provider's error says.
+    secrets: Vec<ApiKey>,
 }
 
 /// Tokens a text is estimated to hold (about four characters a token).
@@ -191,6 +193,7 @@ impl Models {
             return Err(ConfigErrors(issues));
         }
         let how_to_configure = cfg.how_to_configure();
+        let secrets = cfg.keys.values().cloned().collect();
         Ok(Self {
             ledger: Ledger::new(cfg.budgets, store),
             catalog: cfg.catalog,
@@ -198,6 +201,7 @@ impl Models {
             providers,
             retry: cfg.retry,
             how_to_configure,
+            secrets,
         })
     }
 
@@ -409,7 +413,8 @@ impl Models {
                     .await
             } else {
                 provider.complete(&request).await
-            };
+            }
+            .map_err(|e| self.sanitized(e));
             let duration_ms = started.elapsed().as_millis() as i64;
             let (input, output) = match &result {
                 Ok(c) => (c.input_tokens, c.output_tokens),
@@ -481,6 +486,22 @@ impl Models {
             Ok(Err(budget)) => Err(Attempted::Budget(budget)),
             Err(e) => Err(Attempted::Model(e)),
         }
+    }
+}
+
+/// The most of a provider's error message kept (the rest is cut, saying how much).
+const MAX_ERROR_MESSAGE: usize = 2048;
+
+impl Models {
+    /// `e` with every configured API key taken out of its message (a provider, or a proxy in
+    /// front of one, may echo the credentials it was sent) and the message bounded.
+    fn sanitized(&self, mut e: ModelError) -> ModelError {
+        let keys: Vec<&str> = self.secrets.iter().map(ApiKey::expose).collect();
+        e.message = crate::redact::bounded(
+            crate::redact::redacted(std::mem::take(&mut e.message), &keys),
+            MAX_ERROR_MESSAGE,
+        );
+        e
     }
 }
 

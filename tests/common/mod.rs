@@ -266,19 +266,42 @@ pub fn nofx_out(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 /// Starts `nofx serve` as `cmd` gives it (its args include `serve`); the child and the base
 /// URL it says it listens on. The rest of its stderr is drained.
 pub fn serve_with(cmd: &mut std::process::Command) -> (std::process::Child, String) {
+    let (child, base, _) = serve_logged(cmd);
+    (child, base)
+}
+
+#[cfg(feature = "cli")]
+/// [`serve_with`], keeping everything the server writes on stderr (its log) as it comes.
+pub fn serve_logged(
+    cmd: &mut std::process::Command,
+) -> (
+    std::process::Child,
+    String,
+    std::sync::Arc<std::sync::Mutex<String>>,
+) {
     use std::io::{BufRead, BufReader};
     let mut child = cmd
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("nofx serve starts");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let base = loop {
         let line = lines.next().expect("serve says where it listens").unwrap();
+        log.lock().unwrap().push_str(&line);
+        log.lock().unwrap().push('\n');
         if let Some(rest) = line.strip_prefix("nofx serving on ") {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
-    (child, base)
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut l = kept.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    (child, base, log)
 }
