@@ -10,8 +10,10 @@
 //!
 //! Each invocation creates (and afterwards drops) a database of its own on that server.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+#[path = "support/node.rs"]
+mod node;
+
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -58,44 +60,9 @@ fn args() -> Result<Args, String> {
 }
 
 fn start_node(a: &Args, url: &str, dir: &std::path::Path) -> Result<(Child, String), String> {
-    let mut child = Command::new(&a.nofx)
-        .current_dir(dir)
-        .env("NOFX_DATABASE_URL", url)
-        .args(["serve", "--bind", "127.0.0.1:0", "--grace", "0"])
-        .args(["--rate-limit", "100000"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot start {}: {e} (build it with cargo build --release)",
-                a.nofx
-            )
-        })?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let mut lines = BufReader::new(stderr).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .ok_or("the node exited before it listened")?
-            .map_err(|e| e.to_string())?;
-        if let Some(rest) = line.strip_prefix("nofx serving on ") {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-        }
-    };
-    // Keep draining the node's log; errors and warnings are shown.
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            if line.contains("ERROR") || line.contains("WARN") {
-                eprintln!("node: {line}");
-            }
-        }
-    });
-    Ok((child, base))
+    let mut cmd = Command::new(&a.nofx);
+    cmd.current_dir(dir).env("NOFX_DATABASE_URL", url);
+    node::start(cmd, &[])
 }
 
 #[tokio::main]

@@ -1,0 +1,42 @@
+//! A `nofx serve` node started as a child process, for the fleet examples: its base URL is
+//! read from its first lines; the rest of its log is drained (errors and warnings shown).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// Starts `nofx serve` with `cmd` (its program, directory and environment set) on an
+/// ephemeral port; the child and its base URL.
+pub fn start(mut cmd: Command, extra: &[&str]) -> Result<(Child, String), String> {
+    let mut child = cmd
+        .args(["serve", "--bind", "127.0.0.1:0", "--grace", "0"])
+        .args(["--rate-limit", "100000"])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start nofx: {e} (build it with cargo build --release)"))?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .ok_or("the node exited before it listened")?
+            .map_err(|e| e.to_string())?;
+        if let Some(rest) = line.strip_prefix("nofx serving on ") {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+        }
+    };
+    // Keep draining the node's log; errors are shown.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains("ERROR") {
+                eprintln!("node: {line}");
+            }
+        }
+    });
+    Ok((child, base))
+}
