@@ -372,7 +372,9 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .test_before_acquire(true)
                 .max_connections(8)
-                .acquire_timeout(Duration::from_secs(10))
+                // While the server is away the pool keeps trying to connect until this
+                // passes: a request then gets its 503 (with Retry-After) within it.
+                .acquire_timeout(Duration::from_secs(3))
                 .connect_with(opts)
                 .await
                 .map_err(open_err("postgres"))?;
