@@ -62,9 +62,9 @@ fn every_embedding_example_runs_to_success() {
             let name = e.ok()?.file_name().into_string().ok()?;
             name.strip_suffix(".rs").map(str::to_string)
         })
-        // A benchmark that needs a Postgres fleet, and an MCP server other programs start
-        // (tests/mcp.rs runs it), not embedding examples.
-        .filter(|n| n != "fleet_bench" && n != "mcp_server")
+        // A benchmark and a soak that start fleets of `nofx serve` for minutes, and an MCP
+        // server other programs start (tests/mcp.rs runs it), not embedding examples.
+        .filter(|n| !matches!(n.as_str(), "fleet_bench" | "soak" | "mcp_server"))
         .collect();
     names.sort();
     assert!(names.len() >= 7, "{names:?}");
