@@ -234,8 +234,6 @@ pub(crate) async fn follow(
         }
         Ok::<_, RuntimeError>(())
     };
-    // The event stream is dropped before the runtime stops: a read of it left suspended
-    // would hold a store connection that closing the store waits for.
     // Execution here can stop without the run ending (its writes could not be committed, its
     // lease could not be renewed): then nothing more comes, and following ends.
     let stopped = async {
@@ -244,6 +242,8 @@ pub(crate) async fn follow(
             _ => std::future::pending::<()>().await,
         }
     };
+    // The event stream is dropped before the runtime stops: a read of it left suspended
+    // would hold a store connection that closing the store waits for.
     let interrupted = tokio::select! {
         r = watch => { r?; false }
         _ = interrupt::requested() => true,

@@ -34,11 +34,14 @@ impl Store {
                 "`nofx backup` copies a SQLite store; back a Postgres store up with its own tools (pg_dump, or pg_basebackup with WAL archiving)".into(),
             ));
         };
-        if dest.exists() {
-            return Err(StoreError::BadInput(format!(
+        let exists = || {
+            StoreError::BadInput(format!(
                 "{} exists; a backup never overwrites a file (name a new one)",
                 dest.display()
-            )));
+            ))
+        };
+        if dest.exists() {
+            return Err(exists());
         }
         let dir = match dest.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -58,6 +61,12 @@ impl Store {
         let partial = dir.join(partial);
         let _ = std::fs::remove_file(&partial);
         let at = crate::domain::time::rfc3339(crate::domain::time::now_ms());
+        let io = |what: &'static str| {
+            move |e: std::io::Error| StoreError::Query {
+                what,
+                source: DbError(Box::new(e)),
+            }
+        };
         let copied = async {
             // One read transaction: the copy is the store as of one commit, while the writer
             // goes on (WAL).
@@ -66,38 +75,24 @@ impl Store {
                 .execute(pool)
                 .await
                 .map_err(q("copy the store"))?;
-            check_copy(&partial).await
+            let runs = check_copy(&partial).await?;
+            std::fs::File::open(&partial)
+                .and_then(|f| f.sync_all())
+                .map_err(io("sync the copy"))?;
+            // Never over a file made meanwhile: the name is taken only if still free.
+            std::fs::hard_link(&partial, dest).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    exists()
+                } else {
+                    io("name the copy")(e)
+                }
+            })?;
+            Ok(runs)
         }
         .await;
-        let runs = match copied {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = std::fs::remove_file(&partial);
-                return Err(e);
-            }
-        };
-        let io = |what: &'static str| {
-            move |e: std::io::Error| StoreError::Query {
-                what,
-                source: DbError(Box::new(e)),
-            }
-        };
-        std::fs::File::open(&partial)
-            .and_then(|f| f.sync_all())
-            .map_err(io("sync the copy"))?;
-        // Never over a file made meanwhile: the name is taken only if still free.
-        std::fs::hard_link(&partial, dest).map_err(|e| {
-            let _ = std::fs::remove_file(&partial);
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                StoreError::BadInput(format!(
-                    "{} exists; a backup never overwrites a file (name a new one)",
-                    dest.display()
-                ))
-            } else {
-                io("name the copy")(e)
-            }
-        })?;
+        // Whole and named, or failed: the partial file goes either way.
         let _ = std::fs::remove_file(&partial);
+        let runs = copied?;
         let bytes = std::fs::metadata(dest).map_err(io("read the copy"))?.len();
         Ok(BackupReport {
             file: dest.to_path_buf(),

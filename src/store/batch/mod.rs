@@ -332,12 +332,13 @@ impl Store {
                     }
                 };
                 if let Some(xid) = batch.unsure_commit {
-                    if committed_before(&mut conn, xid).await? {
-                        batch.unsure_commit = None;
+                    // Kept on the batch until the server has said.
+                    let committed = committed_before(&mut conn, xid).await?;
+                    batch.unsure_commit = None;
+                    if committed {
                         *slot = Some(conn);
                         return Ok(());
                     }
-                    batch.unsure_commit = None;
                 }
                 postgres_batch(&mut conn, batch, &fenced, fences, stale, now).await?;
                 *slot = Some(conn);
