@@ -63,8 +63,14 @@ fn every_embedding_example_runs_to_success() {
             name.strip_suffix(".rs").map(str::to_string)
         })
         // A benchmark and a soak that start fleets of `nofx serve` for minutes, and an MCP
-        // server other programs start (tests/mcp.rs runs it), not embedding examples.
-        .filter(|n| !matches!(n.as_str(), "fleet_bench" | "soak" | "mcp_server"))
+        // server and a fake model provider other programs talk to (tests/mcp.rs and
+        // tests/provider_chaos.rs use them), not embedding examples.
+        .filter(|n| {
+            !matches!(
+                n.as_str(),
+                "fleet_bench" | "soak" | "mcp_server" | "fake_provider"
+            )
+        })
         .collect();
     names.sort();
     assert!(names.len() >= 7, "{names:?}");

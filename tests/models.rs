@@ -152,6 +152,34 @@ both_stores! {
 }
 
 both_stores! {
+    async fn a_call_in_flight_when_its_run_is_cancelled_is_still_a_usage_row(store) {
+        let mut slow = openai_text("late", 50, 5);
+        slow.delay = Duration::from_secs(60);
+        let (cfg, script) = openai(vec![slow]).await;
+        let rt = runtime(&store, cfg).await;
+        let src = plan("name: c\ntasks:\n  - { id: a, tool: llm:generate, inputs: { prompt: wait } }\n");
+        let run = rt.submit(&src, Default::default()).await.unwrap();
+        common::until(Duration::from_secs(10), || async { !script.seen().is_empty() }).await;
+        run.cancel().await.unwrap();
+        let out = run.wait().await.unwrap();
+        assert_eq!(out.status, RunStatus::Cancelled);
+        // The request was sent (and may be billed): it is a row, of kind `cancelled`.
+        let id = run.id();
+        common::until(Duration::from_secs(10), || {
+            let store = rt.store().clone();
+            async move { !store.model_calls(id).await.unwrap().is_empty() }
+        })
+        .await;
+        let rows = rt.store().model_calls(id).await.unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].error_type.as_deref(), Some("cancelled"));
+        assert!(!rows[0].success);
+        assert_eq!(rows[0].task_id.as_deref(), Some("a"));
+        rt.shutdown().await;
+    }
+}
+
+both_stores! {
     async fn a_run_whose_next_call_would_pass_its_budget_fails_before_the_call(store) {
         let (mut cfg, script) = openai(vec![openai_text("one", 100, 10)]).await;
         // The first call's worst case fits; once it is spent the second one's does not.

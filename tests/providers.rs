@@ -177,6 +177,25 @@ async fn rate_limits_are_retried_after_the_providers_retry_after() {
 }
 
 #[tokio::test]
+async fn a_retry_after_longer_than_the_policy_waits_is_never_cut_short() {
+    // The provider asks for 5 s; the policy waits at most 2 s: the call is not sent again
+    // early (it fails at once, for the gateway to fall back to the next model).
+    let mut limited = openai_error(429, "requests", "rate_limit_exceeded", "Rate limit reached");
+    limited.headers.push(("retry-after", "5"));
+    let (base, script) = server("/v1/chat/completions", vec![limited, openai_ok()]).await;
+    let started = Instant::now();
+    let tried = complete_with_retry(&openai(&base, Timeouts::default()), &request(), fast()).await;
+    let e = tried
+        .result
+        .expect_err("not retried before the provider's Retry-After");
+    assert_eq!(e.kind, ErrorKind::RateLimited);
+    assert_eq!(e.retry_after, Some(Duration::from_secs(5)));
+    assert!(tried.failures.is_empty());
+    assert_eq!(script.seen().len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
 async fn overloaded_and_server_errors_are_retried_then_given_up() {
     let (base, _) = server(
         "/v1/messages",

@@ -26,6 +26,8 @@ pub enum ErrorKind {
     MalformedResponse,
     /// A streamed answer broke off midway.
     Interrupted,
+    /// The caller stopped waiting (its task was cancelled or stopped) before an answer came.
+    Cancelled,
 }
 
 impl ErrorKind {
@@ -42,6 +44,7 @@ impl ErrorKind {
             Self::ContextTooLong => "context_too_long",
             Self::MalformedResponse => "malformed_response",
             Self::Interrupted => "interrupted",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -110,5 +113,18 @@ impl ModelError {
         };
         // reqwest's message can include the URL but never headers, so no key leaks here.
         Self::new(kind, format!("{provider}: {e}"))
+    }
+
+    /// Classifies a failure to read an answer that had begun: no more of it in time is a
+    /// timeout; a body broken off midway is `interrupted` (as a cut stream is), which may
+    /// succeed if tried again.
+    pub(crate) fn from_body(provider: &str, e: &reqwest::Error) -> Self {
+        if e.is_timeout() {
+            return Self::from_transport(provider, e);
+        }
+        Self::new(
+            ErrorKind::Interrupted,
+            format!("{provider}: the answer broke off: {e}"),
+        )
     }
 }

@@ -407,6 +407,38 @@ impl Models {
                 Err(e) => return Ok(Err(e)),
             };
             let started = Instant::now();
+            let row = |duration_ms: i64, error: Option<&ModelError>, tokens: [u64; 4], cost| {
+                let [input, output, cache_read, cache_write] = tokens;
+                ModelCallRow {
+                    run_id: caller.run.map(|r| r.to_string()),
+                    task_id: caller.task.as_ref().map(|t| t.to_string()),
+                    tool: Some(caller.tool.clone()),
+                    agent: caller.agent.clone(),
+                    model: spec.id.clone(),
+                    provider: spec.provider.clone(),
+                    input_tokens: input as i64,
+                    output_tokens: output as i64,
+                    cache_read_tokens: cache_read as i64,
+                    cache_write_tokens: cache_write as i64,
+                    estimated_cost_micro_usd: estimate,
+                    cost_micro_usd: cost,
+                    duration_ms,
+                    success: error.is_none(),
+                    error_type: error.map(|e| e.kind.as_str().to_string()),
+                    correlation_id: caller.correlation.to_string(),
+                    at: now_ms(),
+                    project: Some(caller.project.clone()),
+                }
+            };
+            // An attempt whose call is dropped midway (its task cancelled or stopped) is
+            // still a row: the request was sent and may be billed.
+            let abandoned = Abandoned {
+                on_drop: Some(|| {
+                    let e = ModelError::new(ErrorKind::Cancelled, "the call was abandoned");
+                    let ms = started.elapsed().as_millis() as i64;
+                    sink.usage(row(ms, Some(&e), [0; 4], 0));
+                }),
+            };
             let result = if sink.wants_stream() {
                 provider
                     .stream(&request, &|t: &str| sink.delta(&spec.id, t))
@@ -415,6 +447,7 @@ impl Models {
                 provider.complete(&request).await
             }
             .map_err(|e| self.sanitized(e));
+            abandoned.answered();
             let duration_ms = started.elapsed().as_millis() as i64;
             let (input, output) = match &result {
                 Ok(c) => (c.input_tokens, c.output_tokens),
@@ -425,27 +458,12 @@ impl Models {
                 .map_or((0, 0), |c| (c.cache_read_tokens, c.cache_write_tokens));
             let cost = spec.cost_with_cache_micro_usd(input, output, cache_read, cache_write);
             reservation.settle(cost);
-            let error = result.as_ref().err();
-            sink.usage(ModelCallRow {
-                run_id: caller.run.map(|r| r.to_string()),
-                task_id: caller.task.as_ref().map(|t| t.to_string()),
-                tool: Some(caller.tool.clone()),
-                agent: caller.agent.clone(),
-                model: spec.id.clone(),
-                provider: spec.provider.clone(),
-                input_tokens: input as i64,
-                output_tokens: output as i64,
-                cache_read_tokens: cache_read as i64,
-                cache_write_tokens: cache_write as i64,
-                estimated_cost_micro_usd: estimate,
-                cost_micro_usd: cost,
+            sink.usage(row(
                 duration_ms,
-                success: error.is_none(),
-                error_type: error.map(|e| e.kind.as_str().to_string()),
-                correlation_id: caller.correlation.to_string(),
-                at: now_ms(),
-                project: Some(caller.project.clone()),
-            });
+                result.as_ref().err(),
+                [input, output, cache_read, cache_write],
+                cost,
+            ));
             if let Some(limit) = self.ledger.budgets().per_call_alert {
                 if cost > limit {
                     tracing::warn!(model = %spec.id, cost = %usd(cost), threshold = %usd(limit), tool = %caller.tool, "model call cost above the alert threshold");
@@ -502,6 +520,26 @@ impl Models {
             MAX_ERROR_MESSAGE,
         );
         e
+    }
+}
+
+/// Runs `on_drop` if dropped before [`Abandoned::answered`].
+struct Abandoned<F: FnOnce()> {
+    on_drop: Option<F>,
+}
+
+impl<F: FnOnce()> Abandoned<F> {
+    /// The call ended (with an answer or an error): nothing to do on drop.
+    fn answered(mut self) {
+        self.on_drop = None;
+    }
+}
+
+impl<F: FnOnce()> Drop for Abandoned<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_drop.take() {
+            f();
+        }
     }
 }
 

@@ -269,7 +269,7 @@ pub(crate) async fn exchange(
     let body = resp
         .bytes()
         .await
-        .map_err(|e| ModelError::from_transport(provider, &e))?;
+        .map_err(|e| ModelError::from_body(provider, &e))?;
     Ok((status, body))
 }
 

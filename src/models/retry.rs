@@ -28,13 +28,18 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// How long to wait before attempt `attempt + 1` after `err`, or `None` when `err` is
-    /// not transient or attempts are used up.
+    /// not transient, attempts are used up, or the provider's `Retry-After` asks for longer
+    /// than `max_backoff` (the call is then not sent again early: it moves on, to the next
+    /// model of its route).
     pub fn wait_after(&self, err: &ModelError, attempt: u32) -> Option<Duration> {
-        (err.kind.is_transient() && attempt < self.max_attempts.max(1)).then(|| {
-            err.retry_after
-                .unwrap_or_else(|| self.backoff(attempt))
-                .min(self.max_backoff)
-        })
+        if !err.kind.is_transient() || attempt >= self.max_attempts.max(1) {
+            return None;
+        }
+        match err.retry_after {
+            Some(asked) if asked > self.max_backoff => None,
+            Some(asked) => Some(asked),
+            None => Some(self.backoff(attempt)),
+        }
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -85,7 +90,14 @@ where
                     n += 1;
                 }
                 None => {
-                    tracing::warn!(model, attempt = n, error_type = %e.kind, error = %e.message, "model call failed");
+                    match e.retry_after.filter(|asked| *asked > policy.max_backoff) {
+                        Some(asked) if e.kind.is_transient() => {
+                            tracing::warn!(model, attempt = n, error_type = %e.kind, error = %e.message, retry_after_ms = asked.as_millis() as u64, max_backoff_ms = policy.max_backoff.as_millis() as u64, "model call failed; the provider asks to wait longer than this call waits, so it is not sent again");
+                        }
+                        _ => {
+                            tracing::warn!(model, attempt = n, error_type = %e.kind, error = %e.message, "model call failed");
+                        }
+                    }
                     return Tried {
                         result: Err(e),
                         failures,
