@@ -1,14 +1,17 @@
 //! Crash-loop soak of a fleet: N `nofx serve` nodes on one Postgres database (or one node on
 //! SQLite) under a steady load of runs, while a chaos loop SIGKILLs a random node every 5–20 s
 //! and starts it again. Each run mixes shell tasks that append to a ledger, a retried task,
-//! a pattern gate, a manual approval (answered by the load) and automatic checkpoints. When
+//! a pattern gate, a manual approval (answered by the load), automatic checkpoints and a
+//! model call to a fake provider that fails one request in seven (429, 529, 500, malformed
+//! JSON, answers cut off; examples/support/chaos_provider.rs). When
 //! the time is up the load stops, every node is brought back, and once the runs have ended
 //! the checker verifies:
 //!
 //! - every run the API accepted (201) ended `succeeded`, every task of it once in the store;
 //! - the ledger: no task executed more often than its attempts plus one per kill;
 //! - every run's events are gap-free (sequence 1..n);
-//! - no lease is held by a node that is gone, past the TTL; no run is left `running`.
+//! - no lease is held by a node that is gone, past the TTL; no run is left `running`;
+//! - no usage row for a model call the provider never saw.
 //!
 //! ```sh
 //! cargo build --release
@@ -22,6 +25,11 @@
 
 #[path = "support/node.rs"]
 mod node;
+
+// Shared with the chaos test and the fake provider; each uses part of it.
+#[allow(dead_code)]
+#[path = "support/chaos_provider.rs"]
+mod chaos;
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -85,6 +93,8 @@ fn args() -> Result<Args, String> {
 /// The fleet: where each node's process and URL are, while it is up.
 struct Fleet {
     nofx: String,
+    /// The fake model provider's base URL.
+    provider: String,
     dir: std::path::PathBuf,
     store: String,
     ttl: String,
@@ -96,6 +106,7 @@ impl Fleet {
         let mut cmd = Command::new(&self.nofx);
         cmd.current_dir(&self.dir)
             .env("NOFX_DATABASE_URL", &self.store)
+            .env("OPENAI_BASE_URL", &self.provider)
             .env("RUST_LOG", "error");
         let data = self.dir.join(format!("node{i}"));
         let data = data.to_string_lossy();
@@ -141,7 +152,8 @@ fn plan(ledger: &str) -> String {
   - {{ id: a, tool: shell, inputs: {{ argv: [sh, -c, '{log}; sleep 0.2'] }} }}\n\
   - {{ id: flaky, tool: shell, depends_on: [a], retry: {{ max: 2, backoff_ms: 50 }}, inputs: {{ argv: [sh, -c, '{log}; [ \"$NOFX_ATTEMPT\" -ge 2 ]'] }} }}\n\
   - {{ id: gated, tool: shell, depends_on: [a], inputs: {{ argv: [sh, -c, '{log}; sleep 0.3; echo ok'] }}, gates: [ {{ kind: pattern, output: stdout, regex: '^ok' }} ] }}\n\
-  - {{ id: approve, tool: shell, depends_on: [flaky, gated], inputs: {{ argv: [sh, -c, '{log}'] }}, gates: [ {{ kind: manual }} ] }}\n\
+  - {{ id: write, tool: llm:generate, depends_on: [a], retry: {{ max: 2, backoff_ms: 100 }}, inputs: {{ prompt: 'A line for the soak', max_tokens: 100 }} }}\n\
+  - {{ id: approve, tool: shell, depends_on: [flaky, gated, write], inputs: {{ argv: [sh, -c, '{log}'] }}, gates: [ {{ kind: manual }} ] }}\n\
   - {{ id: last, tool: shell, depends_on: [approve], inputs: {{ argv: [sh, -c, '{log}; sleep 0.1'] }} }}\n"
     )
 }
@@ -212,8 +224,20 @@ async fn soak() -> Result<bool, String> {
         .last()
         .unwrap_or_default()
         .to_string();
+    let faults = chaos::Faults {
+        rate_limited: 0.04,
+        retry_after: Duration::from_millis(200),
+        overloaded: 0.03,
+        server_error: 0.03,
+        malformed: 0.02,
+        cut: 0.03,
+        ..chaos::Faults::NONE
+    };
+    let provider = chaos::ChaosProvider::new(faults, u64::from(std::process::id()));
+    let provider_url = provider.start(0).await.map_err(|e| e.to_string())?;
     let fleet = Arc::new(Mutex::new(Fleet {
         nofx: a.nofx.clone(),
+        provider: provider_url,
         dir: d.clone(),
         store: store.clone(),
         ttl: a.lease_ttl.to_string(),
@@ -320,7 +344,21 @@ async fn soak() -> Result<bool, String> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let report = check(&pool, &ids, &ledger, kills, a.lease_ttl).await?;
+    let mut report = check(&pool, &ids, &ledger, kills, a.lease_ttl).await?;
+    // Model calls: a usage row per attempt the provider saw, but for the attempts in flight
+    // in a node when it was killed.
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM model_calls")
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    let requests: u64 = provider.tally().values().sum();
+    if rows as u64 > requests {
+        if let Some(f) = report["failures"].as_array_mut() {
+            f.push(json!(format!("{rows} usage rows for {requests} model requests")));
+        }
+    }
+    report["modelRequests"] = json!(provider.tally());
+    report["usageRows"] = json!(rows);
     pool.close().await;
     {
         let mut f = fleet.lock().map_err(|e| e.to_string())?;
@@ -334,7 +372,6 @@ async fn soak() -> Result<bool, String> {
             .await;
     }
     let ok = report["failures"].as_array().is_some_and(Vec::is_empty);
-    let mut report = report;
     report["store"] = json!(if a.url.is_some() {
         "postgres"
     } else {

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for SECONDS each (default 60): builds them with cargo-fuzz on the
+# Runs every fuzz target (or the TARGETs named) for SECONDS each (default 60): builds them with cargo-fuzz on the
 # nightly toolchain (installing cargo-fuzz when it is missing), seeds each corpus from the
 # examples, the shipped policies and fuzz/seeds/, and stops at the first target that finds a crash, a hang
 # (an input over 30 s) or an input over 2 GiB of memory. A finding is left in
 # fuzz/artifacts/TARGET/; `cargo +nightly fuzz run TARGET FILE` replays it.
 set -euo pipefail
 cd "$(dirname "$0")"
+# What the targets write (run workspaces, policy files) goes here and is removed after.
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+export NOFX_FUZZ_DATA="$scratch"
+
 seconds="${1:-60}"
-case "$seconds" in '' | *[!0-9]*) echo "usage: fuzz/run.sh [SECONDS]" >&2; exit 2 ;; esac
+case "$seconds" in '' | *[!0-9]*) echo "usage: fuzz/run.sh [SECONDS [TARGET...]]" >&2; exit 2 ;; esac
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "fuzz/run.sh: the nightly toolchain is needed (rustup toolchain install nightly)" >&2
@@ -17,20 +22,35 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
-mkdir -p corpus/plan corpus/config
+targets="plan config references documents http"
+shift || true
+[ "$#" -gt 0 ] && targets="$*"
+for t in plan config references documents http; do mkdir -p "corpus/$t"; done
 for f in ../examples/plans/* seeds/plan/*; do cp "$f" "corpus/plan/$(basename "$f")"; done
-for f in ../examples/agents/agents/*.toml ../policies/limits.toml ../policies/checkpoints.toml; do
+for f in ../examples/agents/agents/*.toml ../policies/*.toml; do
   cp "$f" "corpus/config/$(basename "$f")"
 done
+for f in seeds/references/*; do cp "$f" "corpus/references/$(basename "$f")"; done
+for f in ../examples/questionnaires/* ../examples/prps/*.yaml; do
+  cp "$f" "corpus/documents/$(basename "$f")"
+done
+# An HTTP input is a byte choosing the request, then its body: plans for POST /runs.
+for f in ../examples/plans/*.yaml; do
+  { printf '\001'; cat "$f"; } > "corpus/http/runs-$(basename "$f")"
+done
+for f in ../examples/prps/*.yaml; do
+  { printf '\006'; cat "$f"; } > "corpus/http/prps-$(basename "$f")"
+done
+printf '\007{"at": "a", "patch": {"tasks": {"a": {"inputs": {"x": 2}}}}, "inputs": {}}' > corpus/http/fork
+printf '\01312' > corpus/http/after
+printf '\01412' > corpus/http/last-event-id
 
-# What the targets write (run workspaces, policy files) goes here and is removed after.
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
-export NOFX_FUZZ_DATA="$scratch"
 
-for target in plan config; do
+for target in $targets; do
+  dict="dict/$target.dict"
+  [ -f "$dict" ] || dict="dict/plan.dict"
   echo "== fuzz $target for ${seconds}s"
   cargo +nightly fuzz run "$target" "corpus/$target" -- \
     -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -max_len=16384 \
-    -dict="dict/$target.dict" -print_final_stats=1
+    -dict="$dict" -print_final_stats=1
 done

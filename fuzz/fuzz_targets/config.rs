@@ -1,5 +1,7 @@
-//! Configuration text: an agent's TOML, and the `limits.toml` and `checkpoints.toml` policy
-//! files. Property: an answer (a spec or errors naming the file), never a panic or a hang.
+//! Configuration text: an agent's TOML, and every policy file (`limits.toml`,
+//! `checkpoints.toml`, `tools.toml`, `retention.toml`, `models.toml`, `routing.toml`,
+//! `budgets.toml`). Property: an answer (a spec or errors naming the file), never a panic or
+//! a hang.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -30,4 +32,14 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = nofx::config::load_limits(dir);
     let _ = nofx::config::load_checkpoint_policy(dir);
+    let _ = nofx::tools::CommandPolicy::from_toml(text, "tools.toml");
+    let _ = nofx::retention::RetentionPolicy::from_toml(text, "retention.toml");
+    // Each model file in turn, the other two shipped.
+    for file in ["models.toml", "routing.toml", "budgets.toml"] {
+        for other in ["models.toml", "routing.toml", "budgets.toml"] {
+            let _ = std::fs::remove_file(dir.join(other));
+        }
+        std::fs::write(dir.join(file), text).expect("write the policy file");
+        let _ = nofx::models::ModelsConfig::load(Some(dir));
+    }
 });

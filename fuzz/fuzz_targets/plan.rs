@@ -6,8 +6,9 @@
 use libfuzzer_sys::fuzz_target;
 use nofx::plan::{Format, PlanSource};
 use serde_json::Map;
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
+
+mod common;
 
 /// Tasks above which an accepted echo plan is not run (the check's limits are fuzzed, not
 /// the runtime's speed).
@@ -15,68 +16,12 @@ const RUN_AT_MOST: usize = 200;
 /// How long an echo plan may take to end.
 const RUN_WITHIN: Duration = Duration::from_secs(20);
 
-/// Echo runs after which the runtime (and the in-memory store holding every run so far) is
-/// replaced by a fresh one, so that a long session's memory stays flat.
-const RUNS_PER_RUNTIME: usize = 500;
-
-struct Env {
-    tokio: tokio::runtime::Runtime,
-    rt: Option<nofx::Runtime>,
-    runs: usize,
-    fresh: usize,
-}
-
-impl Env {
-    /// The runtime, fresh after `RUNS_PER_RUNTIME` runs.
-    fn rt(&mut self) -> nofx::Runtime {
-        if self.runs >= RUNS_PER_RUNTIME {
-            if let Some(old) = self.rt.take() {
-                self.tokio.block_on(old.shutdown());
-                let _ = std::fs::remove_dir_all(old.data_dir());
-            }
-            self.runs = 0;
-        }
-        if self.rt.is_none() {
-            self.fresh += 1;
-            let dir = std::env::var_os("NOFX_FUZZ_DATA")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(std::env::temp_dir)
-                .join(format!("plan-{}-{}", std::process::id(), self.fresh));
-            let rt = self
-                .tokio
-                .block_on(
-                    nofx::Runtime::builder()
-                        .data_dir(dir)
-                        .memory_store()
-                        .build(),
-                )
-                .expect("runtime on the in-memory store");
-            self.rt = Some(rt);
-        }
-        self.rt.clone().expect("made above")
-    }
-}
-
-fn env() -> std::sync::MutexGuard<'static, Env> {
-    static ENV: OnceLock<Mutex<Env>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        Mutex::new(Env {
-            tokio: tokio::runtime::Runtime::new().expect("tokio runtime"),
-            rt: None,
-            runs: 0,
-            fresh: 0,
-        })
-    })
-    .lock()
-    .unwrap_or_else(|p| p.into_inner())
-}
-
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let mut env = env();
-    let rt = env.rt();
+    let mut env = common::env(common::no_setup);
+    let (rt, _) = env.rt();
     for format in [Format::Json, Format::Yaml] {
         let Ok(src) = PlanSource::parse(text, format, None) else {
             continue;

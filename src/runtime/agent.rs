@@ -11,7 +11,7 @@ use crate::tools::{ToolContext, ToolEnv, ToolError};
 use actix::prelude::*;
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
-use std::time::Instant;
+use crate::domain::time::now_ms;
 use tracing::Instrument;
 
 /// An agent actor.
@@ -92,7 +92,7 @@ impl Handler<RunTask> for AgentActor {
             d.attempt,
         );
         let fut = async move {
-            let started = Instant::now();
+            let started = now_ms();
             tracing::debug!(agent = %agent_id, tool = tool.name(), attempt, "attempt started");
             let result = if cancel.is_cancelled() {
                 Err(AttemptError::from(ToolError::Cancelled))
@@ -157,13 +157,17 @@ impl Handler<RunTask> for AgentActor {
                     }
                 }
             };
-            let duration_ms = started.elapsed().as_millis() as i64;
+            // Wall-clock milliseconds, so that a metrics row's run ([at - duration_ms, at))
+            // lies within the agent's slot: one attempt's end is never after the next one's
+            // start on the same slot.
+            let ended_at = now_ms();
             supervisor.do_send(SlotFreed(agent));
             reply.do_send(TaskAttempted {
                 corr,
                 index,
                 attempt,
-                duration_ms,
+                duration_ms: (ended_at - started).max(0),
+                ended_at,
                 result,
             });
         }

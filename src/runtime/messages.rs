@@ -92,8 +92,10 @@ pub struct TaskAttempted {
     pub index: usize,
     /// Attempt.
     pub attempt: u32,
-    /// Wall time.
+    /// Wall time of the tool run.
     pub duration_ms: i64,
+    /// When the tool run ended (ms since the epoch).
+    pub ended_at: i64,
     /// What the tool returned.
     pub result: Result<ToolOutput, AttemptError>,
 }

@@ -107,13 +107,13 @@ pub struct MetricRow {
     pub agent: Option<String>,
     /// Attempt number (1-based).
     pub attempt: i64,
-    /// Wall time of the attempt.
+    /// Wall time of the attempt's tool run.
     pub duration_ms: i64,
     /// Whether it succeeded (gates included).
     pub success: bool,
     /// Kind of failure: `tool`, `gate`, `timeout`, `cancelled`, `input`.
     pub error_type: Option<String>,
-    /// When it ended (ms).
+    /// When its tool run ended (ms); it started `duration_ms` before.
     pub at: i64,
 }
 

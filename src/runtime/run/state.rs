@@ -35,8 +35,8 @@ pub(crate) struct Task {
     pub ready_at: Option<Instant>,
     /// True while an attempt is with the supervisor or an agent.
     pub dispatched: bool,
-    /// Wall time of the last attempt's tool run, once it has reported.
-    pub attempt_ms: Option<i64>,
+    /// The last attempt's tool run, once it has reported: (wall time, when it ended), ms.
+    pub attempt_ms: Option<(i64, i64)>,
     /// The checkpoint its result was restored from.
     pub restored_from: Option<CheckpointId>,
     /// The wait it is held by, while waiting for a decision.

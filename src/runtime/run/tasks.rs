@@ -214,7 +214,7 @@ impl Coordinator {
 
     /// Records the metrics row of the attempt that just ended (if one ran).
     pub(super) fn record_attempt(&mut self, i: usize, failure: Option<FailureKind>) {
-        let Some(duration_ms) = self.state.task_mut(i).attempt_ms.take() else {
+        let Some((duration_ms, ended_at)) = self.state.task_mut(i).attempt_ms.take() else {
             return;
         };
         self.out.attempt_metric(
@@ -222,7 +222,7 @@ impl Coordinator {
             self.state.task(i),
             duration_ms,
             failure,
-            now_ms(),
+            ended_at,
         );
     }
 
@@ -419,7 +419,7 @@ impl Handler<TaskAttempted> for Coordinator {
         if !self.reports_current(&msg.corr, i, msg.attempt, TaskStatus::Running) {
             return;
         }
-        self.state.task_mut(i).attempt_ms = Some(msg.duration_ms);
+        self.state.task_mut(i).attempt_ms = Some((msg.duration_ms, msg.ended_at));
         if let Some(s) = self.suspensions.remove(&i) {
             if s.attempt == msg.attempt && self.mode == Mode::Running {
                 return self.suspend(i, s, ctx);
