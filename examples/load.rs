@@ -155,7 +155,12 @@ async fn wave(
     let started = Instant::now();
     let mut posts = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let (http, url, key, text) = (http.clone(), url.to_string(), key.to_string(), text.to_string());
+        let (http, url, key, text) = (
+            http.clone(),
+            url.to_string(),
+            key.to_string(),
+            text.to_string(),
+        );
         posts.push(tokio::spawn(async move {
             let t = Instant::now();
             let r = http
@@ -205,7 +210,10 @@ async fn wave(
         if !status.is_success() {
             return Err(format!("GET /runs/{} answered {status}", open[i]));
         }
-        if matches!(v["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+        if matches!(
+            v["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
             open.swap_remove(i);
         }
     }
@@ -264,7 +272,14 @@ async fn drive(a: &Args, d: &std::path::Path, store: &str) -> Result<bool, Strin
     let key_out = Command::new(&a.nofx)
         .current_dir(d)
         .env("NOFX_DATABASE_URL", store)
-        .args(["keys", "create", "--project", "load", "--scope", "submit,shell"])
+        .args([
+            "keys",
+            "create",
+            "--project",
+            "load",
+            "--scope",
+            "submit,shell",
+        ])
         .output()
         .map_err(|e| e.to_string())?;
     let key = String::from_utf8_lossy(&key_out.stdout)
@@ -291,7 +306,11 @@ async fn drive(a: &Args, d: &std::path::Path, store: &str) -> Result<bool, Strin
         a.runs,
         a.tasks,
         a.sleep_ms,
-        if a.url.is_some() { "Postgres" } else { "SQLite" }
+        if a.url.is_some() {
+            "Postgres"
+        } else {
+            "SQLite"
+        }
     );
     let started = Instant::now();
     let samples: Arc<Mutex<Vec<(f64, f64)>>> = Arc::default();
@@ -303,7 +322,10 @@ async fn drive(a: &Args, d: &std::path::Path, store: &str) -> Result<bool, Strin
                 tick.tick().await;
                 if let (Ok(mb), Ok(mut s)) = (rss_mb(pid), samples.lock()) {
                     s.push((started.elapsed().as_secs_f64() / 60.0, mb));
-                    eprintln!("load: {:.0} min, RSS {mb:.0} MB", started.elapsed().as_secs_f64() / 60.0);
+                    eprintln!(
+                        "load: {:.0} min, RSS {mb:.0} MB",
+                        started.elapsed().as_secs_f64() / 60.0
+                    );
                 }
             }
         });
@@ -350,7 +372,9 @@ async fn drive(a: &Args, d: &std::path::Path, store: &str) -> Result<bool, Strin
     // grown to its working size by then.
     let first_wave_s = waves[0]["seconds"].as_f64().unwrap_or(0.0);
     let baseline = match a.minutes {
-        Some(_) => rss.get(((first_wave_s / 60.0).ceil() as usize).min(rss.len().saturating_sub(1))),
+        Some(_) => {
+            rss.get(((first_wave_s / 60.0).ceil() as usize).min(rss.len().saturating_sub(1)))
+        }
         None => rss.first(),
     }
     .copied();
@@ -398,17 +422,19 @@ async fn check(a: &Args, store: &str, ids: &[String]) -> Result<(Vec<String>, Va
         }
         for m in metrics {
             let agent = m.agent.as_deref().unwrap_or("?");
-            let agent = AGENTS
-                .iter()
-                .find(|x| x.0 == agent)
-                .map_or("?", |x| x.0);
-            runs.entry(agent).or_default().push((m.at - m.duration_ms, m.at));
+            let agent = AGENTS.iter().find(|x| x.0 == agent).map_or("?", |x| x.0);
+            runs.entry(agent)
+                .or_default()
+                .push((m.at - m.duration_ms, m.at));
         }
     }
     let mut limits = serde_json::Map::new();
     for (agent, spans) in &mut runs {
         let Some(&(_, _, max, rate)) = AGENTS.iter().find(|x| x.0 == *agent) else {
-            failures.push(format!("{} attempts by an agent not configured", spans.len()));
+            failures.push(format!(
+                "{} attempts by an agent not configured",
+                spans.len()
+            ));
             continue;
         };
         // Most at once: +1 at a start, -1 at an end (an end before a start at the same ms).
@@ -423,7 +449,9 @@ async fn check(a: &Args, store: &str, ids: &[String]) -> Result<(Vec<String>, Va
             most = most.max(now);
         }
         if most > max as i32 {
-            failures.push(format!("{agent} ran {most} tasks at once (max_concurrency {max})"));
+            failures.push(format!(
+                "{agent} ran {most} tasks at once (max_concurrency {max})"
+            ));
         }
         // Most starts within any one second.
         let mut starts: Vec<i64> = spans.iter().map(|s| s.0).collect();

@@ -354,7 +354,9 @@ async fn soak() -> Result<bool, String> {
     let requests: u64 = provider.tally().values().sum();
     if rows as u64 > requests {
         if let Some(f) = report["failures"].as_array_mut() {
-            f.push(json!(format!("{rows} usage rows for {requests} model requests")));
+            f.push(json!(format!(
+                "{rows} usage rows for {requests} model requests"
+            )));
         }
     }
     report["modelRequests"] = json!(provider.tally());

@@ -6,12 +6,12 @@
 //! ([`crate::tools::Tool::inline`]).
 
 use super::messages::{AttemptError, RunTask, SlotFreed, TaskAttempted, TaskStarted};
+use crate::domain::time::now_ms;
 use crate::domain::{AgentSpec, FailureKind};
 use crate::tools::{ToolContext, ToolEnv, ToolError};
 use actix::prelude::*;
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
-use crate::domain::time::now_ms;
 use tracing::Instrument;
 
 /// An agent actor.
