@@ -1,7 +1,9 @@
 //! Load on one node: waves of concurrent runs submitted over HTTP to one `nofx serve`, each
-//! run a chain-free set of shell tasks that sleep, on agents whose concurrency and rates are
-//! limited. For every wave it measures `POST /runs` and `GET /runs/{id}` latencies (p50,
-//! p99) and the node's RSS once the wave has ended; at the end it checks from the store's
+//! run a set of independent shell tasks that sleep, on agents whose concurrency and rates are
+//! limited. For every wave it measures how long the runs sent at once wait for their 201
+//! (`burst`), and while they execute the latencies of `GET /runs/{id}` (a run every 5 ms, in
+//! turn) and of `POST /runs` (one more run every 500 ms) as p50 and p99, and the node's RSS
+//! once the wave has ended; at the end it checks from the store's
 //! metrics rows that no agent ever ran more tasks at once than its `max_concurrency` nor
 //! started more in a second than its `rate` allows, that every run succeeded with all its
 //! tasks, and that the RSS after the last wave is within 10% of the RSS after the first.
@@ -140,10 +142,43 @@ async fn main() {
 
 struct Wave {
     ids: Vec<String>,
+    /// The wave's runs, all sent at once: how long each waited for its 201.
+    burst_ms: Vec<f64>,
+    /// A run submitted now and then while the wave executes.
     post_ms: Vec<f64>,
     get_ms: Vec<f64>,
     seconds: f64,
 }
+
+/// Submits `text`; the new run's id and how long the 201 took.
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    text: &str,
+) -> Result<(String, f64), String> {
+    let t = Instant::now();
+    let r = http
+        .post(format!("{url}/runs"))
+        .bearer_auth(key)
+        .header("content-type", "application/yaml")
+        .body(text.to_string())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    if r.status() != reqwest::StatusCode::CREATED {
+        return Err(format!("POST /runs answered {}", r.status()));
+    }
+    let v: Value = r.json().await.map_err(|e| e.to_string())?;
+    let id = v["id"].as_str().ok_or("no id in the answer")?.to_string();
+    Ok((id, ms))
+}
+
+/// Time between two probe submissions while a wave executes.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// Time between two reads of a run while a wave executes.
+const READ_EVERY: Duration = Duration::from_millis(5);
 
 async fn wave(
     http: &reqwest::Client,
@@ -161,40 +196,37 @@ async fn wave(
             key.to_string(),
             text.to_string(),
         );
-        posts.push(tokio::spawn(async move {
-            let t = Instant::now();
-            let r = http
-                .post(format!("{url}/runs"))
-                .bearer_auth(&key)
-                .header("content-type", "application/yaml")
-                .body(text)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let ms = t.elapsed().as_secs_f64() * 1000.0;
-            if r.status() != reqwest::StatusCode::CREATED {
-                return Err(format!("POST /runs answered {}", r.status()));
-            }
-            let v: Value = r.json().await.map_err(|e| e.to_string())?;
-            let id = v["id"].as_str().ok_or("no id in the answer")?.to_string();
-            Ok::<_, String>((id, ms))
-        }));
+        posts.push(tokio::spawn(
+            async move { post(&http, &url, &key, &text).await },
+        ));
     }
     let mut ids = Vec::with_capacity(runs);
-    let mut post_ms = Vec::with_capacity(runs);
+    let mut burst_ms = Vec::with_capacity(runs);
     for p in posts {
         let (id, ms) = p.await.map_err(|e| e.to_string())??;
         ids.push(id);
-        post_ms.push(ms);
+        burst_ms.push(ms);
     }
-    // Read runs while they execute, round robin, until every one has ended.
+    // Read runs while they execute, round robin, submitting one more now and then, until
+    // every one has ended.
     let mut get_ms = Vec::new();
+    let mut post_ms = Vec::new();
     let mut open: Vec<String> = ids.clone();
     let mut i = 0;
     let deadline = Instant::now() + Duration::from_secs(1800);
+    let mut next_probe = Instant::now();
+    let mut reads = tokio::time::interval(READ_EVERY);
     while !open.is_empty() {
+        reads.tick().await;
         if Instant::now() > deadline {
             return Err(format!("{} runs did not end within 30 minutes", open.len()));
+        }
+        if Instant::now() >= next_probe {
+            next_probe += PROBE_EVERY;
+            let (id, ms) = post(http, url, key, text).await?;
+            post_ms.push(ms);
+            open.push(id.clone());
+            ids.push(id);
         }
         i = (i + 1) % open.len();
         let t = Instant::now();
@@ -219,6 +251,7 @@ async fn wave(
     }
     Ok(Wave {
         ids,
+        burst_ms,
         post_ms,
         get_ms,
         seconds: started.elapsed().as_secs_f64(),
@@ -332,6 +365,7 @@ async fn drive(a: &Args, d: &std::path::Path, store: &str) -> Result<bool, Strin
     }
     let mut waves = Vec::new();
     let mut all_ids = Vec::new();
+    let mut bursts = Vec::new();
     let mut posts = Vec::new();
     let mut gets = Vec::new();
     loop {
@@ -342,8 +376,13 @@ async fn drive(a: &Args, d: &std::path::Path, store: &str) -> Result<bool, Strin
             waves.len() + 1,
             w.seconds
         );
-        waves.push(json!({"seconds": w.seconds, "rss_mb": rss,
-                          "post": latency(w.post_ms.clone()), "get": latency(w.get_ms.clone())}));
+        let accepted_s = w.burst_ms.iter().copied().fold(0.0, f64::max) / 1000.0;
+        waves.push(
+            json!({"seconds": w.seconds, "rss_mb": rss, "runs": w.ids.len(),
+                          "burst": latency(w.burst_ms.clone()), "all_accepted_s": accepted_s,
+                          "post": latency(w.post_ms.clone()), "get": latency(w.get_ms.clone())}),
+        );
+        bursts.extend(w.burst_ms);
         posts.extend(w.post_ms);
         gets.extend(w.get_ms);
         all_ids.extend(w.ids);
@@ -390,7 +429,7 @@ async fn drive(a: &Args, d: &std::path::Path, store: &str) -> Result<bool, Strin
         "runs": all_ids.len(), "tasks_per_run": a.tasks, "sleep_ms": a.sleep_ms,
         "seconds": started.elapsed().as_secs_f64(),
         "waves": waves,
-        "post": latency(posts), "get": latency(gets),
+        "burst": latency(bursts), "post": latency(posts), "get": latency(gets),
         "rss_mb": rss, "agents": limits,
         "failures": failures,
     });

@@ -473,7 +473,8 @@ async fn check(
         .map_err(|e| e.to_string())?
         .as_millis() as i64;
     let stale: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM leases WHERE holder IS NOT NULL AND holder <> '' AND expires_at < {}",
+        "SELECT COUNT(*) FROM leases WHERE holder IS NOT NULL AND holder <> '' \
+         AND expires_at > 0 AND expires_at < {}",
         now_ms - (ttl * 1000.0) as i64
     ))
     .fetch_one(pool)

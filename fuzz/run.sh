@@ -25,26 +25,32 @@ fi
 targets="plan config references documents http"
 shift || true
 [ "$#" -gt 0 ] && targets="$*"
-for t in plan config references documents http; do mkdir -p "corpus/$t"; done
-for f in ../examples/plans/* seeds/plan/*; do cp "$f" "corpus/plan/$(basename "$f")"; done
-for f in ../examples/agents/agents/*.toml ../policies/*.toml; do
-  cp "$f" "corpus/config/$(basename "$f")"
+# Each corpus starts from the examples, the shipped policies and fuzz/seeds/.
+seed() {
+  case "$1" in
+    plan) for f in ../examples/plans/* seeds/plan/*; do cp "$f" "corpus/plan/"; done ;;
+    config) for f in ../examples/agents/agents/*.toml ../policies/*.toml; do cp "$f" corpus/config/; done ;;
+    references) for f in seeds/references/*; do cp "$f" corpus/references/; done ;;
+    documents)
+      for f in ../examples/questionnaires/* ../examples/prps/*.yaml; do cp "$f" corpus/documents/; done ;;
+    http)
+      # An input is a byte choosing the request, then what it carries.
+      for f in ../examples/plans/*.yaml; do
+        { printf '\001'; cat "$f"; } > "corpus/http/runs-$(basename "$f")"
+      done
+      for f in ../examples/prps/*.yaml; do
+        { printf '\006'; cat "$f"; } > "corpus/http/prps-$(basename "$f")"
+      done
+      printf '\007{"at": "a", "patch": {"tasks": {"a": {"inputs": {"x": 2}}}}, "inputs": {}}' > corpus/http/fork
+      printf '\01312' > corpus/http/after
+      printf '\01412' > corpus/http/last-event-id ;;
+    *) echo "fuzz/run.sh: no target $1 (plan, config, references, documents, http)" >&2; exit 2 ;;
+  esac
+}
+for t in $targets; do
+  mkdir -p "corpus/$t"
+  seed "$t"
 done
-for f in seeds/references/*; do cp "$f" "corpus/references/$(basename "$f")"; done
-for f in ../examples/questionnaires/* ../examples/prps/*.yaml; do
-  cp "$f" "corpus/documents/$(basename "$f")"
-done
-# An HTTP input is a byte choosing the request, then its body: plans for POST /runs.
-for f in ../examples/plans/*.yaml; do
-  { printf '\001'; cat "$f"; } > "corpus/http/runs-$(basename "$f")"
-done
-for f in ../examples/prps/*.yaml; do
-  { printf '\006'; cat "$f"; } > "corpus/http/prps-$(basename "$f")"
-done
-printf '\007{"at": "a", "patch": {"tasks": {"a": {"inputs": {"x": 2}}}}, "inputs": {}}' > corpus/http/fork
-printf '\01312' > corpus/http/after
-printf '\01412' > corpus/http/last-event-id
-
 
 for target in $targets; do
   dict="dict/$target.dict"

@@ -172,7 +172,8 @@ impl Store {
         })
     }
 
-    /// Extends every lease `me` holds; returns the runs it still holds.
+    /// Extends every lease `me` holds, but for those of runs that ended (expired when they
+    /// ended: they stay expired); returns the runs it still holds.
     ///
     /// # Errors
     /// Query failures.
@@ -185,10 +186,14 @@ impl Store {
         // Rows are locked in run id order, as a fenced write takes them (no deadlock).
         let sql = match &self.0 {
             Db::Postgres(_) => {
-                "UPDATE leases SET expires_at = $2 WHERE run_id IN (SELECT run_id FROM leases \
+                "UPDATE leases SET expires_at = CASE WHEN expires_at = 0 THEN 0 ELSE $2 END \
+                 WHERE run_id IN (SELECT run_id FROM leases \
                  WHERE holder = $1 ORDER BY run_id FOR UPDATE) RETURNING run_id"
             }
-            Db::Sqlite(_) => "UPDATE leases SET expires_at = $2 WHERE holder = $1 RETURNING run_id",
+            Db::Sqlite(_) => {
+                "UPDATE leases SET expires_at = CASE WHEN expires_at = 0 THEN 0 ELSE $2 END \
+                 WHERE holder = $1 RETURNING run_id"
+            }
         };
         with_pool!(self, |p, begin| {
             let mut tx = p.begin_with(begin).await.map_err(q("begin renew"))?;

@@ -604,4 +604,74 @@ mod tests {
             .collect();
         assert_eq!(got, vec![(r1, "f10", 3), (r1, "f2", 1), (r2, "a", 2)]);
     }
+
+    /// A run's lease expires in the transaction that ends the run, and renewals leave it
+    /// expired: a process stopped between the run's end and its release of the lease leaves
+    /// no lease held behind it.
+    #[tokio::test]
+    async fn the_commit_that_ends_a_run_expires_its_lease_and_renewals_keep_it_expired() {
+        use crate::domain::{plan::Plan, CorrelationId, RunStatus};
+        use crate::store::{LeaseHolder, RunRecord, RunUpdate, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::sqlite_file(&dir.path().join("nofx.db"))
+            .await
+            .unwrap();
+        let (run, other) = (RunId::new(), RunId::new());
+        let now = crate::domain::time::now_ms();
+        let holder = LeaseHolder::this_process();
+        let mut first = Batch::default();
+        for id in [run, other] {
+            first.new_runs.push(RunRecord {
+                id,
+                name: "leases".into(),
+                status: RunStatus::Running,
+                reason: None,
+                correlation_id: CorrelationId::generate(),
+                plan: std::sync::Arc::new(Plan::new("leases")),
+                inputs: Default::default(),
+                workspace: dir.path().display().to_string(),
+                created_at: now,
+                started_at: Some(now),
+                finished_at: None,
+                deadline_at: None,
+                project: "default".into(),
+                lineage: None,
+            });
+            first.new_leases.push((id, holder.clone(), now + 60_000));
+        }
+        let mut stale = HashSet::new();
+        store
+            .write_fenced(&mut first, &Fences::default(), &mut stale)
+            .await
+            .unwrap();
+        let fences = Fences {
+            holder: holder.id.clone(),
+            tokens: [(run, 1), (other, 1)].into_iter().collect(),
+        };
+        let mut end = Batch {
+            run_updates: vec![RunUpdate {
+                id: run,
+                status: RunStatus::Succeeded,
+                reason: None,
+                started_at: None,
+                finished_at: Some(now),
+                deadline_at: None,
+            }],
+            ..Batch::default()
+        };
+        store
+            .write_fenced(&mut end, &fences, &mut stale)
+            .await
+            .unwrap();
+        assert!(stale.is_empty());
+        let lease = store.lease(run).await.unwrap().unwrap();
+        assert_eq!(lease.expires_at, 0, "{lease:?}");
+        // A renewal after the run ended: the ended run's lease stays expired (still counted
+        // as this process's, so its coordinator is not told it lost it); the other is extended.
+        let held = store.renew_leases(&holder, 60_000).await.unwrap();
+        assert!(held.contains(&run) && held.contains(&other));
+        assert_eq!(store.lease(run).await.unwrap().unwrap().expires_at, 0);
+        assert!(store.lease(other).await.unwrap().unwrap().expires_at > now);
+        store.close().await;
+    }
 }

@@ -97,6 +97,11 @@ const RUN_UPDATE: &str = "UPDATE runs SET status = $1, reason = COALESCE($2, rea
     started_at = COALESCE(started_at, $3), finished_at = COALESCE($4, finished_at), \
     deadline_at = COALESCE(deadline_at, $5) WHERE id = $6";
 
+/// A run that ended needs no lease: it expires in the transaction that ends the run, so a
+/// process stopped right after leaves no lease behind. Holder and token stay (the fence of a
+/// late write of this process still matches) until the process releases it.
+const LEASE_DONE: &str = "UPDATE leases SET expires_at = 0 WHERE run_id = $1";
+
 const DECOMPOSITIONS: &str = "INSERT INTO decompositions (run_id, task_id, round, first_idx, \
     source, subtasks, replaced, reason, created_at) ";
 
@@ -219,6 +224,12 @@ pub(crate) fn steps(batch: &Batch, now: i64) -> Vec<Step<'_>> {
                 text(u.id.to_string()),
             ],
         });
+        if u.status.is_terminal() {
+            s.push(Step::Single {
+                sql: LEASE_DONE,
+                cells: vec![text(u.id.to_string())],
+            });
+        }
     }
     insert(&mut s, DECOMPOSITIONS, "", &batch.decompositions, |d, c| {
         c.extend([
