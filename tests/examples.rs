@@ -62,13 +62,13 @@ fn every_embedding_example_runs_to_success() {
             let name = e.ok()?.file_name().into_string().ok()?;
             name.strip_suffix(".rs").map(str::to_string)
         })
-        // A benchmark and a soak that start fleets of `nofx serve` for minutes, and an MCP
+        // A benchmark, a soak and a load that start `nofx serve` nodes for minutes, and an MCP
         // server and a fake model provider other programs talk to (tests/mcp.rs and
         // tests/provider_chaos.rs use them), not embedding examples.
         .filter(|n| {
             !matches!(
                 n.as_str(),
-                "fleet_bench" | "soak" | "mcp_server" | "fake_provider"
+                "fleet_bench" | "soak" | "load" | "mcp_server" | "fake_provider"
             )
         })
         .collect();
