@@ -68,17 +68,9 @@ fn start_node(a: &Args, url: &str, dir: &std::path::Path) -> Result<(Child, Stri
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let a = args()?;
-    let db = format!("nofx_fleet_bench_{}", std::process::id());
-    let base_url = &a.url[..a.url.rfind('/').ok_or("the database URL has no path")?];
-    let url = format!("{base_url}/{db}");
-    let admin = sqlx::PgPool::connect(&a.url)
-        .await
-        .map_err(|e| e.to_string())?;
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await
-        .map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (url, scratch) = node::scratch_store(Some(&a.url), "nofx_fleet_bench", dir.path()).await?;
+    let (admin, db) = scratch.ok_or("a Postgres server gives a database of its own")?;
     let key_out = Command::new(&a.nofx)
         .current_dir(dir.path())
         .env("NOFX_DATABASE_URL", &url)

@@ -277,21 +277,7 @@ async fn load() -> Result<bool, String> {
         )
         .map_err(|e| e.to_string())?;
     }
-    let (store, admin) = match &a.url {
-        Some(url) => {
-            let db = format!("nofx_load_{}", std::process::id());
-            let base = &url[..url.rfind('/').ok_or("the database URL has no path")?];
-            let admin = sqlx::PgPool::connect(url)
-                .await
-                .map_err(|e| e.to_string())?;
-            sqlx::query(&format!("CREATE DATABASE {db}"))
-                .execute(&admin)
-                .await
-                .map_err(|e| e.to_string())?;
-            (format!("{base}/{db}"), Some((admin, db)))
-        }
-        None => (format!("sqlite://{}", d.join("nofx.db").display()), None),
-    };
+    let (store, admin) = node::scratch_store(a.url.as_deref(), "nofx_load", &d).await?;
     let result = drive(&a, &d, &store).await;
     if let Some((admin, db)) = admin {
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))

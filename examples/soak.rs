@@ -190,21 +190,7 @@ async fn soak() -> Result<bool, String> {
     )
     .map_err(|e| e.to_string())?;
     let ledger = d.join("ledger").display().to_string();
-    let (store, admin) = match &a.url {
-        Some(url) => {
-            let db = format!("nofx_soak_{}", std::process::id());
-            let base = &url[..url.rfind('/').ok_or("the database URL has no path")?];
-            let admin = sqlx::PgPool::connect(url)
-                .await
-                .map_err(|e| e.to_string())?;
-            sqlx::query(&format!("CREATE DATABASE {db}"))
-                .execute(&admin)
-                .await
-                .map_err(|e| e.to_string())?;
-            (format!("{base}/{db}"), Some((admin, db)))
-        }
-        None => (format!("sqlite://{}", d.join("nofx.db").display()), None),
-    };
+    let (store, admin) = node::scratch_store(a.url.as_deref(), "nofx_soak", &d).await?;
     let key_out = Command::new(&a.nofx)
         .current_dir(&d)
         .env("NOFX_DATABASE_URL", &store)

@@ -40,3 +40,25 @@ pub fn start(mut cmd: Command, extra: &[&str]) -> Result<(Child, String), String
     });
     Ok((child, base))
 }
+
+/// A store of the program's own: with `postgres` (a server URL), a fresh database `name` on
+/// that server, with the connection that drops it after; else an SQLite file in `dir`.
+pub async fn scratch_store(
+    postgres: Option<&str>,
+    name: &str,
+    dir: &std::path::Path,
+) -> Result<(String, Option<(sqlx::PgPool, String)>), String> {
+    let Some(url) = postgres else {
+        return Ok((format!("sqlite://{}", dir.join("nofx.db").display()), None));
+    };
+    let db = format!("{name}_{}", std::process::id());
+    let base = &url[..url.rfind('/').ok_or("the database URL has no path")?];
+    let admin = sqlx::PgPool::connect(url)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((format!("{base}/{db}"), Some((admin, db))))
+}
