@@ -71,18 +71,7 @@ async fn main() -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let (url, scratch) = node::scratch_store(Some(&a.url), "nofx_fleet_bench", dir.path()).await?;
     let (admin, db) = scratch.ok_or("a Postgres server gives a database of its own")?;
-    let key_out = Command::new(&a.nofx)
-        .current_dir(dir.path())
-        .env("NOFX_DATABASE_URL", &url)
-        .args(["keys", "create", "--project", "bench"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    let key = String::from_utf8_lossy(&key_out.stdout)
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
+    let key = node::create_key(&a.nofx, dir.path(), &url, "bench", "submit")?;
     let mut nodes = Vec::new();
     for _ in 0..a.nodes {
         nodes.push(start_node(&a, &url, dir.path())?);

@@ -288,25 +288,7 @@ async fn load() -> Result<bool, String> {
 }
 
 async fn drive(a: &Args, d: &std::path::Path, store: &str) -> Result<bool, String> {
-    let key_out = Command::new(&a.nofx)
-        .current_dir(d)
-        .env("NOFX_DATABASE_URL", store)
-        .args([
-            "keys",
-            "create",
-            "--project",
-            "load",
-            "--scope",
-            "submit,shell",
-        ])
-        .output()
-        .map_err(|e| e.to_string())?;
-    let key = String::from_utf8_lossy(&key_out.stdout)
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
+    let key = node::create_key(&a.nofx, d, store, "load", "submit,shell")?;
     let mut cmd = Command::new(&a.nofx);
     cmd.current_dir(d)
         .env("NOFX_DATABASE_URL", store)

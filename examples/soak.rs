@@ -191,25 +191,7 @@ async fn soak() -> Result<bool, String> {
     .map_err(|e| e.to_string())?;
     let ledger = d.join("ledger").display().to_string();
     let (store, admin) = node::scratch_store(a.url.as_deref(), "nofx_soak", &d).await?;
-    let key_out = Command::new(&a.nofx)
-        .current_dir(&d)
-        .env("NOFX_DATABASE_URL", &store)
-        .args([
-            "keys",
-            "create",
-            "--project",
-            "soak",
-            "--scope",
-            "submit,shell",
-        ])
-        .output()
-        .map_err(|e| e.to_string())?;
-    let key = String::from_utf8_lossy(&key_out.stdout)
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
+    let key = node::create_key(&a.nofx, &d, &store, "soak", "submit,shell")?;
     let faults = chaos::Faults {
         rate_limited: 0.04,
         retry_after: Duration::from_millis(200),

@@ -62,3 +62,33 @@ pub async fn scratch_store(
         .map_err(|e| e.to_string())?;
     Ok((format!("{base}/{db}"), Some((admin, db))))
 }
+
+/// A new API key of `project` with `scopes` (`submit,shell`), made by `nofx keys create` in
+/// `dir` on `store`.
+pub fn create_key(
+    nofx: &str,
+    dir: &std::path::Path,
+    store: &str,
+    project: &str,
+    scopes: &str,
+) -> Result<String, String> {
+    let out = Command::new(nofx)
+        .current_dir(dir)
+        .env("NOFX_DATABASE_URL", store)
+        .args(["keys", "create", "--project", project, "--scope", scopes])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let key = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    if !out.status.success() || key.is_empty() {
+        return Err(format!(
+            "nofx keys create failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(key)
+}
