@@ -637,7 +637,7 @@ impl nofx::models::CallSink for Collect {
 
 #[tokio::test]
 async fn the_gateway_offers_tools_counts_them_in_the_estimate_and_returns_the_calls() {
-    use nofx::models::{Ask, Caller, Message, Models, ToolSpec};
+    use nofx::models::{Models, ToolSpec};
     let answer = reply(
         200,
         json!({
@@ -653,27 +653,10 @@ async fn the_gateway_offers_tools_counts_them_in_the_estimate_and_returns_the_ca
     );
     let (cfg, script) = openai(vec![answer]).await;
     let models = Models::build(cfg, None).unwrap();
-    let caller = Caller {
-        run: None,
-        task: None,
-        correlation: nofx::CorrelationId::generate(),
-        tool: "agent".into(),
-        agent: None,
-        role: None,
-        priority: nofx::Priority::Normal,
-        capabilities: Vec::new(),
-        project: "default".into(),
-    };
+    let mut caller = a_caller();
+    caller.tool = "agent".into();
     let schema = json!({"type": "object", "properties": {"q": {"type": "string", "description": "what to look up in the index of every document"}}});
-    let mut ask = Ask {
-        system: None,
-        messages: vec![Message::user("find it")],
-        max_tokens: 100,
-        temperature: None,
-        requires_reasoning: false,
-        tools: Vec::new(),
-        model: None,
-    };
+    let mut ask = an_ask("find it");
     let bare = models.route_request(&caller, &ask).input_tokens;
     ask.tools = vec![ToolSpec {
         name: "lookup".into(),
@@ -693,4 +676,122 @@ async fn the_gateway_offers_tools_counts_them_in_the_estimate_and_returns_the_ca
     let body = script.seen()[0].body.clone();
     assert_eq!(body["tools"][0]["function"]["parameters"], schema);
     assert_eq!(sink.rows.lock().unwrap().len(), 1, "one usage row");
+}
+
+fn a_caller() -> nofx::models::Caller {
+    nofx::models::Caller {
+        run: None,
+        task: None,
+        correlation: nofx::CorrelationId::generate(),
+        tool: "llm:generate".into(),
+        agent: None,
+        role: None,
+        priority: nofx::Priority::Normal,
+        capabilities: Vec::new(),
+        project: "default".into(),
+    }
+}
+
+fn an_ask(prompt: &str) -> nofx::models::Ask {
+    nofx::models::Ask {
+        system: None,
+        messages: vec![nofx::models::Message::user(prompt)],
+        max_tokens: 100,
+        temperature: None,
+        requires_reasoning: false,
+        tools: Vec::new(),
+        model: None,
+    }
+}
+
+fn rate_limited(retry_after: &'static str) -> Reply {
+    let mut r = reply(
+        429,
+        json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}),
+    );
+    r.headers = vec![("retry-after", retry_after)];
+    r
+}
+
+#[tokio::test]
+async fn a_retry_after_holds_back_every_later_call_to_that_model_not_only_its_own() {
+    use nofx::models::Models;
+    // One attempt a call: the 429 moves the first call on to the next model at once.
+    let (mut cfg, script) = openai(vec![
+        rate_limited("0.4"),
+        openai_text("from the fallback", 10, 2),
+        openai_text("after the wait", 10, 2),
+    ])
+    .await;
+    cfg.retry = RetryPolicy {
+        max_attempts: 1,
+        base_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_secs(2),
+    };
+    let models = Models::build(cfg, None).unwrap();
+    let started = std::time::Instant::now();
+    let first = models
+        .complete(&a_caller(), &an_ask("one"), &Collect::default())
+        .await
+        .unwrap();
+    assert_eq!(first.model, "gpt-small");
+    // Another call (another task, or this task's own retry) waits out what the provider asked.
+    let second = models
+        .complete(&a_caller(), &an_ask("two"), &Collect::default())
+        .await
+        .unwrap();
+    assert_eq!(second.model, "gpt-mid");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "the second call was sent {:?} after the first, before the 429's Retry-After",
+        started.elapsed()
+    );
+    let seen = script.seen();
+    let models_asked: Vec<_> = seen.iter().map(|s| s.body["model"].clone()).collect();
+    assert_eq!(
+        models_asked,
+        [
+            json!("gpt-4.1-mini"),
+            json!("gpt-4.1-nano"),
+            json!("gpt-4.1-mini")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_the_policy_waits_sends_later_calls_to_the_next_model() {
+    use nofx::models::Models;
+    let (cfg, script) = openai(vec![
+        rate_limited("30"),
+        openai_text("from the fallback", 10, 2),
+        openai_text("from the fallback again", 10, 2),
+    ])
+    .await;
+    let models = Models::build(cfg, None).unwrap();
+    let first = models
+        .complete(&a_caller(), &an_ask("one"), &Collect::default())
+        .await
+        .unwrap();
+    assert_eq!(first.model, "gpt-small");
+    let sink = Collect::default();
+    let second = models
+        .complete(&a_caller(), &an_ask("two"), &sink)
+        .await
+        .unwrap();
+    assert_eq!(second.model, "gpt-small");
+    let seen = script.seen();
+    assert_eq!(seen.len(), 3, "nothing sent to the model cooling down");
+    assert_eq!(seen[2].body["model"], "gpt-4.1-nano");
+    // Only what was sent is a usage row; the move on is an event saying why.
+    assert_eq!(sink.rows.lock().unwrap().len(), 1);
+    let events = sink.events.lock().unwrap();
+    let fallback = events
+        .iter()
+        .find_map(|e| match e {
+            nofx::EventData::ModelFallback(f) => Some(f.clone()),
+            _ => None,
+        })
+        .expect("a model.fallback event");
+    assert_eq!(fallback.cause, "rate_limited");
+    assert!(fallback.error.starts_with("not sent"), "{}", fallback.error);
 }

@@ -9,6 +9,7 @@
 use super::budget::{usd, BudgetError, Budgets, Ledger};
 use super::catalog::{Catalog, ModelSpec, ProviderKind};
 use super::config::ModelsConfig;
+use super::retry::Cooldowns;
 use super::routing::{NoModel, RouteRequest, Router};
 use super::{
     Anthropic, ApiKey, CompletionRequest, ErrorKind, Message, ModelError, OpenAi, Provider,
@@ -132,6 +133,8 @@ pub struct Models {
     router: Router,
     providers: BTreeMap<String, Arc<dyn Provider>>,
     retry: RetryPolicy,
+    /// When each model may be called again, as its provider asked.
+    cooldowns: Cooldowns,
     ledger: Ledger,
     how_to_configure: String,
     /// The configured API keys: never in what a provider's error says.
@@ -200,6 +203,7 @@ impl Models {
             router: cfg.router,
             providers,
             retry: cfg.retry,
+            cooldowns: Cooldowns::default(),
             how_to_configure,
             secrets,
         })
@@ -397,6 +401,8 @@ impl Models {
         };
         let estimate = spec.cost_micro_usd(req.input_tokens, req.max_output_tokens);
         let tried = super::retry::retrying(self.retry, &spec.id, || async {
+            // Not sent sooner than the provider asked, whichever call it asked.
+            self.cooldowns.wait(&spec.id, self.retry).await?;
             let reservation = match self
                 .ledger
                 .reserve(caller.run, &caller.project, estimate, now_ms())
@@ -448,6 +454,9 @@ impl Models {
             }
             .map_err(|e| self.sanitized(e));
             abandoned.answered();
+            if let Err(e) = &result {
+                self.cooldowns.note(&spec.id, e);
+            }
             let duration_ms = started.elapsed().as_millis() as i64;
             let (input, output) = match &result {
                 Ok(c) => (c.input_tokens, c.output_tokens),

@@ -2,8 +2,10 @@
 //! after `Retry-After` when the provider gives one, else after an exponential backoff with
 //! jitter; other failures return at once, for the caller to fall back to another model.
 
-use super::{Completion, CompletionRequest, ModelError, Provider};
-use std::time::Duration;
+use super::{Completion, CompletionRequest, ErrorKind, ModelError, Provider};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// How a call is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,66 @@ impl RetryPolicy {
         // Full jitter over the upper half keeps clients from retrying in step.
         let half = capped / 2;
         half + half.mul_f64(rand::random::<f64>())
+    }
+}
+
+/// When each model may be called again, as the provider's last `Retry-After` for it asked:
+/// shared by every call of a process, so that another task (or a task's own retry, or the
+/// next run) does not send to a model sooner than its provider asked.
+#[derive(Debug, Default)]
+pub struct Cooldowns {
+    until: Mutex<HashMap<String, Instant>>,
+}
+
+impl Cooldowns {
+    /// Notes what `err` asked of `model` (nothing when it gave no `Retry-After`).
+    pub fn note(&self, model: &str, err: &ModelError) {
+        let Some(wait) = err.retry_after else { return };
+        let Some(until) = Instant::now().checked_add(wait) else {
+            return;
+        };
+        let mut map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        map.retain(|_, t| *t > now);
+        let t = map.entry(model.to_string()).or_insert(until);
+        *t = (*t).max(until);
+    }
+
+    /// How long `model` must still wait, if at all.
+    pub fn left(&self, model: &str) -> Option<Duration> {
+        let map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        let left = map.get(model)?.checked_duration_since(Instant::now())?;
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// Waits out `model`'s cooldown when it is within `policy`'s longest wait; when it is
+    /// longer, the call is not sent: a `rate_limited` error (carrying what is left) moves it on
+    /// to the next model of its route.
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the wait.
+    pub async fn wait(&self, model: &str, policy: RetryPolicy) -> Result<(), ModelError> {
+        let Some(left) = self.left(model) else {
+            return Ok(());
+        };
+        if left > policy.max_backoff {
+            let mut e = ModelError::new(
+                ErrorKind::RateLimited,
+                format!(
+                    "not sent: the provider asked to wait {} ms more before calling {model} again",
+                    left.as_millis()
+                ),
+            );
+            e.retry_after = Some(left);
+            return Err(e);
+        }
+        tracing::info!(
+            model,
+            wait_ms = left.as_millis() as u64,
+            "waiting out the provider's Retry-After before calling the model"
+        );
+        tokio::time::sleep(left).await;
+        Ok(())
     }
 }
 
