@@ -842,3 +842,23 @@ fn bench_commit_measures_one_row_transactions_through_the_group_commit() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("--tasks must be at least 1"));
 }
+
+#[test]
+fn bench_reports_the_task_latencies_of_every_size_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(nofx(dir.path()).args(["bench", "--tasks", "50,200,400"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for (line, n) in lines.iter().zip([50, 200, 400]) {
+        assert_eq!(line["shape"], "fanout");
+        assert_eq!(line["tasks"], n);
+        // A task waits from ready to committed: never nothing, whichever size.
+        let p50 = line["p50_ms"].as_f64().unwrap();
+        assert!(p50 > 0.0, "{line}");
+        assert!(line["p99_ms"].as_f64().unwrap() >= p50, "{line}");
+    }
+}

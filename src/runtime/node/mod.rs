@@ -35,6 +35,8 @@ pub struct Node {
     gates: Arc<HashMap<&'static str, Addr<GateActor>>>,
     coordinators: HashMap<RunId, Addr<Coordinator>>,
     latencies: HashMap<RunId, Vec<f32>>,
+    /// Who asked for the latencies of a run still ending.
+    latency_waiters: HashMap<RunId, oneshot::Sender<Vec<f32>>>,
     polling: bool,
     stopping: bool,
     /// A lease renewal is in flight.
@@ -63,6 +65,7 @@ impl Node {
             gates: Arc::new(gates),
             coordinators: HashMap::new(),
             latencies: HashMap::new(),
+            latency_waiters: HashMap::new(),
             polling: false,
             stopping: false,
             renewing: false,
@@ -379,9 +382,17 @@ impl Handler<RunEnded> for Node {
         self.coordinators.remove(&msg.run);
         self.shared.mcp.end_run(msg.run);
         self.shared.hub.set_local(msg.run, false);
+        let waiter = self.latency_waiters.remove(&msg.run);
         if let Some(l) = msg.latencies {
             if self.shared.options.record_latencies {
-                self.latencies.insert(msg.run, l);
+                match waiter {
+                    Some(w) => {
+                        let _ = w.send(l);
+                    }
+                    None => {
+                        self.latencies.insert(msg.run, l);
+                    }
+                }
             }
         }
         if let Some(e) = msg.error {
@@ -403,10 +414,20 @@ impl Handler<ActiveRuns> for Node {
 }
 
 impl Handler<TakeLatencies> for Node {
-    type Result = Option<Vec<f32>>;
+    type Result = ResponseFuture<Option<Vec<f32>>>;
 
     fn handle(&mut self, msg: TakeLatencies, _: &mut Context<Self>) -> Self::Result {
-        self.latencies.remove(&msg.0)
+        let run = msg.0;
+        if let Some(l) = self.latencies.remove(&run) {
+            return Box::pin(async move { Some(l) });
+        }
+        // A run whose end was published may not have reported to the node yet.
+        if !self.shared.options.record_latencies || !self.coordinators.contains_key(&run) {
+            return Box::pin(async { None });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.latency_waiters.insert(run, tx);
+        Box::pin(async move { rx.await.ok() })
     }
 }
 
