@@ -164,6 +164,15 @@ impl Batch {
         out
     }
 
+    /// Whether every row of the batch is a row of one of [`Batch::runs_touched`]: no new
+    /// runs, leases, commands or checkpoints (rows whose run the writer does not fence).
+    pub(crate) fn only_rows_of_runs_touched(&self) -> bool {
+        self.new_runs.is_empty()
+            && self.new_leases.is_empty()
+            && self.new_commands.is_empty()
+            && self.checkpoints.is_empty()
+    }
+
     /// Drops every row of `runs` that states what a run did (its status, tasks, events,
     /// metrics, artifacts, waits); usage rows stay (money spent is a fact).
     fn drop_runs(&mut self, runs: &HashSet<RunId>) {
@@ -306,17 +315,22 @@ impl Store {
         batch.order_tasks();
         batch.dedup_journal();
         let now = super::now_ms();
-        let fenced: Vec<(RunId, i64)> = if fences.tokens.is_empty() {
-            Vec::new()
+        let (fenced, proven): (Vec<(RunId, i64)>, bool) = if fences.tokens.is_empty() {
+            (Vec::new(), false)
         } else {
-            batch
-                .runs_touched()
-                .into_iter()
-                .filter_map(|r| fences.tokens.get(&r).map(|t| (r, *t)))
-                .collect()
+            let touched = batch.runs_touched();
+            let fenced: Vec<(RunId, i64)> = touched
+                .iter()
+                .filter_map(|r| fences.tokens.get(r).map(|t| (*r, *t)))
+                .collect();
+            let proven = fenced.len() == touched.len() && batch.only_rows_of_runs_touched();
+            (fenced, proven)
         };
         match &*self.1 {
-            Writer::Sqlite(w) => w.write(batch, fenced, &fences.holder, now, stale).await,
+            Writer::Sqlite(w) => {
+                w.write(batch, fenced, proven, &fences.holder, now, stale)
+                    .await
+            }
             Writer::Postgres { pool, conn } => {
                 let mut slot = conn.lock().await;
                 // Out of its slot while in use: if this future is dropped midway, the
@@ -605,22 +619,19 @@ mod tests {
         assert_eq!(got, vec![(r1, "f10", 3), (r1, "f2", 1), (r2, "a", 2)]);
     }
 
-    /// A run's lease expires in the transaction that ends the run, and renewals leave it
-    /// expired: a process stopped between the run's end and its release of the lease leaves
-    /// no lease held behind it.
-    #[tokio::test]
-    async fn the_commit_that_ends_a_run_expires_its_lease_and_renewals_keep_it_expired() {
+    /// A SQLite file store under `dir` holding `runs`, each leased to this process; and the
+    /// fences of those leases.
+    async fn leased_runs(
+        dir: &std::path::Path,
+        runs: &[RunId],
+    ) -> (crate::store::Store, crate::store::LeaseHolder, Fences) {
         use crate::domain::{plan::Plan, CorrelationId, RunStatus};
-        use crate::store::{LeaseHolder, RunRecord, RunUpdate, Store};
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::sqlite_file(&dir.path().join("nofx.db"))
-            .await
-            .unwrap();
-        let (run, other) = (RunId::new(), RunId::new());
+        use crate::store::{LeaseHolder, RunRecord, Store};
+        let store = Store::sqlite_file(&dir.join("nofx.db")).await.unwrap();
         let now = crate::domain::time::now_ms();
         let holder = LeaseHolder::this_process();
         let mut first = Batch::default();
-        for id in [run, other] {
+        for &id in runs {
             first.new_runs.push(RunRecord {
                 id,
                 name: "leases".into(),
@@ -629,7 +640,7 @@ mod tests {
                 correlation_id: CorrelationId::generate(),
                 plan: std::sync::Arc::new(Plan::new("leases")),
                 inputs: Default::default(),
-                workspace: dir.path().display().to_string(),
+                workspace: dir.display().to_string(),
                 created_at: now,
                 started_at: Some(now),
                 finished_at: None,
@@ -639,15 +650,65 @@ mod tests {
             });
             first.new_leases.push((id, holder.clone(), now + 60_000));
         }
-        let mut stale = HashSet::new();
         store
-            .write_fenced(&mut first, &Fences::default(), &mut stale)
+            .write_fenced(&mut first, &Fences::default(), &mut HashSet::new())
             .await
             .unwrap();
         let fences = Fences {
             holder: holder.id.clone(),
-            tokens: [(run, 1), (other, 1)].into_iter().collect(),
+            tokens: runs.iter().map(|r| (*r, 1)).collect(),
         };
+        (store, holder, fences)
+    }
+
+    /// Rows of runs whose lease the commit reads are written without a parent check; any
+    /// other batch is still checked row by row, after such a commit too.
+    #[tokio::test]
+    async fn only_rows_of_fenced_runs_skip_the_parent_check() {
+        let run = RunId::new();
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _, fences) = leased_runs(dir.path(), &[run]).await;
+        let mut stale = HashSet::new();
+        let mut rows = Batch {
+            tasks: vec![row(run, "a", 1)],
+            ..Batch::default()
+        };
+        assert!(rows.only_rows_of_runs_touched());
+        store
+            .write_fenced(&mut rows, &fences, &mut stale)
+            .await
+            .unwrap();
+        assert!(stale.is_empty());
+        assert_eq!(store.tasks(run).await.unwrap().len(), 1);
+        // A command for a run that is not in the store: refused, nothing written.
+        let missing = RunId::new();
+        let mut bad = Batch {
+            tasks: vec![row(run, "b", 1)],
+            new_commands: vec![(missing, crate::store::CommandKind::Cancel, None)],
+            ..Batch::default()
+        };
+        assert!(!bad.only_rows_of_runs_touched());
+        let err = store
+            .write_fenced(&mut bad, &fences, &mut stale)
+            .await
+            .expect_err("a command for a run not in the store");
+        assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+        assert_eq!(store.tasks(run).await.unwrap().len(), 1);
+        store.close().await;
+    }
+
+    /// A run's lease expires in the transaction that ends the run, and renewals leave it
+    /// expired: a process stopped between the run's end and its release of the lease leaves
+    /// no lease held behind it.
+    #[tokio::test]
+    async fn the_commit_that_ends_a_run_expires_its_lease_and_renewals_keep_it_expired() {
+        use crate::domain::RunStatus;
+        use crate::store::RunUpdate;
+        let (run, other) = (RunId::new(), RunId::new());
+        let now = crate::domain::time::now_ms();
+        let dir = tempfile::tempdir().unwrap();
+        let (store, holder, fences) = leased_runs(dir.path(), &[run, other]).await;
+        let mut stale = HashSet::new();
         let mut end = Batch {
             run_updates: vec![RunUpdate {
                 id: run,

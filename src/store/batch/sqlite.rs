@@ -89,12 +89,15 @@ pub(crate) enum Target {
 struct Conn {
     db: rusqlite::Connection,
     inserts: HashMap<&'static str, String>,
+    /// Whether SQLite checks each row's parent (`PRAGMA foreign_keys`).
+    checks_parents: bool,
 }
 
 /// A commit for the writer thread, and where its answer goes.
 struct Job {
     batch: Batch,
     fenced: Vec<(RunId, i64)>,
+    proven: bool,
     holder: String,
     now: i64,
     reply: tokio::sync::oneshot::Sender<(Batch, HashSet<RunId>, Result<(), StoreError>)>,
@@ -131,6 +134,7 @@ impl SqliteWriter {
         &self,
         batch: &mut Batch,
         fenced: Vec<(RunId, i64)>,
+        proven: bool,
         holder: &str,
         now: i64,
         stale: &mut HashSet<RunId>,
@@ -138,7 +142,7 @@ impl SqliteWriter {
         if matches!(self.target, Target::Memory(_)) && batch.len() <= INLINE_ROWS {
             let mut state = lock(&self.state);
             let conn = open(&mut state, &self.target)?;
-            match commit(conn, batch, &fenced, holder, now, stale) {
+            match commit(conn, batch, &fenced, proven, holder, now, stale) {
                 Ok(()) => return Ok(()),
                 Err(Failure::Store(e)) => return Err(e),
                 // Held by another connection: the writer thread waits for it.
@@ -150,6 +154,7 @@ impl SqliteWriter {
         let job = Job {
             batch: std::mem::take(batch),
             fenced,
+            proven,
             holder: holder.to_string(),
             now,
             reply,
@@ -208,6 +213,7 @@ impl SqliteWriter {
                                     conn,
                                     &mut job.batch,
                                     &job.fenced,
+                                    job.proven,
                                     &job.holder,
                                     job.now,
                                     &mut stale,
@@ -290,6 +296,7 @@ fn open<'a>(state: &'a mut State, target: &Target) -> Result<&'a mut Conn, Store
         state.conn = Some(Conn {
             db,
             inserts: HashMap::new(),
+            checks_parents: true,
         });
     }
     Ok(state.conn.as_mut().expect("opened above"))
@@ -299,15 +306,31 @@ fn open<'a>(state: &'a mut State, target: &Target) -> Result<&'a mut Conn, Store
 /// names `holder` with its token are dropped first (for good) and their runs added to
 /// `stale`; the check and the writes happen under one write lock. An in-memory store's
 /// lock held by another connection is not waited for: [`Failure::Locked`], nothing written.
+///
+/// When `proven` (every row of the batch is a row of a fenced run), SQLite does not look up
+/// each row's parent: the lease this transaction reads exists only while its run does (it is
+/// deleted with the run, and this writer deletes no run), and a run's loops only go with it.
+/// Any other batch is checked row by row.
 fn commit(
     conn: &mut Conn,
     batch: &mut Batch,
     fenced: &[(RunId, i64)],
+    proven: bool,
     holder: &str,
     now: i64,
     stale: &mut HashSet<RunId>,
 ) -> Result<(), Failure> {
-    let Conn { db, inserts } = conn;
+    let Conn {
+        db,
+        inserts,
+        checks_parents,
+    } = conn;
+    // Outside a transaction: SQLite ignores the pragma inside one.
+    if *checks_parents == proven {
+        db.pragma_update(None, "foreign_keys", if proven { "OFF" } else { "ON" })
+            .map_err(or_locked("set foreign-key checks"))?;
+        *checks_parents = !proven;
+    }
     let tx = db
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(or_locked("begin write"))?;
