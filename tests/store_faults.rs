@@ -469,6 +469,10 @@ fn a_full_disk_interrupts_a_sqlite_run_with_a_clear_error_and_it_resumes_once_sp
         "names the store: {err}"
     );
     assert!(err.contains("full"), "says why: {err}");
+    // Every line that says so (lease renewals too) says of which file.
+    for line in err.lines().filter(|l| l.contains("disk is full")) {
+        assert!(line.contains(&db.display().to_string()), "{line}");
+    }
     assert!(err.contains("nofx resume"), "says how to go on: {err}");
     let run = err
         .split_whitespace()

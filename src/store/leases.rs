@@ -195,17 +195,22 @@ impl Store {
                  WHERE holder = $1 RETURNING run_id"
             }
         };
-        with_pool!(self, |p, begin| {
-            let mut tx = p.begin_with(begin).await.map_err(q("begin renew"))?;
-            let ids: Vec<String> = sqlx::query_scalar(sql)
-                .bind(&me.id)
-                .bind(now + ttl_ms)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(q("renew leases"))?;
-            tx.commit().await.map_err(q("commit renew"))?;
-            Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
-        })
+        let renewed: Result<Vec<RunId>, StoreError> = async {
+            with_pool!(self, |p, begin| {
+                let mut tx = p.begin_with(begin).await.map_err(q("begin renew"))?;
+                let ids: Vec<String> = sqlx::query_scalar(sql)
+                    .bind(&me.id)
+                    .bind(now + ttl_ms)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(q("renew leases"))?;
+                tx.commit().await.map_err(q("commit renew"))?;
+                Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
+            })
+        }
+        .await;
+        // A full disk says which file.
+        renewed.map_err(|e| self.named(e))
     }
 
     /// Gives a lease up. The row stays, expired and without a holder, so the fencing token

@@ -288,6 +288,15 @@ impl Writer {
 }
 
 impl Store {
+    /// `e`, when it says a SQLite file cannot take writes (a full disk, a failing device),
+    /// with the file named.
+    pub(crate) fn named(&self, e: StoreError) -> StoreError {
+        match &*self.1 {
+            Writer::Sqlite(w) => w.named(e),
+            Writer::Postgres { .. } => e,
+        }
+    }
+
     /// Writes a batch in one transaction; when this returns `Ok`, every row is committed.
     /// On SQLite the writer thread does it (one message there and back), or for a small
     /// batch of an in-memory store the calling thread; on Postgres it takes three round trips

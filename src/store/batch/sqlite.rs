@@ -171,7 +171,7 @@ impl SqliteWriter {
 
     /// A full disk or a failing device, said with the file it stopped (the writes wait for
     /// the store to take them again).
-    fn named(&self, e: StoreError) -> StoreError {
+    pub(crate) fn named(&self, e: StoreError) -> StoreError {
         match (e, &self.target) {
             (StoreError::Query { what, source }, Target::File(path)) if source.is_unavailable() => {
                 StoreError::Query {
