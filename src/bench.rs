@@ -417,22 +417,13 @@ async fn commits(
         let corr = CorrelationId::generate();
         let now = crate::domain::time::now_ms();
         let mut first = Batch::default();
-        first.new_runs.push(RunRecord {
-            id: run,
-            name: "bench-commit".into(),
-            status: RunStatus::Running,
-            reason: None,
-            correlation_id: corr.clone(),
-            plan: std::sync::Arc::new(Plan::new("bench-commit")),
-            inputs: Map::new(),
-            workspace: tmp.display().to_string(),
-            created_at: now,
-            started_at: Some(now),
-            finished_at: None,
-            deadline_at: None,
-            project: "default".into(),
-            lineage: None,
-        });
+        first.new_runs.push(RunRecord::started(
+            run,
+            "bench-commit",
+            corr.clone(),
+            tmp.display().to_string(),
+            now,
+        ));
         // Held as a runtime holds its runs: every commit checks the run's lease, as each of
         // a runtime's commits does.
         let holder = crate::store::LeaseHolder::this_process();

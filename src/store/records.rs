@@ -36,6 +36,36 @@ pub struct RunRecord {
     pub lineage: Option<Lineage>,
 }
 
+#[cfg(any(test, feature = "cli"))]
+impl RunRecord {
+    /// A run of an empty plan named `name`, started at `now` in `workspace`, in the default
+    /// project: what the store's own benchmark and tests write to have a run to write for.
+    pub(crate) fn started(
+        id: RunId,
+        name: &str,
+        correlation_id: CorrelationId,
+        workspace: String,
+        now: i64,
+    ) -> Self {
+        Self {
+            id,
+            name: name.to_string(),
+            status: RunStatus::Running,
+            reason: None,
+            correlation_id,
+            plan: std::sync::Arc::new(Plan::new(name)),
+            inputs: Map::new(),
+            workspace,
+            created_at: now,
+            started_at: Some(now),
+            finished_at: None,
+            deadline_at: None,
+            project: "default".into(),
+            lineage: None,
+        }
+    }
+}
+
 /// Where a restored or forked run comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lineage {

@@ -634,29 +634,20 @@ mod tests {
         dir: &std::path::Path,
         runs: &[RunId],
     ) -> (crate::store::Store, crate::store::LeaseHolder, Fences) {
-        use crate::domain::{plan::Plan, CorrelationId, RunStatus};
+        use crate::domain::CorrelationId;
         use crate::store::{LeaseHolder, RunRecord, Store};
         let store = Store::sqlite_file(&dir.join("nofx.db")).await.unwrap();
         let now = crate::domain::time::now_ms();
         let holder = LeaseHolder::this_process();
         let mut first = Batch::default();
         for &id in runs {
-            first.new_runs.push(RunRecord {
+            first.new_runs.push(RunRecord::started(
                 id,
-                name: "leases".into(),
-                status: RunStatus::Running,
-                reason: None,
-                correlation_id: CorrelationId::generate(),
-                plan: std::sync::Arc::new(Plan::new("leases")),
-                inputs: Default::default(),
-                workspace: dir.display().to_string(),
-                created_at: now,
-                started_at: Some(now),
-                finished_at: None,
-                deadline_at: None,
-                project: "default".into(),
-                lineage: None,
-            });
+                "leases",
+                CorrelationId::generate(),
+                dir.display().to_string(),
+                now,
+            ));
             first.new_leases.push((id, holder.clone(), now + 60_000));
         }
         store
