@@ -397,8 +397,8 @@ async fn commits(
     store: BenchStore,
     postgres_url: Option<&str>,
 ) -> Result<Report, BenchError> {
-    use crate::domain::event::{self, payload, EventData};
-    use crate::domain::{CorrelationId, Event, RunId};
+    use crate::domain::event::{payload, EventData};
+    use crate::domain::{CorrelationId, RunId};
     use crate::store::{Batch, Fences, RunRecord, Store};
     if n < 1 {
         return Err(BenchError::Input("--tasks must be at least 1".into()));
@@ -443,10 +443,15 @@ async fn commits(
         let started = Instant::now();
         for seq in 1..=n as i64 {
             let mut batch = Batch::default();
-            let at = event::from_ms(crate::domain::time::now_ms());
-            batch
-                .events
-                .push(Event::new(seq, at, run, None, corr.clone(), &data));
+            let at = crate::domain::time::now_ms();
+            batch.events.push(crate::domain::PendingEvent::new(
+                seq,
+                at,
+                run,
+                None,
+                corr.clone(),
+                data.clone(),
+            ));
             let t = Instant::now();
             db.write_fenced(&mut batch, &fences, &mut stale)
                 .await

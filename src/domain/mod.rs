@@ -22,6 +22,7 @@ pub mod tool_call;
 pub use agent::{AgentSpec, Role, DEFAULT_MAX_TURNS};
 pub use approval::ApprovalDecision;
 pub use correlation::{Correlation, CorrelationId};
+pub(crate) use event::PendingEvent;
 pub use event::{Delta, Event, EventData, EventType};
 pub use failure::FailureKind;
 pub use ids::{CheckpointId, RunId, TaskKey, WaitId};

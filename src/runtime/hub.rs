@@ -4,7 +4,7 @@
 //! text (`model.delta`) has channels of its own: it is never stored, so a subscriber that
 //! falls behind simply misses some.
 
-use crate::domain::{Delta, Event, RunId};
+use crate::domain::{Delta, Event, PendingEvent, RunId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -134,23 +134,24 @@ impl EventHub {
     }
 
     /// Publishes committed events (in commit order); channels nobody listens to are dropped.
-    pub fn publish(&self, events: &[Event]) {
+    /// An event is made from its row only for a channel someone listens to.
+    pub(crate) fn publish(&self, events: &[PendingEvent]) {
         if self.all.receiver_count() > 0 {
             for e in events {
-                if e.kind.is_run_level() {
-                    let _ = self.all.send(e.clone());
+                if e.kind().is_run_level() {
+                    let _ = self.all.send(e.event());
                 }
             }
         }
         let ended: Vec<RunId> = events
             .iter()
-            .filter(|e| e.kind.ends_run())
+            .filter(|e| e.kind().ends_run())
             .map(|e| e.run_id)
             .collect();
         if !ended.is_empty() {
             let mut interrupted = lock(&self.interrupted);
             for e in events {
-                if e.kind == crate::domain::EventType::RunInterrupted {
+                if e.kind() == crate::domain::EventType::RunInterrupted {
                     interrupted.insert(e.run_id);
                 }
             }
@@ -163,9 +164,9 @@ impl EventHub {
             drop(deltas);
             let mut ends = lock(&self.ends);
             if !ends.is_empty() {
-                for e in events.iter().filter(|e| e.kind.ends_run()) {
+                for e in events.iter().filter(|e| e.kind().ends_run()) {
                     if let Some(tx) = ends.remove(&e.run_id) {
-                        let _ = tx.send(e.clone());
+                        let _ = tx.send(e.event());
                     }
                 }
             }
@@ -178,7 +179,7 @@ impl EventHub {
             if let Some(tx) = runs.get(&e.run_id) {
                 // After the last event of an execution the channel is dropped; receivers still
                 // get what it holds.
-                if tx.send(e.clone()).is_err() || e.kind.ends_run() {
+                if tx.receiver_count() == 0 || tx.send(e.event()).is_err() || e.kind().ends_run() {
                     runs.remove(&e.run_id);
                 }
             }

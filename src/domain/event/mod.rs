@@ -57,6 +57,13 @@ macro_rules! event_types {
                 v.expect("event payloads have string keys and finite numbers only")
             }
 
+            /// The data as the event log's JSON text, written straight from the payload (the
+            /// same text as `to_value`'s, without building the value first).
+            pub(crate) fn to_text(&self) -> String {
+                let t = match self { $( Self::$variant(p) => serde_json::to_string(p) ),+ };
+                t.expect("event payloads have string keys and finite numbers only")
+            }
+
             /// Reads the data of an event of type `kind`.
             ///
             /// # Errors
@@ -329,6 +336,67 @@ impl Delta {
     }
 }
 
+/// An event on its way to the store. Its data is serialized once, straight from the typed
+/// payload, as the text the store writes; the [`Event`] subscribers receive is made from the
+/// payload only for a run someone listens to ([`PendingEvent::event`]).
+#[derive(Debug, Clone)]
+pub(crate) struct PendingEvent {
+    /// Position in the run's log.
+    pub seq: i64,
+    /// When (ms since the epoch).
+    pub at_ms: i64,
+    /// The run.
+    pub run_id: RunId,
+    /// The task, for task and gate events.
+    pub task_id: Option<TaskKey>,
+    /// The run's correlation id.
+    pub correlation_id: CorrelationId,
+    /// Details, typed.
+    pub data: EventData,
+    /// `data` as the row's JSON text.
+    pub text: String,
+}
+
+impl PendingEvent {
+    /// Event `seq` of `run_id` at `at_ms`, with `data` (which gives its type).
+    pub fn new(
+        seq: i64,
+        at_ms: i64,
+        run_id: RunId,
+        task_id: Option<TaskKey>,
+        correlation_id: CorrelationId,
+        data: EventData,
+    ) -> Self {
+        Self {
+            seq,
+            at_ms,
+            run_id,
+            task_id,
+            correlation_id,
+            text: data.to_text(),
+            data,
+        }
+    }
+
+    /// What happened.
+    pub fn kind(&self) -> EventType {
+        self.data.kind()
+    }
+
+    /// The event as subscribers and the store's readers see it.
+    pub fn event(&self) -> Event {
+        Event {
+            seq: self.seq,
+            kind: self.kind(),
+            at: from_ms(self.at_ms),
+            run_id: self.run_id,
+            task_id: self.task_id.clone(),
+            correlation_id: self.correlation_id.clone(),
+            data: self.data.to_value(),
+        }
+    }
+}
+
 fn rfc3339_ms<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&super::time::text(at))
 }
@@ -364,5 +432,59 @@ mod tests {
         }
         assert_eq!(v["type"], "task.ready");
         assert_eq!(v["at"], "2023-11-14T22:13:20.123Z");
+    }
+
+    /// The text an event's row stores, written straight from the payload, is the text of the
+    /// value subscribers get, and the event made from it is the one `Event::new` makes.
+    #[test]
+    fn pending_event_text_is_the_value_text() {
+        let cases = [
+            (
+                EventType::TaskDelegated,
+                serde_json::json!({"agent": "w1", "attempt": 2, "candidates": [
+                    {"agent": "w0", "score": -3, "inFlight": 4, "available": false, "skipped": "busy"},
+                    {"agent": "w1", "score": 17, "inFlight": 0, "available": true}]}),
+            ),
+            (
+                EventType::RunCreated,
+                serde_json::json!({"name": "p", "tasks": 3, "inputs": {
+                    "z": 1.5e-7, "a": [1, "two", {"k\"ey": null}], "m": "\u{1F600}\n\t"}}),
+            ),
+            (
+                EventType::AgentTurn,
+                serde_json::json!({"loopId": "l1", "agent": "a", "depth": 0, "turn": 3,
+                    "model": "m", "inputTokens": 10, "outputTokens": 2, "cachedTokens": 0,
+                    "cacheWriteTokens": 0, "cost": 0.000123, "toolCalls": [
+                        {"callId": "c1", "tool": "t"}]}),
+            ),
+        ];
+        let run = RunId::new();
+        let corr = CorrelationId::generate();
+        for (kind, data) in cases {
+            let data = EventData::from_value(kind, &data).unwrap();
+            let task = Some(TaskKey::parse("a").unwrap());
+            let pending = PendingEvent::new(
+                7,
+                1_700_000_000_123,
+                run,
+                task.clone(),
+                corr.clone(),
+                data.clone(),
+            );
+            assert_eq!(
+                pending.text,
+                serde_json::to_string(&data.to_value()).unwrap()
+            );
+            let made = Event::new(
+                7,
+                from_ms(1_700_000_000_123),
+                run,
+                task,
+                corr.clone(),
+                &data,
+            );
+            assert_eq!(pending.event(), made);
+            assert_eq!(pending.kind(), kind);
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! validated plan and committed in one transaction, then executed here unless detached.
 
 use crate::domain::event::{payload, EventData};
-use crate::domain::{Event, RunId, RunStatus};
+use crate::domain::{PendingEvent, RunId, RunStatus};
 use crate::runtime::messages::Submit;
 use crate::runtime::run::Start;
 use crate::runtime::workspace::workspace_of;
@@ -41,7 +41,7 @@ fn new_run(
             workspace
         }
     };
-    let now = crate::domain::event::from_ms(crate::domain::time::now_ms());
+    let now = crate::domain::time::now_ms();
     let record = RunRecord {
         id,
         name: plan.plan.name.clone(),
@@ -51,7 +51,7 @@ fn new_run(
         plan: plan.plan.clone(),
         inputs: plan.inputs.clone(),
         workspace: workspace.display().to_string(),
-        created_at: now.timestamp_millis(),
+        created_at: now,
         started_at: None,
         finished_at: None,
         deadline_at: None,
@@ -74,10 +74,18 @@ fn new_run(
         tasks: plan.graph.len(),
         inputs: plan.inputs.clone(),
     });
-    for (n, data) in std::iter::once(&created).chain(&msg.prelude).enumerate() {
-        batch
-            .events
-            .push(Event::new(1 + n as i64, now, id, None, corr.clone(), data));
+    for (n, data) in std::iter::once(created)
+        .chain(msg.prelude.iter().cloned())
+        .enumerate()
+    {
+        batch.events.push(PendingEvent::new(
+            1 + n as i64,
+            now,
+            id,
+            None,
+            corr.clone(),
+            data,
+        ));
     }
     batch.new_runs.push(record.clone());
     batch.template_uses.extend(msg.template.clone());

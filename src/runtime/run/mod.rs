@@ -230,7 +230,7 @@ impl Coordinator {
 
     fn emit(&mut self, task: Option<usize>, data: EventData) {
         let key = task.map(|i| self.state.key(i).clone());
-        self.out.emit(key, &data, now_ms());
+        self.out.emit(key, data, now_ms());
     }
 
     fn write_row(&mut self, i: usize) {

@@ -4,9 +4,9 @@
 //! holds new work back until commits catch up (backpressure on the write path).
 
 use super::state::Task;
-use crate::domain::event::{self, EventData};
+use crate::domain::event::EventData;
 use crate::domain::graph::Task as TaskSpec;
-use crate::domain::{CorrelationId, Event, FailureKind, RunId, TaskKey};
+use crate::domain::{CorrelationId, FailureKind, PendingEvent, RunId, TaskKey};
 use crate::store::{ArtifactRow, Batch, MetricRow, StoredBlob, TaskRow};
 
 /// Rows sent to the persistence actor and not yet committed (plus those queued here) above
@@ -37,11 +37,11 @@ impl Outbox {
     }
 
     /// Logs an event of the run (of `task`, when given).
-    pub fn emit(&mut self, task: Option<TaskKey>, data: &EventData, now: i64) {
+    pub fn emit(&mut self, task: Option<TaskKey>, data: EventData, now: i64) {
         self.seq += 1;
-        self.batch.events.push(Event::new(
+        self.batch.events.push(PendingEvent::new(
             self.seq,
-            event::from_ms(now),
+            now,
             self.run,
             task,
             self.corr.clone(),

@@ -11,7 +11,7 @@ pub(crate) use sqlite::{SqliteWriter, Target};
 use tables::{Cell, Step};
 
 use super::{q, ArtifactRow, MetricRow, RunRecord, RunUpdate, Store, StoreError, TaskRow};
-use crate::domain::{Event, RunId};
+use crate::domain::{PendingEvent, RunId};
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
@@ -36,7 +36,7 @@ pub struct Batch {
     /// Task rows to insert or replace.
     pub tasks: Vec<TaskRow>,
     /// Events to append.
-    pub events: Vec<Event>,
+    pub events: Vec<PendingEvent>,
     /// Metrics rows.
     pub metrics: Vec<MetricRow>,
     /// Artifact rows.

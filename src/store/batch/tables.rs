@@ -264,11 +264,11 @@ pub(crate) fn steps(batch: &Batch, now: i64) -> Vec<Step<'_>> {
         c.extend([
             text(e.run_id.to_string()),
             int(e.seq),
-            text(e.kind.as_str()),
-            int(e.at.timestamp_millis()),
+            text(e.kind().as_str()),
+            int(e.at_ms),
             opt_text(e.task_id.as_ref().map(|t| t.as_str())),
             text(e.correlation_id.as_str()),
-            json(&e.data),
+            text(e.text.as_str()),
         ]);
     });
     insert(&mut s, METRICS, "", &batch.metrics, |m, c| {
