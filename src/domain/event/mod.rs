@@ -385,15 +385,14 @@ impl PendingEvent {
 
     /// The event as subscribers and the store's readers see it.
     pub fn event(&self) -> Event {
-        Event {
-            seq: self.seq,
-            kind: self.kind(),
-            at: from_ms(self.at_ms),
-            run_id: self.run_id,
-            task_id: self.task_id.clone(),
-            correlation_id: self.correlation_id.clone(),
-            data: self.data.to_value(),
-        }
+        Event::new(
+            self.seq,
+            from_ms(self.at_ms),
+            self.run_id,
+            self.task_id.clone(),
+            self.correlation_id.clone(),
+            &self.data,
+        )
     }
 }
 
