@@ -153,6 +153,13 @@ pub mod questions {
 pub mod prp {
     pub use crate::domain::prp::*;
 }
+/// A run's task graph ([`Runtime::graph`]) and its layout for drawing: rank by longest
+/// path, order by barycenter sweeps, wide layers of alike siblings folded into groups (what
+/// the dashboard and `GET /runs/{id}/graph` draw).
+pub mod graph {
+    pub use crate::domain::graph::{Task, TaskGraph};
+    pub use crate::domain::layout::{Layout, GROUP_ABOVE};
+}
 pub(crate) mod redact;
 pub mod retention;
 pub mod runtime;

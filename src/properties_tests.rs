@@ -1,6 +1,6 @@
 //! Property tests over inputs that vary: references, plan graphs, scoring and manifests.
 
-use crate::domain::plan::{validate, PlanError, ToolCatalog};
+use crate::domain::plan::{validate, PlanError};
 use crate::domain::plan::{Complexity, PlanSource};
 use crate::domain::reference::{self, Lookup};
 use crate::runtime::scoring::{score, TaskNeeds};
@@ -8,15 +8,7 @@ use crate::{AgentSpec, Role};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
-struct Tools;
-impl ToolCatalog for Tools {
-    fn check_inputs(&self, tool: &str, _: &Value) -> Option<Vec<(String, String)>> {
-        (tool == "test:echo").then(Vec::new)
-    }
-    fn names(&self) -> Vec<String> {
-        vec!["test:echo".into()]
-    }
-}
+use crate::domain::plan::testing::Echo as Tools;
 
 struct Empty;
 impl Lookup for Empty {

@@ -4,92 +4,11 @@
 
 mod common;
 
+use common::server::Server;
 use common::TestStore;
 use futures::StreamExt;
-use nofx::{RunId, Runtime};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-struct Server {
-    base: String,
-    rt: Runtime,
-    http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Server {
-    async fn start(store: &TestStore) -> Self {
-        let rt = store.runtime().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(nofx::api::serve(
-            rt.clone(),
-            Default::default(),
-            listener,
-            async {
-                let _ = rx.await;
-            },
-        ));
-        Self {
-            base,
-            rt,
-            http: reqwest::Client::new(),
-            stop: Some(tx),
-        }
-    }
-
-    async fn key(&self, project: &str) -> String {
-        self.rt
-            .store()
-            .create_key(project, None, &nofx::store::Scope::ALL)
-            .await
-            .unwrap()
-            .1
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn get(&self, key: &str, path: &str) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, key: &str, path: &str, ctype: &str, body: &str) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(key)
-            .header("content-type", ctype)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn wait(&self, id: &str) {
-        let id: RunId = id.parse().unwrap();
-        self.rt.run(id).await.unwrap().wait().await.unwrap();
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        self.rt.shutdown().await;
-    }
-}
 
 const PLAN: &str = "name: hi\ntasks:\n  - { id: a, tool: test:echo, inputs: { x: 1 } }\n  - { id: b, tool: test:echo, inputs: { y: \"${tasks.a.outputs.x}\" } }\n";
 
@@ -406,6 +325,7 @@ async fn a_service_refuses_commands_its_policy_does_not_allow_and_limits_each_ke
     let base = format!("http://{}", listener.local_addr().unwrap());
     let opts = nofx::api::ApiOptions {
         requests_per_second: std::num::NonZeroU32::new(2).unwrap(),
+        ..Default::default()
     };
     tokio::spawn(nofx::api::serve(
         rt.clone(),
@@ -639,6 +559,7 @@ async fn every_operation_in_openapi_json_exists_on_the_server() {
             let req = match method.as_str() {
                 "get" => s.http.get(&url),
                 "post" => s.http.post(&url).body("{}"),
+                "delete" => s.http.delete(&url),
                 other => panic!("unexpected method {other}"),
             };
             let r = req.bearer_auth(&key).send().await.unwrap();

@@ -3,6 +3,7 @@
 //! is echoed on every response.
 
 use super::error::ApiError;
+use super::session;
 use super::ApiState;
 use crate::domain::CorrelationId;
 use crate::store::Scope;
@@ -76,7 +77,8 @@ pub async fn correlation(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// Requires a live API key.
+/// Requires a live API key: `Authorization: Bearer KEY`, or the dashboard's session cookie
+/// (whose changes must carry its CSRF token).
 pub async fn require_key(State(st): State<ApiState>, mut req: Request, next: Next) -> Response {
     let secret = req
         .headers()
@@ -90,13 +92,49 @@ pub async fn require_key(State(st): State<ApiState>, mut req: Request, next: Nex
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    let Some(secret) = secret else {
-        return unauthorized("send an API key as `Authorization: Bearer KEY` (create one with `nofx keys create --project P`)");
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let found = match (secret, session::cookie_token(req.headers())) {
+        (Some(secret), _) => st
+            .rt
+            .store()
+            .key_by_secret(&secret)
+            .await
+            .map(|k| k.map(|k| (k, None))),
+        (None, Some(token)) => {
+            let token = token.to_string();
+            st.rt.store().session_key(&token).await.map(|k| {
+                k.map(|(k, expires)| (k, Some(session::CookieSession::new(&token, expires))))
+            })
+        }
+        (None, None) => {
+            return unauthorized("send an API key as `Authorization: Bearer KEY` (create one with `nofx keys create --project P`)");
+        }
     };
-    match st.rt.store().key_by_secret(&secret).await {
-        Ok(Some(k)) => {
+    match found {
+        Ok(Some((k, cookie))) => {
             if let Err(not_until) = st.limiter.check_key(&k.id) {
                 return too_many(not_until, "this key is over its request rate");
+            }
+            if let Some(c) = cookie {
+                let reads = matches!(
+                    *req.method(),
+                    axum::http::Method::GET | axum::http::Method::HEAD
+                );
+                if !reads && !c.csrf_ok(req.headers()) {
+                    return ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "csrf",
+                        format!(
+                            "a change made with the session cookie needs the session's CSRF token in `{}` (GET /session gives it)",
+                            session::CSRF_HEADER
+                        ),
+                    )
+                    .into_response();
+                }
+                req.extensions_mut().insert(c);
             }
             // Every change (a POST) needs `submit`; reads need only a live key.
             if req.method() == axum::http::Method::POST && !k.has(Scope::Submit) {
@@ -109,22 +147,22 @@ pub async fn require_key(State(st): State<ApiState>, mut req: Request, next: Nex
             });
             next.run(req).await
         }
-        Ok(None) => {
-            // Guessing keys is slowed down per client address.
-            let client = req
-                .extensions()
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
-            if let Err(not_until) = st.bad_keys.check_key(&client) {
-                return too_many(
-                    not_until,
-                    "too many requests with unknown or revoked keys from this address",
-                );
-            }
-            unauthorized("the API key is unknown or revoked")
-        }
+        Ok(None) => bad_key(&st, client),
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// 401 for an unknown or revoked key or an ended session; guessing is slowed down per client
+/// address (429 past 5 a second).
+pub(crate) fn bad_key(st: &ApiState, client: Option<std::net::SocketAddr>) -> Response {
+    let client = client.map_or_else(|| "unknown".to_string(), |c| c.ip().to_string());
+    if let Err(not_until) = st.bad_keys.check_key(&client) {
+        return too_many(
+            not_until,
+            "too many requests with unknown or revoked keys from this address",
+        );
+    }
+    unauthorized("the API key is unknown or revoked, or the session has ended")
 }
 
 /// 429 with `Retry-After`.

@@ -7,14 +7,17 @@ mod auth;
 mod checkpoints;
 mod error;
 mod extract;
+mod graph;
 mod info;
 mod metrics;
 pub mod openapi;
 mod prps;
 mod questions;
 mod runs;
+mod session;
 mod stream;
 mod templates;
+mod ui;
 
 pub use auth::{Caller, CORRELATION_HEADER};
 pub use error::ApiError;
@@ -41,6 +44,8 @@ pub struct ApiState {
     /// Cancelled when the server begins to shut down: open event streams end then, so the
     /// requests in flight can finish.
     pub closing: tokio_util::sync::CancellationToken,
+    /// Run graphs laid out for drawing, by shape.
+    pub(crate) layouts: std::sync::Arc<graph::Layouts>,
 }
 
 /// Settings of the API.
@@ -48,12 +53,15 @@ pub struct ApiState {
 pub struct ApiOptions {
     /// Requests per second one key may make (and its burst).
     pub requests_per_second: std::num::NonZeroU32,
+    /// Whether the dashboard is served at `/ui/` (and `/` leads to it).
+    pub ui: bool,
 }
 
 impl Default for ApiOptions {
     fn default() -> Self {
         Self {
             requests_per_second: std::num::NonZeroU32::new(50).unwrap_or(std::num::NonZeroU32::MIN),
+            ui: true,
         }
     }
 }
@@ -80,6 +88,7 @@ fn routes(rt: Runtime, opts: ApiOptions, closing: tokio_util::sync::Cancellation
         bad_keys: std::sync::Arc::new(governor::RateLimiter::keyed(BAD_KEY_QUOTA)),
         http: std::sync::Arc::default(),
         closing,
+        layouts: std::sync::Arc::default(),
     };
     let authed = Router::new()
         .route("/runs", post(runs::create).get(runs::list))
@@ -87,6 +96,7 @@ fn routes(rt: Runtime, opts: ApiOptions, closing: tokio_util::sync::Cancellation
         .route("/runs/{id}", get(runs::get))
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/events", get(runs::events))
+        .route("/runs/{id}/graph", get(graph::get))
         .route("/runs/{id}/stream", get(stream::run_stream))
         .route(
             "/runs/{id}/checkpoints",
@@ -112,17 +122,19 @@ fn routes(rt: Runtime, opts: ApiOptions, closing: tokio_util::sync::Cancellation
         .route("/agents", get(info::agents))
         .route("/analytics/usage", get(info::usage))
         .route("/metrics", get(metrics::metrics))
+        .route("/session", get(session::get).delete(session::delete))
         .route_layer(axum::middleware::from_fn_with_state(
             st.clone(),
             auth::require_key,
         ));
-    Router::new()
-        .route("/health", get(health))
+    let app = if opts.ui { ui::routes() } else { Router::new() };
+    app.route("/health", get(health))
         .route("/ready", get(info::ready))
         .route(
             "/openapi.json",
             get(|| async { axum::Json(openapi::document()) }),
         )
+        .route("/session", post(session::create))
         .merge(authed)
         .route_layer(axum::middleware::from_fn_with_state(
             st.clone(),
@@ -132,6 +144,7 @@ fn routes(rt: Runtime, opts: ApiOptions, closing: tokio_util::sync::Cancellation
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(auth::correlation))
+        .layer(axum::middleware::from_fn(ui::headers))
         .with_state(st)
 }
 

@@ -15,6 +15,7 @@ pub const OPERATIONS: &[(&str, &str, &str, bool, u16)] = &[
     ("get", "/runs/{id}", "A run: status, tasks, outputs, cost, eventSeq", true, 200),
     ("post", "/runs/{id}/cancel", "Cancel a run", true, 202),
     ("get", "/runs/{id}/events", "A run's events after a seq", true, 200),
+    ("get", "/runs/{id}/graph", "A run's task graph laid out for drawing: nodes {id, status, rank, order, group, parent}, groups {id, size, counts}, edges [from, to] as node indices", true, 200),
     ("get", "/runs/{id}/stream", "A run's events as Server-Sent Events (Last-Event-ID resumes)", true, 200),
     ("get", "/runs/{id}/artifacts", "A run's artifacts", true, 200),
     ("post", "/runs/{id}/checkpoints", "Checkpoint a run (succeeded tasks, outputs, artifacts, workspace manifest)", true, 201),
@@ -38,6 +39,9 @@ pub const OPERATIONS: &[(&str, &str, &str, bool, u16)] = &[
     ("get", "/agents", "Agents with limits and live load", true, 200),
     ("get", "/analytics/usage", "Model usage and cost of the project (startDate, endDate, groupBy)", true, 200),
     ("get", "/metrics", "Prometheus metrics", true, 200),
+    ("post", "/session", "Log in the dashboard: {key} sets an HttpOnly session cookie the API accepts like a key; answers the project, scopes, csrf token and expiry", false, 201),
+    ("get", "/session", "Who the caller is; with the session cookie, the csrf token its changes carry in X-Nofx-Csrf", true, 200),
+    ("delete", "/session", "Log out: ends the cookie's session and clears the cookie", true, 200),
 ];
 
 /// The document.
@@ -69,7 +73,7 @@ pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "nofx", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "The HTTP API of `nofx serve`. Every operation but /health, /ready and /openapi.json needs `Authorization: Bearer KEY`; a key sees only its project."},
+                 "description": "The HTTP API of `nofx serve`. Every operation but /health, /ready, /openapi.json and POST /session needs `Authorization: Bearer KEY` or the dashboard's session cookie (whose changes carry `X-Nofx-Csrf`); a key sees only its project."},
         "components": {
             "securitySchemes": {"key": {"type": "http", "scheme": "bearer"}},
             "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}}

@@ -18,6 +18,9 @@ pub struct ServeArgs {
     /// Requests per second each API key may make (and its burst).
     #[arg(long, default_value_t = 50, value_name = "N")]
     rate_limit: u32,
+    /// Do not serve the dashboard (`/ui/`).
+    #[arg(long)]
+    no_ui: bool,
 }
 
 async fn stop_signal() {
@@ -61,6 +64,7 @@ pub async fn serve(g: &Global, a: ServeArgs) -> CliResult {
     let opts = ServiceOptions {
         api: crate::api::ApiOptions {
             requests_per_second: rate,
+            ui: !a.no_ui,
         },
         grace: Duration::from_secs_f64(a.grace),
         retention: Some(retention),

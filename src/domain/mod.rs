@@ -8,6 +8,7 @@ pub mod event;
 pub mod failure;
 pub mod graph;
 pub mod ids;
+pub mod layout;
 pub mod nesting;
 pub mod plan;
 pub mod prp;

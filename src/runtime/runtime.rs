@@ -190,6 +190,19 @@ impl Runtime {
         &self.inner.shared.tools
     }
 
+    /// The task graph of run `run` as it stands: its plan's tasks and the subtasks of the
+    /// decompositions made so far (what [`crate::domain::layout::Layout`] draws).
+    ///
+    /// # Errors
+    /// An unknown run, store failures, a stored plan that no longer validates against this
+    /// runtime's tools and agents.
+    pub async fn graph(&self, run: RunId) -> Result<crate::domain::graph::TaskGraph, RuntimeError> {
+        let shared = &self.inner.shared;
+        let record = shared.store.run(run).await?;
+        let decompositions = shared.store.decompositions(run).await?;
+        node::rebuild(shared, &record, decompositions).map(|p| p.graph)
+    }
+
     /// The data directory (absolute).
     pub fn data_dir(&self) -> &Path {
         &self.inner.shared.data_dir

@@ -209,7 +209,7 @@ impl Store {
     }
 }
 
-fn key_from_row<R: Row>(r: &R) -> Result<KeyRecord, StoreError>
+pub(super) fn key_from_row<R: Row>(r: &R) -> Result<KeyRecord, StoreError>
 where
     for<'a> &'a str: sqlx::ColumnIndex<R>,
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,

@@ -22,6 +22,7 @@ mod nodes;
 mod prps;
 mod records;
 mod runs;
+mod sessions;
 mod snapshots;
 mod stats;
 mod templates;

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod llm;
+#[cfg(feature = "server")]
+pub mod server;
 
 use nofx::plan::{Format, PlanSource};
 use nofx::{Event, Runtime, RuntimeBuilder};

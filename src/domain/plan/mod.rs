@@ -16,6 +16,36 @@ pub use error::{PlanError, PlanErrors, PlanIssue};
 pub use source::{Format, PlanSource, PlanSyntaxError};
 pub use validate::{inputs_from_text, placeholder_inputs, validate, ToolCatalog, ValidatedPlan};
 
+/// What unit tests check plans with: a catalog of the one tool `test:echo`, and the graph of
+/// a plan in YAML.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{validate, Format, PlanSource, ToolCatalog};
+    use crate::domain::graph::TaskGraph;
+    use crate::domain::{AgentSpec, Role};
+    use serde_json::Value;
+
+    /// Knows `test:echo`, whose inputs are anything.
+    pub struct Echo;
+    impl ToolCatalog for Echo {
+        fn check_inputs(&self, tool: &str, _: &Value) -> Option<Vec<(String, String)>> {
+            (tool == "test:echo").then(Vec::new)
+        }
+        fn names(&self) -> Vec<String> {
+            vec!["test:echo".into()]
+        }
+    }
+
+    /// The graph of `yaml`, validated with [`Echo`] and one worker.
+    pub fn graph(yaml: &str) -> TaskGraph {
+        let src = PlanSource::parse(yaml, Format::Yaml, None).expect("the test's plan parses");
+        let agents = [AgentSpec::new("w", Role::Worker)];
+        validate(&src, &serde_json::Map::new(), &Echo, &agents)
+            .expect("the test's plan is valid")
+            .graph
+    }
+}
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

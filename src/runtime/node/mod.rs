@@ -182,7 +182,17 @@ async fn load_for_resume(
     let rows = shared.store.tasks(run).await?;
     let last_seq = shared.store.last_seq(run).await?;
     let decompositions = shared.store.decompositions(run).await?;
-    let plan = plan::validate(
+    let plan = rebuild(&shared, &record, decompositions);
+    Ok((record, rows, last_seq, plan))
+}
+
+/// A run's plan validated again, its graph grown by the decompositions it made so far.
+pub(crate) fn rebuild(
+    shared: &Shared,
+    record: &RunRecord,
+    decompositions: Vec<crate::store::DecompositionRow>,
+) -> Result<ValidatedPlan, RuntimeError> {
+    plan::validate(
         &PlanSource::from_plan(record.plan.clone()),
         &record.inputs,
         &shared.tools,
@@ -192,8 +202,7 @@ async fn load_for_resume(
     .and_then(|mut p| {
         super::run::replay(&mut p.graph, decompositions)?;
         Ok(p)
-    });
-    Ok((record, rows, last_seq, plan))
+    })
 }
 
 /// What the asynchronous part of a resume found.

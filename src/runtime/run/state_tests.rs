@@ -1,27 +1,14 @@
 //! Tests of the run's pure state: one for every transition.
 
 use super::*;
-use crate::domain::plan::{validate, ToolCatalog};
-use crate::domain::plan::{Format, PlanSource};
-use crate::domain::{AgentSpec, Role, RunId};
+use crate::domain::plan::testing::graph;
+use crate::domain::RunId;
 use serde_json::json;
-
-struct Echo;
-impl ToolCatalog for Echo {
-    fn check_inputs(&self, _: &str, _: &Value) -> Option<Vec<(String, String)>> {
-        Some(vec![])
-    }
-    fn names(&self) -> Vec<String> {
-        vec!["test:echo".into()]
-    }
-}
 
 /// A diamond a → (b, c) → d, then e after d; b retries once.
 fn diamond_graph() -> Arc<TaskGraph> {
     let text = "name: d\ntasks:\n  - { id: a, tool: test:echo }\n  - { id: b, tool: test:echo, depends_on: [a], retry: { max: 1, backoff_ms: 7 } }\n  - { id: c, tool: test:echo, depends_on: [a] }\n  - { id: d, tool: test:echo, depends_on: [b, c] }\n  - { id: e, tool: test:echo, depends_on: [d] }\n";
-    let src = PlanSource::parse(text, Format::Yaml, None).unwrap();
-    let agents = [AgentSpec::new("w", Role::Worker)];
-    Arc::new(validate(&src, &Map::new(), &Echo, &agents).unwrap().graph)
+    Arc::new(graph(text))
 }
 
 fn diamond() -> RunState {
@@ -313,12 +300,7 @@ fn illegal_moves_change_nothing() {
 /// a → b → c, and `undo` (run_if: failed) after b and c.
 fn with_undo() -> RunState {
     let text = "name: u\ntasks:\n  - { id: a, tool: test:echo }\n  - { id: b, tool: test:echo, depends_on: [a] }\n  - { id: c, tool: test:echo, depends_on: [b] }\n  - { id: undo, tool: test:echo, depends_on: [b, c], run_if: failed }\n";
-    let src = PlanSource::parse(text, Format::Yaml, None).unwrap();
-    let agents = [AgentSpec::new("w", Role::Worker)];
-    RunState::new(
-        Arc::new(validate(&src, &Map::new(), &Echo, &agents).unwrap().graph),
-        &[],
-    )
+    RunState::new(Arc::new(graph(text)), &[])
 }
 
 #[test]

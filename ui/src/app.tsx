@@ -1,0 +1,45 @@
+import { session, logout } from "./lib/api";
+import { path, onLink, href } from "./lib/router";
+import { Login } from "./pages/Login";
+import { Runs } from "./pages/Runs";
+import { RunPage } from "./pages/Run";
+import { NewRun } from "./pages/NewRun";
+
+export function App() {
+  const s = session.value;
+  if (s === undefined) return <p class="loading" role="status">Loading…</p>;
+  if (s === null) return <Login />;
+  const p = path.value;
+  const run = /^\/runs\/([0-9a-f-]{36})$/.exec(p);
+  let page;
+  if (run) page = <RunPage id={run[1]} key={run[1]} />;
+  else if (p === "/new") page = <NewRun />;
+  else page = <Runs />;
+  return (
+    <>
+      <a class="skip" href="#main">
+        Skip to content
+      </a>
+      <header class="top">
+        <a class="brand" href={href("/")} onClick={(e) => onLink(e, "/")}>
+          nofx
+        </a>
+        <nav aria-label="Main">
+          <a href={href("/")} onClick={(e) => onLink(e, "/")} aria-current={p === "/" ? "page" : undefined}>
+            Runs
+          </a>
+          <a href={href("/new")} onClick={(e) => onLink(e, "/new")} aria-current={p === "/new" ? "page" : undefined}>
+            New run
+          </a>
+        </nav>
+        <span class="who">
+          project <strong>{s.project}</strong>
+        </span>
+        <button type="button" onClick={() => void logout()}>
+          Log out
+        </button>
+      </header>
+      <main id="main">{page}</main>
+    </>
+  );
+}
