@@ -184,10 +184,10 @@ fn ordering(
     for layer in &layers {
         place(layer, &mut pos);
     }
-    // Members of a group sort as one: by the group's first task.
+    // Members of a group sort as one, after the single tasks they tie with.
     let unit = |i: usize| match group[i] {
-        Some(g) => (0, g as usize),
-        None => (1, i),
+        Some(g) => (1, g as usize),
+        None => (0, i),
     };
     let mut key = vec![0f64; n];
     for _ in 0..SWEEPS {

@@ -1,0 +1,193 @@
+// The dashboard in headless Chromium against a real `nofx serve`: login, submitting and
+// watching a run, a failed gate's reason, cancelling, a dropped stream resumed, a revoked
+// key, another project's run, the CSRF rule, and a 10,000-task run's graph.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { startServer, CHROMIUM } from "./server.mjs";
+
+let server;
+let browser;
+let key;
+
+before(async () => {
+  server = await startServer();
+  key = server.key("acme");
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** A logged-in page, with every page error collected. */
+async function loggedIn(k = key) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, timezoneId: "UTC", reducedMotion: "reduce" });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(server.base + "/");
+  await page.getByLabel("API key").fill(k);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByRole("heading", { name: "Runs" }).waitFor();
+  return { page, context, errors };
+}
+
+async function submit(body, type = "application/yaml", k = key) {
+  const r = await server.api(k, "POST", "/runs", body, type);
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  return r.body.id;
+}
+
+test("a wrong key says so; the right one opens the runs, and the key is in no storage or URL", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(server.base + "/");
+  await page.getByLabel("API key").fill("nofx_not_a_key");
+  await page.getByRole("button", { name: "Log in" }).click();
+  assert.match(await page.getByRole("alert").textContent(), /unknown or revoked/);
+  await page.getByLabel("API key").fill(key);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByRole("heading", { name: "Runs" }).waitFor();
+  const stored = await page.evaluate(() => JSON.stringify([{ ...localStorage }, { ...sessionStorage }, document.cookie, location.href]));
+  assert.ok(!stored.includes(key), stored);
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === "nofx_session");
+  assert.ok(session && session.httpOnly && session.sameSite === "Strict", JSON.stringify(cookies));
+  await context.close();
+});
+
+test("a plan submitted from the page runs and is watched to success", async () => {
+  const { page, context, errors } = await loggedIn();
+  await page.getByRole("link", { name: "New run" }).click();
+  await page.getByRole("textbox", { name: "Plan" }).fill("name: watched\ntasks:\n  - { id: a, tool: test:echo, inputs: { x: 1 } }\n  - { id: b, tool: test:echo, depends_on: [a] }\n");
+  await page.getByRole("button", { name: "Submit" }).click();
+  await page.getByRole("heading", { name: /watched/ }).waitFor();
+  await page.getByRole("heading", { name: /succeeded/ }).waitFor();
+  await page.getByText("2/2 done").waitFor();
+  const id = page.url().split("/").pop();
+  const doc = (await server.api(key, "GET", `/runs/${id}`)).body;
+  assert.equal(doc.status, "succeeded");
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("a refused plan shows each problem at its task", async () => {
+  const { page, context } = await loggedIn();
+  await page.getByRole("link", { name: "New run" }).click();
+  await page.getByRole("textbox", { name: "Plan" }).fill("name: bad\ntasks:\n  - { id: a, tool: no-such-tool }\n  - { id: b, tool: test:echo, depends_on: [zzz] }\n");
+  await page.getByRole("button", { name: "Submit" }).click();
+  const alert = page.getByRole("alert");
+  await alert.waitFor();
+  const text = await alert.textContent();
+  assert.match(text, /task a/);
+  assert.match(text, /task b/);
+  await context.close();
+});
+
+test("a failed gate shows its reason", async () => {
+  const id = await submit("name: gated\ntasks:\n  - { id: a, tool: test:echo, inputs: { x: abc }, gates: [ { kind: pattern, output: x, regex: \"^[0-9]+$\" } ] }\n");
+  await server.until(key, id, ["failed"]);
+  const { page, context } = await loggedIn();
+  await page.goto(`${server.base}/ui/runs/${id}`);
+  await page.getByRole("heading", { name: /failed/ }).waitFor();
+  await page.getByRole("tab", { name: "Tasks" }).click();
+  const row = page.getByRole("row").filter({ hasText: "a" }).last();
+  assert.match(await row.textContent(), /failed/);
+  assert.match(await row.textContent(), /\^\[0-9\]\+\$|pattern/);
+  await context.close();
+});
+
+test("cancelling asks first, then the run ends cancelled", async () => {
+  const id = await submit("name: held\ntasks:\n  - { id: a, tool: test:echo, gates: [ { kind: manual } ] }\n  - { id: b, tool: test:echo, depends_on: [a] }\n");
+  await server.until(key, id, ["waiting"]);
+  const { page, context } = await loggedIn();
+  await page.goto(`${server.base}/ui/runs/${id}`);
+  await page.getByRole("heading", { name: /waiting/ }).waitFor();
+  await page.getByRole("button", { name: "Cancel run…" }).click();
+  await page.getByRole("button", { name: "Keep running" }).click();
+  assert.equal((await server.api(key, "GET", `/runs/${id}`)).body.status, "waiting");
+  await page.getByRole("button", { name: "Cancel run…" }).click();
+  await page.getByRole("button", { name: "Cancel run", exact: true }).click();
+  await page.getByRole("heading", { name: /cancelled/ }).waitFor();
+  await context.close();
+});
+
+test("a stream dropped mid-run resumes where it stopped", async () => {
+  const id = await submit("name: resumed\ntasks:\n  - { id: a, tool: test:echo, gates: [ { kind: manual } ] }\n  - { id: b, tool: test:echo, depends_on: [a] }\n");
+  await server.until(key, id, ["waiting"]);
+  const { page, context, errors } = await loggedIn();
+  await page.goto(`${server.base}/ui/runs/${id}`);
+  await page.getByText("● live").waitFor();
+  // The server goes away (its streams close); the run is decided meanwhile; it comes back.
+  await server.restart(async () => {
+    await page.getByText("○ reconnecting…").waitFor();
+    server.cli("approve", id, "a", "--as", "alice");
+  });
+  await page.getByRole("heading", { name: /succeeded/ }).waitFor({ timeout: 30_000 });
+  await page.getByRole("tab", { name: "Events" }).click();
+  const seqs = await page.locator("ol.events li span.dim:first-child").allTextContents();
+  const nums = seqs.map((s) => Number(s.slice(1)));
+  const doc = (await server.api(key, "GET", `/runs/${id}`)).body;
+  assert.equal(doc.status, "succeeded");
+  assert.deepEqual(nums, Array.from({ length: doc.eventSeq }, (_, i) => i + 1), "every event once, in order");
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("a revoked key sends the page to login", async () => {
+  const k = server.key("acme");
+  const { page, context } = await loggedIn(k);
+  server.revoke(k);
+  await page.getByRole("link", { name: "New run" }).click();
+  await page.getByRole("button", { name: "Submit" }).click();
+  await page.getByLabel("API key").waitFor();
+  await context.close();
+});
+
+test("another project's run is not found", async () => {
+  const theirs = server.key("globex");
+  const id = await submit("name: theirs\ntasks:\n  - { id: a, tool: test:echo }\n", "application/yaml", theirs);
+  const { page, context } = await loggedIn();
+  await page.goto(`${server.base}/ui/runs/${id}`);
+  assert.match(await page.getByRole("alert").textContent(), /No run .* in this project/);
+  await context.close();
+});
+
+test("a change without the CSRF token is refused", async () => {
+  const { page, context } = await loggedIn();
+  const status = await page.evaluate(async () => {
+    const r = await fetch("/runs", { method: "POST", headers: { "content-type": "application/yaml" }, body: "name: x\ntasks:\n  - { id: a, tool: test:echo }\n" });
+    return r.status;
+  });
+  assert.equal(status, 403);
+  await context.close();
+});
+
+test("a 10,000-task run's graph opens and pans", async () => {
+  let plan = "name: wide\ntasks:\n  - { id: root, tool: test:echo }\n";
+  for (let i = 0; i < 10_000; i++) plan += `  - { id: w${i}, tool: test:echo, depends_on: [root] }\n`;
+  plan += "  - { id: join, tool: test:echo, depends_on: [" + Array.from({ length: 10_000 }, (_, i) => `w${i}`).join(", ") + "] }\n";
+  const id = await submit(plan);
+  await server.until(key, id, ["succeeded"], 120_000);
+  const { page, context, errors } = await loggedIn();
+  const t0 = Date.now();
+  await page.goto(`${server.base}/ui/runs/${id}`);
+  await page.getByText("10002 tasks").waitFor({ timeout: 30_000 });
+  const opened = Date.now() - t0;
+  const canvas = page.locator("canvas");
+  const box = await canvas.boundingBox();
+  await page.mouse.move(box.x + 300, box.y + 200);
+  await page.mouse.down();
+  await page.mouse.move(box.x + 100, box.y + 150, { steps: 10 });
+  await page.mouse.up();
+  await page.mouse.wheel(0, 400);
+  await canvas.focus();
+  await page.keyboard.press("ArrowRight");
+  await page.keyboard.press("Enter");
+  assert.deepEqual(errors, []);
+  console.log(`10,000-task graph opened in ${opened} ms`);
+  await context.close();
+});
