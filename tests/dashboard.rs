@@ -246,3 +246,44 @@ fn serve_without_the_ui_serves_the_api_only() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+both_stores! {
+    async fn the_approvals_waiting_in_a_project_are_listed_until_decided_or_their_run_ends(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        let other = s.key("globex").await;
+        let gated = "name: g\ntasks:\n  - { id: deploy, tool: test:echo, gates: [ { kind: manual, approvers: [alice] } ] }\n";
+        let mut ids = Vec::new();
+        for k in [&key, &key, &other] {
+            let (st, run) = s.post(k, "/runs", "application/yaml", gated).await;
+            assert_eq!(st, StatusCode::CREATED, "{run}");
+            let id = run["id"].as_str().unwrap().to_string();
+            let handle = s.rt.run(id.parse().unwrap()).await.unwrap();
+            common::until(std::time::Duration::from_secs(30), || {
+                let h = handle.clone();
+                async move { h.status().await.unwrap() == nofx::RunStatus::Waiting }
+            })
+            .await;
+            ids.push(id);
+        }
+        let listed = |v: &Value| -> Vec<String> {
+            v["approvals"].as_array().unwrap().iter().map(|a| a["runId"].as_str().unwrap().to_string()).collect()
+        };
+        let (st, a) = s.get(&key, "/approvals").await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(listed(&a), ids[..2].to_vec(), "the key's project only, oldest first");
+        assert_eq!(a["approvals"][0]["taskId"], "deploy");
+        assert_eq!(a["approvals"][0]["approvers"], json!(["alice"]));
+        // Decided, or its run cancelled: no longer waiting on anyone.
+        let (st, _) = s.post(&key, &format!("/runs/{}/tasks/deploy/approval", ids[0]), "application/json", r#"{"decision": "approve", "by": "alice"}"#).await;
+        assert_eq!(st, StatusCode::OK);
+        let (st, _) = s.post(&key, &format!("/runs/{}/cancel", ids[1]), "application/json", "{}").await;
+        assert_eq!(st, StatusCode::ACCEPTED);
+        s.wait(&ids[1]).await;
+        let (_, a) = s.get(&key, "/approvals").await;
+        assert_eq!(listed(&a), Vec::<String>::new());
+        let (_, a) = s.get(&other, "/approvals").await;
+        assert_eq!(listed(&a), ids[2..].to_vec());
+        s.stop().await;
+    }
+}

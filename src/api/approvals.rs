@@ -47,3 +47,23 @@ pub async fn decide(
     };
     Ok(Json(st.rt.decide(r.id, &task, decision).await?))
 }
+
+/// Approvals listed at most.
+const MAX_LISTED: i64 = 500;
+
+/// `GET /approvals`: `{approvals}`, the undecided manual approvals of every run of the key's
+/// project, oldest first (each a wait: run, task, attempt, approvers, deadline).
+///
+/// # Errors
+/// Store failures.
+pub async fn open(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let list = st
+        .rt
+        .store()
+        .open_approvals(&caller.project, MAX_LISTED)
+        .await?;
+    Ok(Json(serde_json::json!({ "approvals": list })))
+}

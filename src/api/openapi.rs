@@ -22,6 +22,7 @@ pub const OPERATIONS: &[(&str, &str, &str, bool, u16)] = &[
     ("get", "/runs/{id}/checkpoints", "A run's checkpoints", true, 200),
     ("post", "/checkpoints/{id}/restore", "Start a new run from a checkpoint (restored tasks are not run again)", true, 201),
     ("post", "/runs/{id}/tasks/{task}/approval", "Approve or reject a task waiting at a manual gate (409 not waiting, 403 not an approver)", true, 200),
+    ("get", "/approvals", "The project's manual approvals waiting for a decision, oldest first (run, task, approvers, deadline)", true, 200),
     ("get", "/runs/{id}/questions", "A run's typed questions, oldest first (status: pending, answered, skipped, no_default)", true, 200),
     ("post", "/runs/{id}/questions/{q}/answer", "Answer a question: {value} or {idk: true} (422 a rule broken, 409 answered already)", true, 200),
     ("get", "/questions", "The project's typed questions, oldest first (status)", true, 200),

@@ -286,6 +286,25 @@ impl Store {
             .await
     }
 
+    /// The undecided approvals of every unfinished run of `project` (a run that ended waits
+    /// for nobody), oldest first; at most `limit`.
+    ///
+    /// # Errors
+    /// Query failures.
+    pub async fn open_approvals(
+        &self,
+        project: &str,
+        limit: i64,
+    ) -> Result<Vec<WaitRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM waits WHERE run_id IN (SELECT id FROM runs WHERE project = $1 \
+             AND status IN ('pending', 'running', 'waiting')) \
+             AND kind = 'approval' AND decided_at IS NULL ORDER BY requested_at, id LIMIT {}",
+            limit.max(0)
+        );
+        self.wait_rows(&sql, &[project], "list approvals").await
+    }
+
     /// Questions of one run (`run`) or of every run of `project`, oldest first, optionally
     /// of one status; at most `limit`.
     ///

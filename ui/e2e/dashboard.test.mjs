@@ -137,6 +137,40 @@ test("a stream dropped mid-run resumes where it stopped", async () => {
   await context.close();
 });
 
+test("approvals are decided by keyboard alone: one approved, one rejected with a reason", async () => {
+  const gated = (name) => `name: ${name}\ntasks:\n  - { id: deploy, tool: test:echo, gates: [ { kind: manual, approvers: [alice] } ] }\n`;
+  const first = await submit(gated("first"));
+  await server.until(key, first, ["waiting"]);
+  const second = await submit(gated("second"));
+  await server.until(key, second, ["waiting"]);
+  const { page, context } = await loggedIn();
+  await page.goto(`${server.base}/ui/waiting`);
+  await page.getByRole("heading", { name: "Approvals (2)" }).waitFor();
+  // From the name field on, only keys.
+  await page.getByLabel("Decide as").focus();
+  await page.keyboard.type("alice");
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Tab"); // the first card's run link, then its reason
+  await page.keyboard.type("looks good");
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter"); // Approve
+  await page.getByRole("status").filter({ hasText: "deploy: approved." }).waitFor();
+  await server.until(key, first, ["succeeded"]);
+  await page.getByRole("heading", { name: "Approvals (1)" }).waitFor();
+  await page.getByLabel("Decide as").focus();
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("not today");
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter"); // Reject
+  await page.getByRole("status").filter({ hasText: "deploy: rejected." }).waitFor();
+  const run = await server.until(key, second, ["failed"]);
+  assert.match(JSON.stringify(run.tasks), /not today/);
+  await page.getByRole("heading", { name: "Approvals (0)" }).waitFor();
+  await context.close();
+});
+
 test("a revoked key sends the page to login", async () => {
   const k = server.key("acme");
   const { page, context } = await loggedIn(k);

@@ -4,6 +4,7 @@ import { Login } from "./pages/Login";
 import { Runs } from "./pages/Runs";
 import { RunPage } from "./pages/Run";
 import { NewRun } from "./pages/NewRun";
+import { Waiting } from "./pages/Waiting";
 
 export function App() {
   const s = session.value;
@@ -14,6 +15,7 @@ export function App() {
   let page;
   if (run) page = <RunPage id={run[1]} key={run[1]} />;
   else if (p === "/new") page = <NewRun />;
+  else if (p === "/waiting") page = <Waiting />;
   else page = <Runs />;
   return (
     <>
@@ -30,6 +32,9 @@ export function App() {
           </a>
           <a href={href("/new")} onClick={(e) => onLink(e, "/new")} aria-current={p === "/new" ? "page" : undefined}>
             New run
+          </a>
+          <a href={href("/waiting")} onClick={(e) => onLink(e, "/waiting")} aria-current={p === "/waiting" ? "page" : undefined}>
+            Approvals
           </a>
         </nav>
         <span class="who">
