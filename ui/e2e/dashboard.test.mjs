@@ -225,3 +225,48 @@ test("a 10,000-task run's graph opens and pans", async () => {
   console.log(`10,000-task graph opened in ${opened} ms`);
   await context.close();
 });
+
+test("no page has a serious or critical accessibility violation, light or dark", async () => {
+  const id = await submit("name: a11y\ntasks:\n  - { id: a, tool: test:echo }\n  - { id: b, tool: test:echo, depends_on: [a], gates: [ { kind: manual } ] }\n");
+  await server.until(key, id, ["waiting"]);
+  const axe = new URL("../node_modules/axe-core/axe.min.js", import.meta.url).pathname;
+  const found = [];
+  for (const colorScheme of ["light", "dark"]) {
+    // axe is injected as a script of the test's own: the page's policy allows none inline.
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme, bypassCSP: true });
+    const page = await context.newPage();
+    const check = async (what) => {
+      await page.addScriptTag({ path: axe });
+      const result = await page.evaluate(() =>
+        window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] }),
+      );
+      for (const v of result.violations) {
+        if (v.impact === "serious" || v.impact === "critical") {
+          found.push(`${colorScheme} ${what}: ${v.id} (${v.impact}) ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")}`);
+        }
+      }
+    };
+    await page.goto(server.base + "/");
+    await page.getByLabel("API key").waitFor();
+    await check("login");
+    await page.getByLabel("API key").fill(key);
+    await page.getByRole("button", { name: "Log in" }).click();
+    await page.getByRole("heading", { name: "Runs" }).waitFor();
+    await page.getByRole("cell", { name: /a11y/ }).first().waitFor();
+    await check("runs");
+    await page.getByRole("link", { name: "New run" }).click();
+    await check("new run");
+    await page.getByRole("link", { name: "Approvals" }).click();
+    await page.getByRole("heading", { name: /Approvals \(/ }).waitFor();
+    await check("approvals");
+    await page.goto(`${server.base}/ui/runs/${id}`);
+    await page.getByText(/tasks · drag/).waitFor();
+    await check("run graph");
+    await page.getByRole("tab", { name: "Tasks" }).click();
+    await check("run tasks");
+    await page.getByRole("tab", { name: "Events" }).click();
+    await check("run events");
+    await context.close();
+  }
+  assert.deepEqual(found, []);
+});
