@@ -171,6 +171,35 @@ test("approvals are decided by keyboard alone: one approved, one rejected with a
   await context.close();
 });
 
+test("a template is started from a form of its inputs; agents and usage show", async () => {
+  const tpl = {
+    id: "greet",
+    name: "Greeting",
+    description: "Says hello",
+    category: "examples",
+    plan: { name: "greet", inputs: { who: { type: "string", description: "Whom to greet" }, times: { type: "integer", default: 2 } }, tasks: [{ id: "say", tool: "test:echo", inputs: { who: "${inputs.who}", times: "${inputs.times}" } }] },
+  };
+  const made = await server.api(key, "POST", "/templates", tpl);
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  const { page, context, errors } = await loggedIn();
+  await page.getByRole("link", { name: "Templates" }).click();
+  await page.getByRole("heading", { name: "Greeting" }).waitFor();
+  await page.getByRole("button", { name: "Use…" }).click();
+  await page.getByLabel(/^who/).fill("ada");
+  await page.getByLabel(/^times/).fill("3");
+  await page.getByRole("button", { name: "Start run" }).click();
+  await page.getByRole("heading", { name: /greet .*succeeded/ }).waitFor();
+  const id = page.url().split("/").pop();
+  const doc = (await server.api(key, "GET", `/runs/${id}`)).body;
+  assert.deepEqual(doc.tasks[0].outputs, { who: "ada", times: 3 });
+  await page.getByRole("link", { name: "Agents" }).click();
+  await page.getByRole("row", { name: /^worker worker/ }).waitFor();
+  await page.getByRole("link", { name: "Usage" }).click();
+  await page.getByText("Tasks", { exact: true }).first().waitFor();
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test("a revoked key sends the page to login", async () => {
   const k = server.key("acme");
   const { page, context } = await loggedIn(k);
@@ -259,6 +288,11 @@ test("no page has a serious or critical accessibility violation, light or dark",
     await page.getByRole("link", { name: "Approvals" }).click();
     await page.getByRole("heading", { name: /Approvals \(/ }).waitFor();
     await check("approvals");
+    for (const [link, ready] of [["Templates", "Templates"], ["Agents", "Agents"], ["Usage", "Usage"]]) {
+      await page.getByRole("link", { name: link }).click();
+      await page.getByRole("heading", { name: ready, exact: true }).waitFor();
+      await check(link.toLowerCase());
+    }
     await page.goto(`${server.base}/ui/runs/${id}`);
     await page.getByText(/tasks · drag/).waitFor();
     await check("run graph");

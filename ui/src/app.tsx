@@ -5,6 +5,18 @@ import { Runs } from "./pages/Runs";
 import { RunPage } from "./pages/Run";
 import { NewRun } from "./pages/NewRun";
 import { Waiting } from "./pages/Waiting";
+import { Templates } from "./pages/Templates";
+import { AgentsPage } from "./pages/Agents";
+import { UsagePage } from "./pages/Usage";
+
+const NAV: [string, string][] = [
+  ["/", "Runs"],
+  ["/new", "New run"],
+  ["/waiting", "Approvals"],
+  ["/templates", "Templates"],
+  ["/agents", "Agents"],
+  ["/usage", "Usage"],
+];
 
 export function App() {
   const s = session.value;
@@ -16,6 +28,9 @@ export function App() {
   if (run) page = <RunPage id={run[1]} key={run[1]} />;
   else if (p === "/new") page = <NewRun />;
   else if (p === "/waiting") page = <Waiting />;
+  else if (p === "/templates") page = <Templates />;
+  else if (p === "/agents") page = <AgentsPage />;
+  else if (p === "/usage") page = <UsagePage />;
   else page = <Runs />;
   return (
     <>
@@ -27,15 +42,11 @@ export function App() {
           nofx
         </a>
         <nav aria-label="Main">
-          <a href={href("/")} onClick={(e) => onLink(e, "/")} aria-current={p === "/" ? "page" : undefined}>
-            Runs
-          </a>
-          <a href={href("/new")} onClick={(e) => onLink(e, "/new")} aria-current={p === "/new" ? "page" : undefined}>
-            New run
-          </a>
-          <a href={href("/waiting")} onClick={(e) => onLink(e, "/waiting")} aria-current={p === "/waiting" ? "page" : undefined}>
-            Approvals
-          </a>
+          {NAV.map(([to, label]) => (
+            <a href={href(to)} onClick={(e) => onLink(e, to)} aria-current={p === to ? "page" : undefined}>
+              {label}
+            </a>
+          ))}
         </nav>
         <span class="who">
           project <strong>{s.project}</strong>
