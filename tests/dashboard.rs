@@ -287,3 +287,33 @@ both_stores! {
         s.stop().await;
     }
 }
+
+both_stores! {
+    async fn a_task_is_read_with_its_spec_events_and_gate_results(store) {
+        let s = Server::start(&store).await;
+        let key = s.key("acme").await;
+        let other = s.key("globex").await;
+        let plan = "name: t\ntasks:\n  - { id: a, tool: test:echo, inputs: { x: abc }, gates: [ { kind: pattern, output: x, regex: \"^[0-9]+$\" } ] }\n  - { id: b, tool: test:echo, depends_on: [a] }\n";
+        let (_, run) = s.post(&key, "/runs", "application/yaml", plan).await;
+        let id = run["id"].as_str().unwrap().to_string();
+        s.wait(&id).await;
+        let (st, t) = s.get(&key, &format!("/runs/{id}/tasks/a")).await;
+        assert_eq!(st, StatusCode::OK, "{t}");
+        assert_eq!(t["task"]["status"], "failed");
+        assert_eq!(t["spec"]["inputs"], json!({"x": "abc"}));
+        let types: Vec<&str> = t["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert!(types.contains(&"task.delegated") && types.contains(&"gate.failed"), "{types:?}");
+        assert!(t["events"].as_array().unwrap().iter().all(|e| e["taskId"] == "a"));
+        let gate = t["events"].as_array().unwrap().iter().find(|e| e["type"] == "gate.failed").unwrap();
+        assert_eq!(gate["data"]["kind"], "pattern");
+        assert_eq!(t["artifacts"], json!([]));
+        // A task skipped when its dependency failed; a task the run does not have.
+        let (st, t) = s.get(&key, &format!("/runs/{id}/tasks/b")).await;
+        assert_eq!((st, &t["task"]["status"]), (StatusCode::OK, &json!("skipped")));
+        let (st, _) = s.get(&key, &format!("/runs/{id}/tasks/nope")).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        let (st, _) = s.get(&other, &format!("/runs/{id}/tasks/a")).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        s.stop().await;
+    }
+}

@@ -46,6 +46,7 @@ fn setup(tokio: &tokio::runtime::Runtime, rt: &nofx::Runtime) {
         run.wait_status().await.expect("the fixture run ends");
         let opts = nofx::api::ApiOptions {
             requests_per_second: std::num::NonZeroU32::MAX,
+            ui: true,
         };
         Fixture {
             app: nofx::api::router(rt.clone(), opts),
@@ -87,7 +88,9 @@ fuzz_target!(|data: &[u8]| {
             .body(Body::from(rest.to_vec()))
     };
     let get = |path: String| Request::get(path).body(Body::empty());
-    let request = match pick % 16 {
+    // Most requests carry the key; the session cookie's are the fuzzer's own.
+    let mut bearer = true;
+    let request = match pick % 20 {
         0 => post("/runs".into(), "application/json"),
         1 => post("/runs".into(), "application/yaml"),
         2 => post("/templates".into(), "application/json"),
@@ -105,16 +108,28 @@ fuzz_target!(|data: &[u8]| {
             .body(Body::empty()),
         13 => get(format!("/runs?status={0}&cursor={0}&limit={0}", query_value(&text))),
         14 => get(format!("/analytics/usage?from={0}&to={0}&groupBy={0}", query_value(&text))),
+        15 => post("/session".into(), "application/json"),
+        16 => {
+            bearer = false;
+            Request::post("/runs")
+                .header("cookie", rest)
+                .header("x-nofx-csrf", rest)
+                .body(Body::empty())
+        }
+        17 => get(format!("/runs/{run}/tasks/{}", query_value(&text))),
+        18 => get(format!("/ui/{}", query_value(&text))),
         _ => get(format!("/runs/{}", query_value(&text))),
     };
     // A header value the fuzzer made that HTTP cannot carry is refused before the router.
     let Ok(mut request) = request else {
         return;
     };
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {key}").parse().expect("a key is a header value"),
-    );
+    if bearer {
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {key}").parse().expect("a key is a header value"),
+        );
+    }
     let status = env.tokio.block_on(async move {
         let resp = app.oneshot(request).await.expect("the router answers");
         resp.status()
@@ -123,6 +138,6 @@ fuzz_target!(|data: &[u8]| {
         status,
         StatusCode::INTERNAL_SERVER_ERROR,
         "request {} answered 500: {text:?}",
-        pick % 16
+        pick % 20
     );
 });

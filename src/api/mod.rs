@@ -16,6 +16,7 @@ mod questions;
 mod runs;
 mod session;
 mod stream;
+mod task;
 mod templates;
 mod ui;
 
@@ -106,6 +107,7 @@ fn routes(rt: Runtime, opts: ApiOptions, closing: tokio_util::sync::Cancellation
         .route("/runs/{id}/fork", post(checkpoints::fork))
         .route("/runs/{id}/tasks/{task}/approval", post(approvals::decide))
         .route("/approvals", get(approvals::open))
+        .route("/runs/{id}/tasks/{task}", get(task::get))
         .route("/runs/{id}/tasks/{task}/transcript", get(runs::transcript))
         .route("/runs/{id}/questions", get(questions::of_run))
         .route("/runs/{id}/questions/{q}/answer", post(questions::answer))

@@ -21,6 +21,7 @@ pub const OPERATIONS: &[(&str, &str, &str, bool, u16)] = &[
     ("post", "/runs/{id}/checkpoints", "Checkpoint a run (succeeded tasks, outputs, artifacts, workspace manifest)", true, 201),
     ("get", "/runs/{id}/checkpoints", "A run's checkpoints", true, 200),
     ("post", "/checkpoints/{id}/restore", "Start a new run from a checkpoint (restored tasks are not run again)", true, 201),
+    ("get", "/runs/{id}/tasks/{task}", "One task: its row, its spec as written, its events (attempts, agent scores, gate results, model routing and calls) and its artifacts", true, 200),
     ("post", "/runs/{id}/tasks/{task}/approval", "Approve or reject a task waiting at a manual gate (409 not waiting, 403 not an approver)", true, 200),
     ("get", "/approvals", "The project's manual approvals waiting for a decision, oldest first (run, task, approvers, deadline)", true, 200),
     ("get", "/runs/{id}/questions", "A run's typed questions, oldest first (status: pending, answered, skipped, no_default)", true, 200),

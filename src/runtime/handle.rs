@@ -79,7 +79,7 @@ pub struct TaskOutcome {
 }
 
 impl TaskOutcome {
-    fn of(t: crate::store::TaskRow) -> Self {
+    pub(crate) fn of(t: crate::store::TaskRow) -> Self {
         Self {
             status: t.status,
             outputs: t.outputs,
@@ -93,7 +93,7 @@ impl TaskOutcome {
         }
     }
 
-    fn pending(id: TaskKey) -> Self {
+    pub(crate) fn pending(id: TaskKey) -> Self {
         Self {
             status: TaskStatus::Pending,
             outputs: None,

@@ -93,6 +93,15 @@ test("a failed gate shows its reason", async () => {
   const { page, context } = await loggedIn();
   await page.goto(`${server.base}/ui/runs/${id}`);
   await page.getByRole("heading", { name: /failed/ }).waitFor();
+  // The task's detail, picked on the graph: its gate's result and reason, its inputs.
+  await page.getByText(/tasks · drag/).waitFor();
+  const box = await page.locator("canvas").boundingBox();
+  await page.mouse.click(box.x + 60, box.y + 33);
+  const detail = page.getByRole("complementary", { name: "Selected task" });
+  await detail.getByRole("heading", { name: "Gates" }).waitFor();
+  const text = await detail.textContent();
+  assert.match(text, /✕ failed: pattern/);
+  assert.match(text, /"x": "abc"/);
   await page.getByRole("tab", { name: "Tasks" }).click();
   const row = page.getByRole("row").filter({ hasText: "a" }).last();
   assert.match(await row.textContent(), /failed/);

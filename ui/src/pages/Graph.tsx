@@ -4,6 +4,7 @@ import { api } from "../lib/api";
 import { place, visible, NODE_H, NODE_W, type GraphDoc, type Placed } from "../lib/graph";
 import type { Run, Task } from "../lib/run";
 import { MARK, duration } from "../lib/format";
+import { TaskDetail } from "./TaskDetail";
 
 const COLORS: Record<string, [string, string]> = {
   pending: ["#e5e7eb", "#374151"],
@@ -271,28 +272,8 @@ export function Graph({ run, shape }: { run: Run; shape: number }) {
       />
       {sel !== null && (
         <aside class="detail" aria-label="Selected task">
-          <h2>{doc.value.nodes[sel].id}</h2>
-          <dl>
-            <dt>Status</dt>
-            <dd>{task?.status ?? doc.value.nodes[sel].status}</dd>
-            <dt>Attempts</dt>
-            <dd>{task?.attempts ?? 0}</dd>
-            <dt>Agent</dt>
-            <dd>{task?.agent ?? "–"}</dd>
-            {task?.startedAt && task.status === "running" && (
-              <>
-                <dt>Running for</dt>
-                <dd>{duration(Date.now() - task.startedAt)}</dd>
-              </>
-            )}
-            {task?.error && (
-              <>
-                <dt>Error</dt>
-                <dd class="error">{task.error}</dd>
-              </>
-            )}
-          </dl>
-          {task?.outputs !== undefined && task?.outputs !== null && <pre>{JSON.stringify(task.outputs, null, 2)}</pre>}
+          <TaskDetail runId={run.id} taskId={doc.value.nodes[sel].id} version={task ? `${task.status}:${task.attempts}` : ""} />
+          {task?.startedAt && task.status === "running" && <p>Running for {duration(Date.now() - task.startedAt)}</p>}
         </aside>
       )}
     </div>
