@@ -70,6 +70,9 @@ test("a plan submitted from the page runs and is watched to success", async () =
   const id = page.url().split("/").pop();
   const doc = (await server.api(key, "GET", `/runs/${id}`)).body;
   assert.equal(doc.status, "succeeded");
+  await page.getByRole("tab", { name: "Timeline" }).click();
+  await page.getByText(/2 attempt\(s\) over/).waitFor();
+  assert.equal(await page.locator("svg.timeline rect.bar.succeeded").count(), 2);
   assert.deepEqual(errors, []);
   await context.close();
 });
@@ -307,6 +310,9 @@ test("no page has a serious or critical accessibility violation, light or dark",
     await check("run graph");
     await page.getByRole("tab", { name: "Tasks" }).click();
     await check("run tasks");
+    await page.getByRole("tab", { name: "Timeline" }).click();
+    await page.getByText(/attempt\(s\) over/).waitFor();
+    await check("run timeline");
     await page.getByRole("tab", { name: "Events" }).click();
     await check("run events");
     await context.close();

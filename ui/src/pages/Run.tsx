@@ -8,8 +8,9 @@ import { href, onLink } from "../lib/router";
 import { Graph } from "./Graph";
 import { Tasks } from "./Tasks";
 import { Events } from "./Events";
+import { Timeline } from "./Timeline";
 
-const TABS = ["graph", "tasks", "events"] as const;
+const TABS = ["graph", "tasks", "timeline", "events"] as const;
 type Tab = (typeof TABS)[number];
 
 export function RunPage({ id }: { id: string }) {
@@ -187,6 +188,7 @@ export function RunPage({ id }: { id: string }) {
       <div role="tabpanel" id={`panel-${tab.value}`} aria-labelledby={`tab-${tab.value}`}>
         {tab.value === "graph" && <Graph run={r} shape={shapeChanged.value} />}
         {tab.value === "tasks" && <Tasks run={r} />}
+        {tab.value === "timeline" && <Timeline run={r} />}
         {tab.value === "events" && <Events events={log.value} />}
       </div>
     </article>
