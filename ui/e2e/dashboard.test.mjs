@@ -73,6 +73,8 @@ test("a plan submitted from the page runs and is watched to success", async () =
   await page.getByRole("tab", { name: "Timeline" }).click();
   await page.getByText(/2 attempt\(s\) over/).waitFor();
   assert.equal(await page.locator("svg.timeline rect.bar.succeeded").count(), 2);
+  await page.getByRole("tab", { name: "Cost" }).click();
+  await page.getByText("0 model call(s), 0 tokens, $0").waitFor();
   assert.deepEqual(errors, []);
   await context.close();
 });
@@ -315,6 +317,9 @@ test("no page has a serious or critical accessibility violation, light or dark",
     await check("run timeline");
     await page.getByRole("tab", { name: "Events" }).click();
     await check("run events");
+    await page.getByRole("tab", { name: "Cost" }).click();
+    await page.getByText(/model call\(s\)/).waitFor();
+    await check("run cost");
     await context.close();
   }
   assert.deepEqual(found, []);

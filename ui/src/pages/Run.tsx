@@ -9,8 +9,9 @@ import { Graph } from "./Graph";
 import { Tasks } from "./Tasks";
 import { Events } from "./Events";
 import { Timeline } from "./Timeline";
+import { Cost } from "./Cost";
 
-const TABS = ["graph", "tasks", "timeline", "events"] as const;
+const TABS = ["graph", "tasks", "timeline", "events", "cost"] as const;
 type Tab = (typeof TABS)[number];
 
 export function RunPage({ id }: { id: string }) {
@@ -190,6 +191,7 @@ export function RunPage({ id }: { id: string }) {
         {tab.value === "tasks" && <Tasks run={r} />}
         {tab.value === "timeline" && <Timeline run={r} />}
         {tab.value === "events" && <Events events={log.value} />}
+        {tab.value === "cost" && <Cost run={r} />}
       </div>
     </article>
   );

@@ -1,11 +1,10 @@
 import { useSignal } from "@preact/signals";
 import { useEffect } from "preact/hooks";
-import { api } from "../lib/api";
-import type { Run, RunEvent } from "../lib/run";
+import { allEvents } from "../lib/events";
+import type { Run } from "../lib/run";
 import { attempts, lanes, type Bar } from "../lib/timeline";
 import { duration } from "../lib/format";
 
-const PAGE = 5000;
 const LANE_H = 28;
 const SHOWN = 2000;
 
@@ -15,17 +14,12 @@ export function Timeline({ run }: { run: Run }) {
   const error = useSignal<string | null>(null);
   useEffect(() => {
     let alive = true;
-    (async () => {
-      const all: RunEvent[] = [];
-      let after = 0;
-      for (;;) {
-        const page = await api<{ events: RunEvent[] }>("GET", `/runs/${run.id}/events?after=${after}&limit=${PAGE}`);
-        all.push(...page.events);
-        if (page.events.length < PAGE || !alive) break;
-        after = page.events[page.events.length - 1].seq;
-      }
-      if (alive) bars.value = attempts(all);
-    })().catch((e) => (error.value = (e as Error).message));
+    allEvents(run.id, () => alive).then(
+      (all) => {
+        if (alive) bars.value = attempts(all);
+      },
+      (e) => (error.value = (e as Error).message),
+    );
     return () => {
       alive = false;
     };
