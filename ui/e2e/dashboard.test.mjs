@@ -67,6 +67,8 @@ test("a plan submitted from the page runs and is watched to success", async () =
   await page.getByRole("heading", { name: /watched/ }).waitFor();
   await page.getByRole("heading", { name: /succeeded/ }).waitFor();
   await page.getByText("2/2 done").waitFor();
+  // The change is announced politely to screen readers.
+  assert.equal(await page.locator('[aria-live="polite"]', { hasText: "Run succeeded" }).count(), 1);
   const id = page.url().split("/").pop();
   const doc = (await server.api(key, "GET", `/runs/${id}`)).body;
   assert.equal(doc.status, "succeeded");

@@ -144,6 +144,10 @@ export function RunPage({ id }: { id: string }) {
           </>
         )}
       </dl>
+      <p class="sr-only" aria-live="polite">
+        Run {r.status}
+        {c.failed ? `, ${c.failed} task(s) failed` : ""}
+      </p>
       <div class="actions">
         <button type="button" disabled={TERMINAL_RUN.has(r.status)} onClick={() => confirming.current?.showModal()}>
           Cancel run…
