@@ -1,6 +1,7 @@
 import { useSignal } from "@preact/signals";
 import { useEffect } from "preact/hooks";
 import { api } from "../lib/api";
+import { Alert } from "./Alert";
 
 type Agent = { id: string; role: string; capabilities: string[]; maxConcurrency: number; rate: unknown; inFlight: number };
 type Agents = { agents: Agent[]; queued: number; inFlight: number };
@@ -34,11 +35,7 @@ export function AgentsPage() {
   return (
     <section aria-labelledby="agents-h">
       <h1 id="agents-h">Agents</h1>
-      {error.value && (
-        <p class="error" role="alert">
-          {error.value}
-        </p>
-      )}
+      <Alert text={error.value} />
       {d && (
         <>
           <p>

@@ -5,6 +5,7 @@ import { follow, type Link } from "../lib/sse";
 import { duration, when, MARK } from "../lib/format";
 import { go, href, onLink } from "../lib/router";
 import { RUN_STATUS, type Run } from "../lib/run";
+import { Alert } from "./Alert";
 
 /** A run as GET /runs lists it. */
 type RunRow = Pick<Run, "id" | "name" | "status" | "reason" | "correlationId" | "createdAt" | "durationMs"> & { taskCount: number };
@@ -118,11 +119,7 @@ export function Runs() {
           />
         </label>
       </form>
-      {error.value && (
-        <p class="error" role="alert">
-          {error.value}
-        </p>
-      )}
+      <Alert text={error.value} />
       <table class="runs">
         <caption class="sr-only">Runs of the project, newest first</caption>
         <thead>

@@ -2,6 +2,7 @@ import { useSignal } from "@preact/signals";
 import { useEffect } from "preact/hooks";
 import { api, ApiError, type Problem } from "../lib/api";
 import { go } from "../lib/router";
+import { Alert } from "./Alert";
 
 type InputSpec = { type: string; default?: unknown; description?: string };
 type Template = {
@@ -28,11 +29,7 @@ export function Templates() {
   return (
     <section aria-labelledby="tpl-h">
       <h1 id="tpl-h">Templates</h1>
-      {error.value && (
-        <p class="error" role="alert">
-          {error.value}
-        </p>
-      )}
+      <Alert text={error.value} />
       {list.value.length === 0 && !error.value && <p class="dim">No templates.</p>}
       <ul class="cards">
         {list.value.map((t) => (

@@ -2,6 +2,7 @@ import { useSignal } from "@preact/signals";
 import { useEffect } from "preact/hooks";
 import { api } from "../lib/api";
 import { money, duration } from "../lib/format";
+import { Alert } from "./Alert";
 
 type Bucket = { bucket: string; runs: number; tasks: number; calls: number; tokens: number; cost: number; avgDuration: number; errors: number };
 type Usage = { usage: Bucket[]; summary: Record<string, number> };
@@ -47,11 +48,7 @@ export function UsagePage() {
           </select>
         </label>
       </div>
-      {error.value && (
-        <p class="error" role="alert">
-          {error.value}
-        </p>
-      )}
+      <Alert text={error.value} />
       {d && (
         <>
           <p>

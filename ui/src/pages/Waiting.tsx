@@ -3,6 +3,7 @@ import { useEffect } from "preact/hooks";
 import { api, ApiError } from "../lib/api";
 import { when } from "../lib/format";
 import { href, onLink } from "../lib/router";
+import { Alert } from "./Alert";
 
 type Approval = {
   id: string;
@@ -88,11 +89,7 @@ export function Waiting() {
       <p role="status" aria-live="polite">
         {notice.value}
       </p>
-      {error.value && (
-        <p class="error" role="alert">
-          {error.value}
-        </p>
-      )}
+      <Alert text={error.value} />
       <h2>Approvals ({approvals.value.length})</h2>
       {approvals.value.length === 0 && <p class="dim">No approval waits.</p>}
       <ul class="cards">
