@@ -260,16 +260,18 @@ async fn a_server_killed_mid_call_is_a_failed_call_not_a_hung_task() {
     let src = plan("name: r\ntasks:\n  - { id: read, tool: agent, capabilities: [files], inputs: { prompt: \"Wait.\" } }\n");
     let run = rt.submit(&src, Default::default()).await.unwrap();
     let ws = std::path::PathBuf::from(rt.store().run(run.id()).await.unwrap().workspace);
+    // The server writes its pid into the file it creates: wait for the number, not the file.
+    let pid_of = |p: std::path::PathBuf| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+    };
     common::until(Duration::from_secs(30), || {
         let p = ws.join("mcp-sleep.pid");
-        async move { p.exists() }
+        async move { pid_of(p).is_some() }
     })
     .await;
-    let pid: i32 = std::fs::read_to_string(ws.join("mcp-sleep.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = pid_of(ws.join("mcp-sleep.pid")).expect("the server wrote its pid");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
