@@ -24,14 +24,20 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let run = visible_run(&st, &caller, &id).await?;
     let store = st.rt.store();
-    // The spec as written: the plan's task, or a subtask as its decomposition made it.
-    let graph = st.rt.graph(run.id).await.ok();
-    let spec = graph
-        .as_ref()
-        .and_then(|g| g.index_of(&task).map(|i| g.spec(i)))
-        .map(serde_json::to_value)
-        .transpose()
-        .map_err(ApiError::internal)?;
+    // The spec as written: the plan's task, or a subtask as its latest decomposition made
+    // it (read from the stored rows; the plan is not validated again for one task).
+    let spec = match run.plan.tasks.iter().find(|t| t.id == task) {
+        Some(t) => Some(t.clone()),
+        None => store
+            .decompositions(run.id)
+            .await?
+            .into_iter()
+            .rev()
+            .find_map(|d| d.subtasks.into_iter().find(|s| s.id == task)),
+    }
+    .map(serde_json::to_value)
+    .transpose()
+    .map_err(ApiError::internal)?;
     let row = store.task(run.id, &task).await?;
     if row.is_none() && spec.is_none() {
         return Err(ApiError::not_found(format!(
